@@ -1,0 +1,24 @@
+"""`make bench`: every benchmark of the project, one after the other, printed as JSON."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from closed_loop import DEFAULT_CONFIG, bench_closed_loop  # noqa: E402
+
+
+def main() -> None:
+    results = {
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or
+                    platform.machine()},
+        "closed_loop_14d_1s": bench_closed_loop(DEFAULT_CONFIG, "14d"),
+    }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The `bioreactor` command line: run, report, check-config."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import structlog
+
+from controller import clock
+from controller.config import DEFAULT_CONFIG, Config, ConfigError, RunConfig, load_config
+from controller.console import ProgressLine, summary_table
+from controller.durations import format_duration, parse_duration_s
+from controller.runtime import Run, RunOptions, open_reactor_driver
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bioreactor", description="Bioreactor controller with an emulated culture chamber."
+    )
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a culture (emulated or on real devices)")
+    run.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG)
+    run.add_argument("--duration", help="e.g. 14d, 36h, 90m; overrides [run].duration")
+    run.add_argument("--speed", help="'max' (virtual time) or a factor; 1 is real time")
+    run.add_argument("--seed", type=int, help="overrides [run].seed")
+    run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
+    run.add_argument("--summary-json", type=Path, help="write the run summary here")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="plots and an HTML page from a run's historian")
+    report.add_argument("db", type=Path)
+    report.add_argument("--out", type=Path, required=True)
+    report.set_defaults(func=_cmd_report)
+
+    check = sub.add_parser("check-config", help="validate a config and say what it runs")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=_cmd_check_config)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+    )
+
+
+def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
+                    seed: int | None) -> Config:
+    """Command-line values replace the config's, validated by the same rules."""
+    updates: dict[str, object] = {}
+    if duration is not None:
+        try:
+            updates["duration"] = parse_duration_s(duration)
+        except ValueError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
+    if speed is not None:
+        updates["speed"] = speed
+    if seed is not None:
+        updates["seed"] = seed
+    if not updates:
+        return config
+    try:
+        run = RunConfig.model_validate({**config.run.model_dump(), **updates})
+    except ValueError as exc:
+        raise ConfigError(f"command-line override: {exc}") from None
+    return config.model_copy(update={"run": run})
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed)
+    progress = None if args.quiet else ProgressLine()
+    options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
+                         progress=progress)
+    summary = clock.run(Run(options).execute(), clock.parse_speed(config.run.speed))
+    if progress is not None:
+        progress.finish()
+    print(summary_table(summary))
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return 0 if summary["stopped_by"] == "completed" else 130
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from controller.report import write_report
+
+    index = write_report(args.db, args.out)
+    print(f"report: {index}")
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for index in range(len(config.reactor)):
+        open_reactor_driver(config, index, now=lambda: 0.0)
+    run = config.run
+    print(f"{args.config}: OK")
+    print(f"  duration {format_duration(run.duration)}, control period {run.control_period_s:g} s, "
+          f"seed {run.seed}, speed {run.speed}")
+    for reactor in config.reactor:
+        loops = ", ".join(f"{n} ({lc.pv} -> {lc.mv}, SP {lc.setpoint:g})"
+                          for n, lc in reactor.loops.items())
+        print(f"  reactor {reactor.id} on {reactor.device}: loops {loops or 'none'}; "
+              f"{len(reactor.schedule.perfusion)} perfusion steps, "
+              f"{len(reactor.schedule.bolus)} boluses")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""One reactor's control tick: read, judge, control, schedule, write, record.
+
+Each reactor owns its driver, loops and schedule, and runs in its own task, so a slow or failing
+device never holds up another reactor.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from controller.clock import Clock
+from controller.config import ReactorConfig
+from controller.historian import Historian
+from controller.loop import Loop
+from controller.schedule import FeedSchedule
+from drivers.datasheet import INPUTS
+from drivers.driver import Driver
+from drivers.errors import DriverError
+from drivers.reading import Quality, Reading
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_PERIOD_S = 1.0
+
+
+class ReactorRuntime:
+    def __init__(
+        self,
+        config: ReactorConfig,
+        driver: Driver,
+        clock: Clock,
+        historian: Historian,
+        *,
+        control_period_s: float,
+        stats_after_s: float,
+    ) -> None:
+        self.id = config.id
+        self.config = config
+        self.driver = driver
+        self.clock = clock
+        self.historian = historian
+        self.period_s = control_period_s
+        self.loops = [Loop(name, lc, stats_after_s=stats_after_s) for name, lc in config.loops.items()]
+        self.schedule = FeedSchedule(config.schedule)
+        self.safe_state = dict(config.safe_state)
+        self.written: dict[str, float] = {}
+        self.ticks = 0
+        self.read_errors = 0
+        self.write_errors = 0
+        self.tick_errors = 0
+        self._last_tick_s: float | None = None
+        self._last_heartbeat_s = float("-inf")
+        self._comm_failed: dict[str, Reading] = {
+            c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
+        }
+
+    async def start(self) -> None:
+        """Connect, record the loops' starting setpoints, and command the initial outputs."""
+        await self.driver.connect()
+        now = self.clock.now()
+        for loop in self.loops:
+            self.historian.record_setpoint(
+                self.id, now, loop.name, loop.pv, loop.mv, loop.setpoint, loop.mode
+            )
+        self.historian.record_event(self.id, now, "run", "reactor started",
+                                    {"device": self.config.device})
+
+    async def tick(self) -> None:
+        """One control tick. Never raises: every failure is counted, logged and recorded."""
+        try:
+            await self._tick()
+        except Exception as exc:  # the tick must survive anything a device or bug throws
+            self.tick_errors += 1
+            now = self.clock.now()
+            log.error("tick failed", reactor=self.id, t_s=now, error=repr(exc))
+            self.historian.record_event(self.id, now, "error", f"tick failed: {exc!r}")
+
+    async def _tick(self) -> None:
+        clock = self.clock
+        now = clock.now()
+        readings = await self._read(now)
+        if self._last_tick_s is not None:
+            self.schedule.account(self.written, now - self._last_tick_s)
+        self._last_tick_s = now
+        commands: dict[str, float] = {}
+        for loop in self.loops:
+            commands[loop.mv] = loop.step(readings, now)
+        commands.update(self.schedule.rates(now, self.period_s))
+        written = self.written
+        changed = {name: value for name, value in commands.items() if written.get(name) != value}
+        if changed:
+            await self._write(changed, now)
+        if now - self._last_heartbeat_s >= HEARTBEAT_PERIOD_S:
+            self._last_heartbeat_s = now
+            await self.driver.heartbeat()
+        self.ticks += 1
+        self.historian.record_tick(self.id, now, readings, written)
+
+    async def _read(self, now: float) -> dict[str, Reading]:
+        try:
+            return await self.driver.read()
+        except DriverError as exc:
+            self.read_errors += 1
+            log.warning("read failed", reactor=self.id, t_s=now, error=str(exc))
+            self.historian.record_event(self.id, now, "comm", f"read failed: {exc}")
+            return self._comm_failed
+
+    async def _write(self, changed: dict[str, float], now: float) -> None:
+        try:
+            await self.driver.write(changed)
+        except DriverError as exc:
+            self.write_errors += 1
+            log.warning("write failed", reactor=self.id, t_s=now, error=str(exc))
+            self.historian.record_event(self.id, now, "comm", f"write failed: {exc}",
+                                        {"commands": changed})
+            return
+        self.written.update(changed)
+
+    async def go_safe(self, reason: str) -> None:
+        """Put every actuator in its configured safe state, then release the device."""
+        now = self.clock.now()
+        try:
+            await self.driver.write(self.safe_state)
+            self.written.update(self.safe_state)
+            self.historian.record_event(self.id, now, "safe_state", f"safe state: {reason}",
+                                        self.safe_state)
+        except DriverError as exc:
+            self.write_errors += 1
+            log.error("safe state write failed", reactor=self.id, error=str(exc))
+            self.historian.record_event(self.id, now, "error", f"safe state failed: {exc}")
+        finally:
+            await self.driver.close()
+
+    def summary(self, diagnostics: dict[str, float]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "device": self.config.device,
+            "ticks": self.ticks,
+            "fold_expansion": diagnostics.get("fold_expansion"),
+            "viable_cells_per_ml_final": diagnostics.get("viable_cells_per_ml"),
+            "boluses_done": self.schedule.boluses_done,
+            "boluses_scheduled": len(self.schedule.boluses),
+            "errors": {"read": self.read_errors, "write": self.write_errors,
+                       "tick": self.tick_errors},
+            "loops": {
+                loop.name: {
+                    "pv": loop.pv,
+                    "mv": loop.mv,
+                    "setpoint": loop.setpoint,
+                    "band": loop.stats.band,
+                    "within_band_fraction": loop.stats.within_band_fraction,
+                    "iae": loop.stats.iae,
+                    "max_abs_error": loop.stats.max_abs_error,
+                    "held_ticks": loop.stats.held,
+                }
+                for loop in self.loops
+            },
+        }
+
+

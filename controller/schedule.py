@@ -1,0 +1,88 @@
+"""The feed schedule: a perfusion-rate profile over time plus one-off boluses.
+
+Pure logic over the clock's time. Step profile: from each point's `at` on, its rates hold.
+A bolus adds its pump rate on top of the profile until its volume has been commanded; the
+delivered volume is integrated from what was actually commanded (after the pump's limit), so a
+bolus that hits the pump maximum simply takes longer instead of being cut short.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.config import ScheduleConfig
+from drivers.datasheet import channel
+
+PUMPS = ("feed_ml_per_h", "harvest_ml_per_h", "base_ml_per_h")
+
+
+@dataclass
+class BolusState:
+    at_s: float
+    channel: str
+    volume_ml: float
+    rate_ml_per_h: float
+    delivered_ml: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.delivered_ml >= self.volume_ml - 1e-9
+
+
+class FeedSchedule:
+    def __init__(self, config: ScheduleConfig) -> None:
+        self._points = [
+            (p.at, {name: getattr(p, name) for name in PUMPS if getattr(p, name) is not None})
+            for p in config.perfusion
+        ]
+        self._next_point = 0
+        self.base_rates: dict[str, float] = dict.fromkeys(PUMPS, 0.0)
+        self.boluses = [
+            BolusState(b.at, b.channel, b.volume_ml,
+                       b.rate_ml_per_h if b.rate_ml_per_h is not None else channel(b.channel).maximum)
+            for b in sorted(config.bolus, key=lambda b: b.at)
+        ]
+        self._active: list[BolusState] = []
+        self._next_bolus = 0
+        self.paused = False
+
+    def rates(self, t_s: float, horizon_s: float) -> dict[str, float]:
+        """Pump rates due at `t_s` (mL/h), capped at each pump's datasheet maximum.
+
+        `horizon_s` is how long these rates will stand (the control period): a bolus's last
+        step is slowed so it delivers exactly its remaining volume instead of overshooting.
+        """
+        points = self._points
+        while self._next_point < len(points) and points[self._next_point][0] <= t_s:
+            self.base_rates.update(points[self._next_point][1])
+            self._next_point += 1
+        boluses = self.boluses
+        while self._next_bolus < len(boluses) and boluses[self._next_bolus].at_s <= t_s:
+            self._active.append(boluses[self._next_bolus])
+            self._next_bolus += 1
+        if self.paused:
+            return dict.fromkeys(PUMPS, 0.0)
+        rates = dict(self.base_rates)
+        for bolus in self._active:
+            remaining_ml_per_h = (bolus.volume_ml - bolus.delivered_ml) * 3600.0 / horizon_s
+            rates[bolus.channel] += min(bolus.rate_ml_per_h, remaining_ml_per_h)
+        for name in PUMPS:
+            rates[name] = min(rates[name], channel(name).maximum)
+        return rates
+
+    def account(self, commanded: dict[str, float], dt_s: float) -> None:
+        """Credit the volume pumped over the last `dt_s` to the active boluses, oldest first."""
+        if not self._active:
+            return
+        for name in PUMPS:
+            spare_ml = max(commanded.get(name, 0.0) - self.base_rates[name], 0.0) * dt_s / 3600.0
+            for bolus in self._active:
+                if bolus.channel != name or spare_ml <= 0.0:
+                    continue
+                take = min(spare_ml, bolus.volume_ml - bolus.delivered_ml)
+                bolus.delivered_ml += take
+                spare_ml -= take
+        self._active = [b for b in self._active if not b.done]
+
+    @property
+    def boluses_done(self) -> int:
+        return sum(b.done for b in self.boluses)

@@ -1,0 +1,25 @@
+"""Typed driver errors, so a policy (retry, hold, safe state) can tell them apart."""
+
+
+class DriverError(Exception):
+    """Base of every error a driver raises."""
+
+
+class DriverNotFoundError(DriverError):
+    """No driver is registered for a device URL's scheme."""
+
+
+class NotConnectedError(DriverError):
+    """read/write/heartbeat before connect(), or after close()."""
+
+
+class ChannelError(DriverError):
+    """A command names a channel the device does not have, or one that is not an output."""
+
+
+class OutOfRangeError(DriverError):
+    """A command value lies outside the channel's datasheet range."""
+
+
+class DeviceError(DriverError):
+    """The device answered, but with an error (an exception reply, a refused write)."""

@@ -1,0 +1,31 @@
+"""A reading: what a sensor said, in which unit, when, and how far to trust it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Quality(IntEnum):
+    """Trust in a reading. Only GOOD readings may drive a control loop.
+
+    Integer codes, so the historian stores them compactly and they sort from best to worst.
+    """
+
+    GOOD = 0
+    STALE = 1
+    OUT_OF_RANGE = 2
+    BAD = 3
+    COMM_ERROR = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    value: float
+    unit: str
+    timestamp_s: float
+    """Clock time (seconds since the run's epoch) at which the value was true."""
+    quality: Quality = Quality.GOOD
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD

@@ -1,0 +1,210 @@
+"""The runtime over short runs: repeatability, several reactors, failures, the command line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from conftest import DEFAULT_CONFIG_PATH, REPO, load_config, load_default, run_config
+from controller import clock
+from controller.clock import Clock
+from controller.config import ConfigError
+from controller.historian import Historian, RunInfo
+from controller.reactor import ReactorRuntime
+from controller.runtime import open_reactor_driver
+from drivers import CHANNELS, DeviceError, Driver, Quality, Reading
+
+BIN = Path(sys.executable).parent
+
+
+def _without_timing(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("wall_seconds", "run_id", "db")}
+
+
+def test_same_seed_same_summary(tmp_path: Path) -> None:
+    config = load_config(DEFAULT_CONFIG_PATH)
+    first = run_config(config, tmp_path / "a.sqlite", duration="1d", seed=7)
+    second = run_config(config, tmp_path / "b.sqlite", duration="1d", seed=7)
+    other = run_config(config, tmp_path / "c.sqlite", duration="1d", seed=8)
+    assert _without_timing(first) == _without_timing(second)
+    assert _without_timing(first) != _without_timing(other)
+
+
+def _two_reactor_config():
+    text = DEFAULT_CONFIG_PATH.read_text()
+    head, reactor = text.split("[[reactor]]", 1)
+    second = ("[[reactor]]" + reactor).replace('id = "hsc-1"', 'id = "hsc-2"').replace(
+        "microgravity = false", "microgravity = true")
+    from controller.config import parse_config
+
+    return parse_config(head + "[[reactor]]" + reactor + "\n" + second)
+
+
+def test_several_reactors_run_independently(tmp_path: Path) -> None:
+    both = run_config(_two_reactor_config(), tmp_path / "two.sqlite", duration="2d")
+    alone = run_config(load_config(DEFAULT_CONFIG_PATH), tmp_path / "one.sqlite", duration="2d")
+    assert set(both["reactors"]) == {"hsc-1", "hsc-2"}
+    # Reactor 1 does exactly what it does alone: a second reactor does not disturb it.
+    assert both["reactors"]["hsc-1"]["loops"] == alone["reactors"]["hsc-1"]["loops"]
+    assert both["reactors"]["hsc-1"]["fold_expansion"] == alone["fold_expansion"]
+    assert both["reactors"]["hsc-2"]["fold_expansion"] < both["reactors"]["hsc-1"]["fold_expansion"]
+    with sqlite3.connect(tmp_path / "two.sqlite") as con:
+        counts = dict(con.execute("SELECT reactor_id, COUNT(*) FROM ticks GROUP BY reactor_id"))
+    assert counts == {"hsc-1": 2 * 86400, "hsc-2": 2 * 86400}
+
+
+def test_bad_chamber_option_names_key_and_range() -> None:
+    config = load_default(**{"initial_volume_ml = 50.0": "initial_volume_ml = -5.0"})
+    with pytest.raises(ConfigError) as err:
+        open_reactor_driver(config, 0, now=lambda: 0.0)
+    message = str(err.value)
+    assert "reactor[0].chamber" in message
+    assert "initial_volume_ml" in message and "-5" in message
+
+
+def test_unknown_device_scheme_is_a_config_error() -> None:
+    config = load_default(**{'device = "sim://"': 'device = "carrier-pigeon://coop"'})
+    with pytest.raises(ConfigError, match=r"reactor\[0\]\.device.*carrier-pigeon.*available: .*sim"):
+        open_reactor_driver(config, 0, now=lambda: 0.0)
+
+
+class _FlakyDriver(Driver):
+    """Fails every third read and every write of the heater: pure logic for the tick's policy."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.writes: list[dict[str, float]] = []
+        self.closed = False
+
+    async def connect(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def read(self) -> dict[str, Reading]:
+        self.reads += 1
+        if self.reads % 3 == 0:
+            raise DeviceError("device busy")
+        t = float(self.reads)
+        return {c.name: Reading(36.0 if c.name == "temperature_c" else 50.0, c.unit, t)
+                for c in CHANNELS if c.direction.value == "input"}
+
+    async def write(self, commands: Mapping[str, float]) -> None:
+        if "heater_pct" in commands and commands["heater_pct"] > 0:
+            raise DeviceError("heater refused")
+        self.writes.append(dict(commands))
+
+    async def heartbeat(self) -> None:
+        pass
+
+
+async def test_tick_survives_device_errors_and_holds_loops(tmp_path: Path) -> None:
+    config = load_config(DEFAULT_CONFIG_PATH)
+    historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
+    driver = _FlakyDriver()
+    reactor = ReactorRuntime(config.reactor[0], driver, Clock(), historian,
+                             control_period_s=1.0, stats_after_s=0.0)
+    await reactor.start()
+    for _ in range(9):
+        await reactor.tick()
+    await reactor.go_safe("test")
+    historian.close()
+    assert reactor.ticks == 9 and reactor.tick_errors == 0
+    assert reactor.read_errors == 3
+    assert reactor.write_errors >= 1
+    temperature = reactor.loops[0]
+    assert temperature.stats.held == 3  # the three comm-error ticks
+    assert driver.closed
+    assert driver.writes[-1] == config.reactor[0].safe_state
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        qualities = [q for (q,) in con.execute("SELECT temperature_c_q FROM ticks")]
+        kinds = [k for (k,) in con.execute("SELECT kind FROM events")]
+    assert qualities.count(int(Quality.COMM_ERROR)) == 3
+    assert kinds.count("comm") >= 4 and "safe_state" in kinds
+
+
+def test_cli_run_writes_summary_and_report(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    db = tmp_path / "run.sqlite"
+    result = subprocess.run(
+        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", "6h", "--seed", "3",
+         "--db", str(db), "--summary-json", str(summary_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(summary_path.read_text())
+    for key in ("fold_expansion", "viable_cells_per_ml_final", "simulated_seconds",
+                "wall_seconds", "ticks"):
+        assert key in summary
+    assert summary["ticks"] == 6 * 3600
+    assert set(summary["loops"]) == {"temperature", "do", "ph"}
+    for loop in summary["loops"].values():
+        assert {"setpoint", "within_band_fraction", "iae", "max_abs_error"} <= loop.keys()
+    assert "fold expansion" in result.stdout and "temperature" in result.stdout
+    assert "100.0%" in result.stderr  # the progress line reached the end
+
+    out = tmp_path / "report"
+    report = subprocess.run([BIN / "bioreactor", "report", str(db), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    html = (out / "index.html").read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) >= 6
+    for name in pngs:
+        assert name in html
+
+
+def test_cli_check_config_reports_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEFAULT_CONFIG_PATH.read_text().replace("ti_s = 720.0", "ti_s = -1"))
+    result = subprocess.run([BIN / "bioreactor", "check-config", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "reactor[0].loops.temperature.ti_s = -1" in result.stderr
+    assert "greater than 0" in result.stderr
+    good = subprocess.run([BIN / "bioreactor", "check-config", str(DEFAULT_CONFIG_PATH)],
+                          capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0 and "OK" in good.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_puts_actuators_in_safe_state_and_keeps_records(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    db = tmp_path / "run.sqlite"
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--speed", "200", "--quiet",
+         "--db", str(db), "--summary-json", str(summary_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not db.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # a few hundred simulated seconds of control
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["stopped_by"] == f"signal {sig.name}"
+    safe = load_config(DEFAULT_CONFIG_PATH).reactor[0].safe_state
+    with sqlite3.connect(db) as con:
+        (ticks,) = con.execute("SELECT COUNT(*) FROM ticks").fetchone()
+        (event,) = con.execute(
+            "SELECT data_json FROM events WHERE kind = 'safe_state'").fetchone()
+    assert ticks == summary["ticks"] > 100
+    assert json.loads(event) == safe
