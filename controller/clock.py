@@ -18,6 +18,7 @@ virtual time would see its timeout fire at once.
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 import time
 from collections.abc import Awaitable, Callable
@@ -82,13 +83,14 @@ class ScaledTimeEventLoop(asyncio.SelectorEventLoop):
     """Loop time runs `speed` times faster than the monotonic wall clock."""
 
     def __init__(self, speed: float) -> None:
-        if not speed > 0:
-            raise ValueError(f"speed must be > 0, got {speed!r}")
         self._speed = speed
         self._origin = time.monotonic()
         inner = selectors.DefaultSelector()
         super().__init__(_TimeBendingSelector(inner, self._scaled_wait))
         self._inner_selector = inner
+        if not (speed > 0 and math.isfinite(speed)):
+            self.close()
+            raise ValueError(f"speed must be a positive finite number, got {speed!r}")
 
     def time(self) -> float:
         return (time.monotonic() - self._origin) * self._speed
@@ -104,9 +106,9 @@ def parse_speed(text: str | float) -> float | None:
     try:
         speed = float(text)
     except ValueError:
-        raise ValueError(f"speed must be 'max' or a positive number, got {text!r}") from None
-    if not speed > 0:
-        raise ValueError(f"speed must be 'max' or a positive number, got {text!r}")
+        raise ValueError(f"speed must be 'max' or a positive finite number, got {text!r}") from None
+    if not (speed > 0 and math.isfinite(speed)):
+        raise ValueError(f"speed must be 'max' or a positive finite number, got {text!r}")
     return speed
 
 

@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_channel(name: str, direction: Direction) -> str:
@@ -243,10 +243,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for error in exc.errors():
-        key = _dotted(error["loc"])
+        loc = error["loc"]
+        key = _dotted(loc)
         value = error.get("input")
         if error["type"] == "extra_forbidden":
-            allowed = ", ".join(_fields_at(error["loc"][:-1])) or "none"
+            model, _ = _walk(loc[:-1])
+            allowed = ", ".join(getattr(model, "model_fields", {})) or "none"
             lines.append(f"  {key}: unknown key (allowed here: {allowed})")
         elif error["type"] == "missing":
             lines.append(f"  {key}: required key missing")
@@ -257,11 +259,18 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
                 # A cross-field rule: point at the field the message is about.
                 key, value = f"{key}.{first_word}", value[first_word]
                 message = message.split(" ", 1)[1].removeprefix(f"{value} ")
+            allowed = _allowed_range(loc)
+            if allowed and error["type"] in _BOUND_ERRORS:
+                message = f"{message} (allowed: {allowed})"
             if isinstance(value, (dict, list)):
                 lines.append(f"  {key}: {message}")
             else:
                 lines.append(f"  {key} = {value!r}: {message}")
     return "\n".join(lines)
+
+
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal",
+                 "finite_number"}
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -274,20 +283,41 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found by walking `loc` from the root Config."""
+def _walk(loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(model, field) found by walking `loc` from the root Config; dict keys are skipped."""
     model: Any = Config
+    field: Any = None
+    skip_key = False
     for part in loc:
         if isinstance(part, int):
             continue
+        if skip_key:  # the key of a dict of models (a loop's name): stay on the value model
+            skip_key = False
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            # a dict key (e.g. a loop's name): the value type is the dict's value model
-            continue
-        model = _model_in(field.annotation)
-        if model is None:
-            return []
-    return list(getattr(model, "model_fields", {}))
+            return None, None
+        inner = _model_in(field.annotation)
+        skip_key = inner is not None and getattr(field.annotation, "__origin__", None) is dict
+        if inner is not None:
+            model = inner
+    return model, field
+
+
+def _allowed_range(loc: tuple[Any, ...]) -> str:
+    """`0.01 <= value <= 3600` from the field's declared bounds, or '' if it has none."""
+    _, field = _walk(loc)
+    if field is None:
+        return ""
+    low = high = ""
+    for rule in field.metadata:
+        for attr, text in (("ge", "<="), ("gt", "<")):
+            if getattr(rule, attr, None) is not None:
+                low = f"{getattr(rule, attr)} {text} "
+        for attr, text in (("le", "<="), ("lt", "<")):
+            if getattr(rule, attr, None) is not None:
+                high = f" {text} {getattr(rule, attr)}"
+    return f"{low}value{high}" if low or high else ""
 
 
 def _model_in(annotation: Any) -> Any:

@@ -1,6 +1,7 @@
 """Durations as people write them in configs and on the command line: `14d`, `36h`, `90m`, `30s`."""
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -21,6 +22,8 @@ def parse_duration_s(value: str | float | int) -> float:
                 "'30s', '90m', '36h', '14d'"
             )
         seconds = float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration {value!r} is not a finite number")
     if seconds < 0:
         raise ValueError(f"duration {value!r} is negative")
     return seconds
