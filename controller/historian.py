@@ -179,5 +179,3 @@ class Historian:
             con.close()
         except BaseException as exc:  # surfaced to the loop by flush()/close()
             self._error = exc
-            while self._queue.get() is not None:
-                pass

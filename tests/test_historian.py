@@ -1,0 +1,62 @@
+"""The historian writes every row handed to it, off the caller's thread, and fails loudly."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from controller.historian import Historian, RunInfo, tick_columns
+from drivers import CHANNELS, Quality, Reading
+
+RUN = RunInfo("run-1", "2026-11-27T00:00:00+00:00", 5, 1.0, "[run]\n", [("r1", "sim://")])
+
+
+def _readings(t: float) -> dict[str, Reading]:
+    return {c.name: Reading(t + i, c.unit, t, Quality.GOOD)
+            for i, c in enumerate(CHANNELS) if c.direction.value == "input"}
+
+
+def test_every_row_is_written_in_order(tmp_path: Path) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN)
+    for t in range(2500):
+        historian.record_tick("r1", float(t), _readings(float(t)), {"heater_pct": t % 100})
+        if t % 1000 == 999:
+            historian.flush()
+    historian.record_setpoint("r1", 0.0, "temperature", "temperature_c", "heater_pct", 37.0,
+                              "auto")
+    historian.record_event("r1", 1.0, "run", "started", {"k": 1})
+    historian.record_diagnostics("r1", 2.0, {"fold_expansion": 1.5})
+    historian.close({"fold_expansion": 1.5})
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        rows = con.execute("SELECT t_s, temperature_c, heater_pct FROM ticks ORDER BY rowid")
+        rows = rows.fetchall()
+        summary = con.execute("SELECT summary_json, seed FROM runs").fetchone()
+        columns = [r[1] for r in con.execute("PRAGMA table_info(ticks)")]
+        event = con.execute("SELECT kind, message, data_json FROM events").fetchone()
+        diag = con.execute("SELECT name, value FROM diagnostics").fetchone()
+    assert [r[0] for r in rows] == [float(t) for t in range(2500)]
+    assert rows[42] == (42.0, 42.0, 42.0)
+    assert columns == ["reactor_id", "t_s", *tick_columns()]
+    assert json.loads(summary[0]) == {"fold_expansion": 1.5} and summary[1] == 5
+    assert event == ("run", "started", '{"k": 1}')
+    assert diag == ("fold_expansion", 1.5)
+
+
+def test_missing_readings_are_recorded_as_bad(tmp_path: Path) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN)
+    historian.record_tick("r1", 0.0, {}, {})
+    historian.close()
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        (quality,) = con.execute("SELECT ph_q FROM ticks").fetchone()
+    assert quality == Quality.BAD
+
+
+def test_a_writer_failure_surfaces_on_the_next_flush(tmp_path: Path) -> None:
+    target = tmp_path / "h.sqlite"
+    target.mkdir()  # a directory where the database should be: sqlite cannot open it
+    historian = Historian(target, RUN)
+    historian._thread.join(timeout=5)
+    with pytest.raises(RuntimeError, match="historian .* failed"):
+        historian.flush()
