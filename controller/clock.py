@@ -61,22 +61,45 @@ class _TimeBendingSelector(selectors.BaseSelector):
 
 
 class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
-    """Loop time starts at 0 and advances only by jumping to the next due timer."""
+    """Loop time starts at 0 and advances only by jumping to the next due timer.
+
+    Real I/O (signals, worker threads handing back results) is polled without waiting once
+    every `POLL_EVERY` loop iterations rather than on each: a poll is a system call that would
+    otherwise cost as much as the rest of a control tick, and nothing real waits on virtual time.
+    """
+
+    POLL_EVERY = 32
 
     def __init__(self) -> None:
         self._virtual_now = 0.0
+        self._until_poll = 0
         inner = selectors.DefaultSelector()
-        super().__init__(_TimeBendingSelector(inner, self._jump))
+        super().__init__(_VirtualSelector(inner, self))
         self._inner_selector = inner
 
     def time(self) -> float:
         return self._virtual_now
 
-    def _jump(self, timeout: float) -> list[Any]:
-        events = self._inner_selector.select(0)
-        if not events:
+    def _select(self, timeout: float | None) -> list[Any]:
+        if timeout is None:  # no timers at all: only real I/O can wake us
+            return self._inner_selector.select(None)
+        self._until_poll -= 1
+        if self._until_poll <= 0:
+            self._until_poll = self.POLL_EVERY
+            events = self._inner_selector.select(0)
+            if events:
+                return events
+        if timeout > 0:
             self._virtual_now += timeout
-        return events
+        return []
+
+
+class _VirtualSelector(_TimeBendingSelector):
+    def __init__(self, inner: selectors.BaseSelector, loop: VirtualTimeEventLoop) -> None:
+        super().__init__(inner, loop._select)
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        return self._wait(timeout)  # type: ignore[arg-type]
 
 
 class ScaledTimeEventLoop(asyncio.SelectorEventLoop):

@@ -7,8 +7,9 @@ drains everything, so what was measured is recorded even on a signal-driven shut
 Schema (documented in docs/architecture.md):
 - runs(run_id, started_wall_iso, seed, control_period_s, config_toml, summary_json)
 - reactors(reactor_id, device_url)
-- ticks(reactor_id, t_s, <input>, <input>_q, [<sampled input>_t_s], <output>...): one row per
-  control tick: what the controller saw (value and quality code) and what it commanded.
+- ticks(reactor_id, t_s, <input>..., <input>_q..., <sampled input>_t_s..., <output>...): one
+  row per control tick: what the controller saw (value and quality code; for sampled inputs,
+  when the sample was drawn) and what it commanded.
 - setpoints(reactor_id, t_s, loop, pv, mv, setpoint, mode): one row per change.
 - events(reactor_id, t_s, kind, message, data_json)
 - diagnostics(reactor_id, t_s, name, value): a device's ground truth, when it has one.
@@ -16,6 +17,7 @@ Schema (documented in docs/architecture.md):
 from __future__ import annotations
 
 import json
+import operator
 import queue
 import sqlite3
 import threading
@@ -30,17 +32,17 @@ from drivers.reading import Quality, Reading
 _SAMPLED = tuple(c.name for c in INPUTS if c.kind is Kind.SAMPLED)
 _INPUT_NAMES = tuple(c.name for c in INPUTS)
 _OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
+_SAMPLED_INDEX = tuple(_INPUT_NAMES.index(name) for name in _SAMPLED)
 
 
 def tick_columns() -> list[str]:
     """Column order of the `ticks` table after reactor_id and t_s."""
-    columns: list[str] = []
-    for name in _INPUT_NAMES:
-        columns += [name, f"{name}_q"]
-        if name in _SAMPLED:
-            columns.append(f"{name}_t_s")
-    columns += list(_OUTPUT_NAMES)
-    return columns
+    return [
+        *_INPUT_NAMES,
+        *(f"{name}_q" for name in _INPUT_NAMES),
+        *(f"{name}_t_s" for name in _SAMPLED),
+        *_OUTPUT_NAMES,
+    ]
 
 
 _SCHEMA = f"""
@@ -87,6 +89,7 @@ class Historian:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._batches: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _INSERT}
+        self._inputs_of = operator.itemgetter(*_INPUT_NAMES)
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._error: BaseException | None = None
         self.rows_written = 0
@@ -100,14 +103,17 @@ class Historian:
         self, reactor_id: str, t_s: float, readings: Mapping[str, Reading],
         outputs: Mapping[str, float],
     ) -> None:
-        row: list[Any] = [reactor_id, t_s]
-        for name in _INPUT_NAMES:
-            reading = readings.get(name, _MISSING)
-            row += (reading.value, int(reading.quality))
-            if name in _SAMPLED:
-                row.append(reading.timestamp_s)
-        row += [outputs.get(name) for name in _OUTPUT_NAMES]
-        self._batches["ticks"].append(tuple(row))
+        try:
+            inputs = self._inputs_of(readings)
+        except KeyError:  # a device that did not return every channel: record the gaps as bad
+            inputs = tuple(readings.get(name, _MISSING) for name in _INPUT_NAMES)
+        self._batches["ticks"].append((
+            reactor_id, t_s,
+            *[r.value for r in inputs],
+            *[r.quality for r in inputs],
+            *[inputs[i].timestamp_s for i in _SAMPLED_INDEX],
+            *[outputs.get(name) for name in _OUTPUT_NAMES],
+        ))
 
     def record_setpoint(
         self, reactor_id: str, t_s: float, loop: str, pv: str, mv: str, setpoint: float, mode: str

@@ -44,21 +44,36 @@ class FeedSchedule:
         self._active: list[BolusState] = []
         self._next_bolus = 0
         self.paused = False
+        self._rates = dict.fromkeys(PUMPS, 0.0)
+        self._rates_paused: bool | None = None
+        self._bolus_finished = False
 
     def rates(self, t_s: float, horizon_s: float) -> dict[str, float]:
         """Pump rates due at `t_s` (mL/h), capped at each pump's datasheet maximum.
 
+        Recomputed only when something changed (a point or bolus came due, a bolus is running,
+        pause toggled): on most ticks this returns the same dict, which callers must not mutate.
+
         `horizon_s` is how long these rates will stand (the control period): a bolus's last
         step is slowed so it delivers exactly its remaining volume instead of overshooting.
         """
+        changed = self._bolus_finished
+        self._bolus_finished = False
         points = self._points
         while self._next_point < len(points) and points[self._next_point][0] <= t_s:
             self.base_rates.update(points[self._next_point][1])
             self._next_point += 1
+            changed = True
         boluses = self.boluses
         while self._next_bolus < len(boluses) and boluses[self._next_bolus].at_s <= t_s:
             self._active.append(boluses[self._next_bolus])
             self._next_bolus += 1
+        if changed or self._active or self._rates_paused is not self.paused:
+            self._rates = self._compute(horizon_s)
+            self._rates_paused = self.paused
+        return self._rates
+
+    def _compute(self, horizon_s: float) -> dict[str, float]:
         if self.paused:
             return dict.fromkeys(PUMPS, 0.0)
         rates = dict(self.base_rates)
@@ -81,7 +96,9 @@ class FeedSchedule:
                 take = min(spare_ml, bolus.volume_ml - bolus.delivered_ml)
                 bolus.delivered_ml += take
                 spare_ml -= take
-        self._active = [b for b in self._active if not b.done]
+        still_active = [b for b in self._active if not b.done]
+        self._bolus_finished = len(still_active) < len(self._active)
+        self._active = still_active
 
     @property
     def boluses_done(self) -> int:
