@@ -1,0 +1,160 @@
+"""The emulated chamber as an in-process driver (`sim://`): no transport, lazy physics.
+
+Nothing runs between calls. Each `read` or `write` integrates the chamber from the last call to
+the controller's `now()`, so the driver works unchanged on a virtual clock (14 days in seconds)
+or a wall clock, and costs nothing while the controller is idle. Every random draw derives from
+the run seed, so the same seed and the same sequence of calls give the same run.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from drivers.driver import Driver, validate_commands
+from drivers.errors import NotConnectedError
+from drivers.reading import Reading
+from drivers.registry import DeviceAddress
+from sim_hardware.actuators import apply_commands
+from sim_hardware.model import ChamberModel, InitialConditions
+from sim_hardware.parameters import INITIAL_CONDITION_TABLE, ModelParameters
+from sim_hardware.sensors import SensorBank
+
+_INITIAL_SPECS = {s.name: s for s in INITIAL_CONDITION_TABLE}
+OPTION_KEYS = ("microgravity", "donor_variability", "parameters", *_INITIAL_SPECS)
+
+
+def parse_options(options: Mapping[str, Any], seed_sequence: np.random.SeedSequence
+                  ) -> tuple[ModelParameters, bool, InitialConditions]:
+    """The `[reactor.chamber]` table as (parameters, microgravity, initial conditions).
+
+    Every error is a ValueError that names the key, the value and what is allowed, because the
+    person reading it is editing a TOML file.
+    """
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown chamber option(s) {', '.join(unknown)}; known options: "
+                         f"{', '.join(OPTION_KEYS)}")
+    flags = {}
+    for key in ("microgravity", "donor_variability"):
+        value = options.get(key, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"chamber option {key}={value!r} must be true or false")
+        flags[key] = value
+    overrides = options.get("parameters", {})
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"chamber option parameters={overrides!r} must be a table of "
+                         "parameter = value")
+    params = ModelParameters.from_options(overrides)
+    if flags["donor_variability"]:
+        params = params.with_donor_variability(np.random.default_rng(seed_sequence))
+    init = {name: spec.check(options[name]) for name, spec in _INITIAL_SPECS.items()
+            if name in options}
+    fields = {"initial_volume_ml": "volume_ml", "seeding_cells_per_ml": "seeding_cells_per_ml",
+              "initial_temperature_c": "temperature_c", "initial_o2_pct": "o2_pct",
+              "initial_co2_pct": "co2_pct"}
+    initial = InitialConditions(**{fields[name]: value for name, value in init.items()})
+    return params, flags["microgravity"], initial
+
+
+class SimDriver(Driver):
+    """One emulated culture chamber, integrated lazily to the controller's clock."""
+
+    _model: ChamberModel
+    _sensors: SensorBank
+
+    def __init__(self, address: DeviceAddress, *, now: Callable[[], float], seed: int,
+                 options: Mapping[str, Any]) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed={seed!r} must be a non-negative integer")
+        self.address = address
+        self._now = now
+        self.seed = seed
+        donor_seed, self._sensor_seed = np.random.SeedSequence(seed).spawn(2)
+        self.params, self.microgravity, self.initial = parse_options(options, donor_seed)
+        self._started = False  # _model and _sensors exist once the first connect seeded them
+        self._connected = False
+        self.last_heartbeat_s = math.nan
+
+    # --------------------------------------------------------------------------- lifecycle
+    async def connect(self) -> None:
+        """Seed the chamber at the first connect; a reconnect finds the culture where it was."""
+        if not self._started:
+            t0 = float(self._now())
+            self._model = ChamberModel(self.params, microgravity=self.microgravity,
+                                       initial=self.initial, t0_s=t0)
+            m = self._model
+            self._sensors = SensorBank(
+                self.params, self._sensor_seed,
+                {"temperature_c": m.temperature_c, "do_pct_air": m.do_pct_air, "ph": m.ph,
+                 "total_cells_per_ml": m.total_cells_per_ml, "volume_ml": m.volume_ml},
+                t0)
+            self._started = True
+        self._connected = True
+
+    async def close(self) -> None:
+        self._connected = False
+
+    @property
+    def model(self) -> ChamberModel:
+        """The chamber itself (ground truth), for tests and reports."""
+        if not self._started:
+            raise NotConnectedError(f"{self.address.url}: not connected yet; call connect()")
+        return self._model
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise NotConnectedError(f"{self.address.url}: not connected; call connect() first")
+
+    # ------------------------------------------------------------------------------- ticks
+    def _advance(self, now: float) -> None:
+        """Integrate to `now`, stopping at each at-line sample time to draw the sample."""
+        atline = self._sensors.atline
+        model = self._model
+        while now >= atline.next_draw_s:
+            t = atline.next_draw_s
+            model.advance_to(t)
+            atline.draw(t, model)
+        model.advance_to(now)
+        if now >= atline.next_ready_s:
+            atline.publish(now)
+
+    async def read(self) -> dict[str, Reading]:
+        if not self._connected:
+            self._require_connected()
+        now = self._now()
+        self._advance(now)
+        m = self._model
+        s = self._sensors
+        readings = dict(s.atline.readings)
+        readings["temperature_c"] = s.temperature.read(m.temperature_c, now)
+        readings["do_pct_air"] = s.do.read(m.do_mm * m.do_pct_per_mm, now)
+        readings["ph"] = s.ph.read(m.ph, now)
+        readings["total_cells_per_ml"] = s.total_cells.read(m.total_cells_per_ml, now)
+        readings["volume_ml"] = s.volume.read(m.volume_ml, now)
+        return readings
+
+    async def write(self, commands: Mapping[str, float]) -> None:
+        if not self._connected:
+            self._require_connected()
+        validate_commands(commands)
+        self._advance(self._now())  # the old inputs hold up to now
+        m = self._model
+        m.set_inputs(apply_commands(m.inputs, commands, self.params))
+
+    async def heartbeat(self) -> None:
+        """Recorded only: in-process there is no link to lose, so no watchdog."""
+        self._require_connected()
+        self.last_heartbeat_s = self._now()
+
+    async def diagnostics(self) -> dict[str, float]:
+        """Ground truth: the chamber's state, growth factors and the sensors' drawn errors."""
+        self._require_connected()
+        self._advance(self._now())
+        m = self._model
+        out = m.snapshot()
+        out.update({f"growth_factor_{k}": v for k, v in m.growth_factors().items()})
+        out.update(self._sensors.errors())
+        return out
