@@ -64,6 +64,12 @@ class Loop:
             )
         self.stats = LoopStats(config.band, stats_after_s)
         self._last_t: float | None = None
+        self._configured_start = config.initial_output is not None
+
+    def take_over(self, device_output: float) -> None:
+        """Start from what the actuator is doing now, unless the config says where to start."""
+        if not self._configured_start and not self.pid.manual:
+            self.pid.track(device_output)
 
     @property
     def setpoint(self) -> float:

@@ -106,10 +106,14 @@ class Pid:
         self._last_t = None
         self._last_pv = None
 
-    def set_manual(self, output: float) -> None:
-        self.manual = True
+    def track(self, output: float) -> None:
+        """Adopt an output set elsewhere (the device's current value, an operator's) bumplessly."""
         self.output = min(max(output, self.out_min), self.out_max)
         self._integral = self.output - self._last_p - self._last_d
+
+    def set_manual(self, output: float) -> None:
+        self.manual = True
+        self.track(output)
 
     def set_auto(self) -> None:
         """Bumpless: the integral already tracks the manual output."""

@@ -56,10 +56,12 @@ class ReactorRuntime:
         }
 
     async def start(self) -> None:
-        """Connect, record the loops' starting setpoints, and command the initial outputs."""
+        """Connect, take over the device's outputs bumplessly, record the starting setpoints."""
         await self.driver.connect()
         now = self.clock.now()
+        self.written = await self.driver.read_outputs()
         for loop in self.loops:
+            loop.take_over(self.written[loop.mv])
             self.historian.record_setpoint(
                 self.id, now, loop.name, loop.pv, loop.mv, loop.setpoint, loop.mode
             )

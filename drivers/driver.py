@@ -31,6 +31,13 @@ class Driver(abc.ABC):
         """Every input channel's latest reading. A failed read yields readings of bad quality."""
 
     @abc.abstractmethod
+    async def read_outputs(self) -> dict[str, float]:
+        """The value every output channel holds now, as the device reports it.
+
+        The controller starts its loops from these, so taking over a running device is bumpless.
+        """
+
+    @abc.abstractmethod
     async def write(self, commands: Mapping[str, float]) -> None:
         """Set output channels. Values are validated against the datasheet first."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.datasheet import OUTPUTS
 from drivers.driver import Driver, validate_commands
 from drivers.errors import NotConnectedError
 from drivers.reading import Reading
@@ -23,6 +24,7 @@ from sim_hardware.parameters import INITIAL_CONDITION_TABLE, ModelParameters
 from sim_hardware.sensors import SensorBank
 
 _INITIAL_SPECS = {s.name: s for s in INITIAL_CONDITION_TABLE}
+OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
 OPTION_KEYS = ("microgravity", "donor_variability", "parameters", *_INITIAL_SPECS)
 
 
@@ -135,6 +137,11 @@ class SimDriver(Driver):
         readings["total_cells_per_ml"] = s.total_cells.read(m.total_cells_per_ml, now)
         readings["volume_ml"] = s.volume.read(m.volume_ml, now)
         return readings
+
+    async def read_outputs(self) -> dict[str, float]:
+        self._require_connected()
+        inputs = self._model.inputs
+        return {name: getattr(inputs, name) for name in OUTPUT_NAMES}
 
     async def write(self, commands: Mapping[str, float]) -> None:
         if not self._connected:

@@ -98,6 +98,9 @@ class _FlakyDriver(Driver):
         return {c.name: Reading(36.0 if c.name == "temperature_c" else 50.0, c.unit, t)
                 for c in CHANNELS if c.direction.value == "input"}
 
+    async def read_outputs(self) -> dict[str, float]:
+        return {c.name: 0.0 for c in CHANNELS if c.direction.value == "output"}
+
     async def write(self, commands: Mapping[str, float]) -> None:
         if "heater_pct" in commands and commands["heater_pct"] > 0:
             raise DeviceError("heater refused")
