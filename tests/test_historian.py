@@ -57,6 +57,6 @@ def test_a_writer_failure_surfaces_on_the_next_flush(tmp_path: Path) -> None:
     target = tmp_path / "h.sqlite"
     target.mkdir()  # a directory where the database should be: sqlite cannot open it
     historian = Historian(target, RUN)
-    historian._thread.join(timeout=5)
-    with pytest.raises(RuntimeError, match="historian .* failed"):
+    historian._process.wait(timeout=30)  # the writer reports its failure and exits
+    with pytest.raises(RuntimeError, match="historian .* failed: OperationalError"):
         historian.flush()
