@@ -9,13 +9,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from closed_loop import DEFAULT_CONFIG, bench_closed_loop  # noqa: E402
+from tick_parts import bench_tick_parts  # noqa: E402
+
+from controller.cli import configure_logging  # noqa: E402
 
 
 def main() -> None:
+    configure_logging("warning")
     results = {
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or
                     platform.machine()},
         "closed_loop_14d_1s": bench_closed_loop(DEFAULT_CONFIG, "14d"),
+        "tick_parts": bench_tick_parts(),
     }
     print(json.dumps(results, indent=2))
 

@@ -19,7 +19,7 @@ from controller.runtime import Run, RunOptions, open_reactor_driver
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
+    """Logs are diagnostics for people: console lines on stderr, at `level` and above."""
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
