@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/hsc_expansion.toml
 ARGS   ?=
 
-.PHONY: run test bench install install-test clean
+.PHONY: run test bench install install-test system-tools clean
 
 $(BIN)/bioreactor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,22 @@ $(BIN)/bioreactor: pyproject.toml
 
 install: $(BIN)/bioreactor
 
+# System tools the tests drive as a user would: mbpoll (a third-party Modbus master).
+SYSTEM_TOOLS := mbpoll
+
 $(VENV)/.test-deps: $(BIN)/bioreactor
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-install-test: $(VENV)/.test-deps
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (Debian packages)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+install-test: $(VENV)/.test-deps system-tools
 
 run: install
 	$(BIN)/bioreactor run $(CONFIG) $(ARGS)

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import structlog
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", help="e.g. 14d, 36h, 90m; overrides [run].duration")
     run.add_argument("--speed", help="'max' (virtual time) or a factor; 1 is real time")
     run.add_argument("--seed", type=int, help="overrides [run].seed")
+    run.add_argument("--device", help="device URL for a single-reactor config, e.g. "
+                     "modbus-tcp://127.0.0.1:5020; overrides [[reactor]].device")
     run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
     run.add_argument("--summary-json", type=Path, help="write the run summary here")
     run.add_argument("--quiet", action="store_true", help="no progress line")
@@ -53,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config and say what it runs")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_cmd_check_config)
+
+    # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
+    # so the controller never imports a backend.
+    for entry in entry_points(group="bioreactor.commands"):
+        entry.load()(sub)
     return parser
 
 
@@ -70,8 +78,14 @@ def configure_logging(level: str) -> None:
 
 
 def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
-                    seed: int | None) -> Config:
+                    seed: int | None, device: str | None = None) -> Config:
     """Command-line values replace the config's, validated by the same rules."""
+    if device is not None:
+        if len(config.reactor) != 1:
+            raise ConfigError(f"--device needs a single-reactor config; this one has "
+                              f"{len(config.reactor)} reactors (set each [[reactor]].device)")
+        reactor = config.reactor[0].model_copy(update={"device": device})
+        config = config.model_copy(update={"reactor": [reactor]})
     updates: dict[str, object] = {}
     if duration is not None:
         try:
@@ -93,7 +107,10 @@ def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed)
+    config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed,
+                             device=args.device)
+    for index in range(len(config.reactor)):
+        open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
     progress = None if args.quiet else ProgressLine()
     options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
                          progress=progress)

@@ -55,10 +55,11 @@ def summary_table(summary: dict[str, Any]) -> str:
         viable = reactor["viable_cells_per_ml_final"]
         lines += ["", f"reactor {reactor_id} ({reactor['device']})", header]
         for name, loop in reactor["loops"].items():
+            fraction = loop["within_band_fraction"]
+            in_band = "n/a" if fraction is None else f"{fraction:.1%}"
             lines.append(
                 f"  {name:<12}{loop['setpoint']:>10.3g}{loop['band']:>8.3g}"
-                f"{loop['within_band_fraction']:>9.1%}{loop['iae']:>12.4g}"
-                f"{loop['max_abs_error']:>10.3g}"
+                f"{in_band:>9}{loop['iae']:>12.4g}{loop['max_abs_error']:>10.3g}"
             )
         growth = f"  fold expansion {fold:.1f}x" if fold is not None else "  fold expansion n/a"
         if viable is not None:

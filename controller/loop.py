@@ -39,8 +39,9 @@ class LoopStats:
             self.held += 1
 
     @property
-    def within_band_fraction(self) -> float:
-        return self.in_band / self.ticks if self.ticks else 0.0
+    def within_band_fraction(self) -> float | None:
+        """None until a tick has been counted (a run shorter than the start-up window)."""
+        return self.in_band / self.ticks if self.ticks else None
 
 
 class Loop:

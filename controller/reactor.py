@@ -16,12 +16,14 @@ from controller.loop import Loop
 from controller.schedule import FeedSchedule
 from drivers.datasheet import INPUTS
 from drivers.driver import Driver
-from drivers.errors import DriverError
+from drivers.errors import CommTimeoutError, ConnectionLostError, DriverError, FrameError
 from drivers.reading import Quality, Reading
 
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_PERIOD_S = 1.0
+LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
+"""Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
 
 class ReactorRuntime:
@@ -51,7 +53,9 @@ class ReactorRuntime:
         self.tick_errors = 0
         self._last_tick_s: float | None = None
         self._last_heartbeat_s = float("-inf")
-        self._comm_failed: dict[str, Reading] = {
+        self.comm_ok = True
+        self.comm_losses = 0
+        self._comm_failed_readings: dict[str, Reading] = {
             c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
         }
 
@@ -95,27 +99,50 @@ class ReactorRuntime:
             await self._write(changed, now)
         if now - self._last_heartbeat_s >= HEARTBEAT_PERIOD_S:
             self._last_heartbeat_s = now
-            await self.driver.heartbeat()
+            try:
+                await self.driver.heartbeat()
+            except DriverError as exc:
+                self._comm_failed(now, "heartbeat", exc)
         self.ticks += 1
         self.historian.record_tick(self.id, now, readings, written)
 
     async def _read(self, now: float) -> dict[str, Reading]:
         try:
-            return await self.driver.read()
+            readings = await self.driver.read()
         except DriverError as exc:
             self.read_errors += 1
-            log.warning("read failed", reactor=self.id, t_s=now, error=str(exc))
-            self.historian.record_event(self.id, now, "comm", f"read failed: {exc}")
-            return self._comm_failed
+            self._comm_failed(now, "read", exc)
+            return self._comm_failed_readings
+        if not self.comm_ok:
+            self.comm_ok = True
+            log.warning("comm restored", reactor=self.id, t_s=now)
+            self.historian.record_event(self.id, now, "alarm", "comm restored")
+        return readings
+
+    def _comm_failed(self, now: float, what: str, exc: DriverError) -> None:
+        """Record every failure; raise the comm alarm once per outage.
+
+        After an outage the device may have gone to its own safe state, so every output is
+        written afresh on the first tick that gets through.
+        """
+        self.historian.record_event(self.id, now, "comm", f"{what} failed: {exc}",
+                                    {"error": type(exc).__name__})
+        if isinstance(exc, LINK_ERRORS):
+            self.written = {}
+            if self.comm_ok:
+                self.comm_ok = False
+                self.comm_losses += 1
+                log.error("comm loss", reactor=self.id, t_s=now, error=str(exc))
+                self.historian.record_event(self.id, now, "alarm", f"comm loss: {exc}")
+        else:
+            log.warning(f"{what} failed", reactor=self.id, t_s=now, error=str(exc))
 
     async def _write(self, changed: dict[str, float], now: float) -> None:
         try:
             await self.driver.write(changed)
         except DriverError as exc:
             self.write_errors += 1
-            log.warning("write failed", reactor=self.id, t_s=now, error=str(exc))
-            self.historian.record_event(self.id, now, "comm", f"write failed: {exc}",
-                                        {"commands": changed})
+            self._comm_failed(now, "write", exc)
             return
         self.written.update(changed)
 
@@ -145,6 +172,7 @@ class ReactorRuntime:
             "boluses_scheduled": len(self.schedule.boluses),
             "errors": {"read": self.read_errors, "write": self.write_errors,
                        "tick": self.tick_errors},
+            "comm_losses": self.comm_losses,
             "loops": {
                 loop.name: {
                     "pv": loop.pv,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from controller.clock import Clock
+from controller.clock import Clock, parse_speed
 from controller.config import Config, ConfigError
 from controller.historian import Historian, RunInfo
 from controller.reactor import ReactorRuntime
@@ -46,16 +46,26 @@ def reactor_seed(run_seed: int, index: int) -> int:
 def open_reactor_driver(
     config: Config, index: int, now: Callable[[], float]
 ) -> Driver:
-    """Build reactor `index`'s driver; a bad device URL or chamber table is a ConfigError."""
+    """Build reactor `index`'s driver; a bad device URL or chamber table is a ConfigError.
+
+    Virtual time is only for in-process devices: a wire driver waiting on a real link under
+    virtual time would see every timeout fire at once.
+    """
     reactor = config.reactor[index]
+    speed = parse_speed(config.run.speed)
     try:
         address = parse_device_url(reactor.device)
         factory = driver_factory(address.scheme)
     except (ValueError, DriverNotFoundError) as exc:
         raise ConfigError(f"reactor[{index}].device = {reactor.device!r}: {exc}") from None
+    if speed is None and not getattr(factory, "in_process", False):
+        raise ConfigError(
+            f"reactor[{index}].device = {reactor.device!r} is a real link: run it in real or "
+            "scaled time (run.speed or --speed a number, e.g. 1 or 600), not 'max'"
+        )
     try:
         return factory(address, now=now, seed=reactor_seed(config.run.seed, index),
-                       options=dict(reactor.chamber))
+                       options=dict(reactor.chamber), time_scale=speed or 1.0)
     except ValueError as exc:
         raise ConfigError(f"reactor[{index}].chamber: {exc}") from None
 

@@ -51,12 +51,14 @@ class Driver(abc.ABC):
 
 
 DriverFactory = Callable[..., Driver]
-"""`factory(address, *, now, seed, options)` builds a Driver; registered as an entry point.
+"""`factory(address, *, now, seed, options, time_scale)` builds a Driver; an entry point.
 
 `now` is the controller's clock (seconds since the run's epoch); `seed` feeds any randomness the
 backend has; `options` is the reactor's backend table from the config (`[reactor.chamber]`),
 passed through untouched so the controller never needs to know a backend's settings; a bad
-option is a ValueError naming the key.
+option is a ValueError naming the key. `time_scale` is how many clock seconds pass per wall
+second (1 in real time, N at `--speed N`): a wire driver multiplies its timeouts, which are wall
+seconds because links are, by it before waiting on the clock.
 """
 
 

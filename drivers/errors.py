@@ -23,3 +23,19 @@ class OutOfRangeError(DriverError):
 
 class DeviceError(DriverError):
     """The device answered, but with an error (an exception reply, a refused write)."""
+
+
+class CommTimeoutError(DriverError):
+    """The device did not answer within the timeout (after the configured retries)."""
+
+
+class FrameError(DriverError):
+    """A reply that cannot be trusted: bad CRC or checksum, truncated, garbage, wrong length."""
+
+
+class ConnectionLostError(DriverError):
+    """The link is down; the driver reconnects with backoff on later calls."""
+
+
+class ReadbackError(DriverError):
+    """An actuator write was accepted but reading it back gave a different value."""

@@ -51,5 +51,10 @@ def driver_factory(scheme: str) -> Callable[..., Driver]:
     if not matches:
         known = ", ".join(available_schemes()) or "none installed"
         raise DriverNotFoundError(f"no driver for scheme {scheme!r}; available: {known}")
-    return matches[0].load()
+    try:
+        return matches[0].load()
+    except ImportError as exc:
+        raise DriverNotFoundError(
+            f"driver for scheme {scheme!r} ({matches[0].value}) cannot be loaded: {exc}"
+        ) from exc
 

@@ -64,11 +64,15 @@ def parse_options(options: Mapping[str, Any], seed_sequence: np.random.SeedSeque
 class SimDriver(Driver):
     """One emulated culture chamber, integrated lazily to the controller's clock."""
 
+    in_process = True
+    """No link: safe to run in virtual time."""
+
     _model: ChamberModel
     _sensors: SensorBank
 
     def __init__(self, address: DeviceAddress, *, now: Callable[[], float], seed: int,
-                 options: Mapping[str, Any]) -> None:
+                 options: Mapping[str, Any], time_scale: float = 1.0) -> None:
+        """`time_scale` is accepted for the factory contract; in-process there is no link."""
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         self.address = address
@@ -124,6 +128,10 @@ class SimDriver(Driver):
             atline.publish(now)
 
     async def read(self) -> dict[str, Reading]:
+        return self.read_now()
+
+    def read_now(self) -> dict[str, Reading]:
+        """`read()` for synchronous callers (the served device's protocol handlers)."""
         if not self._connected:
             self._require_connected()
         now = self._now()
@@ -139,11 +147,18 @@ class SimDriver(Driver):
         return readings
 
     async def read_outputs(self) -> dict[str, float]:
+        return self.outputs_now()
+
+    def outputs_now(self) -> dict[str, float]:
         self._require_connected()
         inputs = self._model.inputs
         return {name: getattr(inputs, name) for name in OUTPUT_NAMES}
 
     async def write(self, commands: Mapping[str, float]) -> None:
+        self.write_now(commands)
+
+    def write_now(self, commands: Mapping[str, float]) -> None:
+        """`write()` for synchronous callers (the served device's protocol handlers)."""
         if not self._connected:
             self._require_connected()
         validate_commands(commands)

@@ -20,7 +20,7 @@ from controller.config import ConfigError
 from controller.historian import Historian, RunInfo
 from controller.reactor import ReactorRuntime
 from controller.runtime import open_reactor_driver
-from drivers import CHANNELS, DeviceError, Driver, Quality, Reading
+from drivers import CHANNELS, ConnectionLostError, DeviceError, Driver, Quality, Reading
 
 BIN = Path(sys.executable).parent
 
@@ -211,3 +211,38 @@ def test_signal_puts_actuators_in_safe_state_and_keeps_records(
             "SELECT data_json FROM events WHERE kind = 'safe_state'").fetchone()
     assert ticks == summary["ticks"] > 100
     assert json.loads(event) == safe
+
+
+class _LinkDownDriver(_FlakyDriver):
+    """Reads fail with a lost link on ticks 3-5 and succeed otherwise; writes always succeed."""
+
+    async def read(self) -> dict[str, Reading]:
+        self.reads += 1
+        if 3 <= self.reads <= 5:
+            raise ConnectionLostError("link down")
+        t = float(self.reads)
+        return {c.name: Reading(37.0, c.unit, t) for c in CHANNELS if c.direction.value == "input"}
+
+    async def write(self, commands: Mapping[str, float]) -> None:
+        self.writes.append(dict(commands))
+
+
+async def test_comm_loss_raises_one_alarm_per_outage_and_rewrites_outputs(tmp_path: Path) -> None:
+    config = load_config(DEFAULT_CONFIG_PATH)
+    historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
+    driver = _LinkDownDriver()
+    reactor = ReactorRuntime(config.reactor[0], driver, Clock(), historian,
+                             control_period_s=1.0, stats_after_s=0.0)
+    await reactor.start()
+    for _ in range(5):
+        await reactor.tick()
+    writes_before_recovery = len(driver.writes)
+    for _ in range(3):
+        await reactor.tick()
+    historian.close()
+    assert reactor.comm_losses == 1 and reactor.comm_ok
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        alarms = [m for (m,) in con.execute("SELECT message FROM events WHERE kind = 'alarm'")]
+    assert alarms == ["comm loss: link down", "comm restored"]
+    # The first tick after the outage writes every output again, not only the changed ones.
+    assert set(driver.writes[writes_before_recovery]) == set(config.reactor[0].safe_state)
