@@ -214,7 +214,7 @@ def test_signal_puts_actuators_in_safe_state_and_keeps_records(
 
 
 class _LinkDownDriver(_FlakyDriver):
-    """Reads fail with a lost link on ticks 3-5 and succeed otherwise; writes always succeed."""
+    """The link is down on ticks 3-5: reads and writes fail as on a real cable pull."""
 
     async def read(self) -> dict[str, Reading]:
         self.reads += 1
@@ -224,6 +224,8 @@ class _LinkDownDriver(_FlakyDriver):
         return {c.name: Reading(37.0, c.unit, t) for c in CHANNELS if c.direction.value == "input"}
 
     async def write(self, commands: Mapping[str, float]) -> None:
+        if 3 <= self.reads <= 5:
+            raise ConnectionLostError("link down")
         self.writes.append(dict(commands))
 
 
