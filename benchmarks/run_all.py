@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from closed_loop import DEFAULT_CONFIG, bench_closed_loop  # noqa: E402
+from hil_modbus import bench_jitter, bench_round_trip  # noqa: E402
 from tick_parts import bench_tick_parts  # noqa: E402
 
 from controller.cli import configure_logging  # noqa: E402
@@ -21,6 +22,9 @@ def main() -> None:
                     platform.machine()},
         "closed_loop_14d_1s": bench_closed_loop(DEFAULT_CONFIG, "14d"),
         "tick_parts": bench_tick_parts(),
+        "modbus_tcp_round_trip": bench_round_trip(),
+        "tick_jitter_1hz_modbus_tcp": bench_jitter(1.0, 60.0),
+        "tick_jitter_10hz_modbus_tcp": bench_jitter(0.1, 60.0),
     }
     print(json.dumps(results, indent=2))
 

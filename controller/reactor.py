@@ -5,7 +5,10 @@ device never holds up another reactor.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
+
+import numpy as np
 
 import structlog
 
@@ -22,6 +25,7 @@ from drivers.reading import Quality, Reading
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_PERIOD_S = 1.0
+LATENESS_WINDOW = 100_000
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
@@ -55,6 +59,9 @@ class ReactorRuntime:
         self._last_heartbeat_s = float("-inf")
         self.comm_ok = True
         self.comm_losses = 0
+        self.skipped_ticks = 0
+        self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
+        """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._comm_failed_readings: dict[str, Reading] = {
             c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
         }
@@ -173,6 +180,8 @@ class ReactorRuntime:
             "errors": {"read": self.read_errors, "write": self.write_errors,
                        "tick": self.tick_errors},
             "comm_losses": self.comm_losses,
+            "skipped_ticks": self.skipped_ticks,
+            "tick_lateness_s": _percentiles(self.lateness_s),
             "loops": {
                 loop.name: {
                     "pv": loop.pv,
@@ -189,3 +198,8 @@ class ReactorRuntime:
         }
 
 
+def _percentiles(values: deque[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p99 = np.percentile(np.fromiter(values, float, len(values)), [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(max(values)), "n": len(values)}

@@ -155,13 +155,17 @@ class Run:
         n = 0
         t = clock.now()
         start = t
+        lateness = reactor.lateness_s
         while t < start + duration:
+            lateness.append(clock.now() - t)
             await reactor.tick()
             n += 1
             t = start + n * period
             now = clock.now()
             if now > t:  # overran: skip the ticks we missed rather than bunch them up
-                n = int((now - start) // period) + 1
+                skip_to = int((now - start) // period) + 1
+                reactor.skipped_ticks += skip_to - n
+                n = skip_to
                 t = start + n * period
             await clock.sleep_until(t)
 
