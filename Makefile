@@ -15,8 +15,9 @@ $(BIN)/bioreactor: pyproject.toml
 
 install: $(BIN)/bioreactor
 
-# System tools the tests drive as a user would: mbpoll (a third-party Modbus master).
-SYSTEM_TOOLS := mbpoll
+# System tools the tests drive as a user would: mbpoll (a third-party Modbus master) and socat
+# (a third-party serial/TCP terminal, as docs/serial-protocol.md uses it).
+SYSTEM_TOOLS := mbpoll socat
 
 $(VENV)/.test-deps: $(BIN)/bioreactor
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -19,7 +19,13 @@ from controller.loop import Loop
 from controller.schedule import FeedSchedule
 from drivers.datasheet import INPUTS
 from drivers.driver import Driver
-from drivers.errors import CommTimeoutError, ConnectionLostError, DriverError, FrameError
+from drivers.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DriverError,
+    FrameError,
+    ReadbackError,
+)
 from drivers.reading import Quality, Reading
 
 log = structlog.get_logger(__name__)
@@ -60,6 +66,7 @@ class ReactorRuntime:
         self.comm_ok = True
         self.comm_losses = 0
         self.skipped_ticks = 0
+        self._last_readback_error = ""
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._comm_failed_readings: dict[str, Reading] = {
@@ -147,10 +154,23 @@ class ReactorRuntime:
     async def _write(self, changed: dict[str, float], now: float) -> None:
         try:
             await self.driver.write(changed)
+        except ReadbackError as exc:
+            # The device took the command but holds a limited value (gas mix over 100 %, a pump
+            # slower than its datasheet). Resending would fail the same way every tick: record
+            # it once per kind of mismatch and treat the command as sent.
+            self.write_errors += 1
+            if str(exc) != self._last_readback_error:
+                self._last_readback_error = str(exc)
+                log.warning("write limited by the device", reactor=self.id, t_s=now,
+                            error=str(exc))
+                self.historian.record_event(self.id, now, "device", f"write limited: {exc}",
+                                            {"commands": changed})
         except DriverError as exc:
             self.write_errors += 1
             self._comm_failed(now, "write", exc)
             return
+        else:
+            self._last_readback_error = ""
         self.written.update(changed)
 
     async def go_safe(self, reason: str) -> None:

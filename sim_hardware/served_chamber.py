@@ -70,8 +70,9 @@ class ServedChamber:
         return self._now()
 
     def read_inputs(self) -> dict[str, WireReading]:
-        now = self._now()
-        return {name: _to_wire(r, now) for name, r in self._sim.read_now().items()}
+        readings = self._sim.read_now()
+        now = self._now()  # after the read, so no age comes out negative
+        return {name: _to_wire(r, now) for name, r in readings.items()}
 
     def read_outputs(self) -> dict[str, float]:
         return self._sim.outputs_now()

@@ -20,7 +20,15 @@ from controller.config import ConfigError
 from controller.historian import Historian, RunInfo
 from controller.reactor import ReactorRuntime
 from controller.runtime import open_reactor_driver
-from drivers import CHANNELS, ConnectionLostError, DeviceError, Driver, Quality, Reading
+from drivers import (
+    CHANNELS,
+    ConnectionLostError,
+    DeviceError,
+    Driver,
+    Quality,
+    Reading,
+    ReadbackError,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -248,3 +256,37 @@ async def test_comm_loss_raises_one_alarm_per_outage_and_rewrites_outputs(tmp_pa
     assert alarms == ["comm loss: link down", "comm restored"]
     # The first tick after the outage writes every output again, not only the changed ones.
     assert set(driver.writes[writes_before_recovery]) == set(config.reactor[0].safe_state)
+
+
+class _LimitingDriver(_FlakyDriver):
+    """Holds the gas mix below what is asked: every write that sets o2_pct fails read-back."""
+
+    async def write(self, commands: Mapping[str, float]) -> None:
+        self.writes.append(dict(commands))
+        if "o2_pct" in commands:
+            raise ReadbackError("o2_pct commanded 90.0, holds 81.8")
+
+    async def read(self) -> dict[str, Reading]:
+        self.reads += 1
+        return {c.name: Reading(37.0 if c.name == "temperature_c" else 10.0, c.unit,
+                                float(self.reads)) for c in CHANNELS if c.direction.value == "input"}
+
+
+async def test_a_limited_write_is_recorded_once_and_not_resent(tmp_path: Path) -> None:
+    config = load_config(DEFAULT_CONFIG_PATH)
+    historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
+    driver = _LimitingDriver()
+    reactor = ReactorRuntime(config.reactor[0], driver, Clock(), historian,
+                             control_period_s=1.0, stats_after_s=0.0)
+    await reactor.start()
+    for _ in range(5):
+        await reactor.tick()
+    historian.close()
+    assert reactor.comm_ok and reactor.comm_losses == 0
+    assert reactor.write_errors >= 1
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        limited = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'device'").fetchone()[0]
+    assert limited == 1
+    # The command counts as sent (only a change is written again), unlike a link failure.
+    last_o2 = [w["o2_pct"] for w in driver.writes if "o2_pct" in w][-1]
+    assert reactor.written["o2_pct"] == last_o2
