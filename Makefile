@@ -15,16 +15,19 @@ $(BIN)/bioreactor: pyproject.toml
 
 install: $(BIN)/bioreactor
 
-# System tools the tests drive as a user would: mbpoll (a third-party Modbus master) and socat
-# (a third-party serial/TCP terminal, as docs/serial-protocol.md uses it).
-SYSTEM_TOOLS := mbpoll socat
+# System tools the tests drive as a user would, as command:debian-package pairs: mbpoll (a
+# third-party Modbus master), socat (a serial/TCP terminal, as docs/serial-protocol.md uses it),
+# Mosquitto (the MQTT broker the tests start) and its command-line clients, openssl (test certs).
+SYSTEM_TOOLS := mbpoll:mbpoll socat:socat mosquitto:mosquitto mosquitto_sub:mosquitto-clients \
+	openssl:openssl
 
 $(VENV)/.test-deps: $(BIN)/bioreactor
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
 system-tools:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (Debian packages)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
