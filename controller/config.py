@@ -64,6 +64,9 @@ class LoopConfig(_Strict):
     mode: Literal["auto", "manual"] = "auto"
     manual_output: float | None = None
     initial_output: float | None = None
+    setpoint_min: float | None = Field(default=None, description="lowest setpoint an operator "
+                                       "may command (default: the sensor's range)")
+    setpoint_max: float | None = None
 
     @field_validator("pv")
     @classmethod
@@ -90,7 +93,18 @@ class LoopConfig(_Strict):
                 )
         if self.output_min >= self.output_max:
             raise ValueError(f"out_min {self.output_min} must be below out_max {self.output_max}")
+        if not self.min_setpoint <= self.setpoint <= self.max_setpoint:
+            raise ValueError(f"setpoint {self.setpoint} outside the operator bounds "
+                             f"[{self.min_setpoint}, {self.max_setpoint}] (setpoint_min/max)")
         return self
+
+    @property
+    def min_setpoint(self) -> float:
+        return channel(self.pv).minimum if self.setpoint_min is None else self.setpoint_min
+
+    @property
+    def max_setpoint(self) -> float:
+        return channel(self.pv).maximum if self.setpoint_max is None else self.setpoint_max
 
     @property
     def output_min(self) -> float:
@@ -187,6 +201,47 @@ class ReactorConfig(_Strict):
         return self
 
 
+class MqttConfig(_Strict):
+    """Telemetry and remote operation over MQTT; absent means the historian is the only record."""
+
+    url: str = Field(description="mqtt://[USER:PASS@]HOST:PORT or mqtts://...")
+    client_id: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    outbox: str = Field(default="runs/outbox.sqlite",
+                        description="durable store-and-forward queue (kept across restarts)")
+    max_skew_s: float = Field(default=30.0, gt=0, le=3600,
+                              description="commands older or newer than this are refused")
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_scheme(cls, v: str) -> str:
+        if not (v.startswith("mqtt://") or v.startswith("mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return v
+
+
+class OperatorConfig(_Strict):
+    """Someone allowed to send commands; commands are HMAC-SHA256 signed with this key."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    key_hex: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){16,}$",
+                                description="at least 16 bytes, hex")
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> OperatorConfig:
+        if (self.key_hex is None) == (self.key_file is None):
+            raise ValueError("key_hex or key_file: give exactly one")
+        return self
+
+    def key(self) -> bytes:
+        if self.key_hex is not None:
+            return bytes.fromhex(self.key_hex)
+        return bytes.fromhex(Path(self.key_file).read_text().strip())  # type: ignore[arg-type]
+
+
 class RunConfig(_Strict):
     duration: Seconds = Field(default=14 * 86400.0, gt=0)
     control_period_s: float = Field(default=1.0, ge=0.01, le=3600)
@@ -208,6 +263,8 @@ class RunConfig(_Strict):
 class Config(_Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     reactor: list[ReactorConfig] = Field(min_length=1)
+    mqtt: MqttConfig | None = None
+    operator: list[OperatorConfig] = Field(default_factory=list)
 
     @field_validator("reactor")
     @classmethod

@@ -16,6 +16,9 @@ Schema (documented in docs/architecture.md):
 - setpoints(reactor_id, t_s, loop, pv, mv, setpoint, mode): one row per change.
 - events(reactor_id, t_s, kind, message, data_json)
 - diagnostics(reactor_id, t_s, name, value): a device's ground truth, when it has one.
+- audit(reactor_id, t_s, wall_iso, operator, action, params_json, old_json, new_json, reason,
+  outcome, nonce, cmd_ts, message): every operator command, applied or refused (see
+  controller/audit.py). Append-only: no UPDATE or DELETE path here, and triggers refuse both.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from controller import audit
 from drivers.datasheet import INPUTS, OUTPUTS, Kind
 from drivers.reading import Quality, Reading
 
@@ -66,13 +70,14 @@ CREATE TABLE IF NOT EXISTS events (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
     kind TEXT NOT NULL, message TEXT NOT NULL, data_json TEXT);
 CREATE TABLE IF NOT EXISTS diagnostics (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
     name TEXT NOT NULL, value REAL);
-"""
+{audit.SCHEMA}"""
 
 _INSERT = {
     "ticks": f"INSERT INTO ticks VALUES ({', '.join('?' * (2 + len(tick_columns())))})",
     "setpoints": "INSERT INTO setpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
     "events": "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
     "diagnostics": "INSERT INTO diagnostics VALUES (?, ?, ?, ?)",
+    "audit": audit.INSERT,
 }
 
 _MISSING = Reading(float("nan"), "", float("nan"), Quality.BAD)
@@ -143,6 +148,13 @@ class Historian:
         self._batches["diagnostics"].extend(
             (reactor_id, t_s, name, float(value)) for name, value in values.items()
         )
+
+    def record_audit(self, record: audit.AuditRecord) -> None:
+        """Append one audit row and hand it to the writer at once, not at the next flush:
+        commands are rare, and an accepted command must be on record even if the controller
+        dies a second later."""
+        self._batches["audit"].append(record.as_row())
+        self.flush()
 
     # --- off the tick -----------------------------------------------------------------------
     def flush(self) -> None:

@@ -1,0 +1,201 @@
+"""The MQTT topic scheme under `bioreactor/<reactor_id>/` and its JSON payloads.
+
+Pure functions over plain values (numbers, strings, mappings), never controller objects, so
+the wire format is tested on its own and any consumer (Telegraf, Grafana, a notebook) can be
+written from docs/mqtt.md alone. Payloads are compact UTF-8 JSON; non-finite numbers (a NaN
+from a failed sensor) become `null` because JSON has no NaN and most parsers reject it.
+
+Times: `wall_ts` is ISO-8601 UTC with milliseconds and a `Z` (readable and sortable as a
+string); `t_s` is the simulated/run clock in seconds. The caller supplies both (the wall time
+comes from an injected wall-clock callable, never from this module).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+ROOT = "bioreactor"
+STATES = ("init", "running", "paused", "stopping", "done", "lost")
+MODES = ("auto", "manual")
+SEVERITIES = ("info", "warning", "alarm", "critical")
+LOST_PAYLOAD = b'{"state":"lost"}'
+"""The last will: fixed bytes (no timestamp) because the broker sends it after we are gone."""
+
+
+class ReadingValue(NamedTuple):
+    """One reading as it goes on the wire: a plain (value, unit, quality) triple."""
+
+    value: float | None
+    unit: str
+    quality: str = "good"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """All topics of one reactor. `Topics("r1").telemetry == "bioreactor/r1/telemetry"`."""
+
+    reactor_id: str
+
+    def __post_init__(self) -> None:
+        check_name("reactor_id", self.reactor_id)
+
+    @property
+    def base(self) -> str:
+        return f"{ROOT}/{self.reactor_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.base}/telemetry"
+
+    @property
+    def alarms(self) -> str:
+        return f"{self.base}/alarms"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.base}/cmd"
+
+    @property
+    def cmd_reply(self) -> str:
+        return f"{self.base}/cmd/reply"
+
+    def setting(self, name: str) -> str:
+        check_name("setting name", name)
+        return f"{self.base}/settings/{name}"
+
+    def setting_set(self, name: str) -> str:
+        return f"{self.setting(name)}/set"
+
+    @property
+    def settings_set_filter(self) -> str:
+        """Subscription filter for every setting write of this reactor."""
+        return f"{self.base}/settings/+/set"
+
+
+def check_name(what: str, name: str) -> None:
+    """Reject names that would break the topic tree (separators and wildcards)."""
+    if not name or any(c in name for c in "/+#\0") or name.startswith("$"):
+        raise ValueError(f"{what} {name!r} must be non-empty without '/', '+', '#', NUL or a leading '$'")
+
+
+def subscription(reactor_id: str | None = None) -> str:
+    """The filter for everything of one reactor, or of all reactors when None."""
+    return f"{ROOT}/{reactor_id}/#" if reactor_id else f"{ROOT}/+/#"
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """Split `bioreactor/<id>/<rest>` into (id, rest); None for a topic outside the scheme."""
+    parts = topic.split("/", 2)
+    if len(parts) != 3 or parts[0] != ROOT or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def iso_utc(epoch_s: float) -> str:
+    """Epoch seconds to ISO-8601 UTC with milliseconds, e.g. 2025-03-01T12:00:00.250Z."""
+    dt = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def finite(x: Any) -> Any:
+    """NaN/inf to None (JSON null); everything else unchanged."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def status_payload(state: str, *, wall_ts: float | None = None, run_id: str | None = None,
+                   detail: str | None = None) -> bytes:
+    """Retained lifecycle status; `{"state": "lost"}` alone is the will (see LOST_PAYLOAD)."""
+    if state not in STATES:
+        raise ValueError(f"status state {state!r} not one of {', '.join(STATES)}")
+    body: dict[str, Any] = {"state": state}
+    if wall_ts is not None:
+        body["wall_ts"] = iso_utc(wall_ts)
+    if run_id is not None:
+        body["run_id"] = run_id
+    if detail is not None:
+        body["detail"] = detail
+    return _dumps(body)
+
+
+def telemetry_payload(
+    *,
+    seq: int,
+    wall_ts: float,
+    t_s: float,
+    readings: Mapping[str, tuple[float | None, str, str] | Mapping[str, Any]],
+    setpoints: Mapping[str, float | None] | None = None,
+    outputs: Mapping[str, float | None] | None = None,
+    modes: Mapping[str, str] | None = None,
+) -> bytes:
+    """One control tick. `seq` starts at 1 per reactor and has no gaps: a consumer detects loss.
+
+    A reading is a (value, unit, quality) triple or a mapping with those keys.
+    """
+    if seq < 1:
+        raise ValueError(f"telemetry seq starts at 1, got {seq}")
+    wire_readings: dict[str, dict[str, Any]] = {}
+    for name, r in readings.items():
+        if isinstance(r, Mapping):
+            value, unit, quality = r["value"], r["unit"], r.get("quality", "good")
+        else:
+            value, unit, quality = r
+        wire_readings[name] = {"value": finite(value), "unit": unit, "quality": quality}
+    bad_modes = {k: v for k, v in (modes or {}).items() if v not in MODES}
+    if bad_modes:
+        raise ValueError(f"loop modes must be 'auto' or 'manual', got {bad_modes}")
+    return _dumps({
+        "seq": seq,
+        "wall_ts": iso_utc(wall_ts),
+        "t_s": finite(t_s),
+        "readings": wire_readings,
+        "setpoints": {k: finite(v) for k, v in (setpoints or {}).items()},
+        "outputs": {k: finite(v) for k, v in (outputs or {}).items()},
+        "modes": dict(modes or {}),
+    })
+
+
+def setting_payload(*, value: Any, unit: str | None, minimum: float | None = None,
+                    maximum: float | None = None, settable: bool = True,
+                    description: str | None = None) -> bytes:
+    """Retained, self-describing setting: a UI can render and validate a write from it alone."""
+    body: dict[str, Any] = {"value": finite(value), "unit": unit, "min": finite(minimum),
+                            "max": finite(maximum), "settable": settable}
+    if description is not None:
+        body["description"] = description
+    return _dumps(body)
+
+
+def alarm_payload(*, wall_ts: float, t_s: float, name: str, severity: str, active: bool,
+                  message: str, value: float | None = None) -> bytes:
+    """An alarm raised (active=true) or cleared (active=false)."""
+    if severity not in SEVERITIES:
+        raise ValueError(f"alarm severity {severity!r} not one of {', '.join(SEVERITIES)}")
+    return _dumps({"wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "name": name,
+                   "severity": severity, "active": active, "message": message,
+                   "value": finite(value)})
+
+
+def event_payload(*, wall_ts: float, t_s: float, kind: str, message: str,
+                  data: Mapping[str, Any] | None = None) -> bytes:
+    """Something that happened once (phase change, feed, operator action applied)."""
+    return _dumps({"wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "kind": kind,
+                   "message": message,
+                   "data": {k: finite(v) for k, v in (data or {}).items()}})
