@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -11,7 +13,15 @@ from pathlib import Path
 import structlog
 
 from controller import clock
-from controller.config import DEFAULT_CONFIG, Config, ConfigError, RunConfig, load_config
+from controller.cmd_client import add_cmd_parser
+from controller.config import (
+    DEFAULT_CONFIG,
+    Config,
+    ConfigError,
+    MqttConfig,
+    RunConfig,
+    load_config,
+)
 from controller.console import ProgressLine, summary_table
 from controller.durations import format_duration, parse_duration_s
 from controller.runtime import Run, RunOptions, open_reactor_driver
@@ -41,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", help="e.g. 14d, 36h, 90m; overrides [run].duration")
     run.add_argument("--speed", help="'max' (virtual time) or a factor; 1 is real time")
     run.add_argument("--seed", type=int, help="overrides [run].seed")
+    run.add_argument("--mqtt", help="mqtt[s]://[USER:PASS@]HOST:PORT: publish telemetry and take "
+                     "commands there; overrides [mqtt].url")
     run.add_argument("--device", help="device URL for a single-reactor config, e.g. "
                      "modbus-tcp://127.0.0.1:5020; overrides [[reactor]].device")
     run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
@@ -56,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config and say what it runs")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_cmd_check_config)
+
+    watch = sub.add_parser("watch", help="live view of reactors publishing on MQTT")
+    watch.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL")
+    watch.add_argument("--ca-file", help="CA bundle for an mqtts:// broker")
+    watch.add_argument("--reactor", metavar="ID", help="only this reactor")
+    watch.set_defaults(func=_cmd_watch)
+
+    add_cmd_parser(sub)
 
     # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
     # so the controller never imports a backend.
@@ -78,8 +98,16 @@ def configure_logging(level: str) -> None:
 
 
 def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
-                    seed: int | None, device: str | None = None) -> Config:
+                    seed: int | None, device: str | None = None,
+                    mqtt: str | None = None) -> Config:
     """Command-line values replace the config's, validated by the same rules."""
+    if mqtt is not None:
+        base = config.mqtt.model_dump() if config.mqtt is not None else {}
+        try:
+            config = config.model_copy(update={"mqtt": MqttConfig.model_validate(
+                {**base, "url": mqtt})})
+        except ValueError as exc:
+            raise ConfigError(f"--mqtt: {exc}") from None
     if device is not None:
         if len(config.reactor) != 1:
             raise ConfigError(f"--device needs a single-reactor config; this one has "
@@ -108,7 +136,7 @@ def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed,
-                             device=args.device)
+                             device=args.device, mqtt=args.mqtt)
     for index in range(len(config.reactor)):
         open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
     progress = None if args.quiet else ProgressLine()
@@ -129,6 +157,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     index = write_report(args.db, args.out)
     print(f"report: {index}")
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from controller.mqtt_link import MqttSettings
+    from controller.watch import watch
+
+    try:
+        settings = MqttSettings.from_url(args.mqtt, ca_file=args.ca_file)
+    except ValueError as exc:
+        print(f"error: --mqtt: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(settings, args.reactor))
     return 0
 
 

@@ -24,9 +24,11 @@ Checks, in order (the first failure is the refusal code):
 6. `replayed`: the nonce was accepted within the window. From here on the command is authentic
    and fresh, so its nonce is *consumed* even if a later check refuses it: a command refused
    now (say, `set_output` in auto mode) cannot be replayed later when it would succeed.
-7. `unknown_target`: another reactor's command, an unknown loop or alarm.
-8. `unknown_action`, then `malformed` for the action's params (missing, extra, wrong type).
-9. `out_of_range`: a value outside the bounds the caller supplied (`CommandBounds`).
+7. `unknown_target`: another reactor's command.
+8. `unknown_action`, then `malformed` for the action's params (missing, extra, wrong type),
+   `out_of_range` for a word outside its choices (a mode other than auto/manual).
+9. `unknown_target` for an unknown loop or alarm, then `out_of_range` for a value outside the
+   bounds the caller supplied (`CommandBounds`).
 
 `apply()` adds one more: `wrong_mode` (`set_output` on a loop in auto mode), because only the
 tick knows the loop's mode at the moment of application.
@@ -44,7 +46,6 @@ from hashlib import sha256
 from typing import Any, Protocol
 
 from controller.config import ReactorConfig
-from drivers.datasheet import channel
 
 MAX_COMMAND_BYTES = 8192
 """Far above any real command; bounds what a peer can make the parser chew on."""
@@ -55,7 +56,8 @@ BOLUS_CHANNELS = ("feed_ml_per_h", "base_ml_per_h")
 
 _NONCE = re.compile(r"[0-9a-f]{16,128}")
 _SIG = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_NAME = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
+"""Names of operators, reactors, loops, alarms: a superset of what the config allows for each."""
 
 # Refusal codes (reason_code of CommandRefused, `code` of a reply, `outcome` in the audit).
 MALFORMED = "malformed"
@@ -364,7 +366,7 @@ def _check_fields(body: Mapping[str, Any], claimed: Mapping[str, Any]) -> None:
     for key in ("operator", "reactor", "action"):
         if not isinstance(body[key], str) or not _NAME.fullmatch(body[key]):
             raise CommandRefused(MALFORMED, f"{key} must be a name of 1-64 characters "
-                                 f"[A-Za-z0-9_.:-], got {body[key]!r:.80}", claimed)
+                                 f"[A-Za-z0-9_.@:-], got {body[key]!r:.80}", claimed)
     if not isinstance(body["reason"], str) or not body["reason"].strip():
         raise CommandRefused(MALFORMED, "reason must be a non-empty string: every action is "
                              "on record with why", claimed)
@@ -538,19 +540,13 @@ def refused_reply(refused: CommandRefused, t_s: float) -> dict[str, Any]:
 
 
 def bounds_from_config(
-    reactor: ReactorConfig,
-    *,
-    bolus_max_ml: float,
-    setpoint_limits: Mapping[str, tuple[float, float]] | None = None,
-    alarms: Iterable[str] = (),
+    reactor: ReactorConfig, *, bolus_max_ml: float, alarms: Iterable[str] = ()
 ) -> CommandBounds:
-    """Bounds for a reactor: output limits are each loop's configured ones; setpoint limits
-    come from `setpoint_limits` per loop, else the PV's datasheet range (which the config should
-    narrow: 0-60 degC lets a typo through that 35-39 would not)."""
-    limits = dict(setpoint_limits or {})
-    loops = {}
-    for name, lc in reactor.loops.items():
-        pv = channel(lc.pv)
-        low, high = limits.get(name, (pv.minimum, pv.maximum))
-        loops[name] = LoopBounds(low, high, lc.output_min, lc.output_max)
+    """Bounds for a reactor from its config: each loop's `setpoint_min`/`setpoint_max` (default:
+    the PV's datasheet range, which a config should narrow: 0-60 degC lets a typo through that
+    35-39 would not) and its output limits."""
+    loops = {
+        name: LoopBounds(lc.min_setpoint, lc.max_setpoint, lc.output_min, lc.output_max)
+        for name, lc in reactor.loops.items()
+    }
     return CommandBounds(reactor.id, loops, bolus_max_ml, frozenset(alarms))

@@ -62,7 +62,7 @@ class MqttPublisher:
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], None] | None = None,
         backoff: Backoff | None = None,
-        window: int = 256,
+        window: int = 128,
         poll_s: float = 1.0,
         publish_timeout_s: float = 10.0,
     ) -> None:

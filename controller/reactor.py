@@ -5,6 +5,7 @@ device never holds up another reactor.
 """
 from __future__ import annotations
 
+import json
 from collections import deque
 from typing import Any
 
@@ -12,11 +13,24 @@ import numpy as np
 
 import structlog
 
+from controller import audit
 from controller.clock import Clock
+from controller.commands import (
+    Command,
+    CommandBounds,
+    CommandRefused,
+    ReplayGuard,
+    applied_reply,
+    bounds_from_config,
+    refused_reply,
+    verify,
+)
+from controller.commands import apply as apply_command
 from controller.config import ReactorConfig
 from controller.historian import Historian
 from controller.loop import Loop
 from controller.schedule import FeedSchedule
+from controller.telemetry import ReactorTelemetry
 from drivers.datasheet import INPUTS
 from drivers.driver import Driver
 from drivers.errors import (
@@ -31,6 +45,10 @@ from drivers.reading import Quality, Reading
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_PERIOD_S = 1.0
+BOLUS_MAX_ML = 20.0
+"""The largest bolus an operator may order remotely."""
+ALARMS = ("comm_loss",)
+"""Alarms an operator can acknowledge (the alarm system of a later issue adds more)."""
 LATENESS_WINDOW = 100_000
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
@@ -63,6 +81,14 @@ class ReactorRuntime:
         self.tick_errors = 0
         self._last_tick_s: float | None = None
         self._last_heartbeat_s = float("-inf")
+        self.command_inbox: deque[Command] = deque()
+        self._loops_by_name = {loop.name: loop for loop in self.loops}
+        self.unacked_alarms: set[str] = set()
+        self._operator_keys: dict[str, bytes] = {}
+        self._replay = ReplayGuard()
+        self._bounds = bounds_from_config(config, bolus_max_ml=BOLUS_MAX_ML, alarms=ALARMS)
+        self.telemetry: ReactorTelemetry | None = None
+        """Set by the runtime when MQTT is configured."""
         self.comm_ok = True
         self.comm_losses = 0
         self.skipped_ticks = 0
@@ -72,6 +98,71 @@ class ReactorRuntime:
         self._comm_failed_readings: dict[str, Reading] = {
             c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
         }
+
+    # --- remote operation --------------------------------------------------------------
+    def enable_commands(self, keys: dict[str, bytes], replay: ReplayGuard,
+                        bounds: CommandBounds) -> None:
+        self._operator_keys = keys
+        self._replay = replay
+        self._bounds = bounds
+
+    def receive_command(self, topic: str, payload: bytes) -> None:
+        """From the MQTT client: verify now (a refusal is answered and audited at once); a good
+        command waits for the next tick, so it never races the control arithmetic."""
+        now = self.clock.now()
+        wall = self.clock.wall_time()
+        try:
+            command = verify(payload, self._operator_keys, self._replay, wall, self._bounds)
+        except CommandRefused as refusal:
+            log.warning("command refused", reactor=self.id, code=refusal.code,
+                        message=refusal.message)
+            self.historian.record_audit(audit.refused(self.id, now, wall, refusal))
+            self._reply(refused_reply(refusal, now))
+            return
+        self.command_inbox.append(command)
+
+    def _apply_commands(self, now: float) -> None:
+        while self.command_inbox:
+            command = self.command_inbox.popleft()
+            wall = self.clock.wall_time()
+            try:
+                change = apply_command(command, self, now)
+            except CommandRefused as refusal:  # e.g. a manual output for a loop in auto
+                self.historian.record_audit(audit.refused(self.id, now, wall, refusal))
+                self._reply(refused_reply(refusal, now))
+                continue
+            self.historian.record_audit(audit.applied(self.id, now, wall, command, change))
+            self._event(now, "operator", f"{command.operator}: {command.action} "
+                        f"{dict(command.params)} ({command.reason})",
+                        {"old": change.old, "new": change.new})
+            for loop in self.loops:
+                self.historian.record_setpoint(self.id, now, loop.name, loop.pv, loop.mv,
+                                               loop.setpoint, loop.mode)
+            self._reply(applied_reply(command, change, now))
+
+    def _reply(self, body: dict[str, Any]) -> None:
+        if self.telemetry is not None:
+            self.telemetry.reply(json.dumps(body, sort_keys=True).encode())
+
+    # CommandTarget
+    def loop(self, name: str) -> Loop:
+        return self._loops_by_name[name]
+
+    def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None:
+        self.schedule.add_bolus(volume_ml, channel, at_s)
+
+    def ack_alarm(self, name: str) -> bool:
+        if name in self.unacked_alarms:
+            self.unacked_alarms.discard(name)
+            return True
+        return False
+
+    def _event(self, now: float, kind: str, message: str,
+               data: dict[str, Any] | None = None) -> None:
+        """An event goes on record (historian) and on the wire (MQTT), if there is one."""
+        self.historian.record_event(self.id, now, kind, message, data)
+        if self.telemetry is not None:
+            self.telemetry.event(now, kind, message, data)
 
     async def start(self) -> None:
         """Connect, take over the device's outputs bumplessly, record the starting setpoints."""
@@ -83,7 +174,7 @@ class ReactorRuntime:
             self.historian.record_setpoint(
                 self.id, now, loop.name, loop.pv, loop.mv, loop.setpoint, loop.mode
             )
-        self.historian.record_event(self.id, now, "run", "reactor started",
+        self._event(now, "run", "reactor started",
                                     {"device": self.config.device})
 
     async def tick(self) -> None:
@@ -94,11 +185,13 @@ class ReactorRuntime:
             self.tick_errors += 1
             now = self.clock.now()
             log.error("tick failed", reactor=self.id, t_s=now, error=repr(exc))
-            self.historian.record_event(self.id, now, "error", f"tick failed: {exc!r}")
+            self._event(now, "error", f"tick failed: {exc!r}")
 
     async def _tick(self) -> None:
         clock = self.clock
         now = clock.now()
+        if self.command_inbox:
+            self._apply_commands(now)
         readings = await self._read(now)
         if self._last_tick_s is not None:
             self.schedule.account(self.written, now - self._last_tick_s)
@@ -119,6 +212,9 @@ class ReactorRuntime:
                 self._comm_failed(now, "heartbeat", exc)
         self.ticks += 1
         self.historian.record_tick(self.id, now, readings, written)
+        if self.telemetry is not None:
+            self.telemetry.tick(now, readings, {lp.name: lp.setpoint for lp in self.loops},
+                                written, {lp.name: lp.mode for lp in self.loops})
 
     async def _read(self, now: float) -> dict[str, Reading]:
         try:
@@ -130,7 +226,7 @@ class ReactorRuntime:
         if not self.comm_ok:
             self.comm_ok = True
             log.warning("comm restored", reactor=self.id, t_s=now)
-            self.historian.record_event(self.id, now, "alarm", "comm restored")
+            self._event(now, "alarm", "comm restored")
         return readings
 
     def _comm_failed(self, now: float, what: str, exc: DriverError) -> None:
@@ -139,15 +235,16 @@ class ReactorRuntime:
         After an outage the device may have gone to its own safe state, so every output is
         written afresh on the first tick that gets through.
         """
-        self.historian.record_event(self.id, now, "comm", f"{what} failed: {exc}",
+        self._event(now, "comm", f"{what} failed: {exc}",
                                     {"error": type(exc).__name__})
         if isinstance(exc, LINK_ERRORS):
             self.written = {}
             if self.comm_ok:
                 self.comm_ok = False
                 self.comm_losses += 1
+                self.unacked_alarms.add("comm_loss")
                 log.error("comm loss", reactor=self.id, t_s=now, error=str(exc))
-                self.historian.record_event(self.id, now, "alarm", f"comm loss: {exc}")
+                self._event(now, "alarm", f"comm loss: {exc}")
         else:
             log.warning(f"{what} failed", reactor=self.id, t_s=now, error=str(exc))
 
@@ -163,7 +260,7 @@ class ReactorRuntime:
                 self._last_readback_error = str(exc)
                 log.warning("write limited by the device", reactor=self.id, t_s=now,
                             error=str(exc))
-                self.historian.record_event(self.id, now, "device", f"write limited: {exc}",
+                self._event(now, "device", f"write limited: {exc}",
                                             {"commands": changed})
         except DriverError as exc:
             self.write_errors += 1
@@ -179,12 +276,12 @@ class ReactorRuntime:
         try:
             await self.driver.write(self.safe_state)
             self.written.update(self.safe_state)
-            self.historian.record_event(self.id, now, "safe_state", f"safe state: {reason}",
+            self._event(now, "safe_state", f"safe state: {reason}",
                                         self.safe_state)
         except DriverError as exc:
             self.write_errors += 1
             log.error("safe state write failed", reactor=self.id, error=str(exc))
-            self.historian.record_event(self.id, now, "error", f"safe state failed: {exc}")
+            self._event(now, "error", f"safe state failed: {exc}")
         finally:
             await self.driver.close()
 

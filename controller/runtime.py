@@ -18,7 +18,11 @@ import structlog
 from controller.clock import Clock, parse_speed
 from controller.config import Config, ConfigError
 from controller.historian import Historian, RunInfo
-from controller.reactor import ReactorRuntime
+from controller.mqtt_link import MqttSettings
+from controller.commands import ReplayGuard, bounds_from_config
+from controller.reactor import ALARMS, BOLUS_MAX_ML, ReactorRuntime
+from controller.telemetry import ReactorTelemetry
+from drivers.datasheet import channel
 from drivers.driver import Driver
 from drivers.errors import DriverNotFoundError
 from drivers.registry import driver_factory, parse_device_url
@@ -53,6 +57,9 @@ def open_reactor_driver(
     """
     reactor = config.reactor[index]
     speed = parse_speed(config.run.speed)
+    if speed is None and config.mqtt is not None:
+        raise ConfigError("mqtt: publishing to a broker needs real or scaled time (run.speed or "
+                          "--speed a number, e.g. 1 or 100), not 'max'")
     try:
         address = parse_device_url(reactor.device)
         factory = driver_factory(address.scheme)
@@ -111,6 +118,7 @@ class Run:
         try:
             for reactor in reactors:
                 await reactor.start()
+                self._attach_telemetry(reactor, clock)
             with self._signals_stop():
                 await self._run_tasks(clock, reactors, historian)
         finally:
@@ -119,10 +127,41 @@ class Run:
                 diagnostics[reactor.id] = await reactor.driver.diagnostics()
                 historian.record_diagnostics(reactor.id, clock.now(), diagnostics[reactor.id])
                 await reactor.go_safe(self.stopped_by)
+                if reactor.telemetry is not None:
+                    await reactor.telemetry.stop("done" if self.stopped_by == "completed"
+                                                 else "stopping")
             summary = self._summary(clock, reactors, diagnostics, wall_start)
             await asyncio.to_thread(historian.close, summary)
             summary["wall_seconds"] = clock.wall_monotonic() - wall_start
         return summary
+
+    def _attach_telemetry(self, reactor: ReactorRuntime, clock: Clock) -> None:
+        """Give a started reactor its MQTT presence, when the config has a broker."""
+        mqtt = self.config.mqtt
+        if mqtt is None:
+            return
+        settings = MqttSettings.from_url(mqtt.url, ca_file=mqtt.ca_file, cert_file=mqtt.cert_file,
+                                         key_file=mqtt.key_file, client_id=mqtt.client_id)
+        outbox = Path(mqtt.outbox)
+        telemetry = ReactorTelemetry(
+            reactor.id, settings, outbox.with_name(f"{outbox.stem}-{reactor.id}{outbox.suffix}"),
+            clock, run_id=self.options.run_id,
+            time_scale=parse_speed(self.config.run.speed) or 1.0,
+            on_command=reactor.receive_command,
+        )
+        reactor.telemetry = telemetry
+        reactor.enable_commands(
+            {op.name: op.key() for op in self.config.operator},
+            ReplayGuard(mqtt.max_skew_s),
+            bounds_from_config(reactor.config, bolus_max_ml=BOLUS_MAX_ML, alarms=ALARMS),
+        )
+        for loop in reactor.loops:
+            pv = channel(loop.pv)
+            bounds = reactor.config.loops[loop.name]
+            telemetry.setting(f"{loop.name}.setpoint", value=loop.setpoint, unit=pv.unit,
+                              minimum=bounds.min_setpoint, maximum=bounds.max_setpoint,
+                              description=f"setpoint of the {loop.name} loop ({loop.pv})")
+        telemetry.start()
 
     def stop(self, reason: str) -> None:
         self.stopped_by = reason

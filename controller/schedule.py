@@ -41,6 +41,8 @@ class FeedSchedule:
                        b.rate_ml_per_h if b.rate_ml_per_h is not None else channel(b.channel).maximum)
             for b in sorted(config.bolus, key=lambda b: b.at)
         ]
+        self.ordered_boluses: list[BolusState] = []
+        """Boluses an operator ordered during the run (not in the config's schedule)."""
         self._active: list[BolusState] = []
         self._next_bolus = 0
         self.paused = False
@@ -83,6 +85,13 @@ class FeedSchedule:
         for name in PUMPS:
             rates[name] = min(rates[name], channel(name).maximum)
         return rates
+
+    def add_bolus(self, volume_ml: float, channel_name: str, at_s: float) -> None:
+        """A bolus ordered now (an operator's), delivered like a scheduled one."""
+        bolus = BolusState(at_s, channel_name, volume_ml, channel(channel_name).maximum)
+        self.ordered_boluses.append(bolus)
+        self._active.append(bolus)
+        self._bolus_finished = True  # recompute the rates on the next call
 
     def account(self, commanded: dict[str, float], dt_s: float) -> None:
         """Credit the volume pumped over the last `dt_s` to the active boluses, oldest first."""

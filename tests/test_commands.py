@@ -396,13 +396,18 @@ def test_parse_key() -> None:
 
 
 def test_bounds_from_config() -> None:
-    config = load_default().reactor[0]
-    bounds = bounds_from_config(config, bolus_max_ml=10.0,
-                                setpoint_limits={"temperature": (35.0, 39.0)},
-                                alarms=["comm_loss"])
-    assert bounds.reactor_id == "hsc-1"
+    config = load_default(**{"band = 0.1": "band = 0.1\nsetpoint_min = 35.0\nsetpoint_max = 39.0"})
+    bounds = bounds_from_config(config.reactor[0], bolus_max_ml=10.0, alarms=["comm_loss"])
+    assert bounds.reactor_id == "hsc-1" and bounds.bolus_max_ml == 10.0
     assert bounds.loops["temperature"] == LoopBounds(35.0, 39.0, 0.0, 100.0)
     assert bounds.loops["do"] == LoopBounds(0.0, 300.0, 0.0, 60.0)  # datasheet, config out_max
+    assert bounds.alarms == {"comm_loss"}
+
+
+def test_operator_names_the_config_allows_are_accepted() -> None:
+    keys = {"alice@lab-2": KEY}
+    command = verify(raw(body(operator="alice@lab-2")), keys, ReplayGuard(), NOW, BOUNDS)
+    assert command.operator == "alice@lab-2"
 
 
 # --- the client's pure half ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -321,3 +322,50 @@ async def test_wrong_password_is_refused_and_retried(broker, tmp_path: Path) -> 
     finally:
         await stop_task(task)
         outbox.close()
+
+
+def doc_acl() -> str:
+    """The ACL file exactly as docs/mqtt.md shows it."""
+    text = (REPO / "docs" / "mqtt.md").read_text()
+    after = text[text.index("`/etc/mosquitto/acl`"):]
+    return after.split("```\n", 2)[1]
+
+
+async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:  # noqa: F811
+    """The ACL of docs/mqtt.md: a viewer's or operator's telemetry is dropped; commands pass."""
+    users = {"controller": "c-pw", "operator1": "o-pw", "viewer": "v-pw"}
+    b = broker(users=users, acl=doc_acl())
+
+    def client(user: str) -> aiomqtt.Client:
+        return aiomqtt.Client("127.0.0.1", b.port, username=user, password=users[user],
+                              identifier=f"acl-{user}")
+
+    async def try_publish(user: str, topic: str, payload: bytes) -> None:
+        """Mosquitto may PUBACK-and-drop or drop the connection on a denied publish."""
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with aiomqtt.Client("127.0.0.1", b.port, username=user, password=users[user],
+                                      identifier=f"acl-pub-{user}", timeout=2) as c:
+                await c.publish(topic, payload, qos=1)
+
+    async with client("viewer") as viewer, client("controller") as ctl:
+        await viewer.subscribe("bioreactor/#", qos=1)
+        await ctl.subscribe(T.cmd, qos=1)
+        await try_publish("viewer", T.telemetry, b'{"seq":666}')
+        await try_publish("operator1", T.telemetry, b'{"seq":667}')
+        await try_publish("viewer", T.cmd, b"viewer-cmd")
+        await try_publish("operator1", T.cmd, b"operator-cmd")
+        await ctl.publish(T.telemetry, b'{"seq":1}', qos=1)
+        seen: list[tuple[str, bytes]] = []
+        ctl_seen: list[bytes] = []
+        async with asyncio.timeout(5):
+            async for m in viewer.messages:
+                seen.append((str(m.topic), m.payload))  # type: ignore[arg-type]
+                if m.payload == b'{"seq":1}':
+                    break
+            async for m in ctl.messages:
+                ctl_seen.append(m.payload)  # type: ignore[arg-type]
+                break
+    assert (T.telemetry, b'{"seq":1}') in seen
+    assert (T.cmd, b"operator-cmd") in seen
+    assert not any(p in (b'{"seq":666}', b'{"seq":667}', b"viewer-cmd") for _, p in seen)
+    assert ctl_seen == [b"operator-cmd"]

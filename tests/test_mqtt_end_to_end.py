@@ -1,0 +1,192 @@
+"""MQTT as a user meets it: `bioreactor run --mqtt` against a real Mosquitto that the test starts,
+an independent `mosquitto_sub`, broker restarts, `kill -9`, and signed commands."""
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mosquitto import Broker, broker  # noqa: F401  (fixture)
+
+from conftest import DEFAULT_CONFIG_PATH
+from controller.audit import read_audit
+from controller.commands import sign
+
+BIN = Path(sys.executable).parent
+KEY = "00112233445566778899aabbccddeeff"
+
+
+def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0) -> Path:
+    text = DEFAULT_CONFIG_PATH.read_text().replace(
+        "control_period_s = 1.0", f"control_period_s = {period_s}")
+    text += (f'\n[mqtt]\nurl = "{broker_url}"\noutbox = "{tmp_path / "outbox.sqlite"}"\n'
+             f'\n[[operator]]\nname = "alice"\nkey_hex = "{KEY}"\n')
+    path = tmp_path / "mqtt.toml"
+    path.write_text(text)
+    return path
+
+
+def start_run(config: Path, tmp_path: Path, *, speed: str, duration: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [BIN / "bioreactor", "run", str(config), "--speed", speed, "--duration", duration,
+         "--quiet", "--db", str(tmp_path / "run.sqlite"),
+         "--summary-json", str(tmp_path / "summary.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class Subscriber:
+    """mosquitto_sub with a persistent session (QoS 1): the broker queues for it across restarts
+    of the controller, and it reconnects by itself across restarts of the broker."""
+
+    def __init__(self, b: Broker, topic: str, out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port), "-c", "-i",
+             f"e2e-{secrets.token_hex(3)}", "-q", "1", "-t", topic, "-t", "probe/e2e"],
+            stdout=out.open("w"), stderr=subprocess.DEVNULL)
+        for _ in range(100):  # until the subscription is live
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-q", "1",
+                            "-t", "probe/e2e", "-m", '{"probe": 1}'], check=True)
+            time.sleep(0.05)
+            if "probe" in out.read_text():
+                return
+        raise AssertionError("mosquitto_sub never subscribed")
+
+    def messages(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.read_text().splitlines()
+                if line and "probe" not in line]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stopper() -> Iterator[list[subprocess.Popen]]:
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def first_deliveries(seqs: list[int]) -> list[int]:
+    """QoS 1 is at least once: drop repeats, keep the order of first delivery."""
+    seen: set[int] = set()
+    return [s for s in seqs if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+
+
+def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
+    broker, tmp_path: Path, stopper: list  # noqa: F811
+) -> None:
+    b = broker()
+    sub = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "sub.txt")
+    try:
+        run = start_run(write_config(tmp_path, b.url), tmp_path, speed="2000", duration="1d")
+        stopper.append(run)
+        time.sleep(12.0)  # a third of the day
+        b.restart(down_s=3.0)  # the broker goes away for 3 s (6000 simulated seconds)
+        _, err = run.communicate(timeout=240)
+        assert run.returncode == 0, err
+        ticks = json.loads((tmp_path / "summary.json").read_text())["ticks"]
+        deadline = time.monotonic() + 60
+        while len(set(m["seq"] for m in sub.messages())) < ticks and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        sub.close()
+    seqs = first_deliveries([m["seq"] for m in sub.messages()])
+    assert seqs == list(range(1, ticks + 1)), f"{ticks - len(seqs)} missing or out of order"
+    assert ticks > 0.95 * 86400 / 5.0
+
+
+def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:  # noqa: F811
+    b = broker()
+    run = start_run(write_config(tmp_path, b.url), tmp_path, speed="100", duration="1d")
+    stopper.append(run)
+    status = tmp_path / "status.txt"
+    sub = Subscriber(b, "bioreactor/hsc-1/status", status)
+    try:
+        deadline = time.monotonic() + 30
+        while '"running"' not in status.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert '"running"' in status.read_text()
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 30
+        while '"lost"' not in status.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sub.close()
+    assert sub.messages()[-1] == {"state": "lost"}
+
+
+def _signed(action: str, params: dict, *, key: str = KEY, reason: str = "test") -> dict:
+    return sign({"operator": "alice", "reactor": "hsc-1", "action": action, "params": params,
+                 "reason": reason, "ts": time.time(), "nonce": secrets.token_hex(16)},
+                bytes.fromhex(key))
+
+
+def test_commands_good_and_bad_are_answered_and_audited(
+    broker, tmp_path: Path, stopper: list  # noqa: F811
+) -> None:
+    b = broker()
+    run = start_run(write_config(tmp_path, b.url, period_s=1.0), tmp_path, speed="20",
+                    duration="1d")
+    stopper.append(run)
+    replies_path = tmp_path / "replies.txt"
+    replies = Subscriber(b, "bioreactor/hsc-1/cmd/reply", replies_path)
+
+    def publish(payload: bytes | str) -> None:
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-q", "1",
+                        "-t", "bioreactor/hsc-1/cmd", "-m", payload], check=True)
+
+    try:
+        time.sleep(3.0)
+        good = subprocess.run(
+            [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator",
+             "alice", "--key", KEY, "--reason", "warmer", "set_setpoint", "loop=temperature",
+             "value=37.2"], capture_output=True, text=True, timeout=60)
+        assert good.returncode == 0, good.stderr
+        assert json.loads(good.stdout)["new"] == {"setpoint": 37.2}
+        wrong_key = subprocess.run(
+            [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator",
+             "alice", "--key", "ff" * 16, "--reason", "x", "pause_schedule"],
+            capture_output=True, text=True, timeout=60)
+        assert wrong_key.returncode == 1 and "bad_signature" in wrong_key.stdout
+        too_hot = json.dumps(_signed("set_setpoint", {"loop": "temperature", "value": 70.0}))
+        publish(too_hot)
+        unsigned = _signed("pause_schedule", {})
+        del unsigned["sig"]
+        publish(json.dumps(unsigned))
+        publish("{not json")
+        replayed = json.dumps(_signed("set_setpoint", {"loop": "ph", "value": 7.25}))
+        publish(replayed)
+        publish(replayed)
+        deadline = time.monotonic() + 30
+        while len(replies.messages()) < 7 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        replies.close()
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    codes = sorted(m["code"] for m in replies.messages())
+    assert codes == sorted(["applied", "bad_signature", "out_of_range", "unsigned", "malformed",
+                            "applied", "replayed"]), codes
+    audit = read_audit(tmp_path / "run.sqlite")
+    assert sorted(r["outcome"] for r in audit) == codes
+    applied = [r for r in audit if r["outcome"] == "applied"]
+    assert {r["operator"] for r in applied} == {"alice"}
+    assert any(r["reason"] == "warmer" and json.loads(r["new_json"]) == {"setpoint": 37.2}
+               for r in applied)
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        setpoints = [v for (v,) in con.execute(
+            "SELECT setpoint FROM setpoints WHERE loop = 'temperature' ORDER BY t_s")]
+    assert setpoints[0] == 37.0 and 37.2 in setpoints
