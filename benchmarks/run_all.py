@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from closed_loop import DEFAULT_CONFIG, bench_closed_loop  # noqa: E402
 from hil_modbus import bench_jitter, bench_round_trip  # noqa: E402
+from mqtt_throughput import bench_mqtt  # noqa: E402
 from tick_parts import bench_tick_parts  # noqa: E402
 
 from controller.cli import configure_logging  # noqa: E402
@@ -25,6 +26,7 @@ def main() -> None:
         "modbus_tcp_round_trip": bench_round_trip(),
         "tick_jitter_1hz_modbus_tcp": bench_jitter(1.0, 60.0),
         "tick_jitter_10hz_modbus_tcp": bench_jitter(0.1, 60.0),
+        "mqtt": bench_mqtt(),
     }
     print(json.dumps(results, indent=2))
 

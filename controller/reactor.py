@@ -30,8 +30,9 @@ from controller.config import ReactorConfig
 from controller.historian import Historian
 from controller.loop import Loop
 from controller.schedule import FeedSchedule
+from controller.outbox import OutboxFullError
 from controller.telemetry import ReactorTelemetry
-from drivers.datasheet import INPUTS
+from drivers.datasheet import INPUTS, channel
 from drivers.driver import Driver
 from drivers.errors import (
     CommTimeoutError,
@@ -47,7 +48,7 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_PERIOD_S = 1.0
 BOLUS_MAX_ML = 20.0
 """The largest bolus an operator may order remotely."""
-ALARMS = ("comm_loss",)
+ALARMS = ("comm_loss", "outbox_full")
 """Alarms an operator can acknowledge (the alarm system of a later issue adds more)."""
 LATENESS_WINDOW = 100_000
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
@@ -138,7 +139,19 @@ class ReactorRuntime:
             for loop in self.loops:
                 self.historian.record_setpoint(self.id, now, loop.name, loop.pv, loop.mv,
                                                loop.setpoint, loop.mode)
+            self.publish_settings()
             self._reply(applied_reply(command, change, now))
+
+    def publish_settings(self) -> None:
+        """Each loop's setpoint as a retained, self-describing setting (on start and on change)."""
+        if self.telemetry is None:
+            return
+        for loop in self.loops:
+            bounds = self.config.loops[loop.name]
+            self.telemetry.setting(
+                f"{loop.name}.setpoint", value=loop.setpoint, unit=channel(loop.pv).unit,
+                minimum=bounds.min_setpoint, maximum=bounds.max_setpoint,
+                description=f"setpoint of the {loop.name} loop ({loop.pv})")
 
     def _reply(self, body: dict[str, Any]) -> None:
         if self.telemetry is not None:
@@ -163,6 +176,13 @@ class ReactorRuntime:
         self.historian.record_event(self.id, now, kind, message, data)
         if self.telemetry is not None:
             self.telemetry.event(now, kind, message, data)
+
+    def _alarm(self, now: float, name: str, *, active: bool, message: str) -> None:
+        """An alarm raised or cleared: on record as an `alarm` event, on MQTT on `alarms`."""
+        self.historian.record_event(self.id, now, "alarm", message,
+                                    {"alarm": name, "active": active})
+        if self.telemetry is not None:
+            self.telemetry.alarm(now, name, active=active, message=message)
 
     async def start(self) -> None:
         """Connect, take over the device's outputs bumplessly, record the starting setpoints."""
@@ -213,8 +233,17 @@ class ReactorRuntime:
         self.ticks += 1
         self.historian.record_tick(self.id, now, readings, written)
         if self.telemetry is not None:
-            self.telemetry.tick(now, readings, {lp.name: lp.setpoint for lp in self.loops},
-                                written, {lp.name: lp.mode for lp in self.loops})
+            try:
+                self.telemetry.tick(now, readings, {lp.name: lp.setpoint for lp in self.loops},
+                                    written, {lp.name: lp.mode for lp in self.loops})
+            except OutboxFullError as exc:
+                # The historian still has every tick; telemetry resumes once there is room.
+                if "outbox_full" not in self.unacked_alarms:
+                    self.unacked_alarms.add("outbox_full")
+                    log.error("telemetry outbox full", reactor=self.id, error=str(exc))
+                    self.historian.record_event(self.id, now, "alarm",
+                                                f"telemetry outbox full: {exc}",
+                                                {"alarm": "outbox_full", "active": True})
 
     async def _read(self, now: float) -> dict[str, Reading]:
         try:
@@ -226,7 +255,7 @@ class ReactorRuntime:
         if not self.comm_ok:
             self.comm_ok = True
             log.warning("comm restored", reactor=self.id, t_s=now)
-            self._event(now, "alarm", "comm restored")
+            self._alarm(now, "comm_loss", active=False, message="comm restored")
         return readings
 
     def _comm_failed(self, now: float, what: str, exc: DriverError) -> None:
@@ -244,7 +273,7 @@ class ReactorRuntime:
                 self.comm_losses += 1
                 self.unacked_alarms.add("comm_loss")
                 log.error("comm loss", reactor=self.id, t_s=now, error=str(exc))
-                self._event(now, "alarm", f"comm loss: {exc}")
+                self._alarm(now, "comm_loss", active=True, message=f"comm loss: {exc}")
         else:
             log.warning(f"{what} failed", reactor=self.id, t_s=now, error=str(exc))
 
@@ -298,6 +327,7 @@ class ReactorRuntime:
                        "tick": self.tick_errors},
             "comm_losses": self.comm_losses,
             "skipped_ticks": self.skipped_ticks,
+            "mqtt": None if self.telemetry is None else self.telemetry.summary(),
             "tick_lateness_s": _percentiles(self.lateness_s),
             "loops": {
                 loop.name: {

@@ -22,7 +22,6 @@ from controller.mqtt_link import MqttSettings
 from controller.commands import ReplayGuard, bounds_from_config
 from controller.reactor import ALARMS, BOLUS_MAX_ML, ReactorRuntime
 from controller.telemetry import ReactorTelemetry
-from drivers.datasheet import channel
 from drivers.driver import Driver
 from drivers.errors import DriverNotFoundError
 from drivers.registry import driver_factory, parse_device_url
@@ -155,12 +154,7 @@ class Run:
             ReplayGuard(mqtt.max_skew_s),
             bounds_from_config(reactor.config, bolus_max_ml=BOLUS_MAX_ML, alarms=ALARMS),
         )
-        for loop in reactor.loops:
-            pv = channel(loop.pv)
-            bounds = reactor.config.loops[loop.name]
-            telemetry.setting(f"{loop.name}.setpoint", value=loop.setpoint, unit=pv.unit,
-                              minimum=bounds.min_setpoint, maximum=bounds.max_setpoint,
-                              description=f"setpoint of the {loop.name} loop ({loop.pv})")
+        reactor.publish_settings()
         telemetry.start()
 
     def stop(self, reason: str) -> None:

@@ -20,6 +20,7 @@ from controller.publisher import MqttPublisher
 from controller.topics import (
     LOST_PAYLOAD,
     Topics,
+    alarm_payload,
     event_payload,
     setting_payload,
     status_payload,
@@ -62,6 +63,7 @@ class ReactorTelemetry:
             publish_timeout_s=10.0 * time_scale,
         )
         self._task: asyncio.Task[None] | None = None
+        self._depth_at_close: int | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.publisher.run(), name=f"mqtt-{self.topics.base}")
@@ -89,6 +91,11 @@ class ReactorTelemetry:
         self.outbox.append(self.topics.events, event_payload(
             wall_ts=self.clock.wall_time(), t_s=t_s, kind=kind, message=message, data=data))
 
+    def alarm(self, t_s: float, name: str, *, active: bool, message: str) -> None:
+        self.outbox.append(self.topics.alarms, alarm_payload(
+            wall_ts=self.clock.wall_time(), t_s=t_s, name=name, severity="alarm", active=active,
+            message=message))
+
     def reply(self, payload: bytes) -> None:
         self.outbox.append(self.topics.cmd_reply, payload)
 
@@ -104,6 +111,12 @@ class ReactorTelemetry:
             self._last_commit_wall = wall
             self.outbox.commit()
 
+    def summary(self) -> dict[str, Any]:
+        stats = self.publisher.stats
+        depth = self._depth_at_close if self._depth_at_close is not None else self.outbox.depth
+        return {"telemetry_messages": self.seq, "published": stats.published,
+                "reconnects": stats.reconnects, "outbox_depth": depth}
+
     # --- shutdown --------------------------------------------------------------------------
     async def stop(self, state: str = "done", timeout_s: float = 10.0) -> None:
         """Send everything committed and the final retained status, then disconnect."""
@@ -115,4 +128,5 @@ class ReactorTelemetry:
                 self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._depth_at_close = self.outbox.depth
         self.outbox.close()

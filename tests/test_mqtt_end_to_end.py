@@ -190,3 +190,29 @@ def test_commands_good_and_bad_are_answered_and_audited(
         setpoints = [v for (v,) in con.execute(
             "SELECT setpoint FROM setpoints WHERE loop = 'temperature' ORDER BY t_s")]
     assert setpoints[0] == 37.0 and 37.2 in setpoints
+
+
+def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:  # noqa: F811
+    from mosquitto import PASSWORD, USER
+
+    b = broker(password=True, tls=True)
+    config = write_config(tmp_path, b.url)
+    config.write_text(config.read_text().replace(
+        f'url = "{b.url}"', f'url = "{b.url}"\nca_file = "{b.ca_file}"'))
+    out = tmp_path / "sub.txt"
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port), "--cafile", str(b.ca_file),
+         "-u", USER, "-P", PASSWORD, "-q", "1", "-t", "bioreactor/hsc-1/telemetry", "-C", "20"],
+        stdout=out.open("w"), stderr=subprocess.PIPE, text=True)
+    stopper.append(sub)
+    time.sleep(1.0)
+    run = start_run(config, tmp_path, speed="200", duration="30m")
+    stopper.append(run)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    sub.wait(timeout=30)
+    seqs = [json.loads(line)["seq"] for line in out.read_text().splitlines()]
+    assert len(seqs) == 20 and seqs == sorted(seqs)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    mqtt = summary["reactors"]["hsc-1"]["mqtt"]
+    assert mqtt["outbox_depth"] == 0 and mqtt["published"] >= mqtt["telemetry_messages"]
