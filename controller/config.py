@@ -234,6 +234,13 @@ class OperatorConfig(_Strict):
     def _one_key(self) -> OperatorConfig:
         if (self.key_hex is None) == (self.key_file is None):
             raise ValueError("key_hex or key_file: give exactly one")
+        if self.key_file is not None:
+            try:
+                key = bytes.fromhex(Path(self.key_file).read_text().strip())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"key_file {self.key_file}: cannot read a hex key ({exc})") from None
+            if len(key) < 16:
+                raise ValueError(f"key_file {self.key_file}: key shorter than 16 bytes")
         return self
 
     def key(self) -> bytes:

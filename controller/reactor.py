@@ -17,7 +17,6 @@ from controller import audit
 from controller.clock import Clock
 from controller.commands import (
     Command,
-    CommandBounds,
     CommandRefused,
     ReplayGuard,
     applied_reply,
@@ -101,11 +100,10 @@ class ReactorRuntime:
         }
 
     # --- remote operation --------------------------------------------------------------
-    def enable_commands(self, keys: dict[str, bytes], replay: ReplayGuard,
-                        bounds: CommandBounds) -> None:
+    def enable_commands(self, keys: dict[str, bytes], replay: ReplayGuard) -> None:
+        """Accept commands signed with these operators' keys (none are accepted before)."""
         self._operator_keys = keys
         self._replay = replay
-        self._bounds = bounds
 
     def receive_command(self, topic: str, payload: bytes) -> None:
         """From the MQTT client: verify now (a refusal is answered and audited at once); a good

@@ -19,8 +19,8 @@ from controller.clock import Clock, parse_speed
 from controller.config import Config, ConfigError
 from controller.historian import Historian, RunInfo
 from controller.mqtt_link import MqttSettings
-from controller.commands import ReplayGuard, bounds_from_config
-from controller.reactor import ALARMS, BOLUS_MAX_ML, ReactorRuntime
+from controller.commands import ReplayGuard
+from controller.reactor import ReactorRuntime
 from controller.telemetry import ReactorTelemetry
 from drivers.driver import Driver
 from drivers.errors import DriverNotFoundError
@@ -149,11 +149,8 @@ class Run:
             on_command=reactor.receive_command,
         )
         reactor.telemetry = telemetry
-        reactor.enable_commands(
-            {op.name: op.key() for op in self.config.operator},
-            ReplayGuard(mqtt.max_skew_s),
-            bounds_from_config(reactor.config, bolus_max_ml=BOLUS_MAX_ML, alarms=ALARMS),
-        )
+        reactor.enable_commands({op.name: op.key() for op in self.config.operator},
+                                ReplayGuard(mqtt.max_skew_s))
         reactor.publish_settings()
         telemetry.start()
 
