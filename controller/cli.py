@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="overrides [run].seed")
     run.add_argument("--mqtt", help="mqtt[s]://[USER:PASS@]HOST:PORT: publish telemetry and take "
                      "commands there; overrides [mqtt].url")
+    run.add_argument("--fault", action="append", default=[], metavar="NAME@TIME[:k=v,...]",
+                     help="inject a fault into the emulated chamber (repeatable); "
+                     "see docs/faults.md")
     run.add_argument("--device", help="device URL for a single-reactor config, e.g. "
                      "modbus-tcp://127.0.0.1:5020; overrides [[reactor]].device")
     run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
@@ -99,8 +102,11 @@ def configure_logging(level: str) -> None:
 
 def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
                     seed: int | None, device: str | None = None,
-                    mqtt: str | None = None) -> Config:
+                    mqtt: str | None = None, faults: list[str] | None = None) -> Config:
     """Command-line values replace the config's, validated by the same rules."""
+    if faults:
+        # Strings go to the first reactor's emulator as they are; it parses and validates them.
+        config = config.model_copy(update={"fault": [*config.fault, *faults]})
     if mqtt is not None:
         base = config.mqtt.model_dump() if config.mqtt is not None else {}
         try:
@@ -136,7 +142,7 @@ def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed,
-                             device=args.device, mqtt=args.mqtt)
+                             device=args.device, mqtt=args.mqtt, faults=args.fault)
     for index in range(len(config.reactor)):
         open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
     progress = None if args.quiet else ProgressLine()

@@ -272,6 +272,34 @@ class Config(_Strict):
     reactor: list[ReactorConfig] = Field(min_length=1)
     mqtt: MqttConfig | None = None
     operator: list[OperatorConfig] = Field(default_factory=list)
+    fault: list[dict[str, Any] | str] = Field(
+        default_factory=list,
+        description="faults to inject into an emulated chamber (docs/faults.md); each table may "
+                    "name its `reactor` (default: the first); the emulator validates the rest")
+
+    def faults_for(self, index: int) -> list[Any]:
+        """The `[[fault]]` entries aimed at reactor `index`, without their `reactor` key."""
+        reactor_id = self.reactor[index].id
+        chosen = []
+        for entry in self.fault:
+            if isinstance(entry, str):  # NAME@TIME[:k=v,...] from the command line
+                target = self.reactor[0].id
+            else:
+                target = entry.get("reactor", self.reactor[0].id)
+                entry = {k: v for k, v in entry.items() if k != "reactor"}
+            if target == reactor_id:
+                chosen.append(entry)
+        return chosen
+
+    @model_validator(mode="after")
+    def _faults_name_known_reactors(self) -> Config:
+        ids = {r.id for r in self.reactor}
+        for i, table in enumerate(self.fault):
+            target = table.get("reactor") if isinstance(table, dict) else None
+            if target is not None and target not in ids:
+                raise ValueError(f"fault[{i}].reactor {target!r} is not a reactor id "
+                                 f"(known: {sorted(ids)})")
+        return self
 
     @field_validator("reactor")
     @classmethod

@@ -69,9 +69,13 @@ def open_reactor_driver(
             f"reactor[{index}].device = {reactor.device!r} is a real link: run it in real or "
             "scaled time (run.speed or --speed a number, e.g. 1 or 600), not 'max'"
         )
+    options = dict(reactor.chamber)
+    faults = config.faults_for(index)
+    if faults:
+        options["faults"] = [*options.get("faults", []), *faults]
     try:
         return factory(address, now=now, seed=reactor_seed(config.run.seed, index),
-                       options=dict(reactor.chamber), time_scale=speed or 1.0)
+                       options=options, time_scale=speed or 1.0)
     except ValueError as exc:
         raise ConfigError(f"reactor[{index}].chamber: {exc}") from None
 
