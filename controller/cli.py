@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from controller import clock
+from controller.audit_cli import add_audit_parser
 from controller.cmd_client import add_cmd_parser
 from controller.config import (
     DEFAULT_CONFIG,
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.set_defaults(func=_cmd_watch)
 
     add_cmd_parser(sub)
+    add_audit_parser(sub)
 
     # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
     # so the controller never imports a backend.

@@ -17,8 +17,11 @@ Schema (documented in docs/architecture.md):
 - events(reactor_id, t_s, kind, message, data_json)
 - diagnostics(reactor_id, t_s, name, value): a device's ground truth, when it has one.
 - audit(reactor_id, t_s, wall_iso, operator, action, params_json, old_json, new_json, reason,
-  outcome, nonce, cmd_ts, message): every operator command, applied or refused (see
-  controller/audit.py). Append-only: no UPDATE or DELETE path here, and triggers refuse both.
+  outcome, nonce, cmd_ts, message, prev_hash, hash): every operator command, applied or
+  refused (see controller/audit.py). Append-only: no UPDATE or DELETE path here, and triggers
+  refuse both. Hash-chained: the writer process links each row to the one before it
+  (audit.AuditChain, continued across batches and from an existing file's last row), and
+  `audit.verify_audit()` / `bioreactor audit verify` recompute the chain (docs/audit.md).
 """
 from __future__ import annotations
 
@@ -210,6 +213,7 @@ def _write_forever(pipe: Connection) -> None:
                  run.config_toml),
             )
             con.executemany("INSERT INTO reactors VALUES (?, ?)", run.reactors)
+        chain = audit.AuditChain(con)  # audit rows are linked here, where they are written in order
         while True:
             try:
                 kind, payload = pipe.recv()
@@ -218,6 +222,8 @@ def _write_forever(pipe: Connection) -> None:
             if kind == "batch":
                 with con:
                     for table, batch in payload.items():
+                        if table == "audit":
+                            batch = chain.link_all(batch)
                         con.executemany(_INSERT[table], batch)
                         rows += len(batch)
                 continue
