@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,12 @@ async def _watch(chamber: ServedChamber) -> None:
 
 
 def chamber_from_config(path: Path, *, seed: int | None, clock: DeviceClock,
-                        comm_timeout_s: float) -> ServedChamber:
-    """The first reactor of a run config: its `chamber` table, `safe_state` and seed."""
+                        comm_timeout_s: float, faults: Sequence[str] = ()) -> ServedChamber:
+    """The first reactor of a run config: its `chamber` table, `safe_state` and seed.
+
+    Faults to inject: the chamber's own `faults` option, then the config's top-level
+    `[[fault]]` tables, then `faults` (command-line `--fault` specs), in that order.
+    """
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -86,8 +90,15 @@ def chamber_from_config(path: Path, *, seed: int | None, clock: DeviceClock,
     reactors = data.get("reactor") or [{}]
     reactor: dict[str, Any] = reactors[0]
     run_seed = data.get("run", {}).get("seed", 1) if seed is None else seed
+    chamber = dict(reactor.get("chamber", {}))
+    tables = data.get("fault", [])
+    if not isinstance(tables, list):
+        raise ValueError(f"{path}: fault must be an array of tables ([[fault]]), got {tables!r}")
+    injected = [*chamber.get("faults", []), *tables, *faults]
+    if injected:
+        chamber["faults"] = injected
     return ServedChamber(
-        reactor.get("chamber", {}), seed=run_seed, now=clock.now, wall=clock.wall,
+        chamber, seed=run_seed, now=clock.now, wall=clock.wall,
         comm_timeout_s=comm_timeout_s, safe_state=reactor.get("safe_state"),
     )
 
@@ -104,6 +115,10 @@ def add_command(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, help="overrides [run].seed")
     parser.add_argument("--comm-timeout", type=float, default=DEFAULT_COMM_TIMEOUT_S,
                         help="wall seconds without a heartbeat before the safe state")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                        help="inject a fault, NAME@TIME[:key=value,...] (e.g. "
+                             "co2_supply_lost@3d, sensor_stuck@2d:channel=ph); repeatable; "
+                             "added to the config's [[fault]] tables; see docs/faults.md")
     parser.set_defaults(func=run_emulate)
 
 
@@ -111,7 +126,8 @@ def run_emulate(args: argparse.Namespace) -> int:
     try:
         clock = DeviceClock(args.speed)
         chamber = chamber_from_config(args.config, seed=args.seed, clock=clock,
-                                      comm_timeout_s=args.comm_timeout)
+                                      comm_timeout_s=args.comm_timeout,
+                                      faults=getattr(args, "fault", []))
         parse_device_url(args.listen)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

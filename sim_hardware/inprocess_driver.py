@@ -18,14 +18,15 @@ from drivers.driver import Driver, validate_commands
 from drivers.errors import NotConnectedError
 from drivers.reading import Reading
 from drivers.registry import DeviceAddress
-from sim_hardware.actuators import apply_commands
+from sim_hardware.actuators import ActuatorInputs, apply_commands
+from sim_hardware.faults import FAULTS, FaultSet, parse_faults
 from sim_hardware.model import ChamberModel, InitialConditions
 from sim_hardware.parameters import INITIAL_CONDITION_TABLE, ModelParameters
 from sim_hardware.sensors import SensorBank
 
 _INITIAL_SPECS = {s.name: s for s in INITIAL_CONDITION_TABLE}
 OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
-OPTION_KEYS = ("microgravity", "donor_variability", "parameters", *_INITIAL_SPECS)
+OPTION_KEYS = ("microgravity", "donor_variability", "parameters", "faults", *_INITIAL_SPECS)
 
 
 def parse_options(options: Mapping[str, Any], seed_sequence: np.random.SeedSequence
@@ -50,6 +51,7 @@ def parse_options(options: Mapping[str, Any], seed_sequence: np.random.SeedSeque
         raise ValueError(f"chamber option parameters={overrides!r} must be a table of "
                          "parameter = value")
     params = ModelParameters.from_options(overrides)
+    parse_faults(options.get("faults"))  # a bad fault spec is an error here, naming it
     if flags["donor_variability"]:
         params = params.with_donor_variability(np.random.default_rng(seed_sequence))
     init = {name: spec.check(options[name]) for name, spec in _INITIAL_SPECS.items()
@@ -78,8 +80,17 @@ class SimDriver(Driver):
         self.address = address
         self._now = now
         self.seed = seed
-        donor_seed, self._sensor_seed = np.random.SeedSequence(seed).spawn(2)
+        # A third child for the faults: the first two (and so a clean run) are unchanged.
+        donor_seed, self._sensor_seed, fault_seed = np.random.SeedSequence(seed).spawn(3)
         self.params, self.microgravity, self.initial = parse_options(options, donor_seed)
+        specs = parse_faults(options.get("faults"))
+        self.faults: FaultSet | None = FaultSet(specs, fault_seed, self.params) if specs else None
+        """None without faults: the fast path tests only this."""
+        self._fault_times = self.faults.transition_times if self.faults else ()
+        self._fault_next_s = self._fault_times[0] if self._fault_times else math.inf
+        self._fault_index = 0
+        self._commanded: ActuatorInputs  # what the controller asked for (= model.inputs
+        # unless an actuator fault is active)
         self._started = False  # _model and _sensors exist once the first connect seeded them
         self._connected = False
         self.last_heartbeat_s = math.nan
@@ -97,6 +108,7 @@ class SimDriver(Driver):
                 {"temperature_c": m.temperature_c, "do_pct_air": m.do_pct_air, "ph": m.ph,
                  "total_cells_per_ml": m.total_cells_per_ml, "volume_ml": m.volume_ml},
                 t0)
+            self._commanded = m.inputs
             self._started = True
         self._connected = True
 
@@ -119,6 +131,8 @@ class SimDriver(Driver):
         """Integrate to `now`, stopping at each at-line sample time to draw the sample."""
         atline = self._sensors.atline
         model = self._model
+        if now >= self._fault_next_s:
+            self._advance_faults(now)
         while now >= atline.next_draw_s:
             t = atline.next_draw_s
             model.advance_to(t)
@@ -126,6 +140,28 @@ class SimDriver(Driver):
         model.advance_to(now)
         if now >= atline.next_ready_s:
             atline.publish(now)
+
+    def _advance_faults(self, now: float) -> None:
+        """Integrate through each fault transition up to `now`, in time order with the
+        at-line draws, changing the chamber's physical inputs (or inoculating) there."""
+        atline = self._sensors.atline
+        model = self._model
+        faults = self.faults
+        assert faults is not None
+        times = self._fault_times
+        while now >= self._fault_next_s:
+            t = self._fault_next_s
+            while t >= atline.next_draw_s:
+                td = atline.next_draw_s
+                model.advance_to(td)
+                atline.draw(td, model)
+            model.advance_to(t)
+            for spec in faults.starts_at(t):
+                model.contaminate(**spec.params)
+            model.set_inputs(faults.physical(self._commanded, t))
+            self._fault_index += 1
+            self._fault_next_s = (times[self._fault_index] if self._fault_index < len(times)
+                                  else math.inf)
 
     async def read(self) -> dict[str, Reading]:
         return self.read_now()
@@ -135,6 +171,9 @@ class SimDriver(Driver):
         if not self._connected:
             self._require_connected()
         now = self._now()
+        faults = self.faults
+        if faults is not None:
+            faults.check_comm(now)
         self._advance(now)
         m = self._model
         s = self._sensors
@@ -144,14 +183,21 @@ class SimDriver(Driver):
         readings["ph"] = s.ph.read(m.ph, now)
         readings["total_cells_per_ml"] = s.total_cells.read(m.total_cells_per_ml, now)
         readings["volume_ml"] = s.volume.read(m.volume_ml, now)
+        if faults is not None:
+            return faults.apply_readings(readings, now)
         return readings
 
     async def read_outputs(self) -> dict[str, float]:
+        if self.faults is not None:
+            self._require_connected()
+            self.faults.check_comm(self._now())
         return self.outputs_now()
 
     def outputs_now(self) -> dict[str, float]:
+        """What was commanded (after the hardware's limits), not what an actuator fault
+        delivers: a stuck heater does not show in the setpoint registers."""
         self._require_connected()
-        inputs = self._model.inputs
+        inputs = self._commanded
         return {name: getattr(inputs, name) for name in OUTPUT_NAMES}
 
     async def write(self, commands: Mapping[str, float]) -> None:
@@ -161,15 +207,36 @@ class SimDriver(Driver):
         """`write()` for synchronous callers (the served device's protocol handlers)."""
         if not self._connected:
             self._require_connected()
-        validate_commands(commands)
+        faults = self.faults
+        if faults is not None:
+            faults.check_comm(self._now())
+            self.actuate(commands)
+            return
+        validate_commands(commands)  # the fast path: actuate() inlined, without faults
         self._advance(self._now())  # the old inputs hold up to now
+        self._commanded = inputs = apply_commands(self._commanded, commands, self.params)
+        self._model.set_inputs(inputs)
+
+    def actuate(self, commands: Mapping[str, float]) -> None:
+        """Apply commands on the device side, not over the link (comm faults do not apply):
+        the served device's own watchdog uses this for its safe state."""
+        if not self._connected:
+            self._require_connected()
+        validate_commands(commands)
+        now = self._now()
+        self._advance(now)  # the old inputs hold up to now
         m = self._model
-        m.set_inputs(apply_commands(m.inputs, commands, self.params))
+        commanded = self._commanded = apply_commands(self._commanded, commands, self.params)
+        faults = self.faults
+        m.set_inputs(commanded if faults is None else faults.physical(commanded, now))
 
     async def heartbeat(self) -> None:
         """Recorded only: in-process there is no link to lose, so no watchdog."""
         self._require_connected()
-        self.last_heartbeat_s = self._now()
+        now = self._now()
+        if self.faults is not None:
+            self.faults.check_comm(now)
+        self.last_heartbeat_s = now
 
     async def diagnostics(self) -> dict[str, float]:
         """Ground truth: the chamber's state, growth factors and the sensors' drawn errors."""
@@ -179,4 +246,6 @@ class SimDriver(Driver):
         out = m.snapshot()
         out.update({f"growth_factor_{k}": v for k, v in m.growth_factors().items()})
         out.update(self._sensors.errors())
+        out.update(self.faults.flags(m.t_s) if self.faults is not None
+                   else {f"fault_{name}_active": 0.0 for name in FAULTS})
         return out

@@ -26,11 +26,11 @@ from sim_hardware.parameters import ModelParameters
 _LN2 = math.log(2.0)
 _S_PER_H = 3600.0
 SPECIES = ("viable_cells", "dead_cells", "glucose", "glutamine", "lactate", "ammonia",
-           "inhibitor", "bicarbonate", "volume")
+           "inhibitor", "bicarbonate", "volume", "contaminant_cells")
 _LEDGER_UNITS = {
     "viable_cells": "cells", "dead_cells": "cells", "glucose": "mmol", "glutamine": "mmol",
     "lactate": "mmol", "ammonia": "mmol", "inhibitor": "ng", "bicarbonate": "mmol",
-    "volume": "mL",
+    "volume": "mL", "contaminant_cells": "cells",
 }
 # Internal amounts of dissolved species are in umol (mM x mL); the ledger reports mmol.
 _LEDGER_SCALE = {name: (1e-3 if unit == "mmol" else 1.0) for name, unit in _LEDGER_UNITS.items()}
@@ -132,6 +132,12 @@ class ChamberModel:
         self._n_amm = init.ammonia_mm * v0
         self._n_inh = 0.0
         self._n_hco3 = p.feed_bicarbonate_mm * v0
+        # A contaminant (fault injection): none until `contaminate` inoculates one.
+        self._n_xc = 0.0
+        self._xc = 0.0
+        self._contaminated = False
+        self._mu_c_per_h = self._q_glc_c = self._q_o2_c = 0.0
+        self._xc_max = 1.0
         self._ledger = {s: [a, 0.0, 0.0, 0.0, 0.0] for s, a in zip(SPECIES, self._amounts())}
         self._harvested_viable = 0.0
         self._harvested_dead = 0.0
@@ -197,6 +203,29 @@ class ChamberModel:
         target_dco2 = self._hco3_mm / 10.0 ** (ph - p.carbonic_pka)
         star = target_dco2 - self._co2_source_mm_per_h / self._kla_co2_per_h
         return min(20.0, max(0.0, star / self._co2_star_mm_per_pct))
+
+    def contaminate(self, cells_per_ml: float, *, doubling_h: float = 1.0,
+                    q_glc_pmol_per_cell_h: float = 0.005, q_o2_pmol_per_cell_h: float = 0.01,
+                    max_cells_per_ml: float = 1.0e9) -> None:
+        """Inoculate a fast-growing competitor (a bacterial contamination) now.
+
+        It grows at ln2/doubling_h (Monod-limited by glucose and O2, logistic to
+        `max_cells_per_ml`), takes up glucose (to lactate, at the cells' yield) and O2, is
+        washed out by the harvest with the medium, and adds to the optical total count but not
+        to the viable HSCs. The inoculum is booked as "fed" in the `contaminant_cells` ledger.
+        """
+        if not (cells_per_ml >= 0.0 and doubling_h > 0.0 and max_cells_per_ml > 0.0):
+            raise ValueError("contaminate: cells_per_ml >= 0, doubling_h > 0 and "
+                             "max_cells_per_ml > 0 required")
+        n = cells_per_ml * self.volume_ml
+        self._n_xc += n
+        self._ledger["contaminant_cells"][1] += n
+        self._contaminated = True
+        self._mu_c_per_h = _LN2 / doubling_h
+        self._q_glc_c = q_glc_pmol_per_cell_h
+        self._q_o2_c = q_o2_pmol_per_cell_h
+        self._xc_max = max_cells_per_ml
+        self._update_concentrations()
 
     # ------------------------------------------------------------------------ integration
     def advance_to(self, t_s: float) -> None:
@@ -327,11 +356,22 @@ class ChamberModel:
         self._harvested_dead += out_xd
         _book(led["viable_cells"], 0.0, out_xv, deaths, births)
         _book(led["dead_cells"], 0.0, out_xd, lysis, deaths)
+        n_xc = self._n_xc
+        if self._contaminated:
+            # The competitor: no harvest retention (it passes the cell-retention device).
+            room = 1.0 - self._xc / self._xc_max
+            mu_c = self._mu_c_per_h * f_glc * f_do * (room if room > 0.0 else 0.0)
+            births_c = mu_c * n_xc * h_h
+            out_xc = frac_out * n_xc
+            self._n_xc = n_xc + births_c - out_xc
+            _book(led["contaminant_cells"], 0.0, out_xc, 0.0, births_c)
 
         # Glucose -> lactate.
         fed = vf * p.feed_glucose_mm
         out = frac_out * self._n_glc
         uptake = p.q_glc_pmol_per_cell_h * 1e-6 * n_xv * f_glc * h_h
+        if n_xc > 0.0:
+            uptake += self._q_glc_c * 1e-6 * n_xc * f_glc * h_h
         avail = self._n_glc + fed - out
         if uptake > avail:
             uptake = max(0.0, avail)
@@ -379,6 +419,8 @@ class ChamberModel:
         self._update_concentrations()
 
         our_max = p.q_o2_pmol_per_cell_h * 1e-6 * self._xv
+        if self._contaminated:
+            our_max += self._q_o2_c * 1e-6 * self._xc
         self._set_uptake(our_max, do)
         self._co2_source_mm_per_h += neutralised / (self.volume_ml * h_h)
 
@@ -392,11 +434,12 @@ class ChamberModel:
         self._amm = self._n_amm / v
         self._inh = self._n_inh / v
         self._hco3_mm = self._n_hco3 / v
-        self.total_cells_per_ml = self._xv + self._xd
+        self._xc = self._n_xc / v
+        self.total_cells_per_ml = self._xv + self._xd + self._xc
 
     def _amounts(self) -> tuple[float, ...]:
         return (self._n_xv, self._n_xd, self._n_glc, self._n_gln, self._n_lac, self._n_amm,
-                self._n_inh, self._n_hco3, self.volume_ml)
+                self._n_inh, self._n_hco3, self.volume_ml, self._n_xc)
 
     # ----------------------------------------------------------------------- observations
     @property
@@ -416,6 +459,11 @@ class ChamberModel:
     @property
     def dead_cells_per_ml(self) -> float:
         return self._xd
+
+    @property
+    def contaminant_cells_per_ml(self) -> float:
+        """The competitor's density (0 unless `contaminate` was called)."""
+        return self._xc
 
     @property
     def glucose_mm(self) -> float:
@@ -491,6 +539,7 @@ class ChamberModel:
             "viable_cells_per_ml": self._xv,
             "dead_cells_per_ml": self._xd,
             "total_cells_per_ml": self.total_cells_per_ml,
+            "contaminant_cells_per_ml": self._xc,
             "viability": self._xv / (self._xv + self._xd) if self._xv + self._xd > 0 else 0.0,
             "volume_ml": self.volume_ml,
             "glucose_mm": self._glc,

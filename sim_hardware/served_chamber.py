@@ -107,7 +107,8 @@ class ServedChamber:
             return False
         if self._wall() - last <= self.comm_timeout_s:
             return False
-        self._sim.write_now(self.safe_state)
+        # Device-side, not over the link: an injected comm fault must not stop the watchdog.
+        self._sim.actuate(self.safe_state)
         self.status |= DeviceStatus.COMM_LOSS_SAFE
         self.watchdog_trips += 1
         return True
