@@ -60,6 +60,8 @@ class LoopConfig(_Strict):
     out_max: float | None = None
     rate_limit_per_s: float | None = Field(default=None, gt=0)
     band: float = Field(gt=0, description="+- band around the setpoint counted as on target")
+    resume_after_good: int = Field(default=3, ge=1, le=1000,
+                                   description="fresh good samples before a held loop acts again")
     stale_after_s: float = Field(default=10.0, gt=0, description="older input holds the loop")
     mode: Literal["auto", "manual"] = "auto"
     manual_output: float | None = None
@@ -164,6 +166,18 @@ class ScheduleConfig(_Strict):
         return points
 
 
+class QualityConfig(_Strict):
+    """Plausibility limits of one input channel (`[reactor.quality.<channel>]`); None = off."""
+
+    stale_after_s: float | None = Field(default=None, gt=0, description="older is STALE")
+    minimum: float | None = None
+    maximum: float | None = None
+    frozen_after_s: float | None = Field(default=None, gt=0,
+                                         description="no change beyond frozen_epsilon: FROZEN")
+    frozen_epsilon: float = Field(default=0.0, ge=0)
+    max_rate_per_s: float | None = Field(default=None, gt=0, description="faster: IMPLAUSIBLE")
+
+
 def _default_safe_state() -> dict[str, float]:
     """Heater off, pumps stopped, gas at the incubator's air-like mix that keeps cells alive."""
     return {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 5.0,
@@ -177,6 +191,14 @@ class ReactorConfig(_Strict):
     loops: dict[str, LoopConfig] = Field(default_factory=dict)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     safe_state: dict[str, float] = Field(default_factory=_default_safe_state)
+    quality: dict[str, QualityConfig] = Field(default_factory=dict)
+
+    @field_validator("quality")
+    @classmethod
+    def _quality_on_inputs(cls, tables: dict[str, QualityConfig]) -> dict[str, QualityConfig]:
+        for name in tables:
+            _check_channel(name, Direction.INPUT)
+        return tables
 
     @field_validator("safe_state")
     @classmethod

@@ -64,6 +64,8 @@ class Loop:
                 config.manual_output if config.manual_output is not None else self.pid.output
             )
         self.stats = LoopStats(config.band, stats_after_s)
+        self.resume_after_good = config.resume_after_good
+        self._good_streak = 0
         self._last_t: float | None = None
         self._configured_start = config.initial_output is not None
 
@@ -81,7 +83,8 @@ class Loop:
         return "manual" if self.pid.manual else "auto"
 
     def step(self, readings: dict[str, Reading], now_s: float) -> float:
-        """The output for this tick. A bad or stale input holds the output and freezes the loop."""
+        """The output for this tick. A bad or stale input holds the output and freezes the loop;
+        it acts again only after `resume_after_good` good samples in a row, bumplessly."""
         reading = readings.get(self.pv)
         dt_s = now_s - self._last_t if self._last_t is not None else 0.0
         self._last_t = now_s
@@ -91,7 +94,13 @@ class Loop:
             or now_s - reading.timestamp_s > self.stale_after_s
         ):
             self.pid.hold()
+            self._good_streak = 0
             self.stats.add_blind(now_s)
+            return self.pid.output
+        self._good_streak += 1
+        if self._good_streak < self.resume_after_good:
+            # Trust comes back slowly: a sensor that just recovered may relapse.
+            self.stats.add(self.pid.setpoint - reading.value, now_s, dt_s)
             return self.pid.output
         output = self.pid.update(reading.value, reading.timestamp_s)
         self.stats.add(self.pid.setpoint - reading.value, now_s, dt_s)

@@ -30,6 +30,7 @@ from controller.historian import Historian
 from controller.loop import Loop
 from controller.schedule import FeedSchedule
 from controller.outbox import OutboxFullError
+from controller.quality import QualityJudge
 from controller.telemetry import ReactorTelemetry
 from drivers.datasheet import INPUTS, channel
 from drivers.driver import Driver
@@ -73,6 +74,7 @@ class ReactorRuntime:
         self.period_s = control_period_s
         self.loops = [Loop(name, lc, stats_after_s=stats_after_s) for name, lc in config.loops.items()]
         self.schedule = FeedSchedule(config.schedule)
+        self.judge = QualityJudge(config.quality, control_period_s)
         self.safe_state = dict(config.safe_state)
         self.written: dict[str, float] = {}
         self.ticks = 0
@@ -210,7 +212,7 @@ class ReactorRuntime:
         now = clock.now()
         if self.command_inbox:
             self._apply_commands(now)
-        readings = await self._read(now)
+        readings = self.judge.judge(await self._read(now), now)
         if self._last_tick_s is not None:
             self.schedule.account(self.written, now - self._last_tick_s)
         self._last_tick_s = now

@@ -16,6 +16,10 @@ class Quality(IntEnum):
     OUT_OF_RANGE = 2
     BAD = 3
     COMM_ERROR = 4
+    FROZEN = 5
+    """No change beyond noise for too long: a stuck sensor (judged by the controller)."""
+    IMPLAUSIBLE = 6
+    """Changed faster than the process can: a spike or a glitch (judged by the controller)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,7 @@ async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -
         assert outbox.depth > 0
         await asyncio.to_thread(b.start)
         await produce(outbox, 3001, 1000, pause_s=0.002)
-        seqs = await sub.wait_for(4000, 30)
+        seqs = await sub.wait_for(4000, 90)
         assert_complete_in_order(seqs, 4000)
         assert pub.stats.reconnects >= 1
     finally:
