@@ -176,14 +176,14 @@ class CommandTarget(Protocol):
     - `loop(name)`: the named loop; raises KeyError if there is none.
     - `schedule`: the feed schedule; `paused` stops every pump the schedule drives.
     - `add_bolus(volume_ml, channel, at_s)`: a one-off bolus due at clock time `at_s`.
-    - `ack_alarm(name)`: acknowledge an alarm; True if it was active and unacknowledged.
+    - `ack_alarm(name, operator, t_s)`: acknowledge an alarm; True if it was waiting for one.
     """
 
     def loop(self, name: str) -> LoopTarget: ...
     @property
     def schedule(self) -> ScheduleTarget: ...
     def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None: ...
-    def ack_alarm(self, name: str) -> bool: ...
+    def ack_alarm(self, name: str, operator: str, t_s: float) -> bool: ...
 
 
 # --- signing -----------------------------------------------------------------------------------
@@ -500,7 +500,7 @@ def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
         schedule.paused = action == "pause_schedule"
         return Change({"paused": old_paused}, {"paused": schedule.paused})
     if action == "ack_alarm":
-        was_active = target.ack_alarm(p["alarm"])
+        was_active = target.ack_alarm(p["alarm"], command.operator, now_s)
         return Change({"alarm": p["alarm"], "unacknowledged": was_active},
                       {"alarm": p["alarm"], "unacknowledged": False})
     raise CommandRefused(UNKNOWN_ACTION, f"unknown action {action!r}", _claimed_of(command))

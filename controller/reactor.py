@@ -14,6 +14,7 @@ import numpy as np
 import structlog
 
 from controller import audit
+from controller.alarms import AlarmBoard, AlarmState, Transition, default_alarms
 from controller.clock import Clock
 from controller.commands import (
     Command,
@@ -45,11 +46,14 @@ from drivers.reading import Quality, Reading
 
 log = structlog.get_logger(__name__)
 
+UNACKNOWLEDGED = (AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED)
 HEARTBEAT_PERIOD_S = 1.0
 BOLUS_MAX_ML = 20.0
 """The largest bolus an operator may order remotely."""
-ALARMS = ("comm_loss", "outbox_full")
-"""Alarms an operator can acknowledge (the alarm system of a later issue adds more)."""
+ALARMS = ("outbox_full",)
+"""Alarms raised outside the alarm board that an operator can acknowledge."""
+ALARM_PERIOD_S = 5.0
+"""How often the alarm board is evaluated (clock seconds): detection within on-delay + 5 s."""
 LATENESS_WINDOW = 100_000
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
@@ -86,9 +90,12 @@ class ReactorRuntime:
         self.command_inbox: deque[Command] = deque()
         self._loops_by_name = {loop.name: loop for loop in self.loops}
         self.unacked_alarms: set[str] = set()
+        self.alarms = AlarmBoard(default_alarms(config.loops))
+        self._next_alarm_eval_s = float("-inf")
         self._operator_keys: dict[str, bytes] = {}
         self._replay = ReplayGuard()
-        self._bounds = bounds_from_config(config, bolus_max_ml=BOLUS_MAX_ML, alarms=ALARMS)
+        self._bounds = bounds_from_config(config, bolus_max_ml=BOLUS_MAX_ML,
+                                          alarms=[*ALARMS, *self.alarms.alarms])
         self.telemetry: ReactorTelemetry | None = None
         """Set by the runtime when MQTT is configured."""
         self.comm_ok = True
@@ -164,11 +171,32 @@ class ReactorRuntime:
     def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None:
         self.schedule.add_bolus(volume_ml, channel, at_s)
 
-    def ack_alarm(self, name: str) -> bool:
-        if name in self.unacked_alarms:
+    def ack_alarm(self, name: str, operator: str, t_s: float) -> bool:
+        if name in self.unacked_alarms:  # raised outside the board (outbox full)
             self.unacked_alarms.discard(name)
             return True
-        return False
+        alarm = self.alarms[name]
+        if alarm.state not in UNACKNOWLEDGED:
+            return False
+        self._alarm_transitions(alarm.acknowledge(t_s, operator))
+        return True
+
+    # --- alarms ----------------------------------------------------------------------------
+    def _evaluate_alarms(self, readings: dict[str, Reading], now: float) -> None:
+        """The alarm board, every ALARM_PERIOD_S of clock time (its on-delays are longer)."""
+        self._next_alarm_eval_s = now + ALARM_PERIOD_S
+        setpoints = {loop.pv: loop.setpoint for loop in self.loops}
+        self._alarm_transitions(self.alarms.evaluate(readings, setpoints, now, self.comm_ok))
+
+    def _alarm_transitions(self, transitions: list[Transition]) -> None:
+        for tr in transitions:
+            active = tr.to_state in (AlarmState.UNACK, AlarmState.ACKED)
+            self.historian.record_event(self.id, tr.t_s, "alarm_state",
+                                        f"{tr.alarm}: {tr.from_state.value} -> "
+                                        f"{tr.to_state.value} ({tr.reason})", tr.as_dict())
+            if tr.notify and self.telemetry is not None:
+                self.telemetry.alarm(tr.t_s, tr.alarm, active=active,
+                                     message=f"{tr.to_state.value}: {tr.reason}")
 
     def _event(self, now: float, kind: str, message: str,
                data: dict[str, Any] | None = None) -> None:
@@ -213,6 +241,8 @@ class ReactorRuntime:
         if self.command_inbox:
             self._apply_commands(now)
         readings = self.judge.judge(await self._read(now), now)
+        if now >= self._next_alarm_eval_s:
+            self._evaluate_alarms(readings, now)
         if self._last_tick_s is not None:
             self.schedule.account(self.written, now - self._last_tick_s)
         self._last_tick_s = now
@@ -271,7 +301,6 @@ class ReactorRuntime:
             if self.comm_ok:
                 self.comm_ok = False
                 self.comm_losses += 1
-                self.unacked_alarms.add("comm_loss")
                 log.error("comm loss", reactor=self.id, t_s=now, error=str(exc))
                 self._alarm(now, "comm_loss", active=True, message=f"comm loss: {exc}")
         else:
@@ -328,6 +357,8 @@ class ReactorRuntime:
             "comm_losses": self.comm_losses,
             "skipped_ticks": self.skipped_ticks,
             "mqtt": None if self.telemetry is None else self.telemetry.summary(),
+            "alarms": [{"name": f.name, "priority": f.priority, "first_raised_t_s": f.t_s}
+                       for f in self.alarms.first_raised],
             "tick_lateness_s": _percentiles(self.lateness_s),
             "loops": {
                 loop.name: {

@@ -100,7 +100,7 @@ class FakeReactor:
     def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None:
         self.boluses.append((volume_ml, channel, at_s))
 
-    def ack_alarm(self, name: str) -> bool:
+    def ack_alarm(self, name: str, operator: str, t_s: float) -> bool:
         active = name in self.alarms
         self.alarms.discard(name)
         return active

@@ -85,7 +85,7 @@ def test_unknown_device_scheme_is_a_config_error() -> None:
 
 
 class _FlakyDriver(Driver):
-    """Fails every third read and every write of the heater: pure logic for the tick's policy."""
+    """Fails reads 5-7 and every write that turns the heater on: pure logic for the tick's policy."""
 
     def __init__(self) -> None:
         self.reads = 0
@@ -100,7 +100,7 @@ class _FlakyDriver(Driver):
 
     async def read(self) -> dict[str, Reading]:
         self.reads += 1
-        if self.reads % 3 == 0:
+        if 5 <= self.reads <= 7:
             raise DeviceError("device busy")
         t = float(self.reads)
         return {c.name: Reading(36.0 if c.name == "temperature_c" else 50.0, c.unit, t)
