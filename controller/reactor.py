@@ -28,6 +28,7 @@ from controller.commands import (
 from controller.commands import apply as apply_command
 from controller.config import ReactorConfig
 from controller.historian import Historian
+from controller.interlocks import InterlockSet, default_interlocks
 from controller.loop import Loop
 from controller.schedule import FeedSchedule
 from controller.outbox import OutboxFullError
@@ -79,6 +80,7 @@ class ReactorRuntime:
         self.loops = [Loop(name, lc, stats_after_s=stats_after_s) for name, lc in config.loops.items()]
         self.schedule = FeedSchedule(config.schedule)
         self.judge = QualityJudge(config.quality, control_period_s)
+        self.interlocks = InterlockSet(default_interlocks(), config.safe_state)
         self.safe_state = dict(config.safe_state)
         self.written: dict[str, float] = {}
         self.ticks = 0
@@ -250,6 +252,12 @@ class ReactorRuntime:
         for loop in self.loops:
             commands[loop.mv] = loop.step(readings, now)
         commands.update(self.schedule.rates(now, self.period_s))
+        for trip in self.interlocks.apply(readings, commands, now):
+            verb = "tripped" if trip.tripped else "reset"
+            log.warning(f"interlock {verb}", reactor=self.id, interlock=trip.name, t_s=now,
+                        value=trip.value)
+            self._event(now, "interlock", f"{trip.name} {verb} at {trip.value:.4g}",
+                        {"interlock": trip.name, "tripped": trip.tripped, "value": trip.value})
         written = self.written
         changed = {name: value for name, value in commands.items() if written.get(name) != value}
         if changed:
@@ -359,6 +367,8 @@ class ReactorRuntime:
             "mqtt": None if self.telemetry is None else self.telemetry.summary(),
             "alarms": [{"name": f.name, "priority": f.priority, "first_raised_t_s": f.t_s}
                        for f in self.alarms.first_raised],
+            "interlocks": [{"name": t.name, "t_s": t.t_s, "tripped": t.tripped}
+                           for t in self.interlocks.history],
             "tick_lateness_s": _percentiles(self.lateness_s),
             "loops": {
                 loop.name: {

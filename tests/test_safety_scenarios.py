@@ -68,3 +68,41 @@ def test_a_clean_run_raises_no_alarm(tmp_path: Path) -> None:
     summary = run_config(load_config(DEFAULT_CONFIG_PATH), tmp_path / "run.sqlite",
                          duration="12h")
     assert summary["reactors"]["hsc-1"]["alarms"] == []
+
+
+def test_a_stuck_heater_trips_the_over_temperature_tiers_in_order(tmp_path: Path) -> None:
+    summary = run_with("heater_stuck_on@2h", tmp_path, duration="6h")
+    reactor = summary["reactors"]["hsc-1"]
+    trips = [(t["name"], t["t_s"]) for t in reactor["interlocks"] if t["tripped"]]
+    assert [name for name, _ in trips] == ["overtemp_limit", "overtemp_cut", "overtemp_safe"]
+    assert 2 * HOUR < trips[0][1] < trips[1][1] < trips[2][1] < 3 * HOUR
+    assert "temperature_high" in first_raised(summary)
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        heater_after = con.execute(
+            "SELECT MAX(heater_pct) FROM ticks WHERE t_s > ?", (trips[2][1] + 1,)).fetchone()[0]
+    assert heater_after == 0.0  # the whole safe state from the third tier on
+
+
+def test_a_runaway_feed_pump_trips_volume_high(tmp_path: Path) -> None:
+    summary = run_with("pump_runaway@1h:pump=feed", tmp_path, duration="6h")
+    trips = [t["name"] for t in summary["reactors"]["hsc-1"]["interlocks"] if t["tripped"]]
+    assert "volume_high" in trips
+
+
+def test_interlocks_ignore_bad_readings_and_reset_with_hysteresis() -> None:
+    from controller.interlocks import InterlockSet, default_interlocks
+    from drivers import Quality, Reading
+
+    locks = InterlockSet(default_interlocks(), {"heater_pct": 0.0})
+    hot_but_bad = {"temperature_c": Reading(45.0, "degC", 0.0, Quality.IMPLAUSIBLE)}
+    commands = {"heater_pct": 80.0}
+    assert locks.apply(hot_but_bad, commands, 0.0) == [] and commands["heater_pct"] == 80.0
+    commands = {"heater_pct": 80.0}
+    locks.apply({"temperature_c": Reading(38.1, "degC", 1.0)}, commands, 1.0)
+    assert commands["heater_pct"] == 20.0 and locks.tripped == {"overtemp_limit"}
+    commands = {"heater_pct": 80.0}
+    locks.apply({"temperature_c": Reading(37.8, "degC", 2.0)}, commands, 2.0)  # not yet reset
+    assert commands["heater_pct"] == 20.0
+    commands = {"heater_pct": 80.0}
+    trips = locks.apply({"temperature_c": Reading(37.5, "degC", 3.0)}, commands, 3.0)
+    assert [t.tripped for t in trips] == [False] and commands["heater_pct"] == 80.0
