@@ -93,7 +93,9 @@ def configure_logging(level: str) -> None:
     """Logs are diagnostics for people: console lines on stderr, at `level` and above."""
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr looked up at each use, not captured now: whoever swaps it later (a test
+        # runner, a daemon manager) must not leave the logger writing to a closed file.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
