@@ -8,7 +8,7 @@ device's own comm-loss safe state (device side), interlocks (here), a loop holdi
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drivers.reading import Quality, Reading
@@ -16,30 +16,35 @@ from drivers.reading import Quality, Reading
 
 @dataclass(frozen=True)
 class Interlock:
+    """Trips when the value reaches `trip_at` (from below if `high`, from above if not) and
+    resets only once it is back past `reset_at`: hysteresis, so it does not chatter."""
+
     name: str
     channel: str
-    trips: Callable[[float], bool]
-    resets: Callable[[float], bool]
-    """Hysteresis: an interlock resets only well inside the limit, not at it."""
+    high: bool
+    trip_at: float
+    reset_at: float
     action: str
     """What it does: `heater_max:<pct>`, `safe_state`, `stop:<output>,...`, `max:<output>:<v>`."""
+
+    def trips(self, value: float) -> bool:
+        return value >= self.trip_at if self.high else value <= self.trip_at
+
+    def resets(self, value: float) -> bool:
+        return value < self.reset_at if self.high else value > self.reset_at
 
 
 def default_interlocks() -> list[Interlock]:
     """[est] limits for a CD34+ culture at 37 C (science sheet: heat kills above ~41.5 C)."""
     return [
-        Interlock("overtemp_limit", "temperature_c", lambda t: t >= 38.0, lambda t: t < 37.6,
-                  "heater_max:20"),
-        Interlock("overtemp_cut", "temperature_c", lambda t: t >= 38.5, lambda t: t < 37.8,
-                  "heater_max:0"),
-        Interlock("overtemp_safe", "temperature_c", lambda t: t >= 39.5, lambda t: t < 37.8,
-                  "safe_state"),
-        Interlock("volume_high", "volume_ml", lambda v: v >= 150.0, lambda v: v < 140.0,
+        Interlock("overtemp_limit", "temperature_c", True, 38.0, 37.6, "heater_max:20"),
+        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8, "heater_max:0"),
+        Interlock("overtemp_safe", "temperature_c", True, 39.5, 37.8, "safe_state"),
+        Interlock("volume_high", "volume_ml", True, 150.0, 140.0,
                   "stop:feed_ml_per_h,base_ml_per_h"),
-        Interlock("volume_low", "volume_ml", lambda v: v <= 20.0, lambda v: v > 25.0,
-                  "stop:harvest_ml_per_h"),
-        Interlock("ph_far_high", "ph", lambda p: p >= 7.9, lambda p: p < 7.7, "stop:base_ml_per_h"),
-        Interlock("ph_far_low", "ph", lambda p: p <= 6.7, lambda p: p > 6.9, "max:co2_pct:2"),
+        Interlock("volume_low", "volume_ml", False, 20.0, 25.0, "stop:harvest_ml_per_h"),
+        Interlock("ph_far_high", "ph", True, 7.9, 7.7, "stop:base_ml_per_h"),
+        Interlock("ph_far_low", "ph", False, 6.7, 6.9, "max:co2_pct:2"),
     ]
 
 
@@ -58,10 +63,26 @@ class InterlockSet:
         self.safe_state = dict(safe_state)
         self.tripped: set[str] = set()
         self.history: list[Trip] = []
+        # The band inside which no interlock can trip, per channel: the fast path of the tick.
+        self._quiet: dict[str, tuple[float, float]] = {}
+        for lock in interlocks:
+            low, high = self._quiet.get(lock.channel, (float("-inf"), float("inf")))
+            if lock.high:
+                high = min(high, lock.trip_at)
+            else:
+                low = max(low, lock.trip_at)
+            self._quiet[lock.channel] = (low, high)
 
     def apply(self, readings: Mapping[str, Reading], commands: dict[str, float],
               t_s: float) -> list[Trip]:
         """Update the trip states from good readings, then override `commands` in place."""
+        if not self.tripped:
+            for name, (low, high) in self._quiet.items():
+                reading = readings.get(name)
+                if reading is not None and not low < reading.value < high:
+                    break
+            else:
+                return []  # nothing tripped and nothing near a limit
         changes = []
         for lock in self.interlocks:
             reading = readings.get(lock.channel)
