@@ -190,7 +190,10 @@ class Run:
         t = clock.now()
         start = t
         lateness = reactor.lateness_s
-        while t < start + duration:
+        stop = self._stop
+        # The stop flag is checked as well as cancellation: a library that swallows a
+        # CancelledError (asyncio.wait_for on 3.11 can, in a race) must not keep a run alive.
+        while t < start + duration and not stop.is_set():
             lateness.append(clock.now() - t)
             await reactor.tick()
             n += 1
@@ -208,7 +211,7 @@ class Run:
     ) -> None:
         run_cfg = self.config.run
         next_diag = 0.0
-        while True:
+        while not self._stop.is_set():
             now = clock.now()
             if now >= next_diag:
                 for reactor in reactors:
@@ -223,7 +226,7 @@ class Run:
             return
         duration = self.config.run.duration
         step = max(duration / 200.0, self.config.run.control_period_s)
-        while True:
+        while not self._stop.is_set():
             progress(clock.now(), duration, reactors[0].ticks)
             await clock.sleep_until(clock.now() + step)
 
