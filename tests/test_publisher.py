@@ -138,9 +138,11 @@ async def test_every_message_arrives_in_order(broker, tmp_path: Path) -> None:  
         assert pub.stats.published == n + 0  # birth is not an outbox message
         assert pub.stats.reconnects == 0
     finally:
-        await stop_task(task)
-        await sub.close()
-        outbox.close()
+        try:
+            await stop_task(task)
+        finally:  # the subscriber process is stopped even if the publisher crashed
+            await sub.close()
+            outbox.close()
 
 
 async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:  # noqa: F811
@@ -162,9 +164,11 @@ async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -
         assert_complete_in_order(seqs, 4000)
         assert pub.stats.reconnects >= 1
     finally:
-        await stop_task(task)
-        await sub.close()
-        outbox.close()
+        try:
+            await stop_task(task)
+        finally:  # the subscriber process is stopped even if the publisher crashed
+            await sub.close()
+            outbox.close()
 
 
 PUBLISHER_SCRIPT = """
@@ -229,9 +233,11 @@ async def test_outbox_survives_restart_then_publishes(broker, tmp_path: Path) ->
         await asyncio.sleep(0.2)
         assert 999 not in seqs
     finally:
-        await stop_task(task)
-        await sub.close()
-        outbox.close()
+        try:
+            await stop_task(task)
+        finally:  # the subscriber process is stopped even if the publisher crashed
+            await sub.close()
+            outbox.close()
     assert Outbox(path).depth == 0
 
 
