@@ -10,6 +10,9 @@ from controller.cli import apply_overrides
 from controller.config import Config, load_config, parse_config
 from controller.runtime import Run, RunOptions
 
+# The Mosquitto `broker` fixture, for every test module that asks for it by name.
+pytest_plugins = ("mosquitto",)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO / "configs" / "hsc_expansion.toml"
 

@@ -1,6 +1,7 @@
 """A private Mosquitto broker for tests: loopback only, free port, always stopped.
 
-Import from tests as `from mosquitto import Broker, broker` (the `broker` fixture is a factory:
+Registered for every test by `pytest_plugins` in conftest.py: ask for the `broker` fixture by name
+(it is a factory:
 `b = broker(password=True, tls=True)` returns a started Broker and every broker it made is
 stopped after the test, pass or fail).
 """

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mosquitto import Broker, broker  # noqa: F401  (fixture)
+from mosquitto import Broker
 
 from conftest import DEFAULT_CONFIG_PATH
 from controller.audit import read_audit
@@ -85,7 +85,7 @@ def first_deliveries(seqs: list[int]) -> list[int]:
 
 
 def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
-    broker, tmp_path: Path, stopper: list  # noqa: F811
+    broker, tmp_path: Path, stopper: list
 ) -> None:
     b = broker()
     sub = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "sub.txt")
@@ -107,7 +107,7 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
     assert ticks > 0.95 * 86400 / 5.0
 
 
-def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:  # noqa: F811
+def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:
     b = broker()
     run = start_run(write_config(tmp_path, b.url), tmp_path, speed="100", duration="1d")
     stopper.append(run)
@@ -135,7 +135,7 @@ def _signed(action: str, params: dict, *, key: str = KEY, reason: str = "test") 
 
 
 def test_commands_good_and_bad_are_answered_and_audited(
-    broker, tmp_path: Path, stopper: list  # noqa: F811
+    broker, tmp_path: Path, stopper: list
 ) -> None:
     b = broker()
     run = start_run(write_config(tmp_path, b.url, period_s=1.0), tmp_path, speed="20",
@@ -192,7 +192,7 @@ def test_commands_good_and_bad_are_answered_and_audited(
     assert setpoints[0] == 37.0 and 37.2 in setpoints
 
 
-def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:  # noqa: F811
+def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:
     from mosquitto import PASSWORD, USER
 
     b = broker(password=True, tls=True)

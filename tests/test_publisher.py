@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from mosquitto import PASSWORD, USER, Broker, broker  # noqa: F401  (fixture)
+from mosquitto import PASSWORD, USER, Broker
 
 from controller.mqtt_link import MqttSettings
 from controller.outbox import Outbox
@@ -119,7 +119,7 @@ async def stop_task(task: asyncio.Task[None]) -> None:
         await task
 
 
-async def test_every_message_arrives_in_order(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_every_message_arrives_in_order(broker, tmp_path: Path) -> None:
     b = broker()
     sub = await Sub(b, T.telemetry).start()
     outbox = Outbox(tmp_path / "outbox.db")
@@ -145,7 +145,7 @@ async def test_every_message_arrives_in_order(broker, tmp_path: Path) -> None:  
             outbox.close()
 
 
-async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:
     b = broker()
     sub = await Sub(b, T.telemetry, client_id="sub-restart").start()
     outbox = Outbox(tmp_path / "outbox.db")
@@ -185,7 +185,7 @@ asyncio.run(pub.run())
 """
 
 
-async def test_kill_9_publishes_retained_lost_will(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_kill_9_publishes_retained_lost_will(broker, tmp_path: Path) -> None:
     b = broker()
     status = Topics("r9").status
     proc = subprocess.Popen([sys.executable, "-c", PUBLISHER_SCRIPT, b.url, str(tmp_path / "k.db")],
@@ -214,7 +214,7 @@ async def test_kill_9_publishes_retained_lost_will(broker, tmp_path: Path) -> No
         proc.wait(5)
 
 
-async def test_outbox_survives_restart_then_publishes(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_outbox_survives_restart_then_publishes(broker, tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     with Outbox(path) as ob:  # a run that never reached the broker
         for seq in range(1, 301):
@@ -241,7 +241,7 @@ async def test_outbox_survives_restart_then_publishes(broker, tmp_path: Path) ->
     assert Outbox(path).depth == 0
 
 
-async def test_graceful_stop_drains_and_publishes_final_status(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_graceful_stop_drains_and_publishes_final_status(broker, tmp_path: Path) -> None:
     b = broker()
     outbox = Outbox(tmp_path / "o.db")
     pub = make_publisher(MqttSettings.from_url(b.url, client_id="ctrl-s"), outbox)
@@ -258,7 +258,7 @@ async def test_graceful_stop_drains_and_publishes_final_status(broker, tmp_path:
     outbox.close()
 
 
-async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> None:
     b = broker()
     got: list[tuple[str, bytes]] = []
     outbox = Outbox(tmp_path / "o.db")
@@ -285,7 +285,7 @@ async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> Non
         outbox.close()
 
 
-async def test_tls_and_password(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_tls_and_password(broker, tmp_path: Path) -> None:
     b = broker(password=True, tls=True)
     assert b.url.startswith("mqtts://ctrl:")
     sub_got: list[bytes] = []
@@ -311,7 +311,7 @@ async def test_tls_and_password(broker, tmp_path: Path) -> None:  # noqa: F811
         outbox.close()
 
 
-async def test_wrong_password_is_refused_and_retried(broker, tmp_path: Path) -> None:  # noqa: F811
+async def test_wrong_password_is_refused_and_retried(broker, tmp_path: Path) -> None:
     b = broker(password=True)
     url = b.url.replace(PASSWORD, "wrong")
     outbox = Outbox(tmp_path / "o.db")
@@ -337,7 +337,7 @@ def doc_acl() -> str:
     return after.split("```\n", 2)[1]
 
 
-async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:  # noqa: F811
+async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:
     """The ACL of docs/mqtt.md: a viewer's or operator's telemetry is dropped; commands pass."""
     users = {"controller": "c-pw", "operator1": "o-pw", "viewer": "v-pw"}
     b = broker(users=users, acl=doc_acl())

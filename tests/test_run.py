@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, REPO, load_config, load_default, run_config
-from controller import clock
+from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
 from controller.clock import Clock
 from controller.config import ConfigError
 from controller.historian import Historian, RunInfo

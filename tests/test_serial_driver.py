@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import math
 import re
-import shutil
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable

@@ -5,8 +5,6 @@ import asyncio
 import io
 import math
 
-from mosquitto import broker  # noqa: F401  (fixture)
-
 from controller.mqtt_link import MqttSettings
 from controller.topics import (
     LOST_PAYLOAD, Topics, alarm_payload, status_payload, telemetry_payload,
@@ -44,7 +42,7 @@ def test_render_shows_everything() -> None:
     assert "== r2  state=lost" in text
 
 
-async def test_watch_live(broker) -> None:  # noqa: F811
+async def test_watch_live(broker) -> None:
     b = broker()
     out = io.StringIO()
     settings = MqttSettings.from_url(b.url)
