@@ -32,24 +32,22 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import Field, model_validator
-
-from controller.config import Seconds, _check_channel, _Strict
-from drivers.datasheet import Direction, channel
+from controller.config import (  # the models a config holds; re-exported from here
+    DEFAULT_MAX_SHELVE_S,
+    FLOOD,
+    VALUE_KINDS,
+    AlarmConfig,
+    AlarmKind,
+    Priority,
+)
 from drivers.reading import Quality
 
-AlarmKind = Literal["high", "low", "deviation", "rate", "stale", "bad_quality", "comm_loss"]
-Priority = Literal["low", "medium", "high", "critical"]
-
 PRIORITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-VALUE_KINDS = frozenset({"high", "low", "deviation", "rate"})
-FLOOD = "flood"
-"""Reserved alarm name of the flood summary transitions."""
 
 _S_PER_H = 3600.0
 _RATE_POINTS = 32  # samples kept per rate window (decimated), enough for a robust slope
@@ -69,71 +67,6 @@ _ACTIVE = frozenset({AlarmState.UNACK, AlarmState.ACKED})
 _UNACKED = frozenset({AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED})
 
 
-class AlarmConfig(_Strict):
-    """One alarm. Value alarms (high/low/deviation/rate) need `channel` and `limit`.
-
-    - high: pv > limit; returns when pv <= limit - deadband.
-    - low: pv < limit; returns when pv >= limit + deadband.
-    - deviation: |pv - setpoint| > limit; returns when |pv - setpoint| <= limit - deadband.
-    - rate: |dpv/dt| > limit (channel unit per hour, least-squares slope over `rate_window_s`);
-      returns when <= limit - deadband.
-    - stale: no reading, a STALE one, or (if `limit` is given) one older than `limit` seconds.
-    - bad_quality: reading quality neither GOOD, STALE nor COMM_ERROR (so BAD, OUT_OF_RANGE
-      and any quality added later), or a non-finite value. COMM_ERROR is left to the
-      comm_loss alarm so a dropped link raises one alarm, not one per channel.
-    - comm_loss: system alarm (channel None), condition = the caller's `comm_ok` is False.
-    """
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    channel: str | None = None
-    kind: AlarmKind
-    limit: float | None = None
-    deadband: float = Field(default=0.0, ge=0)
-    on_delay_s: Seconds = Field(default=0.0, ge=0)
-    off_delay_s: Seconds = Field(default=0.0, ge=0)
-    priority: Priority = "medium"
-    latched: bool = False
-    rate_window_s: Seconds = Field(default=600.0, gt=0, description="rate alarms: slope window")
-    max_shelve_s: Seconds = Field(default=86400.0, gt=0,
-                                  description="longest shelf an operator may set")
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AlarmConfig:
-        if self.name == FLOOD:
-            raise ValueError(f"name {self.name!r} is reserved for the flood summary")
-        if self.kind == "comm_loss":
-            if self.channel is not None:
-                raise ValueError(f"channel {self.channel!r}: a comm_loss alarm is a system "
-                                 "alarm and takes no channel")
-        else:
-            if self.channel is None:
-                raise ValueError(f"channel missing: a {self.kind} alarm needs an input channel")
-            _check_channel(self.channel, Direction.INPUT)
-        if self.kind in VALUE_KINDS:
-            if self.limit is None:
-                raise ValueError(f"limit missing: a {self.kind} alarm needs one")
-            ch = channel(self.channel)  # type: ignore[arg-type]
-            if self.kind in ("high", "low") and not ch.minimum < self.limit < ch.maximum:
-                raise ValueError(f"limit {self.limit} must lie inside {ch.name}'s range "
-                                 f"({ch.minimum}, {ch.maximum}) or the alarm could never fire")
-            if self.kind in ("deviation", "rate"):
-                if self.limit <= 0:
-                    raise ValueError(f"limit {self.limit} must be > 0 for a {self.kind} alarm")
-                if self.deadband >= self.limit:
-                    raise ValueError(f"deadband {self.deadband} must be below the limit "
-                                     f"{self.limit} or the alarm could never return")
-        elif self.kind == "stale":
-            if self.limit is not None and self.limit <= 0:
-                raise ValueError(f"limit {self.limit} (max reading age, s) must be > 0")
-        elif self.limit is not None:
-            raise ValueError(f"limit {self.limit}: a {self.kind} alarm takes no limit")
-        if self.kind not in VALUE_KINDS and self.deadband:
-            raise ValueError(f"deadband {self.deadband}: a {self.kind} alarm is on/off; "
-                             "use off_delay_s against chattering")
-        return self
-
-
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A state change of one alarm (or of the board's flood summary, alarm == "flood").
@@ -151,11 +84,15 @@ class Transition:
     operator: str | None = None
     count: int | None = None
     """Flood transitions: activations in the window (start) or notifications held back (end)."""
+    alarms: tuple[str, ...] = ()
+    """Flood transitions: the alarms that flooded (start) or whose notifications were held
+    back (end), so one message can say what a pager would otherwise have said N times."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"alarm": self.alarm, "from": self.from_state.value, "to": self.to_state.value,
                 "t_s": self.t_s, "reason": self.reason, "priority": self.priority,
-                "notify": self.notify, "operator": self.operator, "count": self.count}
+                "notify": self.notify, "operator": self.operator, "count": self.count,
+                "alarms": list(self.alarms)}
 
     @property
     def is_activation(self) -> bool:
@@ -209,6 +146,27 @@ class Alarm:
     @property
     def shelved_until(self) -> float | None:
         return self._shelved_until
+
+    # -- crash recovery ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state a restarted controller must not forget: an acknowledged alarm stays
+        acknowledged, a latched one latched, a shelf keeps its expiry."""
+        return {"state": self._state.value, "shelved_until": self._shelved_until,
+                "out_of_service": self._out_of_service, "active": self._active,
+                "pending_since": self._pending_since, "last_t_s": self._last_t_s,
+                "first_raised_t_s": self.first_raised_t_s,
+                "last_change_t_s": self.last_change_t_s}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._state = AlarmState(state["state"])
+        self._shelved_until = state["shelved_until"]
+        self._out_of_service = bool(state["out_of_service"])
+        self._active = bool(state["active"])
+        self._pending_since = state["pending_since"]
+        self._last_t_s = state["last_t_s"]
+        self.first_raised_t_s = state["first_raised_t_s"]
+        self.last_change_t_s = state["last_change_t_s"]
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -366,6 +324,8 @@ class Alarm:
         cfg = self.config
         if not active:
             return "condition cleared" + (" (latched)" if cfg.latched else "")
+        if cfg.kind == "comm_errors":
+            return f"more than {cfg.limit:.0%} of reads failing"
         what = {"high": f"above {cfg.limit}", "low": f"below {cfg.limit}",
                 "deviation": f"more than {cfg.limit} from setpoint",
                 "rate": f"changing faster than {cfg.limit}/h",
@@ -434,11 +394,16 @@ _USABLE_FOR_VALUES = (Quality.GOOD, Quality.OUT_OF_RANGE)  # OUT_OF_RANGE: clamp
 _NOT_BAD = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR)
 
 
+class ShelvingForbidden(ValueError):
+    """The board's policy, not the alarm's state, refuses a shelf (priority, duration)."""
+
+
 @dataclass
 class _Flood:
-    times: deque[float] = field(default_factory=deque)
+    times: deque[tuple[float, str]] = field(default_factory=deque)  # (t_s, alarm) activations
     active: bool = False
     held_back: int = 0
+    held_names: list[str] = field(default_factory=list)
     started_t_s: float = 0.0
 
 
@@ -451,11 +416,18 @@ class AlarmBoard:
     threshold again; then a `flood` end transition (count = notifications held back) is emitted.
     Alarms whose priority is in `flood_exempt` (default: critical) always notify: a temperature
     excursion must not drown in a burst of pump alarms. Operator actions always notify.
+    Both flood transitions name their alarms (`Transition.alarms`).
+
+    Shelving policy: no shelf longer than `max_shelve_s` (nor the alarm's own `max_shelve_s`),
+    and none at all for a priority in `unshelvable` (default: critical; such an alarm can still
+    be removed from service, a deliberate maintenance step rather than a quick silence).
     """
 
     def __init__(self, configs: Iterable[AlarmConfig], *, flood_threshold: int = 10,
                  flood_window_s: float = 600.0,
-                 flood_exempt: Iterable[str] = ("critical",)) -> None:
+                 flood_exempt: Iterable[str] = ("critical",),
+                 max_shelve_s: float = DEFAULT_MAX_SHELVE_S,
+                 unshelvable: Iterable[str] = ("critical",)) -> None:
         if flood_threshold < 1:
             raise ValueError(f"flood_threshold {flood_threshold} must be >= 1")
         if not flood_window_s > 0:
@@ -468,11 +440,26 @@ class AlarmBoard:
         self.flood_threshold = flood_threshold
         self.flood_window_s = float(flood_window_s)
         self.flood_exempt = frozenset(flood_exempt)
-        unknown = self.flood_exempt - PRIORITY_RANK.keys()
-        if unknown:
-            raise ValueError(f"flood_exempt {sorted(unknown)}: unknown priorities "
-                             f"(known: {list(PRIORITY_RANK)})")
+        self.max_shelve_s = float(max_shelve_s)
+        self.unshelvable = frozenset(unshelvable)
+        if not self.max_shelve_s > 0:
+            raise ValueError(f"max_shelve_s {max_shelve_s} must be > 0")
+        for what, given in (("flood_exempt", self.flood_exempt),
+                            ("unshelvable", self.unshelvable)):
+            unknown = given - PRIORITY_RANK.keys()
+            if unknown:
+                raise ValueError(f"{what} {sorted(unknown)}: unknown priorities "
+                                 f"(known: {list(PRIORITY_RANK)})")
         self._flood = _Flood()
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {name: alarm.snapshot() for name, alarm in self.alarms.items()}
+
+    def restore(self, states: Mapping[str, dict[str, Any]]) -> None:
+        """Alarms the checkpoint does not know (added to the config since) start normal."""
+        for name, state in states.items():
+            if name in self.alarms:
+                self.alarms[name].restore(state)
 
     def __getitem__(self, name: str) -> Alarm:
         try:
@@ -485,19 +472,29 @@ class AlarmBoard:
         return self._flood.active
 
     def evaluate(self, readings: Mapping[str, ReadingLike], setpoints: Mapping[str, float],
-                 t_s: float, comm_ok: bool = True) -> list[Transition]:
+                 t_s: float, comm_ok: bool = True,
+                 read_failures: Callable[[float], float] | None = None) -> list[Transition]:
+        """`read_failures(window_s)`: the share of reads that failed over the last window_s
+        (comm_errors alarms); None means none failed."""
         out: list[Transition] = []
         for alarm in self.alarms.values():
-            out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok)
+            out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures)
         return self._flood_filter(out, t_s)
 
     def _evaluate_one(self, alarm: Alarm, readings: Mapping[str, ReadingLike],
                       setpoints: Mapping[str, float], t_s: float,
-                      comm_ok: bool) -> list[Transition]:
+                      comm_ok: bool,
+                      read_failures: Callable[[float], float] | None = None
+                      ) -> list[Transition]:
         cfg = alarm.config
         if cfg.kind == "comm_loss":
             return alarm.evaluate(not comm_ok, t_s)
+        if cfg.kind == "comm_errors":
+            share = 0.0 if read_failures is None else read_failures(cfg.rate_window_s)
+            return alarm.evaluate(share > cfg.limit, t_s)  # type: ignore[operator]
         reading = readings.get(cfg.channel)  # type: ignore[arg-type]
+        if reading is not None and reading.quality is Quality.COMM_ERROR:
+            return alarm.hold(t_s)  # consequential: the comm alarms speak for the link
         if cfg.kind == "stale":
             stale = (reading is None or reading.quality is Quality.STALE
                      or (cfg.limit is not None and t_s - reading.timestamp_s > cfg.limit))
@@ -519,43 +516,48 @@ class AlarmBoard:
         return alarm.evaluate_value(reading.value, t_s, setpoint, sample_t_s=reading.timestamp_s)
 
     def _flood_filter(self, transitions: list[Transition], t_s: float) -> list[Transition]:
+        """Hold back notifications during a flood; one summary when it starts and ends.
+
+        The batch is counted before any of it is let through: a burst that starts a flood
+        (a dropped link, a power dip) is summarised whole instead of its first alarms paging
+        one by one before the summary.
+        """
         flood = self._flood
-        out: list[Transition] = []
-        for tr in transitions:
-            if tr.is_activation:
-                flood.times.append(tr.t_s)
-            while flood.times and flood.times[0] <= t_s - self.flood_window_s:
-                flood.times.popleft()
-            if not flood.active and len(flood.times) > self.flood_threshold:
-                flood.active, flood.held_back, flood.started_t_s = True, 0, t_s
-                top = max((self.alarms[a].priority for a in self._recent_unacked()),
-                          key=PRIORITY_RANK.__getitem__, default="high")
-                out.append(Transition(
-                    FLOOD, AlarmState.NORMAL, AlarmState.UNACK, t_s,
-                    f"alarm flood: {len(flood.times)} activations within "
-                    f"{self.flood_window_s:g} s; individual notifications held back",
-                    top, True, None, len(flood.times)))
-            if flood.active and tr.notify and tr.priority not in self.flood_exempt:
-                tr = Transition(tr.alarm, tr.from_state, tr.to_state, tr.t_s,
-                                tr.reason + " [flood]", tr.priority, False, tr.operator)
-                flood.held_back += 1
-            out.append(tr)
-        while flood.times and flood.times[0] <= t_s - self.flood_window_s:
+        flood.times.extend((tr.t_s, tr.alarm) for tr in transitions if tr.is_activation)
+        while flood.times and flood.times[0][0] <= t_s - self.flood_window_s:
             flood.times.popleft()
+        out: list[Transition] = []
+        if not flood.active and len(flood.times) > self.flood_threshold:
+            flood.active, flood.held_back, flood.held_names = True, 0, []
+            flood.started_t_s = t_s
+            names = tuple(dict.fromkeys(name for _, name in flood.times))
+            top = max((self.alarms[a].priority for a in names),
+                      key=PRIORITY_RANK.__getitem__, default="high")
+            out.append(Transition(
+                FLOOD, AlarmState.NORMAL, AlarmState.UNACK, t_s,
+                f"alarm flood: {len(flood.times)} activations within "
+                f"{self.flood_window_s:g} s ({', '.join(names)}); individual notifications "
+                "held back until it ends", top, True, None, len(flood.times), names))
+        for tr in transitions:
+            if flood.active and tr.notify and tr.priority not in self.flood_exempt:
+                tr = replace(tr, reason=tr.reason + " [flood]", notify=False)
+                flood.held_back += 1
+                if tr.alarm not in flood.held_names:
+                    flood.held_names.append(tr.alarm)
+            out.append(tr)
         if flood.active and len(flood.times) <= self.flood_threshold // 2:
             flood.active = False
             unacked = self.unacknowledged()
             top = max((a.priority for a in unacked), key=PRIORITY_RANK.__getitem__,
                       default="low")
+            held = tuple(flood.held_names)
             out.append(Transition(
                 FLOOD, AlarmState.UNACK, AlarmState.NORMAL, t_s,
                 f"alarm flood over after {t_s - flood.started_t_s:g} s: {flood.held_back} "
-                f"notifications held back; {len(unacked)} alarms unacknowledged: "
-                + ", ".join(a.name for a in unacked), top, True, None, flood.held_back))
+                f"notifications held back ({', '.join(held) or 'none'}); {len(unacked)} "
+                "alarms unacknowledged: " + ", ".join(a.name for a in unacked),
+                top, True, None, flood.held_back, held))
         return out
-
-    def _recent_unacked(self) -> list[str]:
-        return [a.name for a in self.alarms.values() if a.state in _UNACKED]
 
     # -- operator actions, by alarm name ------------------------------------------------------
 
@@ -569,7 +571,28 @@ class AlarmBoard:
         return out
 
     def shelve(self, name: str, until_t_s: float, t_s: float, operator: str) -> list[Transition]:
-        return self[name].shelve(until_t_s, t_s, operator)
+        """Shelve within the board's policy; ShelvingForbidden names the rule that refuses."""
+        alarm = self[name]
+        if not self.may_shelve(name):
+            raise ShelvingForbidden(
+                f"cannot shelve alarm {name!r}: it is {alarm.priority} priority, and "
+                f"{'/'.join(sorted(self.unshelvable, key=PRIORITY_RANK.__getitem__))} alarms "
+                "may not be shelved on this board (unshelvable_priorities); remove it from "
+                "service instead if its input is being worked on")
+        limit = self.max_shelve_s_for(name)
+        if until_t_s - t_s > limit:
+            raise ShelvingForbidden(
+                f"cannot shelve alarm {name!r} for {until_t_s - t_s:g} s: allowed 0 < "
+                f"duration_s <= {limit:g} (the shorter of the alarm's max_shelve_s "
+                f"{alarm.config.max_shelve_s:g} s and the board's {self.max_shelve_s:g} s)")
+        return alarm.shelve(until_t_s, t_s, operator)
+
+    def may_shelve(self, name: str) -> bool:
+        return self[name].priority not in self.unshelvable
+
+    def max_shelve_s_for(self, name: str) -> float:
+        """The longest shelf allowed for this alarm: its own limit or the board's, the shorter."""
+        return min(self[name].config.max_shelve_s, self.max_shelve_s)
 
     def unshelve(self, name: str, t_s: float, operator: str) -> list[Transition]:
         return self[name].unshelve(t_s, operator)
@@ -613,8 +636,13 @@ def _by_priority(alarms: Iterable[Alarm]) -> list[Alarm]:
 # -- defaults ----------------------------------------------------------------------------------
 
 TEMPERATURE_HIGH_C = 39.0
+COMM_ERRORS_LIMIT = 0.05
+"""Share of failed reads over 10 min that raises comm_errors."""
 PH_LOW = 6.9
 PH_HIGH = 7.6
+VOLUME_RATE_LIMIT_ML_PER_H = 0.5
+VOLUME_RATE_WINDOW_S = 3600.0
+VOLUME_RATE_ON_DELAY_S = 5400.0
 
 
 def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
@@ -631,13 +659,31 @@ def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
     - `<loop>_stale`: no fresh PV for 30 s (3x the loops' default stale_after_s), high, off
       delay 60 s: a frozen or lost sensor, with the loop already holding.
     System:
-    - `comm_loss`: link to the chamber down for 30 s (drivers retry with backoff first), high
-      and latched: a night-time outage in an unattended run must still be seen in the morning.
+    - `comm_loss`: no successful read for 30 s (link down, or a device answering every read
+      with an exception; drivers retry with backoff first), high and latched: a night-time
+      outage in an unattended run must still be seen in the morning. While it stands, the
+      channels' stale and bad-quality alarms hold instead of adding one alarm per channel.
+    - `comm_errors`: more than 5 % of reads failed over 10 min, medium, off delay 10 min: a
+      link that keeps failing (corrupted frames, exception replies) but never long enough for
+      comm_loss; each failed tick is a tick the loops hold.
     Absolute limits, where a loop controls that PV:
     - `temperature_high`: > 39.0 C for 30 s, critical, latched, deadband 0.2 C. Above 39 C
       stem cells are heat-stressed within hours; latched so a transient overheat is never lost.
     - `ph_low` < 6.9 / `ph_high` > 7.6 for 60 s, high, deadband 0.05: outside 6.9-7.6 culture
       medium harms viability; 60 s rides out optical-pH noise and base-bolus mixing.
+    Process, on every chamber (a device without the channel never raises them):
+    - `cell_count_bad_quality`: the online total cell count bad for 60 s, high. Besides BAD,
+      OUT_OF_RANGE and FROZEN this is the quality judge's INCONSISTENT: the count has parted
+      from the at-line viable count it is checked against (controller/quality.py), which is
+      how a drifted or fouled probe and a contamination (a competitor the probe counts and the
+      viable assay does not) show. Nothing controls on the count, so only a person can act:
+      recheck the probe, sample for sterility.
+    - `volume_rate`: the chamber volume moving more than 0.5 mL/h (slope over 1 h) for 90 min,
+      medium, deadband 0.2 mL/h. Perfusion keeps feed = harvest, so the volume should stand
+      still; a clogged or leaking feed or harvest line moves it at the pump's rate (>= 1 mL/h
+      in the default schedule): ~2 h to raise at 1 mL/h. A scheduled 2 mL bolus tilts the 1 h
+      slope above the limit for about an hour, hence the 90 min on-delay; boluses up to ~15 mL
+      (at 30 mL/h) stay quiet, a larger one is a real volume change and raises it.
     """
     out: list[AlarmConfig] = []
     pvs: dict[str, float] = {}
@@ -662,6 +708,10 @@ def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
     out.append(AlarmConfig(
         name="comm_loss", kind="comm_loss", on_delay_s=30, off_delay_s=0, priority="high",
         latched=True, description="no communication with the chamber for 30 s"))
+    out.append(AlarmConfig(
+        name="comm_errors", kind="comm_errors", limit=COMM_ERRORS_LIMIT, rate_window_s=600,
+        off_delay_s=600, priority="medium",
+        description="more than 5 % of reads failing over 10 min: a degraded link"))
     if "temperature_c" in pvs:
         _check_inside("temperature_c", pvs["temperature_c"], None, TEMPERATURE_HIGH_C)
         out.append(AlarmConfig(
@@ -676,7 +726,27 @@ def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
         out.append(AlarmConfig(
             name="ph_high", channel="ph", kind="high", limit=PH_HIGH, deadband=0.05,
             on_delay_s=60, priority="high", description="pH above 7.6: alkaline medium"))
+    out += _process_alarms()
     return out
+
+
+def _process_alarms() -> list[AlarmConfig]:
+    """The chamber's own alarms, whatever loops run (see `default_alarms`)."""
+    return [
+        AlarmConfig(
+            name="cell_count_bad_quality", channel="total_cells_per_ml", kind="bad_quality",
+            on_delay_s=60, off_delay_s=60, priority="high",
+            description="online cell count bad, frozen, or disagreeing with the at-line "
+                        "viable count: a drifted or fouled probe, or a contamination"),
+        AlarmConfig(
+            name="volume_rate", channel="volume_ml", kind="rate",
+            limit=VOLUME_RATE_LIMIT_ML_PER_H, deadband=0.2,
+            rate_window_s=VOLUME_RATE_WINDOW_S, on_delay_s=VOLUME_RATE_ON_DELAY_S,
+            priority="medium",
+            description=f"volume moving more than {VOLUME_RATE_LIMIT_ML_PER_H:g} mL/h for "
+                        f"{VOLUME_RATE_ON_DELAY_S / 60:g} min with feed and harvest balanced: "
+                        "a clogged or leaking line"),
+    ]
 
 
 def _check_inside(pv: str, setpoint: float, low: float | None, high: float | None) -> None:

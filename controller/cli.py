@@ -24,8 +24,8 @@ from controller.config import (
     load_config,
 )
 from controller.console import ProgressLine, summary_table
-from controller.durations import format_duration, parse_duration_s
-from controller.runtime import Run, RunOptions, open_reactor_driver
+from controller.runtime import Run, RunOptions, default_db_path, open_reactor_driver
+from drivers.durations import format_duration, parse_duration_s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="device URL for a single-reactor config, e.g. "
                      "modbus-tcp://127.0.0.1:5020; overrides [[reactor]].device")
     run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
+    run.add_argument("--run-id", type=_run_id, help="name the run (default: a fresh random id); "
+                     "an unfinished run of this id is continued from its checkpoint under "
+                     "[run].restart_policy (docs/recovery.md)")
     run.add_argument("--summary-json", type=Path, help="write the run summary here")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(func=_cmd_run)
@@ -87,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     for entry in entry_points(group="bioreactor.commands"):
         entry.load()(sub)
     return parser
+
+
+def _run_id(text: str) -> str:
+    """A run id names files: letters, digits, '-' and '_' only."""
+    if not (0 < len(text) <= 64 and all(c.isalnum() or c in "-_" for c in text)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: 1 to 64 letters, digits, '-' or '_'")
+    return text
 
 
 def configure_logging(level: str) -> None:
@@ -152,6 +163,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else ProgressLine()
     options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
                          progress=progress)
+    if args.run_id is not None:
+        options.run_id = args.run_id
+    if progress is not None:  # the id to restart with, should this process die
+        print(f"run {options.run_id}: records in {args.db or default_db_path(options.run_id)}",
+              file=sys.stderr)
     summary = clock.run(Run(options).execute(), clock.parse_speed(config.run.speed))
     if progress is not None:
         progress.finish()

@@ -154,12 +154,13 @@ class Clock:
     """Seconds since the run's epoch, on the running loop's (possibly bent) time.
 
     Create it inside the running loop. `wall_time()` is the only door to the wall clock, for
-    timestamps that humans and other machines read.
+    timestamps that humans and other machines read. `start_s` is where the run's time stands
+    now: 0 for a new run, later for a run continued after a crash (controller/recovery.py).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start_s: float = 0.0) -> None:
         self._loop = asyncio.get_running_loop()
-        self._epoch = self._loop.time()
+        self._epoch = self._loop.time() - start_s
         self.virtual = isinstance(self._loop, VirtualTimeEventLoop)
 
     def now(self) -> float:

@@ -26,6 +26,7 @@ import aiomqtt
 from controller.commands import ACTIONS, NAME, NUMBER, parse_key, sign
 from controller.mqtt_link import ACCEPTED_FORM, MqttSettings
 from controller.topics import Topics
+from drivers.durations import parse_duration_s
 
 DEFAULT_TIMEOUT_S = 15.0
 """Long enough for the next control tick at the default 1 s period, plus a slow broker."""
@@ -76,7 +77,10 @@ def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"unknown param {name} for {action} (takes: "
                              f"{', '.join(spec) or 'none'})")
         kind = spec[name]
-        if kind == NUMBER:
+        if kind == NUMBER and name.endswith("_s"):
+            # A time: `duration_s=2h` as well as `duration_s=7200`; sent as seconds.
+            params[name] = parse_duration_s(text, name)
+        elif kind == NUMBER:
             try:
                 params[name] = float(text)
             except ValueError:

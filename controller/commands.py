@@ -27,11 +27,14 @@ Checks, in order (the first failure is the refusal code):
 7. `unknown_target`: another reactor's command.
 8. `unknown_action`, then `malformed` for the action's params (missing, extra, wrong type),
    `out_of_range` for a word outside its choices (a mode other than auto/manual).
-9. `unknown_target` for an unknown loop or alarm, then `out_of_range` for a value outside the
-   bounds the caller supplied (`CommandBounds`).
+9. `unknown_target` for an unknown loop or alarm (or an alarm raised outside the alarm board,
+   for the shelve and service actions), `forbidden` for a shelf the board's policy never allows
+   (an unshelvable priority), then `out_of_range` for a value outside the bounds the caller
+   supplied (`CommandBounds`: setpoints, outputs, bolus volume, shelf duration).
 
-`apply()` adds one more: `wrong_mode` (`set_output` on a loop in auto mode), because only the
-tick knows the loop's mode at the moment of application.
+`apply()` adds `wrong_mode` (`set_output` on a loop in auto mode) and `wrong_state` (unshelving
+an alarm that is not shelved, shelving one that is out of service, ...), because only the tick
+knows the loop's mode and the alarm's state at the moment of application.
 """
 from __future__ import annotations
 
@@ -45,6 +48,8 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any, Protocol
 
+from controller.alarm_setup import alarm_board
+from controller.alarms import ShelvingForbidden
 from controller.config import ReactorConfig
 
 MAX_COMMAND_BYTES = 8192
@@ -70,6 +75,8 @@ OUT_OF_RANGE = "out_of_range"
 UNKNOWN_ACTION = "unknown_action"
 UNKNOWN_TARGET = "unknown_target"
 WRONG_MODE = "wrong_mode"
+WRONG_STATE = "wrong_state"
+FORBIDDEN = "forbidden"
 APPLIED = "applied"
 
 NUMBER = "number"
@@ -82,6 +89,10 @@ ACTIONS: Mapping[str, Mapping[str, str | tuple[str, ...]]] = {
     "pause_schedule": {},
     "resume_schedule": {},
     "ack_alarm": {"alarm": NAME},
+    "shelve_alarm": {"alarm": NAME, "duration_s": NUMBER},
+    "unshelve_alarm": {"alarm": NAME},
+    "remove_alarm_from_service": {"alarm": NAME},
+    "return_alarm_to_service": {"alarm": NAME},
 }
 """Each action's params: NUMBER (finite int/float, carried as float), NAME (a short identifier),
 or a tuple of the allowed strings."""
@@ -131,14 +142,34 @@ class LoopBounds:
     output_max: float
 
 
+BOARD_ACTIONS = frozenset({"shelve_alarm", "unshelve_alarm", "remove_alarm_from_service",
+                           "return_alarm_to_service"})
+"""Actions on the alarm board's alarms only (not on alarms raised outside it, like a full
+outbox, which can only be acknowledged)."""
+
+
+@dataclass(frozen=True)
+class AlarmLimits:
+    """What an operator may do to one alarm of the board: the board's shelving policy."""
+
+    shelvable: bool
+    max_shelve_s: float
+    priority: str
+
+
 @dataclass(frozen=True)
 class CommandBounds:
-    """What an operator may ask of one reactor. Built by the runtime from its config."""
+    """What an operator may ask of one reactor. Built by the runtime from its config.
+
+    `alarms`: every alarm name `ack_alarm` accepts; `alarm_limits`: the board's alarms, the
+    only ones the shelve and service actions accept.
+    """
 
     reactor_id: str
     loops: Mapping[str, LoopBounds]
     bolus_max_ml: float
     alarms: frozenset[str] = field(default_factory=frozenset)
+    alarm_limits: Mapping[str, AlarmLimits] = field(default_factory=dict)
 
 
 # --- the target the runtime implements ---------------------------------------------------------
@@ -177,6 +208,12 @@ class CommandTarget(Protocol):
     - `schedule`: the feed schedule; `paused` stops every pump the schedule drives.
     - `add_bolus(volume_ml, channel, at_s)`: a one-off bolus due at clock time `at_s`.
     - `ack_alarm(name, operator, t_s)`: acknowledge an alarm; True if it was waiting for one.
+    - `shelve_alarm(name, operator, t_s, until_s, why)`, `unshelve_alarm(name, operator, t_s,
+      why)`, `remove_alarm_from_service(...)`, `return_alarm_to_service(...)`: the board's
+      operator actions; each returns the alarm's (old, new) state value and raises KeyError
+      for an alarm not on the board, `alarms.ShelvingForbidden` for a shelf the board's policy
+      refuses, ValueError for an action the alarm's state does not allow. `why` is the
+      command's reason, for the alarm journal.
     """
 
     def loop(self, name: str) -> LoopTarget: ...
@@ -184,6 +221,14 @@ class CommandTarget(Protocol):
     def schedule(self) -> ScheduleTarget: ...
     def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None: ...
     def ack_alarm(self, name: str, operator: str, t_s: float) -> bool: ...
+    def shelve_alarm(self, name: str, operator: str, t_s: float, until_s: float,
+                     why: str) -> tuple[str, str]: ...
+    def unshelve_alarm(self, name: str, operator: str, t_s: float,
+                       why: str) -> tuple[str, str]: ...
+    def remove_alarm_from_service(self, name: str, operator: str, t_s: float,
+                                  why: str) -> tuple[str, str]: ...
+    def return_alarm_to_service(self, name: str, operator: str, t_s: float,
+                                why: str) -> tuple[str, str]: ...
 
 
 # --- signing -----------------------------------------------------------------------------------
@@ -447,6 +492,33 @@ def _check_bounds(action: str, params: Mapping[str, Any], bounds: CommandBounds,
     elif action == "ack_alarm" and params["alarm"] not in bounds.alarms:
         raise CommandRefused(UNKNOWN_TARGET, f"no alarm {params['alarm']!r} (known: "
                              f"{', '.join(sorted(bounds.alarms)) or 'none'})", claimed)
+    elif action in BOARD_ACTIONS:
+        _check_board_alarm(action, params, bounds, claimed)
+
+
+def _check_board_alarm(action: str, params: Mapping[str, Any], bounds: CommandBounds,
+                       claimed: Mapping[str, Any]) -> None:
+    name = params["alarm"]
+    limits = bounds.alarm_limits.get(name)
+    if limits is None:
+        if name in bounds.alarms:
+            raise CommandRefused(UNKNOWN_TARGET, f"alarm {name!r} is raised outside the alarm "
+                                 f"board: it can only be acknowledged ({action} is for the "
+                                 "board's alarms)", claimed)
+        raise CommandRefused(UNKNOWN_TARGET, f"no alarm {name!r} on the alarm board (known: "
+                             f"{', '.join(sorted(bounds.alarm_limits)) or 'none'})", claimed)
+    if action != "shelve_alarm":
+        return
+    if not limits.shelvable:
+        raise CommandRefused(FORBIDDEN, f"alarm {name!r} is {limits.priority} priority, which "
+                             "this reactor's alarm board does not let anyone shelve "
+                             "(unshelvable_priorities); remove_alarm_from_service is the "
+                             "deliberate way to silence it", claimed)
+    duration = params["duration_s"]
+    if not 0.0 < duration <= limits.max_shelve_s:
+        raise CommandRefused(OUT_OF_RANGE, f"duration_s = {duration:g} outside the allowed "
+                             f"range 0 < duration_s <= {limits.max_shelve_s:g} for alarm "
+                             f"{name!r}", claimed)
 
 
 def _within(name: str, value: float, low: float, high: float,
@@ -490,6 +562,8 @@ def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
             old_output = loop.pid.output
             loop.pid.track(p["value"])
             return Change({"output": old_output}, {"output": loop.pid.output})
+    if action in BOARD_ACTIONS:
+        return _apply_board_action(command, target, now_s)
     schedule = target.schedule
     if action == "bolus":
         target.add_bolus(p["volume_ml"], p["channel"], now_s)
@@ -504,6 +578,34 @@ def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
         return Change({"alarm": p["alarm"], "unacknowledged": was_active},
                       {"alarm": p["alarm"], "unacknowledged": False})
     raise CommandRefused(UNKNOWN_ACTION, f"unknown action {action!r}", _claimed_of(command))
+
+
+def _apply_board_action(command: Command, target: CommandTarget, now_s: float) -> Change:
+    """Shelve, unshelve, remove from or return to service: the alarm's state before and after
+    (and a shelf's expiry on the run clock, `shelved_until_s`)."""
+    name, who, why = command.params["alarm"], command.operator, command.reason
+    until_s = None
+    try:
+        if command.action == "shelve_alarm":
+            until_s = now_s + command.params["duration_s"]
+            old, new = target.shelve_alarm(name, who, now_s, until_s, why)
+        elif command.action == "unshelve_alarm":
+            old, new = target.unshelve_alarm(name, who, now_s, why)
+        elif command.action == "remove_alarm_from_service":
+            old, new = target.remove_alarm_from_service(name, who, now_s, why)
+        else:
+            old, new = target.return_alarm_to_service(name, who, now_s, why)
+    except KeyError:
+        raise CommandRefused(UNKNOWN_TARGET, f"no alarm {name!r} on the alarm board",
+                             _claimed_of(command)) from None
+    except ShelvingForbidden as exc:
+        raise CommandRefused(FORBIDDEN, str(exc), _claimed_of(command)) from None
+    except ValueError as exc:  # the alarm's state does not allow it (now, at the tick)
+        raise CommandRefused(WRONG_STATE, str(exc), _claimed_of(command)) from None
+    after: dict[str, Any] = {"alarm": name, "state": new}
+    if until_s is not None:
+        after["shelved_until_s"] = until_s
+    return Change({"alarm": name, "state": old}, after)
 
 
 def _claimed_of(command: Command) -> dict[str, Any]:
@@ -544,9 +646,13 @@ def bounds_from_config(
 ) -> CommandBounds:
     """Bounds for a reactor from its config: each loop's `setpoint_min`/`setpoint_max` (default:
     the PV's datasheet range, which a config should narrow: 0-60 degC lets a typo through that
-    35-39 would not) and its output limits."""
+    35-39 would not) and its output limits; the alarm board's shelving policy per alarm (from
+    a board built as the reactor builds its own, `alarm_setup.alarm_board`)."""
     loops = {
         name: LoopBounds(lc.min_setpoint, lc.max_setpoint, lc.output_min, lc.output_max)
         for name, lc in reactor.loops.items()
     }
-    return CommandBounds(reactor.id, loops, bolus_max_ml, frozenset(alarms))
+    board = alarm_board(reactor)
+    limits = {name: AlarmLimits(board.may_shelve(name), board.max_shelve_s_for(name),
+                                board[name].priority) for name in board.alarms}
+    return CommandBounds(reactor.id, loops, bolus_max_ml, frozenset(alarms), limits)

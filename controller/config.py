@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from controller.durations import parse_duration_s
+from drivers.durations import parse_duration_s
 from drivers.datasheet import Direction, channel
 
 DEFAULT_CONFIG = Path("configs/hsc_expansion.toml")
@@ -69,6 +72,15 @@ class LoopConfig(_Strict):
     setpoint_min: float | None = Field(default=None, description="lowest setpoint an operator "
                                        "may command (default: the sensor's range)")
     setpoint_max: float | None = None
+    on_bad_input: Literal["hold", "safe"] = Field(
+        default="hold", description="input not GOOD (or stale): `hold` the last output with the "
+        "integral frozen, or go to `safe_output` (after `safe_after_s`)")
+    safe_output: float | None = Field(
+        default=None, description="with on_bad_input = 'safe': the output while the input is "
+        "bad (default: this actuator's value in [reactor.safe_state])")
+    safe_after_s: Seconds = Field(
+        default=0.0, ge=0, le=7 * 86400, description="with on_bad_input = 'safe': hold this "
+        "long first (a short dropout should not bump the actuator), then go to safe_output")
 
     @field_validator("pv")
     @classmethod
@@ -115,6 +127,21 @@ class LoopConfig(_Strict):
     @property
     def output_max(self) -> float:
         return channel(self.mv).maximum if self.out_max is None else self.out_max
+
+    @model_validator(mode="after")
+    def _bad_input_rule(self) -> LoopConfig:
+        """safe_output/safe_after_s mean nothing when holding: say so rather than ignore them."""
+        if self.on_bad_input == "hold":
+            for key, unset in (("safe_output", None), ("safe_after_s", 0.0)):
+                if getattr(self, key) != unset:
+                    raise ValueError(f"{key} only applies with on_bad_input = 'safe' (this "
+                                     "loop holds: 'hold')")
+        elif self.safe_output is not None and not (
+                self.output_min <= self.safe_output <= self.output_max):
+            raise ValueError(f"safe_output outside the loop's output range "
+                             f"[{self.output_min}, {self.output_max}] (out_min/out_max, "
+                             f"default {self.mv}'s range)")
+        return self
 
 
 class PerfusionPoint(_Strict):
@@ -178,6 +205,212 @@ class QualityConfig(_Strict):
     max_rate_per_s: float | None = Field(default=None, gt=0, description="faster: IMPLAUSIBLE")
 
 
+class SupplyLostConfig(_Strict):
+    """A gas supply that stopped delivering, detected from its loop (controller/interlocks.py):
+    the loop's output at its maximum for `for_s` while the PV stays more than `margin` on the
+    wrong side of the setpoint and does not come back by `recovery`. Defaults: docs/faults.md."""
+
+    enabled: bool = True
+    margin: float = Field(gt=0, description="PV units beyond the setpoint (DO below it, pH "
+                          "above it) that, with the gas at its maximum, count as not delivered")
+    for_s: Seconds = Field(default=600.0, ge=60, le=86400, description="how long before it trips")
+    recovery: float = Field(gt=0, description="PV units back towards the setpoint that show the "
+                            "gas works after all (restarts the wait)")
+    reset_margin: float = Field(ge=0, description="resets once the PV is back within setpoint "
+                                "+- this (the supply is back)")
+    perfusion_ml_per_h: float | None = Field(
+        default=None, ge=0, le=60, description="feed and harvest while tripped, boluses "
+        "suspended (none: the schedule's)")
+    hold_output: float | None = Field(
+        default=None, ge=0, le=100, description="the gas % commanded while tripped (none: the "
+        "loop's own, kept at its maximum)")
+
+    @model_validator(mode="after")
+    def _reset_inside_margin(self) -> SupplyLostConfig:
+        if self.reset_margin >= self.margin:
+            raise ValueError(f"reset_margin must be below margin {self.margin} (allowed: "
+                             f"0 <= value < {self.margin}), or it would reset while still lost")
+        return self
+
+
+_SUPPLY_LOST_DEFAULTS: dict[str, dict[str, float]] = {
+    # DO 5 % air under setpoint (2.5x the DO band); perfusion 7 mL/h because fresh medium carries
+    # O2 (measured: controller/interlocks.py, supply_interlocks); 21 % O2 (air) for its return.
+    "o2_supply_lost": {"margin": 5.0, "recovery": 1.0, "reset_margin": 2.5,
+                       "perfusion_ml_per_h": 7.0, "hold_output": 21.0},
+    # pH 0.15 over setpoint (3x the pH band); perfusion stopped: fresh medium is alkaline.
+    "co2_supply_lost": {"margin": 0.15, "recovery": 0.02, "reset_margin": 0.1,
+                        "perfusion_ml_per_h": 0.0},
+}
+
+
+class InterlocksConfig(_Strict):
+    """`[reactor.interlocks.*]`: the interlocks that need tuning to the culture. The hard limits
+    (over-temperature, volume, pH far out) are fixed in controller/interlocks.py. A table gives
+    only the keys it changes; the rest keep their defaults (_SUPPLY_LOST_DEFAULTS)."""
+
+    o2_supply_lost: SupplyLostConfig
+    co2_supply_lost: SupplyLostConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for key, defaults in _SUPPLY_LOST_DEFAULTS.items():
+            given = filled.get(key, {})
+            filled[key] = {**defaults, **given} if isinstance(given, dict) else given
+        return filled
+
+    @model_validator(mode="after")
+    def _gas_within_mixer(self) -> InterlocksConfig:
+        for key, mv in (("o2_supply_lost", "o2_pct"), ("co2_supply_lost", "co2_pct")):
+            value = getattr(self, key).hold_output
+            if value is not None and not channel(mv).contains(value):
+                ch = channel(mv)
+                raise ValueError(f"{key} hold_output = {value}: outside {mv}'s range "
+                                 f"[{ch.minimum}, {ch.maximum}]")
+        return self
+
+
+# --- alarms --------------------------------------------------------------------------------------
+# The alarm models live here rather than in controller/alarms.py (which runs them) because a
+# reactor's config holds its alarms, and controller/alarms.py imports this module.
+
+AlarmKind = Literal["high", "low", "deviation", "rate", "stale", "bad_quality", "comm_loss",
+                    "comm_errors"]
+SYSTEM_KINDS = frozenset({"comm_loss", "comm_errors"})
+"""Alarms on the link, not on a channel."""
+Priority = Literal["low", "medium", "high", "critical"]
+VALUE_KINDS = frozenset({"high", "low", "deviation", "rate"})
+FLOOD = "flood"
+"""Reserved alarm name of the flood summary transitions."""
+DEFAULT_MAX_SHELVE_S = 8 * 3600.0
+"""One shift: a shelf should end on its own before the people who set it have gone home."""
+_ALARM_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class AlarmConfig(_Strict):
+    """One alarm. Value alarms (high/low/deviation/rate) need `channel` and `limit`.
+
+    - high: pv > limit; returns when pv <= limit - deadband.
+    - low: pv < limit; returns when pv >= limit + deadband.
+    - deviation: |pv - setpoint| > limit; returns when |pv - setpoint| <= limit - deadband.
+    - rate: |dpv/dt| > limit (channel unit per hour, least-squares slope over `rate_window_s`);
+      returns when <= limit - deadband.
+    - stale: no reading, a STALE one, or (if `limit` is given) one older than `limit` seconds.
+    - bad_quality: reading quality neither GOOD, STALE nor COMM_ERROR (so BAD, OUT_OF_RANGE
+      and any quality added later), or a non-finite value. COMM_ERROR is left to the
+      comm_loss alarm so a dropped link raises one alarm, not one per channel.
+    - stale and bad_quality hold (neither raise nor clear) on a COMM_ERROR reading: the comm
+      alarms speak for a link problem, one alarm rather than one per channel.
+    - comm_loss: system alarm (channel None), condition = the caller's `comm_ok` is False.
+    - comm_errors: system alarm, condition = the share of failed reads over `rate_window_s`
+      is above `limit` (0-1): a link that mostly works but keeps failing (corrupted frames,
+      exception replies) never stays down long enough for comm_loss.
+
+    In a config it is a `[[reactor.alarm]]` table; `enabled = true` may be written but is the
+    only value this model takes (`enabled = false` is an `AlarmRemoval`).
+    """
+
+    name: str = Field(pattern=_ALARM_NAME)
+    channel: str | None = None
+    kind: AlarmKind
+    limit: float | None = None
+    deadband: float = Field(default=0.0, ge=0)
+    on_delay_s: Seconds = Field(default=0.0, ge=0)
+    off_delay_s: Seconds = Field(default=0.0, ge=0)
+    priority: Priority = "medium"
+    latched: bool = False
+    rate_window_s: Seconds = Field(default=600.0, gt=0, description="rate alarms: slope window")
+    max_shelve_s: Seconds = Field(default=86400.0, gt=0,
+                                  description="longest shelf an operator may set")
+    description: str = ""
+    enabled: Literal[True] = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlarmConfig:
+        if self.name == FLOOD:
+            raise ValueError(f"name {self.name!r} is reserved for the flood summary")
+        if self.kind in SYSTEM_KINDS:
+            if self.channel is not None:
+                raise ValueError(f"channel {self.channel!r}: a {self.kind} alarm is a system "
+                                 "alarm and takes no channel")
+            if self.kind == "comm_errors" and (self.limit is None or not 0 < self.limit < 1):
+                raise ValueError(f"limit {self.limit}: a comm_errors alarm needs the share of "
+                                 "failed reads that raises it, between 0 and 1 (e.g. 0.05)")
+        else:
+            if self.channel is None:
+                raise ValueError(f"channel missing: a {self.kind} alarm needs an input channel")
+            _check_channel(self.channel, Direction.INPUT)
+        if self.kind in VALUE_KINDS:
+            if self.limit is None:
+                raise ValueError(f"limit missing: a {self.kind} alarm needs one")
+            ch = channel(self.channel)  # type: ignore[arg-type]
+            if self.kind in ("high", "low") and not ch.minimum < self.limit < ch.maximum:
+                raise ValueError(f"limit {self.limit} must lie inside {ch.name}'s range "
+                                 f"({ch.minimum}, {ch.maximum}) or the alarm could never fire")
+            if self.kind in ("deviation", "rate"):
+                if self.limit <= 0:
+                    raise ValueError(f"limit {self.limit} must be > 0 for a {self.kind} alarm")
+                if self.deadband >= self.limit:
+                    raise ValueError(f"deadband {self.deadband} must be below the limit "
+                                     f"{self.limit} or the alarm could never return")
+        elif self.kind == "stale":
+            if self.limit is not None and self.limit <= 0:
+                raise ValueError(f"limit {self.limit} (max reading age, s) must be > 0")
+        elif self.limit is not None and self.kind != "comm_errors":
+            raise ValueError(f"limit {self.limit}: a {self.kind} alarm takes no limit")
+        if self.kind not in VALUE_KINDS and self.deadband:
+            raise ValueError(f"deadband {self.deadband}: a {self.kind} alarm is on/off; "
+                             "use off_delay_s against chattering")
+        return self
+
+
+class AlarmRemoval(_Strict):
+    """`[[reactor.alarm]]` with `enabled = false`: the default alarm of that name is not built
+    (a reactor without that probe, a limit that means nothing for this culture). Only a default
+    can be removed: a configured alarm is removed by deleting its table."""
+
+    name: str = Field(pattern=_ALARM_NAME)
+    enabled: Literal[False]
+    description: str = Field(default="", description="why it is off, for the next reader")
+
+
+def _alarm_entry_tag(value: Any) -> str:
+    enabled = value.get("enabled", True) if isinstance(value, dict) else \
+        getattr(value, "enabled", True)
+    return "AlarmRemoval" if enabled is False else "AlarmConfig"
+
+
+AlarmEntry = Annotated[
+    Union[Annotated[AlarmConfig, Tag("AlarmConfig")],
+          Annotated[AlarmRemoval, Tag("AlarmRemoval")]],
+    Discriminator(_alarm_entry_tag),
+]
+"""A `[[reactor.alarm]]` table: an alarm, or (`enabled = false`) a default taken away."""
+_TAGGED_MODELS: dict[str, type[BaseModel]] = {"AlarmConfig": AlarmConfig,
+                                              "AlarmRemoval": AlarmRemoval}
+"""Union members pydantic names in error locations; the error formatter steps over them."""
+
+
+class AlarmBoardConfig(_Strict):
+    """`[reactor.alarm_board]`: flood summarising, and how far operators may silence alarms."""
+
+    flood_threshold: int = Field(default=10, ge=1, le=1000, description="more activations than "
+                                 "this within flood_window_s is a flood: one summary instead")
+    flood_window_s: Seconds = Field(default=600.0, gt=0, le=86400)
+    flood_exempt: list[Priority] = Field(default_factory=lambda: ["critical"], description=
+                                         "priorities that notify one by one even in a flood")
+    max_shelve_s: Seconds = Field(default=DEFAULT_MAX_SHELVE_S, gt=0, le=7 * 86400,
+                                  description="longest shelf an operator may set on any alarm "
+                                  "(an alarm's own max_shelve_s may be shorter)")
+    unshelvable_priorities: list[Priority] = Field(
+        default_factory=lambda: ["critical"], description="priorities an operator may not "
+        "shelve (they can still be removed from service, e.g. for a probe swap)")
+
+
 def _default_safe_state() -> dict[str, float]:
     """Heater off, pumps stopped, gas at the incubator's air-like mix that keeps cells alive."""
     return {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 5.0,
@@ -192,6 +425,49 @@ class ReactorConfig(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     safe_state: dict[str, float] = Field(default_factory=_default_safe_state)
     quality: dict[str, QualityConfig] = Field(default_factory=dict)
+    interlocks: InterlocksConfig = Field(default_factory=lambda: InterlocksConfig())
+    alarm: list[AlarmEntry] = Field(
+        default_factory=list, description="`[[reactor.alarm]]`: alarms on top of the defaults; "
+        "one named like a default replaces it, `enabled = false` removes that default")
+    alarm_board: AlarmBoardConfig = Field(default_factory=AlarmBoardConfig)
+
+    @field_validator("alarm")
+    @classmethod
+    def _alarms_fit_the_reactor(cls, entries: list[AlarmConfig | AlarmRemoval],
+                                info: ValidationInfo) -> list[AlarmConfig | AlarmRemoval]:
+        """Errors start `[i].key = value:` so the message points at the table (see
+        format_validation_error). Needs the loops (declared above): a deviation alarm compares
+        with a loop's setpoint, and the default alarms to remove come from the loops."""
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            if entry.name in seen:
+                raise ValueError(f"[{i}].name = {entry.name!r}: already used by alarm"
+                                 f"[{seen[entry.name]}]; one table per alarm name")
+            seen[entry.name] = i
+        loops = info.data.get("loops")
+        if loops is None:  # the loops have their own errors
+            return entries
+        pvs = sorted({loop.pv for loop in loops.values()})
+        for i, entry in enumerate(entries):
+            if isinstance(entry, AlarmConfig) and entry.kind == "deviation" \
+                    and entry.channel not in pvs:
+                raise ValueError(f"[{i}].channel = {entry.channel!r}: a deviation alarm "
+                                 "compares with a loop's setpoint, and no loop here measures "
+                                 f"it (allowed: a loop's pv: {', '.join(pvs) or 'no loops'})")
+        removals = [(i, e) for i, e in enumerate(entries) if isinstance(e, AlarmRemoval)]
+        if removals:
+            from controller.alarms import default_alarms  # imports this module: not at the top
+
+            try:
+                defaults = [a.name for a in default_alarms(loops)]
+            except ValueError:  # a setpoint outside the default limits: the run start says so
+                return entries
+            for i, removal in removals:
+                if removal.name not in defaults:
+                    raise ValueError(f"[{i}].name = {removal.name!r}: enabled = false removes a "
+                                     "default alarm, and there is none by that name (allowed: "
+                                     f"{', '.join(defaults)})")
+        return entries
 
     @field_validator("quality")
     @classmethod
@@ -279,6 +555,13 @@ class RunConfig(_Strict):
     flush_interval_s: float = Field(default=60.0, gt=0, description="historian batch period")
     diagnostics_interval_s: float = Field(default=600.0, gt=0)
     band_after_s: Seconds = Field(default=3600.0, ge=0, description="control bands count after")
+    restart_policy: Literal["resume", "hold"] = Field(
+        default="resume", description="after a crash, restarted with the same run id: `resume` "
+        "carries on; `hold` keeps the loops regulating but pauses the feed schedule until an "
+        "operator resumes it (docs/recovery.md)")
+    checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, le=3600, description="clock seconds between routine checkpoints; "
+        "every feed-ledger change, operator command and alarm change is checkpointed at once")
 
     @field_validator("speed")
     @classmethod
@@ -376,7 +659,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             allowed = _allowed_range(loc)
             if allowed and error["type"] in _BOUND_ERRORS:
                 message = f"{message} (allowed: {allowed})"
-            if isinstance(value, (dict, list)):
+            if isinstance(value, list) and message.startswith("["):
+                # A list's rule pointing at an element: `[2].name = 'x': ...`
+                lines.append(f"  {key}{message}")
+            elif isinstance(value, (dict, list)):
                 lines.append(f"  {key}: {message}")
             else:
                 lines.append(f"  {key} = {value!r}: {message}")
@@ -389,9 +675,11 @@ _BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 
 def _dotted(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
+        elif _is_union_tag(loc, i):
+            continue
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -402,8 +690,11 @@ def _walk(loc: tuple[Any, ...]) -> tuple[Any, Any]:
     model: Any = Config
     field: Any = None
     skip_key = False
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
+            continue
+        if _is_union_tag(loc, i):  # which member of a union the rest is about
+            model = _TAGGED_MODELS[part]
             continue
         if skip_key:  # the key of a dict of models (a loop's name): stay on the value model
             skip_key = False
@@ -416,6 +707,11 @@ def _walk(loc: tuple[Any, ...]) -> tuple[Any, Any]:
         if inner is not None:
             model = inner
     return model, field
+
+
+def _is_union_tag(loc: tuple[Any, ...], i: int) -> bool:
+    """A tagged union's member name, which pydantic puts in the location after a list index."""
+    return i > 0 and isinstance(loc[i - 1], int) and loc[i] in _TAGGED_MODELS
 
 
 def _allowed_range(loc: tuple[Any, ...]) -> str:

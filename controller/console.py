@@ -5,7 +5,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from controller.durations import format_duration
+from drivers.durations import format_duration
 
 _BAR_WIDTH = 30
 
@@ -18,11 +18,14 @@ class ProgressLine:
         self._interactive = stream.isatty()
         self._started = time.perf_counter()
         self._last_decile = -1
+        self._first_s: float | None = None  # a continued run starts later than 0
 
     def __call__(self, simulated_s: float, duration_s: float, ticks: int) -> None:
         fraction = min(simulated_s / duration_s, 1.0) if duration_s else 1.0
         wall_s = time.perf_counter() - self._started
-        speed = simulated_s / wall_s if wall_s > 0 else 0.0
+        if self._first_s is None:
+            self._first_s = simulated_s
+        speed = (simulated_s - self._first_s) / wall_s if wall_s > 0 else 0.0
         filled = int(fraction * _BAR_WIDTH)
         text = (f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {fraction:6.1%}  "
                 f"sim {format_duration(simulated_s)} / {format_duration(duration_s)}  "
@@ -42,11 +45,14 @@ class ProgressLine:
 
 def summary_table(summary: dict[str, Any]) -> str:
     """The end-of-run table: per reactor, each loop's band performance and the growth result."""
+    resumed_s = summary.get("resumed_from_s", 0.0)
+    span_s = summary["simulated_seconds"] - resumed_s
+    continued = f" (continued from {format_duration(resumed_s)})" if resumed_s > 0 else ""
     lines = [
         f"run {summary['run_id']}  seed {summary['seed']}  stopped by: {summary['stopped_by']}",
-        f"simulated {format_duration(summary['simulated_seconds'])} in "
+        f"simulated {format_duration(summary['simulated_seconds'])}{continued} in "
         f"{summary['wall_seconds']:.1f} s wall ({summary['ticks']:,} ticks, "
-        f"{summary['simulated_seconds'] / max(summary['wall_seconds'], 1e-9):,.0f}x real time)",
+        f"{span_s / max(summary['wall_seconds'], 1e-9):,.0f}x real time)",
         f"records: {summary['db']}",
     ]
     header = f"  {'loop':<12}{'setpoint':>10}{'band':>8}{'in band':>9}{'IAE':>12}{'max |e|':>10}"

@@ -22,6 +22,12 @@ Schema (documented in docs/architecture.md):
   refuse both. Hash-chained: the writer process links each row to the one before it
   (audit.AuditChain, continued across batches and from an existing file's last row), and
   `audit.verify_audit()` / `bioreactor audit verify` recompute the chain (docs/audit.md).
+- checkpoints(reactor_id, t_s, wall_time, state_json): the latest checkpoint of each reactor
+  (controller/recovery.py), replaced in the same transaction as the rows recorded with it, so
+  the feed ledger's events and the checkpoint that counts them can never disagree.
+
+A run continued after a crash opens its file again: the run and reactor rows are kept, the
+rest is appended.
 """
 from __future__ import annotations
 
@@ -73,6 +79,8 @@ CREATE TABLE IF NOT EXISTS events (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
     kind TEXT NOT NULL, message TEXT NOT NULL, data_json TEXT);
 CREATE TABLE IF NOT EXISTS diagnostics (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
     name TEXT NOT NULL, value REAL);
+CREATE TABLE IF NOT EXISTS checkpoints (reactor_id TEXT PRIMARY KEY, t_s REAL NOT NULL,
+    wall_time REAL NOT NULL, state_json TEXT NOT NULL);
 {audit.SCHEMA}"""
 
 _INSERT = {
@@ -81,6 +89,7 @@ _INSERT = {
     "events": "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
     "diagnostics": "INSERT INTO diagnostics VALUES (?, ?, ?, ?)",
     "audit": audit.INSERT,
+    "checkpoints": "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
 }
 
 _MISSING = Reading(float("nan"), "", float("nan"), Quality.BAD)
@@ -100,7 +109,10 @@ class RunInfo:
 class Historian:
     """Batched SQLite recorder for one run, written by a child process."""
 
-    def __init__(self, path: Path, run: RunInfo) -> None:
+    def __init__(self, path: Path, run: RunInfo, *, lock_fd: int | None = None) -> None:
+        """`lock_fd`: an open file holding the run's lock (controller/recovery.py), handed to
+        the writer so the lock lasts until the last record is committed, even when the
+        controller itself was killed."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._batches: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _INSERT}
@@ -112,7 +124,8 @@ class Historian:
         parent_end, child_end = socket.socketpair()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "controller.historian", str(child_end.fileno())],
-            pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
+            pass_fds=[child_end.fileno(), *([] if lock_fd is None else [lock_fd])],
+            stdin=subprocess.DEVNULL,
         )
         child_end.close()
         self._pipe = Connection(parent_end.detach())
@@ -158,6 +171,15 @@ class Historian:
         dies a second later."""
         self._batches["audit"].append(record.as_row())
         self.flush()
+
+    def record_checkpoint(self, reactor_id: str, t_s: float, wall_time: float,
+                          state: Mapping[str, Any], *, urgent: bool = True) -> None:
+        """Replace the reactor's checkpoint. An urgent one (a feed-ledger change, a command) is
+        handed to the writer at once, with everything recorded before it: once the writer has
+        it, a kill of the controller cannot lose it. A routine one goes with the next flush."""
+        self._batches["checkpoints"].append((reactor_id, t_s, wall_time, json.dumps(state)))
+        if urgent:
+            self.flush()
 
     # --- off the tick -----------------------------------------------------------------------
     def flush(self) -> None:
@@ -208,11 +230,11 @@ def _write_forever(pipe: Connection) -> None:
         con.executescript(_SCHEMA)
         with con:
             con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, NULL)",
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, NULL)",
                 (run.run_id, run.started_wall_iso, run.seed, run.control_period_s,
                  run.config_toml),
             )
-            con.executemany("INSERT INTO reactors VALUES (?, ?)", run.reactors)
+            con.executemany("INSERT OR IGNORE INTO reactors VALUES (?, ?)", run.reactors)
         chain = audit.AuditChain(con)  # audit rows are linked here, where they are written in order
         while True:
             try:

@@ -23,7 +23,7 @@ import sqlite3
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -326,6 +326,61 @@ def read_events(con: sqlite3.Connection, limit: int = EVENT_LIMIT) -> Events:
     return Events(rows, by_kind)
 
 
+@dataclass(frozen=True)
+class Mark:
+    """An alarm raised or returned, an interlock tripped or reset: a moment to see on the plots."""
+
+    t_s: float
+    kind: str
+    """`alarm` or `interlock`."""
+    name: str
+    on: bool
+    """Raised / tripped (True), or returned / reset (False)."""
+    priority: str | None
+    detail: str
+
+
+MARK_LIMIT = 500
+"""Alarm and interlock rows listed per reactor; a chattering alarm is counted, not listed."""
+
+
+def read_marks(con: sqlite3.Connection, reactor_id: str) -> list[Mark]:
+    """Every alarm activation and return, and every interlock trip and reset, in time order.
+
+    Read apart from the event list (which is capped), so a long run's page still lists them
+    all. Alarm-board transitions (`alarm_state`) mark when an alarm became active (-> unack,
+    shelved ones excluded: nobody was told) and when its condition cleared; alarms raised
+    outside the board (`alarm`: comm loss, a lost gas supply) carry their own flag.
+    """
+    rows = con.execute(
+        "SELECT t_s, kind, message, data_json FROM events WHERE reactor_id = ? AND kind IN "
+        "('alarm_state', 'alarm', 'interlock') ORDER BY t_s, rowid", (reactor_id,))
+    marks = []
+    for t_s, kind, message, data_json in rows:
+        data = _mapping(_parse_json(data_json))
+        if kind == "interlock" and isinstance(data.get("interlock"), str):
+            tripped = bool(data.get("tripped"))
+            marks.append(Mark(float(t_s), "interlock", data["interlock"], tripped, None,
+                              "tripped" if tripped else "reset"))
+        elif kind == "alarm" and isinstance(data.get("alarm"), str):
+            active = bool(data.get("active"))
+            priority = data.get("priority")
+            marks.append(Mark(float(t_s), "alarm", data["alarm"], active,
+                              priority if isinstance(priority, str) else None,
+                              "raised" if active else "cleared"))
+        elif kind == "alarm_state" and isinstance(data.get("alarm"), str):
+            to, before = data.get("to"), data.get("from")
+            if data["alarm"] == "flood" or before == "shelved" or to == before:
+                continue
+            priority = data.get("priority") if isinstance(data.get("priority"), str) else None
+            if to == "unack":
+                marks.append(Mark(float(t_s), "alarm", data["alarm"], True, priority, "raised"))
+            elif to in ("rtn_unack", "latched") or (to == "normal" and before == "acked"):
+                marks.append(Mark(float(t_s), "alarm", data["alarm"], False, priority,
+                                  "condition cleared"))
+    return marks
+
+
 def loop_band(run: Run, reactor_id: str, loop: str) -> float | None:
     """The band the run scored the loop against: its summary's, else its config's, else a default.
 
@@ -407,19 +462,80 @@ def _mark_not_good(ax: Axes, t_s: np.ndarray, env: Envelope) -> None:
             markersize=8, transform=ax.get_xaxis_transform(), label="quality not GOOD")
 
 
-def _finish(axes: Sequence[Axes], t_end_s: float, title: str, legend: bool = True) -> None:
+_MARK_STYLE = {"interlock": ("tab:red", "-"), "alarm": ("darkorange", "--")}
+MARK_LABELS = 12
+"""Labelled marks per plot; more (a chattering alarm) are drawn but not labelled."""
+
+
+def first_marks(marks: Sequence[Mark]) -> list[Mark]:
+    """What the plots mark: each alarm's first activation and each interlock's trips and
+    resets (a limit cycling on and off shows as such), in time order."""
+    seen: set[str] = set()
+    out = []
+    for mark in marks:
+        if mark.kind == "interlock":
+            out.append(mark)
+        elif mark.on and mark.name not in seen:
+            seen.add(mark.name)
+            out.append(mark)
+    return out
+
+
+def _draw_marks(axes: Sequence[Axes], marks: Sequence[Mark]) -> str:
+    """A vertical line per mark through every axes (alarms orange dashed, interlock trips red,
+    resets grey dotted), explained in a legend of their own in the top left corner: name and
+    time, since marks minutes apart fall on the same pixel of a two-week plot. The top axes get
+    headroom for it; returns where the plot's own legend should go (top right, or `best`)."""
+    if not marks:
+        return "best"
+    _headroom(axes[0], 0.7)
+    handles, labels = [], []
+    for mark in marks:
+        color, style = _MARK_STYLE[mark.kind]
+        if mark.kind == "interlock" and not mark.on:
+            color, style = "tab:gray", ":"
+        day = mark.t_s / DAY_S
+        for ax in axes:
+            line = ax.axvline(day, color=color, linestyle=style, linewidth=1.0, alpha=0.9,
+                              zorder=1)
+        if len(handles) < MARK_LABELS:
+            what = f"{mark.kind} {mark.detail}" if mark.kind == "interlock" else "alarm"
+            handles.append(line)  # labelled here only: the axes' own legend leaves it out
+            labels.append(f"{_clock(mark.t_s)}  {mark.name} ({what})")
+    title = "alarms and interlocks" + (f" (first {MARK_LABELS} of {len(marks)})"
+                                       if len(marks) > MARK_LABELS else "")
+    top = axes[0]
+    legend = top.legend(handles, labels, loc="upper left", fontsize=7, title=title,
+                        title_fontsize=7, framealpha=0.85)
+    top.add_artist(legend)  # kept when _finish draws the axes' own legend
+    return "upper right"
+
+
+def _headroom(ax: Axes, fraction: float) -> None:
+    """Raise the top of the y axis by `fraction` of its span (in decades on a log axis)."""
+    low, high = ax.get_ylim()
+    if ax.get_yscale() == "log" and low > 0:
+        ax.set_ylim(low, high * (high / low) ** fraction)
+    else:
+        ax.set_ylim(low, high + (high - low) * fraction)
+
+
+def _finish(axes: Sequence[Axes], t_end_s: float, title: str, legend: bool = True,
+            legend_loc: str = "best") -> None:
     axes[0].set_title(title)
     axes[-1].set_xlabel("time [days]")
     axes[-1].set_xlim(0, max(t_end_s, 1.0) / DAY_S)
     for ax in axes:
         ax.grid(True, alpha=0.3)
         if legend and ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", fontsize="small")
+            ax.legend(loc=legend_loc, fontsize="small")
 
 
 def plot_loop(path: Path, reactor_id: str, loop: Loop, band: float | None, buckets: Buckets,
-              t_end_s: float) -> Path:
-    """PV envelope against the setpoint step function and its band; the output below."""
+              t_end_s: float, marks: Sequence[Mark] = (), truth: Series | None = None) -> Path:
+    """PV envelope against the setpoint step function and its band; the output below. With
+    the device's ground truth of the PV (an emulator's), that too: where the sensor reads out
+    of range or bad, only the truth shows how far the process went."""
     fig, (ax, ax_mv) = _new_figure(rows=2, height=6)
     t_sp = np.append(_days(loop.t_s), max(t_end_s, loop.t_s[-1]) / DAY_S)
     sp = np.append(loop.setpoint, loop.setpoint[-1])
@@ -429,15 +545,19 @@ def plot_loop(path: Path, reactor_id: str, loop: Loop, band: float | None, bucke
     ax.step(t_sp, sp, where="post", color="tab:green", linewidth=1.2, label="setpoint")
     _draw_envelope(ax, buckets.t_s, buckets.columns[loop.pv], "tab:blue", loop.pv)
     _mark_not_good(ax, buckets.t_s, buckets.columns[loop.pv])
+    if truth is not None and len(truth.t_s):
+        ax.plot(_days(truth.t_s), truth.value, color="navy", linewidth=1, linestyle="--",
+                label=f"{loop.pv} (truth)")
     ax.set_ylabel(_label(loop.pv))
     _draw_envelope(ax_mv, buckets.t_s, buckets.columns[loop.mv], "tab:orange", loop.mv)
     ax_mv.set_ylabel(_label(loop.mv))
-    _finish([ax, ax_mv], t_end_s, f"{reactor_id}: loop {loop.name}")
+    _finish([ax, ax_mv], t_end_s, f"{reactor_id}: loop {loop.name}",
+            legend_loc=_draw_marks([ax, ax_mv], marks))
     return _save(fig, path)
 
 
 def plot_cells(path: Path, reactor_id: str, buckets: Buckets, samples: Mapping[str, Series],
-               truth: Mapping[str, Series], t_end_s: float) -> Path:
+               truth: Mapping[str, Series], t_end_s: float, marks: Sequence[Mark] = ()) -> Path:
     """Optical total density, at-line viable counts and, if known, the true live and dead cells."""
     fig, (ax,) = _new_figure()
     if "total_cells_per_ml" in buckets.columns:
@@ -451,12 +571,13 @@ def plot_cells(path: Path, reactor_id: str, buckets: Buckets, samples: Mapping[s
         _draw_samples(ax, samples["viable_cells_per_ml"], "viable_cells_per_ml", "viable (at-line)")
     _log_if_positive(ax)
     ax.set_ylabel("cells/mL")
-    _finish([ax], t_end_s, f"{reactor_id}: cells")
+    _finish([ax], t_end_s, f"{reactor_id}: cells", legend_loc=_draw_marks([ax], marks))
     return _save(fig, path)
 
 
 def plot_metabolites(path: Path, reactor_id: str, samples: Mapping[str, Series],
-                     truth: Mapping[str, Series], t_end_s: float) -> Path:
+                     truth: Mapping[str, Series], t_end_s: float,
+                     marks: Sequence[Mark] = ()) -> Path:
     """At-line glucose and lactate at their sample times, over the true concentrations if known."""
     fig, (ax,) = _new_figure()
     for name in _METABOLITE_TRUTH:
@@ -467,11 +588,12 @@ def plot_metabolites(path: Path, reactor_id: str, samples: Mapping[str, Series],
         if name in samples:
             _draw_samples(ax, samples[name], name, f"{name} (at-line)")
     ax.set_ylabel("mM")
-    _finish([ax], t_end_s, f"{reactor_id}: metabolites")
+    _finish([ax], t_end_s, f"{reactor_id}: metabolites", legend_loc=_draw_marks([ax], marks))
     return _save(fig, path)
 
 
-def plot_feeds(path: Path, reactor_id: str, buckets: Buckets, t_end_s: float) -> Path:
+def plot_feeds(path: Path, reactor_id: str, buckets: Buckets, t_end_s: float,
+               marks: Sequence[Mark] = ()) -> Path:
     """Pump rates, with the culture volume they produce on a second axis."""
     fig, (ax,) = _new_figure()
     for name in _PUMPS:
@@ -483,10 +605,13 @@ def plot_feeds(path: Path, reactor_id: str, buckets: Buckets, t_end_s: float) ->
         _draw_envelope(ax_vol, buckets.t_s, buckets.columns["volume_ml"], _COLORS["volume_ml"],
                        "volume_ml")
         ax_vol.set_ylabel(_label("volume_ml"))
+    if marks and len(fig.axes) > 1:  # the volume axes is drawn over the rates: mark on it
+        _headroom(ax, 0.7)
+    legend_loc = _draw_marks(fig.axes[::-1], marks)
     _finish([ax], t_end_s, f"{reactor_id}: feeds", legend=False)
     handles = [h for a in fig.axes for h in a.get_legend_handles_labels()[0]]
     if handles:  # one legend for both axes, on the top one so no line crosses it
-        fig.axes[-1].legend(handles=handles, loc="best", fontsize="small")
+        fig.axes[-1].legend(handles=handles, loc=legend_loc, fontsize="small")
     return _save(fig, path)
 
 
@@ -512,6 +637,8 @@ class Figures:
     images: list[tuple[str, str]]
     """(file name, caption) pairs."""
     notes: list[str]
+    marks: list[Mark] = field(default_factory=list)
+    """Alarms and interlocks, for the page's table (the plots mark `first_marks` of them)."""
 
 
 def _slug(text: str) -> str:
@@ -532,23 +659,27 @@ def plot_reactor(con: sqlite3.Connection, db_path: Path, run: Run, reactor_id: s
                                     (start, span[1]))
     samples = read_samples(con, reactor_id,
                            [n for n in _SAMPLED if {n, f"{n}_t_s", f"{n}_q"} <= known])
-    truth = read_diagnostics(con, reactor_id, [*_CELL_TRUTH, *_METABOLITE_TRUTH])
+    truth = read_diagnostics(con, reactor_id, [*_CELL_TRUTH, *_METABOLITE_TRUTH,
+                                               *(loop.pv for loop in loops)])
+    marks = read_marks(con, reactor_id)
+    shown = first_marks(marks)
     if not truth:
         notes.append("no ground-truth diagnostics recorded")
     prefix, t_end = _slug(reactor_id), span[1]
     images = [
         (plot_loop(out_dir / f"{prefix}-loop-{_slug(loop.name)}.png", reactor_id, loop,
-                   loop_band(run, reactor_id, loop.name), buckets, t_end).name,
+                   loop_band(run, reactor_id, loop.name), buckets, t_end, shown,
+                   truth.get(loop.pv)).name,
          f"loop {loop.name}: {loop.pv} → {loop.mv}")
         for loop in loops
     ]
     images.append((plot_cells(out_dir / f"{prefix}-cells.png", reactor_id, buckets, samples,
-                              truth, t_end).name, "cells"))
+                              truth, t_end, shown).name, "cells"))
     images.append((plot_metabolites(out_dir / f"{prefix}-metabolites.png", reactor_id, samples,
-                                    truth, t_end).name, "metabolites"))
-    images.append((plot_feeds(out_dir / f"{prefix}-feeds.png", reactor_id, buckets, t_end).name,
-                   "feeds and volume"))
-    return Figures(reactor_id, device_url, images, notes)
+                                    truth, t_end, shown).name, "metabolites"))
+    images.append((plot_feeds(out_dir / f"{prefix}-feeds.png", reactor_id, buckets, t_end,
+                              shown).name, "feeds and volume"))
+    return Figures(reactor_id, device_url, images, notes, marks)
 
 
 def _plottable_loops(loops: list[Loop], known: set[str]) -> tuple[list[Loop], list[str]]:
@@ -646,14 +777,27 @@ def _percent(fraction: Any) -> str:
     return _num(fraction)
 
 
+def _marks_html(marks: Sequence[Mark]) -> str:
+    """Every alarm and interlock change of a reactor, with the time to find it on the plots."""
+    if not marks:
+        return "<p>No alarm raised and no interlock tripped.</p>"
+    rows = [(_clock(m.t_s), f"{m.t_s / DAY_S:.3f}", _e(m.kind), _e(m.name), _e(m.detail),
+             _e(m.priority or "")) for m in marks[:MARK_LIMIT]]
+    table = _table(("time", "day", "kind", "name", "what", "priority"), rows, {1})
+    rest = len(marks) - MARK_LIMIT
+    more = f"<p class='note'>… and {rest} more not shown.</p>" if rest > 0 else ""
+    return table + more
+
+
 def _reactor_html(fig: Figures) -> str:
     notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in fig.notes)
+    marks = f"<h3>Alarms and interlocks</h3>{_marks_html(fig.marks)}"
     images = "".join(
         f"<figure><img src='{_e(quote(name))}' alt='{_e(fig.reactor_id)}: {_e(caption)}'>"
         f"<figcaption>{_e(caption)}</figcaption></figure>"
         for name, caption in fig.images)
     return (f"<h2>Reactor {_e(fig.reactor_id)} <small>{_e(fig.device_url)}</small></h2>"
-            f"{notes}{images}")
+            f"{notes}{marks}{images}")
 
 
 def _events_html(events: Events) -> str:

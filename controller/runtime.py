@@ -21,6 +21,7 @@ from controller.historian import Historian, RunInfo
 from controller.mqtt_link import MqttSettings
 from controller.commands import ReplayGuard
 from controller.reactor import ReactorRuntime
+from controller.recovery import Recovery, RunLock, check_continuable, load_recovery
 from controller.telemetry import ReactorTelemetry
 from drivers.driver import Driver
 from drivers.errors import DriverNotFoundError
@@ -92,11 +93,34 @@ class Run:
         self.config = options.config
         self.db_path = options.db_path or default_db_path(options.run_id)
         self.stopped_by = "completed"
+        self.resumed_from_s = 0.0
+        """Where this process took the run over: later than 0 when continued after a crash."""
         self._stop = asyncio.Event()
 
     async def execute(self) -> dict[str, Any]:
+        """Run to the end (or a stop); a run id found on disk is continued (recovery.py)."""
+        lock = RunLock(self.db_path)
+        try:
+            recovery = load_recovery(self.db_path, self.options.run_id)
+            return await self._execute(lock, recovery)
+        finally:
+            lock.release()
+
+    async def _execute(self, lock: RunLock, recovery: Recovery | None) -> dict[str, Any]:
         run_cfg = self.config.run
-        clock = Clock()
+        start_s = 0.0
+        if recovery is not None:
+            speed = parse_speed(run_cfg.speed)
+            devices = [open_reactor_driver(self.config, i, lambda: 0.0)
+                       for i in range(len(self.config.reactor))]
+            check_continuable(recovery, self.config.reactor,
+                              [getattr(d, "in_process", False) for d in devices])
+            start_s = recovery.start_s(Clock.wall_time(), speed or 1.0)
+            log.warning("continuing run", run_id=self.options.run_id, t_s=start_s,
+                        previous_stop=recovery.previous_stop or "killed",
+                        policy=run_cfg.restart_policy)
+        self.resumed_from_s = start_s
+        clock = Clock(start_s)
         wall_start = clock.wall_monotonic()
         historian = Historian(self.db_path, RunInfo(
             run_id=self.options.run_id,
@@ -105,7 +129,7 @@ class Run:
             control_period_s=run_cfg.control_period_s,
             config_toml=self.options.config_text,
             reactors=[(r.id, r.device) for r in self.config.reactor],
-        ))
+        ), lock_fd=lock.fd)
         reactors = [
             ReactorRuntime(
                 rc,
@@ -114,13 +138,16 @@ class Run:
                 historian,
                 control_period_s=run_cfg.control_period_s,
                 stats_after_s=run_cfg.band_after_s,
+                checkpoint_interval_s=run_cfg.checkpoint_interval_s,
             )
             for i, rc in enumerate(self.config.reactor)
         ]
         summary: dict[str, Any] = {}
         try:
             for reactor in reactors:
-                await reactor.start()
+                await reactor.start(
+                    None if recovery is None else recovery.checkpoints[reactor.id],
+                    run_cfg.restart_policy)
                 self._attach_telemetry(reactor, clock)
             with self._signals_stop():
                 await self._run_tasks(clock, reactors, historian)
@@ -152,6 +179,7 @@ class Run:
             time_scale=parse_speed(self.config.run.speed) or 1.0,
             on_command=reactor.receive_command,
         )
+        telemetry.seq = reactor.telemetry_seq
         reactor.telemetry = telemetry
         reactor.enable_commands({op.name: op.key() for op in self.config.operator},
                                 ReplayGuard(mqtt.max_skew_s))
@@ -188,12 +216,12 @@ class Run:
         duration = self.config.run.duration
         n = 0
         t = clock.now()
-        start = t
+        start = t  # later than 0 for a run continued after a crash
         lateness = reactor.lateness_s
         stop = self._stop
         # The stop flag is checked as well as cancellation: a library that swallows a
         # CancelledError (asyncio.wait_for on 3.11 can, in a race) must not keep a run alive.
-        while t < start + duration and not stop.is_set():
+        while t < duration and not stop.is_set():
             lateness.append(clock.now() - t)
             await reactor.tick()
             n += 1
@@ -259,6 +287,7 @@ class Run:
             "stopped_by": self.stopped_by,
             "control_period_s": self.config.run.control_period_s,
             "simulated_seconds": clock.now(),
+            "resumed_from_s": self.resumed_from_s,
             "wall_seconds": clock.wall_monotonic() - wall_start,
             "ticks": first["ticks"],
             # The first reactor's results at top level, so a single-reactor run reads simply.

@@ -91,10 +91,11 @@ class ReactorTelemetry:
         self.outbox.append(self.topics.events, event_payload(
             wall_ts=self.clock.wall_time(), t_s=t_s, kind=kind, message=message, data=data))
 
-    def alarm(self, t_s: float, name: str, *, active: bool, message: str) -> None:
+    def alarm(self, t_s: float, name: str, *, active: bool, message: str,
+              flood: Mapping[str, Any] | None = None) -> None:
         self.outbox.append(self.topics.alarms, alarm_payload(
             wall_ts=self.clock.wall_time(), t_s=t_s, name=name, severity="alarm", active=active,
-            message=message))
+            message=message, flood=flood))
 
     def reply(self, payload: bytes) -> None:
         self.outbox.append(self.topics.cmd_reply, payload)

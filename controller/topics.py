@@ -184,13 +184,17 @@ def setting_payload(*, value: Any, unit: str | None, minimum: float | None = Non
 
 
 def alarm_payload(*, wall_ts: float, t_s: float, name: str, severity: str, active: bool,
-                  message: str, value: float | None = None) -> bytes:
-    """An alarm raised (active=true) or cleared (active=false)."""
+                  message: str, value: float | None = None,
+                  flood: Mapping[str, Any] | None = None) -> bytes:
+    """An alarm raised (active=true) or cleared (active=false). A flood summary also carries
+    `flood`: {"count": N, "alarms": [names]}, so a dashboard need not parse the message."""
     if severity not in SEVERITIES:
         raise ValueError(f"alarm severity {severity!r} not one of {', '.join(SEVERITIES)}")
-    return _dumps({"wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "name": name,
-                   "severity": severity, "active": active, "message": message,
-                   "value": finite(value)})
+    body = {"wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "name": name,
+            "severity": severity, "active": active, "message": message, "value": finite(value)}
+    if flood is not None:
+        body["flood"] = dict(flood)
+    return _dumps(body)
 
 
 def event_payload(*, wall_ts: float, t_s: float, kind: str, message: str,

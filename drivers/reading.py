@@ -20,6 +20,13 @@ class Quality(IntEnum):
     """No change beyond noise for too long: a stuck sensor (judged by the controller)."""
     IMPLAUSIBLE = 6
     """Changed faster than the process can: a spike or a glitch (judged by the controller)."""
+    NOISY = 7
+    """Scatters from sample to sample well beyond the probe's own noise: a failing probe,
+    interference or a loose cable (judged by the controller)."""
+    INCONSISTENT = 8
+    """Disagrees with a reference measurement of the same quantity, e.g. the online cell
+    count with the at-line count: a drifted or fouled probe, or something else in the
+    medium (judged by the controller)."""
 
 
 @dataclass(frozen=True, slots=True)

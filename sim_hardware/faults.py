@@ -16,12 +16,12 @@ Specs come from the command line (`NAME@TIME[:key=value,...]`, `parse_fault`) or
 the value and what is allowed. Every random draw (spike signs, extra noise, corrupted frames)
 comes from the run's seed, so a faulted run is as repeatable as a clean one.
 
-This module never imports the controller: it has its own small duration parser.
+This module never imports the controller; times are read by `drivers.durations`, the same
+parser the controller uses for its config.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from drivers.datasheet import INPUTS, channel
+from drivers.durations import parse_duration_s
 from drivers.errors import CommTimeoutError, DeviceError, FrameError
 from drivers.reading import Quality, Reading
 from sim_hardware.actuators import ActuatorInputs
@@ -86,32 +87,46 @@ class FaultType:
     effect: str
     params: tuple[FaultParam, ...] = ()
     detection: str = ""
-    """What a controller should see, and how fast."""
+    """What the controller sees (verdict, alarm, interlock, counted error) and how fast: the
+    time its scenario test asserts and the time measured there, for the default config."""
     reaction: str = ""
+    """What the controller does about it, and what is left to people."""
+    scenario: str = ""
+    """The test in tests/test_safety_scenarios.py that injects the fault into the whole
+    controller and asserts the detection and the reaction (`name` or `name[id]`)."""
     allows_duration: bool = True
 
 
 _CH = FaultParam("channel", "", "the sensor channel", choices=SENSOR_CHANNELS)
 _PUMP = FaultParam("pump", "", "which pump", choices=PUMPS)
 
+_SCENARIOS = "test_each_fault_raises_its_alarm_in_time"
+
 CATALOGUE: tuple[FaultType, ...] = (
     FaultType("sensor_stuck", "sensor", "channel=",
               "the reading freezes at its value when the fault starts (the first read at or "
               "after `at`), quality GOOD, fresh timestamps, while the truth moves",
               (_CH,),
-              "flat-line: zero variance over a window where noise is expected (pH noise "
-              "0.005: 5-10 min of identical values), or disagreement with the model/other "
-              "sensors (pH vs CO2 %, temperature vs heater duty) within ~1 h",
-              "mark the channel BAD, freeze the loop it feeds (hold the last actuator value "
-              "or run open-loop on a model), alarm"),
+              "verdict FROZEN after 15 min without change (temperature, DO, pH; 1 h for the "
+              "cell count; volume unchecked), alarm `<loop>_bad_quality` 10 s later. pH stuck: "
+              "alarm asserted within 15 min 20 s, measured 15 min 15 s",
+              "the loop holds its output (integral frozen) while FROZEN: the pH loop held for "
+              "the rest of the run (asserted >= 9.5 of the 10 h after the fault), the "
+              "temperature loop never (asserted)",
+              f"{_SCENARIOS}[sensor_stuck], test_a_stuck_ph_probe_holds_the_ph_loop"),
     FaultType("sensor_drift", "sensor", "channel=",
               "adds rate_per_h x hours since `at` to the reading",
               (_CH, FaultParam("rate_per_h", "channel unit/h", "drift rate (signed)",
                                by_channel=_DRIFT_PER_H)),
-              "slow: residual against the at-line/offline check or a redundant probe grows; "
-              "pH 0.005/h reaches the 0.05 check tolerance in ~10 h",
-              "recalibrate against the offline sample (offset correction), alarm if the "
-              "correction exceeds the probe's expected drift"),
+              "cell count only: verdict INCONSISTENT when an at-line viable count arrives and "
+              "the probe's one-minute mean at its draw time is outside 0.67-1.5x of it, alarm "
+              "`cell_count_bad_quality` 60 s later. Default rate from 2 h: caught at the 6 h "
+              "sample (published 6.5 h), asserted within 4 h 30 min, measured 4 h 30 min "
+              "(alarm 4 h 31 min). Temperature, DO, pH and volume drift is **not detected**: "
+              "no reference measures them, and the loop follows the drifting reading",
+              "alarm only (nothing controls on the cell count): recheck the probe against a "
+              "fresh count; the verdict stands until an at-line count agrees again",
+              "test_a_drifting_cell_count_probe_disagrees_with_the_at_line_count"),
     FaultType("sensor_spike", "sensor", "channel=",
               "isolated spikes: the first read at or after each `at + k*period_s` is off by "
               "+/- magnitude (seeded sign); the reads between are normal",
@@ -119,64 +134,109 @@ CATALOGUE: tuple[FaultType, ...] = (
                                by_channel=_SPIKE, minimum=0.0),
                FaultParam("period_s", "s", "time between spikes", default=600.0,
                           minimum=0.0)),
-              "one-sample outliers: a rate-of-change or median filter sees it on the sample "
-              "itself (one tick)",
-              "reject the sample (median of 3 / rate limit); never act on a single reading"),
+              "verdict IMPLAUSIBLE on the spike's own sample (0 s) when the step beats the "
+              "channel's plausible rate (temperature 0.5 C/s, DO 10 %/s, pH 0.05/s; the cell "
+              "count and volume have none: not detected). pH, 0.5: asserted and measured, "
+              "every spike (12 in 2 h) rejected and no other sample",
+              "the sample is rejected: the loop holds its output on it (and for the next 2 "
+              "good samples, resume_after_good); the spike is never the reference for the "
+              "next sample; no alarm (a single glitch pages nobody)",
+              "test_a_ph_spike_is_rejected_on_its_own_sample_and_never_acted_on"),
     FaultType("sensor_dropout", "sensor", "channel=",
               "reading quality BAD, value NaN",
               (_CH,),
-              "immediate: quality BAD on the next read",
-              "hold the loop's output (or go to its safe value) while BAD; alarm if it lasts "
-              "more than a few minutes"),
+              "quality BAD on the next read (from the device), alarm `<loop>_bad_quality` "
+              "after 10 s: temperature, asserted within 20 s, measured 10 s",
+              "the loop holds its output while BAD (measured: the temperature loop held for "
+              "all 10 h after the fault), acting again on the 3rd good sample after",
+              f"{_SCENARIOS}[sensor_dropout]"),
     FaultType("sensor_noise", "sensor", "channel=",
               "adds extra white noise N(0, std) per read (seeded)",
               (_CH, FaultParam("std", "channel unit", "standard deviation", by_channel=_NOISE,
                                minimum=0.0)),
-              "variance over a window above the probe's datasheet noise (minutes)",
-              "filter harder / lower loop gain; alarm and mark the channel degraded"),
+              "verdict NOISY while the last 60 s window's sample-to-sample spread exceeds ~4x "
+              "the probe's noise (temperature 0.06 C, DO 1 % air, pH 0.015, volume 0.2 mL; "
+              "cell count unchecked), alarm `<loop>_bad_quality` 10 s later. pH, 0.05: NOISY "
+              "asserted within 2 min, measured 61 s; the alarm measured at 60 s (steps beyond "
+              "the plausible rate are IMPLAUSIBLE first)",
+              "the loop holds its output while the channel is NOISY (pH: the last good CO2 %) "
+              "rather than chase the noise; no harder filtering or lower gain. Trusted again "
+              "within two windows of the noise stopping, and the loop acts again",
+              "test_a_noisy_ph_probe_is_marked_noisy_and_the_loop_holds"),
     FaultType("heater_failed_off", "actuator", "heater_pct",
               "the heater delivers 0 % whatever is commanded; the temperature falls towards "
               "ambient with the chamber's thermal time constant",
               (),
-              "temperature below setpoint with the heater commanded high (loop saturated) "
-              "for ~5-10 min; a 1 degC error within ~10-20 min",
-              "alarm (cannot be fixed by software); keep the culture as warm as possible, "
-              "reduce feed of cold medium; crew/ground action"),
+              "alarm `temperature_deviation` (3x band, 0.3 C, for 5 min): asserted within "
+              "15 min, measured 5 min 30 s",
+              "alarm only: the loop drives the heater to ~100 %, which it does not deliver; "
+              "feeding less cold medium and the repair are crew/ground actions",
+              f"{_SCENARIOS}[heater_failed_off]"),
     FaultType("heater_stuck_on", "actuator", "heater_pct",
               "the heater delivers 100 % whatever is commanded (the setpoint register still "
               "shows the command)",
               (),
-              "temperature above setpoint while the command is at 0 (loop saturated low); "
-              "+1 degC within ~10-20 min",
-              "interlock: cut heater power (a hardware relay), alarm; above ~39 degC the "
-              "cells die"),
+              "interlocks `overtemp_limit` (38.0 C), `overtemp_cut` (38.5 C), `overtemp_safe` "
+              "(39.5 C) trip in that order, asserted within 1 h of the fault, measured 1 min "
+              "23 s, 2 min 2 s, 3 min 29 s; alarm `temperature_high` (> 39 C for 30 s, "
+              "critical, latched), measured 3 min 15 s",
+              "the interlocks limit the heater command to 20 %, then 0 %, then put the whole "
+              "safe state (heater 0 from then on, asserted); the stuck heater ignores the "
+              "command, so cutting its power (a relay) is a crew action",
+              "test_a_stuck_heater_trips_the_over_temperature_tiers_in_order"),
     FaultType("pump_clogged", "actuator", "pump=",
               "the pump delivers 0 mL/h whatever is commanded",
               (_PUMP,),
-              "volume does not follow the fed/harvested balance (load cell): a feed or harvest "
-              "clog shows as a volume trend of the pump's rate within ~1 h; base: pH keeps "
-              "falling while the base pump runs",
-              "alarm, switch to the spare line if any; stop the opposing pump to keep volume"),
+              "feed or harvest, during perfusion (feed = harvest): alarm `volume_rate`, the "
+              "volume's 1 h slope beyond 0.5 mL/h for 90 min. Feed clogged as perfusion "
+              "starts (2 d, 1 mL/h): asserted within 2 h 15 min, measured 2 h 3 min. Before "
+              "perfusion nothing flows, so nothing shows; base: not detected (the default "
+              "config runs no base loop)",
+              "alarm only: the opposing pump keeps running (the volume falls at the harvest's "
+              "rate until the `volume_low` interlock stops the harvest at 20 mL); switching "
+              "to a spare line is a crew action",
+              "test_a_clogged_feed_pump_shows_as_the_volume_falling"),
     FaultType("pump_runaway", "actuator", "pump=",
               "the pump runs at its maximum whatever is commanded",
               (_PUMP,),
-              "volume (feed/base: rising, harvest: falling to the dip tube) changes at the "
-              "pump's maximum rate: minutes at 60 mL/h in 50 mL; base: pH rises fast",
-              "interlock on volume limits: cut the pump's power; alarm"),
+              "feed or base: interlock `volume_high` at 150 mL; feed at 60 mL/h from 1 h: "
+              "asserted within 1 h 45 min, measured 1 h 40 min (alarm `volume_rate` at 1 h "
+              "33 min). Harvest: interlock `volume_low` at 20 mL (not in the scenario)",
+              "the interlock stops the feed and base commands (asserted: feed 0 after the "
+              "trip); a runaway pump ignores its command, so the volume keeps rising: cutting "
+              "its power is a crew action",
+              "test_a_runaway_feed_pump_trips_volume_high"),
     FaultType("o2_supply_lost", "actuator", "o2_pct",
               "o2_pct actually delivered is 0 whatever is commanded (the mixer delivers N2 "
               "instead); DO falls towards 0 at the cells' uptake and kLa",
               (),
-              "DO below setpoint with o2_pct commanded high (loop saturated); at kLa 4/h the "
-              "DO halves within ~15-30 min",
-              "alarm; reduce O2 demand (stop feeding, lower temperature slightly); crew action"),
+              "alarm `do_deviation` (DO 6 % air below setpoint for 5 min): asserted within "
+              "12 min, measured 9 min 30 s; interlock and high alarm `o2_supply_lost` (O2 "
+              "output at its maximum for 10 min, DO > 5 % air low and not recovering): "
+              "asserted within 2 h 15 min, measured 1 h 45 min (the PI takes ~1.5 h to wind "
+              "up to its limit)",
+              "first the DO loop drives o2_pct up towards its 60 % limit, which delivers "
+              "nothing; once tripped, o2_pct held at 21 % (air) and perfusion at 7 mL/h "
+              "(fresh medium is the only O2 left: 57 % of a clean run's viable cells at day 7 "
+              "against 34 % without the interlock); it resets when DO is back within 2.5 % "
+              "air of setpoint. Restoring the supply is a crew action",
+              "test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock"),
     FaultType("co2_supply_lost", "actuator", "co2_pct",
               "co2_pct actually delivered is 0 whatever is commanded: dissolved CO2 strips "
               "out and the bicarbonate medium goes alkaline (pH > 7.6 within hours)",
               (),
-              "pH above setpoint with co2_pct commanded at its maximum (loop saturated), "
-              "within ~30-60 min; pH > 7.6 within a few hours",
-              "alarm; no base; consider switching to a HEPES-buffered feed; crew action"),
+              "alarm `ph_high` (> 7.6 for 60 s): asserted within 4 h (30 min on day 3), "
+              "measured 13 min 5 s (`ph_deviation` at 11 min 10 s); interlock and high alarm "
+              "`co2_supply_lost` (CO2 output at its maximum for 10 min, pH > 0.15 high and "
+              "not recovering): asserted within 30 min, measured 16 min 25 s",
+              "the pH loop drives co2_pct to its 15 % limit, which delivers nothing; once "
+              "tripped, base, feed and harvest stopped (boluses suspended, no cell washed "
+              "out) and CO2 left at the maximum so a returning supply pulls the pH straight "
+              "back. No actuator can hold a bicarbonate medium below pH ~8.2 without CO2: "
+              "2.5 % of a clean run's viable cells at day 7 (1.9 % with no reaction). A "
+              "HEPES-buffered feed or the supply back are crew actions",
+              f"{_SCENARIOS}[co2_supply_lost], "
+              "test_co2_failure.py::test_ph_alarm_and_interlock_within_30_minutes_of_the_fault"),
     FaultType("contamination", "process", "chamber",
               "a fast-growing competitor (doubling ~1 h [est]) inoculated at `at`: it consumes "
               "glucose (to lactate) and O2, and adds to the optical total cell count but not "
@@ -190,31 +250,50 @@ CATALOGUE: tuple[FaultType, ...] = (
                           minimum=-1e-300),
                FaultParam("max_cells_per_ml", "cells/mL", "carrying capacity",
                           default=1.0e9, minimum=0.0)),
-              "optical total count rising faster than the HSCs can double (and above the "
-              "at-line viable count), DO demand (O2 % needed) rising, glucose falling and "
-              "lactate rising faster than the cell count explains: ~12-20 h after a 100/mL "
-              "inoculum",
-              "alarm, stop the run or isolate the chamber (no harvest into the product); "
-              "a contamination cannot be controlled away",
+              "verdict INCONSISTENT on the cell count when an at-line viable count arrives "
+              "and the probe (which counts the competitor) read more than 1.5x it at the draw "
+              "time, alarm `cell_count_bad_quality` 60 s later. 100 /mL at 2 h: caught at the "
+              "12 h sample (published 12.5 h), asserted within 10 h 30 min, measured 10 h "
+              "30 min (alarm 10 h 31 min); the at-line cadence (6 h + 30 min assay) bounds "
+              "the delay",
+              "alarm only: a contamination cannot be controlled away; stopping the run or "
+              "isolating the chamber is a crew decision. The loops are untouched",
+              "test_a_contamination_shows_as_the_cell_count_parting_from_the_viable_count",
               allows_duration=False),
     FaultType("comm_timeout", "comm", "link",
               "read/write/heartbeat raise drivers.CommTimeoutError while active",
               (),
-              "immediate: the first call times out (after the driver's retries)",
-              "hold outputs, retry with backoff; the device's own watchdog takes the safe "
-              "state after its comm timeout; alarm after N failures"),
+              "every failed call counted, that tick's readings COMM_ERROR; alarm `comm_loss` "
+              "(30 s on-delay): asserted within 40 s, measured 30 s. The channels' stale and "
+              "bad-quality alarms hold on COMM_ERROR readings: one alarm for the link, not "
+              "one per channel",
+              "the loops hold; after the outage every output is written afresh; on the "
+              "served device its watchdog takes the safe state after its comm timeout",
+              f"{_SCENARIOS}[comm_timeout]"),
     FaultType("comm_corrupt", "comm", "link",
               "each read/write/heartbeat raises drivers.FrameError with `probability` "
               "(seeded)",
               (FaultParam("probability", "", "chance per call", default=0.1, minimum=0.0,
                           maximum=1.0),),
-              "immediate per call; a rate of bad frames above ~1 % over minutes",
-              "retry the call; alarm on a sustained error rate"),
+              "each corrupted call counted (read/write errors, a `comm` event) and its tick's "
+              "readings COMM_ERROR: the first within 30 s asserted, 8 s measured, at 0.1. "
+              "Alarm `comm_errors` (over 5 % of the last 10 min of reads failed): asserted "
+              "within 7 min, measured 4 min 40 s at 0.1, and no other alarm: `comm_loss` "
+              "needs 30 s without a good read",
+              "the loops hold on exactly the failed ticks (asserted: held ticks = failed "
+              "reads) and act again from the 3rd good read after; the call is retried on the "
+              "next tick and every output rewritten",
+              "test_corrupt_frames_are_counted_and_only_their_ticks_are_held"),
     FaultType("comm_exception", "comm", "link",
               "read/write/heartbeat raise drivers.DeviceError('device busy') while active",
               (),
-              "immediate: an exception reply on the first call",
-              "retry with backoff, hold outputs; alarm if it lasts"),
+              "every read fails and is counted (600 of 600 in 10 min), its readings "
+              "COMM_ERROR; alarm `comm_loss` (no successful read for 30 s, though the device "
+              "answers) asserted within 40 s, measured 30 s, with `comm_errors`; the "
+              "channels' alarms hold",
+              "the loops hold for the whole fault (so nothing is written) and act again after "
+              "it; reads are retried every tick, without backoff",
+              "test_a_busy_device_is_counted_alarmed_and_the_loops_hold"),
 )
 
 FAULTS: dict[str, FaultType] = {f.name: f for f in CATALOGUE}
@@ -251,26 +330,6 @@ class FaultSpec:
         return f"{self.name}@{self.at_s:g}s" + (":" + ",".join(parts) if parts else "")
 
 
-_UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|min|m|h|d)?\s*$")
-
-
-def parse_seconds(value: Any, what: str) -> float:
-    """A time as seconds: a number (seconds) or a string like 30s, 90m, 36h, 3d, 1.5h, 120."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what}={value!r} is not a time; use seconds or 30s/90m/36h/3d")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _UNITS_S[m.group(2) or "s"]
-    else:
-        raise ValueError(f"{what}={value!r} is not a time; use seconds or a number with a "
-                         "unit s, m (or min), h or d, e.g. 30s, 90m, 36h, 3d")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{what}={value!r} must be a finite time >= 0")
-    return seconds
-
-
 def _known() -> str:
     return ", ".join(FAULTS)
 
@@ -303,13 +362,13 @@ def make_fault(name: Any, at: Any, duration: Any = None, **params: Any) -> Fault
     if name not in FAULTS:
         raise ValueError(f"unknown fault {name!r}; known faults: {_known()}")
     ft = FAULTS[name]
-    at_s = parse_seconds(at, f"fault {name}: at")
+    at_s = parse_duration_s(at, f"fault {name}: at")
     duration_s = None
     if duration is not None:
         if not ft.allows_duration:
             raise ValueError(f"fault {name}: duration={duration!r} is not allowed; a "
                              f"{name} does not end (omit duration)")
-        duration_s = parse_seconds(duration, f"fault {name}: duration")
+        duration_s = parse_duration_s(duration, f"fault {name}: duration")
         if duration_s <= 0:
             raise ValueError(f"fault {name}: duration={duration!r} must be > 0")
     allowed = {p.name: p for p in ft.params}
@@ -529,14 +588,16 @@ def _clipped(name: str, value: float, r: Reading) -> Reading:
 
 
 def catalogue_markdown() -> str:
-    """The catalogue as a Markdown table (docs/faults.md is generated from this)."""
+    """The catalogue as a Markdown table (docs/faults.md is generated from this, and a test
+    checks the two agree); scenario tests are in tests/test_safety_scenarios.py."""
     rows = ["| fault | kind | target | parameters (default, unit) | effect | detection | "
-            "reaction |", "|---|---|---|---|---|---|---|"]
+            "reaction | scenario test |", "|---|---|---|---|---|---|---|---|"]
     for f in CATALOGUE:
         params = "; ".join(f"`{p.name}` ({p.describe_default()}"
                            + (f", {p.unit}" if p.unit else "")
                            + (f"; {'/'.join(p.choices)}" if p.choices else "") + ")"
                            for p in f.params) or "-"
+        scenarios = ", ".join(f"`{name.strip()}`" for name in f.scenario.split(","))
         rows.append(f"| `{f.name}` | {f.kind} | {f.target} | {params} | {f.effect} | "
-                    f"{f.detection} | {f.reaction} |")
+                    f"{f.detection} | {f.reaction} | {scenarios} |")
     return "\n".join(rows)

@@ -15,6 +15,7 @@ from controller.alarms import (
     AlarmBoard,
     AlarmConfig,
     AlarmState,
+    ShelvingForbidden,
     Transition,
     default_alarms,
 )
@@ -451,6 +452,52 @@ def test_flood_summary_replaces_individual_notifications():
     assert [(t.alarm, t.count, t.notify) for t in end] == [(FLOOD, 10, True)]   # activations 11..20
     assert "21 alarms unacknowledged" in end[0].reason
     assert not board.flooding
+
+
+def test_a_burst_that_starts_a_flood_is_summarised_whole():
+    """A dropped link raises many alarms in one evaluation: none of them pages on its own."""
+    board = _flood_board(12)
+    trs = board.evaluate({"volume_ml": R(30.0), "temperature_c": R(39.5)}, {}, 0)
+    names = tuple(f"a{i}" for i in range(12)) + ("crit",)
+    assert trs[0].alarm == FLOOD and trs[0].count == 13 and trs[0].alarms == names
+    assert "13 activations within 600 s (a0, a1," in trs[0].reason
+    assert trs[0].priority == "critical"              # the worst alarm in the flood
+    notified = [t.alarm for t in trs if t.notify]
+    assert notified == [FLOOD, "crit"]                # the summary, and the exempt critical
+    assert len([t for t in trs if t.is_activation]) == 13  # every activation still recorded
+    (end,) = board.evaluate({"volume_ml": R(30.0), "temperature_c": R(39.5)}, {}, 600)
+    assert (end.alarm, end.to_state, end.count) == (FLOOD, S.NORMAL, 12)
+    assert end.alarms == names[:12] and end.notify
+    assert end.as_dict()["alarms"] == list(names[:12])
+
+
+def test_flood_end_names_what_was_held_back_during_the_flood():
+    board = _flood_board(6, flood_threshold=3, flood_window_s=100)
+    board.evaluate({"volume_ml": R(14.5), "temperature_c": R(37.0)}, {}, 0)   # a0..a4: flood
+    assert board.flooding
+    later = board.evaluate({"volume_ml": R(15.5), "temperature_c": R(37.0)}, {}, 50)  # a5
+    assert [(t.alarm, t.notify) for t in later] == [("a5", False)]
+    (end,) = board.evaluate({"volume_ml": R(15.5), "temperature_c": R(37.0)}, {}, 100)
+    assert end.count == 6 and end.alarms == ("a0", "a1", "a2", "a3", "a4", "a5")
+    assert not board.flooding
+
+
+def test_board_shelving_policy():
+    board = AlarmBoard([cfg(name="x", max_shelve_s=3600), cfg(name="y"),
+                        cfg(name="hot", priority="critical")], max_shelve_s=7200)
+    assert board.max_shelve_s_for("x") == 3600 and board.max_shelve_s_for("y") == 7200
+    assert not board.may_shelve("hot") and board.may_shelve("x")
+    with pytest.raises(ShelvingForbidden, match="critical alarms may not be shelved"):
+        board.shelve("hot", 10, 0, OP)
+    with pytest.raises(ShelvingForbidden, match="0 < duration_s <= 7200"):
+        board.shelve("y", 7201, 0, OP)
+    with pytest.raises(ValueError, match="max_shelve_s"):  # the alarm's own limit
+        board.shelve("x", 3601, 0, OP)
+    assert moves(board.shelve("y", 7200, 0, OP)) == [(S.NORMAL, S.SHELVED)]
+    lax = AlarmBoard([cfg(name="hot", priority="critical")], unshelvable=())
+    assert moves(lax.shelve("hot", 100, 0, OP)) == [(S.NORMAL, S.SHELVED)]
+    with pytest.raises(ValueError, match="unshelvable.*unknown priorities"):
+        AlarmBoard([], unshelvable=["urgent"])
 
 
 def test_no_flood_below_threshold():

@@ -173,8 +173,10 @@ def test_bolus_pause_resume_and_ack(reactor: FakeReactor) -> None:
 
 
 def test_every_action_is_covered_by_the_tests_above() -> None:
+    """The alarm board's actions are covered in test_alarm_commands.py."""
     assert set(ACTIONS) == {"set_setpoint", "set_mode", "set_output", "bolus", "pause_schedule",
-                            "resume_schedule", "ack_alarm"}
+                            "resume_schedule", "ack_alarm", "shelve_alarm", "unshelve_alarm",
+                            "remove_alarm_from_service", "return_alarm_to_service"}
 
 
 def test_replies() -> None:
@@ -348,7 +350,7 @@ def test_arbitrary_json_objects_never_crash_verify(obj: dict[str, Any]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(ACTIONS)),
        st.dictionaries(st.sampled_from(["loop", "value", "mode", "volume_ml", "channel",
-                                        "alarm"]), _json, max_size=3))
+                                        "alarm", "duration_s"]), _json, max_size=3))
 def test_signed_commands_with_arbitrary_params_never_crash(action: str,
                                                           params: dict[str, Any]) -> None:
     """Authentic commands reach the param checks: those must refuse, never crash."""

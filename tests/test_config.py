@@ -364,3 +364,155 @@ def test_config_is_frozen(default_text: str) -> None:
     config = parse_config(default_text)
     with pytest.raises(Exception):
         config.run.seed = 3  # type: ignore[misc]
+
+
+# --- alarms --------------------------------------------------------------------------------------
+
+
+def _with_alarms(default_text: str, tables: str) -> str:
+    return edited(default_text, ("# Perfusion:", tables + "\n# Perfusion:"))
+
+
+ALARM_TABLES = """
+[[reactor.alarm]]             # replaces the default ph_high
+name = "ph_high"
+channel = "ph"
+kind = "high"
+limit = 7.5
+priority = "critical"
+on_delay_s = "2m"
+
+[[reactor.alarm]]             # takes the default do_stale away
+name = "do_stale"
+enabled = false
+
+[[reactor.alarm]]             # a new one
+name = "volume_high"
+channel = "volume_ml"
+kind = "high"
+limit = 80.0
+deadband = 2.0
+latched = true
+max_shelve_s = "1h"
+
+[reactor.alarm_board]
+flood_threshold = 5
+flood_window_s = "5m"
+max_shelve_s = "4h"
+unshelvable_priorities = ["high", "critical"]
+"""
+
+
+def test_alarm_tables_replace_remove_and_add_defaults(default_text: str) -> None:
+    from controller.alarm_setup import alarm_board
+    from controller.alarms import default_alarms
+
+    reactor = parse_config(_with_alarms(default_text, ALARM_TABLES)).reactor[0]
+    board = alarm_board(reactor)
+    defaults = [a.name for a in default_alarms(reactor.loops)]
+    assert list(board.alarms) == [n for n in defaults if n != "do_stale"] + ["volume_high"]
+    ph_high = board["ph_high"].config
+    assert (ph_high.limit, ph_high.priority, ph_high.on_delay_s) == (7.5, "critical", 120.0)
+    assert board["ph_low"].config == next(a for a in default_alarms(reactor.loops)
+                                          if a.name == "ph_low")  # untouched defaults stay
+    assert board["volume_high"].config.latched and board.max_shelve_s_for("volume_high") == 3600
+    assert (board.flood_threshold, board.flood_window_s, board.max_shelve_s) == (5, 300.0, 14400)
+    assert board.unshelvable == {"high", "critical"}
+
+
+def test_no_alarm_tables_means_the_defaults_and_the_default_policy(default_text: str) -> None:
+    from controller.alarm_setup import alarm_board
+    from controller.alarms import default_alarms
+
+    reactor = parse_config(default_text).reactor[0]
+    board = alarm_board(reactor)
+    assert [a.config for a in board.alarms.values()] == default_alarms(reactor.loops)
+    assert board.max_shelve_s == 8 * 3600 and board.unshelvable == {"critical"}
+    assert (board.flood_threshold, board.flood_window_s) == (10, 600.0)
+
+
+def test_the_shipped_config_carries_a_commented_alarm_example_that_is_valid() -> None:
+    lines = DEFAULT_PATH.read_text().splitlines()
+    start = lines.index("# [[reactor.alarm]]")
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("#"))
+    example = [line.removeprefix("#").removeprefix(" ") for line in lines[start:end]]
+    assert "[reactor.alarm_board]" in example
+    reactor = parse_config("\n".join(lines[:start] + example + lines[end:])).reactor[0]
+    assert reactor.alarm and reactor.alarm_board.max_shelve_s == 8 * 3600
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "high"\nlimit = 70.0',
+         ["reactor[0].alarm[0].limit = 70.0", "temperature_c's range (0.0, 60.0)"]),
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "high"\nlimit = 38.0\ndeadband = -1',
+         ["reactor[0].alarm[0].deadband = -1", "allowed: 0 <= value"]),
+        ('name = "t_dev"\nchannel = "temperature_c"\nkind = "deviation"\nlimit = 0.5\n'
+         'deadband = 0.5', ["reactor[0].alarm[0].deadband = 0.5", "below the limit 0.5"]),
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "hot"\nlimit = 38.0',
+         ["reactor[0].alarm[0].kind = 'hot'", "'high'", "'comm_loss'"]),
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "high"\nlimit = 38.0\n'
+         'priority = "urgent"', ["reactor[0].alarm[0].priority = 'urgent'", "'critical'"]),
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "high"\nlimit = 38.0\n'
+         'max_shelve_s = 0', ["reactor[0].alarm[0].max_shelve_s = 0", "allowed: 0 < value"]),
+        ('name = "t_hot"\nchannel = "heater_pct"\nkind = "high"\nlimit = 38.0',
+         ["reactor[0].alarm[0]", "expected an input"]),
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "high"', ["limit missing"]),
+        ('name = "t hot"\nchannel = "temperature_c"\nkind = "high"\nlimit = 38.0',
+         ["reactor[0].alarm[0].name = 't hot'", "pattern"]),
+        ('name = "flood"\nchannel = "temperature_c"\nkind = "high"\nlimit = 38.0',
+         ["reactor[0].alarm[0].name = 'flood'", "reserved"]),
+        ('name = "v_dev"\nchannel = "volume_ml"\nkind = "deviation"\nlimit = 5.0',
+         ["reactor[0].alarm[0].channel = 'volume_ml'", "a loop's pv: do_pct_air, ph, "
+          "temperature_c"]),
+        ('name = "t_hot"\nchannel = "temperature_c"\nkind = "high"\nlimit = 38.0\ncolour = "red"',
+         ["reactor[0].alarm[0].colour: unknown key", "allowed here: name, channel, kind"]),
+        ('name = "ph_hi"\nenabled = false',
+         ["reactor[0].alarm[0].name = 'ph_hi'", "none by that name", "ph_high"]),
+        ('name = "ph_high"\nenabled = false\nlimit = 7.5',
+         ["reactor[0].alarm[0].limit: unknown key", "allowed here: name, enabled, description"]),
+    ],
+)
+def test_bad_alarm_tables_name_key_value_and_rule(default_text: str, tables: str,
+                                                  expected: list[str]) -> None:
+    message = error_of(_with_alarms(default_text, "[[reactor.alarm]]\n" + tables))
+    assert "1 problem(s)" in message, message
+    for part in expected:
+        assert part in message, message
+
+
+def test_the_third_alarm_table_is_named_by_its_index(default_text: str) -> None:
+    good = '[[reactor.alarm]]\nname = "a{}"\nchannel = "ph"\nkind = "low"\nlimit = 7.0\n'
+    tables = good.format(0) + good.format(1) + good.format(2).replace("7.0", "9.0")
+    message = error_of(_with_alarms(default_text, tables))
+    assert "reactor[0].alarm[2].limit = 9.0: must lie inside ph's range (5.5, 8.5)" in message
+
+
+def test_an_alarm_name_is_configured_once(default_text: str) -> None:
+    table = '[[reactor.alarm]]\nname = "ph_high"\nchannel = "ph"\nkind = "high"\nlimit = 7.5\n'
+    message = error_of(_with_alarms(default_text, table + '[[reactor.alarm]]\nname = "ph_high"'
+                                                          "\nenabled = false\n"))
+    assert "reactor[0].alarm[1].name = 'ph_high': already used by alarm[0]" in message
+
+
+@pytest.mark.parametrize(
+    ("board", "expected"),
+    [
+        ("max_shelve_s = \"30d\"", ["reactor[0].alarm_board.max_shelve_s = 2592000.0",
+                                    "allowed: 0 < value <= 604800"]),
+        ("max_shelve_s = 0", ["reactor[0].alarm_board.max_shelve_s = 0", "0 < value"]),
+        ("flood_threshold = 0", ["reactor[0].alarm_board.flood_threshold = 0",
+                                 "allowed: 1 <= value <= 1000"]),
+        ("unshelvable_priorities = [\"urgent\"]",
+         ["reactor[0].alarm_board.unshelvable_priorities[0] = 'urgent'", "'critical'"]),
+        ("flood_exempt = [\"urgent\"]", ["reactor[0].alarm_board.flood_exempt[0] = 'urgent'"]),
+        ("flood_window = 60", ["reactor[0].alarm_board.flood_window: unknown key",
+                               "flood_window_s"]),
+    ],
+)
+def test_bad_alarm_board_names_key_value_and_range(default_text: str, board: str,
+                                                   expected: list[str]) -> None:
+    message = error_of(_with_alarms(default_text, "[reactor.alarm_board]\n" + board))
+    for part in expected:
+        assert part in message, message

@@ -1,11 +1,14 @@
-"""controller.durations: the duration strings people write, and the progress-line format."""
+"""drivers.durations: the duration strings people write (configs, fault specs, the command line),
+and the progress-line format. One parser serves the controller and the emulated device."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from controller.durations import format_duration, parse_duration_s
+import controller.config
+import sim_hardware.faults
+from drivers.durations import format_duration, parse_duration_s
 
 
 @pytest.mark.parametrize(
@@ -22,13 +25,17 @@ from controller.durations import format_duration, parse_duration_s
         ("0d", 0.0),
         ("  7 d ", 7 * 86400.0),  # surrounding and inner blanks are tolerated
         ("0.25d", 21600.0),
+        ("90min", 5400.0),  # fault specs have always taken `min`; now the config does too
+        ("3d", 259200.0),
+        ("120", 120.0),
     ],
 )
 def test_accepted_strings(text: str, seconds: float) -> None:
     assert parse_duration_s(text) == seconds
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(0, 0.0), (3600, 3600.0), (2.5, 2.5)])
+@pytest.mark.parametrize(("value", "seconds"), [(0, 0.0), (3600, 3600.0), (2.5, 2.5), (45, 45.0),
+                                               (1.5, 1.5)])
 def test_numbers_are_seconds(value: float, seconds: float) -> None:
     result = parse_duration_s(value)
     assert result == seconds
@@ -36,7 +43,8 @@ def test_numbers_are_seconds(value: float, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "d", "14 days", "14D", "1h30m", "fourteen", "14w", "1e3", "-5s", "5 s s", "1,5h"]
+    "text", ["", "d", "14 days", "14D", "1h30m", "fourteen", "14w", "1e3", "-5s", "5 s s", "1,5h",
+             "90mins", "5 mn", "soon"]
 )
 def test_rejected_strings_show_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -44,6 +52,25 @@ def test_rejected_strings_show_the_accepted_forms(text: str) -> None:
     message = str(info.value)
     assert repr(text) in message
     assert "'14d'" in message and "'30s'" in message
+
+
+def test_errors_name_what_was_being_read() -> None:
+    with pytest.raises(ValueError, match=r"^fault co2_supply_lost: at 'soon' not understood"):
+        parse_duration_s("soon", "fault co2_supply_lost: at")
+    with pytest.raises(ValueError, match=r"^fault x: duration '-2h'"):
+        parse_duration_s("-2h", "fault x: duration")
+    with pytest.raises(ValueError, match=r"^fault x: duration -2\.0 is negative"):
+        parse_duration_s(-2.0, "fault x: duration")
+
+
+def test_the_controller_and_the_emulator_share_the_one_parser() -> None:
+    # sim_hardware may not import controller; both import this one from drivers, so a time
+    # means the same in a config and in a fault spec.
+    assert controller.config.parse_duration_s is parse_duration_s
+    assert sim_hardware.faults.parse_duration_s is parse_duration_s
+    assert not hasattr(sim_hardware.faults, "parse_seconds")
+    spec = sim_hardware.faults.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")
+    assert (spec.at_s, spec.duration_s) == (5400.0, 5400.0)
 
 
 @pytest.mark.parametrize("value", [-1, -0.5])

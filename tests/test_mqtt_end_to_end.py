@@ -216,3 +216,133 @@ def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     mqtt = summary["reactors"]["hsc-1"]["mqtt"]
     assert mqtt["outbox_depth"] == 0 and mqtt["published"] >= mqtt["telemetry_messages"]
+
+
+# --- the alarm board over MQTT ----------------------------------------------------------------
+VOLUME_WATCH = """
+[[reactor.alarm]]
+name = "volume_watch"      # the chamber holds 50 mL: this stands from the first evaluation
+channel = "volume_ml"
+kind = "high"
+limit = 10.0
+priority = "low"
+"""
+
+
+def _with_alarms(config: Path, tables: str) -> Path:
+    text = config.read_text()
+    assert "# Perfusion:" in text
+    config.write_text(text.replace("# Perfusion:", tables + "\n# Perfusion:", 1))
+    return config
+
+
+def _cmd(b: Broker, action: str, *params: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator", "alice",
+         "--key", KEY, "--reason", f"e2e {action}", action, *params],
+        capture_output=True, text=True, timeout=60)
+
+
+def _await(sub: Subscriber, name: str, state: str, after_t_s: float = -1.0,
+           timeout_s: float = 40.0) -> dict:
+    """The first message on `alarms` for `name` whose message starts with `state`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for m in sub.messages():
+            if m["name"] == name and m["message"].startswith(f"{state}:") \
+                    and m["t_s"] > after_t_s:
+                return m
+        time.sleep(0.1)
+    raise AssertionError(f"no {name} {state} after t={after_t_s} on MQTT: {sub.messages()}")
+
+
+def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    b = broker()
+    config = _with_alarms(write_config(tmp_path, b.url, period_s=1.0), VOLUME_WATCH)
+    alarms = Subscriber(b, "bioreactor/hsc-1/alarms", tmp_path / "alarms.txt")
+    run = start_run(config, tmp_path, speed="20", duration="1d")
+    stopper.append(run)
+    try:
+        raised = _await(alarms, "volume_watch", "unack")
+        assert raised["active"] is True
+        shelve = _cmd(b, "shelve_alarm", "alarm=volume_watch", "duration_s=2m")
+        assert shelve.returncode == 0, shelve.stderr
+        reply = json.loads(shelve.stdout)
+        assert reply["old"] == {"alarm": "volume_watch", "state": "unack"}
+        until = reply["new"]["shelved_until_s"]
+        assert reply["new"]["state"] == "shelved" and until == reply["t_s"] + 120.0
+        shelved = _await(alarms, "volume_watch", "shelved")
+        assert shelved["active"] is False and "alice: e2e shelve_alarm" in shelved["message"]
+        # refused: a critical alarm, too long a shelf, an alarm that does not exist
+        critical = _cmd(b, "shelve_alarm", "alarm=temperature_high", "duration_s=60")
+        assert critical.returncode == 1 and "forbidden" in critical.stderr
+        too_long = _cmd(b, "shelve_alarm", "alarm=volume_watch", "duration_s=9h")
+        assert too_long.returncode == 1 and "0 < duration_s <= 28800" in too_long.stderr
+        unknown = _cmd(b, "unshelve_alarm", "alarm=volume_watch_2")
+        assert unknown.returncode == 1 and "unknown_target" in unknown.stderr
+        # the shelf runs out on its own: the alarm is back, still standing, unacknowledged
+        back = _await(alarms, "volume_watch", "unack", after_t_s=raised["t_s"])
+        assert back["active"] is True and "shelf expired" in back["message"]
+        assert until <= back["t_s"] <= until + 5.0 + 1.0  # the board is evaluated every 5 s
+        # out of service and back: evaluated afresh, so raised again
+        removed = _cmd(b, "remove_alarm_from_service", "alarm=volume_watch")
+        assert removed.returncode == 0, removed.stderr
+        assert json.loads(removed.stdout)["new"]["state"] == "out_of_service"
+        _await(alarms, "volume_watch", "out_of_service")
+        returned = _cmd(b, "return_alarm_to_service", "alarm=volume_watch")
+        assert returned.returncode == 0, returned.stderr
+        normal = _await(alarms, "volume_watch", "normal")
+        again = _await(alarms, "volume_watch", "unack", after_t_s=back["t_s"])
+        assert again["t_s"] - normal["t_s"] <= 5.0 + 1.0
+    finally:
+        alarms.close()
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    audit = read_audit(tmp_path / "run.sqlite")
+    assert [(r["action"], r["outcome"]) for r in audit] == [
+        ("shelve_alarm", "applied"), ("shelve_alarm", "forbidden"),
+        ("shelve_alarm", "out_of_range"), ("unshelve_alarm", "unknown_target"),
+        ("remove_alarm_from_service", "applied"), ("return_alarm_to_service", "applied")]
+    assert {r["operator"] for r in audit} == {"alice"}
+    assert json.loads(audit[0]["new_json"])["state"] == "shelved"
+    assert audit[0]["reason"] == "e2e shelve_alarm"
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        journal = [(json.loads(d)["from"], json.loads(d)["to"]) for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'alarm_state' "
+            "AND json_extract(data_json, '$.alarm') = 'volume_watch' ORDER BY rowid")]
+    assert journal == [("normal", "unack"), ("unack", "shelved"), ("shelved", "unack"),
+                       ("unack", "out_of_service"), ("out_of_service", "normal"),
+                       ("normal", "unack")]
+
+
+def test_an_alarm_flood_reaches_subscribers_as_one_summary_and_an_end(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    tables = "".join(VOLUME_WATCH.replace('"volume_watch"', f'"volume_watch_{i}"')
+                     .replace("10.0", f"{10.0 + i}") for i in range(5))
+    tables += '\n[reactor.alarm_board]\nflood_threshold = 3\nflood_window_s = "1m"\n'
+    b = broker()
+    config = _with_alarms(write_config(tmp_path, b.url, period_s=1.0), tables)
+    alarms = Subscriber(b, "bioreactor/hsc-1/alarms", tmp_path / "alarms.txt")
+    run = start_run(config, tmp_path, speed="20", duration="3m")
+    stopper.append(run)
+    try:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        deadline = time.monotonic() + 30
+        while len([m for m in alarms.messages() if m["name"] == "flood"]) < 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        alarms.close()
+    messages = alarms.messages()
+    assert not [m for m in messages if m["name"].startswith("volume_watch")], messages
+    start, end = [m for m in messages if m["name"] == "flood"]
+    names = ", ".join(f"volume_watch_{i}" for i in range(5))
+    assert start["active"] is True and start["t_s"] < 5.0  # the first evaluation
+    assert f"alarm flood: 5 activations within 60 s ({names})" in start["message"]
+    # over once the window has emptied, at the first evaluation (every 5 s) after it
+    assert end["active"] is False and 60.0 <= end["t_s"] - start["t_s"] <= 66.0
+    assert f"5 notifications held back ({names})" in end["message"]
