@@ -50,6 +50,7 @@ from drivers.reading import Quality
 PRIORITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 _S_PER_H = 3600.0
+_INF = math.inf
 _RATE_POINTS = 32  # samples kept per rate window (decimated), enough for a robust slope
 
 
@@ -112,6 +113,7 @@ class Alarm:
         self._pending_since: float | None = None  # raw condition != _active since
         self._last_t_s: float | None = None
         self._samples: deque[tuple[float, float]] = deque()  # rate alarms: (t, pv)
+        self._slope_per_h: float | None = None
         self.first_raised_t_s: float | None = None
         self.last_change_t_s: float | None = None
 
@@ -172,8 +174,12 @@ class Alarm:
 
     def evaluate(self, condition: bool, t_s: float) -> list[Transition]:
         """Feed the raw condition at `t_s`; on/off delays are applied here."""
-        self._check_time(t_s)
-        out = self._expire(t_s)
+        last_t_s = self._last_t_s
+        if last_t_s is not None and last_t_s <= t_s < _INF:
+            self._last_t_s = t_s  # the common case of _check_time, inline: every 5 s per alarm
+        else:
+            self._check_time(t_s)
+        out = self._expire(t_s) if self._shelved_until is not None else []
         if self._out_of_service:
             return out
         if bool(condition) == self._active:
@@ -299,6 +305,7 @@ class Alarm:
         self._active = False
         self._pending_since = None
         self._samples.clear()
+        self._slope_per_h = None
 
     def _expire(self, t_s: float) -> list[Transition]:
         if self._shelved_until is None or self._out_of_service or t_s < self._shelved_until:
@@ -351,23 +358,29 @@ class Alarm:
         return Transition(self.name, before, to, t_s, reason, self.priority, notify, operator)
 
     def _rate_per_h(self, pv: float, t: float) -> float | None:
+        """Least-squares slope over the decimated samples of the window, refitted only when a
+        sample is kept (every window/_RATE_POINTS): between, the last fit stands."""
         window = self.config.rate_window_s
         samples = self._samples
-        if not samples or t - samples[-1][0] >= window / _RATE_POINTS:
-            samples.append((t, pv))
-        while samples and samples[0][0] < t - window:
+        if samples and t - samples[-1][0] < window / _RATE_POINTS:
+            return self._slope_per_h
+        samples.append((t, pv))
+        while samples[0][0] < t - window:
             samples.popleft()
-        points = list(samples)
-        if points[-1][0] != t:
-            points.append((t, pv))
-        if len(points) < 3 or points[-1][0] - points[0][0] < window / 2:
-            return None
-        n = len(points)
-        t_mean = sum(p[0] for p in points) / n
-        v_mean = sum(p[1] for p in points) / n
-        sxx = sum((p[0] - t_mean) ** 2 for p in points)
-        sxy = sum((p[0] - t_mean) * (p[1] - v_mean) for p in points)
-        return sxy / sxx * _S_PER_H
+        self._slope_per_h = _slope_per_h(samples, window)
+        return self._slope_per_h
+
+
+def _slope_per_h(samples: deque[tuple[float, float]], window: float) -> float | None:
+    """None until the samples span half the window."""
+    if len(samples) < 3 or samples[-1][0] - samples[0][0] < window / 2:
+        return None
+    n = len(samples)
+    t_mean = sum(p[0] for p in samples) / n
+    v_mean = sum(p[1] for p in samples) / n
+    sxx = sum((p[0] - t_mean) ** 2 for p in samples)
+    sxy = sum((p[0] - t_mean) * (p[1] - v_mean) for p in samples)
+    return sxy / sxx * _S_PER_H
 
 
 def _check_operator(operator: str) -> None:

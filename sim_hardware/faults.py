@@ -222,9 +222,12 @@ CATALOGUE: tuple[FaultType, ...] = (
               "air of setpoint. Restoring the supply is a crew action",
               "test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock"),
     FaultType("co2_supply_lost", "actuator", "co2_pct",
-              "co2_pct actually delivered is 0 whatever is commanded: dissolved CO2 strips "
-              "out and the bicarbonate medium goes alkaline (pH > 7.6 within hours)",
-              (),
+              "co2_pct actually delivered is `residual_pct` (the carrier gas's own CO2) "
+              "whatever is commanded: dissolved CO2 strips out and the bicarbonate medium goes "
+              "alkaline (pH > 7.6 within hours)",
+              (FaultParam("residual_pct", "% gas", "CO2 left in the gas without the supply: 0 "
+                          "for a bottled N2 carrier, ~0.5 for ISS cabin air", default=0.0,
+                          minimum=-1e-300, maximum=20.0),),
               "alarm `ph_high` (> 7.6 for 60 s): asserted within 4 h (30 min on day 3), "
               "measured 13 min 5 s (`ph_deviation` at 11 min 10 s); interlock and high alarm "
               "`co2_supply_lost` (CO2 output at its maximum for 10 min, pH > 0.15 high and "
@@ -520,7 +523,7 @@ class FaultSet:
             elif name == "o2_supply_lost":
                 changes["o2_pct"] = 0.0
             elif name == "co2_supply_lost":
-                changes["co2_pct"] = 0.0
+                changes["co2_pct"] = s.params["residual_pct"]
             else:
                 pump = s.params["pump"]
                 changes[f"{pump}_ml_per_h"] = (0.0 if name == "pump_clogged"

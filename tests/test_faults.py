@@ -100,7 +100,8 @@ def test_every_fault_names_a_scenario_test_that_exists() -> None:
 
 # --------------------------------------------------------------------------------- parsing
 def test_parse_fault_command_line_forms() -> None:
-    assert parse_fault("co2_supply_lost@3d") == FaultSpec("co2_supply_lost", 3 * 86400.0)
+    assert parse_fault("co2_supply_lost@3d") == FaultSpec("co2_supply_lost", 3 * 86400.0,
+                                                          params={"residual_pct": 0.0})
     stuck = parse_fault("sensor_stuck@2d:channel=ph")
     assert stuck.params == {"channel": "ph"} and stuck.duration_s is None
     drift = parse_fault("sensor_drift@1d:channel=ph,rate_per_h=0.002,duration=12h")
@@ -294,6 +295,16 @@ async def test_co2_supply_lost_turns_the_medium_alkaline() -> None:
     assert rows[-1][1] > 7.6  # the probe shows it
     assert (await driver.read_outputs())["co2_pct"] == 10.0
     assert driver.model.inputs.co2_pct == 0.0
+
+
+async def test_co2_supply_lost_leaves_the_carrier_gas_co2() -> None:
+    """ISS cabin air carries ~0.5 % CO2: without the supply the gas is that, not 0."""
+    driver, clock = await make(["co2_supply_lost@1h:residual_pct=0.5"])
+    await trace(driver, clock, 2 * H, channel="ph", commands={"co2_pct": 10.0})
+    assert driver.model.inputs.co2_pct == 0.5
+    assert (await driver.read_outputs())["co2_pct"] == 10.0
+    with pytest.raises(ValueError, match="residual_pct.*<= 20"):
+        parse_fault("co2_supply_lost@1h:residual_pct=30")
 
 
 # ------------------------------------------------------------------------- contamination
