@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from drivers.durations import parse_duration_s
-from drivers.datasheet import Direction, channel
+from drivers.datasheet import Direction, Kind, channel
 
 DEFAULT_CONFIG = Path("configs/hsc_expansion.toml")
 
@@ -194,7 +194,9 @@ class ScheduleConfig(_Strict):
 
 
 class QualityConfig(_Strict):
-    """Plausibility limits of one input channel (`[reactor.quality.<channel>]`); None = off."""
+    """Plausibility limits of one input channel (`[reactor.quality.<channel>]`). The keys a table
+    sets replace the defaults' (controller/quality.py DEFAULT_LIMITS) one by one; a value far
+    beyond anything the probe can do (e.g. 1e9) turns a check off."""
 
     stale_after_s: float | None = Field(default=None, gt=0, description="older is STALE")
     minimum: float | None = None
@@ -203,6 +205,10 @@ class QualityConfig(_Strict):
                                          description="no change beyond frozen_epsilon: FROZEN")
     frozen_epsilon: float = Field(default=0.0, ge=0)
     max_rate_per_s: float | None = Field(default=None, gt=0, description="faster: IMPLAUSIBLE")
+    noise_sd_max: float | None = Field(
+        default=None, gt=0, description="scatter of successive samples (a standard deviation, "
+        "channel unit, over 60 s) above which the reading is NOISY; default ~4x the probe's "
+        "own noise (controller/quality.py NOISE_SD_LIMITS)")
 
 
 class SupplyLostConfig(_Strict):
@@ -472,8 +478,11 @@ class ReactorConfig(_Strict):
     @field_validator("quality")
     @classmethod
     def _quality_on_inputs(cls, tables: dict[str, QualityConfig]) -> dict[str, QualityConfig]:
-        for name in tables:
+        for name, table in tables.items():
             _check_channel(name, Direction.INPUT)
+            if table.noise_sd_max is not None and channel(name).kind is Kind.SAMPLED:
+                raise ValueError(f"{name}.noise_sd_max: {name} is an at-line result, sampled "
+                                 "hours apart; the noise check is for continuous probes")
         return tables
 
     @field_validator("safe_state")

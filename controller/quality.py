@@ -77,19 +77,16 @@ class QualityJudge:
     tuples, history in small lists, one loop with locals.
     """
 
-    def __init__(self, overrides: Mapping[str, QualityConfig], control_period_s: float,
-                 noise_sd_limits: Mapping[str, float] | None = None) -> None:
+    def __init__(self, overrides: Mapping[str, QualityConfig], control_period_s: float) -> None:
         inf = float("inf")
-        noise_limits = NOISE_SD_LIMITS if noise_sd_limits is None else noise_sd_limits
         self._limits: dict[str, tuple[float, ...]] = {}
         for ch in INPUTS:
-            cfg = overrides.get(ch.name, DEFAULT_LIMITS.get(ch.name, QualityConfig()))
+            cfg = _merged(DEFAULT_LIMITS.get(ch.name, QualityConfig()), overrides.get(ch.name))
             default_stale = (SAMPLED_STALE_AFTER_S if ch.kind is Kind.SAMPLED
                              else max(5.0 * control_period_s, 5.0))
-            noise_sd = noise_limits.get(ch.name) if ch.kind is not Kind.SAMPLED else None
-            if noise_sd is not None and not noise_sd > 0:
-                raise ValueError(f"noise limit of {ch.name} = {noise_sd!r}: must be > 0 "
-                                 f"({ch.unit}, a standard deviation)")
+            noise_sd = (None if ch.kind is Kind.SAMPLED
+                        else cfg.noise_sd_max if cfg.noise_sd_max is not None
+                        else NOISE_SD_LIMITS.get(ch.name))
             self._limits[ch.name] = (
                 cfg.stale_after_s if cfg.stale_after_s is not None else default_stale,
                 ch.minimum if cfg.minimum is None else cfg.minimum,
@@ -130,6 +127,15 @@ class QualityJudge:
             judged[name] = reading if verdict is GOOD else replace(reading, quality=verdict)
         self.cell_count.apply(judged)
         return judged
+
+
+def _merged(default: QualityConfig, override: QualityConfig | None) -> QualityConfig:
+    """The keys a `[reactor.quality.<channel>]` table sets replace the defaults' one by one:
+    tightening the noise limit must not silently switch off the frozen-probe check."""
+    if override is None:
+        return default
+    return default.model_copy(
+        update={key: getattr(override, key) for key in override.model_fields_set})
 
 
 def _verdict(value: float, t_s: float, now_s: float, limits: tuple[float, ...],

@@ -516,3 +516,10 @@ def test_bad_alarm_board_names_key_value_and_range(default_text: str, board: str
     message = error_of(_with_alarms(default_text, "[reactor.alarm_board]\n" + board))
     for part in expected:
         assert part in message, message
+
+
+def test_a_noise_limit_on_an_at_line_channel_is_refused_naming_it() -> None:
+    text = DEFAULT_PATH.read_text() + "\n[reactor.quality.glucose_mm]\nnoise_sd_max = 1.0\n"
+    with pytest.raises(ConfigError, match=r"reactor\[0\]\.quality.*glucose_mm\.noise_sd_max.*"
+                                          r"at-line"):
+        parse_config(text)

@@ -143,13 +143,18 @@ def test_isolated_spikes_are_implausible_but_do_not_make_the_probe_noisy() -> No
     assert Quality.NOISY not in verdicts
 
 
-def test_noise_limits_can_be_set_per_judge_and_are_checked() -> None:
-    strict = QualityJudge({}, 1.0, noise_sd_limits={"ph": 0.001})  # below the probe's noise
+def test_noise_limits_are_configured_per_channel_on_top_of_the_defaults() -> None:
+    strict = QualityJudge({"ph": QualityConfig(noise_sd_max=0.001)}, 1.0)  # below the noise
     assert Quality.NOISY in judge_channel("ph", noisy(200, std=0.004), strict)
-    assert set(judge_channel("temperature_c", [37.0 + 0.5 * (i % 2) * 0.1 for i in range(200)],
-                             strict)) == {Quality.GOOD}  # no limit given: not checked
-    with pytest.raises(ValueError, match="noise limit of ph = 0"):
-        QualityJudge({}, 1.0, noise_sd_limits={"ph": 0.0})
+    # Only that key replaced: the pH's default frozen check (15 min) still stands.
+    frozen = judge_channel("ph", [7.31] * 1000, QualityJudge(
+        {"ph": QualityConfig(noise_sd_max=0.03)}, 1.0))
+    assert frozen[-1] is Quality.FROZEN and frozen[899] is Quality.GOOD
+    off = QualityJudge({"temperature_c": QualityConfig(noise_sd_max=1e9)}, 1.0)
+    rng = random.Random(5)
+    wild = [37.0 + rng.gauss(0, 0.2) for _ in range(300)]
+    assert Quality.NOISY in judge_channel("temperature_c", wild)  # the default limit
+    assert Quality.NOISY not in judge_channel("temperature_c", wild, off)
 
 
 # --- the online cell count against the at-line viable count ---------------------------------
