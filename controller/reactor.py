@@ -115,6 +115,7 @@ class ReactorRuntime:
         """The link is up (no link error since the last successful read)."""
         self.read_ok = True
         """The last read succeeded (a device can answer with exceptions on a good link)."""
+        self._refusals_logged: set[tuple[str, str]] = set()
         self._read_failures: deque[float] = deque(maxlen=100_000)
         self.comm_losses = 0
         self.skipped_ticks = 0
@@ -484,14 +485,17 @@ class ReactorRuntime:
             self._comm_failed(now, "read", exc)
             return self._comm_failed_readings
         self.read_ok = True
+        if self._refusals_logged:
+            self._refusals_logged.clear()
         if not self.comm_ok:
             self.comm_ok = True
             log.warning("comm restored", reactor=self.id, t_s=now)
-            self._alarm(now, "comm_loss", active=False, message="comm restored")
+            self._event(now, "comm", "comm restored", {"link": "up"})
         return readings
 
     def _comm_failed(self, now: float, what: str, exc: DriverError) -> None:
-        """Record every failure; raise the comm alarm once per outage.
+        """Record every failure (historian); log a refusal once until a read gets through,
+        not once per tick of a device answering "busy" for hours.
 
         After an outage the device may have gone to its own safe state, so every output is
         written afresh on the first tick that gets through.
@@ -504,9 +508,13 @@ class ReactorRuntime:
                 self.comm_ok = False
                 self.comm_losses += 1
                 log.error("comm loss", reactor=self.id, t_s=now, error=str(exc))
-                self._alarm(now, "comm_loss", active=True, message=f"comm loss: {exc}")
-        else:
-            log.warning(f"{what} failed", reactor=self.id, t_s=now, error=str(exc))
+                # An event, not an alarm: the board's comm_loss (30 s on-delay) and
+                # comm_errors alarms judge the link, so a flaky one is not an alarm per frame.
+                self._event(now, "comm", f"comm loss: {exc}", {"link": "down"})
+        elif (what, str(exc)) not in self._refusals_logged:
+            self._refusals_logged.add((what, str(exc)))
+            log.warning(f"{what} failed (logged once until a read succeeds)", reactor=self.id,
+                        t_s=now, error=str(exc))
 
     async def _write(self, changed: dict[str, float], now: float) -> None:
         try:

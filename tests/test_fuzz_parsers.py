@@ -314,13 +314,16 @@ def test_verify_refuses_any_bytes_with_command_refused_only(raw: bytes) -> None:
 
 
 _ACTIONS = st.sampled_from(["set_setpoint", "set_mode", "set_output", "bolus",
-                            "pause_schedule", "resume_schedule", "ack_alarm", "explode"])
+                            "pause_schedule", "resume_schedule", "ack_alarm", "shelve_alarm",
+                            "unshelve_alarm", "remove_alarm_from_service",
+                            "return_alarm_to_service", "explode"])
 
 
 @FUZZ
 @given(action=st.one_of(_ACTIONS, _SCALARS),
        params=st.one_of(st.dictionaries(
-           st.sampled_from(["loop", "value", "mode", "volume_ml", "channel", "alarm", "x"]),
+           st.sampled_from(["loop", "value", "mode", "volume_ml", "channel", "alarm",
+                            "duration_s", "x"]),
            _SCALARS, max_size=4), _JSON),
        operator=st.one_of(st.just("alice"), _SCALARS),
        reactor=st.one_of(st.just("hsc-1"), _SCALARS),

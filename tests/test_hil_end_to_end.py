@@ -141,11 +141,12 @@ def test_controller_alarms_and_reconnects_when_the_device_restarts(tmp_path: Pat
         _, err = stop(run)
     assert run.returncode == 130, err
     with sqlite3.connect(tmp_path / "run.sqlite") as con:
-        alarms = [m for (m,) in con.execute(
-            "SELECT message FROM events WHERE kind = 'alarm' ORDER BY t_s")]
+        links = [m for (m,) in con.execute(
+            "SELECT message FROM events WHERE kind = 'comm' AND data_json LIKE '%\"link\"%' "
+            "ORDER BY t_s")]
         bad = con.execute("SELECT COUNT(*) FROM ticks WHERE temperature_c_q = 4").fetchone()[0]
         (last_q,) = con.execute(
             "SELECT temperature_c_q FROM ticks ORDER BY t_s DESC LIMIT 1").fetchone()
-    assert alarms[0].startswith("comm loss") and alarms[1] == "comm restored", alarms
+    assert links[0].startswith("comm loss") and links[1] == "comm restored", links
     assert bad > 0  # readings during the outage were marked as comm errors
     assert last_q == 0  # and good again after the reconnect

@@ -235,7 +235,7 @@ class _LinkDownDriver(_FlakyDriver):
         self.writes.append(dict(commands))
 
 
-async def test_comm_loss_raises_one_alarm_per_outage_and_rewrites_outputs(tmp_path: Path) -> None:
+async def test_comm_loss_is_one_link_event_per_outage_and_rewrites_outputs(tmp_path: Path) -> None:
     config = load_config(DEFAULT_CONFIG_PATH)
     historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
     driver = _LinkDownDriver()
@@ -250,8 +250,9 @@ async def test_comm_loss_raises_one_alarm_per_outage_and_rewrites_outputs(tmp_pa
     historian.close()
     assert reactor.comm_losses == 1 and reactor.comm_ok
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
-        alarms = [m for (m,) in con.execute("SELECT message FROM events WHERE kind = 'alarm'")]
-    assert alarms == ["comm loss: link down", "comm restored"]
+        links = [m for (m,) in con.execute("SELECT message FROM events WHERE kind = 'comm' "
+                                           "AND data_json LIKE '%\"link\"%'")]
+    assert links == ["comm loss: link down", "comm restored"]
     # The first tick after the outage writes every output again, not only the changed ones.
     assert set(driver.writes[writes_before_recovery]) == set(config.reactor[0].safe_state)
 
@@ -288,3 +289,22 @@ async def test_a_limited_write_is_recorded_once_and_not_resent(tmp_path: Path) -
     # The command counts as sent (only a change is written again), unlike a link failure.
     last_o2 = [w["o2_pct"] for w in driver.writes if "o2_pct" in w][-1]
     assert reactor.written["o2_pct"] == last_o2
+
+
+def test_a_device_refusing_for_minutes_is_logged_once_and_recorded_every_time(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import apply_overrides, configure_logging
+
+    configure_logging("warning")
+    config = apply_overrides(load_config(DEFAULT_CONFIG_PATH), duration=None, speed=None,
+                             seed=None, faults=["comm_exception@1h:duration=10m",
+                                                "comm_exception@90m:duration=1m"])
+    summary = run_config(config, tmp_path / "run.sqlite", duration="2h")
+    assert summary["reactors"]["hsc-1"]["errors"]["read"] == 660
+    log = capsys.readouterr().err
+    # Once per refusal spell (two spells), not once per tick.
+    assert log.count("read failed") == 2, log
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        (recorded,) = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'comm' "
+                                  "AND message LIKE 'read failed%'").fetchone()
+    assert recorded == 660
