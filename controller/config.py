@@ -417,7 +417,7 @@ class AlarmBoardConfig(_Strict):
         "shelve (they can still be removed from service, e.g. for a probe swap)")
 
 
-def _default_safe_state() -> dict[str, float]:
+def default_safe_state() -> dict[str, float]:
     """Heater off, pumps stopped, gas at the incubator's air-like mix that keeps cells alive."""
     return {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 5.0,
             "feed_ml_per_h": 0.0, "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0}
@@ -429,7 +429,7 @@ class ReactorConfig(_Strict):
     chamber: dict[str, Any] = Field(default_factory=dict)
     loops: dict[str, LoopConfig] = Field(default_factory=dict)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    safe_state: dict[str, float] = Field(default_factory=_default_safe_state)
+    safe_state: dict[str, float] = Field(default_factory=default_safe_state)
     quality: dict[str, QualityConfig] = Field(default_factory=dict)
     interlocks: InterlocksConfig = Field(default_factory=lambda: InterlocksConfig())
     alarm: list[AlarmEntry] = Field(
@@ -488,7 +488,7 @@ class ReactorConfig(_Strict):
     @field_validator("safe_state")
     @classmethod
     def _safe_state_complete(cls, state: dict[str, float]) -> dict[str, float]:
-        merged = {**_default_safe_state(), **state}
+        merged = {**default_safe_state(), **state}
         for name, value in merged.items():
             ch = channel(_check_channel(name, Direction.OUTPUT))
             if not ch.contains(value):

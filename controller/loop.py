@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from controller.config import ConfigError, LoopConfig, _default_safe_state
+from controller.config import ConfigError, LoopConfig, default_safe_state
 from controller.pid import Pid, PidTuning
 from drivers.reading import Quality, Reading
 
@@ -98,7 +98,7 @@ class Loop:
             return None
         if config.safe_output is not None:
             return config.safe_output  # checked against the loop's range by LoopConfig
-        state = safe_state if safe_state is not None else _default_safe_state()
+        state = safe_state if safe_state is not None else default_safe_state()
         value = state[self.mv]
         if not self.pid.out_min <= value <= self.pid.out_max:
             raise ConfigError(
