@@ -59,6 +59,9 @@ ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
 ALARM_PERIOD_S = 5.0
 """How often the alarm board is evaluated (clock seconds): detection within on-delay + 5 s."""
+COUNTERS = ("ticks", "read_errors", "write_errors", "tick_errors", "comm_losses",
+            "skipped_ticks", "restarts")
+"""Run-long counts, carried across a crash by the checkpoint."""
 LATENESS_WINDOW = 100_000
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
@@ -283,16 +286,20 @@ class ReactorRuntime:
             self.telemetry.event(now, kind, message, data)
 
     def _alarm(self, now: float, name: str, *, active: bool, message: str,
-               priority: str | None = None) -> None:
-        """An alarm raised or cleared: on record as an `alarm` event, on MQTT on `alarms`."""
+               priority: str | None = None, publish: bool = True) -> None:
+        """An alarm outside the board (ALARMS) raised or cleared: unacknowledged until an
+        operator acknowledges it, on record as an `alarm` event, on MQTT on `alarms` (unless
+        `publish` is False: the outbox itself is full)."""
         data: dict[str, Any] = {"alarm": name, "active": active}
         if priority is not None:
             data["priority"] = priority
-        if active and name not in self.outside_first_raised and name not in self.alarms.alarms:
-            self.outside_first_raised[name] = (priority or "high", now)
-            self._checkpoint_due = True
+        if active:
+            self.unacked_alarms.add(name)
+            if name not in self.outside_first_raised:
+                self.outside_first_raised[name] = (priority or "high", now)
+                self._checkpoint_due = True
         self.historian.record_event(self.id, now, "alarm", message, data)
-        if self.telemetry is not None:
+        if publish and self.telemetry is not None:
             self.telemetry.alarm(now, name, active=active, message=message)
 
     async def start(self, restore: ReactorCheckpoint | None = None,
@@ -327,10 +334,7 @@ class ReactorRuntime:
             "outside_alarms": {"unacknowledged": sorted(self.unacked_alarms),
                                "first_raised": self.outside_first_raised},
             "interlocks": sorted(self.interlocks.tripped),
-            "counters": {"ticks": self.ticks, "read_errors": self.read_errors,
-                         "write_errors": self.write_errors, "tick_errors": self.tick_errors,
-                         "comm_losses": self.comm_losses, "skipped_ticks": self.skipped_ticks,
-                         "restarts": self.restarts},
+            "counters": {name: getattr(self, name) for name in COUNTERS},
             "telemetry_seq": self.telemetry_seq if self.telemetry is None else self.telemetry.seq,
         }
 
@@ -354,14 +358,9 @@ class ReactorRuntime:
             name: (priority, t_s)
             for name, (priority, t_s) in state["outside_alarms"]["first_raised"].items()}
         self.interlocks.tripped = set(state["interlocks"])
-        counters = state["counters"]
-        self.ticks = counters["ticks"]
-        self.read_errors = counters["read_errors"]
-        self.write_errors = counters["write_errors"]
-        self.tick_errors = counters["tick_errors"]
-        self.comm_losses = counters["comm_losses"]
-        self.skipped_ticks = counters["skipped_ticks"]
-        self.restarts = counters["restarts"] + 1
+        for name in COUNTERS:
+            setattr(self, name, state["counters"][name])
+        self.restarts += 1
         # Telemetry numbers: past any message sent between the checkpoint and the crash (one
         # per tick at most), so subscribers see a gap for the outage, never a repeated seq.
         self.telemetry_seq = state["telemetry_seq"] + 2 + int(
@@ -381,7 +380,6 @@ class ReactorRuntime:
         if self.holding_for_operator:
             log.warning("restarted on hold: feed schedule paused until an operator resumes it",
                         reactor=self.id, t_s=now)
-            self.unacked_alarms.add("restart_hold")
             self._alarm(now, "restart_hold", active=True,
                         message="restarted on hold: feed schedule paused until an operator "
                                 "sends resume_schedule")
@@ -439,8 +437,6 @@ class ReactorRuntime:
             self._event(now, "interlock", f"{trip.name} {verb} at {trip.value:.4g}",
                         {"interlock": trip.name, "tripped": trip.tripped, "value": trip.value})
             if trip.priority is not None:  # no alarm-board alarm covers it: raise its own
-                if trip.tripped:
-                    self.unacked_alarms.add(trip.name)
                 self._alarm(now, trip.name, active=trip.tripped, priority=trip.priority,
                             message=f"{trip.name}: interlock {verb} at {trip.value:.4g}")
         if self.interlocks.tripped:
@@ -469,11 +465,9 @@ class ReactorRuntime:
             except OutboxFullError as exc:
                 # The historian still has every tick; telemetry resumes once there is room.
                 if "outbox_full" not in self.unacked_alarms:
-                    self.unacked_alarms.add("outbox_full")
                     log.error("telemetry outbox full", reactor=self.id, error=str(exc))
-                    self.historian.record_event(self.id, now, "alarm",
-                                                f"telemetry outbox full: {exc}",
-                                                {"alarm": "outbox_full", "active": True})
+                    self._alarm(now, "outbox_full", active=True,
+                                message=f"telemetry outbox full: {exc}", publish=False)
 
     async def _read(self, now: float) -> dict[str, Reading]:
         try:

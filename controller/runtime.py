@@ -25,7 +25,7 @@ from controller.recovery import Recovery, RunLock, check_continuable, load_recov
 from controller.telemetry import ReactorTelemetry
 from drivers.driver import Driver
 from drivers.errors import DriverNotFoundError
-from drivers.registry import driver_factory, parse_device_url
+from drivers.registry import DeviceAddress, driver_factory, parse_device_url
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +60,7 @@ def open_reactor_driver(
     if speed is None and config.mqtt is not None:
         raise ConfigError("mqtt: publishing to a broker needs real or scaled time (run.speed or "
                           "--speed a number, e.g. 1 or 100), not 'max'")
-    try:
-        address = parse_device_url(reactor.device)
-        factory = driver_factory(address.scheme)
-    except (ValueError, DriverNotFoundError) as exc:
-        raise ConfigError(f"reactor[{index}].device = {reactor.device!r}: {exc}") from None
+    address, factory = _device_factory(config, index)
     if speed is None and not getattr(factory, "in_process", False):
         raise ConfigError(
             f"reactor[{index}].device = {reactor.device!r} is a real link: run it in real or "
@@ -79,6 +75,20 @@ def open_reactor_driver(
                        options=options, time_scale=speed or 1.0)
     except ValueError as exc:
         raise ConfigError(f"reactor[{index}].chamber: {exc}") from None
+
+
+def _device_factory(config: Config, index: int) -> tuple[DeviceAddress, Callable[..., Driver]]:
+    reactor = config.reactor[index]
+    try:
+        address = parse_device_url(reactor.device)
+        return address, driver_factory(address.scheme)
+    except (ValueError, DriverNotFoundError) as exc:
+        raise ConfigError(f"reactor[{index}].device = {reactor.device!r}: {exc}") from None
+
+
+def device_in_process(config: Config, index: int) -> bool:
+    """Whether reactor `index`'s device lives inside this process (and dies with it)."""
+    return bool(getattr(_device_factory(config, index)[1], "in_process", False))
 
 
 def default_db_path(run_id: str) -> Path:
@@ -111,10 +121,9 @@ class Run:
         start_s = 0.0
         if recovery is not None:
             speed = parse_speed(run_cfg.speed)
-            devices = [open_reactor_driver(self.config, i, lambda: 0.0)
-                       for i in range(len(self.config.reactor))]
             check_continuable(recovery, self.config.reactor,
-                              [getattr(d, "in_process", False) for d in devices])
+                              [device_in_process(self.config, i)
+                               for i in range(len(self.config.reactor))])
             start_s = recovery.start_s(Clock.wall_time(), speed or 1.0)
             log.warning("continuing run", run_id=self.options.run_id, t_s=start_s,
                         previous_stop=recovery.previous_stop or "killed",
