@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from drivers import parse_device_url
-from drivers.registry import driver_factory
+from drivers.contract.registry import driver_factory
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

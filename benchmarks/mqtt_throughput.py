@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from mosquitto import Broker  # noqa: E402
 
-from controller.mqtt_link import MqttSettings  # noqa: E402
-from controller.outbox import Outbox  # noqa: E402
-from controller.publisher import MqttPublisher  # noqa: E402
-from controller.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload  # noqa: E402
-from drivers.backoff import Backoff  # noqa: E402
+from controller.mqtt.link import MqttSettings  # noqa: E402
+from controller.mqtt.outbox import Outbox  # noqa: E402
+from controller.mqtt.publisher import MqttPublisher  # noqa: E402
+from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload  # noqa: E402
+from drivers.wire.backoff import Backoff  # noqa: E402
 
 T = Topics("bench")
 CHANNELS = ["temperature_c", "do_pct_air", "ph", "viable_cells_per_ml", "glucose_mm",

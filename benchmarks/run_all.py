@@ -13,7 +13,7 @@ from hil_modbus import bench_jitter, bench_round_trip  # noqa: E402
 from mqtt_throughput import bench_mqtt  # noqa: E402
 from tick_parts import bench_tick_parts  # noqa: E402
 
-from controller.cli import configure_logging  # noqa: E402
+from controller.cli.main import configure_logging  # noqa: E402
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.clock import Clock, VirtualTimeEventLoop
-from controller.config import load_config
-from controller.historian import Historian, RunInfo
-from controller.reactor import ReactorRuntime
-from controller.runtime import open_reactor_driver
+from controller.runtime.clock import Clock, VirtualTimeEventLoop
+from controller.config.models import load_config
+from controller.runtime.historian import Historian, RunInfo
+from controller.runtime.reactor import ReactorRuntime
+from controller.runtime.run import open_reactor_driver
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "hsc_expansion.toml"
 

@@ -2,9 +2,9 @@
 
 `drivers` imports neither `controller` nor `sim_hardware`; both depend on it.
 """
-from drivers.datasheet import CHANNELS, Channel, Direction, Kind, channel
-from drivers.driver import Driver, DriverFactory
-from drivers.errors import (
+from drivers.contract.datasheet import CHANNELS, Channel, Direction, Kind, channel
+from drivers.contract.driver import Driver, DriverFactory
+from drivers.contract.errors import (
     ChannelError,
     CommTimeoutError,
     ConnectionLostError,
@@ -16,9 +16,9 @@ from drivers.errors import (
     OutOfRangeError,
     ReadbackError,
 )
-from drivers.reading import Quality, Reading
-from drivers.status import DeviceStatus
-from drivers.registry import DeviceAddress, driver_factory, parse_device_url
+from drivers.contract.reading import Quality, Reading
+from drivers.contract.status import DeviceStatus
+from drivers.contract.registry import DeviceAddress, driver_factory, parse_device_url
 
 __all__ = [
     "CHANNELS",

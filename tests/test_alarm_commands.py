@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH
-from controller import clock as clock_module
-from controller.alarm_setup import alarm_board
-from controller.alarms import AlarmBoard, AlarmState, Transition
-from controller.audit import read_audit
-from controller.clock import Clock
-from controller.cmd_client import build_command, parse_params
-from controller.commands import (
+from controller.runtime import clock as clock_module
+from controller.alarms.setup import alarm_board
+from controller.alarms.board import AlarmBoard, AlarmState, Transition
+from controller.operator.audit import read_audit
+from controller.runtime.clock import Clock
+from controller.cli.cmd import build_command, parse_params
+from controller.operator.commands import (
     Command,
     CommandRefused,
     ReplayGuard,
@@ -33,13 +33,13 @@ from controller.commands import (
     sign,
     verify,
 )
-from controller.config import Config, parse_config
-from controller.historian import Historian, RunInfo
-from controller.mqtt_link import MqttSettings
-from controller.reactor import ReactorRuntime
-from controller.runtime import open_reactor_driver
-from controller.telemetry import ReactorTelemetry
-from drivers.reading import Reading
+from controller.config.models import Config, parse_config
+from controller.runtime.historian import Historian, RunInfo
+from controller.mqtt.link import MqttSettings
+from controller.runtime.reactor import ReactorRuntime
+from controller.runtime.run import open_reactor_driver
+from controller.mqtt.presence import ReactorTelemetry
+from drivers.contract.reading import Reading
 
 NOW_WALL = 1_767_225_600.0
 KEY = bytes(range(32))

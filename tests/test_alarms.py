@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from controller.alarms import (
+from controller.alarms.board import (
     FLOOD,
     Alarm,
     AlarmBoard,
@@ -19,7 +19,7 @@ from controller.alarms import (
     Transition,
     default_alarms,
 )
-from drivers.reading import Quality, Reading
+from drivers.contract.reading import Quality, Reading
 
 S = AlarmState
 OP = "alice"

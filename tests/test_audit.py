@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import audit
-from controller.commands import (
+from controller.operator import audit
+from controller.operator.commands import (
     Change,
     CommandBounds,
     CommandRefused,
@@ -18,7 +18,7 @@ from controller.commands import (
     sign,
     verify,
 )
-from controller.historian import Historian, RunInfo
+from controller.runtime.historian import Historian, RunInfo
 
 RUN = RunInfo("run-1", "2026-01-01T00:00:00+00:00", 5, 1.0, "[run]\n", [("hsc-1", "sim://")])
 NOW = 1_767_225_600.0

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from controller import audit, audit_cli
-from controller.commands import Change, Command, CommandRefused
-from controller.historian import Historian, RunInfo
-from drivers.datasheet import INPUTS, OUTPUTS
-from drivers.reading import Quality, Reading
+from controller.cli import audit as audit_cli
+from controller.operator import audit
+from controller.operator.commands import Change, Command, CommandRefused
+from controller.runtime.historian import Historian, RunInfo
+from drivers.contract.datasheet import INPUTS, OUTPUTS
+from drivers.contract.reading import Quality, Reading
 
 RUN = RunInfo("run-1", "2026-01-01T00:00:00+00:00", 5, 1.0, "[run]\n", [("hsc-1", "sim://")])
 RUN_AGAIN = RunInfo("run-1b", "2026-01-02T00:00:00+00:00", 5, 1.0, "[run]\n",
@@ -306,7 +307,7 @@ def test_cli_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_bioreactor_audit_verify_command(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from controller import cli
+    from controller.cli import main as cli
 
     assert cli.main(["audit", "verify", str(db)]) == 0
     assert capsys.readouterr().out.startswith("intact: 6 records\n")

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import commands
-from controller.cmd_client import build_command, parse_params
-from controller.commands import (
+from controller.operator import commands
+from controller.cli.cmd import build_command, parse_params
+from controller.operator.commands import (
     ACTIONS,
     Command,
     CommandBounds,
@@ -28,9 +28,9 @@ from controller.commands import (
     sign,
     verify,
 )
-from controller.config import ScheduleConfig
-from controller.loop import Loop
-from controller.schedule import FeedSchedule
+from controller.config.models import ScheduleConfig
+from controller.control.control_loop import ControlLoop
+from controller.control.schedule import FeedSchedule
 from tests.conftest import REPO, load_default
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -87,14 +87,14 @@ def refused(data: bytes, guard: ReplayGuard | None = None, now: float = NOW) -> 
 
 @dataclass
 class FakeReactor:
-    """A CommandTarget of pure logic: the real Loop and FeedSchedule, bolus and alarm lists."""
+    """A CommandTarget of pure logic: the real ControlLoop and FeedSchedule, bolus and alarm lists."""
 
-    loops: dict[str, Loop]
+    loops: dict[str, ControlLoop]
     schedule: FeedSchedule
     boluses: list[tuple[float, str, float]] = field(default_factory=list)
     alarms: set[str] = field(default_factory=lambda: {"comm_loss"})
 
-    def loop(self, name: str) -> Loop:
+    def loop(self, name: str) -> ControlLoop:
         return self.loops[name]
 
     def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None:
@@ -109,7 +109,7 @@ class FakeReactor:
 @pytest.fixture
 def reactor() -> FakeReactor:
     config = load_default().reactor[0]
-    loops = {name: Loop(name, lc, stats_after_s=0.0) for name, lc in config.loops.items()}
+    loops = {name: ControlLoop(name, lc, stats_after_s=0.0) for name, lc in config.loops.items()}
     return FakeReactor(loops, FeedSchedule(ScheduleConfig()))
 
 

@@ -1,11 +1,11 @@
-"""controller.config: the default config loads, and every bad config fails naming key, value, rule."""
+"""controller.config.models: the default config loads, and every bad config fails naming key, value, rule."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from controller.config import (
+from controller.config.models import (
     DEFAULT_CONFIG,
     Config,
     ConfigError,
@@ -404,8 +404,8 @@ unshelvable_priorities = ["high", "critical"]
 
 
 def test_alarm_tables_replace_remove_and_add_defaults(default_text: str) -> None:
-    from controller.alarm_setup import alarm_board
-    from controller.alarms import default_alarms
+    from controller.alarms.setup import alarm_board
+    from controller.alarms.board import default_alarms
 
     reactor = parse_config(_with_alarms(default_text, ALARM_TABLES)).reactor[0]
     board = alarm_board(reactor)
@@ -421,8 +421,8 @@ def test_alarm_tables_replace_remove_and_add_defaults(default_text: str) -> None
 
 
 def test_no_alarm_tables_means_the_defaults_and_the_default_policy(default_text: str) -> None:
-    from controller.alarm_setup import alarm_board
-    from controller.alarms import default_alarms
+    from controller.alarms.setup import alarm_board
+    from controller.alarms.board import default_alarms
 
     reactor = parse_config(default_text).reactor[0]
     board = alarm_board(reactor)

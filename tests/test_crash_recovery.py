@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from controller.recovery import RunLock
+from controller.runtime.recovery import RunLock
 from test_hil_end_to_end import BIN, emulator
 
 SPEED = 600

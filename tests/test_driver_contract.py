@@ -22,10 +22,10 @@ from drivers import (
     Quality,
     parse_device_url,
 )
-from drivers.datasheet import INPUTS, OUTPUTS, Kind
-from drivers.registry import driver_factory
-from sim_hardware.emulate import DeviceClock, serve_chamber
-from sim_hardware.served_chamber import ServedChamber
+from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
+from drivers.contract.registry import driver_factory
+from sim_hardware.device.emulate import DeviceClock, serve_chamber
+from sim_hardware.device.served_chamber import ServedChamber
 
 DEVICE_SPEED = 600.0  # device seconds per wall second: physics moves visibly within a test
 LISTEN = {

@@ -1,4 +1,4 @@
-"""drivers.durations: the duration strings people write (configs, fault specs, the command line),
+"""drivers.contract.durations: the duration strings people write (configs, fault specs, the command line),
 and the progress-line format. One parser serves the controller and the emulated device."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-import controller.config
-import sim_hardware.faults
-from drivers.durations import format_duration, parse_duration_s
+import controller.config.models
+import sim_hardware.faults.catalogue
+from drivers.contract.durations import format_duration, parse_duration_s
 
 
 @pytest.mark.parametrize(
@@ -66,10 +66,10 @@ def test_errors_name_what_was_being_read() -> None:
 def test_the_controller_and_the_emulator_share_the_one_parser() -> None:
     # sim_hardware may not import controller; both import this one from drivers, so a time
     # means the same in a config and in a fault spec.
-    assert controller.config.parse_duration_s is parse_duration_s
-    assert sim_hardware.faults.parse_duration_s is parse_duration_s
-    assert not hasattr(sim_hardware.faults, "parse_seconds")
-    spec = sim_hardware.faults.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")
+    assert controller.config.models.parse_duration_s is parse_duration_s
+    assert sim_hardware.faults.catalogue.parse_duration_s is parse_duration_s
+    assert not hasattr(sim_hardware.faults.catalogue, "parse_seconds")
+    spec = sim_hardware.faults.catalogue.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")
     assert (spec.at_s, spec.duration_s) == (5400.0, 5400.0)
 
 

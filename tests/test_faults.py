@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from drivers import CommTimeoutError, DeviceError, FrameError, Quality, parse_device_url
-from sim_hardware.emulate import DeviceClock, chamber_from_config
-from sim_hardware.faults import (
+from sim_hardware.device.emulate import DeviceClock, chamber_from_config
+from sim_hardware.faults.catalogue import (
     CATALOGUE,
     FAULTS,
     FaultSpec,
@@ -18,7 +18,7 @@ from sim_hardware.faults import (
     fault_from_table,
     parse_fault,
 )
-from sim_hardware.inprocess_driver import SimDriver
+from sim_hardware.inprocess.sim_driver import SimDriver
 
 H = 3600.0
 
@@ -439,7 +439,7 @@ def test_emulate_reads_fault_tables_and_command_line_faults(tmp_path: Path) -> N
 def test_the_emulate_command_line_takes_repeated_faults() -> None:
     import argparse
 
-    from sim_hardware.emulate import add_command
+    from sim_hardware.device.emulate import add_command
     parser = argparse.ArgumentParser()
     add_command(parser.add_subparsers())
     args = parser.parse_args(["emulate", "--listen", "serial://pty", "--fault",
@@ -448,7 +448,7 @@ def test_the_emulate_command_line_takes_repeated_faults() -> None:
 
 
 async def test_the_served_watchdog_still_reaches_the_safe_state_during_a_comm_fault() -> None:
-    from sim_hardware.served_chamber import ServedChamber
+    from sim_hardware.device.served_chamber import ServedChamber
     clock, wall = FakeClock(), FakeClock()
     chamber = ServedChamber({"faults": ["comm_timeout@10s"]}, seed=1, now=clock, wall=wall,
                             comm_timeout_s=5.0)

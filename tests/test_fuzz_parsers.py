@@ -7,7 +7,7 @@ Derandomized and bounded, so the file runs in seconds and fails the same way eve
 - the Modbus RTU framer of the simulated device (pure: `_HuntingFramerRTU.decode`), the
   register decode helpers, and a real modbus-tcp server fed garbage over a socket, which still
   answers a good request afterwards;
-- controller.commands.verify: any bytes, any JSON, and signed bodies with arbitrary field
+- controller.operator.commands.verify: any bytes, any JSON, and signed bodies with arbitrary field
   values raise nothing but CommandRefused.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymodbus.pdu import DecodePDU
 
-from controller.commands import (
+from controller.operator.commands import (
     Command,
     CommandBounds,
     CommandRefused,
@@ -33,8 +33,8 @@ from controller.commands import (
     sign,
     verify,
 )
-from drivers import modbus_map
-from drivers.serial_protocol import (
+from drivers.codecs import modbus_map
+from drivers.codecs.serial_protocol import (
     MAX_FRAME_BYTES,
     FaultKind,
     Frame,
@@ -45,8 +45,8 @@ from drivers.serial_protocol import (
     parse_reply,
     parse_request,
 )
-from sim_hardware.modbus_server import _HuntingFramerRTU, running
-from sim_hardware.served_chamber import ServedChamber
+from sim_hardware.device.modbus_server import _HuntingFramerRTU, running
+from sim_hardware.device.served_chamber import ServedChamber
 
 FUZZ = settings(derandomize=True, max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

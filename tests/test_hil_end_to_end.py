@@ -94,7 +94,7 @@ def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path
     import asyncio
 
     from drivers import DeviceStatus, parse_device_url
-    from drivers.modbus_driver import ModbusDriver
+    from drivers.wire.modbus_driver import ModbusDriver
 
     config, listen = CONFIGS["modbus-tcp"]
     comm_timeout_s = 1.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.historian import Historian, RunInfo, tick_columns
+from controller.runtime.historian import Historian, RunInfo, tick_columns
 from drivers import CHANNELS, Quality, Reading
 
 RUN = RunInfo("run-1", "2026-11-27T00:00:00+00:00", 5, 1.0, "[run]\n", [("r1", "sim://")])

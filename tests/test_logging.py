@@ -6,7 +6,7 @@ import sys
 
 import structlog
 
-from controller.cli import configure_logging
+from controller.cli.main import configure_logging
 
 
 def test_logs_follow_sys_stderr_even_after_the_old_stream_is_closed(monkeypatch) -> None:

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, load_default
-from controller.config import ConfigError, LoopConfig, parse_config
-from controller.interlocks import InterlockSet, supply_interlocks
-from controller.loop import Loop
+from controller.config.models import ConfigError, LoopConfig, parse_config
+from controller.control.interlocks import InterlockSet, supply_interlocks
+from controller.control.control_loop import ControlLoop
 from drivers import Quality, Reading
 
 PH_LOOP = "[reactor.loops.ph]"
@@ -29,7 +29,7 @@ def bad(t: float, quality: Quality = Quality.BAD) -> dict[str, Reading]:
     return {"ph": Reading(float("nan"), "pH", t, quality)}
 
 
-def settled(loop: Loop, n: int = 200, seed: int = 3) -> float:
+def settled(loop: ControlLoop, n: int = 200, seed: int = 3) -> float:
     """Run the loop on noisy good readings above its setpoint; return the last time."""
     rng = random.Random(seed)
     loop.take_over(10.0)
@@ -43,7 +43,7 @@ def settled(loop: Loop, n: int = 200, seed: int = 3) -> float:
 def test_hold_is_the_default_and_keeps_the_last_output() -> None:
     config = ph_config()
     assert config.on_bad_input == "hold" and config.safe_output is None
-    loop = Loop("ph", config, stats_after_s=0.0)
+    loop = ControlLoop("ph", config, stats_after_s=0.0)
     t = settled(loop)
     before = loop.pid.output
     outputs = [loop.step(bad(t + i), t + i) for i in range(1, 600)]
@@ -52,7 +52,7 @@ def test_hold_is_the_default_and_keeps_the_last_output() -> None:
 
 
 def test_safe_goes_to_the_reactor_safe_state_at_once_by_default() -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"'), stats_after_s=0.0,
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"'), stats_after_s=0.0,
                 safe_state=load_config(DEFAULT_CONFIG_PATH).reactor[0].safe_state)
     t = settled(loop)
     assert loop.pid.output > 10.0  # pH above setpoint: more CO2 than it started with
@@ -64,19 +64,19 @@ def test_the_safe_state_comes_from_the_reactor_config() -> None:
     config = load_default(**{"co2_pct = 5.0": "co2_pct = 3.5",
                              PH_LOOP: f'{PH_LOOP}\non_bad_input = "safe"'})
     reactor = config.reactor[0]
-    loop = Loop("ph", reactor.loops["ph"], stats_after_s=0.0, safe_state=reactor.safe_state)
+    loop = ControlLoop("ph", reactor.loops["ph"], stats_after_s=0.0, safe_state=reactor.safe_state)
     t = settled(loop)
     assert loop.step(bad(t + 1), t + 1) == 3.5
 
 
 def test_an_explicit_safe_output_wins_over_the_safe_state() -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"', "safe_output = 7.5"), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', "safe_output = 7.5"), stats_after_s=0.0)
     t = settled(loop)
     assert loop.step(bad(t + 1), t + 1) == 7.5
 
 
 def test_safe_after_holds_first_then_goes_safe() -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"', 'safe_after_s = "10m"'),
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', 'safe_after_s = "10m"'),
                 stats_after_s=0.0)
     t = settled(loop)
     held = loop.pid.output
@@ -88,7 +88,7 @@ def test_safe_after_holds_first_then_goes_safe() -> None:
 def test_a_flicker_of_good_samples_does_not_restart_the_safe_after_count() -> None:
     config = ph_config('on_bad_input = "safe"', 'safe_after_s = "10m"')
     assert config.resume_after_good == 3
-    loop = Loop("ph", config, stats_after_s=0.0)
+    loop = ControlLoop("ph", config, stats_after_s=0.0)
     t = settled(loop)
     held = loop.pid.output
     for i in range(1, 601):  # every 100 s, two good samples: too few to act again
@@ -98,7 +98,7 @@ def test_a_flicker_of_good_samples_does_not_restart_the_safe_after_count() -> No
 
 
 def test_a_stale_input_counts_as_bad() -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"'), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"'), stats_after_s=0.0)
     t = settled(loop)
     old = Reading(7.4, "pH", t - 60.0)  # GOOD, but older than stale_after_s (10 s)
     assert loop.step({"ph": old}, t + 1) == 5.0
@@ -106,7 +106,7 @@ def test_a_stale_input_counts_as_bad() -> None:
 
 @pytest.mark.parametrize("safe_after", ["0s", "5m"])
 def test_resuming_from_the_safe_output_is_bumpless(safe_after: str) -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"', f'safe_after_s = "{safe_after}"'),
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', f'safe_after_s = "{safe_after}"'),
                 stats_after_s=0.0)
     t = settled(loop)
     for i in range(1, 1000):
@@ -125,13 +125,13 @@ def test_resuming_from_the_safe_output_is_bumpless(safe_after: str) -> None:
 
 
 def test_a_manual_loop_keeps_the_operator_output_on_bad_input() -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"', 'mode = "manual"', "manual_output = 9.0"),
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', 'mode = "manual"', "manual_output = 9.0"),
                 stats_after_s=0.0)
     assert [loop.step(bad(float(i)), float(i)) for i in range(1, 100)] == [9.0] * 99
 
 
 def test_blind_ticks_are_counted_as_held() -> None:
-    loop = Loop("ph", ph_config('on_bad_input = "safe"'), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"'), stats_after_s=0.0)
     t = settled(loop)
     for i in range(1, 51):
         loop.step(bad(t + i), t + i)
@@ -139,7 +139,7 @@ def test_blind_ticks_are_counted_as_held() -> None:
 
 
 def test_follow_adopts_an_override_and_resumes_from_it() -> None:
-    loop = Loop("ph", ph_config(), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config(), stats_after_s=0.0)
     t = settled(loop)
     for i in range(1, 300):  # an interlock limits CO2 to 2 % while the loop wants more
         loop.step(good(7.45, t + i), t + i)
@@ -150,7 +150,7 @@ def test_follow_adopts_an_override_and_resumes_from_it() -> None:
 
 
 def test_follow_leaves_a_manual_loop_alone() -> None:
-    loop = Loop("ph", ph_config('mode = "manual"', "manual_output = 9.0"), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('mode = "manual"', "manual_output = 9.0"), stats_after_s=0.0)
     loop.follow(2.0)
     assert loop.pid.output == 9.0
 
@@ -160,7 +160,7 @@ def test_an_interlock_overrides_a_loop_at_its_safe_output() -> None:
     21 % O2 even when the DO probe then fails and the DO loop falls back to its safe output."""
     config = load_default(**{"[reactor.loops.do]": '[reactor.loops.do]\non_bad_input = "safe"\n'
                                                    "safe_output = 10.0"}).reactor[0]
-    loop = Loop("do", config.loops["do"], stats_after_s=0.0, safe_state=config.safe_state)
+    loop = ControlLoop("do", config.loops["do"], stats_after_s=0.0, safe_state=config.safe_state)
     locks = InterlockSet([], config.safe_state, supply_interlocks(config), {"do_pct_air": 25.0,
                                                                           "ph": 7.3}.__getitem__)
     for t in range(0, 700):  # O2 at the maximum, DO 10 % air and falling: trips after 600 s
@@ -200,4 +200,4 @@ def test_a_safe_state_outside_the_loop_range_is_refused_when_the_loop_is_built()
                              PH_LOOP: f'{PH_LOOP}\non_bad_input = "safe"'}).reactor[0]
     with pytest.raises(ConfigError, match=r"loops\.ph\.safe_output: .* co2_pct = 18\.0, outside "
                                           r"the loop's output range \[0\.0, 15\.0\]"):
-        Loop("ph", config.loops["ph"], stats_after_s=0.0, safe_state=config.safe_state)
+        ControlLoop("ph", config.loops["ph"], stats_after_s=0.0, safe_state=config.safe_state)

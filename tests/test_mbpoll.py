@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.registry import parse_device_url
-from sim_hardware.modbus_server import running
-from sim_hardware.served_chamber import ServedChamber
+from drivers.contract.registry import parse_device_url
+from sim_hardware.device.modbus_server import running
+from sim_hardware.device.served_chamber import ServedChamber
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "modbus.md"
 DOC_PORT = "5020"

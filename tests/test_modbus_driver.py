@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from drivers.datasheet import INPUTS, OUTPUTS, Kind
-from drivers.errors import (
+from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
+from drivers.contract.errors import (
     ChannelError,
     CommTimeoutError,
     ConnectionLostError,
@@ -21,13 +21,13 @@ from drivers.errors import (
     OutOfRangeError,
     ReadbackError,
 )
-from drivers.modbus_driver import ModbusDeviceError, ModbusDriver
-from drivers.modbus_map import to_float32
-from drivers.reading import Quality
-from drivers.registry import driver_factory, parse_device_url
-from drivers.status import DeviceStatus
-from sim_hardware.modbus_server import running
-from sim_hardware.served_chamber import ServedChamber
+from drivers.wire.modbus_driver import ModbusDeviceError, ModbusDriver
+from drivers.codecs.modbus_map import to_float32
+from drivers.contract.reading import Quality
+from drivers.contract.registry import driver_factory, parse_device_url
+from drivers.contract.status import DeviceStatus
+from sim_hardware.device.modbus_server import running
+from sim_hardware.device.served_chamber import ServedChamber
 
 
 class Clock:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers import modbus_map as m
-from drivers.datasheet import CHANNELS, INPUTS, OUTPUTS, Direction, Kind
+from drivers.codecs import modbus_map as m
+from drivers.contract.datasheet import CHANNELS, INPUTS, OUTPUTS, Direction, Kind
 
 
 def test_every_datasheet_channel_is_mapped_once_with_its_unit() -> None:

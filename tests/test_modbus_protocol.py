@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus_map import encode_float32
-from drivers.registry import parse_device_url
-from sim_hardware.modbus_server import running
-from sim_hardware.served_chamber import ServedChamber, WireReading
+from drivers.codecs.modbus_map import encode_float32
+from drivers.contract.registry import parse_device_url
+from sim_hardware.device.modbus_server import running
+from sim_hardware.device.served_chamber import ServedChamber, WireReading
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "modbus.md"
 SILENCE_S = 0.2

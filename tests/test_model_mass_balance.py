@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim_hardware.actuators import ActuatorInputs, apply_commands
-from sim_hardware.model import SPECIES, ChamberModel, InitialConditions
-from sim_hardware.parameters import ModelParameters
+from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
+from sim_hardware.model.culture import SPECIES, ChamberModel, InitialConditions
+from sim_hardware.model.parameters import ModelParameters
 
 H = 3600.0
 TOLERANCE = 1e-9
@@ -35,7 +35,7 @@ def run_schedule(model: ChamberModel, schedule, end_h: float, step_s: float = 1.
     p = model.params
     for t_h, commands in schedule:
         _advance(model, t_h * H, step_s)
-        model.set_inputs(apply_commands(model.inputs, commands, p))
+        model.set_inputs(apply_outputs(model.inputs, commands, p))
     _advance(model, end_h * H, step_s)
 
 
@@ -97,7 +97,7 @@ def test_harvested_cells_carry_one_minus_retention_of_the_density() -> None:
     p = ModelParameters.from_options({"harvest_cell_retention": 0.75, "mu_max_per_d": 0.1,
                                       "death_base_per_d": 0.0, "lysis_per_d": 0.0})
     m = ChamberModel(p)
-    m.set_inputs(apply_commands(m.inputs, {"feed_ml_per_h": 10.0, "harvest_ml_per_h": 10.0}, p))
+    m.set_inputs(apply_outputs(m.inputs, {"feed_ml_per_h": 10.0, "harvest_ml_per_h": 10.0}, p))
     mean_density = 0.0
     for k in range(1, 61):
         m.advance_to(k * 60.0)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_hardware.actuators import ActuatorInputs, apply_commands
-from sim_hardware.model import ChamberModel, InitialConditions, cardinal_temperature_factor
-from sim_hardware.parameters import ModelParameters, parameter_table_markdown
+from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
+from sim_hardware.model.culture import ChamberModel, InitialConditions, cardinal_temperature_factor
+from sim_hardware.model.parameters import ModelParameters, parameter_table_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 DAY_S = 86400.0
@@ -65,7 +65,7 @@ def run_culture(
         o2 = u.o2_pct * math.exp(0.05 * (do_pct_air - m.do_pct_air) / do_pct_air)
         co2 = u.co2_pct * math.exp(0.23 * (m.ph - ph))
         flow = perfusion(t_s / DAY_S)
-        u = apply_commands(u, {
+        u = apply_outputs(u, {
             "heater_pct": heater_i + 20.0 * error_c, "o2_pct": min(100.0, o2),
             "co2_pct": min(20.0, co2), "feed_ml_per_h": flow + bolus(t_s / DAY_S),
             "harvest_ml_per_h": flow}, p)
@@ -255,7 +255,7 @@ def test_do_follows_kla_and_microgravity_halves_it() -> None:
         m = ChamberModel(p, microgravity=microgravity,
                          initial=InitialConditions(seeding_cells_per_ml=1e3))
         start = m.do_mm
-        m.set_inputs(apply_commands(m.inputs, {"o2_pct": 20.95}, p))
+        m.set_inputs(apply_outputs(m.inputs, {"o2_pct": 20.95}, p))
         target = p.do_air_sat_mm
         t = 0.0
         while (m.do_mm - start) < (1.0 - math.exp(-1.0)) * (target - start):

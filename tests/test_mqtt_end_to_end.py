@@ -16,8 +16,8 @@ import pytest
 from mosquitto import Broker
 
 from conftest import DEFAULT_CONFIG_PATH
-from controller.audit import read_audit
-from controller.commands import sign
+from controller.operator.audit import read_audit
+from controller.operator.commands import sign
 
 BIN = Path(sys.executable).parent
 KEY = "00112233445566778899aabbccddeeff"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.outbox import Outbox, OutboxFullError
+from controller.mqtt.outbox import Outbox, OutboxFullError
 
 
 def test_only_committed_messages_are_visible_oldest_first(tmp_path: Path) -> None:

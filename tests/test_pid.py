@@ -1,4 +1,4 @@
-"""controller.pid: the loop arithmetic, checked against what the ISA form says it must do."""
+"""controller.control.pid: the loop arithmetic, checked against what the ISA form says it must do."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from controller.pid import Pid, PidTuning
+from controller.control.pid import Pid, PidTuning
 
 
 def _drive(pid: Pid, samples: list[tuple[float, float]]) -> list[float]:

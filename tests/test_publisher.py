@@ -14,11 +14,11 @@ import aiomqtt
 import pytest
 from mosquitto import PASSWORD, USER, Broker
 
-from controller.mqtt_link import MqttSettings
-from controller.outbox import Outbox
-from controller.publisher import MqttPublisher
-from controller.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload
-from drivers.backoff import Backoff
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.outbox import Outbox
+from controller.mqtt.publisher import MqttPublisher
+from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload
+from drivers.wire.backoff import Backoff
 
 REPO = Path(__file__).resolve().parent.parent
 T = Topics("r1")
@@ -173,10 +173,10 @@ async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -
 
 PUBLISHER_SCRIPT = """
 import asyncio, sys
-from controller.mqtt_link import MqttSettings
-from controller.outbox import Outbox
-from controller.publisher import MqttPublisher
-from controller.topics import LOST_PAYLOAD, Topics, status_payload
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.outbox import Outbox
+from controller.mqtt.publisher import MqttPublisher
+from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload
 t = Topics("r9")
 ob = Outbox(sys.argv[2])
 pub = MqttPublisher(MqttSettings.from_url(sys.argv[1], client_id="ctrl-kill"), ob,

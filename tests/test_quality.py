@@ -6,9 +6,9 @@ import random
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config
-from controller.config import QualityConfig
-from controller.loop import Loop
-from controller.quality import NOISE_WINDOW_S, QualityJudge
+from controller.config.models import QualityConfig
+from controller.control.control_loop import ControlLoop
+from controller.control.quality import NOISE_WINDOW_S, QualityJudge
 from drivers import Quality, Reading
 
 
@@ -82,7 +82,7 @@ def test_device_verdicts_pass_through() -> None:
 
 def test_a_held_loop_resumes_only_after_enough_good_samples_and_bumplessly() -> None:
     config = load_config(DEFAULT_CONFIG_PATH).reactor[0].loops["ph"]
-    loop = Loop("ph", config, stats_after_s=0.0)
+    loop = ControlLoop("ph", config, stats_after_s=0.0)
     loop.take_over(10.0)
     t = 0.0
     for _ in range(50):  # settle on good readings

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from conftest import load_default, run_config
-from controller import clock
-from controller.alarms import AlarmBoard, AlarmConfig, AlarmState
-from controller.config import ConfigError, ScheduleConfig
-from controller.loop import Loop
-from controller.recovery import RunLock, check_continuable, load_recovery
-from controller.runtime import Run, RunOptions
-from controller.schedule import FeedSchedule
-from drivers.reading import Quality, Reading
+from controller.runtime import clock
+from controller.alarms.board import AlarmBoard, AlarmConfig, AlarmState
+from controller.config.models import ConfigError, ScheduleConfig
+from controller.control.control_loop import ControlLoop
+from controller.runtime.recovery import RunLock, check_continuable, load_recovery
+from controller.runtime.run import Run, RunOptions
+from controller.control.schedule import FeedSchedule
+from drivers.contract.reading import Quality, Reading
 
 HOUR = 3600.0
 PERIOD_S = 10.0
@@ -81,9 +81,9 @@ def test_a_ledger_from_another_schedule_is_refused() -> None:
         schedule(100.0).restore(state.snapshot())
 
 
-def _loop() -> Loop:
+def _loop() -> ControlLoop:
     config = load_default().reactor[0].loops["temperature"]
-    return Loop("temperature", config, stats_after_s=0.0)
+    return ControlLoop("temperature", config, stats_after_s=0.0)
 
 
 def _good(value: float, t_s: float) -> dict[str, Reading]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller import report
-from controller.historian import Historian, RunInfo
-from drivers.reading import Quality, Reading
+from controller.report import report
+from controller.runtime.historian import Historian, RunInfo
+from drivers.contract.reading import Quality, Reading
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAN = float("nan")
@@ -88,7 +88,7 @@ def make_run(path: Path, reactors: tuple[str, ...] = ("A", "B"), *, ticks: int =
 
 
 def _summary(reactors: tuple[str, ...]) -> dict[str, object]:
-    """Shaped like controller.runtime's summary: per-reactor results under `reactors`."""
+    """Shaped like controller.runtime.run's summary: per-reactor results under `reactors`."""
     per_reactor = {
         r: {"fold_expansion": 17.25 + i, "viable_cells_per_ml_final": 2.5e6,
             "errors": {"read": 1, "write": 0, "tick": 0},

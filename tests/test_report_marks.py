@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller import report
-from controller.alarms import AlarmState, Transition
-from controller.historian import Historian, RunInfo
-from drivers.reading import Reading
+from controller.report import report
+from controller.alarms.board import AlarmState, Transition
+from controller.runtime.historian import Historian, RunInfo
+from drivers.contract.reading import Reading
 
 DAY = 86400.0
 

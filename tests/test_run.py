@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
-from controller.clock import Clock
-from controller.config import ConfigError
-from controller.historian import Historian, RunInfo
-from controller.reactor import ReactorRuntime
-from controller.runtime import open_reactor_driver
+from controller.runtime.clock import Clock
+from controller.config.models import ConfigError
+from controller.runtime.historian import Historian, RunInfo
+from controller.runtime.reactor import ReactorRuntime
+from controller.runtime.run import open_reactor_driver
 from drivers import (
     CHANNELS,
     ConnectionLostError,
@@ -49,7 +49,7 @@ def _two_reactor_config():
     head, reactor = text.split("[[reactor]]", 1)
     second = ("[[reactor]]" + reactor).replace('id = "hsc-1"', 'id = "hsc-2"').replace(
         "microgravity = false", "microgravity = true")
-    from controller.config import parse_config
+    from controller.config.models import parse_config
 
     return parse_config(head + "[[reactor]]" + reactor + "\n" + second)
 
@@ -293,7 +293,7 @@ async def test_a_limited_write_is_recorded_once_and_not_resent(tmp_path: Path) -
 
 def test_a_device_refusing_for_minutes_is_logged_once_and_recorded_every_time(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from controller.cli import apply_overrides, configure_logging
+    from controller.cli.main import apply_overrides, configure_logging
 
     configure_logging("warning")
     config = apply_overrides(load_config(DEFAULT_CONFIG_PATH), duration=None, speed=None,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, run_config
-from controller.cli import apply_overrides
-from drivers.durations import parse_duration_s
-from drivers.reading import Quality
+from controller.cli.main import apply_overrides
+from drivers.contract.durations import parse_duration_s
+from drivers.contract.reading import Quality
 
 HOUR = 3600.0
 
@@ -105,7 +105,7 @@ def test_a_runaway_feed_pump_trips_volume_high(tmp_path: Path) -> None:
 
 
 def test_interlocks_ignore_bad_readings_and_reset_with_hysteresis() -> None:
-    from controller.interlocks import InterlockSet, default_interlocks
+    from controller.control.interlocks import InterlockSet, default_interlocks
     from drivers import Quality, Reading
 
     locks = InterlockSet(default_interlocks(), {"heater_pct": 0.0})
@@ -129,7 +129,7 @@ def test_interlocks_ignore_bad_readings_and_reset_with_hysteresis() -> None:
 # each reading's verdict, the events), never from the emulator's fault flags.
 
 MINUTE = 60.0
-ALARM_PERIOD_S = 5.0  # the board is evaluated every 5 s of clock time (controller/reactor.py)
+ALARM_PERIOD_S = 5.0  # the board is evaluated every 5 s of clock time (controller/runtime/reactor.py)
 GOOD, COMM_ERROR = int(Quality.GOOD), int(Quality.COMM_ERROR)
 IMPLAUSIBLE, NOISY = int(Quality.IMPLAUSIBLE), int(Quality.NOISY)
 INCONSISTENT = int(Quality.INCONSISTENT)
@@ -246,7 +246,7 @@ def test_a_ph_spike_is_rejected_on_its_own_sample_and_never_acted_on(spike: Scen
 
 
 # --- sensor_noise: pH scattering 12x its probe's noise for an hour --------------------------
-NOISE_DETECT_S = 2 * MINUTE  # two 60 s noise windows (controller/quality.py)
+NOISE_DETECT_S = 2 * MINUTE  # two 60 s noise windows (controller/control/quality.py)
 
 
 @pytest.fixture(scope="module")

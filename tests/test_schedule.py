@@ -1,12 +1,12 @@
-"""controller.schedule: the step perfusion profile and boluses with delivered-volume accounting."""
+"""controller.control.schedule: the step perfusion profile and boluses with delivered-volume accounting."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
-from controller.config import ScheduleConfig
-from controller.schedule import PUMPS, FeedSchedule
+from controller.config.models import ScheduleConfig
+from controller.control.schedule import PUMPS, FeedSchedule
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from drivers.datasheet import channel
-from drivers.reading import Quality
-from sim_hardware.parameters import ModelParameters
-from sim_hardware.sensors import AtLineAnalyser, ContinuousSensor, SensorBank, normal_stream
+from drivers.contract.datasheet import channel
+from drivers.contract.reading import Quality
+from sim_hardware.model.parameters import ModelParameters
+from sim_hardware.model.sensors import AtLineAnalyser, ContinuousSensor, SensorBank, normal_stream
 
 INITIAL = {"temperature_c": 37.0, "do_pct_air": 25.0, "ph": 7.3, "total_cells_per_ml": 1e5,
            "volume_ml": 50.0}

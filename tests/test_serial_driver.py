@@ -26,10 +26,10 @@ from drivers import (
     ReadbackError,
     parse_device_url,
 )
-from drivers.datasheet import CHANNELS, INPUTS, OUTPUTS, Kind
-from drivers.registry import driver_factory
-from drivers.serial_driver import SerialDriver
-from drivers.serial_protocol import (
+from drivers.contract.datasheet import CHANNELS, INPUTS, OUTPUTS, Kind
+from drivers.contract.registry import driver_factory
+from drivers.wire.serial_driver import SerialDriver
+from drivers.codecs.serial_protocol import (
     ErrorCode,
     Frame,
     FrameDecoder,
@@ -45,10 +45,10 @@ from drivers.serial_protocol import (
     encode_request,
     parse_request,
 )
-from drivers.status import DeviceStatus
-from sim_hardware.emulate import DeviceClock, serve_chamber
-from sim_hardware.serial_server import DeviceSession
-from sim_hardware.served_chamber import ServedChamber
+from drivers.contract.status import DeviceStatus
+from sim_hardware.device.emulate import DeviceClock, serve_chamber
+from sim_hardware.device.serial_server import DeviceSession
+from sim_hardware.device.served_chamber import ServedChamber
 
 LOOPBACK = "serial://socket://127.0.0.1:0"
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import CHANNELS, ChannelError, DeviceError, FrameError, OutOfRangeError, Quality
-from drivers.datasheet import INPUTS
-from drivers.serial_protocol import (
+from drivers.contract.datasheet import INPUTS
+from drivers.codecs.serial_protocol import (
     COMMANDS,
     ERRORS,
     MAX_FRAME_BYTES,
@@ -46,9 +46,9 @@ from drivers.serial_protocol import (
     parse_reply,
     parse_request,
 )
-from drivers.status import DeviceStatus
-from sim_hardware.serial_server import DeviceSession
-from sim_hardware.served_chamber import ServedChamber
+from drivers.contract.status import DeviceStatus
+from sim_hardware.device.serial_server import DeviceSession
+from sim_hardware.device.served_chamber import ServedChamber
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "serial-protocol.md"
 

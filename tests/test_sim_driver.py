@@ -15,9 +15,9 @@ from drivers import (
     Quality,
     parse_device_url,
 )
-from drivers.registry import driver_factory
-from sim_hardware.inprocess_driver import SimDriver
-from sim_hardware.parameters import PARAMETER_TABLE
+from drivers.contract.registry import driver_factory
+from sim_hardware.inprocess.sim_driver import SimDriver
+from sim_hardware.model.parameters import PARAMETER_TABLE
 
 INPUTS = [c for c in CHANNELS if c.direction is Direction.INPUT]
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.mqtt_link import MqttSettings
-from controller.topics import (
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.topics import (
     LOST_PAYLOAD, ReadingValue, Topics, alarm_payload, event_payload, iso_utc, parse_topic,
     setting_payload, status_payload, subscription, telemetry_payload,
 )

@@ -5,11 +5,11 @@ import asyncio
 import io
 import math
 
-from controller.mqtt_link import MqttSettings
-from controller.topics import (
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.topics import (
     LOST_PAYLOAD, Topics, alarm_payload, status_payload, telemetry_payload,
 )
-from controller.watch import WatchState, render, watch
+from controller.cli.watch import WatchState, render, watch
 
 T = Topics("r1")
 

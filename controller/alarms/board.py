@@ -1,0 +1,773 @@
+"""Alarms in the spirit of ISA-18.2: configuration, the per-alarm state machine, and the board.
+
+Pure logic: no I/O and no clock. Every call takes the run time `t_s` (seconds since the run's
+epoch, non-decreasing for `evaluate`) and returns the `Transition`s it caused, so the caller
+records all of them (historian, audit) and publishes the ones with `notify=True`.
+
+States (ISA-18.2 figure "alarm state transition diagram"):
+
+    NORMAL      --condition (after on_delay)-->                UNACK
+    UNACK       --ack-->                                       ACKED
+    UNACK       --condition clears (after off_delay)-->        RTN_UNACK   (not latched)
+    UNACK       --condition clears (after off_delay)-->        LATCHED     (latched)
+    ACKED       --condition clears-->                          NORMAL
+    RTN_UNACK   --ack-->                                       NORMAL
+    RTN_UNACK   --condition returns-->                         UNACK
+    LATCHED     --ack (reset)-->                               NORMAL
+    LATCHED     --condition returns-->                         UNACK
+    any but OOS --shelve-->                                    SHELVED
+    SHELVED     --unshelve / shelf expires-->                  the state it would be in now
+    any         --remove from service-->                       OUT_OF_SERVICE
+    OOS         --return to service-->                         NORMAL (re-evaluated from scratch)
+
+While SHELVED the alarm keeps following its condition underneath (no acknowledgement can
+happen then), so on expiry it comes back as UNACK if the condition holds, RTN_UNACK/LATCHED if
+something happened during the shelf and cleared, ACKED if it was acknowledged, active, before
+the shelf and still is, NORMAL otherwise. Changes underneath are recorded as SHELVED -> SHELVED
+transitions with `notify=False`, so the journal shows them but nobody is paged.
+
+An OUT_OF_SERVICE alarm is not evaluated at all (a sensor removed for maintenance).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Protocol
+
+from controller.config.models import (  # the models a config holds; re-exported from here
+    DEFAULT_MAX_SHELVE_S,
+    FLOOD,
+    VALUE_KINDS,
+    AlarmConfig,
+    AlarmKind,
+    Priority,
+)
+from drivers.contract.reading import Quality
+
+PRIORITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+_S_PER_H = 3600.0
+_INF = math.inf
+_RATE_POINTS = 32  # samples kept per rate window (decimated), enough for a robust slope
+
+
+class AlarmState(str, Enum):
+    NORMAL = "normal"
+    UNACK = "unack"                    # active, unacknowledged
+    ACKED = "acked"                    # active, acknowledged
+    RTN_UNACK = "rtn_unack"            # returned to normal, unacknowledged
+    LATCHED = "latched"                # returned, latched: needs an acknowledgement to reset
+    SHELVED = "shelved"                # suppressed by an operator until an expiry time
+    OUT_OF_SERVICE = "out_of_service"  # not evaluated
+
+
+_ACTIVE = frozenset({AlarmState.UNACK, AlarmState.ACKED})
+_UNACKED = frozenset({AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED})
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change of one alarm (or of the board's flood summary, alarm == "flood").
+
+    `notify` says whether to publish it to people; record all transitions regardless.
+    """
+
+    alarm: str
+    from_state: AlarmState
+    to_state: AlarmState
+    t_s: float
+    reason: str
+    priority: Priority = "medium"
+    notify: bool = True
+    operator: str | None = None
+    count: int | None = None
+    """Flood transitions: activations in the window (start) or notifications held back (end)."""
+    alarms: tuple[str, ...] = ()
+    """Flood transitions: the alarms that flooded (start) or whose notifications were held
+    back (end), so one message can say what a pager would otherwise have said N times."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"alarm": self.alarm, "from": self.from_state.value, "to": self.to_state.value,
+                "t_s": self.t_s, "reason": self.reason, "priority": self.priority,
+                "notify": self.notify, "operator": self.operator, "count": self.count,
+                "alarms": list(self.alarms)}
+
+    @property
+    def is_activation(self) -> bool:
+        """The alarm became (or, after a shelf, came back as) active and unacknowledged."""
+        return self.alarm != FLOOD and self.to_state is AlarmState.UNACK
+
+
+class Alarm:
+    """The ISA-18.2 state machine of one alarm, with on/off delays and value deadband."""
+
+    def __init__(self, config: AlarmConfig) -> None:
+        self.config = config
+        self._state = AlarmState.NORMAL  # underlying state (kept up to date while shelved)
+        self._shelved_until: float | None = None
+        self._out_of_service = False
+        self._active = False             # the debounced condition
+        self._pending_since: float | None = None  # raw condition != _active since
+        self._last_t_s: float | None = None
+        self._samples: deque[tuple[float, float]] = deque()  # rate alarms: (t, pv)
+        self._slope_per_h: float | None = None
+        self.first_raised_t_s: float | None = None
+        self.last_change_t_s: float | None = None
+
+    # -- views ------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def priority(self) -> Priority:
+        return self.config.priority
+
+    @property
+    def state(self) -> AlarmState:
+        if self._out_of_service:
+            return AlarmState.OUT_OF_SERVICE
+        if self._shelved_until is not None:
+            return AlarmState.SHELVED
+        return self._state
+
+    @property
+    def underlying_state(self) -> AlarmState:
+        """The state the alarm would show if it were not shelved (NORMAL when out of service)."""
+        return self._state
+
+    @property
+    def condition_active(self) -> bool:
+        """The condition after the on/off delays (what the state machine follows)."""
+        return self._active
+
+    @property
+    def shelved_until(self) -> float | None:
+        return self._shelved_until
+
+    # -- crash recovery ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state a restarted controller must not forget: an acknowledged alarm stays
+        acknowledged, a latched one latched, a shelf keeps its expiry."""
+        return {"state": self._state.value, "shelved_until": self._shelved_until,
+                "out_of_service": self._out_of_service, "active": self._active,
+                "pending_since": self._pending_since, "last_t_s": self._last_t_s,
+                "first_raised_t_s": self.first_raised_t_s,
+                "last_change_t_s": self.last_change_t_s}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._state = AlarmState(state["state"])
+        self._shelved_until = state["shelved_until"]
+        self._out_of_service = bool(state["out_of_service"])
+        self._active = bool(state["active"])
+        self._pending_since = state["pending_since"]
+        self._last_t_s = state["last_t_s"]
+        self.first_raised_t_s = state["first_raised_t_s"]
+        self.last_change_t_s = state["last_change_t_s"]
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, condition: bool, t_s: float) -> list[Transition]:
+        """Feed the raw condition at `t_s`; on/off delays are applied here."""
+        last_t_s = self._last_t_s
+        if last_t_s is not None and last_t_s <= t_s < _INF:
+            self._last_t_s = t_s  # the common case of _check_time, inline: every 5 s per alarm
+        else:
+            self._check_time(t_s)
+        out = self._expire(t_s) if self._shelved_until is not None else []
+        if self._out_of_service:
+            return out
+        if bool(condition) == self._active:
+            self._pending_since = None
+            return out
+        if self._pending_since is None:
+            self._pending_since = t_s
+        delay = self.config.off_delay_s if self._active else self.config.on_delay_s
+        if t_s - self._pending_since >= delay:
+            self._pending_since = None
+            self._active = bool(condition)
+            if self._active and self.first_raised_t_s is None:
+                self.first_raised_t_s = t_s
+            out += self._follow_condition(t_s)
+        return out
+
+    def evaluate_value(self, pv: float, t_s: float, setpoint: float | None = None,
+                       sample_t_s: float | None = None) -> list[Transition]:
+        """Value alarms: compute the condition from `pv` with the deadband, then `evaluate`.
+
+        `sample_t_s` (default `t_s`) is when the value was true; rate alarms use it.
+        """
+        cfg = self.config
+        if cfg.kind not in VALUE_KINDS:
+            raise ValueError(f"alarm {cfg.name!r} is a {cfg.kind} alarm, not a value alarm")
+        if not math.isfinite(pv):
+            raise ValueError(f"alarm {cfg.name!r}: pv {pv!r} is not a finite number")
+        limit = cfg.limit
+        assert limit is not None
+        # While active, the value must come back inside the limit by the deadband to return.
+        db = cfg.deadband if self._active else 0.0
+        if cfg.kind == "high":
+            condition = pv > limit - db
+        elif cfg.kind == "low":
+            condition = pv < limit + db
+        elif cfg.kind == "deviation":
+            if setpoint is None or not math.isfinite(setpoint):
+                raise ValueError(f"alarm {cfg.name!r}: a deviation alarm needs a finite "
+                                 f"setpoint, got {setpoint!r}")
+            condition = abs(pv - setpoint) > limit - db
+        else:
+            rate = self._rate_per_h(pv, t_s if sample_t_s is None else sample_t_s)
+            if rate is None:  # not enough history yet: keep the condition as it is
+                return self.evaluate(self._active, t_s)
+            condition = abs(rate) > limit - db
+        return self.evaluate(condition, t_s)
+
+    def hold(self, t_s: float) -> list[Transition]:
+        """No usable input this cycle: keep condition and timers, only let a shelf expire."""
+        self._check_time(t_s)
+        return self._expire(t_s)
+
+    # -- operator actions -------------------------------------------------------------------
+
+    def acknowledge(self, t_s: float, operator: str) -> list[Transition]:
+        _check_operator(operator)
+        state = self.state
+        if state is AlarmState.UNACK:
+            return [self._go(AlarmState.ACKED, t_s, "acknowledged", operator)]
+        if state in (AlarmState.RTN_UNACK, AlarmState.LATCHED):
+            why = "acknowledged (latch reset)" if state is AlarmState.LATCHED else "acknowledged"
+            return [self._go(AlarmState.NORMAL, t_s, why, operator)]
+        raise ValueError(f"cannot acknowledge alarm {self.name!r}: it is {state.value}, "
+                         "only unack, rtn_unack and latched alarms can be acknowledged")
+
+    def shelve(self, until_t_s: float, t_s: float, operator: str) -> list[Transition]:
+        _check_operator(operator)
+        if self._out_of_service:
+            raise ValueError(f"cannot shelve alarm {self.name!r}: it is out of service")
+        if not math.isfinite(until_t_s) or until_t_s <= t_s:
+            raise ValueError(f"cannot shelve alarm {self.name!r} until {until_t_s}: the expiry "
+                             f"must be after now ({t_s})")
+        if until_t_s - t_s > self.config.max_shelve_s:
+            raise ValueError(f"cannot shelve alarm {self.name!r} for {until_t_s - t_s:.0f} s: "
+                             f"longer than its max_shelve_s {self.config.max_shelve_s:.0f} s")
+        before = self.state
+        self._shelved_until = until_t_s
+        why = ("shelf extended" if before is AlarmState.SHELVED else "shelved") \
+            + f" until t={until_t_s:g}"
+        return [self._transition(before, AlarmState.SHELVED, t_s, why, operator)]
+
+    def unshelve(self, t_s: float, operator: str) -> list[Transition]:
+        _check_operator(operator)
+        if self.state is not AlarmState.SHELVED:
+            raise ValueError(f"cannot unshelve alarm {self.name!r}: it is {self.state.value}, "
+                             "not shelved")
+        self._shelved_until = None
+        return [self._transition(AlarmState.SHELVED, self._state, t_s, "unshelved", operator)]
+
+    def remove_from_service(self, t_s: float, operator: str) -> list[Transition]:
+        _check_operator(operator)
+        before = self.state
+        if before is AlarmState.OUT_OF_SERVICE:
+            raise ValueError(f"cannot remove alarm {self.name!r} from service: it already is")
+        self._out_of_service = True
+        self._shelved_until = None
+        self._reset()
+        return [self._transition(before, AlarmState.OUT_OF_SERVICE, t_s,
+                                 "removed from service", operator)]
+
+    def return_to_service(self, t_s: float, operator: str) -> list[Transition]:
+        _check_operator(operator)
+        if not self._out_of_service:
+            raise ValueError(f"cannot return alarm {self.name!r} to service: it is "
+                             f"{self.state.value}, not out of service")
+        self._out_of_service = False
+        self._reset()
+        return [self._transition(AlarmState.OUT_OF_SERVICE, AlarmState.NORMAL, t_s,
+                                 "returned to service", operator)]
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_time(self, t_s: float) -> None:
+        if not math.isfinite(t_s):
+            raise ValueError(f"alarm {self.name!r}: t_s {t_s!r} is not a finite number")
+        if self._last_t_s is not None and t_s < self._last_t_s:
+            raise ValueError(f"alarm {self.name!r}: time went backwards "
+                             f"({t_s} after {self._last_t_s})")
+        self._last_t_s = t_s
+
+    def _reset(self) -> None:
+        self._state = AlarmState.NORMAL
+        self._active = False
+        self._pending_since = None
+        self._samples.clear()
+        self._slope_per_h = None
+
+    def _expire(self, t_s: float) -> list[Transition]:
+        if self._shelved_until is None or self._out_of_service or t_s < self._shelved_until:
+            return []
+        self._shelved_until = None
+        return [self._transition(AlarmState.SHELVED, self._state, t_s, "shelf expired")]
+
+    def _follow_condition(self, t_s: float) -> list[Transition]:
+        """The automatic transitions after the debounced condition changed."""
+        s = self._state
+        if self._active:
+            if s in (AlarmState.NORMAL, AlarmState.RTN_UNACK, AlarmState.LATCHED):
+                return [self._go(AlarmState.UNACK, t_s, self._describe(True))]
+            return []
+        if s is AlarmState.UNACK:
+            target = AlarmState.LATCHED if self.config.latched else AlarmState.RTN_UNACK
+            return [self._go(target, t_s, self._describe(False))]
+        if s is AlarmState.ACKED:
+            return [self._go(AlarmState.NORMAL, t_s, self._describe(False))]
+        return []
+
+    def _describe(self, active: bool) -> str:
+        cfg = self.config
+        if not active:
+            return "condition cleared" + (" (latched)" if cfg.latched else "")
+        if cfg.kind == "comm_errors":
+            return f"more than {cfg.limit:.0%} of reads failing"
+        what = {"high": f"above {cfg.limit}", "low": f"below {cfg.limit}",
+                "deviation": f"more than {cfg.limit} from setpoint",
+                "rate": f"changing faster than {cfg.limit}/h",
+                "stale": "reading stale", "bad_quality": "reading quality bad",
+                "comm_loss": "communication lost"}[cfg.kind]
+        return f"{cfg.channel} {what}" if cfg.channel else what
+
+    def _go(self, to: AlarmState, t_s: float, reason: str,
+            operator: str | None = None) -> Transition:
+        """Move the underlying state; while shelved, record it as a suppressed change."""
+        before = self._state
+        self._state = to
+        if self._shelved_until is not None:
+            return self._transition(AlarmState.SHELVED, AlarmState.SHELVED, t_s,
+                                    f"while shelved: {reason} ({before.value} -> {to.value})",
+                                    operator, notify=False)
+        return self._transition(before, to, t_s, reason, operator)
+
+    def _transition(self, before: AlarmState, to: AlarmState, t_s: float, reason: str,
+                    operator: str | None = None, notify: bool = True) -> Transition:
+        if before is not to:
+            self.last_change_t_s = t_s
+        return Transition(self.name, before, to, t_s, reason, self.priority, notify, operator)
+
+    def _rate_per_h(self, pv: float, t: float) -> float | None:
+        """Least-squares slope over the decimated samples of the window, refitted only when a
+        sample is kept (every window/_RATE_POINTS): between, the last fit stands."""
+        window = self.config.rate_window_s
+        samples = self._samples
+        if samples and t - samples[-1][0] < window / _RATE_POINTS:
+            return self._slope_per_h
+        samples.append((t, pv))
+        while samples[0][0] < t - window:
+            samples.popleft()
+        self._slope_per_h = _slope_per_h(samples, window)
+        return self._slope_per_h
+
+
+def _slope_per_h(samples: deque[tuple[float, float]], window: float) -> float | None:
+    """None until the samples span half the window."""
+    if len(samples) < 3 or samples[-1][0] - samples[0][0] < window / 2:
+        return None
+    n = len(samples)
+    t_mean = sum(p[0] for p in samples) / n
+    v_mean = sum(p[1] for p in samples) / n
+    sxx = sum((p[0] - t_mean) ** 2 for p in samples)
+    sxy = sum((p[0] - t_mean) * (p[1] - v_mean) for p in samples)
+    return sxy / sxx * _S_PER_H
+
+
+def _check_operator(operator: str) -> None:
+    if not isinstance(operator, str) or not operator.strip():
+        raise ValueError(f"operator {operator!r}: an operator action must name who did it")
+
+
+class ReadingLike(Protocol):
+    value: float
+    quality: Quality
+    timestamp_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRaised:
+    name: str
+    priority: Priority
+    t_s: float
+
+
+_USABLE_FOR_VALUES = (Quality.GOOD, Quality.OUT_OF_RANGE)  # OUT_OF_RANGE: clamped to the bound
+# Every quality but these is "bad", so qualities added later (FROZEN, IMPLAUSIBLE...) alarm too;
+# STALE is the stale alarm's business, COMM_ERROR the comm_loss alarm's.
+_NOT_BAD = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR)
+
+
+class ShelvingForbidden(ValueError):
+    """The board's policy, not the alarm's state, refuses a shelf (priority, duration)."""
+
+
+@dataclass
+class _Flood:
+    times: deque[tuple[float, str]] = field(default_factory=deque)  # (t_s, alarm) activations
+    active: bool = False
+    held_back: int = 0
+    held_names: list[str] = field(default_factory=list)
+    started_t_s: float = 0.0
+
+
+class AlarmBoard:
+    """All alarms of one reactor, evaluated together, with flood summarising.
+
+    Flood: when more than `flood_threshold` activations fall within `flood_window_s`, one
+    `flood` transition (notify=True, count = activations in the window) is emitted and the
+    automatic transitions that follow get notify=False, until the window holds at most half the
+    threshold again; then a `flood` end transition (count = notifications held back) is emitted.
+    Alarms whose priority is in `flood_exempt` (default: critical) always notify: a temperature
+    excursion must not drown in a burst of pump alarms. Operator actions always notify.
+    Both flood transitions name their alarms (`Transition.alarms`).
+
+    Shelving policy: no shelf longer than `max_shelve_s` (nor the alarm's own `max_shelve_s`),
+    and none at all for a priority in `unshelvable` (default: critical; such an alarm can still
+    be removed from service, a deliberate maintenance step rather than a quick silence).
+    """
+
+    def __init__(self, configs: Iterable[AlarmConfig], *, flood_threshold: int = 10,
+                 flood_window_s: float = 600.0,
+                 flood_exempt: Iterable[str] = ("critical",),
+                 max_shelve_s: float = DEFAULT_MAX_SHELVE_S,
+                 unshelvable: Iterable[str] = ("critical",)) -> None:
+        if flood_threshold < 1:
+            raise ValueError(f"flood_threshold {flood_threshold} must be >= 1")
+        if not flood_window_s > 0:
+            raise ValueError(f"flood_window_s {flood_window_s} must be > 0")
+        self.alarms: dict[str, Alarm] = {}
+        for cfg in configs:
+            if cfg.name in self.alarms:
+                raise ValueError(f"alarm names must be unique; repeated: {cfg.name!r}")
+            self.alarms[cfg.name] = Alarm(cfg)
+        self.flood_threshold = flood_threshold
+        self.flood_window_s = float(flood_window_s)
+        self.flood_exempt = frozenset(flood_exempt)
+        self.max_shelve_s = float(max_shelve_s)
+        self.unshelvable = frozenset(unshelvable)
+        if not self.max_shelve_s > 0:
+            raise ValueError(f"max_shelve_s {max_shelve_s} must be > 0")
+        for what, given in (("flood_exempt", self.flood_exempt),
+                            ("unshelvable", self.unshelvable)):
+            unknown = given - PRIORITY_RANK.keys()
+            if unknown:
+                raise ValueError(f"{what} {sorted(unknown)}: unknown priorities "
+                                 f"(known: {list(PRIORITY_RANK)})")
+        self._flood = _Flood()
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {name: alarm.snapshot() for name, alarm in self.alarms.items()}
+
+    def restore(self, states: Mapping[str, dict[str, Any]]) -> None:
+        """Alarms the checkpoint does not know (added to the config since) start normal."""
+        for name, state in states.items():
+            if name in self.alarms:
+                self.alarms[name].restore(state)
+
+    def __getitem__(self, name: str) -> Alarm:
+        try:
+            return self.alarms[name]
+        except KeyError:
+            raise KeyError(f"unknown alarm {name!r}; known: {', '.join(self.alarms)}") from None
+
+    @property
+    def flooding(self) -> bool:
+        return self._flood.active
+
+    def evaluate(self, readings: Mapping[str, ReadingLike], setpoints: Mapping[str, float],
+                 t_s: float, comm_ok: bool = True,
+                 read_failures: Callable[[float], float] | None = None) -> list[Transition]:
+        """`read_failures(window_s)`: the share of reads that failed over the last window_s
+        (comm_errors alarms); None means none failed."""
+        out: list[Transition] = []
+        for alarm in self.alarms.values():
+            out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures)
+        return self._flood_filter(out, t_s)
+
+    def _evaluate_one(self, alarm: Alarm, readings: Mapping[str, ReadingLike],
+                      setpoints: Mapping[str, float], t_s: float,
+                      comm_ok: bool,
+                      read_failures: Callable[[float], float] | None = None
+                      ) -> list[Transition]:
+        cfg = alarm.config
+        if cfg.kind == "comm_loss":
+            return alarm.evaluate(not comm_ok, t_s)
+        if cfg.kind == "comm_errors":
+            share = 0.0 if read_failures is None else read_failures(cfg.rate_window_s)
+            return alarm.evaluate(share > cfg.limit, t_s)  # type: ignore[operator]
+        reading = readings.get(cfg.channel)  # type: ignore[arg-type]
+        if reading is not None and reading.quality is Quality.COMM_ERROR:
+            return alarm.hold(t_s)  # consequential: the comm alarms speak for the link
+        if cfg.kind == "stale":
+            stale = (reading is None or reading.quality is Quality.STALE
+                     or (cfg.limit is not None and t_s - reading.timestamp_s > cfg.limit))
+            return alarm.evaluate(stale, t_s)
+        if reading is None:  # the stale alarm speaks for a missing reading
+            return alarm.hold(t_s)
+        finite = isinstance(reading.value, (int, float)) and math.isfinite(reading.value)
+        if cfg.kind == "bad_quality":
+            return alarm.evaluate(reading.quality not in _NOT_BAD or not finite, t_s)
+        # A slope through clamped values is meaningless, so rate alarms take GOOD readings only.
+        usable = (Quality.GOOD,) if cfg.kind == "rate" else _USABLE_FOR_VALUES
+        if not finite or reading.quality not in usable:
+            return alarm.hold(t_s)  # never clear nor raise a value alarm on bad data
+        setpoint = None
+        if cfg.kind == "deviation":
+            if cfg.channel not in setpoints:
+                raise ValueError(f"alarm {cfg.name!r}: no setpoint given for {cfg.channel}")
+            setpoint = setpoints[cfg.channel]  # type: ignore[index]
+        return alarm.evaluate_value(reading.value, t_s, setpoint, sample_t_s=reading.timestamp_s)
+
+    def _flood_filter(self, transitions: list[Transition], t_s: float) -> list[Transition]:
+        """Hold back notifications during a flood; one summary when it starts and ends.
+
+        The batch is counted before any of it is let through: a burst that starts a flood
+        (a dropped link, a power dip) is summarised whole instead of its first alarms paging
+        one by one before the summary.
+        """
+        flood = self._flood
+        flood.times.extend((tr.t_s, tr.alarm) for tr in transitions if tr.is_activation)
+        while flood.times and flood.times[0][0] <= t_s - self.flood_window_s:
+            flood.times.popleft()
+        out: list[Transition] = []
+        if not flood.active and len(flood.times) > self.flood_threshold:
+            flood.active, flood.held_back, flood.held_names = True, 0, []
+            flood.started_t_s = t_s
+            names = tuple(dict.fromkeys(name for _, name in flood.times))
+            top = max((self.alarms[a].priority for a in names),
+                      key=PRIORITY_RANK.__getitem__, default="high")
+            out.append(Transition(
+                FLOOD, AlarmState.NORMAL, AlarmState.UNACK, t_s,
+                f"alarm flood: {len(flood.times)} activations within "
+                f"{self.flood_window_s:g} s ({', '.join(names)}); individual notifications "
+                "held back until it ends", top, True, None, len(flood.times), names))
+        for tr in transitions:
+            if flood.active and tr.notify and tr.priority not in self.flood_exempt:
+                tr = replace(tr, reason=tr.reason + " [flood]", notify=False)
+                flood.held_back += 1
+                if tr.alarm not in flood.held_names:
+                    flood.held_names.append(tr.alarm)
+            out.append(tr)
+        if flood.active and len(flood.times) <= self.flood_threshold // 2:
+            flood.active = False
+            unacked = self.unacknowledged()
+            top = max((a.priority for a in unacked), key=PRIORITY_RANK.__getitem__,
+                      default="low")
+            held = tuple(flood.held_names)
+            out.append(Transition(
+                FLOOD, AlarmState.UNACK, AlarmState.NORMAL, t_s,
+                f"alarm flood over after {t_s - flood.started_t_s:g} s: {flood.held_back} "
+                f"notifications held back ({', '.join(held) or 'none'}); {len(unacked)} "
+                "alarms unacknowledged: " + ", ".join(a.name for a in unacked),
+                top, True, None, flood.held_back, held))
+        return out
+
+    # -- operator actions, by alarm name ------------------------------------------------------
+
+    def acknowledge(self, name: str, t_s: float, operator: str) -> list[Transition]:
+        return self[name].acknowledge(t_s, operator)
+
+    def acknowledge_all(self, t_s: float, operator: str) -> list[Transition]:
+        out: list[Transition] = []
+        for alarm in self.unacknowledged():
+            out += alarm.acknowledge(t_s, operator)
+        return out
+
+    def shelve(self, name: str, until_t_s: float, t_s: float, operator: str) -> list[Transition]:
+        """Shelve within the board's policy; ShelvingForbidden names the rule that refuses."""
+        alarm = self[name]
+        if not self.may_shelve(name):
+            raise ShelvingForbidden(
+                f"cannot shelve alarm {name!r}: it is {alarm.priority} priority, and "
+                f"{'/'.join(sorted(self.unshelvable, key=PRIORITY_RANK.__getitem__))} alarms "
+                "may not be shelved on this board (unshelvable_priorities); remove it from "
+                "service instead if its input is being worked on")
+        limit = self.max_shelve_s_for(name)
+        if until_t_s - t_s > limit:
+            raise ShelvingForbidden(
+                f"cannot shelve alarm {name!r} for {until_t_s - t_s:g} s: allowed 0 < "
+                f"duration_s <= {limit:g} (the shorter of the alarm's max_shelve_s "
+                f"{alarm.config.max_shelve_s:g} s and the board's {self.max_shelve_s:g} s)")
+        return alarm.shelve(until_t_s, t_s, operator)
+
+    def may_shelve(self, name: str) -> bool:
+        return self[name].priority not in self.unshelvable
+
+    def max_shelve_s_for(self, name: str) -> float:
+        """The longest shelf allowed for this alarm: its own limit or the board's, the shorter."""
+        return min(self[name].config.max_shelve_s, self.max_shelve_s)
+
+    def unshelve(self, name: str, t_s: float, operator: str) -> list[Transition]:
+        return self[name].unshelve(t_s, operator)
+
+    def remove_from_service(self, name: str, t_s: float, operator: str) -> list[Transition]:
+        return self[name].remove_from_service(t_s, operator)
+
+    def return_to_service(self, name: str, t_s: float, operator: str) -> list[Transition]:
+        return self[name].return_to_service(t_s, operator)
+
+    # -- views ------------------------------------------------------------------------------
+
+    def active(self) -> list[Alarm]:
+        """Alarms standing: UNACK, ACKED, or LATCHED (returned but not yet reset), worst first."""
+        return _by_priority(a for a in self.alarms.values()
+                            if a.state in _ACTIVE or a.state is AlarmState.LATCHED)
+
+    def unacknowledged(self) -> list[Alarm]:
+        """Alarms waiting for an acknowledgement: UNACK, RTN_UNACK, LATCHED, worst first."""
+        return _by_priority(a for a in self.alarms.values() if a.state in _UNACKED)
+
+    def shelved(self) -> list[Alarm]:
+        return [a for a in self.alarms.values() if a.state is AlarmState.SHELVED]
+
+    def out_of_service(self) -> list[Alarm]:
+        return [a for a in self.alarms.values() if a.state is AlarmState.OUT_OF_SERVICE]
+
+    @property
+    def first_raised(self) -> list[FirstRaised]:
+        """Per alarm that ever activated (shelved or not): its first activation, in time order."""
+        raised = [FirstRaised(a.name, a.priority, a.first_raised_t_s)
+                  for a in self.alarms.values() if a.first_raised_t_s is not None]
+        return sorted(raised, key=lambda f: (f.t_s, -PRIORITY_RANK[f.priority], f.name))
+
+
+def _by_priority(alarms: Iterable[Alarm]) -> list[Alarm]:
+    return sorted(alarms, key=lambda a: (-PRIORITY_RANK[a.priority],
+                                         a.last_change_t_s or 0.0, a.name))
+
+
+# -- defaults ----------------------------------------------------------------------------------
+
+TEMPERATURE_HIGH_C = 39.0
+COMM_ERRORS_LIMIT = 0.05
+"""Share of failed reads over 10 min that raises comm_errors."""
+PH_LOW = 6.9
+PH_HIGH = 7.6
+VOLUME_RATE_LIMIT_ML_PER_H = 0.5
+VOLUME_RATE_WINDOW_S = 3600.0
+VOLUME_RATE_ON_DELAY_S = 5400.0
+
+
+def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
+    """Sensible alarms for the control loops `{name: (pv, setpoint, band)}` (or LoopConfigs).
+
+    Per loop:
+    - `<loop>_deviation`: |pv - setpoint| > 3 x band for 300 s, medium. Three bands is well
+      outside normal control noise; five minutes lets setpoint steps and door-open style
+      disturbances settle without paging anyone. Deadband 1 x band: it returns only once back
+      within 2 x band, so noise at the limit cannot chatter.
+    - `<loop>_bad_quality`: the PV reads BAD / OUT_OF_RANGE for 10 s, high. The loop holds
+      its output on bad input, so the culture runs uncontrolled; 10 s ignores single glitches,
+      off delay 60 s stops an intermittent sensor from chattering.
+    - `<loop>_stale`: no fresh PV for 30 s (3x the loops' default stale_after_s), high, off
+      delay 60 s: a frozen or lost sensor, with the loop already holding.
+    System:
+    - `comm_loss`: no successful read for 30 s (link down, or a device answering every read
+      with an exception; drivers retry with backoff first), high and latched: a night-time
+      outage in an unattended run must still be seen in the morning. While it stands, the
+      channels' stale and bad-quality alarms hold instead of adding one alarm per channel.
+    - `comm_errors`: more than 5 % of reads failed over 10 min, medium, off delay 10 min: a
+      link that keeps failing (corrupted frames, exception replies) but never long enough for
+      comm_loss; each failed tick is a tick the loops hold.
+    Absolute limits, where a loop controls that PV:
+    - `temperature_high`: > 39.0 C for 30 s, critical, latched, deadband 0.2 C. Above 39 C
+      stem cells are heat-stressed within hours; latched so a transient overheat is never lost.
+    - `ph_low` < 6.9 / `ph_high` > 7.6 for 60 s, high, deadband 0.05: outside 6.9-7.6 culture
+      medium harms viability; 60 s rides out optical-pH noise and base-bolus mixing.
+    Process, on every chamber (a device without the channel never raises them):
+    - `cell_count_bad_quality`: the online total cell count bad for 60 s, high. Besides BAD,
+      OUT_OF_RANGE and FROZEN this is the quality judge's INCONSISTENT: the count has parted
+      from the at-line viable count it is checked against (controller/control/quality.py), which is
+      how a drifted or fouled probe and a contamination (a competitor the probe counts and the
+      viable assay does not) show. Nothing controls on the count, so only a person can act:
+      recheck the probe, sample for sterility.
+    - `volume_rate`: the chamber volume moving more than 0.5 mL/h (slope over 1 h) for 90 min,
+      medium, deadband 0.2 mL/h. Perfusion keeps feed = harvest, so the volume should stand
+      still; a clogged or leaking feed or harvest line moves it at the pump's rate (>= 1 mL/h
+      in the default schedule): ~2 h to raise at 1 mL/h. A scheduled 2 mL bolus tilts the 1 h
+      slope above the limit for about an hour, hence the 90 min on-delay; boluses up to ~15 mL
+      (at 30 mL/h) stay quiet, a larger one is a real volume change and raises it.
+    """
+    out: list[AlarmConfig] = []
+    pvs: dict[str, float] = {}
+    for name, loop in loops.items():
+        if isinstance(loop, tuple | list):
+            pv, setpoint, band = loop
+        else:
+            pv, setpoint, band = loop.pv, loop.setpoint, loop.band
+        if not band > 0:
+            raise ValueError(f"loop {name!r}: band {band} must be > 0")
+        pvs[pv] = setpoint
+        out.append(AlarmConfig(
+            name=f"{name}_deviation", channel=pv, kind="deviation", limit=round(3 * band, 12),
+            deadband=band, on_delay_s=300, priority="medium",
+            description=f"{pv} more than 3x band ({3 * band:g}) from setpoint for 5 min"))
+        out.append(AlarmConfig(
+            name=f"{name}_bad_quality", channel=pv, kind="bad_quality", on_delay_s=10,
+            off_delay_s=60, priority="high", description=f"{pv} reading bad or out of range"))
+        out.append(AlarmConfig(
+            name=f"{name}_stale", channel=pv, kind="stale", limit=30, off_delay_s=60,
+            priority="high", description=f"no fresh {pv} reading for 30 s"))
+    out.append(AlarmConfig(
+        name="comm_loss", kind="comm_loss", on_delay_s=30, off_delay_s=0, priority="high",
+        latched=True, description="no communication with the chamber for 30 s"))
+    out.append(AlarmConfig(
+        name="comm_errors", kind="comm_errors", limit=COMM_ERRORS_LIMIT, rate_window_s=600,
+        off_delay_s=600, priority="medium",
+        description="more than 5 % of reads failing over 10 min: a degraded link"))
+    if "temperature_c" in pvs:
+        _check_inside("temperature_c", pvs["temperature_c"], None, TEMPERATURE_HIGH_C)
+        out.append(AlarmConfig(
+            name="temperature_high", channel="temperature_c", kind="high",
+            limit=TEMPERATURE_HIGH_C, deadband=0.2, on_delay_s=30, priority="critical",
+            latched=True, description="chamber above 39.0 C: heat stress"))
+    if "ph" in pvs:
+        _check_inside("ph", pvs["ph"], PH_LOW, PH_HIGH)
+        out.append(AlarmConfig(
+            name="ph_low", channel="ph", kind="low", limit=PH_LOW, deadband=0.05,
+            on_delay_s=60, priority="high", description="pH below 6.9: acidic medium"))
+        out.append(AlarmConfig(
+            name="ph_high", channel="ph", kind="high", limit=PH_HIGH, deadband=0.05,
+            on_delay_s=60, priority="high", description="pH above 7.6: alkaline medium"))
+    out += _process_alarms()
+    return out
+
+
+def _process_alarms() -> list[AlarmConfig]:
+    """The chamber's own alarms, whatever loops run (see `default_alarms`)."""
+    return [
+        AlarmConfig(
+            name="cell_count_bad_quality", channel="total_cells_per_ml", kind="bad_quality",
+            on_delay_s=60, off_delay_s=60, priority="high",
+            description="online cell count bad, frozen, or disagreeing with the at-line "
+                        "viable count: a drifted or fouled probe, or a contamination"),
+        AlarmConfig(
+            name="volume_rate", channel="volume_ml", kind="rate",
+            limit=VOLUME_RATE_LIMIT_ML_PER_H, deadband=0.2,
+            rate_window_s=VOLUME_RATE_WINDOW_S, on_delay_s=VOLUME_RATE_ON_DELAY_S,
+            priority="medium",
+            description=f"volume moving more than {VOLUME_RATE_LIMIT_ML_PER_H:g} mL/h for "
+                        f"{VOLUME_RATE_ON_DELAY_S / 60:g} min with feed and harvest balanced: "
+                        "a clogged or leaking line"),
+    ]
+
+
+def _check_inside(pv: str, setpoint: float, low: float | None, high: float | None) -> None:
+    if (low is not None and setpoint <= low) or (high is not None and setpoint >= high):
+        raise ValueError(f"{pv} setpoint {setpoint} outside the default alarm limits "
+                         f"({low}, {high}): the alarm would stand all run")
+
+
+__all__ = ["FLOOD", "PRIORITY_RANK", "Alarm", "AlarmBoard", "AlarmConfig", "AlarmKind",
+           "AlarmState", "FirstRaised", "Priority", "ReadingLike", "Transition",
+           "default_alarms"]

@@ -1,0 +1,52 @@
+"""A reactor's alarm board as its config says: the default alarms with `[[reactor.alarm]]` applied.
+
+Why a module of its own: the reactor builds its board with `alarm_board()` and the command
+bounds (`commands.bounds_from_config`) read the shelving policy of a board built the same way, so
+what an operator is told before a command is applied cannot disagree with what the board does.
+Pure functions over config models; no I/O.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from controller.alarms.board import AlarmBoard, default_alarms
+from controller.config.models import AlarmBoardConfig, AlarmConfig, AlarmRemoval, ReactorConfig
+
+
+def configured_alarms(defaults: Iterable[AlarmConfig],
+                      entries: Iterable[AlarmConfig | AlarmRemoval]) -> list[AlarmConfig]:
+    """The defaults in their order, each replaced by the configured alarm of the same name or
+    dropped by an `enabled = false` entry, then the configured alarms that replace nothing, in
+    config order.
+
+    The config has already checked that names are unique and that every removal names a
+    default; a removal naming no default is ignored here rather than guessed at.
+    """
+    entries = list(entries)
+    by_name = {entry.name: entry for entry in entries}
+    out: list[AlarmConfig] = []
+    default_names: set[str] = set()
+    for default in defaults:
+        default_names.add(default.name)
+        chosen = by_name.get(default.name, default)
+        if isinstance(chosen, AlarmConfig):
+            out.append(chosen)
+    out += [e for e in entries if isinstance(e, AlarmConfig) and e.name not in default_names]
+    return out
+
+
+def board_options(board: AlarmBoardConfig) -> dict[str, Any]:
+    """`AlarmBoard` keyword arguments from `[reactor.alarm_board]`."""
+    return {"flood_threshold": board.flood_threshold, "flood_window_s": board.flood_window_s,
+            "flood_exempt": tuple(board.flood_exempt), "max_shelve_s": board.max_shelve_s,
+            "unshelvable": tuple(board.unshelvable_priorities)}
+
+
+def alarm_board(reactor: ReactorConfig) -> AlarmBoard:
+    """The board a reactor runs: its default alarms, its configured ones, its board options."""
+    return AlarmBoard(configured_alarms(default_alarms(reactor.loops), reactor.alarm),
+                      **board_options(reactor.alarm_board))
+
+
+__all__ = ["alarm_board", "board_options", "configured_alarms"]

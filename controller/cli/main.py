@@ -1,0 +1,221 @@
+"""The `bioreactor` command line: run, report, check-config."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import structlog
+
+from controller.runtime import clock
+from controller.cli.audit import add_audit_parser
+from controller.cli.cmd import add_cmd_parser
+from controller.config.models import (
+    DEFAULT_CONFIG,
+    Config,
+    ConfigError,
+    MqttConfig,
+    RunConfig,
+    load_config,
+)
+from controller.cli.console import ProgressLine, summary_table
+from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
+from drivers.contract.durations import format_duration, parse_duration_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bioreactor", description="Bioreactor controller with an emulated culture chamber."
+    )
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a culture (emulated or on real devices)")
+    run.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG)
+    run.add_argument("--duration", help="e.g. 14d, 36h, 90m; overrides [run].duration")
+    run.add_argument("--speed", help="'max' (virtual time) or a factor; 1 is real time")
+    run.add_argument("--seed", type=int, help="overrides [run].seed")
+    run.add_argument("--mqtt", help="mqtt[s]://[USER:PASS@]HOST:PORT: publish telemetry and take "
+                     "commands there; overrides [mqtt].url")
+    run.add_argument("--fault", action="append", default=[], metavar="NAME@TIME[:k=v,...]",
+                     help="inject a fault into the emulated chamber (repeatable); "
+                     "see docs/faults.md")
+    run.add_argument("--device", help="device URL for a single-reactor config, e.g. "
+                     "modbus-tcp://127.0.0.1:5020; overrides [[reactor]].device")
+    run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
+    run.add_argument("--run-id", type=_run_id, help="name the run (default: a fresh random id); "
+                     "an unfinished run of this id is continued from its checkpoint under "
+                     "[run].restart_policy (docs/recovery.md)")
+    run.add_argument("--summary-json", type=Path, help="write the run summary here")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="plots and an HTML page from a run's historian")
+    report.add_argument("db", type=Path)
+    report.add_argument("--out", type=Path, required=True)
+    report.set_defaults(func=_cmd_report)
+
+    check = sub.add_parser("check-config", help="validate a config and say what it runs")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=_cmd_check_config)
+
+    watch = sub.add_parser("watch", help="live view of reactors publishing on MQTT")
+    watch.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL")
+    watch.add_argument("--ca-file", help="CA bundle for an mqtts:// broker")
+    watch.add_argument("--reactor", metavar="ID", help="only this reactor")
+    watch.set_defaults(func=_cmd_watch)
+
+    add_cmd_parser(sub)
+    add_audit_parser(sub)
+
+    # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
+    # so the controller never imports a backend.
+    for entry in entry_points(group="bioreactor.commands"):
+        entry.load()(sub)
+    return parser
+
+
+def _run_id(text: str) -> str:
+    """A run id names files: letters, digits, '-' and '_' only."""
+    if not (0 < len(text) <= 64 and all(c.isalnum() or c in "-_" for c in text)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: 1 to 64 letters, digits, '-' or '_'")
+    return text
+
+
+def configure_logging(level: str) -> None:
+    """Logs are diagnostics for people: console lines on stderr, at `level` and above."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        # sys.stderr looked up at each use, not captured now: whoever swaps it later (a test
+        # runner, a daemon manager) must not leave the logger writing to a closed file.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+    )
+
+
+def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
+                    seed: int | None, device: str | None = None,
+                    mqtt: str | None = None, faults: list[str] | None = None) -> Config:
+    """Command-line values replace the config's, validated by the same rules."""
+    if faults:
+        # Strings go to the first reactor's emulator as they are; it parses and validates them.
+        config = config.model_copy(update={"fault": [*config.fault, *faults]})
+    if mqtt is not None:
+        base = config.mqtt.model_dump() if config.mqtt is not None else {}
+        try:
+            config = config.model_copy(update={"mqtt": MqttConfig.model_validate(
+                {**base, "url": mqtt})})
+        except ValueError as exc:
+            raise ConfigError(f"--mqtt: {exc}") from None
+    if device is not None:
+        if len(config.reactor) != 1:
+            raise ConfigError(f"--device needs a single-reactor config; this one has "
+                              f"{len(config.reactor)} reactors (set each [[reactor]].device)")
+        reactor = config.reactor[0].model_copy(update={"device": device})
+        config = config.model_copy(update={"reactor": [reactor]})
+    updates: dict[str, object] = {}
+    if duration is not None:
+        try:
+            updates["duration"] = parse_duration_s(duration)
+        except ValueError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
+    if speed is not None:
+        updates["speed"] = speed
+    if seed is not None:
+        updates["seed"] = seed
+    if not updates:
+        return config
+    try:
+        run = RunConfig.model_validate({**config.run.model_dump(), **updates})
+    except ValueError as exc:
+        raise ConfigError(f"command-line override: {exc}") from None
+    return config.model_copy(update={"run": run})
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed,
+                             device=args.device, mqtt=args.mqtt, faults=args.fault)
+    for index in range(len(config.reactor)):
+        open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
+    progress = None if args.quiet else ProgressLine()
+    options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
+                         progress=progress)
+    if args.run_id is not None:
+        options.run_id = args.run_id
+    if progress is not None:  # the id to restart with, should this process die
+        print(f"run {options.run_id}: records in {args.db or default_db_path(options.run_id)}",
+              file=sys.stderr)
+    summary = clock.run(Run(options).execute(), clock.parse_speed(config.run.speed))
+    if progress is not None:
+        progress.finish()
+    print(summary_table(summary))
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return 0 if summary["stopped_by"] == "completed" else 130
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from controller.report.report import write_report
+
+    index = write_report(args.db, args.out)
+    print(f"report: {index}")
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from controller.mqtt.link import MqttSettings
+    from controller.cli.watch import watch
+
+    try:
+        settings = MqttSettings.from_url(args.mqtt, ca_file=args.ca_file)
+    except ValueError as exc:
+        print(f"error: --mqtt: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(settings, args.reactor))
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for index in range(len(config.reactor)):
+        open_reactor_driver(config, index, now=lambda: 0.0)
+    run = config.run
+    print(f"{args.config}: OK")
+    print(f"  duration {format_duration(run.duration)}, control period {run.control_period_s:g} s, "
+          f"seed {run.seed}, speed {run.speed}")
+    for reactor in config.reactor:
+        loops = ", ".join(f"{n} ({lc.pv} -> {lc.mv}, SP {lc.setpoint:g})"
+                          for n, lc in reactor.loops.items())
+        print(f"  reactor {reactor.id} on {reactor.device}: loops {loops or 'none'}; "
+              f"{len(reactor.schedule.perfusion)} perfusion steps, "
+              f"{len(reactor.schedule.bolus)} boluses")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Interlocks: hard limits that override the loops and the schedule, outside the PID code path.
+
+They act on the judged readings (an interlock never trips on a bad value, and never resets on
+one either) after the loops and the schedule have computed their commands, and before anything
+is written. Two kinds: hard limits on a reading (`Interlock`: over-temperature, volume, pH far
+out) and lost gas supplies recognised from their loop (`SupplyLost`), whose reactions are
+applied first so the hard limits overrule them. Precedence of actuator states, highest first:
+shutdown safe state (runtime), the device's own comm-loss safe state (device side), interlocks
+(here), a loop's reaction to bad input (hold or safe output, loop.py), normal control
+(docs/architecture.md, "Precedence of safe states"). The reactor makes each loop follow what
+the interlocks applied, so no integral winds up against an override.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from controller.config.models import ReactorConfig
+from drivers.contract.reading import Quality, Reading
+
+
+@dataclass(frozen=True)
+class Interlock:
+    """Trips when the value reaches `trip_at` (from below if `high`, from above if not) and
+    resets only once it is back past `reset_at`: hysteresis, so it does not chatter."""
+
+    name: str
+    channel: str
+    high: bool
+    trip_at: float
+    reset_at: float
+    action: str
+    """What it does: `heater_max:<pct>`, `safe_state`, `stop:<output>,...`, `max:<output>:<v>`."""
+
+    def trips(self, value: float) -> bool:
+        return value >= self.trip_at if self.high else value <= self.trip_at
+
+    def resets(self, value: float) -> bool:
+        return value < self.reset_at if self.high else value > self.reset_at
+
+
+def default_interlocks() -> list[Interlock]:
+    """[est] limits for a CD34+ culture at 37 C (science sheet: heat kills above ~41.5 C)."""
+    return [
+        Interlock("overtemp_limit", "temperature_c", True, 38.0, 37.6, "heater_max:20"),
+        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8, "heater_max:0"),
+        Interlock("overtemp_safe", "temperature_c", True, 39.5, 37.8, "safe_state"),
+        Interlock("volume_high", "volume_ml", True, 150.0, 140.0,
+                  "stop:feed_ml_per_h,base_ml_per_h"),
+        Interlock("volume_low", "volume_ml", False, 20.0, 25.0, "stop:harvest_ml_per_h"),
+        Interlock("ph_far_high", "ph", True, 7.9, 7.7, "stop:base_ml_per_h"),
+        Interlock("ph_far_low", "ph", False, 6.7, 6.9, "max:co2_pct:2"),
+    ]
+
+
+SATURATION_BAND = 0.05
+"""A loop within this fraction of its output range from the maximum counts as saturated."""
+SATURATION_GRACE_S = 60.0
+"""A saturated loop dipping below the band for up to this long (noise) keeps the wait going."""
+
+
+@dataclass(frozen=True)
+class SupplyLost:
+    """A gas supply that has stopped delivering, recognised from its loop, since no sensor
+    measures the supply itself: the loop asks for all the gas it can (`output` at or above
+    `saturated_at`) and yet its PV stays more than `margin` on the wrong side of the setpoint
+    (`below`: DO under it; else pH over it) without coming back by `recovery`, for `for_s`.
+    A working supply that is merely slow moves the PV back and restarts the wait. Resets once
+    the PV is back within `reset_margin` of the setpoint: the gas is flowing again.
+
+    While tripped, `overrides` are applied to the commands (before the hard limits, which win).
+    """
+
+    name: str
+    channel: str
+    output: str
+    saturated_at: float
+    below: bool
+    margin: float
+    for_s: float
+    recovery: float
+    reset_margin: float
+    overrides: tuple[tuple[str, float], ...]
+    priority: str = "high"
+    """Of the alarm raised when it trips: the culture is in danger and only people can fix it."""
+
+    def beyond(self, value: float, setpoint: float) -> bool:
+        return value < setpoint - self.margin if self.below else value > setpoint + self.margin
+
+    def back(self, value: float, setpoint: float) -> bool:
+        if self.below:
+            return value >= setpoint - self.reset_margin
+        return value <= setpoint + self.reset_margin
+
+    def better(self, value: float, than: float) -> float:
+        """How far `value` is back towards the setpoint from `than` (negative: further off)."""
+        return value - than if self.below else than - value
+
+
+def supply_interlocks(config: ReactorConfig) -> list[SupplyLost]:
+    """The enabled `[reactor.interlocks.*_supply_lost]` whose gas a loop drives (without that
+    loop nothing shows the supply is gone, so there is nothing to detect it with).
+
+    Reactions, measured through the whole controller on the emulator (supply lost on day 3 of
+    the default culture, 7-day runs; viable cells in the chamber at the end as % of the clean
+    run's 1.08e6/mL; every alternative in docs/faults.md):
+
+    - O2: fresh medium is roughly air-saturated (0.2 mM O2), so once the mixer delivers N2 the
+      perfusion is the only O2 the cells get. Stopping the feed to "cut demand" starves them
+      (demand is per cell, not per feed): 28.2 %; no interlock (loop wound up at 60 % O2,
+      schedule 1-2 mL/h): 34.3 %; 7 mL/h: 57.1 %; 20 mL/h: 15.8 % (the harvest washes cells
+      out). So: perfusion 7 mL/h and the gas at 21 % O2 (air), with the DO loop following it,
+      so a returning supply gives air rather than the wound-up 60 % O2.
+    - CO2: the base only pushes the pH up: stopped. Fresh medium brings 36 mM bicarbonate and
+      only 1.07 mM CO2, which the N2 strips at kLa 3.6 /h: at any perfusion the pumps reach the
+      pH stays above 8.2, so perfusion only adds wash-out. Stopped: 2.54 %; no interlock:
+      1.85 %; 10 mL/h: 0.37 %. The cells' lactate cannot take 30 mM of bicarbonate down within
+      days: without CO2 they die at the full pH-stress rate whatever is done; the CO2 supply
+      back or a HEPES-buffered feed (crew, hardware) would save them. The CO2 stays with the
+      loop, at its maximum, so a returning supply pulls the pH straight back.
+    """
+    by_mv = {loop.mv: loop for loop in config.loops.values()}
+    out = []
+    for name, gas in (("o2_supply_lost", "o2_pct"), ("co2_supply_lost", "co2_pct")):
+        cfg = getattr(config.interlocks, name)
+        loop = by_mv.get(gas)
+        if not cfg.enabled or loop is None:
+            continue
+        # Base (bicarbonate) only raises the pH: never while the pH cannot be brought down.
+        overrides: list[tuple[str, float]] = [("base_ml_per_h", 0.0)] if gas == "co2_pct" else []
+        if cfg.perfusion_ml_per_h is not None:
+            overrides += [("feed_ml_per_h", cfg.perfusion_ml_per_h),
+                          ("harvest_ml_per_h", cfg.perfusion_ml_per_h)]
+        if cfg.hold_output is not None:
+            overrides.append((gas, cfg.hold_output))
+        # At its maximum, give or take 5 % of its range: held there by the anti-windup, a
+        # saturated PI still dips with the noise on its P term (pH: 40 %/pH x 0.004 pH x 3).
+        saturated_at = loop.output_max - SATURATION_BAND * (loop.output_max - loop.output_min)
+        # A gas that raises its PV (O2: DO) leaves it low when lost; CO2 lowers the pH: high.
+        out.append(SupplyLost(name, loop.pv, gas, saturated_at, loop.output_raises_pv,
+                              cfg.margin, cfg.for_s, cfg.recovery, cfg.reset_margin,
+                              tuple(overrides)))
+    return out
+
+
+@dataclass(frozen=True)
+class Trip:
+    name: str
+    t_s: float
+    tripped: bool
+    """True when it trips, False when it resets."""
+    value: float
+    priority: str | None = None
+    """Set for interlocks that raise an alarm of their own (no alarm-board alarm covers them)."""
+
+
+class InterlockSet:
+    def __init__(self, interlocks: list[Interlock], safe_state: Mapping[str, float],
+                 supplies: list[SupplyLost] | None = None,
+                 setpoint: Callable[[str], float] | None = None) -> None:
+        """`setpoint(channel)` gives the setpoint of the loop measuring `channel` now (an
+        operator may change it); needed only with `supplies`."""
+        self.interlocks = interlocks
+        self.safe_state = dict(safe_state)
+        self.supplies = list(supplies or [])
+        if self.supplies and setpoint is None:
+            raise ValueError("supply interlocks need setpoint(channel) to compare with")
+        self._setpoint = setpoint
+        self._waiting: dict[str, tuple[float, float]] = {}
+        """Supply interlocks whose condition holds: (since when, worst PV since then)."""
+        self._saturated_t: dict[str, float] = {}
+        """When each supply's loop was last seen at its maximum."""
+        self.tripped: set[str] = set()
+        self.history: list[Trip] = []
+        # The band inside which no interlock can trip, per channel: the fast path of the tick.
+        self._quiet: dict[str, tuple[float, float]] = {}
+        for lock in interlocks:
+            low, high = self._quiet.get(lock.channel, (float("-inf"), float("inf")))
+            if lock.high:
+                high = min(high, lock.trip_at)
+            else:
+                low = max(low, lock.trip_at)
+            self._quiet[lock.channel] = (low, high)
+
+    def apply(self, readings: Mapping[str, Reading], commands: dict[str, float],
+              t_s: float) -> list[Trip]:
+        """Update the trip states from good readings, then override `commands` in place."""
+        changes = self._watch_supplies(readings, commands, t_s) if self.supplies else []
+        if not self.tripped:
+            for name, (low, high) in self._quiet.items():
+                reading = readings.get(name)
+                if reading is not None and not low < reading.value < high:
+                    break
+            else:
+                self.history += changes
+                return changes  # nothing tripped and nothing near a limit
+        for lock in self.interlocks:
+            reading = readings.get(lock.channel)
+            if reading is None or reading.quality is not Quality.GOOD:
+                continue  # neither trip nor reset on a value we do not trust
+            value = reading.value
+            if lock.name not in self.tripped and lock.trips(value):
+                self.tripped.add(lock.name)
+                changes.append(Trip(lock.name, t_s, True, value))
+            elif lock.name in self.tripped and lock.resets(value):
+                self.tripped.discard(lock.name)
+                changes.append(Trip(lock.name, t_s, False, value))
+        self.history += changes
+        if self.tripped:
+            self._override(commands)
+        return changes
+
+    def _watch_supplies(self, readings: Mapping[str, Reading], commands: Mapping[str, float],
+                        t_s: float) -> list[Trip]:
+        """Trip or reset the supply interlocks; cheap while their loops are not saturated."""
+        changes = []
+        waiting = self._waiting
+        for supply in self.supplies:
+            name = supply.name
+            tripped = name in self.tripped
+            if not tripped:
+                if commands.get(supply.output, 0.0) >= supply.saturated_at:
+                    self._saturated_t[name] = t_s
+                else:
+                    # The loop has gas to spare: the supply delivers (unless it is a dip).
+                    if waiting and t_s - self._saturated_t.get(name, t_s) > SATURATION_GRACE_S:
+                        waiting.pop(name, None)
+                    continue
+            reading = readings.get(supply.channel)
+            if reading is None or reading.quality is not Quality.GOOD:
+                continue  # keep the state and the wait: decide on trusted values only
+            value = reading.value
+            setpoint = self._setpoint(supply.channel)  # type: ignore[misc]
+            if tripped:
+                if supply.back(value, setpoint):
+                    self.tripped.discard(name)
+                    changes.append(Trip(name, t_s, False, value, supply.priority))
+                continue
+            if not supply.beyond(value, setpoint):
+                waiting.pop(name, None)
+                continue
+            since, worst = waiting.get(name, (t_s, value))
+            if supply.better(value, worst) >= supply.recovery:
+                waiting[name] = (t_s, value)  # coming back: the gas works, just slowly
+            elif t_s - since >= supply.for_s:
+                waiting.pop(name, None)
+                self.tripped.add(name)
+                changes.append(Trip(name, t_s, True, value, supply.priority))
+            else:
+                waiting[name] = (since, value if supply.better(value, worst) < 0 else worst)
+        return changes
+
+    def _override(self, commands: dict[str, float]) -> None:
+        # Supply reactions first: the hard limits below overrule them (a volume limit stops a
+        # pump whatever a lost gas supply asked of it).
+        for supply in self.supplies:
+            if supply.name in self.tripped:
+                commands.update(supply.overrides)
+        for lock in self.interlocks:
+            if lock.name not in self.tripped:
+                continue
+            kind, _, arg = lock.action.partition(":")
+            if kind == "safe_state":
+                commands.update(self.safe_state)
+            elif kind == "heater_max":
+                commands["heater_pct"] = min(commands.get("heater_pct", 0.0), float(arg))
+            elif kind == "stop":
+                for output in arg.split(","):
+                    commands[output] = 0.0
+            elif kind == "max":
+                output, _, limit = arg.partition(":")
+                commands[output] = min(commands.get(output, 0.0), float(limit))

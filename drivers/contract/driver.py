@@ -1,0 +1,78 @@
+"""The Driver interface every device backend implements: in-process emulator, Modbus, serial.
+
+The controller only ever talks to this interface, so a backend can be swapped without touching
+it. Drivers are async; an in-process driver simply never suspends.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+
+from drivers.contract.datasheet import CHANNELS, Channel, Direction, channel
+from drivers.contract.errors import ChannelError, OutOfRangeError
+from drivers.contract.reading import Reading
+
+
+class Driver(abc.ABC):
+    """One device (one culture chamber) behind some transport."""
+
+    datasheet: tuple[Channel, ...] = CHANNELS
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the transport; raises a DriverError if the device cannot be reached."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the transport. Idempotent."""
+
+    @abc.abstractmethod
+    async def read(self) -> dict[str, Reading]:
+        """Every input channel's latest reading. A failed read yields readings of bad quality."""
+
+    @abc.abstractmethod
+    async def read_outputs(self) -> dict[str, float]:
+        """The value every output channel holds now, as the device reports it.
+
+        The controller starts its loops from these, so taking over a running device is bumpless.
+        """
+
+    @abc.abstractmethod
+    async def write(self, outputs: Mapping[str, float]) -> None:
+        """Set output channels (actuator values). Validated against the datasheet first."""
+
+    @abc.abstractmethod
+    async def heartbeat(self) -> None:
+        """Tell the device the controller is alive (its comm-loss watchdog is fed by this)."""
+
+    async def diagnostics(self) -> dict[str, float]:
+        """Ground truth a device may expose (an emulator does; real hardware usually not)."""
+        return {}
+
+
+DriverFactory = Callable[..., Driver]
+"""`factory(address, *, now, seed, options, time_scale)` builds a Driver; an entry point.
+
+`now` is the controller's clock (seconds since the run's epoch); `seed` feeds any randomness the
+backend has; `options` is the reactor's backend table from the config (`[reactor.chamber]`),
+passed through untouched so the controller never needs to know a backend's settings; a bad
+option is a ValueError naming the key. `time_scale` is how many clock seconds pass per wall
+second (1 in real time, N at `--speed N`): a wire driver multiplies its timeouts, which are wall
+seconds because links are, by it before waiting on the clock.
+"""
+
+
+def validate_outputs(outputs: Mapping[str, float]) -> None:
+    """Raise ChannelError/OutOfRangeError for an output value the datasheet does not allow."""
+    for name, value in outputs.items():
+        try:
+            ch = channel(name)
+        except KeyError as exc:
+            raise ChannelError(str(exc.args[0])) from None
+        if ch.direction is not Direction.OUTPUT:
+            raise ChannelError(f"channel {name!r} is an input; only outputs can be written")
+        if not ch.contains(value):
+            raise OutOfRangeError(
+                f"{name}={value!r} outside its range [{ch.minimum}, {ch.maximum}] {ch.unit}"
+            )
+

@@ -1,0 +1,439 @@
+"""The controller's Modbus driver: one chamber over Modbus TCP or Modbus RTU.
+
+    modbus-tcp://HOST[:PORT][?unit=1&timeout=0.5&retries=1]
+    modbus-rtu://socket://HOST:PORT?baud=19200&unit=1      (RTU frames over TCP, no hardware)
+    modbus-rtu:///dev/ttyUSB0?baud=19200&parity=N&stopbits=1&bytesize=8
+
+More query keys: reconnect_delay (0.1) and reconnect_delay_max (5.0), wall seconds.
+
+The register layout is drivers.codecs.modbus_map, shared with the emulated device. pymodbus moves the
+frames; this driver owns everything a control loop relies on: typed errors, a bounded wait on
+every request, reconnection with backoff that never blocks a tick, read-back of every
+actuator write, and counters.
+
+Timeouts and backoff delays are wall seconds (links are), multiplied by `time_scale` before use,
+because the controller's loop clock runs `time_scale` times faster than the wall.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from drivers.wire.backoff import Backoff
+from drivers.contract.datasheet import INPUTS, Kind
+from drivers.contract.driver import Driver, validate_outputs
+from drivers.contract.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DeviceError,
+    FrameError,
+    NotConnectedError,
+    ReadbackError,
+)
+from drivers.codecs.modbus_map import (
+    ACTUATOR_BLOCK,
+    ACTUATOR_FIELDS,
+    AGE_SUFFIX,
+    DEVICE_BLOCK,
+    HEARTBEAT,
+    QUALITY_SUFFIX,
+    SENSOR_BLOCK,
+    STATUS,
+    Block,
+    ExceptionCode,
+    Table,
+    decode_block,
+    encode_float32,
+    field,
+    to_float32,
+    write_runs,
+)
+from drivers.contract.reading import Quality, Reading
+from drivers.contract.registry import DeviceAddress
+from drivers.contract.status import DeviceStatus
+
+SCHEMES = ("modbus-tcp", "modbus-rtu")
+_COMMON_KEYS = ("unit", "timeout", "retries", "reconnect_delay", "reconnect_delay_max")
+_RTU_KEYS = ("baud", "parity", "stopbits", "bytesize")
+_GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED)
+_HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
+_QUALITIES = {int(q): q for q in Quality}
+_EXCEPTION_NAMES = {int(c): c.name for c in ExceptionCode}
+
+
+class ModbusDeviceError(DeviceError):
+    """The device answered with a Modbus exception reply."""
+
+    def __init__(self, message: str, function_code: int, exception_code: int) -> None:
+        super().__init__(message)
+        self.function_code = function_code
+        self.exception_code = exception_code
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """A Modbus device URL, checked. Times are wall seconds."""
+
+    scheme: str
+    port: str
+    """TCP: the host; RTU: what pyserial opens (a device path or socket://HOST:PORT)."""
+    tcp_port: int = 502
+    unit: int = 1
+    timeout_s: float = 0.5
+    retries: int = 1
+    reconnect_delay_s: float = 0.1
+    reconnect_delay_max_s: float = 5.0
+    baud: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+    @classmethod
+    def from_address(cls, address: DeviceAddress) -> LinkSettings:
+        """Every error is a ValueError naming the URL and the key, with what is allowed."""
+        url, params = address.url, address.params
+        if address.scheme not in SCHEMES:
+            raise ValueError(f"{url!r}: the Modbus driver takes {' or '.join(SCHEMES)}")
+        rtu = address.scheme == "modbus-rtu"
+        known = _COMMON_KEYS + (_RTU_KEYS if rtu else ())
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"{url!r}: unknown parameter(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(known)}")
+
+        def number(key: str, kind: type, default: Any, ok: Callable[[Any], bool],
+                   allowed: str) -> Any:
+            if key not in params:
+                return default
+            try:
+                value = kind(params[key])
+            except ValueError:
+                value = None
+            if value is None or not ok(value):
+                raise ValueError(f"{url!r}: {key}={params[key]!r} must be {allowed}")
+            return value
+
+        positive = (lambda v: v > 0 and math.isfinite(v)), "a positive number of seconds"
+        kwargs: dict[str, Any] = {
+            "unit": number("unit", int, 1, (lambda v: 1 <= v <= 247) if rtu
+                           else (lambda v: 0 <= v <= 255), "1-247" if rtu else "0-255"),
+            "timeout_s": number("timeout", float, 0.5, *positive),
+            "retries": number("retries", int, 1, lambda v: 0 <= v <= 10, "0-10"),
+            "reconnect_delay_s": number("reconnect_delay", float, 0.1, *positive),
+            "reconnect_delay_max_s": number("reconnect_delay_max", float, 5.0, *positive),
+        }
+        if kwargs["reconnect_delay_max_s"] < kwargs["reconnect_delay_s"]:
+            raise ValueError(f"{url!r}: reconnect_delay_max must be >= reconnect_delay")
+        if rtu:
+            if address.location.startswith("socket://"):
+                _host_port(address.location[len("socket://"):], url)
+            elif not address.location.startswith("/"):
+                raise ValueError(f"{url!r}: expected modbus-rtu:///dev/DEVICE or "
+                                 "modbus-rtu://socket://HOST:PORT")
+            parity = params.get("parity", "N").upper()
+            if parity not in ("N", "E", "O"):
+                raise ValueError(f"{url!r}: parity={params['parity']!r} must be N, E or O")
+            return cls(
+                address.scheme, address.location, parity=parity,
+                baud=number("baud", int, 19200, lambda v: 50 <= v <= 4_000_000, "a baud rate"),
+                stopbits=number("stopbits", int, 1, lambda v: v in (1, 2), "1 or 2"),
+                bytesize=number("bytesize", int, 8, lambda v: v in (7, 8), "7 or 8"),
+                **kwargs)
+        location = address.location
+        if ":" not in location.rpartition("]")[2]:  # no port (an IPv6 host is in brackets)
+            location += ":502"
+        host, port = _host_port(location, url)
+        return cls(address.scheme, host, tcp_port=port, **kwargs)
+
+
+def _host_port(location: str, url: str) -> tuple[str, int]:
+    host, sep, port = location.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{url!r}: expected HOST:PORT (PORT 1-65535)")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class LinkCounters:
+    requests: int = 0
+    timeouts: int = 0
+    frame_errors: int = 0
+    exception_replies: int = 0
+    connection_losses: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+
+
+class ModbusDriver(Driver):
+    """A chamber behind Modbus TCP or RTU (drivers.codecs.modbus_map is the register map)."""
+
+    def __init__(self, address: DeviceAddress, *, now: Callable[[], float], seed: int,
+                 options: Mapping[str, Any], time_scale: float = 1.0) -> None:
+        """`seed` and `options` are accepted for the factory contract: the link has no
+        randomness, and the chamber table configures the device, which reads its own config."""
+        if not (time_scale > 0 and math.isfinite(time_scale)):
+            raise ValueError(f"time_scale={time_scale!r} must be a positive finite number")
+        self.address = address
+        self.settings = LinkSettings.from_address(address)
+        self._now = now
+        self._scale = time_scale
+        self.counters = LinkCounters()
+        self._backoff = Backoff(self.settings.reconnect_delay_s,
+                                self.settings.reconnect_delay_max_s)
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._open = False
+        self._ever_connected = False
+        self._retry_at = -math.inf
+        self._heard = b""
+        self._heartbeat = 0
+        self._lock = asyncio.Lock()
+        self._decode_plan = [
+            (c.name, c.unit,
+             field(Table.INPUT, c.name).address - SENSOR_BLOCK.start,
+             field(Table.INPUT, c.name + QUALITY_SUFFIX).address - SENSOR_BLOCK.start,
+             (field(Table.INPUT, c.name + AGE_SUFFIX).address - SENSOR_BLOCK.start
+              if c.kind is Kind.SAMPLED else None))
+            for c in INPUTS
+        ]
+
+    # --------------------------------------------------------------------------- lifecycle
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """A pymodbus client with its own reconnect off (reconnect_delay=0): this driver decides
+        when to reconnect, on its clock, so a dead link never stalls a tick."""
+        s = self.settings
+        common: dict[str, Any] = {
+            "timeout": s.timeout_s * self._scale, "retries": s.retries, "reconnect_delay": 0,
+            "trace_packet": self._trace_packet, "trace_connect": self._trace_connect,
+        }
+        if s.scheme == "modbus-tcp":
+            return AsyncModbusTcpClient(s.port, port=s.tcp_port, **common)
+        if s.port.startswith("socket://"):
+            # RTU frames over TCP through asyncio, not pyserial's socket:// handler: that one
+            # connects with a blocking call and sleeps 0.3 s in close(), freezing the loop.
+            host, port = _host_port(s.port[len("socket://"):], self.address.url)
+            return AsyncModbusTcpClient(host, port=port, framer=FramerType.RTU, **common)
+        return AsyncModbusSerialClient(s.port, framer=FramerType.RTU, baudrate=s.baud,
+                                       parity=s.parity, stopbits=s.stopbits,
+                                       bytesize=s.bytesize, **common)
+
+    async def connect(self) -> None:
+        """Open the link. On failure raise ConnectionLostError; later calls retry with backoff."""
+        async with self._lock:
+            self._open = True
+            if self._client is None:
+                self._client = self._make_client()
+            self._retry_at = -math.inf
+            await self._ensure_link()
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._open = False
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def _ensure_link(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """The connected client; reconnect only once the backoff delay has passed."""
+        client = self._client
+        if not self._open or client is None:
+            raise NotConnectedError(f"{self.address.url}: not connected; call connect() first")
+        if client.connected:
+            return client
+        now = self._now()
+        if now < self._retry_at:
+            raise ConnectionLostError(
+                f"{self.address.url}: link down; next reconnect attempt in "
+                f"{(self._retry_at - now) / self._scale:.3g} s")
+        try:
+            ok = await client.connect()
+        except (OSError, ModbusException):  # pyserial raises from socket:// and device opens
+            ok = False
+        if not ok or not client.connected:
+            self.counters.connect_failures += 1
+            self._schedule_retry()
+            raise ConnectionLostError(f"{self.address.url}: cannot connect")
+        if self._ever_connected:
+            self.counters.reconnects += 1
+        self._ever_connected = True
+        self._backoff.reset()
+        return client
+
+    def _schedule_retry(self) -> None:
+        self._retry_at = self._now() + self._backoff.next_delay_s() * self._scale
+
+    def _trace_connect(self, connected: bool) -> None:
+        """pymodbus hook: the peer went away. Fail the request in flight now rather than at its
+        timeout (response_future is a pymodbus 3.16 internal; without it, the timeout fires)."""
+        if connected:
+            return
+        self.counters.connection_losses += 1
+        self._schedule_retry()
+        client = self._client
+        future = getattr(getattr(client, "ctx", None), "response_future", None)
+        if isinstance(future, asyncio.Future) and not future.done():
+            future.set_exception(ConnectionException("connection lost"))
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus hook: remember bytes received, so a reply that never framed (bad CRC,
+        garbage) is reported as a FrameError, not as silence."""
+        if not sending:
+            self._heard = data
+        return data
+
+    # --------------------------------------------------------------------------- requests
+    async def _call(self, what: str, request: Callable[[Any], Awaitable[ModbusPDU]]
+                    ) -> ModbusPDU:
+        """Run one request and turn every failure into a typed DriverError."""
+        client = await self._ensure_link()
+        self._heard = b""
+        self.counters.requests += 1
+        try:
+            reply = await request(client)
+        except ModbusIOException as exc:
+            if not client.connected:
+                raise self._lost(what, exc) from None
+            if self._heard:
+                self.counters.frame_errors += 1
+                raise FrameError(f"{self.address.url}: {what}: garbled reply "
+                                 f"{self._heard[:32].hex(' ')}") from None
+            self.counters.timeouts += 1
+            raise CommTimeoutError(
+                f"{self.address.url}: {what}: no reply within {self.settings.timeout_s:g} s "
+                f"({self.settings.retries + 1} attempt(s))") from None
+        except ConnectionException as exc:
+            raise self._lost(what, exc) from None
+        except ModbusException as exc:
+            self.counters.frame_errors += 1
+            raise FrameError(f"{self.address.url}: {what}: {exc}") from None
+        except OSError as exc:
+            raise self._lost(what, exc) from None
+        if reply.isError():
+            self.counters.exception_replies += 1
+            code = reply.exception_code
+            name = _EXCEPTION_NAMES.get(code, "unknown")
+            fc = reply.function_code & 0x7F
+            message = f"{self.address.url}: {what}: exception reply to FC{fc}: {code:02X} {name}"
+            if code in _GATEWAY_CODES:  # a gateway saying the device behind it is silent
+                raise CommTimeoutError(message)
+            raise ModbusDeviceError(message, fc, code)
+        return reply
+
+    def _lost(self, what: str, exc: BaseException) -> ConnectionLostError:
+        """Close and mark the link down; the next attempt waits for the backoff."""
+        if self._client is not None:
+            self._client.close()
+        if self._retry_at <= self._now():
+            self._schedule_retry()
+        return ConnectionLostError(f"{self.address.url}: {what}: link lost ({exc})")
+
+    async def _read_block(self, what: str, block: Block) -> list[int]:
+        unit = self.settings.unit
+        if block.table is Table.INPUT:
+            reply = await self._call(what, lambda c: c.read_input_registers(
+                block.start, count=block.count, device_id=unit))
+        else:
+            reply = await self._call(what, lambda c: c.read_holding_registers(
+                block.start, count=block.count, device_id=unit))
+        registers = list(reply.registers)
+        if len(registers) != block.count:
+            self.counters.frame_errors += 1
+            raise FrameError(f"{self.address.url}: {what}: asked for {block.count} registers, "
+                             f"got {len(registers)}")
+        return registers
+
+    # --------------------------------------------------------------------------- Driver API
+    async def read(self) -> dict[str, Reading]:
+        """Every sensor in one FC4 request. Sampled sensors are stamped when their sample was
+        drawn (now - age; device and controller clocks run at the same speed)."""
+        async with self._lock:
+            registers = await self._read_block("read sensors", SENSOR_BLOCK)
+        now = self._now()
+        raw = struct.pack(f">{len(registers)}H", *registers)
+        unpack = struct.unpack_from
+        readings: dict[str, Reading] = {}
+        for name, unit, value_at, quality_at, age_at in self._decode_plan:
+            value = unpack(">f", raw, 2 * value_at)[0]
+            code = unpack(">H", raw, 2 * quality_at)[0]
+            quality = _QUALITIES.get(code, Quality.BAD)
+            stamp = now if age_at is None else now - unpack(">f", raw, 2 * age_at)[0]
+            readings[name] = Reading(value, unit, stamp, quality)
+        return readings
+
+    async def read_outputs(self) -> dict[str, float]:
+        async with self._lock:
+            registers = await self._read_block("read outputs", ACTUATOR_BLOCK)
+        return {k: float(v) for k, v in
+                decode_block(ACTUATOR_BLOCK, registers, ACTUATOR_FIELDS).items()}
+
+    async def write(self, commands: Mapping[str, float]) -> None:
+        """FC16 per run of adjacent setpoints, then one FC3 read-back of their span.
+
+        A held value that differs from the command beyond float32 rounding (the device limited
+        it, or something else wrote) is a ReadbackError naming channel, commanded and held.
+        """
+        validate_outputs(commands)
+        if not commands:
+            return
+        unit = self.settings.unit
+        runs = write_runs(commands)
+        async with self._lock:
+            for start, fields in runs:
+                values = [r for f in fields for r in encode_float32(float(commands[f.name]))]
+                await self._call("write " + ", ".join(f.name for f in fields),
+                                 lambda c, a=start, v=values: c.write_registers(
+                                     a, v, device_id=unit))
+            span = Block(Table.HOLDING, runs[0][0], runs[-1][1][-1].end - runs[0][0])
+            registers = await self._read_block("read back", span)
+        held = decode_block(span, registers, [f for _, fs in runs for f in fs])
+        wrong = [(name, commands[name], float(held[name])) for name in commands
+                 if not _same_float32(float(commands[name]), float(held[name]))]
+        if wrong:
+            raise ReadbackError(f"{self.address.url}: read-back differs: " + "; ".join(
+                f"{name} commanded {want!r}, holds {got!r}" for name, want, got in wrong))
+
+    async def heartbeat(self) -> None:
+        """FC6 to the heartbeat register (any value feeds the device's watchdog)."""
+        self._heartbeat = value = (self._heartbeat + 1) & 0xFFFF
+        address, unit = _HEARTBEAT_ADDRESS, self.settings.unit
+        async with self._lock:
+            await self._call("heartbeat", lambda c: c.write_register(
+                address, value, device_id=unit))
+
+    async def read_status(self) -> DeviceStatus:
+        """The device's status bits (DeviceStatus) from input register `status`."""
+        async with self._lock:
+            registers = await self._read_block("read status", DEVICE_BLOCK)
+        return DeviceStatus(decode_block(DEVICE_BLOCK, registers,
+                                         [field(Table.INPUT, STATUS)])[STATUS])
+
+    async def diagnostics(self) -> dict[str, float]:
+        """Link counters; local only, so it answers even with the link down."""
+        c = self.counters
+        return {
+            "requests": float(c.requests), "timeouts": float(c.timeouts),
+            "frames_bad": float(c.frame_errors),
+            "device_errors": float(c.exception_replies),
+            "link_losses": float(c.connection_losses),
+            "reconnects": float(c.reconnects),
+            "connect_failures": float(c.connect_failures),
+            "link_up": 1.0 if self.connected else 0.0,
+        }
+
+
+def _same_float32(commanded: float, held: float) -> bool:
+    """Equal once the command is rounded to the float32 the wire carries (1 ulp of slack)."""
+    want = to_float32(commanded)
+    return want == held or abs(want - held) <= 2.0 ** -23 * max(abs(want), abs(held))

@@ -1,0 +1,374 @@
+"""The chamber over its ASCII serial line protocol (`serial://`): the controller's side.
+
+URLs: `serial://socket://HOST:PORT` (TCP carrying the serial line, e.g. an emulator or a
+serial-to-Ethernet box) or `serial:///dev/ttyUSB0` (a real port or a pty); query parameters
+`timeout` (wall seconds per attempt, default 0.5), `retries` (resends after a timeout or a
+garbled reply, default 1) and `baud` (default 115200).
+
+One request is in flight at a time and every reply names its command, so the driver pairs
+replies with requests without sequence numbers. The tick must never stall on a dead link: a
+lost transport is closed at once, and until the Backoff delay has passed every call raises
+ConnectionLostError immediately instead of trying again.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from drivers.wire.backoff import Backoff
+from drivers.contract.datasheet import INPUTS, OUTPUTS
+from drivers.contract.driver import Driver, validate_outputs
+from drivers.contract.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DeviceError,
+    DriverError,
+    FrameError,
+    NotConnectedError,
+    ReadbackError,
+)
+from drivers.contract.reading import Reading
+from drivers.contract.registry import DeviceAddress
+from drivers.codecs.serial_protocol import (
+    ERRORS,
+    PROTOCOL_VERSION,
+    Command,
+    Decoded,
+    ErrorReply,
+    FrameDecoder,
+    FrameFault,
+    HeartbeatReply,
+    IdentityReply,
+    OkReply,
+    OutputsReply,
+    ReadReply,
+    Request,
+    SetReply,
+    StatusReply,
+    encode_request,
+    error_for_reply,
+    parse_reply,
+    reply_command,
+)
+
+DEFAULT_TIMEOUT_S = 0.5
+DEFAULT_RETRIES = 1
+DEFAULT_BAUD = 115200
+READBACK_REL_TOL = 1e-9
+_PARAMS = ("timeout", "retries", "baud")
+_R = TypeVar("_R", bound=OkReply)
+
+
+class _LinkDown(Exception):
+    """The transport under the line closed; internal, surfaced as ConnectionLostError."""
+
+
+class _Link(asyncio.Protocol):
+    """An open line: received bytes go straight into the frame decoder, so stale input can be
+    dropped without a read that waits, and a hang-up is known the moment it happens."""
+
+    def __init__(self) -> None:
+        self.decoder = FrameDecoder()
+        self.items: deque[Decoded] = deque()
+        self.transport: asyncio.WriteTransport | None = None
+        self.lost: BaseException | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.items.extend(self.decoder.feed(data))
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or ConnectionResetError("the device closed the link")
+        self._wake()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def drop_stale(self) -> None:
+        """Forget anything received so far: it answers no request still waiting."""
+        self.items.clear()
+        self.decoder.clear()
+
+    def send(self, data: bytes) -> None:
+        if self.lost is not None or self.transport is None or self.transport.is_closing():
+            raise _LinkDown(self.lost or "link closed")
+        self.transport.write(data)
+
+    async def next_item(self) -> Decoded:
+        while not self.items:
+            if self.lost is not None:
+                raise _LinkDown(self.lost)
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        return self.items.popleft()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _param(address: DeviceAddress, key: str, default: str, parse: Callable[[str], Any],
+           ok: Callable[[Any], bool], rule: str) -> Any:
+    text = address.params.get(key, default)
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise ValueError(f"{address.url}: {key}={text!r} must be {rule}")
+    return value
+
+
+class SerialDriver(Driver):
+    """One chamber on a serial line (or TCP carrying one)."""
+
+    def __init__(self, address: DeviceAddress, *, now: Callable[[], float], seed: int,
+                 options: Mapping[str, Any], time_scale: float = 1.0) -> None:
+        """`seed` and `options` (the chamber's model settings) belong to the device, not the
+        link, and are ignored; the link's settings are the URL's query parameters."""
+        unknown = sorted(set(address.params) - set(_PARAMS))
+        if unknown:
+            raise ValueError(f"{address.url}: unknown parameter(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(_PARAMS)}")
+        if not address.location:
+            raise ValueError(f"{address.url}: expected serial://socket://HOST:PORT or "
+                             "serial:///dev/PATH")
+        if not (isinstance(time_scale, (int, float)) and 0 < time_scale < math.inf):
+            raise ValueError(f"time_scale={time_scale!r} must be a positive finite number")
+        self.address = address
+        self.timeout_s: float = _param(address, "timeout", str(DEFAULT_TIMEOUT_S), float,
+                                       lambda v: 0 < v < math.inf, "a positive number of seconds")
+        self.retries: int = _param(address, "retries", str(DEFAULT_RETRIES), int,
+                                   lambda v: v >= 0, "a non-negative integer")
+        self.baud: int = _param(address, "baud", str(DEFAULT_BAUD), int, lambda v: v > 0,
+                                "a positive integer")
+        self._now = now
+        self._time_scale = float(time_scale)
+        self._wait_s = self.timeout_s * self._time_scale  # the loop's clock may run N x wall
+        self._backoff = Backoff()
+        self._lock = asyncio.Lock()
+        self._link: _Link | None = None
+        self._closing: set[_Link] = set()  # dropped links whose transports are still closing
+        self._wanted = False  # between connect() and close()
+        self._next_attempt_at = -math.inf
+        self._down_reason = ""
+        self.identity: IdentityReply | None = None
+        self.counters = dict.fromkeys(("requests", "retries", "timeouts", "frames_bad",
+                                       "replies_stale", "device_errors", "reconnects"), 0)
+
+    # --------------------------------------------------------------------------- lifecycle
+    async def connect(self) -> None:
+        """Open the line and check the device speaks this protocol (ID).
+
+        On failure the driver stays wanted: later calls retry after the backoff delay, so a
+        device that comes up late is picked up without a restart.
+        """
+        self._wanted = True
+        async with self._lock:
+            if self._link is not None and self._link.lost is not None:
+                self._drop_link(f"link lost: {self._link.lost}")
+            if self._link is None:
+                await self._open()
+
+    async def close(self) -> None:
+        """Release the line, and wait (up to one timeout) until every transport this driver
+        opened has really closed, so nothing is left running behind the caller."""
+        self._wanted = False
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+            self._closing.add(link)
+        closing = [ln.closed for ln in self._closing if not ln.closed.done()]
+        self._closing.clear()
+        if closing:
+            await asyncio.wait(closing, timeout=self._wait_s)
+
+    async def _open(self) -> None:
+        from serial_asyncio_fast import create_serial_connection
+
+        # create_serial_connection (the library's protocol API under open_serial_connection):
+        # a protocol of our own gets each byte as it arrives, see _Link.
+        loop = asyncio.get_running_loop()
+        try:
+            _, link = await asyncio.wait_for(
+                create_serial_connection(loop, _Link, url=self.address.location,
+                                         baudrate=self.baud), self._wait_s)
+        except (OSError, ValueError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            self._schedule_reconnect(reason)
+            raise ConnectionLostError(f"{self.address.url}: cannot open "
+                                      f"{self.address.location}: {reason}") from exc
+        self._link = link
+        try:
+            ident = await self._exchange(Request(Command.ID), IdentityReply)
+            if ident.protocol != PROTOCOL_VERSION:
+                raise DeviceError(f"{self.address.url}: device {ident.model} speaks serial "
+                                  f"protocol {ident.protocol}; this driver speaks "
+                                  f"{PROTOCOL_VERSION}")
+        except DriverError as exc:
+            if self._link is not None:  # a lost link was already dropped
+                self._drop_link(str(exc))
+            raise
+        self.identity = ident
+        self._backoff.reset()
+
+    def _schedule_reconnect(self, reason: str) -> None:
+        # Backoff delays are wall seconds; the controller's clock may run time_scale x faster.
+        self._next_attempt_at = self._now() + self._backoff.next_delay_s() * self._time_scale
+        self._down_reason = reason
+
+    def _drop_link(self, reason: str) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+            self._closing = {ln for ln in self._closing if not ln.closed.done()} | {link}
+        self._schedule_reconnect(reason)
+
+    async def _ensure_link(self) -> _Link:
+        if not self._wanted:
+            raise NotConnectedError(f"{self.address.url}: not connected; call connect() first")
+        link = self._link
+        if link is not None and link.lost is None:
+            return link
+        if link is not None:
+            self._drop_link(f"link lost: {link.lost}")
+        wait = self._next_attempt_at - self._now()
+        if wait > 0:
+            raise ConnectionLostError(f"{self.address.url}: link down ({self._down_reason}); "
+                                      f"next reconnect attempt in {wait:.3g} s")
+        await self._open()
+        self.counters["reconnects"] += 1
+        assert self._link is not None
+        return self._link
+
+    # ---------------------------------------------------------------------------- requests
+    async def _transact(self, request: Request, expect: type[_R]) -> _R:
+        async with self._lock:
+            await self._ensure_link()
+            return await self._exchange(request, expect)
+
+    async def _exchange(self, request: Request, expect: type[_R]) -> _R:
+        """Send `request` and return its reply, resending after a timeout, a garbled reply or
+        an ERR saying our frame arrived garbled; every other ERR is raised as its typed error.
+        Every command is idempotent (SET sends absolute values), so a resend is safe."""
+        link = self._link
+        assert link is not None
+        frame = encode_request(request)
+        name = request.command.value
+        attempts = self.retries + 1
+        self.counters["requests"] += 1
+        last: DriverError | None = None
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self.counters["retries"] += 1
+            try:
+                link.drop_stale()
+                link.send(frame)
+                reply = await asyncio.wait_for(self._reply(link, request.command),
+                                               self._wait_s)
+            except _LinkDown as exc:
+                self._drop_link(f"link lost: {exc}")
+                raise ConnectionLostError(f"{self.address.url}: link lost during {name}: "
+                                          f"{exc}") from None
+            except TimeoutError:
+                self.counters["timeouts"] += 1
+                last = CommTimeoutError(f"{self.address.url}: no reply to {name} within "
+                                        f"{self.timeout_s:g} s (attempt {attempt} of "
+                                        f"{attempts})")
+                continue
+            except FrameError as exc:
+                self.counters["frames_bad"] += 1
+                last = FrameError(f"{self.address.url}: garbled reply to {name} (attempt "
+                                  f"{attempt} of {attempts}): {exc}")
+                continue
+            if isinstance(reply, ErrorReply):
+                self.counters["device_errors"] += 1
+                error = error_for_reply(reply, f"{self.address.url}: {name}")
+                if ERRORS[reply.code].retry:
+                    last = error
+                    continue
+                raise error
+            if not isinstance(reply, expect):
+                raise FrameError(f"{self.address.url}: {name} answered by {reply!r}")
+            return reply
+        assert last is not None
+        raise last
+
+    async def _reply(self, link: _Link, command: Command) -> OkReply | ErrorReply:
+        """The next reply that answers `command`; a late OK to an earlier request (another
+        command) is skipped. A bad line raises FrameError at once: waiting on for a good one
+        would only spend the tick's time."""
+        while True:
+            item = await link.next_item()
+            if isinstance(item, FrameFault):
+                raise item.error()
+            reply = parse_reply(item.payload)
+            if isinstance(reply, ErrorReply) or reply_command(reply) is command:
+                return reply
+            self.counters["replies_stale"] += 1
+
+    # ------------------------------------------------------------------- the Driver contract
+    async def read(self) -> dict[str, Reading]:
+        reply = await self._transact(Request(Command.READ), ReadReply)
+        now = self._now()
+        self._require_all(reply.inputs, INPUTS, Command.READ)
+        # The device's ages are device seconds; device and controller clocks run at the same
+        # speed factor, so an age is also controller-clock seconds. A negative age would date a
+        # value in the future and make it look fresh for longer than it is: read it as zero.
+        return {c.name: Reading(v.value, c.unit, now - max(0.0, v.age_s), v.quality)
+                for c in INPUTS for v in (reply.inputs[c.name],)}
+
+    async def read_outputs(self) -> dict[str, float]:
+        reply = await self._transact(Request(Command.OUTPUTS), OutputsReply)
+        self._require_all(reply.outputs, OUTPUTS, Command.OUTPUTS)
+        return {c.name: reply.outputs[c.name] for c in OUTPUTS}
+
+    async def write(self, commands: Mapping[str, float]) -> None:
+        """Validate, SET, then check the held values the device sends back: a value the
+        hardware limited (or a digit garbled in transit that the XOR checksum missed) is a
+        ReadbackError naming the channel, the commanded and the held value."""
+        validate_outputs(commands)
+        if not commands:
+            return
+        reply = await self._transact(Request.set(commands), SetReply)
+        wrong = []
+        for name, value in commands.items():
+            held = reply.held.get(name)
+            if held is None or not math.isclose(held, value, rel_tol=READBACK_REL_TOL):
+                wrong.append(f"{name} commanded {float(value)!r}, device holds {held!r}")
+        if wrong:
+            raise ReadbackError(f"{self.address.url}: write not held: {'; '.join(wrong)}")
+
+    async def heartbeat(self) -> None:
+        await self._transact(Request(Command.HB), HeartbeatReply)
+
+    async def status(self) -> StatusReply:
+        """The device's status bits, heartbeat count and clock (not part of the contract)."""
+        return await self._transact(Request(Command.STATUS), StatusReply)
+
+    async def diagnostics(self) -> dict[str, float]:
+        """Link counters only: a device on a wire exposes no ground truth. No I/O."""
+        out = {key: float(value) for key, value in self.counters.items()}
+        out["link_up"] = float(self._link is not None and self._link.lost is None)
+        return out
+
+    def _require_all(self, values: Mapping[str, Any], channels: tuple[Any, ...],
+                     command: Command) -> None:
+        missing = [c.name for c in channels if c.name not in values]
+        if missing:
+            raise DeviceError(f"{self.address.url}: {command.value} reply lacks "
+                              f"{', '.join(missing)}: the device's datasheet differs from ours")

@@ -1,0 +1,124 @@
+"""The emulated chamber as a stand-alone device: the core both wire servers (Modbus, serial) share.
+
+It wraps the in-process driver's chamber (same physics, same seed rules) and adds what a real
+device has and an in-process one does not: a comm-loss watchdog fed by the controller's
+heartbeat, status bits, and a device-side view of sample ages. Protocol servers call these
+synchronous methods from their request handlers; nothing here knows a wire format.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.contract.reading import Reading
+from drivers.contract.registry import parse_device_url
+from drivers.contract.status import DeviceStatus
+from sim_hardware.inprocess.sim_driver import SimDriver
+
+DEFAULT_SAFE_STATE = {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 5.0,
+                      "feed_ml_per_h": 0.0, "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0}
+DEFAULT_COMM_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class WireReading:
+    """A reading as a device sends it: no absolute time, only how old the value is."""
+
+    value: float
+    quality: int
+    age_s: float
+
+
+class ServedChamber:
+    """One emulated chamber behind a wire protocol.
+
+    `now` is the device's own clock (physics time, possibly scaled); `wall` is a monotonic wall
+    clock in seconds for the comm watchdog, because a link's silence is measured in real time
+    whatever speed the physics runs at.
+    """
+
+    def __init__(
+        self,
+        chamber_options: Mapping[str, Any],
+        *,
+        seed: int,
+        now: Callable[[], float],
+        wall: Callable[[], float],
+        comm_timeout_s: float = DEFAULT_COMM_TIMEOUT_S,
+        safe_state: Mapping[str, float] | None = None,
+    ) -> None:
+        if not comm_timeout_s > 0:
+            raise ValueError(f"comm_timeout_s={comm_timeout_s!r} must be > 0")
+        self._sim = SimDriver(parse_device_url("sim://"), now=now, seed=seed,
+                              options=dict(chamber_options))
+        self._now = now
+        self._wall = wall
+        self.comm_timeout_s = comm_timeout_s
+        self.safe_state = {**DEFAULT_SAFE_STATE, **(safe_state or {})}
+        self.status = DeviceStatus(0)
+        self.heartbeat_count = 0
+        self._last_heartbeat_wall: float | None = None
+        self.watchdog_trips = 0
+
+    async def start(self) -> None:
+        await self._sim.connect()
+        self.status |= DeviceStatus.RUNNING
+
+    @property
+    def now_s(self) -> float:
+        return self._now()
+
+    def read_inputs(self) -> dict[str, WireReading]:
+        readings = self._sim.read_now()
+        now = self._now()  # after the read, so no age comes out negative
+        return {name: _to_wire(r, now) for name, r in readings.items()}
+
+    def read_outputs(self) -> dict[str, float]:
+        return self._sim.outputs_now()
+
+    def write_outputs(self, commands: Mapping[str, float]) -> dict[str, float]:
+        """Apply commands (validated against the datasheet: ChannelError/OutOfRangeError);
+        returns every output as the hardware now holds it, after physical limits."""
+        self._sim.write_now(commands)
+        held = self._sim.outputs_now()
+        limited = any(abs(held[name] - value) > 1e-9 for name, value in commands.items())
+        if limited:
+            self.status |= DeviceStatus.COMMAND_LIMITED
+        else:
+            self.status &= ~DeviceStatus.COMMAND_LIMITED
+        return held
+
+    def heartbeat(self) -> int:
+        """The controller is alive: feed the watchdog, clear a comm-loss trip. Returns the count."""
+        self._last_heartbeat_wall = self._wall()
+        self.heartbeat_count = (self.heartbeat_count + 1) & 0xFFFF
+        self.status &= ~DeviceStatus.COMM_LOSS_SAFE
+        return self.heartbeat_count
+
+    def check_watchdog(self) -> bool:
+        """Trip to the safe state if the heartbeat is older than the comm timeout.
+
+        Called periodically by the server. Before the first heartbeat nothing is armed: a device
+        waiting for its controller keeps whatever state it was set up in. Returns True on a trip.
+        """
+        last = self._last_heartbeat_wall
+        if last is None or self.status & DeviceStatus.COMM_LOSS_SAFE:
+            return False
+        if self._wall() - last <= self.comm_timeout_s:
+            return False
+        # Device-side, not over the link: an injected comm fault must not stop the watchdog.
+        self._sim.actuate(self.safe_state)
+        self.status |= DeviceStatus.COMM_LOSS_SAFE
+        self.watchdog_trips += 1
+        return True
+
+    def ground_truth(self) -> dict[str, float]:
+        return self._sim.model.snapshot()
+
+
+def _to_wire(reading: Reading, now: float) -> WireReading:
+    age = now - reading.timestamp_s
+    return WireReading(reading.value, int(reading.quality), age if age == age else 0.0)
+
+

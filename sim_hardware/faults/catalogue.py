@@ -1,0 +1,606 @@
+"""Fault injection for the emulated chamber: the catalogue (data), spec parsing, and `FaultSet`.
+
+A fault is a `FaultSpec`: a catalogue name, a start `at` (seconds on the driver's clock), an
+optional `duration` (None: until the end of the run) and parameters. The in-process driver
+(`SimDriver`) owns one `FaultSet` built from its chamber option `faults` and applies it:
+
+* sensor faults transform the readings after the sensor model (the truth is untouched);
+* actuator faults change what the chamber physically receives, while the driver's
+  `outputs_now()` keeps reporting what was commanded (a stuck heater is not visible in the
+  setpoint registers);
+* process faults change the culture itself (contamination: a competitor in the model);
+* comm faults raise a driver error from read/write/heartbeat before anything else happens.
+
+Specs come from the command line (`NAME@TIME[:key=value,...]`, `parse_fault`) or from TOML
+`[[fault]]` tables (`fault_from_table`). Every error is a ValueError naming the fault, the key,
+the value and what is allowed. Every random draw (spike signs, extra noise, corrupted frames)
+comes from the run's seed, so a faulted run is as repeatable as a clean one.
+
+This module never imports the controller; times are read by `drivers.contract.durations`, the same
+parser the controller uses for its config.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from drivers.contract.datasheet import INPUTS, channel
+from drivers.contract.durations import parse_duration_s
+from drivers.contract.errors import CommTimeoutError, DeviceError, FrameError
+from drivers.contract.reading import Quality, Reading
+from sim_hardware.model.actuators import ActuatorInputs
+from sim_hardware.model.parameters import ModelParameters
+
+SENSOR_CHANNELS = tuple(c.name for c in INPUTS)
+PUMPS = ("feed", "harvest", "base")
+_BAD = Quality.BAD
+_GOOD = Quality.GOOD
+_OUT = Quality.OUT_OF_RANGE
+
+# Per-channel defaults for the sensor faults whose size depends on the channel's unit.
+_DRIFT_PER_H = {"temperature_c": 0.05, "do_pct_air": 0.5, "ph": 0.005,
+                "total_cells_per_ml": 2.0e4, "volume_ml": 0.1, "viable_cells_per_ml": 2.0e4,
+                "glucose_mm": 0.05, "lactate_mm": 0.05}
+_SPIKE = {"temperature_c": 5.0, "do_pct_air": 30.0, "ph": 0.5, "total_cells_per_ml": 1.0e6,
+          "volume_ml": 10.0, "viable_cells_per_ml": 1.0e6, "glucose_mm": 5.0,
+          "lactate_mm": 5.0}
+_NOISE = {"temperature_c": 0.2, "do_pct_air": 3.0, "ph": 0.05, "total_cells_per_ml": 5.0e4,
+          "volume_ml": 1.0, "viable_cells_per_ml": 5.0e4, "glucose_mm": 0.5, "lactate_mm": 0.5}
+
+
+@dataclass(frozen=True)
+class FaultParam:
+    """One parameter of a fault type. `default` None: required. `by_channel`: the default
+    depends on the faulted channel (its unit)."""
+
+    name: str
+    unit: str
+    description: str
+    default: float | str | None = None
+    by_channel: Mapping[str, float] | None = None
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    """Values must be > minimum (strictly) when set."""
+    maximum: float | None = None
+
+    def describe_default(self) -> str:
+        if self.by_channel is not None:
+            return "per channel: " + ", ".join(f"{k} {v:g}" for k, v in self.by_channel.items())
+        if self.default is None:
+            return "required"
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+
+@dataclass(frozen=True)
+class FaultType:
+    """A row of the catalogue."""
+
+    name: str
+    kind: str
+    """sensor, actuator, process or comm."""
+    target: str
+    """Which channel/actuator it hits ("channel=" / "pump=": chosen by a parameter)."""
+    effect: str
+    params: tuple[FaultParam, ...] = ()
+    detection: str = ""
+    """What the controller sees (verdict, alarm, interlock, counted error) and how fast: the
+    time its scenario test asserts and the time measured there, for the default config."""
+    reaction: str = ""
+    """What the controller does about it, and what is left to people."""
+    scenario: str = ""
+    """The test in tests/test_safety_scenarios.py that injects the fault into the whole
+    controller and asserts the detection and the reaction (`name` or `name[id]`)."""
+    allows_duration: bool = True
+
+
+_CH = FaultParam("channel", "", "the sensor channel", choices=SENSOR_CHANNELS)
+_PUMP = FaultParam("pump", "", "which pump", choices=PUMPS)
+
+_SCENARIOS = "test_each_fault_raises_its_alarm_in_time"
+
+CATALOGUE: tuple[FaultType, ...] = (
+    FaultType("sensor_stuck", "sensor", "channel=",
+              "the reading freezes at its value when the fault starts (the first read at or "
+              "after `at`), quality GOOD, fresh timestamps, while the truth moves",
+              (_CH,),
+              "verdict FROZEN after 15 min without change (temperature, DO, pH; 1 h for the "
+              "cell count; volume unchecked), alarm `<loop>_bad_quality` 10 s later. pH stuck: "
+              "alarm asserted within 15 min 20 s, measured 15 min 15 s",
+              "the loop holds its output (integral frozen) while FROZEN: the pH loop held for "
+              "the rest of the run (asserted >= 9.5 of the 10 h after the fault), the "
+              "temperature loop never (asserted)",
+              f"{_SCENARIOS}[sensor_stuck], test_a_stuck_ph_probe_holds_the_ph_loop"),
+    FaultType("sensor_drift", "sensor", "channel=",
+              "adds rate_per_h x hours since `at` to the reading",
+              (_CH, FaultParam("rate_per_h", "channel unit/h", "drift rate (signed)",
+                               by_channel=_DRIFT_PER_H)),
+              "cell count only: verdict INCONSISTENT when an at-line viable count arrives and "
+              "the probe's one-minute mean at its draw time is outside 0.67-1.5x of it, alarm "
+              "`cell_count_bad_quality` 60 s later. Default rate from 2 h: caught at the 6 h "
+              "sample (published 6.5 h), asserted within 4 h 30 min, measured 4 h 30 min "
+              "(alarm 4 h 31 min). Temperature, DO, pH and volume drift is **not detected**: "
+              "no reference measures them, and the loop follows the drifting reading",
+              "alarm only (nothing controls on the cell count): recheck the probe against a "
+              "fresh count; the verdict stands until an at-line count agrees again",
+              "test_a_drifting_cell_count_probe_disagrees_with_the_at_line_count"),
+    FaultType("sensor_spike", "sensor", "channel=",
+              "isolated spikes: the first read at or after each `at + k*period_s` is off by "
+              "+/- magnitude (seeded sign); the reads between are normal",
+              (_CH, FaultParam("magnitude", "channel unit", "spike size",
+                               by_channel=_SPIKE, minimum=0.0),
+               FaultParam("period_s", "s", "time between spikes", default=600.0,
+                          minimum=0.0)),
+              "verdict IMPLAUSIBLE on the spike's own sample (0 s) when the step beats the "
+              "channel's plausible rate (temperature 0.5 C/s, DO 10 %/s, pH 0.05/s; the cell "
+              "count and volume have none: not detected). pH, 0.5: asserted and measured, "
+              "every spike (12 in 2 h) rejected and no other sample",
+              "the sample is rejected: the loop holds its output on it (and for the next 2 "
+              "good samples, resume_after_good); the spike is never the reference for the "
+              "next sample; no alarm (a single glitch pages nobody)",
+              "test_a_ph_spike_is_rejected_on_its_own_sample_and_never_acted_on"),
+    FaultType("sensor_dropout", "sensor", "channel=",
+              "reading quality BAD, value NaN",
+              (_CH,),
+              "quality BAD on the next read (from the device), alarm `<loop>_bad_quality` "
+              "after 10 s: temperature, asserted within 20 s, measured 10 s",
+              "the loop holds its output while BAD (measured: the temperature loop held for "
+              "all 10 h after the fault), acting again on the 3rd good sample after",
+              f"{_SCENARIOS}[sensor_dropout]"),
+    FaultType("sensor_noise", "sensor", "channel=",
+              "adds extra white noise N(0, std) per read (seeded)",
+              (_CH, FaultParam("std", "channel unit", "standard deviation", by_channel=_NOISE,
+                               minimum=0.0)),
+              "verdict NOISY while the last 60 s window's sample-to-sample spread exceeds ~4x "
+              "the probe's noise (temperature 0.06 C, DO 1 % air, pH 0.015, volume 0.2 mL; "
+              "cell count unchecked), alarm `<loop>_bad_quality` 10 s later. pH, 0.05: NOISY "
+              "asserted within 2 min, measured 61 s; the alarm measured at 60 s (steps beyond "
+              "the plausible rate are IMPLAUSIBLE first)",
+              "the loop holds its output while the channel is NOISY (pH: the last good CO2 %) "
+              "rather than chase the noise; no harder filtering or lower gain. Trusted again "
+              "within two windows of the noise stopping, and the loop acts again",
+              "test_a_noisy_ph_probe_is_marked_noisy_and_the_loop_holds"),
+    FaultType("heater_failed_off", "actuator", "heater_pct",
+              "the heater delivers 0 % whatever is commanded; the temperature falls towards "
+              "ambient with the chamber's thermal time constant",
+              (),
+              "alarm `temperature_deviation` (3x band, 0.3 C, for 5 min): asserted within "
+              "15 min, measured 5 min 30 s",
+              "alarm only: the loop drives the heater to ~100 %, which it does not deliver; "
+              "feeding less cold medium and the repair are crew/ground actions",
+              f"{_SCENARIOS}[heater_failed_off]"),
+    FaultType("heater_stuck_on", "actuator", "heater_pct",
+              "the heater delivers 100 % whatever is commanded (the setpoint register still "
+              "shows the command)",
+              (),
+              "interlocks `overtemp_limit` (38.0 C), `overtemp_cut` (38.5 C), `overtemp_safe` "
+              "(39.5 C) trip in that order, asserted within 1 h of the fault, measured 1 min "
+              "23 s, 2 min 2 s, 3 min 29 s; alarm `temperature_high` (> 39 C for 30 s, "
+              "critical, latched), measured 3 min 15 s",
+              "the interlocks limit the heater command to 20 %, then 0 %, then put the whole "
+              "safe state (heater 0 from then on, asserted); the stuck heater ignores the "
+              "command, so cutting its power (a relay) is a crew action",
+              "test_a_stuck_heater_trips_the_over_temperature_tiers_in_order"),
+    FaultType("pump_clogged", "actuator", "pump=",
+              "the pump delivers 0 mL/h whatever is commanded",
+              (_PUMP,),
+              "feed or harvest, during perfusion (feed = harvest): alarm `volume_rate`, the "
+              "volume's 1 h slope beyond 0.5 mL/h for 90 min. Feed clogged as perfusion "
+              "starts (2 d, 1 mL/h): asserted within 2 h 15 min, measured 2 h 3 min. Before "
+              "perfusion nothing flows, so nothing shows; base: not detected (the default "
+              "config runs no base loop)",
+              "alarm only: the opposing pump keeps running (the volume falls at the harvest's "
+              "rate until the `volume_low` interlock stops the harvest at 20 mL); switching "
+              "to a spare line is a crew action",
+              "test_a_clogged_feed_pump_shows_as_the_volume_falling"),
+    FaultType("pump_runaway", "actuator", "pump=",
+              "the pump runs at its maximum whatever is commanded",
+              (_PUMP,),
+              "feed or base: interlock `volume_high` at 150 mL; feed at 60 mL/h from 1 h: "
+              "asserted within 1 h 45 min, measured 1 h 40 min (alarm `volume_rate` at 1 h "
+              "33 min). Harvest: interlock `volume_low` at 20 mL (not in the scenario)",
+              "the interlock stops the feed and base commands (asserted: feed 0 after the "
+              "trip); a runaway pump ignores its command, so the volume keeps rising: cutting "
+              "its power is a crew action",
+              "test_a_runaway_feed_pump_trips_volume_high"),
+    FaultType("o2_supply_lost", "actuator", "o2_pct",
+              "o2_pct actually delivered is 0 whatever is commanded (the mixer delivers N2 "
+              "instead); DO falls towards 0 at the cells' uptake and kLa",
+              (),
+              "alarm `do_deviation` (DO 6 % air below setpoint for 5 min): asserted within "
+              "12 min, measured 9 min 30 s; interlock and high alarm `o2_supply_lost` (O2 "
+              "output at its maximum for 10 min, DO > 5 % air low and not recovering): "
+              "asserted within 2 h 15 min, measured 1 h 45 min (the PI takes ~1.5 h to wind "
+              "up to its limit)",
+              "first the DO loop drives o2_pct up towards its 60 % limit, which delivers "
+              "nothing; once tripped, o2_pct held at 21 % (air) and perfusion at 7 mL/h "
+              "(fresh medium is the only O2 left: 57 % of a clean run's viable cells at day 7 "
+              "against 34 % without the interlock); it resets when DO is back within 2.5 % "
+              "air of setpoint. Restoring the supply is a crew action",
+              "test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock"),
+    FaultType("co2_supply_lost", "actuator", "co2_pct",
+              "co2_pct actually delivered is `residual_pct` (the carrier gas's own CO2) "
+              "whatever is commanded: dissolved CO2 strips out and the bicarbonate medium goes "
+              "alkaline (pH > 7.6 within hours)",
+              (FaultParam("residual_pct", "% gas", "CO2 left in the gas without the supply: 0 "
+                          "for a bottled N2 carrier, ~0.5 for ISS cabin air", default=0.0,
+                          minimum=-1e-300, maximum=20.0),),
+              "alarm `ph_high` (> 7.6 for 60 s): asserted within 4 h (30 min on day 3), "
+              "measured 13 min 5 s (`ph_deviation` at 11 min 10 s); interlock and high alarm "
+              "`co2_supply_lost` (CO2 output at its maximum for 10 min, pH > 0.15 high and "
+              "not recovering): asserted within 30 min, measured 16 min 25 s",
+              "the pH loop drives co2_pct to its 15 % limit, which delivers nothing; once "
+              "tripped, base, feed and harvest stopped (boluses suspended, no cell washed "
+              "out) and CO2 left at the maximum so a returning supply pulls the pH straight "
+              "back. No actuator can hold a bicarbonate medium below pH ~8.2 without CO2: "
+              "2.5 % of a clean run's viable cells at day 7 (1.9 % with no reaction). A "
+              "HEPES-buffered feed or the supply back are crew actions",
+              f"{_SCENARIOS}[co2_supply_lost], "
+              "test_co2_failure.py::test_ph_alarm_and_interlock_within_30_minutes_of_the_fault"),
+    FaultType("contamination", "process", "chamber",
+              "a fast-growing competitor (doubling ~1 h [est]) inoculated at `at`: it consumes "
+              "glucose (to lactate) and O2, and adds to the optical total cell count but not "
+              "to the viable HSC count; booked in the ledger as contaminant_cells. It does "
+              "not end (no duration)",
+              (FaultParam("cells_per_ml", "cells/mL", "inoculum", default=100.0, minimum=0.0),
+               FaultParam("doubling_h", "h", "doubling time", default=1.0, minimum=0.0),
+               FaultParam("q_glc_pmol_per_cell_h", "pmol/cell/h", "glucose uptake",
+                          default=0.005, minimum=-1e-300),
+               FaultParam("q_o2_pmol_per_cell_h", "pmol/cell/h", "O2 uptake", default=0.01,
+                          minimum=-1e-300),
+               FaultParam("max_cells_per_ml", "cells/mL", "carrying capacity",
+                          default=1.0e9, minimum=0.0)),
+              "verdict INCONSISTENT on the cell count when an at-line viable count arrives "
+              "and the probe (which counts the competitor) read more than 1.5x it at the draw "
+              "time, alarm `cell_count_bad_quality` 60 s later. 100 /mL at 2 h: caught at the "
+              "12 h sample (published 12.5 h), asserted within 10 h 30 min, measured 10 h "
+              "30 min (alarm 10 h 31 min); the at-line cadence (6 h + 30 min assay) bounds "
+              "the delay",
+              "alarm only: a contamination cannot be controlled away; stopping the run or "
+              "isolating the chamber is a crew decision. The loops are untouched",
+              "test_a_contamination_shows_as_the_cell_count_parting_from_the_viable_count",
+              allows_duration=False),
+    FaultType("comm_timeout", "comm", "link",
+              "read/write/heartbeat raise drivers.CommTimeoutError while active",
+              (),
+              "every failed call counted, that tick's readings COMM_ERROR; alarm `comm_loss` "
+              "(30 s on-delay): asserted within 40 s, measured 30 s. The channels' stale and "
+              "bad-quality alarms hold on COMM_ERROR readings: one alarm for the link, not "
+              "one per channel",
+              "the loops hold; after the outage every output is written afresh; on the "
+              "served device its watchdog takes the safe state after its comm timeout",
+              f"{_SCENARIOS}[comm_timeout]"),
+    FaultType("comm_corrupt", "comm", "link",
+              "each read/write/heartbeat raises drivers.FrameError with `probability` "
+              "(seeded)",
+              (FaultParam("probability", "", "chance per call", default=0.1, minimum=0.0,
+                          maximum=1.0),),
+              "each corrupted call counted (read/write errors, a `comm` event) and its tick's "
+              "readings COMM_ERROR: the first within 30 s asserted, 8 s measured, at 0.1. "
+              "Alarm `comm_errors` (over 5 % of the last 10 min of reads failed): asserted "
+              "within 7 min, measured 4 min 40 s at 0.1, and no other alarm: `comm_loss` "
+              "needs 30 s without a good read",
+              "the loops hold on exactly the failed ticks (asserted: held ticks = failed "
+              "reads) and act again from the 3rd good read after; the call is retried on the "
+              "next tick and every output rewritten",
+              "test_corrupt_frames_are_counted_and_only_their_ticks_are_held"),
+    FaultType("comm_exception", "comm", "link",
+              "read/write/heartbeat raise drivers.DeviceError('device busy') while active",
+              (),
+              "every read fails and is counted (600 of 600 in 10 min), its readings "
+              "COMM_ERROR; alarm `comm_loss` (no successful read for 30 s, though the device "
+              "answers) asserted within 40 s, measured 30 s, with `comm_errors`; the "
+              "channels' alarms hold",
+              "the loops hold for the whole fault (so nothing is written) and act again after "
+              "it; reads are retried every tick, without backoff",
+              "test_a_busy_device_is_counted_alarmed_and_the_loops_hold"),
+)
+
+FAULTS: dict[str, FaultType] = {f.name: f for f in CATALOGUE}
+_COMMON_KEYS = ("name", "at", "duration")
+
+
+# ------------------------------------------------------------------------------- specs
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault to inject: a catalogue name, when, for how long, with which parameters."""
+
+    name: str
+    at_s: float
+    duration_s: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def end_s(self) -> float:
+        return math.inf if self.duration_s is None else self.at_s + self.duration_s
+
+    @property
+    def type(self) -> FaultType:
+        return FAULTS[self.name]
+
+    def active(self, t_s: float) -> bool:
+        return self.at_s <= t_s < self.end_s
+
+    def label(self) -> str:
+        """The spec in command-line form (for messages and reports)."""
+        parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in self.params.items()]
+        if self.duration_s is not None:
+            parts.append(f"duration={self.duration_s:g}s")
+        return f"{self.name}@{self.at_s:g}s" + (":" + ",".join(parts) if parts else "")
+
+
+def _known() -> str:
+    return ", ".join(FAULTS)
+
+
+def _check_param(fault: FaultType, p: FaultParam, value: Any) -> Any:
+    where = f"fault {fault.name}: {p.name}={value!r}"
+    if p.choices is not None:
+        if value not in p.choices:
+            raise ValueError(f"{where} is not allowed; {p.name} must be one of "
+                             f"{', '.join(p.choices)}")
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{where} must be a number"
+                             + (f" in {p.unit}" if p.unit else "")) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number" + (f" in {p.unit}" if p.unit else ""))
+    value = float(value)
+    if p.minimum is not None and not value > p.minimum:
+        raise ValueError(f"{where} must be > {p.minimum:g}")
+    if p.maximum is not None and value > p.maximum:
+        raise ValueError(f"{where} must be <= {p.maximum:g}")
+    return value
+
+
+def make_fault(name: Any, at: Any, duration: Any = None, **params: Any) -> FaultSpec:
+    """A checked FaultSpec; missing parameters take their (per-channel) defaults."""
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {name!r}; known faults: {_known()}")
+    ft = FAULTS[name]
+    at_s = parse_duration_s(at, f"fault {name}: at")
+    duration_s = None
+    if duration is not None:
+        if not ft.allows_duration:
+            raise ValueError(f"fault {name}: duration={duration!r} is not allowed; a "
+                             f"{name} does not end (omit duration)")
+        duration_s = parse_duration_s(duration, f"fault {name}: duration")
+        if duration_s <= 0:
+            raise ValueError(f"fault {name}: duration={duration!r} must be > 0")
+    allowed = {p.name: p for p in ft.params}
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        keys = ", ".join(f"{k}={params[k]!r}" for k in unknown)
+        raise ValueError(f"fault {name}: unknown key(s) {keys}; allowed keys: "
+                         f"{', '.join([*allowed, 'duration']) or 'duration'}")
+    checked: dict[str, Any] = {}
+    for p in ft.params:  # choices first, so per-channel defaults can use the channel
+        if p.name in params:
+            checked[p.name] = _check_param(ft, p, params[p.name])
+        elif p.by_channel is not None:
+            checked[p.name] = p.by_channel[checked["channel"]]
+        elif p.default is None:
+            raise ValueError(f"fault {name}: missing key {p.name}; "
+                             + (f"one of {', '.join(p.choices)}" if p.choices else p.description))
+        else:
+            checked[p.name] = p.default
+    return FaultSpec(name, at_s, duration_s, checked)
+
+
+def parse_fault(spec: str) -> FaultSpec:
+    """`NAME@TIME[:key=value,...]`, e.g. `co2_supply_lost@3d`, `sensor_stuck@2d:channel=ph`,
+    `sensor_drift@1d:channel=ph,rate_per_h=0.002,duration=12h`."""
+    if not isinstance(spec, str):
+        raise ValueError(f"fault spec {spec!r} must be a string NAME@TIME[:key=value,...]")
+    head, sep, tail = spec.strip().partition(":")
+    name, at_sep, at = head.partition("@")
+    name = name.strip()
+    if name not in FAULTS:
+        raise ValueError(f"fault spec {spec!r}: unknown fault {name!r}; known faults: "
+                         f"{_known()}")
+    if not at_sep or not at.strip():
+        raise ValueError(f"fault spec {spec!r}: missing start time; write {name}@TIME, "
+                         "e.g. {name}@36h")
+    params: dict[str, str] = {}
+    if sep:
+        for item in tail.split(","):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"fault spec {spec!r}: {item!r} is not key=value")
+            params[key.strip()] = value.strip()
+    duration = params.pop("duration", None)
+    return make_fault(name, at.strip(), duration, **params)
+
+
+def fault_from_table(table: Mapping[str, Any]) -> FaultSpec:
+    """A TOML `[[fault]]` table: {name, at, duration?, ...params}."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"[[fault]] entry {table!r} must be a table with name and at")
+    if "name" not in table:
+        raise ValueError(f"[[fault]] {dict(table)!r}: missing key name; known faults: "
+                         f"{_known()}")
+    name = table["name"]
+    if name not in FAULTS:
+        raise ValueError(f"[[fault]] name={name!r}: unknown fault; known faults: {_known()}")
+    if "at" not in table:
+        raise ValueError(f"fault {name}: missing key at (start: seconds or 30s/90m/36h/3d)")
+    params = {k: v for k, v in table.items() if k not in _COMMON_KEYS}
+    return make_fault(name, table["at"], table.get("duration"), **params)
+
+
+def parse_faults(entries: Any) -> tuple[FaultSpec, ...]:
+    """The chamber option `faults`: a list of spec strings, tables or FaultSpecs."""
+    if entries is None:
+        return ()
+    if isinstance(entries, (str, Mapping)) or not isinstance(entries, Iterable):
+        raise ValueError(f"chamber option faults={entries!r} must be a list of fault specs "
+                         "(NAME@TIME[:key=value,...]) or tables {name, at, ...}")
+    out = []
+    for entry in entries:
+        if isinstance(entry, FaultSpec):
+            out.append(make_fault(entry.name, entry.at_s, entry.duration_s, **entry.params))
+        elif isinstance(entry, str):
+            out.append(parse_fault(entry))
+        else:
+            out.append(fault_from_table(entry))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------ the fault set
+class _Active:
+    """Run-time state of one fault."""
+
+    __slots__ = ("spec", "rng", "frozen", "next_spike_s")
+
+    def __init__(self, spec: FaultSpec, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.frozen: float | None = None
+        self.next_spike_s = spec.at_s
+
+
+class FaultSet:
+    """The faults of one chamber, applied by the driver.
+
+    The driver calls `check_comm` first thing in read/write/heartbeat, stops its integration at
+    every time in `transition_times` (there it calls `physical` and, at a contamination's
+    start, `starts_at`), and passes its readings through `apply_readings`.
+    """
+
+    def __init__(self, specs: Iterable[FaultSpec], seed: np.random.SeedSequence,
+                 params: ModelParameters) -> None:
+        self.specs = tuple(specs)
+        children = seed.spawn(len(self.specs)) if self.specs else []
+        faults = [_Active(s, np.random.default_rng(c)) for s, c in zip(self.specs, children)]
+        self._sensor = [f for f in faults if f.spec.type.kind == "sensor"]
+        self._actuator = [f.spec for f in faults if f.spec.type.kind == "actuator"]
+        self._comm = [f for f in faults if f.spec.type.kind == "comm"]
+        self._process = [f.spec for f in faults if f.spec.type.kind == "process"]
+        self._max = {"feed": params.feed_pump_max_ml_per_h,
+                     "harvest": params.harvest_pump_max_ml_per_h,
+                     "base": params.base_pump_max_ml_per_h}
+        times = {s.at_s for s in self._actuator + self._process}
+        times |= {s.end_s for s in self._actuator if math.isfinite(s.end_s)}
+        self.transition_times = tuple(sorted(times))
+        """When the chamber's physical inputs change (actuator faults) or a process starts."""
+
+    def __bool__(self) -> bool:
+        return bool(self.specs)
+
+    # ---------------------------------------------------------------------------- comm
+    def check_comm(self, now: float) -> None:
+        """Raise the driver error of an active comm fault (before the call does anything)."""
+        for f in self._comm:
+            s = f.spec
+            if not s.at_s <= now < s.end_s:
+                continue
+            if s.name == "comm_timeout":
+                raise CommTimeoutError(f"sim://: no reply (injected fault {s.label()})")
+            if s.name == "comm_exception":
+                raise DeviceError(f"sim://: device busy (injected fault {s.label()})")
+            if f.rng.random() < s.params["probability"]:
+                raise FrameError(f"sim://: corrupted frame (injected fault {s.label()})")
+
+    # ------------------------------------------------------------------------ actuators
+    def physical(self, commanded: ActuatorInputs, t_s: float) -> ActuatorInputs:
+        """What the chamber receives at `t_s` when `commanded` was commanded."""
+        changes: dict[str, float] = {}
+        for s in self._actuator:
+            if not s.at_s <= t_s < s.end_s:
+                continue
+            name = s.name
+            if name == "heater_failed_off":
+                changes["heater_pct"] = 0.0
+            elif name == "heater_stuck_on":
+                changes["heater_pct"] = 100.0
+            elif name == "o2_supply_lost":
+                changes["o2_pct"] = 0.0
+            elif name == "co2_supply_lost":
+                changes["co2_pct"] = s.params["residual_pct"]
+            else:
+                pump = s.params["pump"]
+                changes[f"{pump}_ml_per_h"] = (0.0 if name == "pump_clogged"
+                                               else self._max[pump])
+        return replace(commanded, **changes) if changes else commanded
+
+    def starts_at(self, t_s: float) -> list[FaultSpec]:
+        """Process faults (contamination) that start exactly at `t_s`."""
+        return [s for s in self._process if s.at_s == t_s]
+
+    # -------------------------------------------------------------------------- sensors
+    def apply_readings(self, readings: dict[str, Reading], now: float) -> dict[str, Reading]:
+        """Readings as the faulty sensors report them (in place; returns `readings`)."""
+        for f in self._sensor:
+            s = f.spec
+            if not s.at_s <= now < s.end_s:
+                continue
+            p = s.params
+            name = p["channel"]
+            r = readings[name]
+            kind = s.name
+            if kind == "sensor_dropout":
+                readings[name] = Reading(math.nan, r.unit, r.timestamp_s, _BAD)
+                continue
+            if kind == "sensor_stuck":
+                if f.frozen is None:
+                    f.frozen = r.value
+                readings[name] = Reading(f.frozen, r.unit, r.timestamp_s,
+                                         _GOOD if f.frozen == f.frozen else _BAD)
+                continue
+            if kind == "sensor_drift":
+                age_s = r.timestamp_s - s.at_s  # an at-line result: when its sample was drawn
+                value = r.value + p["rate_per_h"] * (age_s if age_s > 0.0 else 0.0) / 3600.0
+            elif kind == "sensor_noise":
+                value = r.value + p["std"] * float(f.rng.standard_normal())
+            else:  # sensor_spike
+                if now < f.next_spike_s:
+                    continue
+                k = math.floor((now - s.at_s) / p["period_s"]) + 1
+                f.next_spike_s = s.at_s + k * p["period_s"]
+                sign = 1.0 if f.rng.random() < 0.5 else -1.0
+                value = r.value + sign * p["magnitude"]
+            readings[name] = _clipped(name, value, r)
+        return readings
+
+    # ---------------------------------------------------------------------- diagnostics
+    def flags(self, now: float) -> dict[str, float]:
+        """`fault_<name>_active` for every catalogue fault (1.0 while one of that name is)."""
+        out = {f"fault_{name}_active": 0.0 for name in FAULTS}
+        for s in self.specs:
+            if s.active(now):
+                out[f"fault_{s.name}_active"] = 1.0
+        return out
+
+
+def _clipped(name: str, value: float, r: Reading) -> Reading:
+    if value != value:  # NaN in (at-line before its first result): stays as it was
+        return r
+    ch = channel(name)
+    if value < ch.minimum:
+        return Reading(ch.minimum, r.unit, r.timestamp_s, _OUT)
+    if value > ch.maximum:
+        return Reading(ch.maximum, r.unit, r.timestamp_s, _OUT)
+    return Reading(value, r.unit, r.timestamp_s, r.quality)
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as a Markdown table (docs/faults.md is generated from this, and a test
+    checks the two agree); scenario tests are in tests/test_safety_scenarios.py."""
+    rows = ["| fault | kind | target | parameters (default, unit) | effect | detection | "
+            "reaction | scenario test |", "|---|---|---|---|---|---|---|---|"]
+    for f in CATALOGUE:
+        params = "; ".join(f"`{p.name}` ({p.describe_default()}"
+                           + (f", {p.unit}" if p.unit else "")
+                           + (f"; {'/'.join(p.choices)}" if p.choices else "") + ")"
+                           for p in f.params) or "-"
+        scenarios = ", ".join(f"`{name.strip()}`" for name in f.scenario.split(","))
+        rows.append(f"| `{f.name}` | {f.kind} | {f.target} | {params} | {f.effect} | "
+                    f"{f.detection} | {f.reaction} | {scenarios} |")
+    return "\n".join(rows)

@@ -1,0 +1,575 @@
+"""The culture chamber's state and its integration in time.
+
+Two time scales, two integrators. Temperature, dissolved O2 and dissolved CO2 respond in minutes;
+for inputs held constant they obey linear first-order ODEs, so they advance with the exact
+exponential solution over any interval (exact for every dt, no stability limit, one cached exp per
+state while dt repeats). Cells, nutrients, by-products, inhibitor, bicarbonate and volume change
+over hours to days; they advance by explicit Euler in fixed `bio_step_s` steps (60 s by default:
+the fastest slow rate, dilution at 60 mL/h into 50 mL, is 1.2 /h, so rate x step <= 0.02 and the
+Euler error is below 1 % of a step's change; growth and uptake rates are 100x slower).
+
+Slow species are held as amounts (cells, umol, ng, mL), not concentrations, and every flux of a
+step is booked in a ledger with the same floating-point numbers that update the state, so
+`initial + fed - harvested - consumed + produced == current` holds to rounding.
+
+Pump volumes are integrated exactly between bio steps (a 2 mL bolus delivers 2 mL whatever its
+timing); the bio step then applies them, using concentrations from the start of the step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from sim_hardware.model.actuators import ActuatorInputs
+from sim_hardware.model.parameters import ModelParameters
+
+_LN2 = math.log(2.0)
+_S_PER_H = 3600.0
+SPECIES = ("viable_cells", "dead_cells", "glucose", "glutamine", "lactate", "ammonia",
+           "inhibitor", "bicarbonate", "volume", "contaminant_cells")
+_LEDGER_UNITS = {
+    "viable_cells": "cells", "dead_cells": "cells", "glucose": "mmol", "glutamine": "mmol",
+    "lactate": "mmol", "ammonia": "mmol", "inhibitor": "ng", "bicarbonate": "mmol",
+    "volume": "mL", "contaminant_cells": "cells",
+}
+# Internal amounts of dissolved species are in umol (mM x mL); the ledger reports mmol.
+_LEDGER_SCALE = {name: (1e-3 if unit == "mmol" else 1.0) for name, unit in _LEDGER_UNITS.items()}
+_FACTOR_NAMES = ("temperature", "ph", "dissolved_o2", "glucose", "glutamine", "lactate",
+                 "ammonia", "inhibitor", "density", "lag")
+_MIN_HCO3_MM = 1e-3  # pH of a fully acidified medium is not modelled; keep log10 finite
+_MIN_DCO2_MM = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class InitialConditions:
+    """Where the run starts: a pre-warmed chamber, seeded, its gases at equilibrium."""
+
+    volume_ml: float = 50.0
+    seeding_cells_per_ml: float = 1.0e5
+    temperature_c: float = 37.0
+    o2_pct: float = 5.2
+    co2_pct: float | None = None
+    """None: the CO2 that gives pH 7.30 with the feed bicarbonate at equilibrium."""
+    target_ph: float = 7.30
+    lactate_mm: float = 0.0
+    """Conditioned medium (by-products already present): for experiments, not a driver option."""
+    ammonia_mm: float = 0.0
+
+
+def cardinal_temperature_factor(t_c: float, t_min: float, t_opt: float, t_max: float) -> float:
+    """Rosso's cardinal temperature model (CTMI): 0 at T_min and T_max, 1 at T_opt."""
+    if t_c <= t_min or t_c >= t_max:
+        return 0.0
+    num = (t_c - t_max) * (t_c - t_min) ** 2
+    den = (t_opt - t_min) * ((t_opt - t_min) * (t_c - t_opt)
+                             - (t_opt - t_max) * (t_opt + t_min - 2.0 * t_c))
+    return num / den
+
+
+def ph_factor(ph: float, opt_low: float, opt_high: float, half_low: float,
+              half_high: float) -> float:
+    """1 on the optimum plateau, Gaussian shoulders that reach 0.5 at the half-growth pHs."""
+    if ph < opt_low:
+        d = (opt_low - ph) / (opt_low - half_low)
+    elif ph > opt_high:
+        d = (ph - opt_high) / (half_high - opt_high)
+    else:
+        return 1.0
+    return math.exp(-_LN2 * d * d)
+
+
+def lag_factor(t_h: float, lag_h: float) -> float:
+    """Smoothstep ramp 0 -> 1 over lag_h after seeding (equivalent to lag_h/2 of lost growth)."""
+    if t_h >= lag_h:
+        return 1.0
+    if t_h <= 0.0:
+        return 0.0
+    x = t_h / lag_h
+    return x * x * (3.0 - 2.0 * x)
+
+
+class ChamberModel:
+    """One culture chamber. Call `advance_to(t)` with the clock's time, then read attributes.
+
+    Public state (attributes, updated by `advance_to`): `t_s`, `temperature_c`, `do_mm`,
+    `dco2_mm`; properties for the rest. Inputs change only through `set_inputs`, which first
+    integrates the old inputs up to the time of the change.
+    """
+
+    def __init__(self, params: ModelParameters, *, microgravity: bool = False,
+                 initial: InitialConditions | None = None, t0_s: float = 0.0) -> None:
+        p = params
+        init = initial or InitialConditions()
+        self.params = p
+        self.microgravity = microgravity
+        self.initial = init
+        mg = microgravity
+        self._mu_max_per_h = p.mu_max_per_d / 24.0 * (p.microgravity_growth_factor if mg else 1.0)
+        self._kla_o2_per_h = p.kla_o2_per_h * (p.microgravity_kla_factor if mg else 1.0)
+        self._kla_co2_per_h = self._kla_o2_per_h * p.kla_co2_ratio
+        self._co2_star_mm_per_pct = p.co2_solubility_mm_per_mmhg * p.dry_gas_pressure_mmhg / 100.0
+        self._o2_star_mm_per_pct = p.do_air_sat_mm / 20.95
+        self.do_pct_per_mm = 100.0 / p.do_air_sat_mm
+        self._heater_w_per_pct = p.heater_max_w / 100.0
+        self._o2_gain = self._kla_o2_per_h * self._o2_star_mm_per_pct
+        self._co2_gain = self._kla_co2_per_h * self._co2_star_mm_per_pct
+        self._dirty = True
+        self._h_s = p.bio_step_s
+        self._h_h = p.bio_step_s / _S_PER_H
+
+        self.t0_s = t0_s
+        self.t_s = t0_s
+        self._n_bio = 0
+        self._t_next_bio = t0_s + self._h_s
+
+        v0 = init.volume_ml
+        self.volume_ml = v0
+        self._n_xv = init.seeding_cells_per_ml * v0
+        self._n_xd = 0.0
+        self._n_glc = p.feed_glucose_mm * v0
+        self._n_gln = p.feed_glutamine_mm * v0
+        self._n_lac = init.lactate_mm * v0
+        self._n_amm = init.ammonia_mm * v0
+        self._n_inh = 0.0
+        self._n_hco3 = p.feed_bicarbonate_mm * v0
+        # A contaminant (fault injection): none until `contaminate` inoculates one.
+        self._n_xc = 0.0
+        self._xc = 0.0
+        self._contaminated = False
+        self._mu_c_per_h = self._q_glc_c = self._q_o2_c = 0.0
+        self._xc_max = 1.0
+        self._ledger = {s: [a, 0.0, 0.0, 0.0, 0.0] for s, a in zip(SPECIES, self._amounts())}
+        self._harvested_viable = 0.0
+        self._harvested_dead = 0.0
+        self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = 0.0
+        self.mu_per_h = 0.0
+        self._factors = (1.0,) * 9 + (0.0,)
+        self.death_per_h = p.death_base_per_d / 24.0
+        self._update_concentrations()
+
+        # Fast states start at the equilibrium of the initial inputs (pre-warmed, pre-gassed).
+        self.temperature_c = init.temperature_c
+        self.do_mm = 0.0
+        self.dco2_mm = 0.0
+        self._k_up_per_h = 0.0
+        self._co2_source_mm_per_h = 0.0
+        heater = (p.ua_w_per_k * (init.temperature_c - p.ambient_temperature_c)
+                  / p.heater_max_w * 100.0)
+        self.inputs = ActuatorInputs(heater_pct=min(100.0, max(0.0, heater)),
+                                     o2_pct=init.o2_pct, co2_pct=0.0)
+        self._apply_rates()
+        # O2 uptake depends on DO: iterate the quasi-steady state to its fixed point.
+        our_max = p.q_o2_pmol_per_cell_h * 1e-6 * self._xv
+        lactic_mm_per_h = (p.y_lac_per_glc * p.q_glc_pmol_per_cell_h * 1e-6 * self._xv
+                           * self._glc / (p.k_glc_mm + self._glc))
+        for _ in range(30):
+            self._set_uptake(our_max, self.do_mm)
+            self._co2_source_mm_per_h += lactic_mm_per_h
+            self._fast_coefficients()
+            self.do_mm = self._o_ss
+        co2_pct = init.co2_pct if init.co2_pct is not None else self._co2_for_ph(init.target_ph)
+        self.inputs = replace(self.inputs, co2_pct=co2_pct)
+        self._fast_coefficients()
+        self.dco2_mm = self._c_ss
+
+    # ----------------------------------------------------------------------------- inputs
+    def set_inputs(self, inputs: ActuatorInputs, t_s: float | None = None) -> None:
+        """Apply new physical inputs from `t_s` on (default: the model's current time).
+
+        A controller changes heater and gas nearly every tick, so those only move the fast
+        states' steady states; the rate constants (and their exps) are recomputed only when a
+        pump rate changes.
+        """
+        if t_s is not None:
+            self.advance_to(t_s)
+        old = self.inputs
+        self.inputs = inputs
+        if (inputs.feed_ml_per_h != old.feed_ml_per_h or inputs.base_ml_per_h != old.base_ml_per_h
+                or inputs.harvest_ml_per_h != old.harvest_ml_per_h):
+            self._apply_rates()
+            self._dirty = True
+        elif not self._dirty:
+            self._steady_states()
+
+    def _apply_rates(self) -> None:
+        u = self.inputs
+        self._feed_ml_per_s = u.feed_ml_per_h / _S_PER_H
+        self._base_ml_per_s = u.base_ml_per_h / _S_PER_H
+        self._harvest_ml_per_s = u.harvest_ml_per_h / _S_PER_H
+
+    def _co2_for_ph(self, ph: float) -> float:
+        """CO2 % whose equilibrium (with the cells' CO2 output, no flow) gives `ph`."""
+        p = self.params
+        target_dco2 = self._hco3_mm / 10.0 ** (ph - p.carbonic_pka)
+        star = target_dco2 - self._co2_source_mm_per_h / self._kla_co2_per_h
+        return min(20.0, max(0.0, star / self._co2_star_mm_per_pct))
+
+    def contaminate(self, cells_per_ml: float, *, doubling_h: float = 1.0,
+                    q_glc_pmol_per_cell_h: float = 0.005, q_o2_pmol_per_cell_h: float = 0.01,
+                    max_cells_per_ml: float = 1.0e9) -> None:
+        """Inoculate a fast-growing competitor (a bacterial contamination) now.
+
+        It grows at ln2/doubling_h (Monod-limited by glucose and O2, logistic to
+        `max_cells_per_ml`), takes up glucose (to lactate, at the cells' yield) and O2, is
+        washed out by the harvest with the medium, and adds to the optical total count but not
+        to the viable HSCs. The inoculum is booked as "fed" in the `contaminant_cells` ledger.
+        """
+        if not (cells_per_ml >= 0.0 and doubling_h > 0.0 and max_cells_per_ml > 0.0):
+            raise ValueError("contaminate: cells_per_ml >= 0, doubling_h > 0 and "
+                             "max_cells_per_ml > 0 required")
+        n = cells_per_ml * self.volume_ml
+        self._n_xc += n
+        self._ledger["contaminant_cells"][1] += n
+        self._contaminated = True
+        self._mu_c_per_h = _LN2 / doubling_h
+        self._q_glc_c = q_glc_pmol_per_cell_h
+        self._q_o2_c = q_o2_pmol_per_cell_h
+        self._xc_max = max_cells_per_ml
+        self._update_concentrations()
+
+    # ------------------------------------------------------------------------ integration
+    def advance_to(self, t_s: float) -> None:
+        """Integrate from the model's time to `t_s` (the clock's now) with the held inputs."""
+        if t_s <= self.t_s:
+            if t_s < self.t_s - 1e-6:
+                raise ValueError(f"time went backwards: {t_s} s < model time {self.t_s} s")
+            return
+        while t_s >= self._t_next_bio:
+            self._fast(self._t_next_bio - self.t_s)
+            self.t_s = self._t_next_bio
+            self._bio_step()
+            self._n_bio += 1
+            self._t_next_bio = self.t0_s + (self._n_bio + 1) * self._h_s
+        dt = t_s - self.t_s
+        if dt > 0.0:
+            self._fast(dt)
+            self.t_s = t_s
+
+    def _fast(self, dt: float) -> None:
+        """Exact solution of the linear fast states over dt; exact pump volumes."""
+        if self._dirty:
+            self._fast_coefficients()
+        if dt != self._fast_dt:
+            self._fast_dt = dt
+            self._e_t = math.exp(-self._k_t * dt)
+            self._e_o = math.exp(-self._k_o * dt)
+            self._e_c = math.exp(-self._k_c * dt)
+        t_ss = self._t_ss
+        self.temperature_c = t_ss + (self.temperature_c - t_ss) * self._e_t
+        o_ss = self._o_ss
+        self.do_mm = o_ss + (self.do_mm - o_ss) * self._e_o
+        c_ss = self._c_ss
+        self.dco2_mm = c_ss + (self.dco2_mm - c_ss) * self._e_c
+        self._acc_feed_ml += self._feed_ml_per_s * dt
+        self._acc_base_ml += self._base_ml_per_s * dt
+        self._acc_harvest_ml += self._harvest_ml_per_s * dt
+
+    def _fast_coefficients(self) -> None:
+        """Rate constants (1/s) of the fast states for the held flows, then steady states."""
+        p = self.params
+        u = self.inputs
+        f_in_ml_per_h = u.feed_ml_per_h + u.base_ml_per_h
+        g_w_per_k = p.medium_heat_capacity_j_per_ml_k * f_in_ml_per_h / _S_PER_H
+        ua = p.ua_w_per_k
+        self._t_den = ua + g_w_per_k
+        self._t_rest = ua * p.ambient_temperature_c + g_w_per_k * p.feed_temperature_c
+        self._k_t = self._t_den / p.thermal_mass_j_per_k
+        d_per_h = f_in_ml_per_h / self.volume_ml
+        self._o_den = self._kla_o2_per_h + d_per_h + self._k_up_per_h
+        self._o_rest = d_per_h * p.feed_do_mm
+        self._k_o = self._o_den / _S_PER_H
+        self._c_den = self._kla_co2_per_h + d_per_h
+        self._c_rest = d_per_h * p.feed_dco2_mm + self._co2_source_mm_per_h
+        self._k_c = self._c_den / _S_PER_H
+        self._steady_states()
+        self._dirty = False
+        self._fast_dt = -1.0
+
+    def _steady_states(self) -> None:
+        """Where temperature, DO and dCO2 would settle under the held inputs."""
+        u = self.inputs
+        self._t_ss = (self._heater_w_per_pct * u.heater_pct + self._t_rest) / self._t_den
+        self._o_ss = (self._o2_gain * u.o2_pct + self._o_rest) / self._o_den
+        self._c_ss = (self._co2_gain * u.co2_pct + self._c_rest) / self._c_den
+
+    def _set_uptake(self, our_max_mm_per_h: float, do_mm: float) -> None:
+        """Linearise Monod O2 uptake around the present DO: uptake = k_up * DO (never < 0)."""
+        p = self.params
+        self._k_up_per_h = our_max_mm_per_h / (p.k_do_mm + do_mm)
+        self._co2_source_mm_per_h = (p.respiratory_quotient * our_max_mm_per_h * do_mm
+                                     / (p.k_do_mm + do_mm))
+        self._dirty = True
+
+    def _bio_step(self) -> None:
+        """One explicit Euler step of the slow biology, booking every flux in the ledger."""
+        p = self.params
+        h_h = self._h_h
+        v = self.volume_ml
+        vf, vb, vh = self._acc_feed_ml, self._acc_base_ml, self._acc_harvest_ml
+        self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = 0.0
+        # The harvest pump draws gas once the level reaches the dip tube (and explicit Euler
+        # cannot take more than the step started with).
+        vh_max = min(v, v + vf + vb - max(p.min_volume_ml, 0.1))
+        if vh > vh_max:
+            vh = max(0.0, vh_max)
+        frac_out = vh / v  # of each dissolved amount
+        cell_out = frac_out * (1.0 - p.harvest_cell_retention)
+
+        xv, glc, gln, lac, amm, inh = (self._xv, self._glc, self._gln, self._lac, self._amm,
+                                       self._inh)
+        t_c, do = self.temperature_c, self.do_mm
+        ph = p.carbonic_pka + math.log10(max(self._hco3_mm, _MIN_HCO3_MM)
+                                         / max(self.dco2_mm, _MIN_DCO2_MM))
+        f_t = cardinal_temperature_factor(t_c, p.t_min_c, p.t_opt_c, p.t_max_c)
+        f_ph = ph_factor(ph, p.ph_opt_low, p.ph_opt_high, p.ph_half_low, p.ph_half_high)
+        f_do = do / (p.k_do_mm + do) if do > 0.0 else 0.0
+        f_glc = glc / (p.k_glc_mm + glc)
+        f_gln = gln / (p.k_gln_mm + gln)
+        density = 1.0 - xv / p.x_max_cells_per_ml
+        lag = lag_factor((self.t_s - self._h_s - self.t0_s) / _S_PER_H, p.lag_h)
+        if density < 0.0:
+            density = 0.0
+        f_lac = p.k_lac_mm / (p.k_lac_mm + lac)
+        f_amm = p.k_amm_mm / (p.k_amm_mm + amm)
+        f_inh = p.k_inh_ng_per_ml / (p.k_inh_ng_per_ml + inh)
+        mu = (self._mu_max_per_h * f_t * f_ph * f_do * f_glc * f_gln * f_lac * f_amm * f_inh
+              * density * lag)
+        self._factors = (f_t, f_ph, f_do, f_glc, f_gln, f_lac, f_amm, f_inh, density, lag)
+        f_heat = f_t if t_c > p.t_opt_c else 1.0
+        stress = 1.0 - f_ph * f_heat
+        starve = max(0.0, 1.0 - glc / p.glc_starvation_mm, 1.0 - gln / p.gln_starvation_mm)
+        kd = (p.death_base_per_d + p.death_stress_per_d * stress * stress
+              + p.death_starvation_per_d * starve) / 24.0
+        self.mu_per_h, self.death_per_h = mu, kd
+
+        n_xv, n_xd = self._n_xv, self._n_xd
+        led = self._ledger
+        # Cells: births, deaths, lysis, harvest (with retention).
+        births = mu * n_xv * h_h
+        deaths = min(kd * h_h, 1.0) * n_xv
+        lysis = min(p.lysis_per_d / 24.0 * h_h, 1.0) * n_xd
+        out_xv = cell_out * n_xv
+        out_xd = cell_out * n_xd
+        self._n_xv = n_xv + births - deaths - out_xv
+        self._n_xd = n_xd + deaths - lysis - out_xd
+        self._harvested_viable += out_xv
+        self._harvested_dead += out_xd
+        _book(led["viable_cells"], 0.0, out_xv, deaths, births)
+        _book(led["dead_cells"], 0.0, out_xd, lysis, deaths)
+        n_xc = self._n_xc
+        if self._contaminated:
+            # The competitor: no harvest retention (it passes the cell-retention device).
+            room = 1.0 - self._xc / self._xc_max
+            mu_c = self._mu_c_per_h * f_glc * f_do * (room if room > 0.0 else 0.0)
+            births_c = mu_c * n_xc * h_h
+            out_xc = frac_out * n_xc
+            self._n_xc = n_xc + births_c - out_xc
+            _book(led["contaminant_cells"], 0.0, out_xc, 0.0, births_c)
+
+        # Glucose -> lactate.
+        fed = vf * p.feed_glucose_mm
+        out = frac_out * self._n_glc
+        uptake = p.q_glc_pmol_per_cell_h * 1e-6 * n_xv * f_glc * h_h
+        if n_xc > 0.0:
+            uptake += self._q_glc_c * 1e-6 * n_xc * f_glc * h_h
+        avail = self._n_glc + fed - out
+        if uptake > avail:
+            uptake = max(0.0, avail)
+        self._n_glc = self._n_glc + fed - out - uptake
+        _book(led["glucose"], fed, out, uptake, 0.0)
+        lac_made = p.y_lac_per_glc * uptake
+        out = frac_out * self._n_lac
+        self._n_lac = self._n_lac - out + lac_made
+        _book(led["lactate"], 0.0, out, 0.0, lac_made)
+
+        # Glutamine -> ammonia (cells, and spontaneous decay 1:1).
+        fed = vf * p.feed_glutamine_mm
+        out = frac_out * self._n_gln
+        cell_gln = p.q_gln_pmol_per_cell_h * 1e-6 * n_xv * f_gln * h_h
+        decay = p.gln_decay_per_h * h_h * self._n_gln
+        avail = self._n_gln + fed - out
+        if cell_gln + decay > avail:
+            scale = max(0.0, avail) / (cell_gln + decay)
+            cell_gln *= scale
+            decay *= scale
+        gln_used = cell_gln + decay
+        self._n_gln = self._n_gln + fed - out - gln_used
+        _book(led["glutamine"], fed, out, gln_used, 0.0)
+        amm_made = p.y_amm_per_gln * cell_gln + decay
+        out = frac_out * self._n_amm
+        self._n_amm = self._n_amm - out + amm_made
+        _book(led["ammonia"], 0.0, out, 0.0, amm_made)
+
+        # Inhibitor: secreted, removed only by the harvest (diluted by the feed).
+        made = p.q_inh_pg_per_mcell_d * 1e-9 / 24.0 * n_xv * h_h  # pg/1e6 cells -> ng/cell
+        out = frac_out * self._n_inh
+        self._n_inh = self._n_inh - out + made
+        _book(led["inhibitor"], 0.0, out, 0.0, made)
+
+        # Bicarbonate: from feed and base; lactic acid turns it 1:1 into dissolved CO2.
+        fed = vf * p.feed_bicarbonate_mm + vb * p.base_bicarbonate_mm
+        out = frac_out * self._n_hco3
+        avail = self._n_hco3 + fed - out
+        neutralised = lac_made if lac_made <= avail else max(0.0, avail)
+        self._n_hco3 = self._n_hco3 + fed - out - neutralised
+        _book(led["bicarbonate"], fed, out, neutralised, 0.0)
+
+        self.volume_ml = v + vf + vb - vh
+        _book(led["volume"], vf + vb, vh, 0.0, 0.0)
+        self._update_concentrations()
+
+        our_max = p.q_o2_pmol_per_cell_h * 1e-6 * self._xv
+        if self._contaminated:
+            our_max += self._q_o2_c * 1e-6 * self._xc
+        self._set_uptake(our_max, do)
+        self._co2_source_mm_per_h += neutralised / (self.volume_ml * h_h)
+
+    def _update_concentrations(self) -> None:
+        v = self.volume_ml
+        self._xv = self._n_xv / v
+        self._xd = self._n_xd / v
+        self._glc = self._n_glc / v
+        self._gln = self._n_gln / v
+        self._lac = self._n_lac / v
+        self._amm = self._n_amm / v
+        self._inh = self._n_inh / v
+        self._hco3_mm = self._n_hco3 / v
+        self._xc = self._n_xc / v
+        self.total_cells_per_ml = self._xv + self._xd + self._xc
+
+    def _amounts(self) -> tuple[float, ...]:
+        return (self._n_xv, self._n_xd, self._n_glc, self._n_gln, self._n_lac, self._n_amm,
+                self._n_inh, self._n_hco3, self.volume_ml, self._n_xc)
+
+    # ----------------------------------------------------------------------- observations
+    @property
+    def ph(self) -> float:
+        """Henderson-Hasselbalch: pH = pKa + log10([HCO3-] / [CO2(aq)])."""
+        return self.params.carbonic_pka + math.log10(
+            max(self._hco3_mm, _MIN_HCO3_MM) / max(self.dco2_mm, _MIN_DCO2_MM))
+
+    @property
+    def do_pct_air(self) -> float:
+        return self.do_mm * self.do_pct_per_mm
+
+    @property
+    def viable_cells_per_ml(self) -> float:
+        return self._xv
+
+    @property
+    def dead_cells_per_ml(self) -> float:
+        return self._xd
+
+    @property
+    def contaminant_cells_per_ml(self) -> float:
+        """The competitor's density (0 unless `contaminate` was called)."""
+        return self._xc
+
+    @property
+    def glucose_mm(self) -> float:
+        return self._glc
+
+    @property
+    def glutamine_mm(self) -> float:
+        return self._gln
+
+    @property
+    def lactate_mm(self) -> float:
+        return self._lac
+
+    @property
+    def ammonia_mm(self) -> float:
+        return self._amm
+
+    @property
+    def inhibitor_ng_per_ml(self) -> float:
+        return self._inh
+
+    @property
+    def bicarbonate_mm(self) -> float:
+        return self._hco3_mm
+
+    @property
+    def cells_harvested(self) -> float:
+        """Viable cells carried out by the harvest pump since seeding."""
+        return self._harvested_viable
+
+    @property
+    def fold_expansion(self) -> float:
+        """Viable cells produced (in the chamber + harvested) over viable cells seeded."""
+        return (self._n_xv + self._harvested_viable) / self._ledger["viable_cells"][0]
+
+    @property
+    def growth_rate_per_d(self) -> float:
+        """Net specific growth rate (mu - death) of the last bio step."""
+        return (self.mu_per_h - self.death_per_h) * 24.0
+
+    def growth_factors(self) -> dict[str, float]:
+        """Each factor of mu at the last bio step (1 = not limiting): why growth is slow."""
+        return dict(zip(_FACTOR_NAMES, self._factors))
+
+    def ledger(self) -> dict[str, dict[str, float | str]]:
+        """Cumulative amounts per species: initial, fed, harvested, consumed, produced, current.
+
+        Units: cells, mmol, ng (inhibitor) or mL (volume); "fed" includes the base pump.
+        """
+        out: dict[str, dict[str, float | str]] = {}
+        for name, current in zip(SPECIES, self._amounts()):
+            k = _LEDGER_SCALE[name]
+            initial, fed, harvested, consumed, produced = self._ledger[name]
+            out[name] = {"unit": _LEDGER_UNITS[name], "initial": initial * k, "fed": fed * k,
+                         "harvested": harvested * k, "consumed": consumed * k,
+                         "produced": produced * k, "current": current * k}
+        return out
+
+    def balance_residuals(self) -> dict[str, float]:
+        """Relative residual of initial + fed - harvested - consumed + produced - current."""
+        res = {}
+        for name, current in zip(SPECIES, self._amounts()):
+            initial, fed, harvested, consumed, produced = self._ledger[name]
+            scale = max(abs(initial) + abs(fed) + abs(produced), 1e-300)
+            res[name] = (initial + fed - harvested - consumed + produced - current) / scale
+        return res
+
+    def snapshot(self) -> dict[str, float]:
+        """Ground truth, for diagnostics and tests."""
+        return {
+            "time_s": self.t_s,
+            "fold_expansion": self.fold_expansion,
+            "viable_cells_per_ml": self._xv,
+            "dead_cells_per_ml": self._xd,
+            "total_cells_per_ml": self.total_cells_per_ml,
+            "contaminant_cells_per_ml": self._xc,
+            "viability": self._xv / (self._xv + self._xd) if self._xv + self._xd > 0 else 0.0,
+            "volume_ml": self.volume_ml,
+            "glucose_mm": self._glc,
+            "glutamine_mm": self._gln,
+            "lactate_mm": self._lac,
+            "ammonia_mm": self._amm,
+            "inhibitor_ng_per_ml": self._inh,
+            "bicarbonate_mm": self._hco3_mm,
+            "dco2_mm": self.dco2_mm,
+            "ph": self.ph,
+            "do_pct_air": self.do_pct_air,
+            "temperature_c": self.temperature_c,
+            "cells_harvested": self._harvested_viable,
+            "dead_cells_harvested": self._harvested_dead,
+            "growth_rate_per_d": self.growth_rate_per_d,
+            "mu_per_d": self.mu_per_h * 24.0,
+            "death_rate_per_d": self.death_per_h * 24.0,
+            "heater_pct": self.inputs.heater_pct,
+            "o2_pct": self.inputs.o2_pct,
+            "co2_pct": self.inputs.co2_pct,
+            "feed_ml_per_h": self.inputs.feed_ml_per_h,
+            "harvest_ml_per_h": self.inputs.harvest_ml_per_h,
+            "base_ml_per_h": self.inputs.base_ml_per_h,
+            "microgravity": 1.0 if self.microgravity else 0.0,
+        }
+
+
+def _book(entry: list[float], fed: float, harvested: float, consumed: float,
+          produced: float) -> None:
+    entry[1] += fed
+    entry[2] += harvested
+    entry[3] += consumed
+    entry[4] += produced
