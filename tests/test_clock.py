@@ -1,4 +1,4 @@
-"""controller.runtime.clock: virtual, scaled and real time through the event loop's own clock.
+"""controller.clock: virtual, scaled and real time through the event loop's own clock.
 
 Every test runs its coroutine with clock.run(...) from a plain (sync) test, so each gets a loop
 of the kind under test rather than pytest-asyncio's.
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from controller.runtime import clock
-from controller.runtime.clock import (
+from controller import clock
+from controller.clock import (
     Clock,
     ScaledTimeEventLoop,
     VirtualTimeEventLoop,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import load_default, run_config
-from controller.runtime import clock
+from controller import clock
 from controller.alarms.board import AlarmBoard, AlarmConfig, AlarmState
 from controller.config.models import ConfigError, ScheduleConfig
 from controller.control.control_loop import ControlLoop

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from controller.runtime import clock
+from controller import clock
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
 from controller.config.models import (

@@ -557,7 +557,7 @@ class RunConfig(StrictModel):
     @field_validator("speed")
     @classmethod
     def _speed_ok(cls, v: str) -> str:
-        from controller.runtime.clock import parse_speed
+        from controller.clock import parse_speed
 
         parse_speed(v)
         return v
