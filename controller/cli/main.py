@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
     # so the controller never imports a backend.
-    for entry in entry_points(group="bioreactor.commands"):
+    for entry in entry_points(group="bioreactor.subcommands"):
         entry.load()(sub)
     return parser
 
