@@ -269,7 +269,7 @@ def test_sim_hardware_never_imports_the_controller() -> None:
 
     import sim_hardware
 
-    for path in Path(sim_hardware.__file__).parent.glob("*.py"):
+    for path in Path(sim_hardware.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
