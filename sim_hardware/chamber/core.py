@@ -21,7 +21,7 @@ import numpy as np
 from drivers.contract.datasheet import OUTPUTS
 from drivers.contract.driver import validate_outputs
 from drivers.contract.reading import Reading
-from sim_hardware.chamber.options import parse_options
+from sim_hardware.chamber.options import ChamberOptions, parse_options
 from sim_hardware.faults.catalogue import FAULTS
 from sim_hardware.faults.injection import FaultSet
 from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
@@ -52,7 +52,7 @@ class Chamber:
         self.seed = seed
         # A third child for the faults: the first two (and so a clean run) are unchanged.
         donor_seed, self._sensor_seed, fault_seed = np.random.SeedSequence(seed).spawn(3)
-        checked = options if hasattr(options, "initial_conditions") else parse_options(options)
+        checked = options if isinstance(options, ChamberOptions) else parse_options(options)
         params = ModelParameters.from_checked(checked.parameters)
         if checked.donor_variability:
             params = params.with_donor_variability(np.random.default_rng(donor_seed))
