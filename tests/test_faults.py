@@ -156,7 +156,7 @@ def test_table_errors_name_the_key() -> None:
 
 
 async def test_the_driver_rejects_a_bad_fault_option_naming_it() -> None:
-    with pytest.raises(ValueError, match="(?s)sensor_stuck.*channel.*'nope'"):
+    with pytest.raises(ValueError, match=r"(?s)sensor_stuck.*channel.*'nope'"):
         await make(["sensor_stuck@1h:channel=nope"])
     with pytest.raises(ValueError, match="faults"):
         await make("co2_supply_lost@1h")  # a string, not a list

@@ -21,7 +21,8 @@ from sim_hardware.model.parameters import (
     ParameterOptions,
 )
 
-_INITIAL_FIELDS = {"initial_volume_ml": "volume_ml", "seeding_cells_per_ml": "seeding_cells_per_ml",
+_INITIAL_FIELDS = {"initial_volume_ml": "volume_ml",
+                   "seeding_cells_per_ml": "seeding_cells_per_ml",
                    "initial_temperature_c": "temperature_c", "initial_o2_pct": "o2_pct",
                    "initial_co2_pct": "co2_pct"}
 """Option name -> `InitialConditions` field."""

@@ -1,8 +1,9 @@
 """The emulated chamber as a stand-alone device: what both wire servers (Modbus, serial) serve.
 
 It stands on the chamber core (`sim_hardware.chamber.core`: the same physics and seed rules as
-the in-process driver) and adds what a real device has and an in-process one does not: a comm-loss watchdog fed by the controller's
-heartbeat, status bits, and a device-side view of sample ages. Protocol servers call these
+the in-process driver) and adds what a real device has and an in-process one does not: a
+comm-loss watchdog fed by the controller's heartbeat, status bits, and a device-side view of
+sample ages. Protocol servers call these
 synchronous methods from their request handlers; nothing here knows a wire format.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from drivers.contract.datasheet import SAFE_STATE
 from drivers.contract.reading import Reading
 from drivers.contract.status import DeviceStatus
 from sim_hardware.chamber.core import Chamber
+
 DEFAULT_COMM_TIMEOUT_S = 5.0
 
 
@@ -87,7 +89,7 @@ class ServedChamber:
         return held
 
     def heartbeat(self) -> int:
-        """The controller is alive: feed the watchdog, clear a comm-loss trip. Returns the count."""
+        """The controller is alive: feed the watchdog, clear a comm-loss trip; returns a count."""
         self._last_heartbeat_wall = self._wall()
         self.heartbeat_count = (self.heartbeat_count + 1) & 0xFFFF
         self.status &= ~DeviceStatus.COMM_LOSS_SAFE

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from drivers.contract.datasheet import INPUTS, PUMPS as PUMP_OUTPUTS
+from drivers.contract.datasheet import INPUTS
+from drivers.contract.datasheet import PUMPS as PUMP_OUTPUTS
 
 SENSOR_CHANNELS = tuple(c.name for c in INPUTS)
 PUMPS = tuple(name.removesuffix("_ml_per_h") for name in PUMP_OUTPUTS)

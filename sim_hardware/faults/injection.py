@@ -38,7 +38,7 @@ _OUT = Quality.OUT_OF_RANGE
 class SensorFault:
     """A fault on one sensor channel while `at_s <= now < end_s`."""
 
-    __slots__ = ("channel", "at_s", "end_s")
+    __slots__ = ("at_s", "channel", "end_s")
 
     def __init__(self, spec: FaultSpec) -> None:
         self.channel: str = spec.params["channel"]
@@ -87,7 +87,7 @@ class _Drift(SensorFault):
 
 
 class _Noise(SensorFault):
-    __slots__ = ("std", "rng")
+    __slots__ = ("rng", "std")
 
     def __init__(self, spec: FaultSpec, rng: np.random.Generator) -> None:
         super().__init__(spec)
@@ -100,7 +100,7 @@ class _Noise(SensorFault):
 
 
 class _Spike(SensorFault):
-    __slots__ = ("magnitude", "period_s", "rng", "next_spike_s")
+    __slots__ = ("magnitude", "next_spike_s", "period_s", "rng")
 
     def __init__(self, spec: FaultSpec, rng: np.random.Generator) -> None:
         super().__init__(spec)
@@ -229,7 +229,7 @@ class FaultSet:
         self.specs = tuple(specs)
         children = seed.spawn(len(self.specs)) if self.specs else []
         effects = [_EFFECTS[s.name](s, np.random.default_rng(c), params)
-                   for s, c in zip(self.specs, children)]
+                   for s, c in zip(self.specs, children, strict=True)]
         self._sensor = [e for e in effects if isinstance(e, SensorFault)]
         self._forced = [e for e in effects if isinstance(e, ForcedOutput)]
         self._comm = [e for e in effects if isinstance(e, CommFailure)]

@@ -26,7 +26,7 @@ from sim_hardware.model.growth_factors import (
     lag_factor,
     ph_factor,
 )
-from sim_hardware.model.ledger import SPECIES, balance_residuals, book, ledger_report
+from sim_hardware.model.ledger import balance_residuals, book, ledger_report, open_ledger
 from sim_hardware.model.parameters import InitialConditions, ModelParameters
 
 _LN2 = math.log(2.0)
@@ -85,7 +85,7 @@ class ChamberModel:
         self._contaminated = False
         self._mu_c_per_h = self._q_glc_c = self._q_o2_c = 0.0
         self._xc_max = 1.0
-        self._ledger = {s: [a, 0.0, 0.0, 0.0, 0.0] for s, a in zip(SPECIES, self._amounts())}
+        self._ledger = open_ledger(self._amounts())
         self._harvested_viable = 0.0
         self._harvested_dead = 0.0
         self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = 0.0
@@ -452,7 +452,7 @@ class ChamberModel:
 
     def growth_factors(self) -> dict[str, float]:
         """Each factor of mu at the last bio step (1 = not limiting): why growth is slow."""
-        return dict(zip(FACTOR_NAMES, self._factors))
+        return dict(zip(FACTOR_NAMES, self._factors, strict=True))
 
     def ledger(self) -> dict[str, dict[str, float | str]]:
         """Cumulative amounts per species (`sim_hardware.model.ledger.ledger_report`)."""

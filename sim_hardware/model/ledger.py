@@ -20,6 +20,11 @@ LEDGER_UNITS = {
 _SCALE = {name: (1e-3 if unit == "mmol" else 1.0) for name, unit in LEDGER_UNITS.items()}
 
 
+def open_ledger(amounts: Iterable[float]) -> dict[str, list[float]]:
+    """Entries for each species, starting from `amounts` (in `SPECIES` order)."""
+    return {s: [a, 0.0, 0.0, 0.0, 0.0] for s, a in zip(SPECIES, amounts, strict=True)}
+
+
 def book(entry: list[float], fed: float, harvested: float, consumed: float,
          produced: float) -> None:
     entry[1] += fed
@@ -35,7 +40,7 @@ def ledger_report(entries: dict[str, list[float]], amounts: Iterable[float]
     Units: cells, mmol, ng (inhibitor) or mL (volume); "fed" includes the base pump.
     """
     out: dict[str, dict[str, float | str]] = {}
-    for name, current in zip(SPECIES, amounts):
+    for name, current in zip(SPECIES, amounts, strict=True):
         k = _SCALE[name]
         initial, fed, harvested, consumed, produced = entries[name]
         out[name] = {"unit": LEDGER_UNITS[name], "initial": initial * k, "fed": fed * k,
@@ -48,7 +53,7 @@ def balance_residuals(entries: dict[str, list[float]], amounts: Iterable[float]
                       ) -> dict[str, float]:
     """Relative residual of initial + fed - harvested - consumed + produced - current."""
     res = {}
-    for name, current in zip(SPECIES, amounts):
+    for name, current in zip(SPECIES, amounts, strict=True):
         initial, fed, harvested, consumed, produced = entries[name]
         scale = max(abs(initial) + abs(fed) + abs(produced), 1e-300)
         res[name] = (initial + fed - harvested - consumed + produced - current) / scale

@@ -230,8 +230,8 @@ class _ParameterRelations(StrictModel):
 
     @model_validator(mode="after")
     def _drift_range_is_ordered(self) -> _ParameterRelations:
-        low = getattr(self, "ph_drift_min_per_week")
-        high = getattr(self, "ph_drift_max_per_week")
+        low = self.ph_drift_min_per_week  # type: ignore[attr-defined]
+        high = self.ph_drift_max_per_week  # type: ignore[attr-defined]
         if low > high:
             raise ValueError(f"ph_drift_min_per_week {low!r} exceeds ph_drift_max_per_week="
                              f"{high!r}; the minimum must not exceed the maximum")
@@ -259,7 +259,8 @@ class _ParameterMethods:
         try:
             checked = ParameterOptions.model_validate(dict(options or {}))
         except ValidationError as exc:
-            raise ValueError(format_validation_error(exc, "parameters", ParameterOptions)) from None
+            message = format_validation_error(exc, "parameters", ParameterOptions)
+            raise ValueError(message) from None
         return cls.from_checked(checked)
 
     @classmethod
@@ -277,7 +278,7 @@ class _ParameterMethods:
         specs = [s for s in PARAMETER_TABLE if s.donor_cv > 0.0]
         z = rng.standard_normal(len(specs)).tolist()
         changes = {}
-        for spec, zi in zip(specs, z):
+        for spec, zi in zip(specs, z, strict=True):
             sigma = math.sqrt(math.log1p(spec.donor_cv**2))
             value = getattr(self, spec.name) * math.exp(sigma * zi)
             changes[spec.name] = min(spec.high, max(spec.low, value))
