@@ -7,8 +7,9 @@ import math
 import pytest
 
 import controller.config.models
-import sim_hardware.faults.catalogue
+import sim_hardware.faults.specs
 from drivers.contract.durations import format_duration, parse_duration_s
+from drivers.contract.validation import Seconds
 
 
 @pytest.mark.parametrize(
@@ -66,10 +67,11 @@ def test_errors_name_what_was_being_read() -> None:
 def test_the_controller_and_the_emulator_share_the_one_parser() -> None:
     # sim_hardware may not import controller; both import this one from drivers, so a time
     # means the same in a config and in a fault spec.
-    assert controller.config.models.parse_duration_s is parse_duration_s
-    assert sim_hardware.faults.catalogue.parse_duration_s is parse_duration_s
-    assert not hasattr(sim_hardware.faults.catalogue, "parse_seconds")
-    spec = sim_hardware.faults.catalogue.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")
+    # Both read times through the one `Seconds` field type, built on parse_duration_s.
+    assert controller.config.models.Seconds is Seconds
+    assert sim_hardware.faults.specs.Seconds is Seconds
+    assert not hasattr(sim_hardware.faults.specs, "parse_seconds")
+    spec = sim_hardware.faults.specs.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")
     assert (spec.at_s, spec.duration_s) == (5400.0, 5400.0)
 
 

@@ -10,14 +10,8 @@ import pytest
 
 from drivers import CommTimeoutError, DeviceError, FrameError, Quality, parse_device_url
 from sim_hardware.device.emulate import DeviceClock, chamber_from_config
-from sim_hardware.faults.catalogue import (
-    CATALOGUE,
-    FAULTS,
-    FaultSpec,
-    catalogue_markdown,
-    fault_from_table,
-    parse_fault,
-)
+from sim_hardware.faults.catalogue import CATALOGUE, FAULTS, catalogue_markdown
+from sim_hardware.faults.specs import FaultSpec, fault_from_table, parse_fault
 from sim_hardware.inprocess.sim_driver import SimDriver
 
 H = 3600.0
@@ -125,18 +119,18 @@ def test_fault_from_table() -> None:
     ("no_such_fault@1h", ["no_such_fault", "known faults", "sensor_stuck", "comm_corrupt"]),
     ("sensor_stuck@1h:channel=ph_probe", ["sensor_stuck", "channel", "ph_probe",
                                           "temperature_c"]),
-    ("sensor_stuck@1h", ["sensor_stuck", "missing key channel", "ph"]),
+    ("sensor_stuck@1h", ["sensor_stuck", "channel: required key missing"]),
     ("sensor_drift@1h:channel=ph,rate_per_h=fast", ["sensor_drift", "rate_per_h", "fast",
                                                     "number"]),
-    ("sensor_drift@1h:channel=ph,speed=2", ["sensor_drift", "speed", "'2'", "allowed keys",
-                                            "rate_per_h"]),
+    ("sensor_drift@1h:channel=ph,speed=2", ["sensor_drift", "speed", "unknown key",
+                                            "allowed here", "rate_per_h"]),
     ("co2_supply_lost@soon", ["co2_supply_lost", "at", "soon", "30s"]),
     ("co2_supply_lost@1h:duration=-2h", ["co2_supply_lost", "duration", "-2h"]),
     ("co2_supply_lost", ["co2_supply_lost", "missing start time"]),
     ("pump_runaway@1h:pump=oxygen", ["pump_runaway", "pump", "oxygen", "feed, harvest, base"]),
     ("comm_corrupt@0:probability=1.5", ["comm_corrupt", "probability", "1.5", "<= 1"]),
     ("contamination@1d:duration=2h", ["contamination", "duration", "not allowed"]),
-    ("sensor_spike@0:channel=ph,period_s=0", ["sensor_spike", "period_s", "> 0"]),
+    ("sensor_spike@0:channel=ph,period_s=0", ["sensor_spike", "period_s", "greater than 0"]),
 ])
 def test_parse_errors_name_the_fault_the_key_and_the_value(spec, words) -> None:
     with pytest.raises(ValueError) as info:
@@ -145,17 +139,24 @@ def test_parse_errors_name_the_fault_the_key_and_the_value(spec, words) -> None:
         assert word in str(info.value), (word, str(info.value))
 
 
+def test_a_spec_without_a_start_time_shows_an_example_with_its_name() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_fault("sensor_stuck:channel=ph")
+    assert "e.g. sensor_stuck@36h" in str(info.value)
+    assert "{name}" not in str(info.value)
+
+
 def test_table_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match="missing key name"):
         fault_from_table({"at": 0})
-    with pytest.raises(ValueError, match="sensor_noise: missing key at"):
+    with pytest.raises(ValueError, match=r"sensor_noise: 1 problem\(s\)\n  at: required key missing"):
         fault_from_table({"name": "sensor_noise", "channel": "ph"})
-    with pytest.raises(ValueError, match=r"std='x'"):
+    with pytest.raises(ValueError, match=r"std = 'x'"):
         fault_from_table({"name": "sensor_noise", "at": 0, "channel": "ph", "std": "x"})
 
 
 async def test_the_driver_rejects_a_bad_fault_option_naming_it() -> None:
-    with pytest.raises(ValueError, match="sensor_stuck.*channel.*'nope'"):
+    with pytest.raises(ValueError, match=r"(?s)sensor_stuck.*channel.*'nope'"):
         await make(["sensor_stuck@1h:channel=nope"])
     with pytest.raises(ValueError, match="faults"):
         await make("co2_supply_lost@1h")  # a string, not a list
@@ -428,7 +429,7 @@ def test_emulate_reads_fault_tables_and_command_line_faults(tmp_path: Path) -> N
                       'rate_per_h = 0.002\nduration = "12h"\n')
     chamber = chamber_from_config(config, seed=None, clock=DeviceClock(), comm_timeout_s=5.0,
                                   faults=["co2_supply_lost@3d"])
-    specs = chamber._sim.faults.specs
+    specs = chamber.chamber.faults.specs
     assert [s.name for s in specs] == ["sensor_drift", "co2_supply_lost"]
     assert specs[0].duration_s == 12 * H and specs[1].at_s == 3 * 86400.0
     with pytest.raises(ValueError, match="bogus"):

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
-from sim_hardware.model.culture import SPECIES, ChamberModel, InitialConditions
-from sim_hardware.model.parameters import ModelParameters
+from sim_hardware.model.culture import ChamberModel
+from sim_hardware.model.ledger import SPECIES
+from sim_hardware.model.parameters import InitialConditions, ModelParameters
 
 H = 3600.0
 TOLERANCE = 1e-9

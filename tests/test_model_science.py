@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 
 from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
-from sim_hardware.model.culture import ChamberModel, InitialConditions, cardinal_temperature_factor
-from sim_hardware.model.parameters import ModelParameters, parameter_table_markdown
+from sim_hardware.model.culture import ChamberModel
+from sim_hardware.model.growth_factors import cardinal_temperature_factor
+from sim_hardware.model.parameters import (
+    InitialConditions,
+    ModelParameters,
+    parameter_table_markdown,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DAY_S = 86400.0

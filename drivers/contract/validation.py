@@ -20,6 +20,16 @@ Seconds = Annotated[float, BeforeValidator(parse_duration_s)]
 """A duration field: `14d`, `36h`, `90m`, `30s` or a number of seconds."""
 
 
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # an int subclass: `rate = true` is a mistake, not 1.0
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_refuse_bool)]
+"""A number field that refuses booleans (pydantic would read `true` as 1.0)."""
+
+
 class StrictModel(BaseModel):
     """A config table: unknown keys are errors (a typo must not be silently ignored), values are
     frozen once checked, and NaN/infinity are refused (`at = nan` would pass every `< 0` check)."""

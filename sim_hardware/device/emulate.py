@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.contract.registry import parse_device_url
+from sim_hardware.chamber.options import parse_options
 from sim_hardware.device.served_chamber import DEFAULT_COMM_TIMEOUT_S, ServedChamber
 
 SERVERS = {
@@ -97,8 +98,12 @@ def chamber_from_config(path: Path, *, seed: int | None, clock: DeviceClock,
     injected = [*chamber.get("faults", []), *tables, *faults]
     if injected:
         chamber["faults"] = injected
+    try:
+        options = parse_options(chamber)
+    except ValueError as exc:  # the controller's prefix for the same table
+        raise ValueError(f"{path}: reactor[0].chamber: {exc}") from None
     return ServedChamber(
-        chamber, seed=run_seed, now=clock.now, wall=clock.wall,
+        options, seed=run_seed, now=clock.now, wall=clock.wall,
         comm_timeout_s=comm_timeout_s, safe_state=reactor.get("safe_state"),
     )
 
@@ -147,6 +152,3 @@ def run_emulate(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
-
-
-

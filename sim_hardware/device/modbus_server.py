@@ -77,7 +77,7 @@ class ServedDevice(Protocol):
 
     def read_outputs(self) -> Mapping[str, float]: ...
 
-    def write_outputs(self, commands: Mapping[str, float]) -> Mapping[str, float]: ...
+    def write_outputs(self, outputs: Mapping[str, float]) -> Mapping[str, float]: ...
 
     def heartbeat(self) -> int: ...
 
@@ -129,22 +129,22 @@ class RegisterBank:
     def write(self, table: Table, address: int, registers: list[int]) -> ExceptionCode | None:
         """Apply a write of holding registers; an exception code refuses it and changes nothing.
 
-        A multi-setpoint write goes to the chamber as one command, so it is all or nothing.
+        A multi-setpoint write goes to the chamber as one write, so it is all or nothing.
         """
         if (code := check_write(table, address, len(registers))) is not None:
             return code
-        commands: dict[str, float] = {}
+        outputs: dict[str, float] = {}
         for f in fields_in(table, address, len(registers)):
             regs = registers[f.address - address:f.end - address]
             if f.name == HEARTBEAT:
                 self.chamber.heartbeat()
             else:
-                commands[f.name] = float(decode(f, regs))
-        if commands:
+                outputs[f.name] = float(decode(f, regs))
+        if outputs:
             try:
-                self.chamber.write_outputs(commands)
+                self.chamber.write_outputs(outputs)
             except (OutOfRangeError, ChannelError) as exc:
-                log.info("refused write %s: %s", commands, exc)
+                log.info("refused write %s: %s", outputs, exc)
                 return ExceptionCode.ILLEGAL_DATA_VALUE
         return None
 

@@ -1,8 +1,9 @@
-"""The emulated chamber as a stand-alone device: the core both wire servers (Modbus, serial) share.
+"""The emulated chamber as a stand-alone device: what both wire servers (Modbus, serial) serve.
 
-It wraps the in-process driver's chamber (same physics, same seed rules) and adds what a real
-device has and an in-process one does not: a comm-loss watchdog fed by the controller's
-heartbeat, status bits, and a device-side view of sample ages. Protocol servers call these
+It stands on the chamber core (`sim_hardware.chamber.core`: the same physics and seed rules as
+the in-process driver) and adds what a real device has and an in-process one does not: a
+comm-loss watchdog fed by the controller's heartbeat, status bits, and a device-side view of
+sample ages. Protocol servers call these
 synchronous methods from their request handlers; nothing here knows a wire format.
 """
 from __future__ import annotations
@@ -11,13 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.contract.datasheet import SAFE_STATE
 from drivers.contract.reading import Reading
-from drivers.contract.registry import parse_device_url
 from drivers.contract.status import DeviceStatus
-from sim_hardware.inprocess.sim_driver import SimDriver
+from sim_hardware.chamber.core import Chamber
 
-DEFAULT_SAFE_STATE = {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 5.0,
-                      "feed_ml_per_h": 0.0, "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0}
 DEFAULT_COMM_TIMEOUT_S = 5.0
 
 
@@ -35,12 +34,13 @@ class ServedChamber:
 
     `now` is the device's own clock (physics time, possibly scaled); `wall` is a monotonic wall
     clock in seconds for the comm watchdog, because a link's silence is measured in real time
-    whatever speed the physics runs at.
+    whatever speed the physics runs at. `chamber_options`: the `[reactor.chamber]` table or
+    checked `ChamberOptions`.
     """
 
     def __init__(
         self,
-        chamber_options: Mapping[str, Any],
+        chamber_options: Any,
         *,
         seed: int,
         now: Callable[[], float],
@@ -50,19 +50,18 @@ class ServedChamber:
     ) -> None:
         if not comm_timeout_s > 0:
             raise ValueError(f"comm_timeout_s={comm_timeout_s!r} must be > 0")
-        self._sim = SimDriver(parse_device_url("sim://"), now=now, seed=seed,
-                              options=dict(chamber_options))
+        self.chamber = Chamber(chamber_options, seed=seed, now=now)
         self._now = now
         self._wall = wall
         self.comm_timeout_s = comm_timeout_s
-        self.safe_state = {**DEFAULT_SAFE_STATE, **(safe_state or {})}
+        self.safe_state = {**SAFE_STATE, **(safe_state or {})}
         self.status = DeviceStatus(0)
         self.heartbeat_count = 0
         self._last_heartbeat_wall: float | None = None
         self.watchdog_trips = 0
 
     async def start(self) -> None:
-        await self._sim.connect()
+        self.chamber.start()
         self.status |= DeviceStatus.RUNNING
 
     @property
@@ -70,19 +69,19 @@ class ServedChamber:
         return self._now()
 
     def read_inputs(self) -> dict[str, WireReading]:
-        readings = self._sim.read_now()
+        readings = self.chamber.read()
         now = self._now()  # after the read, so no age comes out negative
         return {name: _to_wire(r, now) for name, r in readings.items()}
 
     def read_outputs(self) -> dict[str, float]:
-        return self._sim.outputs_now()
+        return self.chamber.outputs()
 
-    def write_outputs(self, commands: Mapping[str, float]) -> dict[str, float]:
-        """Apply commands (validated against the datasheet: ChannelError/OutOfRangeError);
+    def write_outputs(self, outputs: Mapping[str, float]) -> dict[str, float]:
+        """Apply `outputs` (validated against the datasheet: ChannelError/OutOfRangeError);
         returns every output as the hardware now holds it, after physical limits."""
-        self._sim.write_now(commands)
-        held = self._sim.outputs_now()
-        limited = any(abs(held[name] - value) > 1e-9 for name, value in commands.items())
+        self.chamber.write(outputs)
+        held = self.chamber.outputs()
+        limited = any(abs(held[name] - value) > 1e-9 for name, value in outputs.items())
         if limited:
             self.status |= DeviceStatus.COMMAND_LIMITED
         else:
@@ -90,7 +89,7 @@ class ServedChamber:
         return held
 
     def heartbeat(self) -> int:
-        """The controller is alive: feed the watchdog, clear a comm-loss trip. Returns the count."""
+        """The controller is alive: feed the watchdog, clear a comm-loss trip; returns a count."""
         self._last_heartbeat_wall = self._wall()
         self.heartbeat_count = (self.heartbeat_count + 1) & 0xFFFF
         self.status &= ~DeviceStatus.COMM_LOSS_SAFE
@@ -108,13 +107,13 @@ class ServedChamber:
         if self._wall() - last <= self.comm_timeout_s:
             return False
         # Device-side, not over the link: an injected comm fault must not stop the watchdog.
-        self._sim.actuate(self.safe_state)
+        self.chamber.actuate(self.safe_state)
         self.status |= DeviceStatus.COMM_LOSS_SAFE
         self.watchdog_trips += 1
         return True
 
     def ground_truth(self) -> dict[str, float]:
-        return self._sim.model.snapshot()
+        return self.chamber.snapshot()
 
 
 def _to_wire(reading: Reading, now: float) -> WireReading:

@@ -1,45 +1,22 @@
-"""Fault injection for the emulated chamber: the catalogue (data), spec parsing, and `FaultSet`.
+"""The fault catalogue: every fault the emulated chamber can inject, as data.
 
-A fault is a `FaultSpec`: a catalogue name, a start `at` (seconds on the driver's clock), an
-optional `duration` (None: until the end of the run) and parameters. The in-process driver
-(`SimDriver`) owns one `FaultSet` built from its chamber option `faults` and applies it:
-
-* sensor faults transform the readings after the sensor model (the truth is untouched);
-* actuator faults change what the chamber physically receives, while the driver's
-  `outputs_now()` keeps reporting what was commanded (a stuck heater is not visible in the
-  setpoint registers);
-* process faults change the culture itself (contamination: a competitor in the model);
-* comm faults raise a driver error from read/write/heartbeat before anything else happens.
-
-Specs come from the command line (`NAME@TIME[:key=value,...]`, `parse_fault`) or from TOML
-`[[fault]]` tables (`fault_from_table`). Every error is a ValueError naming the fault, the key,
-the value and what is allowed. Every random draw (spike signs, extra noise, corrupted frames)
-comes from the run's seed, so a faulted run is as repeatable as a clean one.
-
-This module never imports the controller; times are read by `drivers.contract.durations`, the same
-parser the controller uses for its config.
+Each row says what the fault does, which parameters it takes (unit, default, allowed values),
+what the controller sees of it and how fast, what it does about it, and which scenario test
+asserts that. docs/faults.md is generated from it (`catalogue_markdown`). Parsing a fault to
+inject is `sim_hardware.faults.specs`; injecting it into a running chamber is
+`sim_hardware.faults.injection`.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-import numpy as np
-
-from drivers.contract.datasheet import INPUTS, channel
-from drivers.contract.durations import parse_duration_s
-from drivers.contract.errors import CommTimeoutError, DeviceError, FrameError
-from drivers.contract.reading import Quality, Reading
-from sim_hardware.model.actuators import ActuatorInputs
-from sim_hardware.model.parameters import ModelParameters
+from drivers.contract.datasheet import INPUTS
+from drivers.contract.datasheet import PUMPS as PUMP_OUTPUTS
 
 SENSOR_CHANNELS = tuple(c.name for c in INPUTS)
-PUMPS = ("feed", "harvest", "base")
-_BAD = Quality.BAD
-_GOOD = Quality.GOOD
-_OUT = Quality.OUT_OF_RANGE
+PUMPS = tuple(name.removesuffix("_ml_per_h") for name in PUMP_OUTPUTS)
+"""The pumps a fault may hit, by the short name a spec uses (`pump=feed`)."""
 
 # Per-channel defaults for the sensor faults whose size depends on the channel's unit.
 _DRIFT_PER_H = {"temperature_c": 0.05, "do_pct_air": 0.5, "ph": 0.005,
@@ -63,9 +40,10 @@ class FaultParam:
     default: float | str | None = None
     by_channel: Mapping[str, float] | None = None
     choices: tuple[str, ...] | None = None
-    minimum: float | None = None
-    """Values must be > minimum (strictly) when set."""
-    maximum: float | None = None
+    gt: float | None = None
+    """The allowed range of a number: > gt, >= ge, <= le (each when set)."""
+    ge: float | None = None
+    le: float | None = None
 
     def describe_default(self) -> str:
         if self.by_channel is not None:
@@ -131,9 +109,9 @@ CATALOGUE: tuple[FaultType, ...] = (
               "isolated spikes: the first read at or after each `at + k*period_s` is off by "
               "+/- magnitude (seeded sign); the reads between are normal",
               (_CH, FaultParam("magnitude", "channel unit", "spike size",
-                               by_channel=_SPIKE, minimum=0.0),
+                               by_channel=_SPIKE, gt=0.0),
                FaultParam("period_s", "s", "time between spikes", default=600.0,
-                          minimum=0.0)),
+                          gt=0.0)),
               "verdict IMPLAUSIBLE on the spike's own sample (0 s) when the step beats the "
               "channel's plausible rate (temperature 0.5 C/s, DO 10 %/s, pH 0.05/s; the cell "
               "count and volume have none: not detected). pH, 0.5: asserted and measured, "
@@ -153,7 +131,7 @@ CATALOGUE: tuple[FaultType, ...] = (
     FaultType("sensor_noise", "sensor", "channel=",
               "adds extra white noise N(0, std) per read (seeded)",
               (_CH, FaultParam("std", "channel unit", "standard deviation", by_channel=_NOISE,
-                               minimum=0.0)),
+                               gt=0.0)),
               "verdict NOISY while the last 60 s window's sample-to-sample spread exceeds ~4x "
               "the probe's noise (temperature 0.06 C, DO 1 % air, pH 0.015, volume 0.2 mL; "
               "cell count unchecked), alarm `<loop>_bad_quality` 10 s later. pH, 0.05: NOISY "
@@ -227,7 +205,7 @@ CATALOGUE: tuple[FaultType, ...] = (
               "alkaline (pH > 7.6 within hours)",
               (FaultParam("residual_pct", "% gas", "CO2 left in the gas without the supply: 0 "
                           "for a bottled N2 carrier, ~0.5 for ISS cabin air", default=0.0,
-                          minimum=-1e-300, maximum=20.0),),
+                          ge=0.0, le=20.0),),
               "alarm `ph_high` (> 7.6 for 60 s): asserted within 4 h (30 min on day 3), "
               "measured 13 min 5 s (`ph_deviation` at 11 min 10 s); interlock and high alarm "
               "`co2_supply_lost` (CO2 output at its maximum for 10 min, pH > 0.15 high and "
@@ -245,14 +223,14 @@ CATALOGUE: tuple[FaultType, ...] = (
               "glucose (to lactate) and O2, and adds to the optical total cell count but not "
               "to the viable HSC count; booked in the ledger as contaminant_cells. It does "
               "not end (no duration)",
-              (FaultParam("cells_per_ml", "cells/mL", "inoculum", default=100.0, minimum=0.0),
-               FaultParam("doubling_h", "h", "doubling time", default=1.0, minimum=0.0),
+              (FaultParam("cells_per_ml", "cells/mL", "inoculum", default=100.0, gt=0.0),
+               FaultParam("doubling_h", "h", "doubling time", default=1.0, gt=0.0),
                FaultParam("q_glc_pmol_per_cell_h", "pmol/cell/h", "glucose uptake",
-                          default=0.005, minimum=-1e-300),
+                          default=0.005, ge=0.0),
                FaultParam("q_o2_pmol_per_cell_h", "pmol/cell/h", "O2 uptake", default=0.01,
-                          minimum=-1e-300),
+                          ge=0.0),
                FaultParam("max_cells_per_ml", "cells/mL", "carrying capacity",
-                          default=1.0e9, minimum=0.0)),
+                          default=1.0e9, gt=0.0)),
               "verdict INCONSISTENT on the cell count when an at-line viable count arrives "
               "and the probe (which counts the competitor) read more than 1.5x it at the draw "
               "time, alarm `cell_count_bad_quality` 60 s later. 100 /mL at 2 h: caught at the "
@@ -276,8 +254,8 @@ CATALOGUE: tuple[FaultType, ...] = (
     FaultType("comm_corrupt", "comm", "link",
               "each read/write/heartbeat raises drivers.FrameError with `probability` "
               "(seeded)",
-              (FaultParam("probability", "", "chance per call", default=0.1, minimum=0.0,
-                          maximum=1.0),),
+              (FaultParam("probability", "", "chance per call", default=0.1, gt=0.0,
+                          le=1.0),),
               "each corrupted call counted (read/write errors, a `comm` event) and its tick's "
               "readings COMM_ERROR: the first within 30 s asserted, 8 s measured, at 0.1. "
               "Alarm `comm_errors` (over 5 % of the last 10 min of reads failed): asserted "
@@ -300,294 +278,6 @@ CATALOGUE: tuple[FaultType, ...] = (
 )
 
 FAULTS: dict[str, FaultType] = {f.name: f for f in CATALOGUE}
-_COMMON_KEYS = ("name", "at", "duration")
-
-
-# ------------------------------------------------------------------------------- specs
-@dataclass(frozen=True)
-class FaultSpec:
-    """One fault to inject: a catalogue name, when, for how long, with which parameters."""
-
-    name: str
-    at_s: float
-    duration_s: float | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def end_s(self) -> float:
-        return math.inf if self.duration_s is None else self.at_s + self.duration_s
-
-    @property
-    def type(self) -> FaultType:
-        return FAULTS[self.name]
-
-    def active(self, t_s: float) -> bool:
-        return self.at_s <= t_s < self.end_s
-
-    def label(self) -> str:
-        """The spec in command-line form (for messages and reports)."""
-        parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                 for k, v in self.params.items()]
-        if self.duration_s is not None:
-            parts.append(f"duration={self.duration_s:g}s")
-        return f"{self.name}@{self.at_s:g}s" + (":" + ",".join(parts) if parts else "")
-
-
-def _known() -> str:
-    return ", ".join(FAULTS)
-
-
-def _check_param(fault: FaultType, p: FaultParam, value: Any) -> Any:
-    where = f"fault {fault.name}: {p.name}={value!r}"
-    if p.choices is not None:
-        if value not in p.choices:
-            raise ValueError(f"{where} is not allowed; {p.name} must be one of "
-                             f"{', '.join(p.choices)}")
-        return value
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"{where} must be a number"
-                             + (f" in {p.unit}" if p.unit else "")) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number" + (f" in {p.unit}" if p.unit else ""))
-    value = float(value)
-    if p.minimum is not None and not value > p.minimum:
-        raise ValueError(f"{where} must be > {p.minimum:g}")
-    if p.maximum is not None and value > p.maximum:
-        raise ValueError(f"{where} must be <= {p.maximum:g}")
-    return value
-
-
-def make_fault(name: Any, at: Any, duration: Any = None, **params: Any) -> FaultSpec:
-    """A checked FaultSpec; missing parameters take their (per-channel) defaults."""
-    if name not in FAULTS:
-        raise ValueError(f"unknown fault {name!r}; known faults: {_known()}")
-    ft = FAULTS[name]
-    at_s = parse_duration_s(at, f"fault {name}: at")
-    duration_s = None
-    if duration is not None:
-        if not ft.allows_duration:
-            raise ValueError(f"fault {name}: duration={duration!r} is not allowed; a "
-                             f"{name} does not end (omit duration)")
-        duration_s = parse_duration_s(duration, f"fault {name}: duration")
-        if duration_s <= 0:
-            raise ValueError(f"fault {name}: duration={duration!r} must be > 0")
-    allowed = {p.name: p for p in ft.params}
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        keys = ", ".join(f"{k}={params[k]!r}" for k in unknown)
-        raise ValueError(f"fault {name}: unknown key(s) {keys}; allowed keys: "
-                         f"{', '.join([*allowed, 'duration']) or 'duration'}")
-    checked: dict[str, Any] = {}
-    for p in ft.params:  # choices first, so per-channel defaults can use the channel
-        if p.name in params:
-            checked[p.name] = _check_param(ft, p, params[p.name])
-        elif p.by_channel is not None:
-            checked[p.name] = p.by_channel[checked["channel"]]
-        elif p.default is None:
-            raise ValueError(f"fault {name}: missing key {p.name}; "
-                             + (f"one of {', '.join(p.choices)}" if p.choices else p.description))
-        else:
-            checked[p.name] = p.default
-    return FaultSpec(name, at_s, duration_s, checked)
-
-
-def parse_fault(spec: str) -> FaultSpec:
-    """`NAME@TIME[:key=value,...]`, e.g. `co2_supply_lost@3d`, `sensor_stuck@2d:channel=ph`,
-    `sensor_drift@1d:channel=ph,rate_per_h=0.002,duration=12h`."""
-    if not isinstance(spec, str):
-        raise ValueError(f"fault spec {spec!r} must be a string NAME@TIME[:key=value,...]")
-    head, sep, tail = spec.strip().partition(":")
-    name, at_sep, at = head.partition("@")
-    name = name.strip()
-    if name not in FAULTS:
-        raise ValueError(f"fault spec {spec!r}: unknown fault {name!r}; known faults: "
-                         f"{_known()}")
-    if not at_sep or not at.strip():
-        raise ValueError(f"fault spec {spec!r}: missing start time; write {name}@TIME, "
-                         "e.g. {name}@36h")
-    params: dict[str, str] = {}
-    if sep:
-        for item in tail.split(","):
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip():
-                raise ValueError(f"fault spec {spec!r}: {item!r} is not key=value")
-            params[key.strip()] = value.strip()
-    duration = params.pop("duration", None)
-    return make_fault(name, at.strip(), duration, **params)
-
-
-def fault_from_table(table: Mapping[str, Any]) -> FaultSpec:
-    """A TOML `[[fault]]` table: {name, at, duration?, ...params}."""
-    if not isinstance(table, Mapping):
-        raise ValueError(f"[[fault]] entry {table!r} must be a table with name and at")
-    if "name" not in table:
-        raise ValueError(f"[[fault]] {dict(table)!r}: missing key name; known faults: "
-                         f"{_known()}")
-    name = table["name"]
-    if name not in FAULTS:
-        raise ValueError(f"[[fault]] name={name!r}: unknown fault; known faults: {_known()}")
-    if "at" not in table:
-        raise ValueError(f"fault {name}: missing key at (start: seconds or 30s/90m/36h/3d)")
-    params = {k: v for k, v in table.items() if k not in _COMMON_KEYS}
-    return make_fault(name, table["at"], table.get("duration"), **params)
-
-
-def parse_faults(entries: Any) -> tuple[FaultSpec, ...]:
-    """The chamber option `faults`: a list of spec strings, tables or FaultSpecs."""
-    if entries is None:
-        return ()
-    if isinstance(entries, (str, Mapping)) or not isinstance(entries, Iterable):
-        raise ValueError(f"chamber option faults={entries!r} must be a list of fault specs "
-                         "(NAME@TIME[:key=value,...]) or tables {name, at, ...}")
-    out = []
-    for entry in entries:
-        if isinstance(entry, FaultSpec):
-            out.append(make_fault(entry.name, entry.at_s, entry.duration_s, **entry.params))
-        elif isinstance(entry, str):
-            out.append(parse_fault(entry))
-        else:
-            out.append(fault_from_table(entry))
-    return tuple(out)
-
-
-# ------------------------------------------------------------------------ the fault set
-class _Active:
-    """Run-time state of one fault."""
-
-    __slots__ = ("spec", "rng", "frozen", "next_spike_s")
-
-    def __init__(self, spec: FaultSpec, rng: np.random.Generator) -> None:
-        self.spec = spec
-        self.rng = rng
-        self.frozen: float | None = None
-        self.next_spike_s = spec.at_s
-
-
-class FaultSet:
-    """The faults of one chamber, applied by the driver.
-
-    The driver calls `check_comm` first thing in read/write/heartbeat, stops its integration at
-    every time in `transition_times` (there it calls `physical` and, at a contamination's
-    start, `starts_at`), and passes its readings through `apply_readings`.
-    """
-
-    def __init__(self, specs: Iterable[FaultSpec], seed: np.random.SeedSequence,
-                 params: ModelParameters) -> None:
-        self.specs = tuple(specs)
-        children = seed.spawn(len(self.specs)) if self.specs else []
-        faults = [_Active(s, np.random.default_rng(c)) for s, c in zip(self.specs, children)]
-        self._sensor = [f for f in faults if f.spec.type.kind == "sensor"]
-        self._actuator = [f.spec for f in faults if f.spec.type.kind == "actuator"]
-        self._comm = [f for f in faults if f.spec.type.kind == "comm"]
-        self._process = [f.spec for f in faults if f.spec.type.kind == "process"]
-        self._max = {"feed": params.feed_pump_max_ml_per_h,
-                     "harvest": params.harvest_pump_max_ml_per_h,
-                     "base": params.base_pump_max_ml_per_h}
-        times = {s.at_s for s in self._actuator + self._process}
-        times |= {s.end_s for s in self._actuator if math.isfinite(s.end_s)}
-        self.transition_times = tuple(sorted(times))
-        """When the chamber's physical inputs change (actuator faults) or a process starts."""
-
-    def __bool__(self) -> bool:
-        return bool(self.specs)
-
-    # ---------------------------------------------------------------------------- comm
-    def check_comm(self, now: float) -> None:
-        """Raise the driver error of an active comm fault (before the call does anything)."""
-        for f in self._comm:
-            s = f.spec
-            if not s.at_s <= now < s.end_s:
-                continue
-            if s.name == "comm_timeout":
-                raise CommTimeoutError(f"sim://: no reply (injected fault {s.label()})")
-            if s.name == "comm_exception":
-                raise DeviceError(f"sim://: device busy (injected fault {s.label()})")
-            if f.rng.random() < s.params["probability"]:
-                raise FrameError(f"sim://: corrupted frame (injected fault {s.label()})")
-
-    # ------------------------------------------------------------------------ actuators
-    def physical(self, commanded: ActuatorInputs, t_s: float) -> ActuatorInputs:
-        """What the chamber receives at `t_s` when `commanded` was commanded."""
-        changes: dict[str, float] = {}
-        for s in self._actuator:
-            if not s.at_s <= t_s < s.end_s:
-                continue
-            name = s.name
-            if name == "heater_failed_off":
-                changes["heater_pct"] = 0.0
-            elif name == "heater_stuck_on":
-                changes["heater_pct"] = 100.0
-            elif name == "o2_supply_lost":
-                changes["o2_pct"] = 0.0
-            elif name == "co2_supply_lost":
-                changes["co2_pct"] = s.params["residual_pct"]
-            else:
-                pump = s.params["pump"]
-                changes[f"{pump}_ml_per_h"] = (0.0 if name == "pump_clogged"
-                                               else self._max[pump])
-        return replace(commanded, **changes) if changes else commanded
-
-    def starts_at(self, t_s: float) -> list[FaultSpec]:
-        """Process faults (contamination) that start exactly at `t_s`."""
-        return [s for s in self._process if s.at_s == t_s]
-
-    # -------------------------------------------------------------------------- sensors
-    def apply_readings(self, readings: dict[str, Reading], now: float) -> dict[str, Reading]:
-        """Readings as the faulty sensors report them (in place; returns `readings`)."""
-        for f in self._sensor:
-            s = f.spec
-            if not s.at_s <= now < s.end_s:
-                continue
-            p = s.params
-            name = p["channel"]
-            r = readings[name]
-            kind = s.name
-            if kind == "sensor_dropout":
-                readings[name] = Reading(math.nan, r.unit, r.timestamp_s, _BAD)
-                continue
-            if kind == "sensor_stuck":
-                if f.frozen is None:
-                    f.frozen = r.value
-                readings[name] = Reading(f.frozen, r.unit, r.timestamp_s,
-                                         _GOOD if f.frozen == f.frozen else _BAD)
-                continue
-            if kind == "sensor_drift":
-                age_s = r.timestamp_s - s.at_s  # an at-line result: when its sample was drawn
-                value = r.value + p["rate_per_h"] * (age_s if age_s > 0.0 else 0.0) / 3600.0
-            elif kind == "sensor_noise":
-                value = r.value + p["std"] * float(f.rng.standard_normal())
-            else:  # sensor_spike
-                if now < f.next_spike_s:
-                    continue
-                k = math.floor((now - s.at_s) / p["period_s"]) + 1
-                f.next_spike_s = s.at_s + k * p["period_s"]
-                sign = 1.0 if f.rng.random() < 0.5 else -1.0
-                value = r.value + sign * p["magnitude"]
-            readings[name] = _clipped(name, value, r)
-        return readings
-
-    # ---------------------------------------------------------------------- diagnostics
-    def flags(self, now: float) -> dict[str, float]:
-        """`fault_<name>_active` for every catalogue fault (1.0 while one of that name is)."""
-        out = {f"fault_{name}_active": 0.0 for name in FAULTS}
-        for s in self.specs:
-            if s.active(now):
-                out[f"fault_{s.name}_active"] = 1.0
-        return out
-
-
-def _clipped(name: str, value: float, r: Reading) -> Reading:
-    if value != value:  # NaN in (at-line before its first result): stays as it was
-        return r
-    ch = channel(name)
-    if value < ch.minimum:
-        return Reading(ch.minimum, r.unit, r.timestamp_s, _OUT)
-    if value > ch.maximum:
-        return Reading(ch.maximum, r.unit, r.timestamp_s, _OUT)
-    return Reading(value, r.unit, r.timestamp_s, r.quality)
 
 
 def catalogue_markdown() -> str:

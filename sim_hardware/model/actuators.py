@@ -1,4 +1,4 @@
-"""What the chamber's actuators can physically do with a command.
+"""What the chamber's actuators can physically do with the outputs a controller requests.
 
 The datasheet range says what a controller may ask for; this module says what the hardware
 delivers: pumps saturate at their maximum rate, the heater at its maximum power, and the gas mixer
@@ -14,7 +14,7 @@ from sim_hardware.model.parameters import ModelParameters
 
 @dataclass(slots=True)
 class ActuatorInputs:
-    """The physical inputs the chamber sees; held until the next command changes them.
+    """The physical inputs the chamber sees; held until the next write changes them.
 
     Treat as immutable: build a new one (`apply_outputs`, `dataclasses.replace`) to change an
     input, so the model can tell which inputs changed. Not frozen only because a frozen
@@ -34,15 +34,15 @@ class ActuatorInputs:
 
 
 def apply_outputs(
-    current: ActuatorInputs, commands: Mapping[str, float], params: ModelParameters
+    current: ActuatorInputs, outputs: Mapping[str, float], params: ModelParameters
 ) -> ActuatorInputs:
-    """The inputs after `commands` (a subset of the output channels) pass through the hardware.
+    """The inputs after `outputs` (a subset of the output channels) pass through the hardware.
 
-    Channels not commanded keep their value. If O2 + CO2 exceed 100 % the mixer scales both down
+    Channels not written keep their value. If O2 + CO2 exceed 100 % the mixer scales both down
     in proportion: it has no gas left for N2 and cannot deliver more than the total flow.
     (Clipping is written out inline: this runs on every controller write.)
     """
-    get = commands.get
+    get = outputs.get
     heater = float(get("heater_pct", current.heater_pct))
     heater = 0.0 if heater < 0.0 else 100.0 if heater > 100.0 else heater
     o2 = float(get("o2_pct", current.o2_pct))

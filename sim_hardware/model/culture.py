@@ -9,8 +9,7 @@ the fastest slow rate, dilution at 60 mL/h into 50 mL, is 1.2 /h, so rate x step
 Euler error is below 1 % of a step's change; growth and uptake rates are 100x slower).
 
 Slow species are held as amounts (cells, umol, ng, mL), not concentrations, and every flux of a
-step is booked in a ledger with the same floating-point numbers that update the state, so
-`initial + fed - harvested - consumed + produced == current` holds to rounding.
+step is booked in the mass-balance ledger (`sim_hardware.model.ledger`).
 
 Pump volumes are integrated exactly between bio steps (a 2 mL bolus delivers 2 mL whatever its
 timing); the bio step then applies them, using concentrations from the start of the step.
@@ -18,74 +17,22 @@ timing); the bio step then applies them, using concentrations from the start of 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sim_hardware.model.actuators import ActuatorInputs
-from sim_hardware.model.parameters import ModelParameters
+from sim_hardware.model.growth_factors import (
+    FACTOR_NAMES,
+    cardinal_temperature_factor,
+    lag_factor,
+    ph_factor,
+)
+from sim_hardware.model.ledger import balance_residuals, book, ledger_report, open_ledger
+from sim_hardware.model.parameters import InitialConditions, ModelParameters
 
 _LN2 = math.log(2.0)
 _S_PER_H = 3600.0
-SPECIES = ("viable_cells", "dead_cells", "glucose", "glutamine", "lactate", "ammonia",
-           "inhibitor", "bicarbonate", "volume", "contaminant_cells")
-_LEDGER_UNITS = {
-    "viable_cells": "cells", "dead_cells": "cells", "glucose": "mmol", "glutamine": "mmol",
-    "lactate": "mmol", "ammonia": "mmol", "inhibitor": "ng", "bicarbonate": "mmol",
-    "volume": "mL", "contaminant_cells": "cells",
-}
-# Internal amounts of dissolved species are in umol (mM x mL); the ledger reports mmol.
-_LEDGER_SCALE = {name: (1e-3 if unit == "mmol" else 1.0) for name, unit in _LEDGER_UNITS.items()}
-_FACTOR_NAMES = ("temperature", "ph", "dissolved_o2", "glucose", "glutamine", "lactate",
-                 "ammonia", "inhibitor", "density", "lag")
 _MIN_HCO3_MM = 1e-3  # pH of a fully acidified medium is not modelled; keep log10 finite
 _MIN_DCO2_MM = 1e-6
-
-
-@dataclass(frozen=True, slots=True)
-class InitialConditions:
-    """Where the run starts: a pre-warmed chamber, seeded, its gases at equilibrium."""
-
-    volume_ml: float = 50.0
-    seeding_cells_per_ml: float = 1.0e5
-    temperature_c: float = 37.0
-    o2_pct: float = 5.2
-    co2_pct: float | None = None
-    """None: the CO2 that gives pH 7.30 with the feed bicarbonate at equilibrium."""
-    target_ph: float = 7.30
-    lactate_mm: float = 0.0
-    """Conditioned medium (by-products already present): for experiments, not a driver option."""
-    ammonia_mm: float = 0.0
-
-
-def cardinal_temperature_factor(t_c: float, t_min: float, t_opt: float, t_max: float) -> float:
-    """Rosso's cardinal temperature model (CTMI): 0 at T_min and T_max, 1 at T_opt."""
-    if t_c <= t_min or t_c >= t_max:
-        return 0.0
-    num = (t_c - t_max) * (t_c - t_min) ** 2
-    den = (t_opt - t_min) * ((t_opt - t_min) * (t_c - t_opt)
-                             - (t_opt - t_max) * (t_opt + t_min - 2.0 * t_c))
-    return num / den
-
-
-def ph_factor(ph: float, opt_low: float, opt_high: float, half_low: float,
-              half_high: float) -> float:
-    """1 on the optimum plateau, Gaussian shoulders that reach 0.5 at the half-growth pHs."""
-    if ph < opt_low:
-        d = (opt_low - ph) / (opt_low - half_low)
-    elif ph > opt_high:
-        d = (ph - opt_high) / (half_high - opt_high)
-    else:
-        return 1.0
-    return math.exp(-_LN2 * d * d)
-
-
-def lag_factor(t_h: float, lag_h: float) -> float:
-    """Smoothstep ramp 0 -> 1 over lag_h after seeding (equivalent to lag_h/2 of lost growth)."""
-    if t_h >= lag_h:
-        return 1.0
-    if t_h <= 0.0:
-        return 0.0
-    x = t_h / lag_h
-    return x * x * (3.0 - 2.0 * x)
 
 
 class ChamberModel:
@@ -138,7 +85,7 @@ class ChamberModel:
         self._contaminated = False
         self._mu_c_per_h = self._q_glc_c = self._q_o2_c = 0.0
         self._xc_max = 1.0
-        self._ledger = {s: [a, 0.0, 0.0, 0.0, 0.0] for s, a in zip(SPECIES, self._amounts())}
+        self._ledger = open_ledger(self._amounts())
         self._harvested_viable = 0.0
         self._harvested_dead = 0.0
         self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = 0.0
@@ -318,8 +265,7 @@ class ChamberModel:
         xv, glc, gln, lac, amm, inh = (self._xv, self._glc, self._gln, self._lac, self._amm,
                                        self._inh)
         t_c, do = self.temperature_c, self.do_mm
-        ph = p.carbonic_pka + math.log10(max(self._hco3_mm, _MIN_HCO3_MM)
-                                         / max(self.dco2_mm, _MIN_DCO2_MM))
+        ph = self.ph
         f_t = cardinal_temperature_factor(t_c, p.t_min_c, p.t_opt_c, p.t_max_c)
         f_ph = ph_factor(ph, p.ph_opt_low, p.ph_opt_high, p.ph_half_low, p.ph_half_high)
         f_do = do / (p.k_do_mm + do) if do > 0.0 else 0.0
@@ -354,8 +300,8 @@ class ChamberModel:
         self._n_xd = n_xd + deaths - lysis - out_xd
         self._harvested_viable += out_xv
         self._harvested_dead += out_xd
-        _book(led["viable_cells"], 0.0, out_xv, deaths, births)
-        _book(led["dead_cells"], 0.0, out_xd, lysis, deaths)
+        book(led["viable_cells"], 0.0, out_xv, deaths, births)
+        book(led["dead_cells"], 0.0, out_xd, lysis, deaths)
         n_xc = self._n_xc
         if self._contaminated:
             # The competitor: no harvest retention (it passes the cell-retention device).
@@ -364,7 +310,7 @@ class ChamberModel:
             births_c = mu_c * n_xc * h_h
             out_xc = frac_out * n_xc
             self._n_xc = n_xc + births_c - out_xc
-            _book(led["contaminant_cells"], 0.0, out_xc, 0.0, births_c)
+            book(led["contaminant_cells"], 0.0, out_xc, 0.0, births_c)
 
         # Glucose -> lactate.
         fed = vf * p.feed_glucose_mm
@@ -376,11 +322,11 @@ class ChamberModel:
         if uptake > avail:
             uptake = max(0.0, avail)
         self._n_glc = self._n_glc + fed - out - uptake
-        _book(led["glucose"], fed, out, uptake, 0.0)
+        book(led["glucose"], fed, out, uptake, 0.0)
         lac_made = p.y_lac_per_glc * uptake
         out = frac_out * self._n_lac
         self._n_lac = self._n_lac - out + lac_made
-        _book(led["lactate"], 0.0, out, 0.0, lac_made)
+        book(led["lactate"], 0.0, out, 0.0, lac_made)
 
         # Glutamine -> ammonia (cells, and spontaneous decay 1:1).
         fed = vf * p.feed_glutamine_mm
@@ -394,17 +340,17 @@ class ChamberModel:
             decay *= scale
         gln_used = cell_gln + decay
         self._n_gln = self._n_gln + fed - out - gln_used
-        _book(led["glutamine"], fed, out, gln_used, 0.0)
+        book(led["glutamine"], fed, out, gln_used, 0.0)
         amm_made = p.y_amm_per_gln * cell_gln + decay
         out = frac_out * self._n_amm
         self._n_amm = self._n_amm - out + amm_made
-        _book(led["ammonia"], 0.0, out, 0.0, amm_made)
+        book(led["ammonia"], 0.0, out, 0.0, amm_made)
 
         # Inhibitor: secreted, removed only by the harvest (diluted by the feed).
         made = p.q_inh_pg_per_mcell_d * 1e-9 / 24.0 * n_xv * h_h  # pg/1e6 cells -> ng/cell
         out = frac_out * self._n_inh
         self._n_inh = self._n_inh - out + made
-        _book(led["inhibitor"], 0.0, out, 0.0, made)
+        book(led["inhibitor"], 0.0, out, 0.0, made)
 
         # Bicarbonate: from feed and base; lactic acid turns it 1:1 into dissolved CO2.
         fed = vf * p.feed_bicarbonate_mm + vb * p.base_bicarbonate_mm
@@ -412,10 +358,10 @@ class ChamberModel:
         avail = self._n_hco3 + fed - out
         neutralised = lac_made if lac_made <= avail else max(0.0, avail)
         self._n_hco3 = self._n_hco3 + fed - out - neutralised
-        _book(led["bicarbonate"], fed, out, neutralised, 0.0)
+        book(led["bicarbonate"], fed, out, neutralised, 0.0)
 
         self.volume_ml = v + vf + vb - vh
-        _book(led["volume"], vf + vb, vh, 0.0, 0.0)
+        book(led["volume"], vf + vb, vh, 0.0, 0.0)
         self._update_concentrations()
 
         our_max = p.q_o2_pmol_per_cell_h * 1e-6 * self._xv
@@ -506,30 +452,15 @@ class ChamberModel:
 
     def growth_factors(self) -> dict[str, float]:
         """Each factor of mu at the last bio step (1 = not limiting): why growth is slow."""
-        return dict(zip(_FACTOR_NAMES, self._factors))
+        return dict(zip(FACTOR_NAMES, self._factors, strict=True))
 
     def ledger(self) -> dict[str, dict[str, float | str]]:
-        """Cumulative amounts per species: initial, fed, harvested, consumed, produced, current.
-
-        Units: cells, mmol, ng (inhibitor) or mL (volume); "fed" includes the base pump.
-        """
-        out: dict[str, dict[str, float | str]] = {}
-        for name, current in zip(SPECIES, self._amounts()):
-            k = _LEDGER_SCALE[name]
-            initial, fed, harvested, consumed, produced = self._ledger[name]
-            out[name] = {"unit": _LEDGER_UNITS[name], "initial": initial * k, "fed": fed * k,
-                         "harvested": harvested * k, "consumed": consumed * k,
-                         "produced": produced * k, "current": current * k}
-        return out
+        """Cumulative amounts per species (`sim_hardware.model.ledger.ledger_report`)."""
+        return ledger_report(self._ledger, self._amounts())
 
     def balance_residuals(self) -> dict[str, float]:
         """Relative residual of initial + fed - harvested - consumed + produced - current."""
-        res = {}
-        for name, current in zip(SPECIES, self._amounts()):
-            initial, fed, harvested, consumed, produced = self._ledger[name]
-            scale = max(abs(initial) + abs(fed) + abs(produced), 1e-300)
-            res[name] = (initial + fed - harvested - consumed + produced - current) / scale
-        return res
+        return balance_residuals(self._ledger, self._amounts())
 
     def snapshot(self) -> dict[str, float]:
         """Ground truth, for diagnostics and tests."""
@@ -566,10 +497,3 @@ class ChamberModel:
             "microgravity": 1.0 if self.microgravity else 0.0,
         }
 
-
-def _book(entry: list[float], fed: float, harvested: float, consumed: float,
-          produced: float) -> None:
-    entry[1] += fed
-    entry[2] += harvested
-    entry[3] += consumed
-    entry[4] += produced

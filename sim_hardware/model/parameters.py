@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+
+from drivers.contract.validation import Number, StrictModel, format_validation_error
 
 LIT = "lit"
 EST = "est"
@@ -32,21 +35,6 @@ class ParameterSpec:
     description: str
     category: str
     donor_cv: float = 0.0
-
-    def check(self, value: Any) -> float:
-        """The value as a float, or a ValueError naming the key, the value and the range."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(
-                f"parameter {self.name}={value!r} is not a number; allowed range "
-                f"[{self.low:g}, {self.high:g}] {self.unit}"
-            )
-        v = float(value)
-        if not (self.low <= v <= self.high):  # also rejects NaN
-            raise ValueError(
-                f"parameter {self.name}={value!r} outside its allowed range "
-                f"[{self.low:g}, {self.high:g}] {self.unit}"
-            )
-        return v
 
 
 def _p(name: str, default: float, unit: str, low: float, high: float, tag: str, source: str,
@@ -237,12 +225,27 @@ PARAMETER_TABLE: tuple[ParameterSpec, ...] = (
 SPECS: dict[str, ParameterSpec] = {s.name: s for s in PARAMETER_TABLE}
 
 
-def _check_relations(values: Mapping[str, float]) -> None:
+class _ParameterRelations(StrictModel):
     """Relations between parameters that single ranges cannot express."""
-    low, high = values["ph_drift_min_per_week"], values["ph_drift_max_per_week"]
-    if low > high:
-        raise ValueError(f"parameter ph_drift_min_per_week={low!r} exceeds "
-                         f"ph_drift_max_per_week={high!r}; the minimum must not exceed the maximum")
+
+    @model_validator(mode="after")
+    def _drift_range_is_ordered(self) -> _ParameterRelations:
+        low = self.ph_drift_min_per_week  # type: ignore[attr-defined]
+        high = self.ph_drift_max_per_week  # type: ignore[attr-defined]
+        if low > high:
+            raise ValueError(f"ph_drift_min_per_week {low!r} exceeds ph_drift_max_per_week="
+                             f"{high!r}; the minimum must not exceed the maximum")
+        return self
+
+
+ParameterOptions = create_model(
+    "ParameterOptions",
+    __base__=_ParameterRelations,
+    __module__=__name__,
+    **{s.name: (Number, Field(s.default, ge=s.low, le=s.high, description=f"{s.unit}: "
+                              f"{s.description}")) for s in PARAMETER_TABLE},
+)
+"""The `parameters` table of `[reactor.chamber]`: every key a parameter, every value in range."""
 
 
 class _ParameterMethods:
@@ -253,15 +256,17 @@ class _ParameterMethods:
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None = None) -> ModelParameters:
         """Defaults overridden by `options`; every key known and every value within its range."""
-        options = dict(options or {})
-        unknown = sorted(set(options) - SPECS.keys())
-        if unknown:
-            known = ", ".join(SPECS)
-            raise ValueError(
-                f"unknown parameter(s) {', '.join(unknown)}; known parameters: {known}")
-        values = {k: SPECS[k].check(v) for k, v in options.items()}
-        _check_relations({**{s.name: s.default for s in PARAMETER_TABLE}, **values})
-        return cls(**values)  # type: ignore[return-value]
+        try:
+            checked = ParameterOptions.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            message = format_validation_error(exc, "parameters", ParameterOptions)
+            raise ValueError(message) from None
+        return cls.from_checked(checked)
+
+    @classmethod
+    def from_checked(cls, checked: BaseModel) -> ModelParameters:
+        """From an already validated `ParameterOptions` (the chamber options hold one)."""
+        return cls(**checked.model_dump())  # type: ignore[return-value]
 
     def with_donor_variability(self, rng: np.random.Generator) -> ModelParameters:
         """A donor: each biological parameter times exp(sigma*z), sigma from its CV, clipped.
@@ -273,7 +278,7 @@ class _ParameterMethods:
         specs = [s for s in PARAMETER_TABLE if s.donor_cv > 0.0]
         z = rng.standard_normal(len(specs)).tolist()
         changes = {}
-        for spec, zi in zip(specs, z):
+        for spec, zi in zip(specs, z, strict=True):
             sigma = math.sqrt(math.log1p(spec.donor_cv**2))
             value = getattr(self, spec.name) * math.exp(sigma * zi)
             changes[spec.name] = min(spec.high, max(spec.low, value))
@@ -312,6 +317,22 @@ INITIAL_CONDITION_TABLE: tuple[ParameterSpec, ...] = (
        "default: the CO2 giving pH 7.30 with the feed bicarbonate (~10.5 % at 36 mM)",
        "CO2 in the gas mix until the controller writes one", "initial"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class InitialConditions:
+    """Where the run starts: a pre-warmed chamber, seeded, its gases at equilibrium."""
+
+    volume_ml: float = 50.0
+    seeding_cells_per_ml: float = 1.0e5
+    temperature_c: float = 37.0
+    o2_pct: float = 5.2
+    co2_pct: float | None = None
+    """None: the CO2 that gives pH 7.30 with the feed bicarbonate at equilibrium."""
+    target_ph: float = 7.30
+    lactate_mm: float = 0.0
+    """Conditioned medium (by-products already present): for experiments, not a driver option."""
+    ammonia_mm: float = 0.0
 
 
 def parameter_table_markdown() -> str:
