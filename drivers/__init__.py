@@ -18,7 +18,8 @@ from drivers.contract.errors import (
 )
 from drivers.contract.reading import Quality, Reading
 from drivers.contract.status import DeviceStatus
-from drivers.contract.registry import DeviceAddress, driver_factory, parse_device_url
+from drivers.contract.registry import driver_factory
+from drivers.contract.urls import DeviceAddress, parse_device_url
 
 __all__ = [
     "CHANNELS",

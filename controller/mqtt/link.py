@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from drivers.contract.urls import split_host_port
+
 ACCEPTED_FORM = "mqtt[s]://[USER:PASS@]HOST[:PORT] (e.g. mqtts://ctrl:secret@broker.lab:8883)"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -59,20 +61,14 @@ class MqttSettings:
                 f"MQTT URL {_redact(url)!r}: unexpected path/query {parts.path + parts.query!r}; "
                 f"accepted form: {ACCEPTED_FORM}"
             )
-        host = parts.hostname
-        if not host:
-            raise ValueError(f"MQTT URL {_redact(url)!r}: missing HOST; accepted form: {ACCEPTED_FORM}")
         try:
-            port = parts.port
-        except ValueError:
-            raw = parts.netloc.rsplit(":", 1)[-1]
+            host, port = split_host_port(parts.netloc.rpartition("@")[2],
+                                         default_port=DEFAULT_PORTS[scheme])
+        except ValueError as exc:
             raise ValueError(
-                f"MQTT URL port {raw!r} is not an integer in 1..65535; accepted form: {ACCEPTED_FORM}"
+                f"MQTT URL {_redact(url)!r}: {exc}; accepted form: {ACCEPTED_FORM}"
             ) from None
-        if port is None:
-            port = DEFAULT_PORTS[scheme]
-        if not 1 <= port <= 65535:
-            raise ValueError(f"MQTT URL port {port} is not in 1..65535; accepted form: {ACCEPTED_FORM}")
+        host = host.lower()
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password is not None else None
         if password is not None and not username:

@@ -58,12 +58,24 @@ from drivers.codecs.modbus_map import (
     write_runs,
 )
 from drivers.contract.reading import Quality, Reading
-from drivers.contract.registry import DeviceAddress
+from drivers.contract.urls import (
+    BAUD,
+    BYTESIZE,
+    PARITY,
+    RETRIES,
+    SERIAL_LINE,
+    STOPBITS,
+    TIMEOUT,
+    DeviceAddress,
+    modbus_unit,
+    wall_seconds,
+)
 from drivers.contract.status import DeviceStatus
 
 SCHEMES = ("modbus-tcp", "modbus-rtu")
-_COMMON_KEYS = ("unit", "timeout", "retries", "reconnect_delay", "reconnect_delay_max")
-_RTU_KEYS = ("baud", "parity", "stopbits", "bytesize")
+_RECONNECT_DELAY = wall_seconds("reconnect_delay")
+_RECONNECT_DELAY_MAX = wall_seconds("reconnect_delay_max")
+_COMMON = (modbus_unit(False), TIMEOUT, RETRIES, _RECONNECT_DELAY, _RECONNECT_DELAY_MAX)
 _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED)
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
 _QUALITIES = {int(q): q for q in Quality}
@@ -100,66 +112,27 @@ class LinkSettings:
     @classmethod
     def from_address(cls, address: DeviceAddress) -> LinkSettings:
         """Every error is a ValueError naming the URL and the key, with what is allowed."""
-        url, params = address.url, address.params
         if address.scheme not in SCHEMES:
-            raise ValueError(f"{url!r}: the Modbus driver takes {' or '.join(SCHEMES)}")
+            raise address.fail(f"the Modbus driver takes {' or '.join(SCHEMES)}")
         rtu = address.scheme == "modbus-rtu"
-        known = _COMMON_KEYS + (_RTU_KEYS if rtu else ())
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ValueError(f"{url!r}: unknown parameter(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(known)}")
-
-        def number(key: str, kind: type, default: Any, ok: Callable[[Any], bool],
-                   allowed: str) -> Any:
-            if key not in params:
-                return default
-            try:
-                value = kind(params[key])
-            except ValueError:
-                value = None
-            if value is None or not ok(value):
-                raise ValueError(f"{url!r}: {key}={params[key]!r} must be {allowed}")
-            return value
-
-        positive = (lambda v: v > 0 and math.isfinite(v)), "a positive number of seconds"
-        kwargs: dict[str, Any] = {
-            "unit": number("unit", int, 1, (lambda v: 1 <= v <= 247) if rtu
-                           else (lambda v: 0 <= v <= 255), "1-247" if rtu else "0-255"),
-            "timeout_s": number("timeout", float, 0.5, *positive),
-            "retries": number("retries", int, 1, lambda v: 0 <= v <= 10, "0-10"),
-            "reconnect_delay_s": number("reconnect_delay", float, 0.1, *positive),
-            "reconnect_delay_max_s": number("reconnect_delay_max", float, 5.0, *positive),
-        }
-        if kwargs["reconnect_delay_max_s"] < kwargs["reconnect_delay_s"]:
-            raise ValueError(f"{url!r}: reconnect_delay_max must be >= reconnect_delay")
-        if rtu:
-            if address.location.startswith("socket://"):
-                _host_port(address.location[len("socket://"):], url)
-            elif not address.location.startswith("/"):
-                raise ValueError(f"{url!r}: expected modbus-rtu:///dev/DEVICE or "
-                                 "modbus-rtu://socket://HOST:PORT")
-            parity = params.get("parity", "N").upper()
-            if parity not in ("N", "E", "O"):
-                raise ValueError(f"{url!r}: parity={params['parity']!r} must be N, E or O")
-            return cls(
-                address.scheme, address.location, parity=parity,
-                baud=number("baud", int, 19200, lambda v: 50 <= v <= 4_000_000, "a baud rate"),
-                stopbits=number("stopbits", int, 1, lambda v: v in (1, 2), "1 or 2"),
-                bytesize=number("bytesize", int, 8, lambda v: v in (7, 8), "7 or 8"),
-                **kwargs)
-        location = address.location
-        if ":" not in location.rpartition("]")[2]:  # no port (an IPv6 host is in brackets)
-            location += ":502"
-        host, port = _host_port(location, url)
-        return cls(address.scheme, host, tcp_port=port, **kwargs)
-
-
-def _host_port(location: str, url: str) -> tuple[str, int]:
-    host, sep, port = location.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{url!r}: expected HOST:PORT (PORT 1-65535)")
-    return host.strip("[]"), int(port)
+        address.require_known(p.key for p in _COMMON + (SERIAL_LINE if rtu else ()))
+        delay_s = address.get(_RECONNECT_DELAY, 0.1)
+        delay_max_s = address.get(_RECONNECT_DELAY_MAX, 5.0)
+        if delay_max_s < delay_s:
+            raise address.fail("reconnect_delay_max must be >= reconnect_delay")
+        link: dict[str, Any] = {
+            "unit": address.get(modbus_unit(rtu), 1), "timeout_s": address.get(TIMEOUT, 0.5),
+            "retries": address.get(RETRIES, 1), "reconnect_delay_s": delay_s,
+            "reconnect_delay_max_s": delay_max_s}
+        if not rtu:
+            host, port = address.host_port(default_port=502)
+            return cls(address.scheme, host, tcp_port=port, **link)
+        if address.socket_host_port() is None and not address.location.startswith("/"):
+            raise address.fail("expected modbus-rtu:///dev/DEVICE or "
+                               "modbus-rtu://socket://HOST:PORT")
+        return cls(address.scheme, address.location, baud=address.get(BAUD, 19200),
+                   parity=address.get(PARITY, "N"), stopbits=address.get(STOPBITS, 1),
+                   bytesize=address.get(BYTESIZE, 8), **link)
 
 
 @dataclass
@@ -216,10 +189,11 @@ class ModbusDriver(Driver):
         }
         if s.scheme == "modbus-tcp":
             return AsyncModbusTcpClient(s.port, port=s.tcp_port, **common)
-        if s.port.startswith("socket://"):
+        nested = self.address.socket_host_port()
+        if nested is not None:
             # RTU frames over TCP through asyncio, not pyserial's socket:// handler: that one
             # connects with a blocking call and sleeps 0.3 s in close(), freezing the loop.
-            host, port = _host_port(s.port[len("socket://"):], self.address.url)
+            host, port = nested
             return AsyncModbusTcpClient(host, port=port, framer=FramerType.RTU, **common)
         return AsyncModbusSerialClient(s.port, framer=FramerType.RTU, baudrate=s.baud,
                                        parity=s.parity, stopbits=s.stopbits,

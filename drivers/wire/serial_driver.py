@@ -31,7 +31,7 @@ from drivers.contract.errors import (
     ReadbackError,
 )
 from drivers.contract.reading import Reading
-from drivers.contract.registry import DeviceAddress
+from drivers.contract.urls import BAUD, RETRIES, TIMEOUT, DeviceAddress
 from drivers.codecs.serial_protocol import (
     ERRORS,
     PROTOCOL_VERSION,
@@ -58,7 +58,7 @@ DEFAULT_TIMEOUT_S = 0.5
 DEFAULT_RETRIES = 1
 DEFAULT_BAUD = 115200
 READBACK_REL_TOL = 1e-9
-_PARAMS = ("timeout", "retries", "baud")
+_PARAMS = (TIMEOUT, RETRIES, BAUD)
 _R = TypeVar("_R", bound=OkReply)
 
 
@@ -121,18 +121,6 @@ class _Link(asyncio.Protocol):
             self.transport.close()
 
 
-def _param(address: DeviceAddress, key: str, default: str, parse: Callable[[str], Any],
-           ok: Callable[[Any], bool], rule: str) -> Any:
-    text = address.params.get(key, default)
-    try:
-        value = parse(text)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise ValueError(f"{address.url}: {key}={text!r} must be {rule}")
-    return value
-
-
 class SerialDriver(Driver):
     """One chamber on a serial line (or TCP carrying one)."""
 
@@ -140,22 +128,16 @@ class SerialDriver(Driver):
                  options: Mapping[str, Any], time_scale: float = 1.0) -> None:
         """`seed` and `options` (the chamber's model settings) belong to the device, not the
         link, and are ignored; the link's settings are the URL's query parameters."""
-        unknown = sorted(set(address.params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"{address.url}: unknown parameter(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(_PARAMS)}")
+        address.require_known(p.key for p in _PARAMS)
         if not address.location:
-            raise ValueError(f"{address.url}: expected serial://socket://HOST:PORT or "
-                             "serial:///dev/PATH")
+            raise address.fail("expected serial://socket://HOST:PORT or serial:///dev/PATH")
+        address.socket_host_port()  # a nested socket:// URL must be well formed
         if not (isinstance(time_scale, (int, float)) and 0 < time_scale < math.inf):
             raise ValueError(f"time_scale={time_scale!r} must be a positive finite number")
         self.address = address
-        self.timeout_s: float = _param(address, "timeout", str(DEFAULT_TIMEOUT_S), float,
-                                       lambda v: 0 < v < math.inf, "a positive number of seconds")
-        self.retries: int = _param(address, "retries", str(DEFAULT_RETRIES), int,
-                                   lambda v: v >= 0, "a non-negative integer")
-        self.baud: int = _param(address, "baud", str(DEFAULT_BAUD), int, lambda v: v > 0,
-                                "a positive integer")
+        self.timeout_s = address.get(TIMEOUT, DEFAULT_TIMEOUT_S)
+        self.retries = address.get(RETRIES, DEFAULT_RETRIES)
+        self.baud = address.get(BAUD, DEFAULT_BAUD)
         self._now = now
         self._time_scale = float(time_scale)
         self._wait_s = self.timeout_s * self._time_scale  # the loop's clock may run N x wall

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.contract.reading import Reading
-from drivers.contract.registry import parse_device_url
+from drivers.contract.urls import parse_device_url
 from drivers.contract.status import DeviceStatus
 from sim_hardware.inprocess.sim_driver import SimDriver
 

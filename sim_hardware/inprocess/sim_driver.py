@@ -17,7 +17,7 @@ from drivers.contract.datasheet import OUTPUTS
 from drivers.contract.driver import Driver, validate_outputs
 from drivers.contract.errors import NotConnectedError
 from drivers.contract.reading import Reading
-from drivers.contract.registry import DeviceAddress
+from drivers.contract.urls import DeviceAddress
 from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
 from sim_hardware.faults.catalogue import FAULTS, FaultSet, parse_faults
 from sim_hardware.model.culture import ChamberModel, InitialConditions
