@@ -29,6 +29,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from drivers.wire.backoff import Backoff
+from drivers.wire.link import LinkCounters, ReconnectGate
 from drivers.contract.datasheet import INPUTS, Kind
 from drivers.contract.driver import Driver, validate_outputs
 from drivers.contract.errors import (
@@ -78,6 +79,8 @@ _RECONNECT_DELAY_MAX = wall_seconds("reconnect_delay_max")
 _COMMON = (modbus_unit(False), TIMEOUT, RETRIES, _RECONNECT_DELAY, _RECONNECT_DELAY_MAX)
 _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED)
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
+_DIAGNOSTICS = ("requests", "timeouts", "frames_bad", "device_errors", "link_losses",
+                "reconnects", "connect_failures")
 _QUALITIES = {int(q): q for q in Quality}
 _EXCEPTION_NAMES = {int(c): c.name for c in ExceptionCode}
 
@@ -135,17 +138,6 @@ class LinkSettings:
                    bytesize=address.get(BYTESIZE, 8), **link)
 
 
-@dataclass
-class LinkCounters:
-    requests: int = 0
-    timeouts: int = 0
-    frame_errors: int = 0
-    exception_replies: int = 0
-    connection_losses: int = 0
-    reconnects: int = 0
-    connect_failures: int = 0
-
-
 class ModbusDriver(Driver):
     """A chamber behind Modbus TCP or RTU (drivers.codecs.modbus_map is the register map)."""
 
@@ -160,12 +152,11 @@ class ModbusDriver(Driver):
         self._now = now
         self._scale = time_scale
         self.counters = LinkCounters()
-        self._backoff = Backoff(self.settings.reconnect_delay_s,
-                                self.settings.reconnect_delay_max_s)
+        self._gate = ReconnectGate(
+            address.url, now=now, time_scale=time_scale, counters=self.counters,
+            backoff=Backoff(self.settings.reconnect_delay_s, self.settings.reconnect_delay_max_s))
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._open = False
-        self._ever_connected = False
-        self._retry_at = -math.inf
         self._heard = b""
         self._heartbeat = 0
         self._lock = asyncio.Lock()
@@ -205,7 +196,7 @@ class ModbusDriver(Driver):
             self._open = True
             if self._client is None:
                 self._client = self._make_client()
-            self._retry_at = -math.inf
+            self._gate.open_now()
             await self._ensure_link()
 
     async def close(self) -> None:
@@ -226,35 +217,23 @@ class ModbusDriver(Driver):
             raise NotConnectedError(f"{self.address.url}: not connected; call connect() first")
         if client.connected:
             return client
-        now = self._now()
-        if now < self._retry_at:
-            raise ConnectionLostError(
-                f"{self.address.url}: link down; next reconnect attempt in "
-                f"{(self._retry_at - now) / self._scale:.3g} s")
+        self._gate.check()
         try:
             ok = await client.connect()
         except (OSError, ModbusException):  # pyserial raises from socket:// and device opens
             ok = False
         if not ok or not client.connected:
-            self.counters.connect_failures += 1
-            self._schedule_retry()
+            self._gate.failed("cannot connect")
             raise ConnectionLostError(f"{self.address.url}: cannot connect")
-        if self._ever_connected:
-            self.counters.reconnects += 1
-        self._ever_connected = True
-        self._backoff.reset()
+        self._gate.connected()
         return client
-
-    def _schedule_retry(self) -> None:
-        self._retry_at = self._now() + self._backoff.next_delay_s() * self._scale
 
     def _trace_connect(self, connected: bool) -> None:
         """pymodbus hook: the peer went away. Fail the request in flight now rather than at its
         timeout (response_future is a pymodbus 3.16 internal; without it, the timeout fires)."""
         if connected:
             return
-        self.counters.connection_losses += 1
-        self._schedule_retry()
+        self._gate.lost("connection lost")
         client = self._client
         future = getattr(getattr(client, "ctx", None), "response_future", None)
         if isinstance(future, asyncio.Future) and not future.done():
@@ -280,7 +259,7 @@ class ModbusDriver(Driver):
             if not client.connected:
                 raise self._lost(what, exc) from None
             if self._heard:
-                self.counters.frame_errors += 1
+                self.counters.frames_bad += 1
                 raise FrameError(f"{self.address.url}: {what}: garbled reply "
                                  f"{self._heard[:32].hex(' ')}") from None
             self.counters.timeouts += 1
@@ -290,12 +269,12 @@ class ModbusDriver(Driver):
         except ConnectionException as exc:
             raise self._lost(what, exc) from None
         except ModbusException as exc:
-            self.counters.frame_errors += 1
+            self.counters.frames_bad += 1
             raise FrameError(f"{self.address.url}: {what}: {exc}") from None
         except OSError as exc:
             raise self._lost(what, exc) from None
         if reply.isError():
-            self.counters.exception_replies += 1
+            self.counters.device_errors += 1
             code = reply.exception_code
             name = _EXCEPTION_NAMES.get(code, "unknown")
             fc = reply.function_code & 0x7F
@@ -309,8 +288,7 @@ class ModbusDriver(Driver):
         """Close and mark the link down; the next attempt waits for the backoff."""
         if self._client is not None:
             self._client.close()
-        if self._retry_at <= self._now():
-            self._schedule_retry()
+        self._gate.down(f"{what}: link lost ({exc})")
         return ConnectionLostError(f"{self.address.url}: {what}: link lost ({exc})")
 
     async def _read_block(self, what: str, block: Block) -> list[int]:
@@ -323,7 +301,7 @@ class ModbusDriver(Driver):
                 block.start, count=block.count, device_id=unit))
         registers = list(reply.registers)
         if len(registers) != block.count:
-            self.counters.frame_errors += 1
+            self.counters.frames_bad += 1
             raise FrameError(f"{self.address.url}: {what}: asked for {block.count} registers, "
                              f"got {len(registers)}")
         return registers
@@ -395,16 +373,7 @@ class ModbusDriver(Driver):
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters; local only, so it answers even with the link down."""
-        c = self.counters
-        return {
-            "requests": float(c.requests), "timeouts": float(c.timeouts),
-            "frames_bad": float(c.frame_errors),
-            "device_errors": float(c.exception_replies),
-            "link_losses": float(c.connection_losses),
-            "reconnects": float(c.reconnects),
-            "connect_failures": float(c.connect_failures),
-            "link_up": 1.0 if self.connected else 0.0,
-        }
+        return {**self.counters.report(_DIAGNOSTICS), "link_up": 1.0 if self.connected else 0.0}
 
 
 def _same_float32(commanded: float, held: float) -> bool:

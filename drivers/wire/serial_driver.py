@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from drivers.wire.backoff import Backoff
+from drivers.wire.link import LinkCounters, ReconnectGate
 from drivers.contract.datasheet import INPUTS, OUTPUTS
 from drivers.contract.driver import Driver, validate_outputs
 from drivers.contract.errors import (
@@ -59,6 +60,8 @@ DEFAULT_RETRIES = 1
 DEFAULT_BAUD = 115200
 READBACK_REL_TOL = 1e-9
 _PARAMS = (TIMEOUT, RETRIES, BAUD)
+_DIAGNOSTICS = ("requests", "retries", "timeouts", "frames_bad", "replies_stale",
+                "device_errors", "reconnects")
 _R = TypeVar("_R", bound=OkReply)
 
 
@@ -141,16 +144,14 @@ class SerialDriver(Driver):
         self._now = now
         self._time_scale = float(time_scale)
         self._wait_s = self.timeout_s * self._time_scale  # the loop's clock may run N x wall
-        self._backoff = Backoff()
+        self.counters = LinkCounters()
+        self._gate = ReconnectGate(address.url, now=now, time_scale=self._time_scale,
+                                   backoff=Backoff(), counters=self.counters)
         self._lock = asyncio.Lock()
         self._link: _Link | None = None
         self._closing: set[_Link] = set()  # dropped links whose transports are still closing
         self._wanted = False  # between connect() and close()
-        self._next_attempt_at = -math.inf
-        self._down_reason = ""
         self.identity: IdentityReply | None = None
-        self.counters = dict.fromkeys(("requests", "retries", "timeouts", "frames_bad",
-                                       "replies_stale", "device_errors", "reconnects"), 0)
 
     # --------------------------------------------------------------------------- lifecycle
     async def connect(self) -> None:
@@ -191,7 +192,7 @@ class SerialDriver(Driver):
                                          baudrate=self.baud), self._wait_s)
         except (OSError, ValueError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
-            self._schedule_reconnect(reason)
+            self._gate.failed(reason)
             raise ConnectionLostError(f"{self.address.url}: cannot open "
                                       f"{self.address.location}: {reason}") from exc
         self._link = link
@@ -206,19 +207,14 @@ class SerialDriver(Driver):
                 self._drop_link(str(exc))
             raise
         self.identity = ident
-        self._backoff.reset()
-
-    def _schedule_reconnect(self, reason: str) -> None:
-        # Backoff delays are wall seconds; the controller's clock may run time_scale x faster.
-        self._next_attempt_at = self._now() + self._backoff.next_delay_s() * self._time_scale
-        self._down_reason = reason
+        self._gate.connected()
 
     def _drop_link(self, reason: str) -> None:
         link, self._link = self._link, None
         if link is not None:
             link.close()
             self._closing = {ln for ln in self._closing if not ln.closed.done()} | {link}
-        self._schedule_reconnect(reason)
+        self._gate.schedule(reason)
 
     async def _ensure_link(self) -> _Link:
         if not self._wanted:
@@ -228,12 +224,8 @@ class SerialDriver(Driver):
             return link
         if link is not None:
             self._drop_link(f"link lost: {link.lost}")
-        wait = self._next_attempt_at - self._now()
-        if wait > 0:
-            raise ConnectionLostError(f"{self.address.url}: link down ({self._down_reason}); "
-                                      f"next reconnect attempt in {wait:.3g} s")
+        self._gate.check()
         await self._open()
-        self.counters["reconnects"] += 1
         assert self._link is not None
         return self._link
 
@@ -252,11 +244,11 @@ class SerialDriver(Driver):
         frame = encode_request(request)
         name = request.command.value
         attempts = self.retries + 1
-        self.counters["requests"] += 1
+        self.counters.requests += 1
         last: DriverError | None = None
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                self.counters["retries"] += 1
+                self.counters.retries += 1
             try:
                 link.drop_stale()
                 link.send(frame)
@@ -267,18 +259,18 @@ class SerialDriver(Driver):
                 raise ConnectionLostError(f"{self.address.url}: link lost during {name}: "
                                           f"{exc}") from None
             except TimeoutError:
-                self.counters["timeouts"] += 1
+                self.counters.timeouts += 1
                 last = CommTimeoutError(f"{self.address.url}: no reply to {name} within "
                                         f"{self.timeout_s:g} s (attempt {attempt} of "
                                         f"{attempts})")
                 continue
             except FrameError as exc:
-                self.counters["frames_bad"] += 1
+                self.counters.frames_bad += 1
                 last = FrameError(f"{self.address.url}: garbled reply to {name} (attempt "
                                   f"{attempt} of {attempts}): {exc}")
                 continue
             if isinstance(reply, ErrorReply):
-                self.counters["device_errors"] += 1
+                self.counters.device_errors += 1
                 error = error_for_reply(reply, f"{self.address.url}: {name}")
                 if ERRORS[reply.code].retry:
                     last = error
@@ -301,7 +293,7 @@ class SerialDriver(Driver):
             reply = parse_reply(item.payload)
             if isinstance(reply, ErrorReply) or reply_command(reply) is command:
                 return reply
-            self.counters["replies_stale"] += 1
+            self.counters.replies_stale += 1
 
     # ------------------------------------------------------------------- the Driver contract
     async def read(self) -> dict[str, Reading]:
@@ -344,9 +336,8 @@ class SerialDriver(Driver):
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""
-        out = {key: float(value) for key, value in self.counters.items()}
-        out["link_up"] = float(self._link is not None and self._link.lost is None)
-        return out
+        link_up = self._link is not None and self._link.lost is None
+        return {**self.counters.report(_DIAGNOSTICS), "link_up": float(link_up)}
 
     def _require_all(self, values: Mapping[str, Any], channels: tuple[Any, ...],
                      command: Command) -> None:
