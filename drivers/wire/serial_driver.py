@@ -5,7 +5,7 @@ serial-to-Ethernet box) or `serial:///dev/ttyUSB0` (a real port or a pty); query
 `timeout` (wall seconds per attempt, default 0.5), `retries` (resends after a timeout or a
 garbled reply, default 1) and `baud` (default 115200).
 
-One request is in flight at a time and every reply names its command, so the driver pairs
+One request is in flight at a time and every reply names the request it answers, so the driver pairs
 replies with requests without sequence numbers. The tick must never stall on a dead link: a
 lost transport is closed at once, and until the Backoff delay has passed every call raises
 ConnectionLostError immediately instead of trying again.
@@ -36,7 +36,6 @@ from drivers.contract.urls import BAUD, RETRIES, TIMEOUT, DeviceAddress
 from drivers.codecs.serial_protocol import (
     ERRORS,
     PROTOCOL_VERSION,
-    Command,
     Decoded,
     ErrorReply,
     FrameDecoder,
@@ -47,12 +46,13 @@ from drivers.codecs.serial_protocol import (
     OutputsReply,
     ReadReply,
     Request,
+    RequestKind,
     SetReply,
     StatusReply,
     encode_request,
     error_for_reply,
     parse_reply,
-    reply_command,
+    reply_kind,
 )
 
 DEFAULT_TIMEOUT_S = 0.5
@@ -197,7 +197,7 @@ class SerialDriver(Driver):
                                       f"{self.address.location}: {reason}") from exc
         self._link = link
         try:
-            ident = await self._exchange(Request(Command.ID), IdentityReply)
+            ident = await self._exchange(Request(RequestKind.ID), IdentityReply)
             if ident.protocol != PROTOCOL_VERSION:
                 raise DeviceError(f"{self.address.url}: device {ident.model} speaks serial "
                                   f"protocol {ident.protocol}; this driver speaks "
@@ -238,11 +238,11 @@ class SerialDriver(Driver):
     async def _exchange(self, request: Request, expect: type[_R]) -> _R:
         """Send `request` and return its reply, resending after a timeout, a garbled reply or
         an ERR saying our frame arrived garbled; every other ERR is raised as its typed error.
-        Every command is idempotent (SET sends absolute values), so a resend is safe."""
+        Every request is idempotent (SET sends absolute values), so a resend is safe."""
         link = self._link
         assert link is not None
         frame = encode_request(request)
-        name = request.command.value
+        name = request.kind.value
         attempts = self.retries + 1
         self.counters.requests += 1
         last: DriverError | None = None
@@ -252,7 +252,7 @@ class SerialDriver(Driver):
             try:
                 link.drop_stale()
                 link.send(frame)
-                reply = await asyncio.wait_for(self._reply(link, request.command),
+                reply = await asyncio.wait_for(self._reply(link, request.kind),
                                                self._wait_s)
             except _LinkDown as exc:
                 self._drop_link(f"link lost: {exc}")
@@ -282,24 +282,24 @@ class SerialDriver(Driver):
         assert last is not None
         raise last
 
-    async def _reply(self, link: _Link, command: Command) -> OkReply | ErrorReply:
-        """The next reply that answers `command`; a late OK to an earlier request (another
-        command) is skipped. A bad line raises FrameError at once: waiting on for a good one
+    async def _reply(self, link: _Link, kind: RequestKind) -> OkReply | ErrorReply:
+        """The next reply that answers a request of `kind`; a late OK to an earlier request
+        (of another kind) is skipped. A bad line raises FrameError at once: waiting on for a good one
         would only spend the tick's time."""
         while True:
             item = await link.next_item()
             if isinstance(item, FrameFault):
                 raise item.error()
             reply = parse_reply(item.payload)
-            if isinstance(reply, ErrorReply) or reply_command(reply) is command:
+            if isinstance(reply, ErrorReply) or reply_kind(reply) is kind:
                 return reply
             self.counters.replies_stale += 1
 
     # ------------------------------------------------------------------- the Driver contract
     async def read(self) -> dict[str, Reading]:
-        reply = await self._transact(Request(Command.READ), ReadReply)
+        reply = await self._transact(Request(RequestKind.READ), ReadReply)
         now = self._now()
-        self._require_all(reply.inputs, INPUTS, Command.READ)
+        self._require_all(reply.inputs, INPUTS, RequestKind.READ)
         # The device's ages are device seconds; device and controller clocks run at the same
         # speed factor, so an age is also controller-clock seconds. A negative age would date a
         # value in the future and make it look fresh for longer than it is: read it as zero.
@@ -307,20 +307,20 @@ class SerialDriver(Driver):
                 for c in INPUTS for v in (reply.inputs[c.name],)}
 
     async def read_outputs(self) -> dict[str, float]:
-        reply = await self._transact(Request(Command.OUTPUTS), OutputsReply)
-        self._require_all(reply.outputs, OUTPUTS, Command.OUTPUTS)
+        reply = await self._transact(Request(RequestKind.OUTPUTS), OutputsReply)
+        self._require_all(reply.outputs, OUTPUTS, RequestKind.OUTPUTS)
         return {c.name: reply.outputs[c.name] for c in OUTPUTS}
 
-    async def write(self, commands: Mapping[str, float]) -> None:
+    async def write(self, outputs: Mapping[str, float]) -> None:
         """Validate, SET, then check the held values the device sends back: a value the
         hardware limited (or a digit garbled in transit that the XOR checksum missed) is a
         ReadbackError naming the channel, the commanded and the held value."""
-        validate_outputs(commands)
-        if not commands:
+        validate_outputs(outputs)
+        if not outputs:
             return
-        reply = await self._transact(Request.set(commands), SetReply)
+        reply = await self._transact(Request.set(outputs), SetReply)
         wrong = []
-        for name, value in commands.items():
+        for name, value in outputs.items():
             held = reply.held.get(name)
             if held is None or not math.isclose(held, value, rel_tol=READBACK_REL_TOL):
                 wrong.append(f"{name} commanded {float(value)!r}, device holds {held!r}")
@@ -328,11 +328,11 @@ class SerialDriver(Driver):
             raise ReadbackError(f"{self.address.url}: write not held: {'; '.join(wrong)}")
 
     async def heartbeat(self) -> None:
-        await self._transact(Request(Command.HB), HeartbeatReply)
+        await self._transact(Request(RequestKind.HB), HeartbeatReply)
 
     async def status(self) -> StatusReply:
         """The device's status bits, heartbeat count and clock (not part of the contract)."""
-        return await self._transact(Request(Command.STATUS), StatusReply)
+        return await self._transact(Request(RequestKind.STATUS), StatusReply)
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""
@@ -340,8 +340,8 @@ class SerialDriver(Driver):
         return {**self.counters.report(_DIAGNOSTICS), "link_up": float(link_up)}
 
     def _require_all(self, values: Mapping[str, Any], channels: tuple[Any, ...],
-                     command: Command) -> None:
+                     kind: RequestKind) -> None:
         missing = [c.name for c in channels if c.name not in values]
         if missing:
-            raise DeviceError(f"{self.address.url}: {command.value} reply lacks "
+            raise DeviceError(f"{self.address.url}: {kind.value} reply lacks "
                               f"{', '.join(missing)}: the device's datasheet differs from ours")

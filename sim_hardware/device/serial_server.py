@@ -1,4 +1,4 @@
-"""The emulated chamber served over the ASCII serial line protocol (drivers/codecs/serial_protocol.py).
+"""The emulated chamber served over the ASCII serial line protocol (drivers/codecs/serial_protocol/).
 
 Three transports carry the same line protocol:
 - `socket://HOST:PORT`: TCP carrying the serial line (what pyserial's `socket://` speaks), so
@@ -25,7 +25,6 @@ from drivers.contract.reading import Quality
 from drivers.contract.urls import BAUD, DeviceAddress
 from drivers.codecs.serial_protocol import (
     PROTOCOL_VERSION,
-    Command,
     ErrorCode,
     ErrorReply,
     FaultKind,
@@ -40,6 +39,7 @@ from drivers.codecs.serial_protocol import (
     ReadReply,
     Reply,
     Request,
+    RequestKind,
     SetReply,
     StatusReply,
     encode_reply,
@@ -79,15 +79,15 @@ def answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Re
 
 
 def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Reply:
-    command = request.command
-    if command is Command.READ:
+    kind = request.kind
+    if kind is RequestKind.READ:
         inputs = chamber.read_inputs()
         # An age below zero (clock read before the sample it dates) means "just now".
         return ReadReply({c.name: InputValue(w.value, Quality(w.quality), max(0.0, w.age_s))
                           for c in INPUTS if (w := inputs.get(c.name)) is not None})
-    if command is Command.OUTPUTS:
+    if kind is RequestKind.OUTPUTS:
         return OutputsReply(chamber.read_outputs())
-    if command is Command.SET:
+    if kind is RequestKind.SET:
         for name, _ in request.values:
             ch = _CHANNELS.get(name)
             if ch is None:
@@ -96,9 +96,9 @@ def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> R
             if ch.direction is not Direction.OUTPUT:
                 return ErrorReply(ErrorCode.NOT_WRITABLE, f"{name} is an input, not writable")
         return SetReply(chamber.write_outputs(dict(request.values)))
-    if command is Command.HB:
+    if kind is RequestKind.HB:
         return HeartbeatReply(chamber.heartbeat())
-    if command is Command.STATUS:
+    if kind is RequestKind.STATUS:
         return StatusReply(chamber.status, chamber.heartbeat_count, chamber.watchdog_trips,
                            chamber.now_s)
     return ident
