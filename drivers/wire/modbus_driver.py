@@ -330,28 +330,28 @@ class ModbusDriver(Driver):
         return {k: float(v) for k, v in
                 decode_block(ACTUATOR_BLOCK, registers, ACTUATOR_FIELDS).items()}
 
-    async def write(self, commands: Mapping[str, float]) -> None:
+    async def write(self, outputs: Mapping[str, float]) -> None:
         """FC16 per run of adjacent setpoints, then one FC3 read-back of their span.
 
-        A held value that differs from the command beyond float32 rounding (the device limited
+        A held value that differs from the value written beyond float32 rounding (the device limited
         it, or something else wrote) is a ReadbackError naming channel, commanded and held.
         """
-        validate_outputs(commands)
-        if not commands:
+        validate_outputs(outputs)
+        if not outputs:
             return
         unit = self.settings.unit
-        runs = write_runs(commands)
+        runs = write_runs(outputs)
         async with self._lock:
             for start, fields in runs:
-                values = [r for f in fields for r in encode_float32(float(commands[f.name]))]
+                values = [r for f in fields for r in encode_float32(float(outputs[f.name]))]
                 await self._call("write " + ", ".join(f.name for f in fields),
                                  lambda c, a=start, v=values: c.write_registers(
                                      a, v, device_id=unit))
             span = Block(Table.HOLDING, runs[0][0], runs[-1][1][-1].end - runs[0][0])
             registers = await self._read_block("read back", span)
         held = decode_block(span, registers, [f for _, fs in runs for f in fs])
-        wrong = [(name, commands[name], float(held[name])) for name in commands
-                 if not _same_float32(float(commands[name]), float(held[name]))]
+        wrong = [(name, outputs[name], float(held[name])) for name in outputs
+                 if not _same_float32(float(outputs[name]), float(held[name]))]
         if wrong:
             raise ReadbackError(f"{self.address.url}: read-back differs: " + "; ".join(
                 f"{name} commanded {want!r}, holds {got!r}" for name, want, got in wrong))
@@ -377,6 +377,6 @@ class ModbusDriver(Driver):
 
 
 def _same_float32(commanded: float, held: float) -> bool:
-    """Equal once the command is rounded to the float32 the wire carries (1 ulp of slack)."""
+    """Equal once the value written is rounded to the float32 the wire carries (1 ulp of slack)."""
     want = to_float32(commanded)
     return want == held or abs(want - held) <= 2.0 ** -23 * max(abs(want), abs(held))
