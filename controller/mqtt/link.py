@@ -54,7 +54,8 @@ class MqttSettings:
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS:
             raise ValueError(
-                f"MQTT URL scheme {parts.scheme!r} is not mqtt or mqtts; accepted form: {ACCEPTED_FORM}"
+                f"MQTT URL scheme {parts.scheme!r} is not mqtt or mqtts; "
+                f"accepted form: {ACCEPTED_FORM}"
             )
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError(
@@ -72,7 +73,9 @@ class MqttSettings:
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password is not None else None
         if password is not None and not username:
-            raise ValueError(f"MQTT URL has a password but no USER; accepted form: {ACCEPTED_FORM}")
+            raise ValueError(
+                f"MQTT URL has a password but no USER; accepted form: {ACCEPTED_FORM}"
+            )
         tls = scheme == "mqtts"
         files = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
         if not tls and any(files.values()):

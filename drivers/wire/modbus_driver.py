@@ -6,10 +6,10 @@
 
 More query keys: reconnect_delay (0.1) and reconnect_delay_max (5.0), wall seconds.
 
-The register layout is drivers.codecs.modbus_map, shared with the emulated device. pymodbus moves the
-frames; this driver owns everything a control loop relies on: typed errors, a bounded wait on
-every request, reconnection with backoff that never blocks a tick, read-back of every
-actuator write, and counters.
+The register layout is drivers.codecs.modbus_map, shared with the emulated device. pymodbus
+moves the frames; this driver owns everything a control loop relies on: typed errors, a bounded
+wait on every request, reconnection with backoff that never blocks a tick (drivers.wire.link),
+read-back of every actuator write, and counters.
 
 Timeouts and backoff delays are wall seconds (links are), multiplied by `time_scale` before use,
 because the controller's loop clock runs `time_scale` times faster than the wall.
@@ -28,18 +28,6 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
-from drivers.wire.backoff import Backoff
-from drivers.wire.link import LinkCounters, ReconnectGate
-from drivers.contract.datasheet import INPUTS, Kind
-from drivers.contract.driver import Driver, validate_outputs
-from drivers.contract.errors import (
-    CommTimeoutError,
-    ConnectionLostError,
-    DeviceError,
-    FrameError,
-    NotConnectedError,
-    ReadbackError,
-)
 from drivers.codecs.modbus_map import (
     ACTUATOR_BLOCK,
     ACTUATOR_FIELDS,
@@ -58,7 +46,18 @@ from drivers.codecs.modbus_map import (
     to_float32,
     write_runs,
 )
+from drivers.contract.datasheet import INPUTS, Kind
+from drivers.contract.driver import Driver, validate_outputs
+from drivers.contract.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DeviceError,
+    FrameError,
+    NotConnectedError,
+    ReadbackError,
+)
 from drivers.contract.reading import Quality, Reading
+from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import (
     BAUD,
     BYTESIZE,
@@ -71,7 +70,8 @@ from drivers.contract.urls import (
     modbus_unit,
     wall_seconds,
 )
-from drivers.contract.status import DeviceStatus
+from drivers.wire.backoff import Backoff
+from drivers.wire.link import LinkCounters, ReconnectGate
 
 SCHEMES = ("modbus-tcp", "modbus-rtu")
 _RECONNECT_DELAY = wall_seconds("reconnect_delay")
@@ -333,8 +333,9 @@ class ModbusDriver(Driver):
     async def write(self, outputs: Mapping[str, float]) -> None:
         """FC16 per run of adjacent setpoints, then one FC3 read-back of their span.
 
-        A held value that differs from the value written beyond float32 rounding (the device limited
-        it, or something else wrote) is a ReadbackError naming channel, commanded and held.
+        A held value that differs from the value written beyond float32 rounding (the device
+        limited it, or something else wrote) is a ReadbackError naming channel, commanded and
+        held.
         """
         validate_outputs(outputs)
         if not outputs:

@@ -5,10 +5,10 @@ serial-to-Ethernet box) or `serial:///dev/ttyUSB0` (a real port or a pty); query
 `timeout` (wall seconds per attempt, default 0.5), `retries` (resends after a timeout or a
 garbled reply, default 1) and `baud` (default 115200).
 
-One request is in flight at a time and every reply names the request it answers, so the driver pairs
-replies with requests without sequence numbers. The tick must never stall on a dead link: a
-lost transport is closed at once, and until the Backoff delay has passed every call raises
-ConnectionLostError immediately instead of trying again.
+One request is in flight at a time and every reply names the request it answers, so the driver
+pairs replies with requests without sequence numbers. The tick must never stall on a dead link:
+a lost transport is closed at once, and until the backoff delay has passed every call raises
+ConnectionLostError immediately instead of trying again (drivers.wire.link).
 """
 from __future__ import annotations
 
@@ -18,21 +18,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from drivers.wire.backoff import Backoff
-from drivers.wire.link import LinkCounters, ReconnectGate
-from drivers.contract.datasheet import INPUTS, OUTPUTS
-from drivers.contract.driver import Driver, validate_outputs
-from drivers.contract.errors import (
-    CommTimeoutError,
-    ConnectionLostError,
-    DeviceError,
-    DriverError,
-    FrameError,
-    NotConnectedError,
-    ReadbackError,
-)
-from drivers.contract.reading import Reading
-from drivers.contract.urls import BAUD, RETRIES, TIMEOUT, DeviceAddress
 from drivers.codecs.serial_protocol import (
     ERRORS,
     PROTOCOL_VERSION,
@@ -54,6 +39,21 @@ from drivers.codecs.serial_protocol import (
     parse_reply,
     reply_kind,
 )
+from drivers.contract.datasheet import INPUTS, OUTPUTS
+from drivers.contract.driver import Driver, validate_outputs
+from drivers.contract.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DeviceError,
+    DriverError,
+    FrameError,
+    NotConnectedError,
+    ReadbackError,
+)
+from drivers.contract.reading import Reading
+from drivers.contract.urls import BAUD, RETRIES, TIMEOUT, DeviceAddress
+from drivers.wire.backoff import Backoff
+from drivers.wire.link import LinkCounters, ReconnectGate
 
 DEFAULT_TIMEOUT_S = 0.5
 DEFAULT_RETRIES = 1
@@ -284,8 +284,8 @@ class SerialDriver(Driver):
 
     async def _reply(self, link: _Link, kind: RequestKind) -> OkReply | ErrorReply:
         """The next reply that answers a request of `kind`; a late OK to an earlier request
-        (of another kind) is skipped. A bad line raises FrameError at once: waiting on for a good one
-        would only spend the tick's time."""
+        (of another kind) is skipped. A bad line raises FrameError at once: waiting on for a good
+        one would only spend the tick's time."""
         while True:
             item = await link.next_item()
             if isinstance(item, FrameFault):

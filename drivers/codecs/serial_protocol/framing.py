@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import reduce
 from operator import xor
 from typing import TypeAlias
@@ -59,7 +59,7 @@ class Frame:
     payload: str
 
 
-class FaultKind(str, Enum):
+class FaultKind(StrEnum):
     BAD_CHECKSUM = "bad checksum"
     MALFORMED = "malformed"
     """No `*HH` trailer, a trailer that is not two hex digits, or `*` inside the payload."""

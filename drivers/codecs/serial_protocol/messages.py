@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from types import MappingProxyType
 
 from drivers.contract.errors import (
@@ -23,7 +23,7 @@ PROTOCOL_VERSION = 1
 """Sent in the ID reply; bumped on any change a version-1 peer could misread."""
 
 
-class RequestKind(str, Enum):
+class RequestKind(StrEnum):
     """What a request asks for: its first word on the wire."""
 
     READ = "READ"
@@ -114,15 +114,3 @@ class DeviceReplyError(DeviceError):
         super().__init__(text)
         self.code = code
         self.device_message = device_message
-
-
-def error_for_reply(reply: ErrorReply, context: str) -> DriverError:
-    """The typed error a driver raises for an ERR reply; `context` names device and request."""
-    spec = ERRORS[reply.code]
-    text = (f"{context}: device replied ERR {int(reply.code)} ({reply.code.name.lower()}): "
-            f"{reply.message}")
-    if spec.exception is DeviceError:
-        return DeviceReplyError(reply.code, reply.message, text)
-    return spec.exception(text)
-
-

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from drivers.codecs.serial_protocol.framing import MAX_PAYLOAD_BYTES, encode_frame
-from drivers.codecs.serial_protocol.messages import ErrorCode, ProtocolError, RequestKind
+from drivers.codecs.serial_protocol.messages import (
+    ERRORS,
+    DeviceReplyError,
+    ErrorCode,
+    ProtocolError,
+    RequestKind,
+)
+from drivers.contract.errors import DeviceError, DriverError
 from drivers.contract.reading import Quality
 from drivers.contract.status import DeviceStatus
 
@@ -89,7 +96,7 @@ def parse_request(payload: str) -> Request:
     if not args or len(args) % 2:
         raise ProtocolError(ErrorCode.MALFORMED, "SET needs name value pairs")
     values: dict[str, float] = {}
-    for name, text in zip(args[::2], args[1::2]):
+    for name, text in zip(args[::2], args[1::2], strict=True):
         if not _NAME.fullmatch(name):
             raise ProtocolError(ErrorCode.MALFORMED, f"{name!r} is not a channel name")
         if name in values:
@@ -245,7 +252,7 @@ def parse_reply(payload: str) -> Reply:
     fields are returned as sent and the caller checks them against its datasheet.
     """
     if payload.startswith("ERR"):
-        head, code, message = (payload.split(" ", 2) + ["", ""])[:3]
+        head, code, message = [*payload.split(" ", 2), "", ""][:3]
         if head != "ERR" or not code:
             raise ProtocolError(ErrorCode.MALFORMED, "ERR without a code")
         number = _parse_int(code, "ERR code")
@@ -278,3 +285,13 @@ def parse_reply(payload: str) -> Reply:
                            parse_number(now_s))
     model, protocol, firmware = _require(fields, "model", "protocol", "firmware")
     return IdentityReply(model, _parse_int(protocol, "protocol"), firmware)
+
+
+def error_for_reply(reply: ErrorReply, context: str) -> DriverError:
+    """The typed error a driver raises for an ERR reply; `context` names device and request."""
+    spec = ERRORS[reply.code]
+    text = (f"{context}: device replied ERR {int(reply.code)} ({reply.code.name.lower()}): "
+            f"{reply.message}")
+    if spec.exception is DeviceError:
+        return DeviceReplyError(reply.code, reply.message, text)
+    return spec.exception(text)
