@@ -17,8 +17,9 @@ from drivers.contract.errors import (
     ReadbackError,
 )
 from drivers.contract.reading import Quality, Reading
+from drivers.contract.registry import driver_factory
 from drivers.contract.status import DeviceStatus
-from drivers.contract.registry import DeviceAddress, driver_factory, parse_device_url
+from drivers.contract.urls import DeviceAddress, parse_device_url
 
 __all__ = [
     "CHANNELS",
@@ -34,13 +35,13 @@ __all__ = [
     "DriverError",
     "DriverFactory",
     "DriverNotFoundError",
-    "Kind",
     "FrameError",
+    "Kind",
     "NotConnectedError",
     "OutOfRangeError",
     "Quality",
-    "Reading",
     "ReadbackError",
+    "Reading",
     "channel",
     "driver_factory",
     "parse_device_url",

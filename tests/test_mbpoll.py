@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.contract.registry import parse_device_url
+from drivers.contract.urls import parse_device_url
 from sim_hardware.device.modbus_server import running
 from sim_hardware.device.served_chamber import ServedChamber
 

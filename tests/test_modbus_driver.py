@@ -24,7 +24,8 @@ from drivers.contract.errors import (
 from drivers.wire.modbus_driver import ModbusDeviceError, ModbusDriver
 from drivers.codecs.modbus_map import to_float32
 from drivers.contract.reading import Quality
-from drivers.contract.registry import driver_factory, parse_device_url
+from drivers.contract.registry import driver_factory
+from drivers.contract.urls import parse_device_url
 from drivers.contract.status import DeviceStatus
 from sim_hardware.device.modbus_server import running
 from sim_hardware.device.served_chamber import ServedChamber

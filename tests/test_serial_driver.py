@@ -365,7 +365,7 @@ async def test_timeouts_are_wall_seconds_times_the_speed_factor() -> None:
         assert elapsed_since(t0) >= 0.2  # the loop's clock runs 4x the wall: 0.05 s -> 0.2
 
 
-async def test_a_late_reply_to_another_command_is_skipped() -> None:
+async def test_a_late_reply_to_another_request_is_skipped() -> None:
     late_hb = encode_reply(HeartbeatReply(7))
     async with fake_device() as (device, url), connected(driver_for(url)) as driver:
         device.script.append(lambda line, session: late_hb + session.feed(line))
@@ -383,7 +383,7 @@ async def test_stale_bytes_are_dropped_before_a_request() -> None:
 
 
 @pytest.mark.parametrize(("code", "error"), [
-    (ErrorCode.UNKNOWN_COMMAND, DeviceError),
+    (ErrorCode.UNKNOWN_REQUEST, DeviceError),
     (ErrorCode.UNKNOWN_CHANNEL, ChannelError),
     (ErrorCode.OUT_OF_RANGE, OutOfRangeError),
     (ErrorCode.NOT_WRITABLE, ChannelError),

@@ -1,5 +1,5 @@
 """The serial line protocol from its byte frames, as the manual (docs/serial-protocol.md) gives
-them: framing, checksum, resynchronisation, every command and ERR reply, and the manual's own
+them: framing, checksum, resynchronisation, every request and ERR reply, and the manual's own
 examples replayed against the emulated device, so the page stays true."""
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 from drivers import CHANNELS, ChannelError, DeviceError, FrameError, OutOfRangeError, Quality
 from drivers.contract.datasheet import INPUTS
 from drivers.codecs.serial_protocol import (
-    COMMANDS,
     ERRORS,
     MAX_FRAME_BYTES,
-    Command,
+    REQUESTS,
     DeviceReplyError,
     ErrorCode,
     ErrorReply,
@@ -33,6 +32,7 @@ from drivers.codecs.serial_protocol import (
     ProtocolError,
     ReadReply,
     Request,
+    RequestKind,
     SetReply,
     StatusReply,
     checksum,
@@ -65,11 +65,11 @@ def only(data: bytes) -> Frame | FrameFault:
 
 # ----------------------------------------------------------------------- frames of the manual
 @pytest.mark.parametrize(("request_", "frame"), [
-    (Request(Command.READ), b"READ*12\r\n"),
-    (Request(Command.OUTPUTS), b"OUTPUTS*4C\r\n"),
-    (Request(Command.HB), b"HB*0A\r\n"),
-    (Request(Command.STATUS), b"STATUS*14\r\n"),
-    (Request(Command.ID), b"ID*0D\r\n"),
+    (Request(RequestKind.READ), b"READ*12\r\n"),
+    (Request(RequestKind.OUTPUTS), b"OUTPUTS*4C\r\n"),
+    (Request(RequestKind.HB), b"HB*0A\r\n"),
+    (Request(RequestKind.STATUS), b"STATUS*14\r\n"),
+    (Request(RequestKind.ID), b"ID*0D\r\n"),
     (Request.set({"heater_pct": 42.5}), b"SET heater_pct 42.5*68\r\n"),
     (Request.set({"heater_pct": 42.5, "feed_ml_per_h": 1.25}),
      b"SET heater_pct 42.5 feed_ml_per_h 1.25*23\r\n"),
@@ -247,8 +247,8 @@ def test_encode_frame_refuses_what_no_receiver_would_accept() -> None:
 
 # ------------------------------------------------------------------------ request contents
 @pytest.mark.parametrize(("payload", "code"), [
-    ("FEED", ErrorCode.UNKNOWN_COMMAND),
-    ("OK HB count=1", ErrorCode.UNKNOWN_COMMAND),
+    ("FEED", ErrorCode.UNKNOWN_REQUEST),
+    ("OK HB count=1", ErrorCode.UNKNOWN_REQUEST),
     ("", ErrorCode.MALFORMED),
     ("READ now", ErrorCode.MALFORMED),
     ("SET", ErrorCode.MALFORMED),
@@ -265,11 +265,11 @@ def test_bad_requests_name_their_error_code(payload: str, code: ErrorCode) -> No
     assert info.value.code is code
 
 
-def test_command_words_are_case_insensitive_and_numbers_flexible() -> None:
-    assert parse_request("read") == Request(Command.READ)
+def test_request_words_are_case_insensitive_and_numbers_flexible() -> None:
+    assert parse_request("read") == Request(RequestKind.READ)
     assert checksum(b"read") == checksum(b"READ")  # an even number of letters keeps it
     assert parse_request("set heater_pct 42  o2_pct 1e1") == Request(
-        Command.SET, (("heater_pct", 42.0), ("o2_pct", 10.0)))
+        RequestKind.SET, (("heater_pct", 42.0), ("o2_pct", 10.0)))
     assert parse_request("SET heater_pct -.5").values == (("heater_pct", -0.5),)
 
 
@@ -285,7 +285,7 @@ def test_bad_replies_are_frame_errors(payload: str) -> None:
 
 # ------------------------------------------------------------------------------- ERR mapping
 @pytest.mark.parametrize(("code", "exception"), [
-    (ErrorCode.UNKNOWN_COMMAND, DeviceReplyError),
+    (ErrorCode.UNKNOWN_REQUEST, DeviceReplyError),
     (ErrorCode.UNKNOWN_CHANNEL, ChannelError),
     (ErrorCode.OUT_OF_RANGE, OutOfRangeError),
     (ErrorCode.NOT_WRITABLE, ChannelError),
@@ -434,11 +434,11 @@ def doc_frames() -> list[tuple[str, bytes]]:
     return frames
 
 
-def test_the_manual_has_examples_of_every_command_and_error() -> None:
+def test_the_manual_has_examples_of_every_request_and_error() -> None:
     frames = doc_frames()
     sent = [f.payload.split()[0] for d, b in frames if d == ">"
             for f in decode(b) if isinstance(f, Frame)]
-    assert set(sent) >= {c.value for c in Command}
+    assert set(sent) >= {c.value for c in RequestKind}
     replies = [parse_reply(only(b).payload) for d, b in frames if d == "<"]  # type: ignore
     codes = {r.code for r in replies if isinstance(r, ErrorReply)}
     assert codes == set(ErrorCode) - {ErrorCode.DEVICE_FAULT}  # a healthy emulator has no fault
@@ -470,11 +470,11 @@ def test_every_checksummed_line_quoted_in_the_manual_is_right() -> None:
         assert f"{checksum(payload.encode()):02X}" == hh, payload
 
 
-def test_the_manual_lists_every_channel_command_and_error_code() -> None:
+def test_the_manual_lists_every_channel_request_and_error_code() -> None:
     text = DOC.read_text()
     for ch in CHANNELS:
         assert f"| `{ch.name}` | {ch.direction.value} | {ch.unit} |" in text
-    for spec in COMMANDS.values():
+    for spec in REQUESTS.values():
         assert f"`{spec.reply}`" in text
     for spec in ERRORS.values():
         row = (f"| {int(spec.code)} | `{spec.code.name}` | {spec.meaning} | "
@@ -504,7 +504,7 @@ def test_the_manuals_session_replays_byte_for_byte_on_the_emulated_device() -> N
             continue
         expected = frames[i + 1][1] if i + 1 < len(frames) and frames[i + 1][0] == "<" else b""
         got = session.feed(data)
-        if data == encode_request(Request(Command.READ)):
+        if data == encode_request(Request(RequestKind.READ)):
             shown, sent = (parse_reply(only(x).payload) for x in (expected, got))  # type: ignore
             assert isinstance(shown, ReadReply) and isinstance(sent, ReadReply)
             assert list(sent.inputs) == list(shown.inputs) == [c.name for c in INPUTS]

@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from drivers.contract.urls import split_host_port
+
 ACCEPTED_FORM = "mqtt[s]://[USER:PASS@]HOST[:PORT] (e.g. mqtts://ctrl:secret@broker.lab:8883)"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -52,31 +54,28 @@ class MqttSettings:
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS:
             raise ValueError(
-                f"MQTT URL scheme {parts.scheme!r} is not mqtt or mqtts; accepted form: {ACCEPTED_FORM}"
+                f"MQTT URL scheme {parts.scheme!r} is not mqtt or mqtts; "
+                f"accepted form: {ACCEPTED_FORM}"
             )
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError(
                 f"MQTT URL {_redact(url)!r}: unexpected path/query {parts.path + parts.query!r}; "
                 f"accepted form: {ACCEPTED_FORM}"
             )
-        host = parts.hostname
-        if not host:
-            raise ValueError(f"MQTT URL {_redact(url)!r}: missing HOST; accepted form: {ACCEPTED_FORM}")
         try:
-            port = parts.port
-        except ValueError:
-            raw = parts.netloc.rsplit(":", 1)[-1]
+            host, port = split_host_port(parts.netloc.rpartition("@")[2],
+                                         default_port=DEFAULT_PORTS[scheme])
+        except ValueError as exc:
             raise ValueError(
-                f"MQTT URL port {raw!r} is not an integer in 1..65535; accepted form: {ACCEPTED_FORM}"
+                f"MQTT URL {_redact(url)!r}: {exc}; accepted form: {ACCEPTED_FORM}"
             ) from None
-        if port is None:
-            port = DEFAULT_PORTS[scheme]
-        if not 1 <= port <= 65535:
-            raise ValueError(f"MQTT URL port {port} is not in 1..65535; accepted form: {ACCEPTED_FORM}")
+        host = host.lower()
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password is not None else None
         if password is not None and not username:
-            raise ValueError(f"MQTT URL has a password but no USER; accepted form: {ACCEPTED_FORM}")
+            raise ValueError(
+                f"MQTT URL has a password but no USER; accepted form: {ACCEPTED_FORM}"
+            )
         tls = scheme == "mqtts"
         files = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
         if not tls and any(files.values()):

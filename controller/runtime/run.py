@@ -26,7 +26,8 @@ from controller.runtime.recovery import Recovery, RunLock, check_continuable, lo
 from controller.mqtt.presence import ReactorPresence
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverNotFoundError
-from drivers.contract.registry import DeviceAddress, driver_factory, parse_device_url
+from drivers.contract.registry import driver_factory
+from drivers.contract.urls import DeviceAddress, parse_device_url
 
 log = structlog.get_logger(__name__)
 

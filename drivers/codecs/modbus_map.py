@@ -375,7 +375,7 @@ def _inside_areas(table: Table, address: int, count: int) -> bool:
 def write_runs(names: Iterable[str]) -> list[tuple[int, list[Field]]]:
     """Actuator fields for `names` grouped into runs of adjacent registers, ascending.
 
-    One FC16 per run writes exactly the commanded channels and nothing else.
+    One FC16 per run writes exactly the channels asked for and nothing else.
     """
     chosen = sorted((field(Table.HOLDING, n) for n in names), key=lambda f: f.address)
     runs: list[tuple[int, list[Field]]] = []

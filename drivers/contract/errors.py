@@ -14,11 +14,11 @@ class NotConnectedError(DriverError):
 
 
 class ChannelError(DriverError):
-    """A command names a channel the device does not have, or one that is not an output."""
+    """A write names a channel the device does not have, or one that is not an output."""
 
 
 class OutOfRangeError(DriverError):
-    """A command value lies outside the channel's datasheet range."""
+    """An output value lies outside the channel's datasheet range."""
 
 
 class DeviceError(DriverError):

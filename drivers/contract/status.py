@@ -1,4 +1,5 @@
-"""Device status bits, part of the device contract (Modbus status register, serial STATUS reply)."""
+"""Device status bits, part of the device contract (Modbus status register, serial STATUS
+reply)."""
 from __future__ import annotations
 
 from enum import IntFlag

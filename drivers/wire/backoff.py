@@ -7,7 +7,8 @@ from __future__ import annotations
 
 
 class Backoff:
-    def __init__(self, initial_s: float = 0.1, maximum_s: float = 5.0, factor: float = 2.0) -> None:
+    def __init__(self, initial_s: float = 0.1, maximum_s: float = 5.0,
+                 factor: float = 2.0) -> None:
         if not (0 < initial_s <= maximum_s) or factor < 1:
             raise ValueError(
                 f"backoff needs 0 < initial_s <= maximum_s and factor >= 1, got "

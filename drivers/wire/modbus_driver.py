@@ -6,10 +6,10 @@
 
 More query keys: reconnect_delay (0.1) and reconnect_delay_max (5.0), wall seconds.
 
-The register layout is drivers.codecs.modbus_map, shared with the emulated device. pymodbus moves the
-frames; this driver owns everything a control loop relies on: typed errors, a bounded wait on
-every request, reconnection with backoff that never blocks a tick, read-back of every
-actuator write, and counters.
+The register layout is drivers.codecs.modbus_map, shared with the emulated device. pymodbus
+moves the frames; this driver owns everything a control loop relies on: typed errors, a bounded
+wait on every request, reconnection with backoff that never blocks a tick (drivers.wire.link),
+read-back of every actuator write, and counters.
 
 Timeouts and backoff delays are wall seconds (links are), multiplied by `time_scale` before use,
 because the controller's loop clock runs `time_scale` times faster than the wall.
@@ -28,17 +28,6 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
-from drivers.wire.backoff import Backoff
-from drivers.contract.datasheet import INPUTS, Kind
-from drivers.contract.driver import Driver, validate_outputs
-from drivers.contract.errors import (
-    CommTimeoutError,
-    ConnectionLostError,
-    DeviceError,
-    FrameError,
-    NotConnectedError,
-    ReadbackError,
-)
 from drivers.codecs.modbus_map import (
     ACTUATOR_BLOCK,
     ACTUATOR_FIELDS,
@@ -57,15 +46,41 @@ from drivers.codecs.modbus_map import (
     to_float32,
     write_runs,
 )
+from drivers.contract.datasheet import INPUTS, Kind
+from drivers.contract.driver import Driver, validate_outputs
+from drivers.contract.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DeviceError,
+    FrameError,
+    NotConnectedError,
+    ReadbackError,
+)
 from drivers.contract.reading import Quality, Reading
-from drivers.contract.registry import DeviceAddress
 from drivers.contract.status import DeviceStatus
+from drivers.contract.urls import (
+    BAUD,
+    BYTESIZE,
+    PARITY,
+    RETRIES,
+    SERIAL_LINE,
+    STOPBITS,
+    TIMEOUT,
+    DeviceAddress,
+    modbus_unit,
+    wall_seconds,
+)
+from drivers.wire.backoff import Backoff
+from drivers.wire.link import LinkCounters, ReconnectGate
 
 SCHEMES = ("modbus-tcp", "modbus-rtu")
-_COMMON_KEYS = ("unit", "timeout", "retries", "reconnect_delay", "reconnect_delay_max")
-_RTU_KEYS = ("baud", "parity", "stopbits", "bytesize")
+_RECONNECT_DELAY = wall_seconds("reconnect_delay")
+_RECONNECT_DELAY_MAX = wall_seconds("reconnect_delay_max")
+_COMMON = (modbus_unit(False), TIMEOUT, RETRIES, _RECONNECT_DELAY, _RECONNECT_DELAY_MAX)
 _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED)
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
+_DIAGNOSTICS = ("requests", "timeouts", "frames_bad", "device_errors", "link_losses",
+                "reconnects", "connect_failures")
 _QUALITIES = {int(q): q for q in Quality}
 _EXCEPTION_NAMES = {int(c): c.name for c in ExceptionCode}
 
@@ -100,77 +115,27 @@ class LinkSettings:
     @classmethod
     def from_address(cls, address: DeviceAddress) -> LinkSettings:
         """Every error is a ValueError naming the URL and the key, with what is allowed."""
-        url, params = address.url, address.params
         if address.scheme not in SCHEMES:
-            raise ValueError(f"{url!r}: the Modbus driver takes {' or '.join(SCHEMES)}")
+            raise address.fail(f"the Modbus driver takes {' or '.join(SCHEMES)}")
         rtu = address.scheme == "modbus-rtu"
-        known = _COMMON_KEYS + (_RTU_KEYS if rtu else ())
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ValueError(f"{url!r}: unknown parameter(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(known)}")
-
-        def number(key: str, kind: type, default: Any, ok: Callable[[Any], bool],
-                   allowed: str) -> Any:
-            if key not in params:
-                return default
-            try:
-                value = kind(params[key])
-            except ValueError:
-                value = None
-            if value is None or not ok(value):
-                raise ValueError(f"{url!r}: {key}={params[key]!r} must be {allowed}")
-            return value
-
-        positive = (lambda v: v > 0 and math.isfinite(v)), "a positive number of seconds"
-        kwargs: dict[str, Any] = {
-            "unit": number("unit", int, 1, (lambda v: 1 <= v <= 247) if rtu
-                           else (lambda v: 0 <= v <= 255), "1-247" if rtu else "0-255"),
-            "timeout_s": number("timeout", float, 0.5, *positive),
-            "retries": number("retries", int, 1, lambda v: 0 <= v <= 10, "0-10"),
-            "reconnect_delay_s": number("reconnect_delay", float, 0.1, *positive),
-            "reconnect_delay_max_s": number("reconnect_delay_max", float, 5.0, *positive),
-        }
-        if kwargs["reconnect_delay_max_s"] < kwargs["reconnect_delay_s"]:
-            raise ValueError(f"{url!r}: reconnect_delay_max must be >= reconnect_delay")
-        if rtu:
-            if address.location.startswith("socket://"):
-                _host_port(address.location[len("socket://"):], url)
-            elif not address.location.startswith("/"):
-                raise ValueError(f"{url!r}: expected modbus-rtu:///dev/DEVICE or "
-                                 "modbus-rtu://socket://HOST:PORT")
-            parity = params.get("parity", "N").upper()
-            if parity not in ("N", "E", "O"):
-                raise ValueError(f"{url!r}: parity={params['parity']!r} must be N, E or O")
-            return cls(
-                address.scheme, address.location, parity=parity,
-                baud=number("baud", int, 19200, lambda v: 50 <= v <= 4_000_000, "a baud rate"),
-                stopbits=number("stopbits", int, 1, lambda v: v in (1, 2), "1 or 2"),
-                bytesize=number("bytesize", int, 8, lambda v: v in (7, 8), "7 or 8"),
-                **kwargs)
-        location = address.location
-        if ":" not in location.rpartition("]")[2]:  # no port (an IPv6 host is in brackets)
-            location += ":502"
-        host, port = _host_port(location, url)
-        return cls(address.scheme, host, tcp_port=port, **kwargs)
-
-
-def _host_port(location: str, url: str) -> tuple[str, int]:
-    host, sep, port = location.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{url!r}: expected HOST:PORT (PORT 1-65535)")
-    return host.strip("[]"), int(port)
-
-
-@dataclass
-class LinkCounters:
-    requests: int = 0
-    timeouts: int = 0
-    frame_errors: int = 0
-    exception_replies: int = 0
-    connection_losses: int = 0
-    reconnects: int = 0
-    connect_failures: int = 0
+        address.require_known(p.key for p in _COMMON + (SERIAL_LINE if rtu else ()))
+        delay_s = address.get(_RECONNECT_DELAY, 0.1)
+        delay_max_s = address.get(_RECONNECT_DELAY_MAX, 5.0)
+        if delay_max_s < delay_s:
+            raise address.fail("reconnect_delay_max must be >= reconnect_delay")
+        link: dict[str, Any] = {
+            "unit": address.get(modbus_unit(rtu), 1), "timeout_s": address.get(TIMEOUT, 0.5),
+            "retries": address.get(RETRIES, 1), "reconnect_delay_s": delay_s,
+            "reconnect_delay_max_s": delay_max_s}
+        if not rtu:
+            host, port = address.host_port(default_port=502)
+            return cls(address.scheme, host, tcp_port=port, **link)
+        if address.socket_host_port() is None and not address.location.startswith("/"):
+            raise address.fail("expected modbus-rtu:///dev/DEVICE or "
+                               "modbus-rtu://socket://HOST:PORT")
+        return cls(address.scheme, address.location, baud=address.get(BAUD, 19200),
+                   parity=address.get(PARITY, "N"), stopbits=address.get(STOPBITS, 1),
+                   bytesize=address.get(BYTESIZE, 8), **link)
 
 
 class ModbusDriver(Driver):
@@ -187,12 +152,11 @@ class ModbusDriver(Driver):
         self._now = now
         self._scale = time_scale
         self.counters = LinkCounters()
-        self._backoff = Backoff(self.settings.reconnect_delay_s,
-                                self.settings.reconnect_delay_max_s)
+        self._gate = ReconnectGate(
+            address.url, now=now, time_scale=time_scale, counters=self.counters,
+            backoff=Backoff(self.settings.reconnect_delay_s, self.settings.reconnect_delay_max_s))
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._open = False
-        self._ever_connected = False
-        self._retry_at = -math.inf
         self._heard = b""
         self._heartbeat = 0
         self._lock = asyncio.Lock()
@@ -216,10 +180,11 @@ class ModbusDriver(Driver):
         }
         if s.scheme == "modbus-tcp":
             return AsyncModbusTcpClient(s.port, port=s.tcp_port, **common)
-        if s.port.startswith("socket://"):
+        nested = self.address.socket_host_port()
+        if nested is not None:
             # RTU frames over TCP through asyncio, not pyserial's socket:// handler: that one
             # connects with a blocking call and sleeps 0.3 s in close(), freezing the loop.
-            host, port = _host_port(s.port[len("socket://"):], self.address.url)
+            host, port = nested
             return AsyncModbusTcpClient(host, port=port, framer=FramerType.RTU, **common)
         return AsyncModbusSerialClient(s.port, framer=FramerType.RTU, baudrate=s.baud,
                                        parity=s.parity, stopbits=s.stopbits,
@@ -231,7 +196,7 @@ class ModbusDriver(Driver):
             self._open = True
             if self._client is None:
                 self._client = self._make_client()
-            self._retry_at = -math.inf
+            self._gate.open_now()
             await self._ensure_link()
 
     async def close(self) -> None:
@@ -252,35 +217,23 @@ class ModbusDriver(Driver):
             raise NotConnectedError(f"{self.address.url}: not connected; call connect() first")
         if client.connected:
             return client
-        now = self._now()
-        if now < self._retry_at:
-            raise ConnectionLostError(
-                f"{self.address.url}: link down; next reconnect attempt in "
-                f"{(self._retry_at - now) / self._scale:.3g} s")
+        self._gate.check()
         try:
             ok = await client.connect()
         except (OSError, ModbusException):  # pyserial raises from socket:// and device opens
             ok = False
         if not ok or not client.connected:
-            self.counters.connect_failures += 1
-            self._schedule_retry()
+            self._gate.failed("cannot connect")
             raise ConnectionLostError(f"{self.address.url}: cannot connect")
-        if self._ever_connected:
-            self.counters.reconnects += 1
-        self._ever_connected = True
-        self._backoff.reset()
+        self._gate.connected()
         return client
-
-    def _schedule_retry(self) -> None:
-        self._retry_at = self._now() + self._backoff.next_delay_s() * self._scale
 
     def _trace_connect(self, connected: bool) -> None:
         """pymodbus hook: the peer went away. Fail the request in flight now rather than at its
         timeout (response_future is a pymodbus 3.16 internal; without it, the timeout fires)."""
         if connected:
             return
-        self.counters.connection_losses += 1
-        self._schedule_retry()
+        self._gate.lost("connection lost")
         client = self._client
         future = getattr(getattr(client, "ctx", None), "response_future", None)
         if isinstance(future, asyncio.Future) and not future.done():
@@ -306,7 +259,7 @@ class ModbusDriver(Driver):
             if not client.connected:
                 raise self._lost(what, exc) from None
             if self._heard:
-                self.counters.frame_errors += 1
+                self.counters.frames_bad += 1
                 raise FrameError(f"{self.address.url}: {what}: garbled reply "
                                  f"{self._heard[:32].hex(' ')}") from None
             self.counters.timeouts += 1
@@ -316,12 +269,12 @@ class ModbusDriver(Driver):
         except ConnectionException as exc:
             raise self._lost(what, exc) from None
         except ModbusException as exc:
-            self.counters.frame_errors += 1
+            self.counters.frames_bad += 1
             raise FrameError(f"{self.address.url}: {what}: {exc}") from None
         except OSError as exc:
             raise self._lost(what, exc) from None
         if reply.isError():
-            self.counters.exception_replies += 1
+            self.counters.device_errors += 1
             code = reply.exception_code
             name = _EXCEPTION_NAMES.get(code, "unknown")
             fc = reply.function_code & 0x7F
@@ -335,8 +288,7 @@ class ModbusDriver(Driver):
         """Close and mark the link down; the next attempt waits for the backoff."""
         if self._client is not None:
             self._client.close()
-        if self._retry_at <= self._now():
-            self._schedule_retry()
+        self._gate.down(f"{what}: link lost ({exc})")
         return ConnectionLostError(f"{self.address.url}: {what}: link lost ({exc})")
 
     async def _read_block(self, what: str, block: Block) -> list[int]:
@@ -349,7 +301,7 @@ class ModbusDriver(Driver):
                 block.start, count=block.count, device_id=unit))
         registers = list(reply.registers)
         if len(registers) != block.count:
-            self.counters.frame_errors += 1
+            self.counters.frames_bad += 1
             raise FrameError(f"{self.address.url}: {what}: asked for {block.count} registers, "
                              f"got {len(registers)}")
         return registers
@@ -378,28 +330,29 @@ class ModbusDriver(Driver):
         return {k: float(v) for k, v in
                 decode_block(ACTUATOR_BLOCK, registers, ACTUATOR_FIELDS).items()}
 
-    async def write(self, commands: Mapping[str, float]) -> None:
+    async def write(self, outputs: Mapping[str, float]) -> None:
         """FC16 per run of adjacent setpoints, then one FC3 read-back of their span.
 
-        A held value that differs from the command beyond float32 rounding (the device limited
-        it, or something else wrote) is a ReadbackError naming channel, commanded and held.
+        A held value that differs from the value written beyond float32 rounding (the device
+        limited it, or something else wrote) is a ReadbackError naming channel, commanded and
+        held.
         """
-        validate_outputs(commands)
-        if not commands:
+        validate_outputs(outputs)
+        if not outputs:
             return
         unit = self.settings.unit
-        runs = write_runs(commands)
+        runs = write_runs(outputs)
         async with self._lock:
             for start, fields in runs:
-                values = [r for f in fields for r in encode_float32(float(commands[f.name]))]
+                values = [r for f in fields for r in encode_float32(float(outputs[f.name]))]
                 await self._call("write " + ", ".join(f.name for f in fields),
                                  lambda c, a=start, v=values: c.write_registers(
                                      a, v, device_id=unit))
             span = Block(Table.HOLDING, runs[0][0], runs[-1][1][-1].end - runs[0][0])
             registers = await self._read_block("read back", span)
         held = decode_block(span, registers, [f for _, fs in runs for f in fs])
-        wrong = [(name, commands[name], float(held[name])) for name in commands
-                 if not _same_float32(float(commands[name]), float(held[name]))]
+        wrong = [(name, outputs[name], float(held[name])) for name in outputs
+                 if not _same_float32(float(outputs[name]), float(held[name]))]
         if wrong:
             raise ReadbackError(f"{self.address.url}: read-back differs: " + "; ".join(
                 f"{name} commanded {want!r}, holds {got!r}" for name, want, got in wrong))
@@ -421,19 +374,10 @@ class ModbusDriver(Driver):
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters; local only, so it answers even with the link down."""
-        c = self.counters
-        return {
-            "requests": float(c.requests), "timeouts": float(c.timeouts),
-            "frames_bad": float(c.frame_errors),
-            "device_errors": float(c.exception_replies),
-            "link_losses": float(c.connection_losses),
-            "reconnects": float(c.reconnects),
-            "connect_failures": float(c.connect_failures),
-            "link_up": 1.0 if self.connected else 0.0,
-        }
+        return {**self.counters.report(_DIAGNOSTICS), "link_up": 1.0 if self.connected else 0.0}
 
 
 def _same_float32(commanded: float, held: float) -> bool:
-    """Equal once the command is rounded to the float32 the wire carries (1 ulp of slack)."""
+    """Equal once the value written is rounded to the float32 the wire carries (1 ulp of slack)."""
     want = to_float32(commanded)
     return want == held or abs(want - held) <= 2.0 ** -23 * max(abs(want), abs(held))

@@ -5,10 +5,10 @@ serial-to-Ethernet box) or `serial:///dev/ttyUSB0` (a real port or a pty); query
 `timeout` (wall seconds per attempt, default 0.5), `retries` (resends after a timeout or a
 garbled reply, default 1) and `baud` (default 115200).
 
-One request is in flight at a time and every reply names its command, so the driver pairs
-replies with requests without sequence numbers. The tick must never stall on a dead link: a
-lost transport is closed at once, and until the Backoff delay has passed every call raises
-ConnectionLostError immediately instead of trying again.
+One request is in flight at a time and every reply names the request it answers, so the driver
+pairs replies with requests without sequence numbers. The tick must never stall on a dead link:
+a lost transport is closed at once, and until the backoff delay has passed every call raises
+ConnectionLostError immediately instead of trying again (drivers.wire.link).
 """
 from __future__ import annotations
 
@@ -18,7 +18,27 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from drivers.wire.backoff import Backoff
+from drivers.codecs.serial_protocol import (
+    ERRORS,
+    PROTOCOL_VERSION,
+    Decoded,
+    ErrorReply,
+    FrameDecoder,
+    FrameFault,
+    HeartbeatReply,
+    IdentityReply,
+    OkReply,
+    OutputsReply,
+    ReadReply,
+    Request,
+    RequestKind,
+    SetReply,
+    StatusReply,
+    encode_request,
+    error_for_reply,
+    parse_reply,
+    reply_kind,
+)
 from drivers.contract.datasheet import INPUTS, OUTPUTS
 from drivers.contract.driver import Driver, validate_outputs
 from drivers.contract.errors import (
@@ -31,34 +51,17 @@ from drivers.contract.errors import (
     ReadbackError,
 )
 from drivers.contract.reading import Reading
-from drivers.contract.registry import DeviceAddress
-from drivers.codecs.serial_protocol import (
-    ERRORS,
-    PROTOCOL_VERSION,
-    Command,
-    Decoded,
-    ErrorReply,
-    FrameDecoder,
-    FrameFault,
-    HeartbeatReply,
-    IdentityReply,
-    OkReply,
-    OutputsReply,
-    ReadReply,
-    Request,
-    SetReply,
-    StatusReply,
-    encode_request,
-    error_for_reply,
-    parse_reply,
-    reply_command,
-)
+from drivers.contract.urls import BAUD, RETRIES, TIMEOUT, DeviceAddress
+from drivers.wire.backoff import Backoff
+from drivers.wire.link import LinkCounters, ReconnectGate
 
 DEFAULT_TIMEOUT_S = 0.5
 DEFAULT_RETRIES = 1
 DEFAULT_BAUD = 115200
 READBACK_REL_TOL = 1e-9
-_PARAMS = ("timeout", "retries", "baud")
+_PARAMS = (TIMEOUT, RETRIES, BAUD)
+_DIAGNOSTICS = ("requests", "retries", "timeouts", "frames_bad", "replies_stale",
+                "device_errors", "reconnects")
 _R = TypeVar("_R", bound=OkReply)
 
 
@@ -121,18 +124,6 @@ class _Link(asyncio.Protocol):
             self.transport.close()
 
 
-def _param(address: DeviceAddress, key: str, default: str, parse: Callable[[str], Any],
-           ok: Callable[[Any], bool], rule: str) -> Any:
-    text = address.params.get(key, default)
-    try:
-        value = parse(text)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise ValueError(f"{address.url}: {key}={text!r} must be {rule}")
-    return value
-
-
 class SerialDriver(Driver):
     """One chamber on a serial line (or TCP carrying one)."""
 
@@ -140,35 +131,27 @@ class SerialDriver(Driver):
                  options: Mapping[str, Any], time_scale: float = 1.0) -> None:
         """`seed` and `options` (the chamber's model settings) belong to the device, not the
         link, and are ignored; the link's settings are the URL's query parameters."""
-        unknown = sorted(set(address.params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"{address.url}: unknown parameter(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(_PARAMS)}")
+        address.require_known(p.key for p in _PARAMS)
         if not address.location:
-            raise ValueError(f"{address.url}: expected serial://socket://HOST:PORT or "
-                             "serial:///dev/PATH")
+            raise address.fail("expected serial://socket://HOST:PORT or serial:///dev/PATH")
+        address.socket_host_port()  # a nested socket:// URL must be well formed
         if not (isinstance(time_scale, (int, float)) and 0 < time_scale < math.inf):
             raise ValueError(f"time_scale={time_scale!r} must be a positive finite number")
         self.address = address
-        self.timeout_s: float = _param(address, "timeout", str(DEFAULT_TIMEOUT_S), float,
-                                       lambda v: 0 < v < math.inf, "a positive number of seconds")
-        self.retries: int = _param(address, "retries", str(DEFAULT_RETRIES), int,
-                                   lambda v: v >= 0, "a non-negative integer")
-        self.baud: int = _param(address, "baud", str(DEFAULT_BAUD), int, lambda v: v > 0,
-                                "a positive integer")
+        self.timeout_s = address.get(TIMEOUT, DEFAULT_TIMEOUT_S)
+        self.retries = address.get(RETRIES, DEFAULT_RETRIES)
+        self.baud = address.get(BAUD, DEFAULT_BAUD)
         self._now = now
         self._time_scale = float(time_scale)
         self._wait_s = self.timeout_s * self._time_scale  # the loop's clock may run N x wall
-        self._backoff = Backoff()
+        self.counters = LinkCounters()
+        self._gate = ReconnectGate(address.url, now=now, time_scale=self._time_scale,
+                                   backoff=Backoff(), counters=self.counters)
         self._lock = asyncio.Lock()
         self._link: _Link | None = None
         self._closing: set[_Link] = set()  # dropped links whose transports are still closing
         self._wanted = False  # between connect() and close()
-        self._next_attempt_at = -math.inf
-        self._down_reason = ""
         self.identity: IdentityReply | None = None
-        self.counters = dict.fromkeys(("requests", "retries", "timeouts", "frames_bad",
-                                       "replies_stale", "device_errors", "reconnects"), 0)
 
     # --------------------------------------------------------------------------- lifecycle
     async def connect(self) -> None:
@@ -209,12 +192,12 @@ class SerialDriver(Driver):
                                          baudrate=self.baud), self._wait_s)
         except (OSError, ValueError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
-            self._schedule_reconnect(reason)
+            self._gate.failed(reason)
             raise ConnectionLostError(f"{self.address.url}: cannot open "
                                       f"{self.address.location}: {reason}") from exc
         self._link = link
         try:
-            ident = await self._exchange(Request(Command.ID), IdentityReply)
+            ident = await self._exchange(Request(RequestKind.ID), IdentityReply)
             if ident.protocol != PROTOCOL_VERSION:
                 raise DeviceError(f"{self.address.url}: device {ident.model} speaks serial "
                                   f"protocol {ident.protocol}; this driver speaks "
@@ -224,19 +207,14 @@ class SerialDriver(Driver):
                 self._drop_link(str(exc))
             raise
         self.identity = ident
-        self._backoff.reset()
-
-    def _schedule_reconnect(self, reason: str) -> None:
-        # Backoff delays are wall seconds; the controller's clock may run time_scale x faster.
-        self._next_attempt_at = self._now() + self._backoff.next_delay_s() * self._time_scale
-        self._down_reason = reason
+        self._gate.connected()
 
     def _drop_link(self, reason: str) -> None:
         link, self._link = self._link, None
         if link is not None:
             link.close()
             self._closing = {ln for ln in self._closing if not ln.closed.done()} | {link}
-        self._schedule_reconnect(reason)
+        self._gate.schedule(reason)
 
     async def _ensure_link(self) -> _Link:
         if not self._wanted:
@@ -246,12 +224,8 @@ class SerialDriver(Driver):
             return link
         if link is not None:
             self._drop_link(f"link lost: {link.lost}")
-        wait = self._next_attempt_at - self._now()
-        if wait > 0:
-            raise ConnectionLostError(f"{self.address.url}: link down ({self._down_reason}); "
-                                      f"next reconnect attempt in {wait:.3g} s")
+        self._gate.check()
         await self._open()
-        self.counters["reconnects"] += 1
         assert self._link is not None
         return self._link
 
@@ -264,39 +238,39 @@ class SerialDriver(Driver):
     async def _exchange(self, request: Request, expect: type[_R]) -> _R:
         """Send `request` and return its reply, resending after a timeout, a garbled reply or
         an ERR saying our frame arrived garbled; every other ERR is raised as its typed error.
-        Every command is idempotent (SET sends absolute values), so a resend is safe."""
+        Every request is idempotent (SET sends absolute values), so a resend is safe."""
         link = self._link
         assert link is not None
         frame = encode_request(request)
-        name = request.command.value
+        name = request.kind.value
         attempts = self.retries + 1
-        self.counters["requests"] += 1
+        self.counters.requests += 1
         last: DriverError | None = None
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                self.counters["retries"] += 1
+                self.counters.retries += 1
             try:
                 link.drop_stale()
                 link.send(frame)
-                reply = await asyncio.wait_for(self._reply(link, request.command),
+                reply = await asyncio.wait_for(self._reply(link, request.kind),
                                                self._wait_s)
             except _LinkDown as exc:
                 self._drop_link(f"link lost: {exc}")
                 raise ConnectionLostError(f"{self.address.url}: link lost during {name}: "
                                           f"{exc}") from None
             except TimeoutError:
-                self.counters["timeouts"] += 1
+                self.counters.timeouts += 1
                 last = CommTimeoutError(f"{self.address.url}: no reply to {name} within "
                                         f"{self.timeout_s:g} s (attempt {attempt} of "
                                         f"{attempts})")
                 continue
             except FrameError as exc:
-                self.counters["frames_bad"] += 1
+                self.counters.frames_bad += 1
                 last = FrameError(f"{self.address.url}: garbled reply to {name} (attempt "
                                   f"{attempt} of {attempts}): {exc}")
                 continue
             if isinstance(reply, ErrorReply):
-                self.counters["device_errors"] += 1
+                self.counters.device_errors += 1
                 error = error_for_reply(reply, f"{self.address.url}: {name}")
                 if ERRORS[reply.code].retry:
                     last = error
@@ -308,24 +282,24 @@ class SerialDriver(Driver):
         assert last is not None
         raise last
 
-    async def _reply(self, link: _Link, command: Command) -> OkReply | ErrorReply:
-        """The next reply that answers `command`; a late OK to an earlier request (another
-        command) is skipped. A bad line raises FrameError at once: waiting on for a good one
-        would only spend the tick's time."""
+    async def _reply(self, link: _Link, kind: RequestKind) -> OkReply | ErrorReply:
+        """The next reply that answers a request of `kind`; a late OK to an earlier request
+        (of another kind) is skipped. A bad line raises FrameError at once: waiting on for a good
+        one would only spend the tick's time."""
         while True:
             item = await link.next_item()
             if isinstance(item, FrameFault):
                 raise item.error()
             reply = parse_reply(item.payload)
-            if isinstance(reply, ErrorReply) or reply_command(reply) is command:
+            if isinstance(reply, ErrorReply) or reply_kind(reply) is kind:
                 return reply
-            self.counters["replies_stale"] += 1
+            self.counters.replies_stale += 1
 
     # ------------------------------------------------------------------- the Driver contract
     async def read(self) -> dict[str, Reading]:
-        reply = await self._transact(Request(Command.READ), ReadReply)
+        reply = await self._transact(Request(RequestKind.READ), ReadReply)
         now = self._now()
-        self._require_all(reply.inputs, INPUTS, Command.READ)
+        self._require_all(reply.inputs, INPUTS, RequestKind.READ)
         # The device's ages are device seconds; device and controller clocks run at the same
         # speed factor, so an age is also controller-clock seconds. A negative age would date a
         # value in the future and make it look fresh for longer than it is: read it as zero.
@@ -333,20 +307,20 @@ class SerialDriver(Driver):
                 for c in INPUTS for v in (reply.inputs[c.name],)}
 
     async def read_outputs(self) -> dict[str, float]:
-        reply = await self._transact(Request(Command.OUTPUTS), OutputsReply)
-        self._require_all(reply.outputs, OUTPUTS, Command.OUTPUTS)
+        reply = await self._transact(Request(RequestKind.OUTPUTS), OutputsReply)
+        self._require_all(reply.outputs, OUTPUTS, RequestKind.OUTPUTS)
         return {c.name: reply.outputs[c.name] for c in OUTPUTS}
 
-    async def write(self, commands: Mapping[str, float]) -> None:
+    async def write(self, outputs: Mapping[str, float]) -> None:
         """Validate, SET, then check the held values the device sends back: a value the
         hardware limited (or a digit garbled in transit that the XOR checksum missed) is a
         ReadbackError naming the channel, the commanded and the held value."""
-        validate_outputs(commands)
-        if not commands:
+        validate_outputs(outputs)
+        if not outputs:
             return
-        reply = await self._transact(Request.set(commands), SetReply)
+        reply = await self._transact(Request.set(outputs), SetReply)
         wrong = []
-        for name, value in commands.items():
+        for name, value in outputs.items():
             held = reply.held.get(name)
             if held is None or not math.isclose(held, value, rel_tol=READBACK_REL_TOL):
                 wrong.append(f"{name} commanded {float(value)!r}, device holds {held!r}")
@@ -354,21 +328,20 @@ class SerialDriver(Driver):
             raise ReadbackError(f"{self.address.url}: write not held: {'; '.join(wrong)}")
 
     async def heartbeat(self) -> None:
-        await self._transact(Request(Command.HB), HeartbeatReply)
+        await self._transact(Request(RequestKind.HB), HeartbeatReply)
 
     async def status(self) -> StatusReply:
         """The device's status bits, heartbeat count and clock (not part of the contract)."""
-        return await self._transact(Request(Command.STATUS), StatusReply)
+        return await self._transact(Request(RequestKind.STATUS), StatusReply)
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""
-        out = {key: float(value) for key, value in self.counters.items()}
-        out["link_up"] = float(self._link is not None and self._link.lost is None)
-        return out
+        link_up = self._link is not None and self._link.lost is None
+        return {**self.counters.report(_DIAGNOSTICS), "link_up": float(link_up)}
 
     def _require_all(self, values: Mapping[str, Any], channels: tuple[Any, ...],
-                     command: Command) -> None:
+                     kind: RequestKind) -> None:
         missing = [c.name for c in channels if c.name not in values]
         if missing:
-            raise DeviceError(f"{self.address.url}: {command.value} reply lacks "
+            raise DeviceError(f"{self.address.url}: {kind.value} reply lacks "
                               f"{', '.join(missing)}: the device's datasheet differs from ours")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from drivers.contract.registry import parse_device_url
+from drivers.contract.urls import parse_device_url
 from sim_hardware.chamber.options import parse_options
 from sim_hardware.device.served_chamber import DEFAULT_COMM_TIMEOUT_S, ServedChamber
 

@@ -46,7 +46,15 @@ from drivers.codecs.modbus_map import (
     encode_span,
     fields_in,
 )
-from drivers.contract.registry import DeviceAddress, parse_device_url
+from drivers.contract.urls import (
+    BAUD,
+    BYTESIZE,
+    PARITY,
+    SERIAL_LINE,
+    STOPBITS,
+    DeviceAddress,
+    parse_device_url,
+)
 from drivers.contract.status import DeviceStatus
 from sim_hardware.device.served_chamber import WireReading
 
@@ -59,7 +67,6 @@ meaningless on a PC, so the gap is lengthened, still far below any master's repl
 
 _FUNCTION_TABLE = {4: Table.INPUT, 3: Table.HOLDING, 6: Table.HOLDING, 16: Table.HOLDING,
                    22: Table.HOLDING, 23: Table.HOLDING}
-_RTU_PARAMS = {"baud": int, "parity": str, "stopbits": int, "bytesize": int}
 
 
 class ServedDevice(Protocol):
@@ -344,27 +351,11 @@ class _PtyBridge:
 
 
 # ------------------------------------------------------------------------------- serve
-def _host_port(location: str, url: str) -> tuple[str, int]:
-    host, sep, port = location.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{url!r}: expected HOST:PORT (PORT 0 for a free port) after the scheme")
-    return host.strip("[]"), int(port)
-
-
 def _rtu_settings(address: DeviceAddress) -> dict[str, Any]:
-    unknown = sorted(set(address.params) - set(_RTU_PARAMS))
-    if unknown:
-        raise ValueError(f"{address.url!r}: unknown parameter(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(_RTU_PARAMS)}")
-    try:
-        got = {k: _RTU_PARAMS[k](v) for k, v in address.params.items()}
-    except ValueError:
-        raise ValueError(f"{address.url!r}: baud, stopbits and bytesize must be integers") from None
-    parity = str(got.get("parity", "N")).upper()[:1]
-    if parity not in ("N", "E", "O"):
-        raise ValueError(f"{address.url!r}: parity must be N, E or O")
-    return {"baudrate": got.get("baud", 19200), "parity": parity,
-            "stopbits": got.get("stopbits", 1), "bytesize": got.get("bytesize", 8)}
+    """pyserial's keyword arguments from the URL's serial-line parameters."""
+    address.require_known(p.key for p in SERIAL_LINE)
+    return {"baudrate": address.get(BAUD, 19200), "parity": address.get(PARITY, "N"),
+            "stopbits": address.get(STOPBITS, 1), "bytesize": address.get(BYTESIZE, 8)}
 
 
 def _bound_port(server: ModbusTcpServer | ModbusSerialServer) -> int:
@@ -389,19 +380,19 @@ async def serve(chamber: ServedDevice, address: DeviceAddress, *,
     async with contextlib.AsyncExitStack() as stack:
         if address.scheme == "modbus-tcp":
             if address.params:
-                raise ValueError(f"{address.url!r}: modbus-tcp takes no parameters")
-            host, port = _host_port(address.location, address.url)
+                raise address.fail("modbus-tcp takes no parameters")
+            host, port = address.host_port(free_port_ok=True)
             server: ModbusTcpServer | ModbusSerialServer = _TcpServer(bank, address=(host, port))
             await server.serve_forever(background=True)
             stack.push_async_callback(server.shutdown)
             url = f"modbus-tcp://{_connect_host(host)}:{_bound_port(server)}"
         elif address.scheme == "modbus-rtu":
             settings = _rtu_settings(address)
-            query = address.url.partition("?")[2]
-            suffix = f"?{query}" if query else ""
+            suffix = f"?{address.query}" if address.query else ""
             location = address.location
-            if location.startswith("socket://"):
-                host, port = _host_port(location[len("socket://"):], address.url)
+            nested = address.socket_host_port(free_port_ok=True)
+            if nested is not None:
+                host, port = nested
                 server = _SerialServer(bank, framer=FramerType.RTU,
                                        port=f"socket://{host}:{port}", **settings)
                 await server.serve_forever(background=True)

@@ -1,4 +1,4 @@
-"""The emulated chamber served over the ASCII serial line protocol (drivers/codecs/serial_protocol.py).
+"""The emulated chamber served over the ASCII serial line protocol (drivers/codecs/serial_protocol/).
 
 Three transports carry the same line protocol:
 - `socket://HOST:PORT`: TCP carrying the serial line (what pyserial's `socket://` speaks), so
@@ -18,15 +18,13 @@ import os
 import tty
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from urllib.parse import urlsplit
 
 from drivers.contract.datasheet import CHANNELS, INPUTS, Direction
 from drivers.contract.errors import ChannelError, OutOfRangeError
 from drivers.contract.reading import Quality
-from drivers.contract.registry import DeviceAddress
+from drivers.contract.urls import BAUD, DeviceAddress
 from drivers.codecs.serial_protocol import (
     PROTOCOL_VERSION,
-    Command,
     ErrorCode,
     ErrorReply,
     FaultKind,
@@ -41,6 +39,7 @@ from drivers.codecs.serial_protocol import (
     ReadReply,
     Reply,
     Request,
+    RequestKind,
     SetReply,
     StatusReply,
     encode_reply,
@@ -80,15 +79,15 @@ def answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Re
 
 
 def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Reply:
-    command = request.command
-    if command is Command.READ:
+    kind = request.kind
+    if kind is RequestKind.READ:
         inputs = chamber.read_inputs()
         # An age below zero (clock read before the sample it dates) means "just now".
         return ReadReply({c.name: InputValue(w.value, Quality(w.quality), max(0.0, w.age_s))
                           for c in INPUTS if (w := inputs.get(c.name)) is not None})
-    if command is Command.OUTPUTS:
+    if kind is RequestKind.OUTPUTS:
         return OutputsReply(chamber.read_outputs())
-    if command is Command.SET:
+    if kind is RequestKind.SET:
         for name, _ in request.values:
             ch = _CHANNELS.get(name)
             if ch is None:
@@ -97,9 +96,9 @@ def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> R
             if ch.direction is not Direction.OUTPUT:
                 return ErrorReply(ErrorCode.NOT_WRITABLE, f"{name} is an input, not writable")
         return SetReply(chamber.write_outputs(dict(request.values)))
-    if command is Command.HB:
+    if kind is RequestKind.HB:
         return HeartbeatReply(chamber.heartbeat())
-    if command is Command.STATUS:
+    if kind is RequestKind.STATUS:
         return StatusReply(chamber.status, chamber.heartbeat_count, chamber.watchdog_trips,
                            chamber.now_s)
     return ident
@@ -160,23 +159,16 @@ async def serve(chamber: ServedChamber, address: DeviceAddress, *,
     the slave's path for `pty`. The chamber must be started (serve_chamber does it).
     """
     location = address.location
-    if location.startswith("socket://"):
-        await _serve_tcp(chamber, location, ready)
+    nested = address.socket_host_port(free_port_ok=True)
+    if nested is not None:
+        await _serve_tcp(chamber, *nested, ready)
     elif location == "pty":
         await _serve_pty(chamber, ready)
     elif location:
-        baud = _baud(address)
-        await _serve_port(chamber, location, baud, ready)
+        await _serve_port(chamber, location, address.get(BAUD, DEFAULT_BAUD), ready)
     else:
-        raise ValueError(f"{address.url}: expected serial://socket://HOST:PORT, serial://pty "
-                         "or serial:///dev/PATH")
-
-
-def _baud(address: DeviceAddress) -> int:
-    text = address.params.get("baud", str(DEFAULT_BAUD))
-    if not text.isdigit() or int(text) <= 0:
-        raise ValueError(f"{address.url}: baud={text!r} must be a positive integer")
-    return int(text)
+        raise address.fail("expected serial://socket://HOST:PORT, serial://pty or "
+                           "serial:///dev/PATH")
 
 
 async def _pump(session: DeviceSession, reader: asyncio.StreamReader,
@@ -193,11 +185,8 @@ async def _pump(session: DeviceSession, reader: asyncio.StreamReader,
         writer.close()
 
 
-async def _serve_tcp(chamber: ServedChamber, location: str,
+async def _serve_tcp(chamber: ServedChamber, hostname: str, port: int,
                      ready: Callable[[str], None]) -> None:
-    parts = urlsplit(location)
-    if parts.hostname is None or parts.port is None:
-        raise ValueError(f"{location!r}: expected socket://HOST:PORT (port 0 picks a free one)")
     clients: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -207,10 +196,10 @@ async def _serve_tcp(chamber: ServedChamber, location: str,
         finally:
             clients.pop(writer, None)
 
-    server = await asyncio.start_server(client, parts.hostname, parts.port)
+    server = await asyncio.start_server(client, hostname, port)
     try:
         port = server.sockets[0].getsockname()[1]
-        host = parts.hostname if parts.hostname not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        host = hostname if hostname not in ("0.0.0.0", "::", "") else "127.0.0.1"
         ready(f"serial://socket://{f'[{host}]' if ':' in host else host}:{port}")
         await server.serve_forever()
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 from drivers.contract.driver import Driver
 from drivers.contract.errors import NotConnectedError
 from drivers.contract.reading import Reading
-from drivers.contract.registry import DeviceAddress
+from drivers.contract.urls import DeviceAddress
 from sim_hardware.chamber.core import Chamber
 from sim_hardware.faults.injection import FaultSet
 from sim_hardware.model.culture import ChamberModel

@@ -1,0 +1,116 @@
+"""The serial line protocol's message set as data: its requests and its error codes.
+
+The tables here are what docs/serial-protocol.md lists (a test holds the page to them), what
+the device answers an unknown request with, and how the driver maps each ERR code to the
+typed error it raises and whether it resends.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+
+from drivers.contract.errors import (
+    ChannelError,
+    DeviceError,
+    DriverError,
+    FrameError,
+    OutOfRangeError,
+)
+
+PROTOCOL_VERSION = 1
+"""Sent in the ID reply; bumped on any change a version-1 peer could misread."""
+
+
+class RequestKind(StrEnum):
+    """What a request asks for: its first word on the wire."""
+
+    READ = "READ"
+    OUTPUTS = "OUTPUTS"
+    SET = "SET"
+    HB = "HB"
+    STATUS = "STATUS"
+    ID = "ID"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    kind: RequestKind
+    arguments: str
+    reply: str
+    summary: str
+
+
+REQUESTS: Mapping[RequestKind, RequestSpec] = MappingProxyType({spec.kind: spec for spec in (
+    RequestSpec(RequestKind.READ, "", "OK READ name=value:quality:age_s ...",
+                "every input channel: value, quality code (0 good .. 4 comm error) and the "
+                "value's age in device seconds"),
+    RequestSpec(RequestKind.OUTPUTS, "", "OK OUTPUTS name=value ...",
+                "the value every output channel holds now"),
+    RequestSpec(RequestKind.SET, "name value [name value ...]", "OK SET name=value ...",
+                "set one or more outputs, all or none; the reply holds every output after "
+                "the device's physical limits"),
+    RequestSpec(RequestKind.HB, "", "OK HB count=N",
+                "heartbeat: feeds the device's comm-loss watchdog; N counts modulo 65536"),
+    RequestSpec(RequestKind.STATUS, "", "OK STATUS status=N running=B comm_loss_safe=B "
+                "command_limited=B heartbeats=N watchdog_trips=N now_s=T",
+                "device status bits (B is 0 or 1), counters and the device clock"),
+    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=1 firmware=F",
+                "who the device is and which protocol version it speaks"),
+)})
+
+
+class ErrorCode(IntEnum):
+    UNKNOWN_REQUEST = 1
+    UNKNOWN_CHANNEL = 2
+    OUT_OF_RANGE = 3
+    NOT_WRITABLE = 4
+    BAD_CHECKSUM = 5
+    MALFORMED = 6
+    DEVICE_FAULT = 7
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    code: ErrorCode
+    meaning: str
+    exception: type[DriverError]
+    """What the driver raises for this reply."""
+    retry: bool
+    """Whether the driver resends: only a request garbled on the way is worth resending."""
+
+
+ERRORS: Mapping[ErrorCode, ErrorSpec] = MappingProxyType({spec.code: spec for spec in (
+    ErrorSpec(ErrorCode.UNKNOWN_REQUEST, "the request word is not one of the requests",
+              DeviceError, False),
+    ErrorSpec(ErrorCode.UNKNOWN_CHANNEL, "SET names a channel the device does not have",
+              ChannelError, False),
+    ErrorSpec(ErrorCode.OUT_OF_RANGE, "SET value outside the channel's datasheet range",
+              OutOfRangeError, False),
+    ErrorSpec(ErrorCode.NOT_WRITABLE, "SET names an input channel", ChannelError, False),
+    ErrorSpec(ErrorCode.BAD_CHECKSUM, "the frame's checksum does not match its payload",
+              FrameError, True),
+    ErrorSpec(ErrorCode.MALFORMED, "no `*HH` checksum, bad syntax, a bad number or a "
+              "repeated channel", DeviceError, False),
+    ErrorSpec(ErrorCode.DEVICE_FAULT, "the device failed to carry out a valid request",
+              DeviceError, False),
+)})
+
+
+class ProtocolError(FrameError):
+    """A frame whose content breaks the protocol; `code` is the ERR code a device answers."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class DeviceReplyError(DeviceError):
+    """The device answered ERR with a code that maps to no more specific error."""
+
+    def __init__(self, code: ErrorCode, device_message: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.device_message = device_message
