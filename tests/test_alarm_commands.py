@@ -33,7 +33,7 @@ from controller.operator.commands import (
     sign,
     verify,
 )
-from controller.config.models import Config, parse_config
+from controller.config import Config, parse_config
 from controller.runtime.historian import Historian, RunInfo
 from controller.mqtt.link import MqttSettings
 from controller.runtime.reactor import ReactorRuntime
@@ -106,7 +106,8 @@ def config() -> Config:
 
 @pytest.fixture
 def target(config: Config) -> BoardTarget:
-    board = alarm_board(config.reactor[0])
+    reactor = config.reactor[0]
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     evaluate(board, 0.0)
     assert board["volume_watch"].state is S.UNACK
     return BoardTarget(board)
@@ -116,9 +117,10 @@ class Sender:
     """Signs commands with fresh nonces and verifies them against the config's bounds."""
 
     def __init__(self, config: Config) -> None:
-        self.bounds = bounds_from_config(config.reactor[0], bolus_max_ml=20.0,
-                                         alarms=["outbox_full", *alarm_board(config.reactor[0])
-                                                 .alarms])
+        reactor = config.reactor[0]
+        board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
+        self.bounds = bounds_from_config(reactor, bolus_max_ml=20.0,
+                                         alarms=["outbox_full", *board.alarms])
         self.guard = ReplayGuard()
 
     def body(self, action: str, params: dict[str, Any]) -> bytes:

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
+from controller.config import parse_speed
 from controller.runtime import clock
 from controller.runtime.clock import (
     Clock,
     ScaledTimeEventLoop,
     VirtualTimeEventLoop,
     loop_factory,
-    parse_speed,
 )
 
 DAY = 86400.0

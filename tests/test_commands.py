@@ -28,7 +28,7 @@ from controller.operator.commands import (
     sign,
     verify,
 )
-from controller.config.models import ScheduleConfig
+from controller.config import ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule
 from tests.conftest import REPO, load_default

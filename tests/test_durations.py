@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-import controller.config.models
+import controller.config.run
+import drivers.contract.validation
 import sim_hardware.faults.catalogue
 from drivers.contract.durations import format_duration, parse_duration_s
 
@@ -66,7 +67,9 @@ def test_errors_name_what_was_being_read() -> None:
 def test_the_controller_and_the_emulator_share_the_one_parser() -> None:
     # sim_hardware may not import controller; both import this one from drivers, so a time
     # means the same in a config and in a fault spec.
-    assert controller.config.models.parse_duration_s is parse_duration_s
+    # The config's durations are `Seconds` fields, parsed by the contract's validation module.
+    assert controller.config.run.Seconds is drivers.contract.validation.Seconds
+    assert drivers.contract.validation.parse_duration_s is parse_duration_s
     assert sim_hardware.faults.catalogue.parse_duration_s is parse_duration_s
     assert not hasattr(sim_hardware.faults.catalogue, "parse_seconds")
     spec = sim_hardware.faults.catalogue.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")

@@ -15,13 +15,15 @@ import structlog
 from controller.runtime import clock
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
-from controller.config.models import (
+from controller.config import (
     DEFAULT_CONFIG,
     Config,
     ConfigError,
     MqttConfig,
     RunConfig,
+    format_speed,
     load_config,
+    parse_speed,
 )
 from controller.cli.console import ProgressLine, summary_table
 from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
@@ -142,7 +144,10 @@ def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
         except ValueError as exc:
             raise ConfigError(f"--duration: {exc}") from None
     if speed is not None:
-        updates["speed"] = speed
+        try:
+            updates["speed"] = parse_speed(speed)
+        except ValueError as exc:
+            raise ConfigError(f"--speed: {exc}") from None
     if seed is not None:
         updates["seed"] = seed
     if not updates:
@@ -168,7 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if progress is not None:  # the id to restart with, should this process die
         print(f"run {options.run_id}: records in {args.db or default_db_path(options.run_id)}",
               file=sys.stderr)
-    summary = clock.run(Run(options).execute(), clock.parse_speed(config.run.speed))
+    summary = clock.run(Run(options).execute(), config.run.speed)
     if progress is not None:
         progress.finish()
     print(summary_table(summary))
@@ -207,7 +212,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     run = config.run
     print(f"{args.config}: OK")
     print(f"  duration {format_duration(run.duration)}, control period {run.control_period_s:g} s, "
-          f"seed {run.seed}, speed {run.speed}")
+          f"seed {run.seed}, speed {format_speed(run.speed)}")
     for reactor in config.reactor:
         loops = ", ".join(f"{n} ({lc.pv} -> {lc.mv}, SP {lc.setpoint:g})"
                           for n, lc in reactor.loops.items())

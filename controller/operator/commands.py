@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 from controller.alarms.setup import alarm_board
 from controller.alarms.board import ShelvingForbidden
-from controller.config.models import ReactorConfig
+from controller.config import ReactorConfig
 
 MAX_COMMAND_BYTES = 8192
 """Far above any real command; bounds what a peer can make the parser chew on."""
@@ -652,7 +652,7 @@ def bounds_from_config(
         name: LoopBounds(lc.min_setpoint, lc.max_setpoint, lc.output_min, lc.output_max)
         for name, lc in reactor.loops.items()
     }
-    board = alarm_board(reactor)
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     limits = {name: AlarmLimits(board.may_shelve(name), board.max_shelve_s_for(name),
                                 board[name].priority) for name in board.alarms}
     return CommandBounds(reactor.id, loops, bolus_max_ml, frozenset(alarms), limits)

@@ -17,7 +17,8 @@ import structlog
 
 from controller.operator import audit
 from controller.alarms.setup import alarm_board
-from controller.alarms.board import FLOOD, AlarmState, Transition
+from controller.alarms.board import AlarmState, Transition
+from controller.alarms.spec import FLOOD
 from controller.runtime.clock import Clock
 from controller.operator.commands import (
     Command,
@@ -29,7 +30,7 @@ from controller.operator.commands import (
     verify,
 )
 from controller.operator.commands import apply as apply_command
-from controller.config.models import ReactorConfig
+from controller.config import ReactorConfig
 from controller.runtime.historian import Historian
 from controller.control.interlocks import InterlockSet, default_interlocks, supply_interlocks
 from controller.control.control_loop import ControlLoop
@@ -106,7 +107,7 @@ class ReactorRuntime:
         self.unacked_alarms: set[str] = set()
         self.outside_first_raised: dict[str, tuple[str, float]] = {}
         """Alarms raised outside the board (ALARMS): name -> (priority, first raised at)."""
-        self.alarms = alarm_board(config)  # defaults + [[reactor.alarm]], [reactor.alarm_board]
+        self.alarms = alarm_board(config.loops, config.alarm, config.alarm_board)
         self._next_alarm_eval_s = float("-inf")
         self._operator_keys: dict[str, bytes] = {}
         self._replay = ReplayGuard()
