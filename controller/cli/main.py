@@ -184,7 +184,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from controller.report.report import write_report
+    from controller.report import write_report
 
     index = write_report(args.db, args.out)
     print(f"report: {index}")
