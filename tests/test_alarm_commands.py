@@ -20,7 +20,8 @@ import pytest
 from conftest import DEFAULT_CONFIG_PATH
 from controller.runtime import clock as clock_module
 from controller.alarms.setup import alarm_board
-from controller.alarms.board import AlarmBoard, AlarmState, Transition
+from controller.alarms.board import AlarmBoard
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.operator.audit import read_audit
 from controller.runtime.clock import Clock
 from controller.cli.cmd import build_command, parse_params

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import load_default, run_config
 from controller.runtime import clock
-from controller.alarms.board import AlarmBoard, AlarmState
+from controller.alarms.board import AlarmBoard
+from controller.alarms.state_machine import AlarmState
 from controller.alarms.spec import AlarmConfig
 from controller.config import ConfigError, ScheduleConfig
 from controller.control.control_loop import ControlLoop

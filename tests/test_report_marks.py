@@ -6,7 +6,7 @@ from pathlib import Path
 
 from controller import report
 from controller.report import plots
-from controller.alarms.board import AlarmState, Transition
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.runtime.historian import Historian, RunInfo
 from drivers.contract.reading import Reading
 

@@ -17,7 +17,7 @@ import structlog
 
 from controller.operator import audit
 from controller.alarms.setup import alarm_board
-from controller.alarms.board import AlarmState, Transition
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.alarms.spec import FLOOD
 from controller.runtime.clock import Clock
 from controller.operator.commands import (
