@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.runtime import clock
-from controller.runtime.clock import Clock
+from controller import clock
+from controller.clock import Clock
 from controller.cli.main import apply_overrides
 from controller.config import load_config
 from controller.runtime.run import Run, RunOptions

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.runtime.clock import Clock, VirtualTimeEventLoop
+from controller.clock import Clock, VirtualTimeEventLoop
 from controller.config import load_config
 from controller.runtime.historian import Historian, RunInfo
-from controller.runtime.reactor import ReactorRuntime
+from controller.runtime.reactor import Reactor
 from controller.runtime.run import open_reactor_driver
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "hsc_expansion.toml"
@@ -25,8 +25,8 @@ async def _measure(n: int, db: Path) -> dict[str, float]:
     assert isinstance(loop, VirtualTimeEventLoop)
     historian = Historian(db, RunInfo("bench", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
     driver = open_reactor_driver(config, 0, clock.now)
-    reactor = ReactorRuntime(config.reactor[0], driver, clock, historian,
-                             control_period_s=1.0, stats_after_s=3600.0)
+    reactor = Reactor(config.reactor[0], driver, clock, historian,
+                      control_period_s=1.0, stats_after_s=3600.0)
     await reactor.start()
     results = {}
 

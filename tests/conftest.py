@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.runtime import clock
+from controller import clock
 from controller.cli.main import apply_overrides
 from controller.config import Config, load_config, parse_config
 from controller.runtime.run import Run, RunOptions

@@ -1,7 +1,7 @@
 """Operator commands on the alarm board: shelve, unshelve, remove from / return to service.
 
 Two levels. First `verify` + `apply` against a real AlarmBoard behind a thin target, for every
-apply and refuse path. Then a real ReactorRuntime (the in-process emulated chamber, the real
+apply and refuse path. Then a real Reactor (the in-process emulated chamber, the real
 historian, a real MQTT outbox that is never drained) in virtual time: what reaches the audit
 trail, the alarm journal and the `alarms` and `cmd/reply` topics.
 """
@@ -18,28 +18,24 @@ from typing import Any
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH
-from controller.runtime import clock as clock_module
+from controller import clock as clock_module
 from controller.alarms.setup import alarm_board
 from controller.alarms.board import AlarmBoard
 from controller.alarms.state_machine import AlarmState, Transition
 from controller.operator.audit import read_audit
-from controller.runtime.clock import Clock
+from controller.clock import Clock
 from controller.cli.cmd import build_command, parse_params
-from controller.operator.commands import (
-    Command,
-    CommandRefused,
-    ReplayGuard,
-    apply,
-    bounds_from_config,
-    sign,
-    verify,
-)
+from controller.operator.actions import apply
+from controller.operator.bounds import bounds_from_config
+from controller.operator.protocol import Command, CommandRefused, sign
+from controller.operator.replay import ReplayGuard
+from controller.operator.verify import verify
 from controller.config import Config, parse_config
 from controller.runtime.historian import Historian, RunInfo
 from controller.mqtt.link import MqttSettings
-from controller.runtime.reactor import ReactorRuntime
+from controller.runtime.reactor import Reactor
 from controller.runtime.run import open_reactor_driver
-from controller.mqtt.presence import ReactorTelemetry
+from controller.mqtt.presence import ReactorPresence
 from drivers.contract.reading import Reading
 
 NOW_WALL = 1_767_225_600.0
@@ -120,8 +116,8 @@ class Sender:
     def __init__(self, config: Config) -> None:
         reactor = config.reactor[0]
         board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
-        self.bounds = bounds_from_config(reactor, bolus_max_ml=20.0,
-                                         alarms=["outbox_full", *board.alarms])
+        self.bounds = bounds_from_config(reactor, board, bolus_max_ml=20.0,
+                                         outside_alarms=["outbox_full"])
         self.guard = ReplayGuard()
 
     def body(self, action: str, params: dict[str, Any]) -> bytes:
@@ -263,7 +259,9 @@ def test_bounds_follow_the_board_config() -> None:
                                               'priority = "low"\nmax_shelve_s = "1h"')
                          + '\n[reactor.alarm_board]\nmax_shelve_s = "2h"\n'
                          'unshelvable_priorities = ["high", "critical"]\n')
-    limits = bounds_from_config(config.reactor[0], bolus_max_ml=1.0).alarm_limits
+    reactor = config.reactor[0]
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
+    limits = bounds_from_config(reactor, board, bolus_max_ml=1.0).alarm_limits
     assert limits["volume_watch"].max_shelve_s == 3600.0   # the alarm's own limit is shorter
     assert limits["ph_deviation"].max_shelve_s == 7200.0   # the board's
     assert not limits["ph_high"].shelvable and not limits["temperature_high"].shelvable
@@ -297,18 +295,17 @@ async def _scenario(config: Config, tmp_path: Path, script: dict[float, list[byt
     clock = Clock()
     historian = Historian(tmp_path / "run.sqlite",
                           RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
-    reactor = ReactorRuntime(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
-                             historian, control_period_s=1.0, stats_after_s=0.0)
-    telemetry = ReactorTelemetry("hsc-1", MqttSettings.from_url("mqtt://127.0.0.1:9"),
-                                 tmp_path / "outbox.sqlite", clock, run_id="t", time_scale=1.0,
-                                 on_command=reactor.receive_command)  # never started
+    reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
+                      historian, control_period_s=1.0, stats_after_s=0.0)
+    telemetry = ReactorPresence("hsc-1", MqttSettings.from_url("mqtt://127.0.0.1:9"),
+                                tmp_path / "outbox.sqlite", clock, run_id="t", time_scale=1.0,
+                                on_command=reactor.commands.receive)  # never started
     await reactor.start()
-    reactor.telemetry = telemetry
-    reactor.enable_commands({"alice": KEY}, ReplayGuard())
+    reactor.attach_presence(telemetry, {"alice": KEY}, ReplayGuard())
     t = 0.0
     while t <= until_s:
         for payload in script.get(t, []):
-            reactor.receive_command("bioreactor/hsc-1/cmd", payload)
+            reactor.commands.receive("bioreactor/hsc-1/cmd", payload)
         await reactor.tick()
         t += 1.0
         await clock.sleep_until(t)
@@ -425,13 +422,14 @@ def test_alarms_outside_the_board_acknowledge_once(tmp_path: Path) -> None:
         clock = Clock()
         historian = Historian(tmp_path / "run.sqlite",
                               RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
-        reactor = ReactorRuntime(config.reactor[0], open_reactor_driver(config, 0, clock.now),
-                                 clock, historian, control_period_s=1.0, stats_after_s=0.0)
+        reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now),
+                          clock, historian, control_period_s=1.0, stats_after_s=0.0)
         try:
-            acks = [reactor.ack_alarm("outbox_full", "alice", 0.0)]  # never raised
-            reactor.unacked_alarms.add("outbox_full")
-            acks += [reactor.ack_alarm("outbox_full", "alice", 1.0),
-                     reactor.ack_alarm("outbox_full", "alice", 2.0)]
+            desk = reactor.commands
+            acks = [desk.ack_alarm("outbox_full", "alice", 0.0)]  # never raised
+            reactor.outside_alarms.set(0.5, "outbox_full", active=True, message="full")
+            acks += [desk.ack_alarm("outbox_full", "alice", 1.0),
+                     desk.ack_alarm("outbox_full", "alice", 2.0)]
             return acks
         finally:
             historian.close()

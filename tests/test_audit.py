@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from controller.operator import audit
-from controller.operator.commands import (
-    Change,
-    CommandBounds,
-    CommandRefused,
-    LoopBounds,
-    ReplayGuard,
-    sign,
-    verify,
-)
+from controller.operator.bounds import CommandBounds, LoopBounds
+from controller.operator.protocol import Change, CommandRefused, sign
+from controller.operator.replay import ReplayGuard
+from controller.operator.verify import verify
 from controller.runtime.historian import Historian, RunInfo
 
 RUN = RunInfo("run-1", "2026-01-01T00:00:00+00:00", 5, 1.0, "[run]\n", [("hsc-1", "sim://")])

@@ -10,7 +10,7 @@ import pytest
 
 from controller.cli import audit as audit_cli
 from controller.operator import audit
-from controller.operator.commands import Change, Command, CommandRefused
+from controller.operator.protocol import Change, Command, CommandRefused
 from controller.runtime.historian import Historian, RunInfo
 from drivers.contract.datasheet import INPUTS, OUTPUTS
 from drivers.contract.reading import Quality, Reading

@@ -1,4 +1,4 @@
-"""controller.runtime.clock: virtual, scaled and real time through the event loop's own clock.
+"""controller.clock: virtual, scaled and real time through the event loop's own clock.
 
 Every test runs its coroutine with clock.run(...) from a plain (sync) test, so each gets a loop
 of the kind under test rather than pytest-asyncio's.
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from controller import clock
 from controller.config import parse_speed
-from controller.runtime import clock
-from controller.runtime.clock import (
+from controller.clock import (
     Clock,
     ScaledTimeEventLoop,
     VirtualTimeEventLoop,

@@ -11,26 +11,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.operator import commands
+from controller.operator import protocol
 from controller.cli.cmd import build_command, parse_params
-from controller.operator.commands import (
+from controller.operator.actions import apply
+from controller.operator.bounds import CommandBounds, LoopBounds, bounds_from_config
+from controller.operator.protocol import (
     ACTIONS,
     Command,
-    CommandBounds,
     CommandRefused,
-    LoopBounds,
-    ReplayGuard,
-    apply,
     applied_reply,
-    bounds_from_config,
     canonical,
     refused_reply,
     sign,
-    verify,
 )
+from controller.operator.replay import ReplayGuard
+from controller.operator.verify import verify
 from controller.config import ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule
+from controller.alarms.setup import alarm_board
 from tests.conftest import REPO, load_default
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -160,7 +159,7 @@ def test_bolus_pause_resume_and_ack(reactor: FakeReactor) -> None:
     assert change.new == {"volume_ml": 5.0, "channel": "base_ml_per_h", "at_s": 7200.0,
                           "schedule_paused": False}
     pause = check(raw(body("pause_schedule", {}, nonce="02" * 8)), guard)
-    assert apply(pause, reactor, 1.0) == commands.Change({"paused": False}, {"paused": True})
+    assert apply(pause, reactor, 1.0) == protocol.Change({"paused": False}, {"paused": True})
     assert reactor.schedule.paused
     assert reactor.schedule.rates(10.0, 1.0)["feed_ml_per_h"] == 0.0
     resume = check(raw(body("resume_schedule", {}, nonce="03" * 8)), guard)
@@ -181,7 +180,7 @@ def test_every_action_is_covered_by_the_tests_above() -> None:
 
 def test_replies() -> None:
     command = check(raw(body()))
-    reply = applied_reply(command, commands.Change({"setpoint": 37.0}, {"setpoint": 36.5}), 5.0)
+    reply = applied_reply(command, protocol.Change({"setpoint": 37.0}, {"setpoint": 36.5}), 5.0)
     assert reply == {"nonce": command.nonce, "ok": True, "code": "applied",
                      "message": "set_setpoint applied", "old": {"setpoint": 37.0},
                      "new": {"setpoint": 36.5}, "t_s": 5.0}
@@ -340,7 +339,7 @@ _json = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(sorted(commands.FIELDS)) | st.text(max_size=8), _json,
+@given(st.dictionaries(st.sampled_from(sorted(protocol.FIELDS)) | st.text(max_size=8), _json,
                        max_size=9))
 def test_arbitrary_json_objects_never_crash_verify(obj: dict[str, Any]) -> None:
     with pytest.raises(CommandRefused):
@@ -374,7 +373,7 @@ def test_key_order_and_whitespace_do_not_change_the_signature(order: list[str],
 
 
 def test_documented_example_is_true() -> None:
-    key = commands.parse_key(DOC_KEY_HEX)
+    key = protocol.parse_key(DOC_KEY_HEX)
     assert key == KEY
     assert hmac.new(key, DOC_CANONICAL.encode(), hashlib.sha256).hexdigest() == DOC_SIG
     assert sign(DOC_BODY, key)["sig"] == DOC_SIG
@@ -390,20 +389,26 @@ def test_non_ascii_is_signed_as_utf8() -> None:
 
 
 def test_parse_key() -> None:
-    assert commands.parse_key("00 01\n" + "02" * 14) == bytes([0, 1] + [2] * 14)
+    assert protocol.parse_key("00 01\n" + "02" * 14) == bytes([0, 1] + [2] * 14)
     with pytest.raises(ValueError, match="at least 16 bytes"):
-        commands.parse_key("0011")
+        protocol.parse_key("0011")
     with pytest.raises(ValueError, match="hex"):
-        commands.parse_key("zz" * 16)
+        protocol.parse_key("zz" * 16)
 
 
 def test_bounds_from_config() -> None:
     config = load_default(**{"band = 0.1": "band = 0.1\nsetpoint_min = 35.0\nsetpoint_max = 39.0"})
-    bounds = bounds_from_config(config.reactor[0], bolus_max_ml=10.0, alarms=["comm_loss"])
+    reactor = config.reactor[0]
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
+    bounds = bounds_from_config(reactor, board, bolus_max_ml=10.0,
+                                outside_alarms=["outbox_full"])
     assert bounds.reactor_id == "hsc-1" and bounds.bolus_max_ml == 10.0
     assert bounds.loops["temperature"] == LoopBounds(35.0, 39.0, 0.0, 100.0)
     assert bounds.loops["do"] == LoopBounds(0.0, 300.0, 0.0, 60.0)  # datasheet, config out_max
-    assert bounds.alarms == {"comm_loss"}
+    # The board's own alarms and those raised outside it may be acknowledged; only the board's
+    # may be shelved or taken out of service.
+    assert bounds.alarms == {"outbox_full", *board.alarms}
+    assert bounds.alarm_limits.keys() == set(board.alarms)
 
 
 def test_operator_names_the_config_allows_are_accepted() -> None:

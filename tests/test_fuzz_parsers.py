@@ -7,7 +7,7 @@ Derandomized and bounded, so the file runs in seconds and fails the same way eve
 - the Modbus RTU framer of the simulated device (pure: `_HuntingFramerRTU.decode`), the
   register decode helpers, and a real modbus-tcp server fed garbage over a socket, which still
   answers a good request afterwards;
-- controller.operator.commands.verify: any bytes, any JSON, and signed bodies with arbitrary field
+- controller.operator.verify.verify: any bytes, any JSON, and signed bodies with arbitrary field
   values raise nothing but CommandRefused.
 """
 from __future__ import annotations
@@ -24,15 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymodbus.pdu import DecodePDU
 
-from controller.operator.commands import (
-    Command,
-    CommandBounds,
-    CommandRefused,
-    LoopBounds,
-    ReplayGuard,
-    sign,
-    verify,
-)
+from controller.operator.bounds import CommandBounds, LoopBounds
+
+from controller.operator.protocol import Command, CommandRefused, sign
+
+from controller.operator.replay import ReplayGuard
+
+from controller.operator.verify import verify
 from drivers.codecs import modbus_map
 from drivers.codecs.serial_protocol import (
     MAX_FRAME_BYTES,

@@ -17,7 +17,7 @@ from mosquitto import Broker
 
 from conftest import DEFAULT_CONFIG_PATH
 from controller.operator.audit import read_audit
-from controller.operator.commands import sign
+from controller.operator.protocol import sign
 
 BIN = Path(sys.executable).parent
 KEY = "00112233445566778899aabbccddeeff"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import load_default, run_config
-from controller.runtime import clock
+from controller import clock
 from controller.alarms.board import AlarmBoard
-from controller.alarms.state_machine import AlarmState
 from controller.alarms.spec import AlarmConfig
+from controller.alarms.state_machine import AlarmState
 from controller.config import ConfigError, ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.runtime.recovery import RunLock, check_continuable, load_recovery

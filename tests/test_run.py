@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
-from controller.runtime.clock import Clock
+from controller.clock import Clock
 from controller.config import ConfigError
 from controller.runtime.historian import Historian, RunInfo
-from controller.runtime.reactor import ReactorRuntime
+from controller.runtime.reactor import Reactor
 from controller.runtime.run import open_reactor_driver
 from drivers import (
     CHANNELS,
@@ -120,16 +120,16 @@ async def test_tick_survives_device_errors_and_holds_loops(tmp_path: Path) -> No
     config = load_config(DEFAULT_CONFIG_PATH)
     historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
     driver = _FlakyDriver()
-    reactor = ReactorRuntime(config.reactor[0], driver, Clock(), historian,
-                             control_period_s=1.0, stats_after_s=0.0)
+    reactor = Reactor(config.reactor[0], driver, Clock(), historian,
+                      control_period_s=1.0, stats_after_s=0.0)
     await reactor.start()
     for _ in range(9):
         await reactor.tick()
     await reactor.go_safe("test")
     historian.close()
-    assert reactor.ticks == 9 and reactor.tick_errors == 0
-    assert reactor.read_errors == 3
-    assert reactor.write_errors >= 1
+    assert reactor.counters.ticks == 9 and reactor.counters.tick_errors == 0
+    assert reactor.counters.read_errors == 3
+    assert reactor.counters.write_errors >= 1
     temperature = reactor.loops[0]
     assert temperature.stats.held == 3  # the three comm-error ticks
     assert driver.closed
@@ -239,8 +239,8 @@ async def test_comm_loss_is_one_link_event_per_outage_and_rewrites_outputs(tmp_p
     config = load_config(DEFAULT_CONFIG_PATH)
     historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
     driver = _LinkDownDriver()
-    reactor = ReactorRuntime(config.reactor[0], driver, Clock(), historian,
-                             control_period_s=1.0, stats_after_s=0.0)
+    reactor = Reactor(config.reactor[0], driver, Clock(), historian,
+                      control_period_s=1.0, stats_after_s=0.0)
     await reactor.start()
     for _ in range(5):
         await reactor.tick()
@@ -248,7 +248,7 @@ async def test_comm_loss_is_one_link_event_per_outage_and_rewrites_outputs(tmp_p
     for _ in range(3):
         await reactor.tick()
     historian.close()
-    assert reactor.comm_losses == 1 and reactor.comm_ok
+    assert reactor.counters.comm_losses == 1 and reactor.link.comm_ok
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
         links = [m for (m,) in con.execute("SELECT message FROM events WHERE kind = 'comm' "
                                            "AND data_json LIKE '%\"link\"%'")]
@@ -275,20 +275,20 @@ async def test_a_limited_write_is_recorded_once_and_not_resent(tmp_path: Path) -
     config = load_config(DEFAULT_CONFIG_PATH)
     historian = Historian(tmp_path / "h.sqlite", RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "x")]))
     driver = _LimitingDriver()
-    reactor = ReactorRuntime(config.reactor[0], driver, Clock(), historian,
-                             control_period_s=1.0, stats_after_s=0.0)
+    reactor = Reactor(config.reactor[0], driver, Clock(), historian,
+                      control_period_s=1.0, stats_after_s=0.0)
     await reactor.start()
     for _ in range(5):
         await reactor.tick()
     historian.close()
-    assert reactor.comm_ok and reactor.comm_losses == 0
-    assert reactor.write_errors >= 1
+    assert reactor.link.comm_ok and reactor.counters.comm_losses == 0
+    assert reactor.counters.write_errors >= 1
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
         limited = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'device'").fetchone()[0]
     assert limited == 1
     # The command counts as sent (only a change is written again), unlike a link failure.
     last_o2 = [w["o2_pct"] for w in driver.writes if "o2_pct" in w][-1]
-    assert reactor.written["o2_pct"] == last_o2
+    assert reactor.link.written["o2_pct"] == last_o2
 
 
 def test_a_device_refusing_for_minutes_is_logged_once_and_recorded_every_time(

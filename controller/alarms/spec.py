@@ -6,7 +6,7 @@ neither imports the other: the config imports this module, and so does the board
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
@@ -120,8 +120,7 @@ def _alarm_entry_tag(value: Any) -> str:
 
 
 AlarmEntry = Annotated[
-    Union[Annotated[AlarmConfig, Tag("AlarmConfig")],
-          Annotated[AlarmRemoval, Tag("AlarmRemoval")]],
+    Annotated[AlarmConfig, Tag("AlarmConfig")] | Annotated[AlarmRemoval, Tag("AlarmRemoval")],
     Discriminator(_alarm_entry_tag),
 ]
 """A `[[reactor.alarm]]` table: an alarm, or (`enabled = false`) a default taken away."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiomqtt
 
-from controller.operator.commands import ACTIONS, NAME, NUMBER, parse_key, sign
+from controller.operator.protocol import ACTIONS, NAME, NUMBER, parse_key, sign
 from controller.mqtt.link import ACCEPTED_FORM, MqttSettings
 from controller.mqtt.topics import Topics
 from drivers.contract.durations import parse_duration_s

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import structlog
 
-from controller.runtime import clock
+from controller import clock
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
+from controller.cli.console import ProgressLine, summary_table
 from controller.config import (
     DEFAULT_CONFIG,
     Config,
@@ -25,7 +26,6 @@ from controller.config import (
     load_config,
     parse_speed,
 )
-from controller.cli.console import ProgressLine, summary_table
 from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
 from drivers.contract.durations import format_duration, parse_duration_s
 
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
     # so the controller never imports a backend.
-    for entry in entry_points(group="bioreactor.commands"):
+    for entry in entry_points(group="bioreactor.subcommands"):
         entry.load()(sub)
     return parser
 
@@ -192,8 +192,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from controller.mqtt.link import MqttSettings
     from controller.cli.watch import watch
+    from controller.mqtt.link import MqttSettings
 
     try:
         settings = MqttSettings.from_url(args.mqtt, ca_file=args.ca_file)
@@ -211,8 +211,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         open_reactor_driver(config, index, now=lambda: 0.0)
     run = config.run
     print(f"{args.config}: OK")
-    print(f"  duration {format_duration(run.duration)}, control period {run.control_period_s:g} s, "
-          f"seed {run.seed}, speed {format_speed(run.speed)}")
+    print(f"  duration {format_duration(run.duration)}, control period "
+          f"{run.control_period_s:g} s, seed {run.seed}, speed {format_speed(run.speed)}")
     for reactor in config.reactor:
         loops = ", ".join(f"{n} ({lc.pv} -> {lc.mv}, SP {lc.setpoint:g})"
                           for n, lc in reactor.loops.items())

@@ -12,8 +12,8 @@ from drivers.contract.validation import Seconds, StrictModel
 
 class QualityConfig(StrictModel):
     """Plausibility limits of one input channel (`[reactor.quality.<channel>]`). The keys a table
-    sets replace the defaults' (controller/control/quality.py DEFAULT_LIMITS) one by one; a value far
-    beyond anything the probe can do (e.g. 1e9) turns a check off."""
+    sets replace the defaults' (controller/control/quality.py DEFAULT_LIMITS) one by one; a value
+    far beyond anything the probe can do (e.g. 1e9) turns a check off."""
 
     stale_after_s: float | None = Field(default=None, gt=0, description="older is STALE")
     minimum: float | None = None
@@ -29,9 +29,10 @@ class QualityConfig(StrictModel):
 
 
 class SupplyLostConfig(StrictModel):
-    """A gas supply that stopped delivering, detected from its loop (controller/control/interlocks.py):
-    the loop's output at its maximum for `for_s` while the PV stays more than `margin` on the
-    wrong side of the setpoint and does not come back by `recovery`. Defaults: docs/faults.md."""
+    """A gas supply that stopped delivering, detected from its loop
+    (controller/control/interlocks.py): the loop's output at its maximum for `for_s` while the PV
+    stays more than `margin` on the wrong side of the setpoint and does not come back by
+    `recovery`. Defaults: docs/faults.md."""
 
     enabled: bool = True
     margin: float = Field(gt=0, description="PV units beyond the setpoint (DO below it, pH "
@@ -58,7 +59,8 @@ class SupplyLostConfig(StrictModel):
 
 _SUPPLY_LOST_DEFAULTS: dict[str, dict[str, float]] = {
     # DO 5 % air under setpoint (2.5x the DO band); perfusion 7 mL/h because fresh medium carries
-    # O2 (measured: controller/control/interlocks.py, supply_interlocks); 21 % O2 (air) for its return.
+    # O2 (measured: controller/control/interlocks.py, supply_interlocks); 21 % O2 (air) for its
+    # return.
     "o2_supply_lost": {"margin": 5.0, "recovery": 1.0, "reset_margin": 2.5,
                        "perfusion_ml_per_h": 7.0, "hold_output": 21.0},
     # pH 0.15 over setpoint (3x the pH band); perfusion stopped: fresh medium is alkaline.
@@ -69,8 +71,8 @@ _SUPPLY_LOST_DEFAULTS: dict[str, dict[str, float]] = {
 
 class InterlocksConfig(StrictModel):
     """`[reactor.interlocks.*]`: the interlocks that need tuning to the culture. The hard limits
-    (over-temperature, volume, pH far out) are fixed in controller/control/interlocks.py. A table gives
-    only the keys it changes; the rest keep their defaults (_SUPPLY_LOST_DEFAULTS)."""
+    (over-temperature, volume, pH far out) are fixed in controller/control/interlocks.py. A table
+    gives only the keys it changes; the rest keep their defaults (_SUPPLY_LOST_DEFAULTS)."""
 
     o2_supply_lost: SupplyLostConfig
     co2_supply_lost: SupplyLostConfig

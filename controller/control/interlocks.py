@@ -1,7 +1,7 @@
 """Interlocks: hard limits that override the loops and the schedule, outside the PID code path.
 
 They act on the judged readings (an interlock never trips on a bad value, and never resets on
-one either) after the loops and the schedule have computed their commands, and before anything
+one either) after the loops and the schedule have computed their outputs, and before anything
 is written. Two kinds: hard limits on a reading (`Interlock`: over-temperature, volume, pH far
 out) and lost gas supplies recognised from their loop (`SupplyLost`), whose reactions are
 applied first so the hard limits overrule them. Precedence of actuator states, highest first:
@@ -22,15 +22,18 @@ from drivers.contract.reading import Quality, Reading
 @dataclass(frozen=True)
 class Interlock:
     """Trips when the value reaches `trip_at` (from below if `high`, from above if not) and
-    resets only once it is back past `reset_at`: hysteresis, so it does not chatter."""
+    resets only once it is back past `reset_at`: hysteresis, so it does not chatter.
+
+    While tripped it caps outputs (`caps`: output -> highest value allowed; 0 stops a pump or
+    the heater) or, with `to_safe_state`, applies the reactor's whole safe state."""
 
     name: str
     channel: str
     high: bool
     trip_at: float
     reset_at: float
-    action: str
-    """What it does: `heater_max:<pct>`, `safe_state`, `stop:<output>,...`, `max:<output>:<v>`."""
+    caps: tuple[tuple[str, float], ...] = ()
+    to_safe_state: bool = False
 
     def trips(self, value: float) -> bool:
         return value >= self.trip_at if self.high else value <= self.trip_at
@@ -42,14 +45,16 @@ class Interlock:
 def default_interlocks() -> list[Interlock]:
     """[est] limits for a CD34+ culture at 37 C (science sheet: heat kills above ~41.5 C)."""
     return [
-        Interlock("overtemp_limit", "temperature_c", True, 38.0, 37.6, "heater_max:20"),
-        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8, "heater_max:0"),
-        Interlock("overtemp_safe", "temperature_c", True, 39.5, 37.8, "safe_state"),
+        Interlock("overtemp_limit", "temperature_c", True, 38.0, 37.6,
+                  caps=(("heater_pct", 20.0),)),
+        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8, caps=(("heater_pct", 0.0),)),
+        Interlock("overtemp_safe", "temperature_c", True, 39.5, 37.8, to_safe_state=True),
         Interlock("volume_high", "volume_ml", True, 150.0, 140.0,
-                  "stop:feed_ml_per_h,base_ml_per_h"),
-        Interlock("volume_low", "volume_ml", False, 20.0, 25.0, "stop:harvest_ml_per_h"),
-        Interlock("ph_far_high", "ph", True, 7.9, 7.7, "stop:base_ml_per_h"),
-        Interlock("ph_far_low", "ph", False, 6.7, 6.9, "max:co2_pct:2"),
+                  caps=(("feed_ml_per_h", 0.0), ("base_ml_per_h", 0.0))),
+        Interlock("volume_low", "volume_ml", False, 20.0, 25.0,
+                  caps=(("harvest_ml_per_h", 0.0),)),
+        Interlock("ph_far_high", "ph", True, 7.9, 7.7, caps=(("base_ml_per_h", 0.0),)),
+        Interlock("ph_far_low", "ph", False, 6.7, 6.9, caps=(("co2_pct", 2.0),)),
     ]
 
 
@@ -68,7 +73,7 @@ class SupplyLost:
     A working supply that is merely slow moves the PV back and restarts the wait. Resets once
     the PV is back within `reset_margin` of the setpoint: the gas is flowing again.
 
-    While tripped, `overrides` are applied to the commands (before the hard limits, which win).
+    While tripped, `overrides` are applied to the outputs (before the hard limits, which win).
     """
 
     name: str
@@ -182,10 +187,10 @@ class InterlockSet:
                 low = max(low, lock.trip_at)
             self._quiet[lock.channel] = (low, high)
 
-    def apply(self, readings: Mapping[str, Reading], commands: dict[str, float],
+    def apply(self, readings: Mapping[str, Reading], outputs: dict[str, float],
               t_s: float) -> list[Trip]:
-        """Update the trip states from good readings, then override `commands` in place."""
-        changes = self._watch_supplies(readings, commands, t_s) if self.supplies else []
+        """Update the trip states from good readings, then override `outputs` in place."""
+        changes = self._watch_supplies(readings, outputs, t_s) if self.supplies else []
         if not self.tripped:
             for name, (low, high) in self._quiet.items():
                 reading = readings.get(name)
@@ -207,10 +212,10 @@ class InterlockSet:
                 changes.append(Trip(lock.name, t_s, False, value))
         self.history += changes
         if self.tripped:
-            self._override(commands)
+            self._override(outputs)
         return changes
 
-    def _watch_supplies(self, readings: Mapping[str, Reading], commands: Mapping[str, float],
+    def _watch_supplies(self, readings: Mapping[str, Reading], outputs: Mapping[str, float],
                         t_s: float) -> list[Trip]:
         """Trip or reset the supply interlocks; cheap while their loops are not saturated."""
         changes = []
@@ -219,7 +224,7 @@ class InterlockSet:
             name = supply.name
             tripped = name in self.tripped
             if not tripped:
-                if commands.get(supply.output, 0.0) >= supply.saturated_at:
+                if outputs.get(supply.output, 0.0) >= supply.saturated_at:
                     self._saturated_t[name] = t_s
                 else:
                     # The loop has gas to spare: the supply delivers (unless it is a dip).
@@ -250,23 +255,16 @@ class InterlockSet:
                 waiting[name] = (since, value if supply.better(value, worst) < 0 else worst)
         return changes
 
-    def _override(self, commands: dict[str, float]) -> None:
+    def _override(self, outputs: dict[str, float]) -> None:
         # Supply reactions first: the hard limits below overrule them (a volume limit stops a
         # pump whatever a lost gas supply asked of it).
         for supply in self.supplies:
             if supply.name in self.tripped:
-                commands.update(supply.overrides)
+                outputs.update(supply.overrides)
         for lock in self.interlocks:
             if lock.name not in self.tripped:
                 continue
-            kind, _, arg = lock.action.partition(":")
-            if kind == "safe_state":
-                commands.update(self.safe_state)
-            elif kind == "heater_max":
-                commands["heater_pct"] = min(commands.get("heater_pct", 0.0), float(arg))
-            elif kind == "stop":
-                for output in arg.split(","):
-                    commands[output] = 0.0
-            elif kind == "max":
-                output, _, limit = arg.partition(":")
-                commands[output] = min(commands.get(output, 0.0), float(limit))
+            if lock.to_safe_state:
+                outputs.update(self.safe_state)
+            for output, cap in lock.caps:
+                outputs[output] = min(outputs.get(output, 0.0), cap)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from controller.runtime.clock import Clock
+from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
 from controller.mqtt.publisher import MqttPublisher
@@ -32,7 +32,7 @@ from drivers.contract.reading import Reading
 COMMIT_EVERY_WALL_S = 0.05
 
 
-class ReactorTelemetry:
+class ReactorPresence:
     def __init__(
         self,
         reactor_id: str,

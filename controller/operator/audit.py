@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from controller.operator.commands import APPLIED, Change, Command, CommandRefused
+from controller.operator.protocol import APPLIED, Change, Command, CommandRefused
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,

@@ -202,7 +202,8 @@ def plot_cells(path: Path, reactor_id: str, buckets: Buckets, samples: Mapping[s
             ax.plot(_days(truth[name].t_s), truth[name].value, color=_COLORS[name],
                     linewidth=1, linestyle="--", label=f"{name} (truth)")
     if "viable_cells_per_ml" in samples:
-        _draw_samples(ax, samples["viable_cells_per_ml"], "viable_cells_per_ml", "viable (at-line)")
+        _draw_samples(ax, samples["viable_cells_per_ml"], "viable_cells_per_ml",
+                      "viable (at-line)")
     _log_if_positive(ax)
     ax.set_ylabel("cells/mL")
     _finish([ax], t_end_s, f"{reactor_id}: cells", legend_loc=_draw_marks([ax], marks))
@@ -325,7 +326,8 @@ def plot_reactor(con: sqlite3.Connection, db_path: Path, run: Run, reactor_id: s
     return Figures(reactor_id, device_url, images, notes, marks)
 
 
-def _plottable_loops(loops: list[LoopHistory], known: set[str]) -> tuple[list[LoopHistory], list[str]]:
+def _plottable_loops(loops: list[LoopHistory], known: set[str]
+                     ) -> tuple[list[LoopHistory], list[str]]:
     """Loops whose PV and MV are tick columns; the names go into SQL, so nothing else passes."""
     usable = [loop for loop in loops if {loop.pv, loop.mv} <= known]
     notes = [f"loop {loop.name} not plotted: {loop.pv}/{loop.mv} not in the ticks table"

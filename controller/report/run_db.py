@@ -324,7 +324,7 @@ def read_marks(con: sqlite3.Connection, reactor_id: str) -> list[Mark]:
         "SELECT t_s, kind, message, data_json FROM events WHERE reactor_id = ? AND kind IN "
         "('alarm_state', 'alarm', 'interlock') ORDER BY t_s, rowid", (reactor_id,))
     marks = []
-    for t_s, kind, message, data_json in rows:
+    for t_s, kind, _message, data_json in rows:
         data = as_mapping(_parse_json(data_json))
         if kind == "interlock" and isinstance(data.get("interlock"), str):
             tripped = bool(data.get("tripped"))

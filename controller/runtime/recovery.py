@@ -5,7 +5,7 @@ device goes to its own safe state within its comm timeout and the cells wait; re
 controller with the same run id must carry on where it stopped, never giving a feed twice and
 never dropping one.
 
-What is kept: each reactor's latest checkpoint (`ReactorRuntime.checkpoint_state`: the feed
+What is kept: each reactor's latest checkpoint (`Reactor.checkpoint_state`: the feed
 ledger, loop setpoints/modes/outputs/statistics, alarm and interlock states, counters) in the
 historian's `checkpoints` table. It is written in the same transaction as the records that
 go with it (a feed's `started`/`done` event and the ledger that counts it), at once on every

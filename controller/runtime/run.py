@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import structlog
 
-from controller.runtime.clock import Clock
+from controller.clock import Clock
 from controller.config import Config, ConfigError
 from controller.runtime.historian import Historian, RunInfo
 from controller.mqtt.link import MqttSettings
-from controller.operator.commands import ReplayGuard
-from controller.runtime.reactor import ReactorRuntime
+from controller.operator.replay import ReplayGuard
+from controller.runtime.reactor import Reactor
+from controller.runtime.reactor_summary import reactor_summary
 from controller.runtime.recovery import Recovery, RunLock, check_continuable, load_recovery
-from controller.mqtt.presence import ReactorTelemetry
+from controller.mqtt.presence import ReactorPresence
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverNotFoundError
 from drivers.contract.registry import DeviceAddress, driver_factory, parse_device_url
@@ -139,7 +140,7 @@ class Run:
             reactors=[(r.id, r.device) for r in self.config.reactor],
         ), lock_fd=lock.fd)
         reactors = [
-            ReactorRuntime(
+            Reactor(
                 rc,
                 open_reactor_driver(self.config, i, clock.now),
                 clock,
@@ -156,7 +157,7 @@ class Run:
                 await reactor.start(
                     None if recovery is None else recovery.checkpoints[reactor.id],
                     run_cfg.restart_policy)
-                self._attach_telemetry(reactor, clock)
+                self._attach_presence(reactor, clock)
             with self._signals_stop():
                 await self._run_tasks(clock, reactors, historian)
         finally:
@@ -165,15 +166,15 @@ class Run:
                 diagnostics[reactor.id] = await reactor.driver.diagnostics()
                 historian.record_diagnostics(reactor.id, clock.now(), diagnostics[reactor.id])
                 await reactor.go_safe(self.stopped_by)
-                if reactor.telemetry is not None:
-                    await reactor.telemetry.stop("done" if self.stopped_by == "completed"
+                if reactor.presence is not None:
+                    await reactor.presence.stop("done" if self.stopped_by == "completed"
                                                  else "stopping")
             summary = self._summary(clock, reactors, diagnostics, wall_start)
             await asyncio.to_thread(historian.close, summary)
             summary["wall_seconds"] = clock.wall_monotonic() - wall_start
         return summary
 
-    def _attach_telemetry(self, reactor: ReactorRuntime, clock: Clock) -> None:
+    def _attach_presence(self, reactor: Reactor, clock: Clock) -> None:
         """Give a started reactor its MQTT presence, when the config has a broker."""
         mqtt = self.config.mqtt
         if mqtt is None:
@@ -181,25 +182,22 @@ class Run:
         settings = MqttSettings.from_url(mqtt.url, ca_file=mqtt.ca_file, cert_file=mqtt.cert_file,
                                          key_file=mqtt.key_file, client_id=mqtt.client_id)
         outbox = Path(mqtt.outbox)
-        telemetry = ReactorTelemetry(
+        presence = ReactorPresence(
             reactor.id, settings, outbox.with_name(f"{outbox.stem}-{reactor.id}{outbox.suffix}"),
             clock, run_id=self.options.run_id,
             time_scale=self.config.run.speed or 1.0,
-            on_command=reactor.receive_command,
+            on_command=reactor.commands.receive,
         )
-        telemetry.seq = reactor.telemetry_seq
-        reactor.telemetry = telemetry
-        reactor.enable_commands({op.name: op.key() for op in self.config.operator},
+        reactor.attach_presence(presence, {op.name: op.key() for op in self.config.operator},
                                 ReplayGuard(mqtt.max_skew_s))
-        reactor.publish_settings()
-        telemetry.start()
+        presence.start()
 
     def stop(self, reason: str) -> None:
         self.stopped_by = reason
         self._stop.set()
 
     async def _run_tasks(
-        self, clock: Clock, reactors: list[ReactorRuntime], historian: Historian
+        self, clock: Clock, reactors: list[Reactor], historian: Historian
     ) -> None:
         run_cfg = self.config.run
         async with asyncio.TaskGroup() as group:
@@ -219,7 +217,7 @@ class Run:
         log.info("run ended", stopped_by=self.stopped_by, t_s=clock.now(),
                  duration_s=run_cfg.duration)
 
-    async def _tick_forever(self, clock: Clock, reactor: ReactorRuntime) -> None:
+    async def _tick_forever(self, clock: Clock, reactor: Reactor) -> None:
         period = self.config.run.control_period_s
         duration = self.config.run.duration
         n = 0
@@ -237,13 +235,13 @@ class Run:
             now = clock.now()
             if now > t:  # overran: skip the ticks we missed rather than bunch them up
                 skip_to = int((now - start) // period) + 1
-                reactor.skipped_ticks += skip_to - n
+                reactor.counters.skipped_ticks += skip_to - n
                 n = skip_to
                 t = start + n * period
             await clock.sleep_until(t)
 
     async def _record_forever(
-        self, clock: Clock, reactors: list[ReactorRuntime], historian: Historian
+        self, clock: Clock, reactors: list[Reactor], historian: Historian
     ) -> None:
         run_cfg = self.config.run
         next_diag = 0.0
@@ -256,14 +254,14 @@ class Run:
             historian.flush()
             await clock.sleep_until(now + run_cfg.flush_interval_s)
 
-    async def _progress_forever(self, clock: Clock, reactors: list[ReactorRuntime]) -> None:
+    async def _progress_forever(self, clock: Clock, reactors: list[Reactor]) -> None:
         progress = self.options.progress
         if progress is None:
             return
         duration = self.config.run.duration
         step = max(duration / 200.0, self.config.run.control_period_s)
         while not self._stop.is_set():
-            progress(clock.now(), duration, reactors[0].ticks)
+            progress(clock.now(), duration, reactors[0].counters.ticks)
             await clock.sleep_until(clock.now() + step)
 
     @contextlib.contextmanager
@@ -283,10 +281,10 @@ class Run:
                 loop.remove_signal_handler(sig)
 
     def _summary(
-        self, clock: Clock, reactors: list[ReactorRuntime],
+        self, clock: Clock, reactors: list[Reactor],
         diagnostics: dict[str, dict[str, float]], wall_start: float,
     ) -> dict[str, Any]:
-        per_reactor = {r.id: r.summary(diagnostics[r.id]) for r in reactors}
+        per_reactor = {r.id: reactor_summary(r, diagnostics[r.id]) for r in reactors}
         first = per_reactor[reactors[0].id]
         return {
             "run_id": self.options.run_id,

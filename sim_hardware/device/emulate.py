@@ -2,7 +2,7 @@
 
 The physics runs on the device's own clock at a speed factor; the wire servers answer requests
 from it; a watchdog puts every actuator in its safe state when the controller's heartbeat stops.
-Registered as a `bioreactor` subcommand through the `bioreactor.commands` entry point, so the
+Registered as a `bioreactor` subcommand through the `bioreactor.subcommands` entry point, so the
 controller's command line offers it without ever importing `sim_hardware`.
 """
 from __future__ import annotations

@@ -1,0 +1,159 @@
+"""How a verified command is carried out on the tick: the target a reactor offers, and `apply`.
+
+Synchronous and cheap: only the tick may touch loops and the schedule, so the runtime queues a
+verified command and applies it at the start of the next tick.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from controller.alarms.board import ShelvingForbidden
+from controller.operator.bounds import BOARD_ACTIONS
+from controller.operator.protocol import (
+    FORBIDDEN,
+    UNKNOWN_ACTION,
+    UNKNOWN_TARGET,
+    WRONG_MODE,
+    WRONG_STATE,
+    Change,
+    Command,
+    CommandRefused,
+    claimed_of,
+)
+
+
+class PidTarget(Protocol):
+    """The part of controller.control.pid.Pid a command touches."""
+
+    setpoint: float
+    output: float
+
+    def set_manual(self, output: float) -> None: ...
+    def set_auto(self) -> None: ...
+    def track(self, output: float) -> None: ...
+
+
+class LoopTarget(Protocol):
+    """controller.control.control_loop.ControlLoop satisfies this as it is."""
+
+    @property
+    def setpoint(self) -> float: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def pid(self) -> PidTarget: ...
+
+
+class ScheduleTarget(Protocol):
+    """controller.control.schedule.FeedSchedule satisfies this as it is."""
+
+    paused: bool
+
+
+class CommandTarget(Protocol):
+    """What `apply()` needs from a reactor; Reactor implements it.
+
+    - `loop(name)`: the named loop; raises KeyError if there is none.
+    - `schedule`: the feed schedule; `paused` stops every pump the schedule drives.
+    - `add_bolus(volume_ml, channel, at_s)`: a one-off bolus due at clock time `at_s`.
+    - `ack_alarm(name, operator, t_s)`: acknowledge an alarm; True if it was waiting for one.
+    - `shelve_alarm(name, operator, t_s, until_s, why)`, `unshelve_alarm(name, operator, t_s,
+      why)`, `remove_alarm_from_service(...)`, `return_alarm_to_service(...)`: the board's
+      operator actions; each returns the alarm's (old, new) state value and raises KeyError
+      for an alarm not on the board, `alarms.ShelvingForbidden` for a shelf the board's policy
+      refuses, ValueError for an action the alarm's state does not allow. `why` is the
+      command's reason, for the alarm journal.
+    """
+
+    def loop(self, name: str) -> LoopTarget: ...
+    @property
+    def schedule(self) -> ScheduleTarget: ...
+    def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None: ...
+    def ack_alarm(self, name: str, operator: str, t_s: float) -> bool: ...
+    def shelve_alarm(self, name: str, operator: str, t_s: float, until_s: float,
+                     why: str) -> tuple[str, str]: ...
+    def unshelve_alarm(self, name: str, operator: str, t_s: float,
+                       why: str) -> tuple[str, str]: ...
+    def remove_alarm_from_service(self, name: str, operator: str, t_s: float,
+                                  why: str) -> tuple[str, str]: ...
+    def return_alarm_to_service(self, name: str, operator: str, t_s: float,
+                                why: str) -> tuple[str, str]: ...
+
+
+def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
+    """Carry out a verified command on the tick at clock time `now_s`; what changed.
+
+    Raises CommandRefused(`wrong_mode`) for `set_output` on a loop in auto mode, and
+    (`unknown_target`) if the target has lost a loop the bounds still listed.
+    """
+    p = command.params
+    action = command.action
+    if "loop" in p:
+        try:
+            loop = target.loop(p["loop"])
+        except KeyError:
+            raise CommandRefused(UNKNOWN_TARGET, f"no loop {p['loop']!r}",
+                                 claimed_of(command)) from None
+        if action == "set_setpoint":
+            old = loop.setpoint
+            loop.pid.setpoint = p["value"]
+            return Change({"setpoint": old}, {"setpoint": loop.setpoint})
+        if action == "set_mode":
+            old_mode = loop.mode
+            if p["mode"] == "manual" and old_mode != "manual":
+                loop.pid.set_manual(loop.pid.output)  # hold what the actuator does: bumpless
+            elif p["mode"] == "auto" and old_mode != "auto":
+                loop.pid.set_auto()
+            return Change({"mode": old_mode, "output": loop.pid.output},
+                          {"mode": loop.mode, "output": loop.pid.output})
+        if action == "set_output":
+            if loop.mode != "manual":
+                raise CommandRefused(WRONG_MODE, f"loop {p['loop']!r} is in {loop.mode} mode; "
+                                     "set_mode manual first", claimed_of(command))
+            old_output = loop.pid.output
+            loop.pid.track(p["value"])
+            return Change({"output": old_output}, {"output": loop.pid.output})
+    if action in BOARD_ACTIONS:
+        return _apply_board_action(command, target, now_s)
+    schedule = target.schedule
+    if action == "bolus":
+        target.add_bolus(p["volume_ml"], p["channel"], now_s)
+        return Change(None, {"volume_ml": p["volume_ml"], "channel": p["channel"], "at_s": now_s,
+                             "schedule_paused": schedule.paused})
+    if action in ("pause_schedule", "resume_schedule"):
+        old_paused = schedule.paused
+        schedule.paused = action == "pause_schedule"
+        return Change({"paused": old_paused}, {"paused": schedule.paused})
+    if action == "ack_alarm":
+        was_active = target.ack_alarm(p["alarm"], command.operator, now_s)
+        return Change({"alarm": p["alarm"], "unacknowledged": was_active},
+                      {"alarm": p["alarm"], "unacknowledged": False})
+    raise CommandRefused(UNKNOWN_ACTION, f"unknown action {action!r}", claimed_of(command))
+
+
+def _apply_board_action(command: Command, target: CommandTarget, now_s: float) -> Change:
+    """Shelve, unshelve, remove from or return to service: the alarm's state before and after
+    (and a shelf's expiry on the run clock, `shelved_until_s`)."""
+    name, who, why = command.params["alarm"], command.operator, command.reason
+    until_s = None
+    try:
+        if command.action == "shelve_alarm":
+            until_s = now_s + command.params["duration_s"]
+            old, new = target.shelve_alarm(name, who, now_s, until_s, why)
+        elif command.action == "unshelve_alarm":
+            old, new = target.unshelve_alarm(name, who, now_s, why)
+        elif command.action == "remove_alarm_from_service":
+            old, new = target.remove_alarm_from_service(name, who, now_s, why)
+        else:
+            old, new = target.return_alarm_to_service(name, who, now_s, why)
+    except KeyError:
+        raise CommandRefused(UNKNOWN_TARGET, f"no alarm {name!r} on the alarm board",
+                             claimed_of(command)) from None
+    except ShelvingForbidden as exc:
+        raise CommandRefused(FORBIDDEN, str(exc), claimed_of(command)) from None
+    except ValueError as exc:  # the alarm's state does not allow it (now, at the tick)
+        raise CommandRefused(WRONG_STATE, str(exc), claimed_of(command)) from None
+    after: dict[str, Any] = {"alarm": name, "state": new}
+    if until_s is not None:
+        after["shelved_until_s"] = until_s
+    return Change({"alarm": name, "state": old}, after)

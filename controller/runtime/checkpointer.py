@@ -1,0 +1,127 @@
+"""One reactor's checkpoints: what a restarted controller needs to carry on, when it is written,
+and how a continued run takes it back (docs/recovery.md).
+
+Written at once (urgent: handed to the historian's writer with every record before it) on a feed
+ledger change, an applied command, an alarm or interlock change; otherwise every
+`checkpoint_interval_s` with the next flush. Always before the tick writes to the device, so
+what is commanded is on record first.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
+from typing import Any
+
+import structlog
+
+from controller.alarms.board import AlarmBoard
+from controller.clock import Clock
+from controller.control.control_loop import ControlLoop
+from controller.control.interlocks import InterlockSet
+from controller.control.schedule import BolusState, FeedSchedule
+from controller.runtime.device_link import ReactorCounters
+from controller.runtime.journal import ReactorJournal
+from controller.runtime.outside_alarms import OutsideAlarms
+from controller.runtime.recovery import ReactorCheckpoint
+
+log = structlog.get_logger(__name__)
+
+
+class Checkpointer:
+    def __init__(self, *, loops: Sequence[ControlLoop], schedule: FeedSchedule,
+                 board: AlarmBoard, outside: OutsideAlarms, interlocks: InterlockSet,
+                 counters: ReactorCounters, journal: ReactorJournal, clock: Clock,
+                 schedule_fingerprint: str, interval_s: float, control_period_s: float) -> None:
+        self._loops = loops
+        self._schedule = schedule
+        self._board = board
+        self._outside = outside
+        self._interlocks = interlocks
+        self._counters = counters
+        self._journal = journal
+        self._clock = clock
+        self._fingerprint = schedule_fingerprint
+        self._interval_s = interval_s
+        self._period_s = control_period_s
+        self._next_s = float("inf")  # armed by the first write
+        self._due = False
+        self._ledger_version = -1
+        self.telemetry_seq = 0
+        """The last telemetry seq used before this process (the presence continues from it)."""
+        self.holding_for_operator = False
+        """Restarted under the `hold` policy: the schedule waits for an operator's resume."""
+
+    def request(self) -> None:
+        """Something worth a checkpoint changed: write one before the tick's write."""
+        self._due = True
+
+    def write_if_due(self, now: float) -> None:
+        if self._due or self._schedule.ledger_version != self._ledger_version:
+            self.write(now)
+        elif now >= self._next_s:
+            self.write(now, urgent=False)
+
+    def write(self, now: float, *, urgent: bool = True) -> None:
+        """Urgent checkpoints reach the historian's writer now, routine ones with the next
+        flush."""
+        self._journal.historian.record_checkpoint(self._journal.reactor_id, now,
+                                                  self._clock.wall_time(), self.state(),
+                                                  urgent=urgent)
+        self._due = False
+        self._ledger_version = self._schedule.ledger_version
+        self._next_s = now + self._interval_s
+
+    def state(self) -> dict[str, Any]:
+        """Everything a restarted controller needs to carry on."""
+        return {
+            "schedule_fingerprint": self._fingerprint,
+            "schedule": self._schedule.snapshot(),
+            "holding_for_operator": self.holding_for_operator,
+            "loops": {loop.name: loop.snapshot() for loop in self._loops},
+            "alarms": self._board.snapshot(),
+            "outside_alarms": self._outside.snapshot(),
+            "interlocks": sorted(self._interlocks.tripped),
+            "counters": asdict(self._counters),
+            "telemetry_seq": self._telemetry_seq_now(),
+        }
+
+    def _telemetry_seq_now(self) -> int:
+        presence = self._journal.presence
+        return self.telemetry_seq if presence is None else presence.seq
+
+    def restore(self, checkpoint: ReactorCheckpoint, policy: str, now: float, device: str,
+                on_resumed: Callable[[BolusState], None]) -> None:
+        """Take the checkpoint back; `on_resumed` records each bolus it left unfinished."""
+        state = checkpoint.state
+        for loop in self._loops:
+            if loop.name in state["loops"]:
+                loop.restore(state["loops"][loop.name])
+        self._board.restore(state["alarms"])
+        self._outside.restore(state["outside_alarms"])
+        self._interlocks.tripped = set(state["interlocks"])
+        for counter in fields(self._counters):
+            setattr(self._counters, counter.name, state["counters"][counter.name])
+        self._counters.restarts += 1
+        # Telemetry numbers: past any message sent between the checkpoint and the crash (one
+        # per tick at most), so subscribers see a gap for the outage, never a repeated seq.
+        self.telemetry_seq = state["telemetry_seq"] + 2 + int(
+            (now - checkpoint.t_s) / self._period_s)
+        unfinished = self._schedule.restore(state["schedule"])
+        self.holding_for_operator = bool(state["holding_for_operator"]) or policy == "hold"
+        if self.holding_for_operator:
+            self._schedule.paused = True
+        outage_s = now - checkpoint.t_s
+        restarts = self._counters.restarts
+        self._journal.event(now, "run", f"reactor restarted after {outage_s:.0f} s "
+                            f"(restart {restarts}, policy {policy})",
+                            {"device": device, "checkpoint_t_s": checkpoint.t_s,
+                             "outage_s": outage_s, "policy": policy, "restart": restarts,
+                             "loop_outputs": {loop.mv: loop.pid.output for loop in self._loops}})
+        for bolus in unfinished:
+            on_resumed(bolus)
+        if self.holding_for_operator:
+            log.warning("restarted on hold: feed schedule paused until an operator resumes it",
+                        reactor=self._journal.reactor_id, t_s=now)
+            self._outside.set(now, "restart_hold", active=True,
+                              message="restarted on hold: feed schedule paused until an "
+                                      "operator sends resume_schedule")

@@ -1,0 +1,181 @@
+"""One reactor's side of its device link: every driver call the tick makes, and what each failure
+means for the tick, the records and the alarms.
+
+The tick never sees a DriverError: a failed read becomes readings of COMM_ERROR quality (the
+loops hold), a failed write is retried on the next tick, and every failure is counted and on
+record. The alarm board judges the link from what this object keeps (`healthy`,
+`read_failure_share`), so a flaky link raises one alarm, not one per frame.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from controller.clock import Clock
+from controller.runtime.journal import ReactorJournal
+from drivers.contract.datasheet import INPUTS
+from drivers.contract.driver import Driver
+from drivers.contract.errors import (
+    CommTimeoutError,
+    ConnectionLostError,
+    DriverError,
+    FrameError,
+    ReadbackError,
+)
+from drivers.contract.reading import Quality, Reading
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_PERIOD_S = 1.0
+LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
+"""Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
+
+
+@dataclass
+class ReactorCounters:
+    """Run-long counts, carried across a crash by the checkpoint."""
+
+    ticks: int = 0
+    read_errors: int = 0
+    write_errors: int = 0
+    tick_errors: int = 0
+    comm_losses: int = 0
+    skipped_ticks: int = 0
+    restarts: int = 0
+
+
+class DeviceLink:
+    def __init__(self, driver: Driver, clock: Clock, journal: ReactorJournal,
+                 counters: ReactorCounters, *, control_period_s: float) -> None:
+        self.driver = driver
+        self._clock = clock
+        self._journal = journal
+        self._counters = counters
+        self._period_s = control_period_s
+        self.written: dict[str, float] = {}
+        """What the device holds as far as the controller knows; emptied after an outage, so
+        every output is written afresh (the device may have gone to its own safe state)."""
+        self.comm_ok = True
+        """The link is up (no link error since the last successful read)."""
+        self.read_ok = True
+        """The last read succeeded (a device can answer with exceptions on a good link)."""
+        self._read_failures: deque[float] = deque(maxlen=100_000)
+        self._refusals_logged: set[tuple[str, str]] = set()
+        self._last_readback_error = ""
+        self._last_heartbeat_s = float("-inf")
+        self._comm_failed_readings: dict[str, Reading] = {
+            c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
+        }
+
+    @property
+    def reactor_id(self) -> str:
+        return self._journal.reactor_id
+
+    @property
+    def healthy(self) -> bool:
+        """For the board's comm_loss alarm: the link is up and the last read got through."""
+        return self.comm_ok and self.read_ok
+
+    async def connect(self) -> dict[str, float]:
+        """Connect and learn what every output holds now (the loops start from it)."""
+        await self.driver.connect()
+        self.written = await self.driver.read_outputs()
+        return self.written
+
+    async def read(self, now: float) -> dict[str, Reading]:
+        try:
+            readings = await self.driver.read()
+        except DriverError as exc:
+            self._counters.read_errors += 1
+            self.read_ok = False
+            self._read_failures.append(now)
+            self._failed(now, "read", exc)
+            return self._comm_failed_readings
+        self.read_ok = True
+        if self._refusals_logged:
+            self._refusals_logged.clear()
+        if not self.comm_ok:
+            self.comm_ok = True
+            log.warning("comm restored", reactor=self.reactor_id, t_s=now)
+            self._journal.event(now, "comm", "comm restored", {"link": "up"})
+        return readings
+
+    async def write_changed(self, outputs: Mapping[str, float], now: float) -> None:
+        """Write the outputs whose value differs from what the device holds."""
+        written = self.written
+        changed = {name: value for name, value in outputs.items() if written.get(name) != value}
+        if not changed:
+            return
+        try:
+            await self.driver.write(changed)
+        except ReadbackError as exc:
+            # The device took the value but holds a limited one (gas mix over 100 %, a pump
+            # slower than its datasheet). Resending would fail the same way every tick: record
+            # it once per kind of mismatch and treat the value as sent.
+            self._counters.write_errors += 1
+            if str(exc) != self._last_readback_error:
+                self._last_readback_error = str(exc)
+                log.warning("write limited by the device", reactor=self.reactor_id, t_s=now,
+                            error=str(exc))
+                self._journal.event(now, "device", f"write limited: {exc}", {"outputs": changed})
+        except DriverError as exc:
+            self._counters.write_errors += 1
+            self._failed(now, "write", exc)
+            return  # not marked written: retried next tick
+        else:
+            self._last_readback_error = ""
+        written.update(changed)
+
+    async def heartbeat_if_due(self, now: float) -> None:
+        if now - self._last_heartbeat_s < HEARTBEAT_PERIOD_S:
+            return
+        self._last_heartbeat_s = now
+        try:
+            await self.driver.heartbeat()
+        except DriverError as exc:
+            self._failed(now, "heartbeat", exc)
+
+    def read_failure_share(self, window_s: float) -> float:
+        """The share of reads that failed over the last `window_s` (one read per tick)."""
+        since = self._clock.now() - window_s
+        failed = 0
+        for t_s in reversed(self._read_failures):
+            if t_s < since:
+                break
+            failed += 1
+        return min(failed * self._period_s / window_s, 1.0)
+
+    async def go_safe(self, safe_state: Mapping[str, float], reason: str) -> None:
+        """Put every actuator in its safe state, then release the device."""
+        now = self._clock.now()
+        try:
+            await self.driver.write(safe_state)
+            self.written.update(safe_state)
+            self._journal.event(now, "safe_state", f"safe state: {reason}", dict(safe_state))
+        except DriverError as exc:
+            self._counters.write_errors += 1
+            log.error("safe state write failed", reactor=self.reactor_id, error=str(exc))
+            self._journal.event(now, "error", f"safe state failed: {exc}")
+        finally:
+            await self.driver.close()
+
+    def _failed(self, now: float, what: str, exc: DriverError) -> None:
+        """Record every failure (historian); log a refusal once until a read gets through,
+        not once per tick of a device answering "busy" for hours."""
+        self._journal.event(now, "comm", f"{what} failed: {exc}", {"error": type(exc).__name__})
+        if isinstance(exc, LINK_ERRORS):
+            self.written = {}
+            if self.comm_ok:
+                self.comm_ok = False
+                self._counters.comm_losses += 1
+                log.error("comm loss", reactor=self.reactor_id, t_s=now, error=str(exc))
+                # An event, not an alarm: the board's comm_loss (30 s on-delay) and
+                # comm_errors alarms judge the link, so a flaky one is not an alarm per frame.
+                self._journal.event(now, "comm", f"comm loss: {exc}", {"link": "down"})
+        elif (what, str(exc)) not in self._refusals_logged:
+            self._refusals_logged.add((what, str(exc)))
+            log.warning(f"{what} failed (logged once until a read succeeds)",
+                        reactor=self.reactor_id, t_s=now, error=str(exc))

@@ -1,0 +1,65 @@
+"""Alarms raised outside the alarm board, by the runtime itself.
+
+The board judges readings; these four are raised by events no reading shows: the telemetry
+outbox is full, the run restarted on hold, a gas supply interlock tripped. An operator
+acknowledges them like the board's (`ack_alarm`), they are on record as `alarm` events, on MQTT,
+in the checkpoint and in the summary.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controller.runtime.journal import ReactorJournal
+
+OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost")
+"""Alarms raised outside the alarm board that an operator can acknowledge."""
+
+
+class OutsideAlarms:
+    def __init__(self, journal: ReactorJournal, on_change: Callable[[], None]) -> None:
+        """`on_change` is called when something worth a checkpoint changed."""
+        self._journal = journal
+        self._on_change = on_change
+        self.unacknowledged: set[str] = set()
+        self.first_raised: dict[str, tuple[str, float]] = {}
+        """name -> (priority, first raised at)."""
+
+    def set(self, now: float, name: str, *, active: bool, message: str,
+            priority: str | None = None, publish: bool = True) -> None:
+        """Raise (`active`) or clear an alarm. A raised alarm stays unacknowledged until an
+        operator acknowledges it, even once it has cleared (ISA-18.2's return-unacknowledged):
+        the operator must learn that it happened."""
+        data: dict[str, Any] = {"alarm": name, "active": active}
+        if priority is not None:
+            data["priority"] = priority
+        if active:
+            self.unacknowledged.add(name)
+            if name not in self.first_raised:
+                self.first_raised[name] = (priority or "high", now)
+                self._on_change()
+        self._journal.outside_alarm(now, name, active=active, message=message, data=data,
+                                    publish=publish)
+
+    def resolve(self, now: float, name: str, message: str) -> None:
+        """Cleared and acknowledged at once: what an operator did ended it (resume_schedule
+        ends `restart_hold`), so there is nothing left to acknowledge."""
+        self.unacknowledged.discard(name)
+        self.set(now, name, active=False, message=message)
+
+    def acknowledge(self, name: str) -> bool | None:
+        """True if `name` was waiting for an acknowledgement, False if it is one of these
+        alarms but was not (already acknowledged, or never raised), None if it is not one of
+        these alarms (the board's, then)."""
+        if name in self.unacknowledged:
+            self.unacknowledged.discard(name)
+            return True
+        return False if name in OUTSIDE_ALARMS else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"unacknowledged": sorted(self.unacknowledged), "first_raised": self.first_raised}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.unacknowledged = set(state["unacknowledged"])
+        self.first_raised = {name: (priority, t_s)
+                             for name, (priority, t_s) in state["first_raised"].items()}

@@ -1,0 +1,58 @@
+"""One reactor's part of the run summary (`--summary-json`, the console table)."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from controller.runtime.reactor import Reactor
+
+
+def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str, Any]:
+    counters = reactor.counters
+    presence = reactor.presence
+    return {
+        "id": reactor.id,
+        "device": reactor.config.device,
+        "ticks": counters.ticks,
+        "fold_expansion": diagnostics.get("fold_expansion"),
+        "viable_cells_per_ml_final": diagnostics.get("viable_cells_per_ml"),
+        "boluses_done": reactor.schedule.boluses_done,
+        "restarts": counters.restarts,
+        "boluses_scheduled": len(reactor.schedule.boluses),
+        "errors": {"read": counters.read_errors, "write": counters.write_errors,
+                   "tick": counters.tick_errors},
+        "comm_losses": counters.comm_losses,
+        "skipped_ticks": counters.skipped_ticks,
+        "mqtt": None if presence is None else presence.summary(),
+        "alarms": sorted(
+            [{"name": f.name, "priority": f.priority, "first_raised_t_s": f.t_s}
+             for f in reactor.alarms.first_raised]
+            + [{"name": name, "priority": priority, "first_raised_t_s": t_s}
+               for name, (priority, t_s) in reactor.outside_alarms.first_raised.items()],
+            key=lambda a: (a["first_raised_t_s"], a["name"])),
+        "interlocks": [{"name": t.name, "t_s": t.t_s, "tripped": t.tripped}
+                       for t in reactor.interlocks.history],
+        "tick_lateness_s": _percentiles(reactor.lateness_s),
+        "loops": {
+            loop.name: {
+                "pv": loop.pv,
+                "mv": loop.mv,
+                "setpoint": loop.setpoint,
+                "band": loop.stats.band,
+                "within_band_fraction": loop.stats.within_band_fraction,
+                "iae": loop.stats.iae,
+                "max_abs_error": loop.stats.max_abs_error,
+                "held_ticks": loop.stats.held,
+            }
+            for loop in reactor.loops
+        },
+    }
+
+
+def _percentiles(values: deque[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p99 = np.percentile(np.fromiter(values, float, len(values)), [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(max(values)), "n": len(values)}
