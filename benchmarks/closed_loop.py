@@ -16,7 +16,7 @@ from typing import Any
 from controller import clock
 from controller.clock import Clock
 from controller.cli.main import apply_overrides
-from controller.config.models import load_config
+from controller.config import load_config
 from controller.runtime.run import Run, RunOptions
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "hsc_expansion.toml"

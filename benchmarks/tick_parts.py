@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.clock import Clock, VirtualTimeEventLoop
-from controller.config.models import load_config
+from controller.config import load_config
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.run import open_reactor_driver

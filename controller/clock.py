@@ -26,8 +26,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-VIRTUAL = "max"
-
 
 class _TimeBendingSelector(selectors.BaseSelector):
     """Wraps the loop's selector: a wait of `timeout` loop-seconds becomes a jump or a scaled wait."""
@@ -120,19 +118,6 @@ class ScaledTimeEventLoop(asyncio.SelectorEventLoop):
 
     def _scaled_wait(self, timeout: float) -> list[Any]:
         return self._inner_selector.select(timeout / self._speed)
-
-
-def parse_speed(text: str | float) -> float | None:
-    """`max` -> None (virtual time); a positive number -> that speed factor (1 = real time)."""
-    if isinstance(text, str) and text.strip().lower() == VIRTUAL:
-        return None
-    try:
-        speed = float(text)
-    except ValueError:
-        raise ValueError(f"speed must be 'max' or a positive finite number, got {text!r}") from None
-    if not (speed > 0 and math.isfinite(speed)):
-        raise ValueError(f"speed must be 'max' or a positive finite number, got {text!r}")
-    return speed
 
 
 def loop_factory(speed: float | None) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -7,7 +7,7 @@ import pytest
 
 from controller import clock
 from controller.cli.main import apply_overrides
-from controller.config.models import Config, load_config, parse_config
+from controller.config import Config, load_config, parse_config
 from controller.runtime.run import Run, RunOptions
 
 # The Mosquitto `broker` fixture, for every test module that asks for it by name.

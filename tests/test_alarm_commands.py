@@ -20,7 +20,8 @@ import pytest
 from conftest import DEFAULT_CONFIG_PATH
 from controller import clock as clock_module
 from controller.alarms.setup import alarm_board
-from controller.alarms.board import AlarmBoard, AlarmState, Transition
+from controller.alarms.board import AlarmBoard
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.operator.audit import read_audit
 from controller.clock import Clock
 from controller.cli.cmd import build_command, parse_params
@@ -29,7 +30,7 @@ from controller.operator.bounds import bounds_from_config
 from controller.operator.protocol import Command, CommandRefused, sign
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify
-from controller.config.models import Config, parse_config
+from controller.config import Config, parse_config
 from controller.runtime.historian import Historian, RunInfo
 from controller.mqtt.link import MqttSettings
 from controller.runtime.reactor import Reactor
@@ -102,7 +103,8 @@ def config() -> Config:
 
 @pytest.fixture
 def target(config: Config) -> BoardTarget:
-    board = alarm_board(config.reactor[0])
+    reactor = config.reactor[0]
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     evaluate(board, 0.0)
     assert board["volume_watch"].state is S.UNACK
     return BoardTarget(board)
@@ -112,8 +114,10 @@ class Sender:
     """Signs commands with fresh nonces and verifies them against the config's bounds."""
 
     def __init__(self, config: Config) -> None:
-        self.bounds = bounds_from_config(config.reactor[0], alarm_board(config.reactor[0]),
-                                         bolus_max_ml=20.0, outside_alarms=["outbox_full"])
+        reactor = config.reactor[0]
+        board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
+        self.bounds = bounds_from_config(reactor, board, bolus_max_ml=20.0,
+                                         outside_alarms=["outbox_full"])
         self.guard = ReplayGuard()
 
     def body(self, action: str, params: dict[str, Any]) -> bytes:
@@ -255,8 +259,9 @@ def test_bounds_follow_the_board_config() -> None:
                                               'priority = "low"\nmax_shelve_s = "1h"')
                          + '\n[reactor.alarm_board]\nmax_shelve_s = "2h"\n'
                          'unshelvable_priorities = ["high", "critical"]\n')
-    limits = bounds_from_config(config.reactor[0], alarm_board(config.reactor[0]),
-                                bolus_max_ml=1.0).alarm_limits
+    reactor = config.reactor[0]
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
+    limits = bounds_from_config(reactor, board, bolus_max_ml=1.0).alarm_limits
     assert limits["volume_watch"].max_shelve_s == 3600.0   # the alarm's own limit is shorter
     assert limits["ph_deviation"].max_shelve_s == 7200.0   # the board's
     assert not limits["ph_high"].shelvable and not limits["temperature_high"].shelvable

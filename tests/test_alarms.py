@@ -9,16 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from controller.alarms.board import (
-    FLOOD,
-    Alarm,
-    AlarmBoard,
-    AlarmConfig,
-    AlarmState,
-    ShelvingForbidden,
-    Transition,
-    default_alarms,
-)
+from controller.alarms.board import AlarmBoard, ShelvingForbidden
+from controller.alarms.state_machine import Alarm, AlarmState, Transition
+from controller.alarms.defaults import default_alarms
+from controller.alarms.spec import FLOOD, AlarmConfig
 from drivers.contract.reading import Quality, Reading
 
 S = AlarmState

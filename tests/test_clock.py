@@ -12,12 +12,12 @@ import time
 import pytest
 
 from controller import clock
+from controller.config import parse_speed
 from controller.clock import (
     Clock,
     ScaledTimeEventLoop,
     VirtualTimeEventLoop,
     loop_factory,
-    parse_speed,
 )
 
 DAY = 86400.0

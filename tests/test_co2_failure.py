@@ -30,7 +30,7 @@ import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, run_config
 from controller.cli.main import apply_overrides
-from controller.report.report import write_report
+from controller.report import write_report
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from controller.operator.protocol import (
 )
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify
-from controller.config.models import ScheduleConfig
+from controller.config import ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule
 from controller.alarms.setup import alarm_board
@@ -398,8 +398,9 @@ def test_parse_key() -> None:
 
 def test_bounds_from_config() -> None:
     config = load_default(**{"band = 0.1": "band = 0.1\nsetpoint_min = 35.0\nsetpoint_max = 39.0"})
-    board = alarm_board(config.reactor[0])
-    bounds = bounds_from_config(config.reactor[0], board, bolus_max_ml=10.0,
+    reactor = config.reactor[0]
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
+    bounds = bounds_from_config(reactor, board, bolus_max_ml=10.0,
                                 outside_alarms=["outbox_full"])
     assert bounds.reactor_id == "hsc-1" and bounds.bolus_max_ml == 10.0
     assert bounds.loops["temperature"] == LoopBounds(35.0, 39.0, 0.0, 100.0)

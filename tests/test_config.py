@@ -1,11 +1,11 @@
-"""controller.config.models: the default config loads, and every bad config fails naming key, value, rule."""
+"""controller.config: the default config loads, and every bad config fails naming key, value, rule."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from controller.config.models import (
+from controller.config import (
     DEFAULT_CONFIG,
     Config,
     ConfigError,
@@ -52,7 +52,7 @@ def test_default_config_loads() -> None:
     assert config.run.duration == 14 * DAY
     assert config.run.control_period_s == 1.0
     assert config.run.seed == 42
-    assert config.run.speed == "max"
+    assert config.run.speed is None  # "max": virtual time
     [reactor] = config.reactor
     assert reactor.id == "hsc-1"
     assert reactor.device == "sim://"
@@ -405,10 +405,10 @@ unshelvable_priorities = ["high", "critical"]
 
 def test_alarm_tables_replace_remove_and_add_defaults(default_text: str) -> None:
     from controller.alarms.setup import alarm_board
-    from controller.alarms.board import default_alarms
+    from controller.alarms.defaults import default_alarms
 
     reactor = parse_config(_with_alarms(default_text, ALARM_TABLES)).reactor[0]
-    board = alarm_board(reactor)
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     defaults = [a.name for a in default_alarms(reactor.loops)]
     assert list(board.alarms) == [n for n in defaults if n != "do_stale"] + ["volume_high"]
     ph_high = board["ph_high"].config
@@ -422,10 +422,10 @@ def test_alarm_tables_replace_remove_and_add_defaults(default_text: str) -> None
 
 def test_no_alarm_tables_means_the_defaults_and_the_default_policy(default_text: str) -> None:
     from controller.alarms.setup import alarm_board
-    from controller.alarms.board import default_alarms
+    from controller.alarms.defaults import default_alarms
 
     reactor = parse_config(default_text).reactor[0]
-    board = alarm_board(reactor)
+    board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     assert [a.config for a in board.alarms.values()] == default_alarms(reactor.loops)
     assert board.max_shelve_s == 8 * 3600 and board.unshelvable == {"critical"}
     assert (board.flood_threshold, board.flood_window_s) == (10, 600.0)

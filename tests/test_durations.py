@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-import controller.config.models
+import controller.config.run
+import drivers.contract.validation
 import sim_hardware.faults.specs
 from drivers.contract.durations import format_duration, parse_duration_s
 from drivers.contract.validation import Seconds
@@ -68,8 +69,9 @@ def test_the_controller_and_the_emulator_share_the_one_parser() -> None:
     # sim_hardware may not import controller; both import this one from drivers, so a time
     # means the same in a config and in a fault spec.
     # Both read times through the one `Seconds` field type, built on parse_duration_s.
-    assert controller.config.models.Seconds is Seconds
+    assert controller.config.run.Seconds is Seconds
     assert sim_hardware.faults.specs.Seconds is Seconds
+    assert drivers.contract.validation.parse_duration_s is parse_duration_s
     assert not hasattr(sim_hardware.faults.specs, "parse_seconds")
     spec = sim_hardware.faults.specs.parse_fault("sensor_drift@90min:channel=ph,duration=1.5h")
     assert (spec.at_s, spec.duration_s) == (5400.0, 5400.0)

@@ -1,4 +1,4 @@
-"""The chamber's default process alarms (controller/alarms/board.py `default_alarms`): the cell count
+"""The chamber's default process alarms (controller/alarms/defaults.py `default_alarms`): the cell count
 disagreeing with its reference, and the volume moving while perfusion is balanced."""
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from controller.alarms.board import AlarmBoard, default_alarms
+from controller.alarms.board import AlarmBoard
+from controller.alarms.defaults import default_alarms
 from drivers.contract.reading import Quality, Reading
 
 H = 3600.0

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config
-from controller.config.models import QualityConfig
+from controller.config import QualityConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.quality import NOISE_WINDOW_S, QualityJudge
 from drivers import Quality, Reading

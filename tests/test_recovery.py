@@ -10,8 +10,10 @@ import pytest
 
 from conftest import load_default, run_config
 from controller import clock
-from controller.alarms.board import AlarmBoard, AlarmConfig, AlarmState
-from controller.config.models import ConfigError, ScheduleConfig
+from controller.alarms.board import AlarmBoard
+from controller.alarms.spec import AlarmConfig
+from controller.alarms.state_machine import AlarmState
+from controller.config import ConfigError, ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.runtime.recovery import RunLock, check_continuable, load_recovery
 from controller.runtime.run import Run, RunOptions

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.report import report
+from controller import report
 from controller.runtime.historian import Historian, RunInfo
 from drivers.contract.reading import Quality, Reading
 

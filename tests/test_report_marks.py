@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.report import report
-from controller.alarms.board import AlarmState, Transition
+from controller import report
+from controller.report import plots
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.runtime.historian import Historian, RunInfo
 from drivers.contract.reading import Reading
 
@@ -98,9 +99,9 @@ def test_the_plots_mark_first_activations_and_every_trip(tmp_path: Path) -> None
         ("do_deviation", "alarm", True), ("ph_high", "alarm", True),
         ("co2_supply_lost", "interlock", True), ("co2_supply_lost", "alarm", True),
         ("co2_supply_lost", "interlock", False)]
-    fig, axes = report._new_figure(rows=2)
+    fig, axes = plots._new_figure(rows=2)
     axes[0].plot([0, 4], [7.3, 8.0])
-    assert report._draw_marks(axes, shown) == "upper right"
+    assert plots._draw_marks(axes, shown) == "upper right"
     for ax in axes:  # one line per mark through both axes
         assert len(ax.lines) - (1 if ax is axes[0] else 0) == len(shown)
     legend = axes[0].get_legend()
@@ -109,4 +110,4 @@ def test_the_plots_mark_first_activations_and_every_trip(tmp_path: Path) -> None
     assert labels[4] == "3 d 12:00:00  co2_supply_lost (interlock reset)"
     low, high = axes[0].get_ylim()
     assert high > 8.0 + 0.5 * (8.0 - 7.3)  # headroom above the data for the legend
-    assert report._draw_marks(axes, []) == "best"
+    assert plots._draw_marks(axes, []) == "best"

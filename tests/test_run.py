@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
 from controller.clock import Clock
-from controller.config.models import ConfigError
+from controller.config import ConfigError
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.run import open_reactor_driver
@@ -49,7 +49,7 @@ def _two_reactor_config():
     head, reactor = text.split("[[reactor]]", 1)
     second = ("[[reactor]]" + reactor).replace('id = "hsc-1"', 'id = "hsc-2"').replace(
         "microgravity = false", "microgravity = true")
-    from controller.config.models import parse_config
+    from controller.config import parse_config
 
     return parse_config(head + "[[reactor]]" + reactor + "\n" + second)
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from controller.config.models import ScheduleConfig
+from controller.config import ScheduleConfig
 from controller.control.schedule import PUMPS, FeedSchedule
 
 HOUR = 3600.0

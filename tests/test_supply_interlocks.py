@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
 from controller.cli.main import apply_overrides
-from controller.config.models import ConfigError, parse_config
+from controller.config import ConfigError, parse_config
 from controller.control.interlocks import (
     SATURATION_GRACE_S,
     InterlockSet,

@@ -7,11 +7,12 @@ Pure functions over config models; no I/O.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.alarms.board import AlarmBoard, default_alarms
-from controller.config.models import AlarmBoardConfig, AlarmConfig, AlarmRemoval, ReactorConfig
+from controller.alarms.board import AlarmBoard
+from controller.alarms.defaults import default_alarms
+from controller.alarms.spec import AlarmBoardConfig, AlarmConfig, AlarmRemoval
 
 
 def configured_alarms(defaults: Iterable[AlarmConfig],
@@ -43,10 +44,12 @@ def board_options(board: AlarmBoardConfig) -> dict[str, Any]:
             "unshelvable": tuple(board.unshelvable_priorities)}
 
 
-def alarm_board(reactor: ReactorConfig) -> AlarmBoard:
-    """The board a reactor runs: its default alarms, its configured ones, its board options."""
-    return AlarmBoard(configured_alarms(default_alarms(reactor.loops), reactor.alarm),
-                      **board_options(reactor.alarm_board))
+def alarm_board(loops: Mapping[str, Any], entries: Iterable[AlarmConfig | AlarmRemoval],
+                board: AlarmBoardConfig) -> AlarmBoard:
+    """The board a reactor runs: the default alarms of its `loops` (LoopConfigs by name), its
+    `[[reactor.alarm]]` `entries`, its `[reactor.alarm_board]` options. Takes the pieces rather
+    than the reactor's config so that alarms need not import the config (which imports alarms)."""
+    return AlarmBoard(configured_alarms(default_alarms(loops), entries), **board_options(board))
 
 
 __all__ = ["alarm_board", "board_options", "configured_alarms"]

@@ -15,15 +15,17 @@ import structlog
 from controller import clock
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
-from controller.config.models import (
+from controller.cli.console import ProgressLine, summary_table
+from controller.config import (
     DEFAULT_CONFIG,
     Config,
     ConfigError,
     MqttConfig,
     RunConfig,
+    format_speed,
     load_config,
+    parse_speed,
 )
-from controller.cli.console import ProgressLine, summary_table
 from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
 from drivers.contract.durations import format_duration, parse_duration_s
 
@@ -142,7 +144,10 @@ def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
         except ValueError as exc:
             raise ConfigError(f"--duration: {exc}") from None
     if speed is not None:
-        updates["speed"] = speed
+        try:
+            updates["speed"] = parse_speed(speed)
+        except ValueError as exc:
+            raise ConfigError(f"--speed: {exc}") from None
     if seed is not None:
         updates["seed"] = seed
     if not updates:
@@ -168,7 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if progress is not None:  # the id to restart with, should this process die
         print(f"run {options.run_id}: records in {args.db or default_db_path(options.run_id)}",
               file=sys.stderr)
-    summary = clock.run(Run(options).execute(), clock.parse_speed(config.run.speed))
+    summary = clock.run(Run(options).execute(), config.run.speed)
     if progress is not None:
         progress.finish()
     print(summary_table(summary))
@@ -179,7 +184,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from controller.report.report import write_report
+    from controller.report import write_report
 
     index = write_report(args.db, args.out)
     print(f"report: {index}")
@@ -187,8 +192,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from controller.mqtt.link import MqttSettings
     from controller.cli.watch import watch
+    from controller.mqtt.link import MqttSettings
 
     try:
         settings = MqttSettings.from_url(args.mqtt, ca_file=args.ca_file)
@@ -206,8 +211,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         open_reactor_driver(config, index, now=lambda: 0.0)
     run = config.run
     print(f"{args.config}: OK")
-    print(f"  duration {format_duration(run.duration)}, control period {run.control_period_s:g} s, "
-          f"seed {run.seed}, speed {run.speed}")
+    print(f"  duration {format_duration(run.duration)}, control period "
+          f"{run.control_period_s:g} s, seed {run.seed}, speed {format_speed(run.speed)}")
     for reactor in config.reactor:
         loops = ", ".join(f"{n} ({lc.pv} -> {lc.mv}, SP {lc.setpoint:g})"
                           for n, lc in reactor.loops.items())

@@ -1,0 +1,30 @@
+"""The run configuration: TOML validated by pydantic, with errors that name key, value and rule.
+
+One module per part of the file: `run` ([run] and the speed parser), `loops`, `schedule`,
+`safety` (quality, interlocks, safe state), `reactor` ([[reactor]]), `remote` ([mqtt],
+[[operator]]), `loading` (the root table, load and parse). The alarm tables' models are the
+alarms' own (controller/alarms/spec.py). Import from here: `from controller.config import ...`.
+"""
+from controller.config.loading import (
+    DEFAULT_CONFIG,
+    Config,
+    ConfigError,
+    load_config,
+    parse_config,
+)
+from controller.config.loops import LoopConfig
+from controller.config.reactor import ReactorConfig
+from controller.config.remote import MqttConfig, OperatorConfig
+from controller.config.run import RunConfig, format_speed, parse_speed
+from controller.config.safety import (
+    InterlocksConfig,
+    QualityConfig,
+    SupplyLostConfig,
+    default_safe_state,
+)
+from controller.config.schedule import Bolus, PerfusionPoint, ScheduleConfig
+
+__all__ = ["DEFAULT_CONFIG", "Bolus", "Config", "ConfigError", "InterlocksConfig", "LoopConfig",
+           "MqttConfig", "OperatorConfig", "PerfusionPoint", "QualityConfig", "ReactorConfig",
+           "RunConfig", "ScheduleConfig", "SupplyLostConfig", "default_safe_state",
+           "format_speed", "load_config", "parse_config", "parse_speed"]

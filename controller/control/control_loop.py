@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from controller.config.models import ConfigError, LoopConfig, default_safe_state
+from controller.config import ConfigError, LoopConfig, default_safe_state
 from controller.control.pid import Pid, PidTuning
 from drivers.contract.reading import Quality, Reading
 

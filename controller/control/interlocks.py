@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from controller.config.models import ReactorConfig
+from controller.config import ReactorConfig
 from drivers.contract.reading import Quality, Reading
 
 

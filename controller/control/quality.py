@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 
-from controller.config.models import QualityConfig
+from controller.config import QualityConfig
 from drivers.contract.datasheet import INPUTS, Kind
 from drivers.contract.reading import Quality, Reading
 

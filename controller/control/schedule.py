@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from controller.config.models import ScheduleConfig
+from controller.config import ScheduleConfig
 from drivers.contract.datasheet import channel
 
 PUMPS = ("feed_ml_per_h", "harvest_ml_per_h", "base_ml_per_h")

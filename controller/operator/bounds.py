@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controller.alarms.board import AlarmBoard
-from controller.config.models import ReactorConfig
+from controller.config import ReactorConfig
 
 @dataclass(frozen=True)
 class LoopBounds:

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import structlog
 
-from controller.alarms.board import AlarmBoard, AlarmState, Transition
+from controller.alarms.board import AlarmBoard
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.clock import Clock
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule

@@ -9,7 +9,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from controller.alarms.board import FLOOD, AlarmState, Transition
+from controller.alarms.spec import FLOOD
+from controller.alarms.state_machine import AlarmState, Transition
 from controller.control.control_loop import ControlLoop
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.audit import AuditRecord

@@ -14,7 +14,7 @@ import structlog
 
 from controller.alarms.setup import alarm_board
 from controller.clock import Clock
-from controller.config.models import ReactorConfig
+from controller.config import ReactorConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet, Trip, default_interlocks, supply_interlocks
 from controller.control.quality import QualityJudge
@@ -69,7 +69,7 @@ class Reactor:
         self.interlocks = InterlockSet(default_interlocks(), config.safe_state,
                                        supply_interlocks(config),
                                        lambda pv: loops_by_pv[pv].setpoint)
-        self.alarms = alarm_board(config)  # defaults + [[reactor.alarm]], [reactor.alarm_board]
+        self.alarms = alarm_board(config.loops, config.alarm, config.alarm_board)
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
         self.link = DeviceLink(driver, clock, self.journal, self.counters,

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.config.models import ConfigError, ReactorConfig
+from controller.config import ConfigError, ReactorConfig
 
 LOCK_WAIT_S = 15.0
 """How long a restart waits for a killed controller's writer to commit its last records."""

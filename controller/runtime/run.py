@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import structlog
 
-from controller.clock import Clock, parse_speed
-from controller.config.models import Config, ConfigError
+from controller.clock import Clock
+from controller.config import Config, ConfigError
 from controller.runtime.historian import Historian, RunInfo
 from controller.mqtt.link import MqttSettings
 from controller.operator.replay import ReplayGuard
@@ -58,7 +58,7 @@ def open_reactor_driver(
     virtual time would see every timeout fire at once.
     """
     reactor = config.reactor[index]
-    speed = parse_speed(config.run.speed)
+    speed = config.run.speed
     if speed is None and config.mqtt is not None:
         raise ConfigError("mqtt: publishing to a broker needs real or scaled time (run.speed or "
                           "--speed a number, e.g. 1 or 100), not 'max'")
@@ -122,11 +122,10 @@ class Run:
         run_cfg = self.config.run
         start_s = 0.0
         if recovery is not None:
-            speed = parse_speed(run_cfg.speed)
             check_continuable(recovery, self.config.reactor,
                               [device_in_process(self.config, i)
                                for i in range(len(self.config.reactor))])
-            start_s = recovery.start_s(Clock.wall_time(), speed or 1.0)
+            start_s = recovery.start_s(Clock.wall_time(), run_cfg.speed or 1.0)
             log.warning("continuing run", run_id=self.options.run_id, t_s=start_s,
                         previous_stop=recovery.previous_stop or "killed",
                         policy=run_cfg.restart_policy)
@@ -187,7 +186,7 @@ class Run:
         presence = ReactorPresence(
             reactor.id, settings, outbox.with_name(f"{outbox.stem}-{reactor.id}{outbox.suffix}"),
             clock, run_id=self.options.run_id,
-            time_scale=parse_speed(self.config.run.speed) or 1.0,
+            time_scale=self.config.run.speed or 1.0,
             on_command=reactor.commands.receive,
         )
         reactor.attach_presence(presence, {op.name: op.key() for op in self.config.operator},

@@ -1,0 +1,89 @@
+"""The whole config file: its root table, and reading and validating it with errors that name
+key, value and rule."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from controller.alarms.spec import ALARM_ENTRY_MODELS
+from controller.config.reactor import ReactorConfig
+from controller.config.remote import MqttConfig, OperatorConfig
+from controller.config.run import RunConfig
+from drivers.contract import validation
+from drivers.contract.validation import StrictModel
+
+DEFAULT_CONFIG = Path("configs/hsc_expansion.toml")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message lists every problem, one per line."""
+
+
+class Config(StrictModel):
+    run: RunConfig = Field(default_factory=RunConfig)
+    reactor: list[ReactorConfig] = Field(min_length=1)
+    mqtt: MqttConfig | None = None
+    operator: list[OperatorConfig] = Field(default_factory=list)
+    fault: list[dict[str, Any] | str] = Field(
+        default_factory=list,
+        description="faults to inject into an emulated chamber (docs/faults.md); each table may "
+                    "name its `reactor` (default: the first); the emulator validates the rest")
+
+    def faults_for(self, index: int) -> list[Any]:
+        """The `[[fault]]` entries aimed at reactor `index`, without their `reactor` key."""
+        reactor_id = self.reactor[index].id
+        chosen = []
+        for entry in self.fault:
+            if isinstance(entry, str):  # NAME@TIME[:k=v,...] from the command line
+                target = self.reactor[0].id
+            else:
+                target = entry.get("reactor", self.reactor[0].id)
+                entry = {k: v for k, v in entry.items() if k != "reactor"}
+            if target == reactor_id:
+                chosen.append(entry)
+        return chosen
+
+    @model_validator(mode="after")
+    def _faults_name_known_reactors(self) -> Config:
+        ids = {r.id for r in self.reactor}
+        for i, table in enumerate(self.fault):
+            target = table.get("reactor") if isinstance(table, dict) else None
+            if target is not None and target not in ids:
+                raise ValueError(f"fault[{i}].reactor {target!r} is not a reactor id "
+                                 f"(known: {sorted(ids)})")
+        return self
+
+    @field_validator("reactor")
+    @classmethod
+    def _unique_ids(cls, reactors: list[ReactorConfig]) -> list[ReactorConfig]:
+        ids = [r.id for r in reactors]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"reactor ids must be unique; repeated: {duplicates}")
+        return reactors
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML config; ConfigError lists every problem with its key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        # Worded as the device's options' errors are: one formatter on both sides.
+        raise ConfigError(validation.format_validation_error(
+            exc, source, Config, ALARM_ENTRY_MODELS)) from None

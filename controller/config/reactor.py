@@ -1,0 +1,106 @@
+"""`[[reactor]]`: one reactor's device, loops, schedule, safety tables and alarms, checked
+against each other (one loop per output, alarms that fit the loops).
+
+A reactor's `chamber` table belongs to its device backend and passes through untouched: the
+controller does not know an emulator's parameters, the backend validates them itself.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from controller.alarms.defaults import default_alarms
+from controller.alarms.spec import AlarmBoardConfig, AlarmConfig, AlarmEntry, AlarmRemoval
+from controller.config.loops import LoopConfig
+from controller.config.safety import (
+    InterlocksConfig,
+    QualityConfig,
+    default_safe_state,
+)
+from controller.config.schedule import ScheduleConfig
+from drivers.contract.datasheet import PUMPS, Direction, Kind, channel
+from drivers.contract.validation import StrictModel, check_channel
+
+
+class ReactorConfig(StrictModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    device: str = "sim://"
+    chamber: dict[str, Any] = Field(default_factory=dict)
+    loops: dict[str, LoopConfig] = Field(default_factory=dict)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    safe_state: dict[str, float] = Field(default_factory=default_safe_state)
+    quality: dict[str, QualityConfig] = Field(default_factory=dict)
+    interlocks: InterlocksConfig = Field(default_factory=lambda: InterlocksConfig())
+    alarm: list[AlarmEntry] = Field(
+        default_factory=list, description="`[[reactor.alarm]]`: alarms on top of the defaults; "
+        "one named like a default replaces it, `enabled = false` removes that default")
+    alarm_board: AlarmBoardConfig = Field(default_factory=AlarmBoardConfig)
+
+    @field_validator("alarm")
+    @classmethod
+    def _alarms_fit_the_reactor(cls, entries: list[AlarmConfig | AlarmRemoval],
+                                info: ValidationInfo) -> list[AlarmConfig | AlarmRemoval]:
+        """Errors start `[i].key = value:` so the message points at the table (see
+        format_validation_error). Needs the loops (declared above): a deviation alarm compares
+        with a loop's setpoint, and the default alarms to remove come from the loops."""
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            if entry.name in seen:
+                raise ValueError(f"[{i}].name = {entry.name!r}: already used by alarm"
+                                 f"[{seen[entry.name]}]; one table per alarm name")
+            seen[entry.name] = i
+        loops = info.data.get("loops")
+        if loops is None:  # the loops have their own errors
+            return entries
+        pvs = sorted({loop.pv for loop in loops.values()})
+        for i, entry in enumerate(entries):
+            if isinstance(entry, AlarmConfig) and entry.kind == "deviation" \
+                    and entry.channel not in pvs:
+                raise ValueError(f"[{i}].channel = {entry.channel!r}: a deviation alarm "
+                                 "compares with a loop's setpoint, and no loop here measures "
+                                 f"it (allowed: a loop's pv: {', '.join(pvs) or 'no loops'})")
+        removals = [(i, e) for i, e in enumerate(entries) if isinstance(e, AlarmRemoval)]
+        if removals:
+            try:
+                defaults = [a.name for a in default_alarms(loops)]
+            except ValueError:  # a setpoint outside the default limits: the run start says so
+                return entries
+            for i, removal in removals:
+                if removal.name not in defaults:
+                    raise ValueError(f"[{i}].name = {removal.name!r}: enabled = false removes a "
+                                     "default alarm, and there is none by that name (allowed: "
+                                     f"{', '.join(defaults)})")
+        return entries
+
+    @field_validator("quality")
+    @classmethod
+    def _quality_on_inputs(cls, tables: dict[str, QualityConfig]) -> dict[str, QualityConfig]:
+        for name, table in tables.items():
+            check_channel(name, Direction.INPUT)
+            if table.noise_sd_max is not None and channel(name).kind is Kind.SAMPLED:
+                raise ValueError(f"{name}.noise_sd_max: {name} is an at-line result, sampled "
+                                 "hours apart; the noise check is for continuous probes")
+        return tables
+
+    @field_validator("safe_state")
+    @classmethod
+    def _safe_state_complete(cls, state: dict[str, float]) -> dict[str, float]:
+        merged = {**default_safe_state(), **state}
+        for name, value in merged.items():
+            ch = channel(check_channel(name, Direction.OUTPUT))
+            if not ch.contains(value):
+                raise ValueError(f"{name} {value} outside [{ch.minimum}, {ch.maximum}] {ch.unit}")
+        return merged
+
+    @model_validator(mode="after")
+    def _one_loop_per_output(self) -> ReactorConfig:
+        owners: dict[str, str] = {}
+        for name, loop in self.loops.items():
+            if loop.mv in owners:
+                raise ValueError(f"loops {owners[loop.mv]!r} and {name!r} both drive {loop.mv}")
+            owners[loop.mv] = name
+        scheduled = set(PUMPS) & owners.keys()
+        if scheduled and (self.schedule.perfusion or self.schedule.bolus):
+            raise ValueError(f"{sorted(scheduled)} driven by both a loop and the schedule")
+        return self
