@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,25 +68,8 @@ class BoardTarget:
     board: AlarmBoard
     journal: list[Transition] = field(default_factory=list)
 
-    def _act(self, name: str, why: str, transitions_of: Any) -> tuple[str, str]:
-        before = self.board[name].state
-        self.journal += [replace(t, reason=f"{t.reason}; {why}") for t in transitions_of()]
-        return before.value, self.board[name].state.value
-
-    def shelve_alarm(self, name: str, operator: str, t_s: float, until_s: float,
-                     why: str) -> tuple[str, str]:
-        return self._act(name, why, lambda: self.board.shelve(name, until_s, t_s, operator))
-
-    def unshelve_alarm(self, name: str, operator: str, t_s: float, why: str) -> tuple[str, str]:
-        return self._act(name, why, lambda: self.board.unshelve(name, t_s, operator))
-
-    def remove_alarm_from_service(self, name: str, operator: str, t_s: float,
-                                  why: str) -> tuple[str, str]:
-        return self._act(name, why, lambda: self.board.remove_from_service(name, t_s, operator))
-
-    def return_alarm_to_service(self, name: str, operator: str, t_s: float,
-                                why: str) -> tuple[str, str]:
-        return self._act(name, why, lambda: self.board.return_to_service(name, t_s, operator))
+    def record_alarm_transitions(self, transitions: list[Transition]) -> None:
+        self.journal += transitions
 
 
 def evaluate(board: AlarmBoard, t_s: float) -> list[Transition]:

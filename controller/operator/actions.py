@@ -5,9 +5,11 @@ verified command and applies it at the start of the next tick.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
-from controller.alarms.board import ShelvingForbidden
+from controller.alarms.board import AlarmBoard, ShelvingForbidden
+from controller.alarms.state_machine import Transition
 from controller.operator.bounds import BOARD_ACTIONS
 from controller.operator.protocol import (
     FORBIDDEN,
@@ -51,18 +53,16 @@ class ScheduleTarget(Protocol):
 
 
 class CommandTarget(Protocol):
-    """What `apply()` needs from a reactor; Reactor implements it.
+    """What `apply()` needs from a reactor; the runtime's CommandDesk implements it.
 
     - `loop(name)`: the named loop; raises KeyError if there is none.
     - `schedule`: the feed schedule; `paused` stops every pump the schedule drives.
     - `add_bolus(volume_ml, channel, at_s)`: a one-off bolus due at clock time `at_s`.
-    - `ack_alarm(name, operator, t_s)`: acknowledge an alarm; True if it was waiting for one.
-    - `shelve_alarm(name, operator, t_s, until_s, why)`, `unshelve_alarm(name, operator, t_s,
-      why)`, `remove_alarm_from_service(...)`, `return_alarm_to_service(...)`: the board's
-      operator actions; each returns the alarm's (old, new) state value and raises KeyError
-      for an alarm not on the board, `alarms.ShelvingForbidden` for a shelf the board's policy
-      refuses, ValueError for an action the alarm's state does not allow. `why` is the
-      command's reason, for the alarm journal.
+    - `ack_alarm(name, operator, t_s)`: acknowledge an alarm (the board's or one raised
+      outside it); True if it was waiting for one.
+    - `board`: the reactor's alarm board, for the shelve and service actions.
+    - `record_alarm_transitions(transitions)`: put what an action did to the board on record
+      (and on MQTT) like any other transition.
     """
 
     def loop(self, name: str) -> LoopTarget: ...
@@ -70,14 +70,9 @@ class CommandTarget(Protocol):
     def schedule(self) -> ScheduleTarget: ...
     def add_bolus(self, volume_ml: float, channel: str, at_s: float) -> None: ...
     def ack_alarm(self, name: str, operator: str, t_s: float) -> bool: ...
-    def shelve_alarm(self, name: str, operator: str, t_s: float, until_s: float,
-                     why: str) -> tuple[str, str]: ...
-    def unshelve_alarm(self, name: str, operator: str, t_s: float,
-                       why: str) -> tuple[str, str]: ...
-    def remove_alarm_from_service(self, name: str, operator: str, t_s: float,
-                                  why: str) -> tuple[str, str]: ...
-    def return_alarm_to_service(self, name: str, operator: str, t_s: float,
-                                why: str) -> tuple[str, str]: ...
+    @property
+    def board(self) -> AlarmBoard: ...
+    def record_alarm_transitions(self, transitions: list[Transition]) -> None: ...
 
 
 def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
@@ -133,19 +128,22 @@ def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
 
 def _apply_board_action(command: Command, target: CommandTarget, now_s: float) -> Change:
     """Shelve, unshelve, remove from or return to service: the alarm's state before and after
-    (and a shelf's expiry on the run clock, `shelved_until_s`)."""
+    (and a shelf's expiry on the run clock, `shelved_until_s`). The transitions go on record
+    carrying who and why, so the alarm journal explains itself without the audit trail."""
     name, who, why = command.params["alarm"], command.operator, command.reason
-    until_s = None
+    board = target.board
+    until_s = now_s + command.params["duration_s"] if command.action == "shelve_alarm" else None
     try:
+        alarm = board[name]
+        before = alarm.state
         if command.action == "shelve_alarm":
-            until_s = now_s + command.params["duration_s"]
-            old, new = target.shelve_alarm(name, who, now_s, until_s, why)
+            transitions = board.shelve(name, until_s, now_s, who)
         elif command.action == "unshelve_alarm":
-            old, new = target.unshelve_alarm(name, who, now_s, why)
+            transitions = board.unshelve(name, now_s, who)
         elif command.action == "remove_alarm_from_service":
-            old, new = target.remove_alarm_from_service(name, who, now_s, why)
+            transitions = board.remove_from_service(name, now_s, who)
         else:
-            old, new = target.return_alarm_to_service(name, who, now_s, why)
+            transitions = board.return_to_service(name, now_s, who)
     except KeyError:
         raise CommandRefused(UNKNOWN_TARGET, f"no alarm {name!r} on the alarm board",
                              claimed_of(command)) from None
@@ -153,7 +151,9 @@ def _apply_board_action(command: Command, target: CommandTarget, now_s: float) -
         raise CommandRefused(FORBIDDEN, str(exc), claimed_of(command)) from None
     except ValueError as exc:  # the alarm's state does not allow it (now, at the tick)
         raise CommandRefused(WRONG_STATE, str(exc), claimed_of(command)) from None
-    after: dict[str, Any] = {"alarm": name, "state": new}
+    target.record_alarm_transitions([replace(tr, reason=f"{tr.reason}; {who}: {why}")
+                                     for tr in transitions])
+    after: dict[str, Any] = {"alarm": name, "state": alarm.state.value}
     if until_s is not None:
         after["shelved_until_s"] = until_s
-    return Change({"alarm": name, "state": old}, after)
+    return Change({"alarm": name, "state": before.value}, after)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 
 import structlog
 
@@ -106,34 +105,9 @@ class CommandDesk:
         self._journal.alarm_transitions(alarm.acknowledge(t_s, operator))
         return True
 
-    def shelve_alarm(self, name: str, operator: str, t_s: float, until_s: float,
-                     why: str) -> tuple[str, str]:
-        return self._board_action(name, operator, why,
-                                  lambda: self._board.shelve(name, until_s, t_s, operator))
+    @property
+    def board(self) -> AlarmBoard:
+        return self._board
 
-    def unshelve_alarm(self, name: str, operator: str, t_s: float, why: str) -> tuple[str, str]:
-        return self._board_action(name, operator, why,
-                                  lambda: self._board.unshelve(name, t_s, operator))
-
-    def remove_alarm_from_service(self, name: str, operator: str, t_s: float,
-                                  why: str) -> tuple[str, str]:
-        return self._board_action(name, operator, why,
-                                  lambda: self._board.remove_from_service(name, t_s, operator))
-
-    def return_alarm_to_service(self, name: str, operator: str, t_s: float,
-                                why: str) -> tuple[str, str]:
-        return self._board_action(name, operator, why,
-                                  lambda: self._board.return_to_service(name, t_s, operator))
-
-    def _board_action(self, name: str, operator: str, why: str,
-                      act: Callable[[], list[Transition]]) -> tuple[str, str]:
-        """One operator action on the board, its transitions on record (`alarm_state` events)
-        and on MQTT like any other, carrying who and why so the alarm journal explains itself
-        without the audit trail. Returns the alarm's (old, new) state; KeyError, ValueError
-        (ShelvingForbidden included) leave the board untouched and reach `actions.apply`."""
-        alarm = self._board[name]
-        before = alarm.state
-        transitions = act()
-        self._journal.alarm_transitions([replace(tr, reason=f"{tr.reason}; {operator}: {why}")
-                                         for tr in transitions])
-        return before.value, alarm.state.value
+    def record_alarm_transitions(self, transitions: list[Transition]) -> None:
+        self._journal.alarm_transitions(transitions)
