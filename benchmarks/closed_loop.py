@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from controller import clock
-from controller.clock import Clock
 from controller.cli.main import apply_overrides
+from controller.clock import Clock
 from controller.config import load_config
 from controller.runtime.run import Run, RunOptions
 
@@ -50,7 +50,8 @@ def bench_closed_loop(config_path: Path, duration: str) -> dict[str, Any]:
         "us_per_tick": round(us_per_tick, 2),
         "floor_us_per_tick": round(floor_us, 2),
         "ratio_to_floor": round(us_per_tick / floor_us, 2),
-        "within_band": {k: round(v["within_band_fraction"], 4) for k, v in summary["loops"].items()},
+        "within_band": {k: round(v["within_band_fraction"], 4)
+                        for k, v in summary["loops"].items()},
         "fold_expansion": summary["fold_expansion"],
     }
 

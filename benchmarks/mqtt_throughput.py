@@ -11,6 +11,7 @@ same process and event loop, so the numbers are a lower bound for the publisher 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -22,13 +23,13 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from mosquitto import Broker  # noqa: E402
+from mosquitto import Broker
 
-from controller.mqtt.link import MqttSettings  # noqa: E402
-from controller.mqtt.outbox import Outbox  # noqa: E402
-from controller.mqtt.publisher import MqttPublisher  # noqa: E402
-from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload  # noqa: E402
-from drivers.wire.backoff import Backoff  # noqa: E402
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.outbox import Outbox
+from controller.mqtt.publisher import MqttPublisher
+from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload
+from drivers.wire.backoff import Backoff
 
 T = Topics("bench")
 CHANNELS = ["temperature_c", "do_pct_air", "ph", "viable_cells_per_ml", "glucose_mm",
@@ -80,10 +81,8 @@ async def _run(broker: Broker, db: Path, n: int, rate_hz: float | None) -> dict:
                 outbox.commit()
                 await asyncio.sleep(0)
         outbox.commit()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), 120)
-        except TimeoutError:
-            pass
         t1 = max(got.values()) if got else time.perf_counter()
         task.cancel()
         rx.cancel()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import DEFAULT_CONFIG, bench_closed_loop  # noqa: E402
-from hil_modbus import bench_jitter, bench_round_trip  # noqa: E402
-from mqtt_throughput import bench_mqtt  # noqa: E402
-from tick_parts import bench_tick_parts  # noqa: E402
+from closed_loop import DEFAULT_CONFIG, bench_closed_loop
+from hil_modbus import bench_jitter, bench_round_trip
+from mqtt_throughput import bench_mqtt
+from tick_parts import bench_tick_parts
 
-from controller.cli.main import configure_logging  # noqa: E402
+from controller.cli.main import configure_logging
 
 
 def main() -> None:

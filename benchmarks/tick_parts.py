@@ -56,9 +56,9 @@ async def _measure(n: int, db: Path) -> dict[str, float]:
 
 
 def bench_tick_parts(n: int = 200_000) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-            return runner.run(_measure(n, Path(tmp) / "parts.sqlite"))
+    with (tempfile.TemporaryDirectory() as tmp,
+          asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner):
+        return runner.run(_measure(n, Path(tmp) / "parts.sqlite"))
 
 
 if __name__ == "__main__":

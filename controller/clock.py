@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 
 class _TimeBendingSelector(selectors.BaseSelector):
-    """Wraps the loop's selector: a wait of `timeout` loop-seconds becomes a jump or a scaled wait."""
+    """Wraps the loop's selector: a wait of `timeout` loop-seconds becomes a jump or a scaled
+    wait."""
 
     def __init__(self, inner: selectors.BaseSelector, wait: Callable[[float], list[Any]]) -> None:
         self._inner = inner

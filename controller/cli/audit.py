@@ -18,7 +18,7 @@ EXIT_UNVERIFIABLE = 2
 
 
 def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add `audit` to the `bioreactor` subparsers; the lead wires this into controller/cli/main.py."""
+    """Add `audit` to the `bioreactor` subparsers (controller/cli/main.py)."""
     parser = sub.add_parser("audit", help="check a run's audit trail",
                             description="Commands on the audit trail of a run's historian file.")
     actions = parser.add_subparsers(dest="audit_command", required=True)

@@ -23,9 +23,9 @@ from typing import Any
 
 import aiomqtt
 
-from controller.operator.protocol import ACTIONS, NAME, NUMBER, parse_key, sign
 from controller.mqtt.link import ACCEPTED_FORM, MqttSettings
 from controller.mqtt.topics import Topics
+from controller.operator.protocol import ACTIONS, NAME, NUMBER, parse_key, sign
 from drivers.contract.durations import parse_duration_s
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -33,7 +33,7 @@ DEFAULT_TIMEOUT_S = 15.0
 
 
 def add_cmd_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add `cmd` to the `bioreactor` subparsers; the lead wires this into controller/cli/main.py."""
+    """Add `cmd` to the `bioreactor` subparsers (controller/cli/main.py)."""
     actions = "; ".join(f"{name} {' '.join(f'{p}=...' for p in spec)}".strip()
                         for name, spec in ACTIONS.items())
     cmd = sub.add_parser(

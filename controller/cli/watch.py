@@ -103,7 +103,8 @@ def render(state: WatchState) -> str:
                          f"mode={modes.get(loop, '?')}")
         outputs = tel.get("outputs", {})
         if outputs:
-            lines.append("  outputs: " + "  ".join(f"{k}={_fmt(outputs[k])}" for k in sorted(outputs)))
+            lines.append("  outputs: " + "  ".join(f"{k}={_fmt(outputs[k])}"
+                                                   for k in sorted(outputs)))
         for alarm in v.alarms:
             state_txt = "ACTIVE" if alarm.get("active") else "cleared"
             lines.append(f"  alarm {alarm.get('severity', '?')} {alarm.get('name', '?')} "
@@ -138,7 +139,8 @@ async def watch(settings: MqttSettings, reactor: str | None, out: TextIO = sys.s
                     await client.subscribe(subscription(reactor), qos=1)
                     async for message in client.messages:
                         payload = message.payload
-                        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                        raw = (payload if isinstance(payload, bytes)
+                               else str(payload or "").encode())
                         if not state.update(str(message.topic), raw) or pending is not None:
                             continue
                         wait = last_draw + min_interval_s - loop.time()

@@ -20,7 +20,6 @@ from controller.config import QualityConfig
 from drivers.contract.datasheet import INPUTS, Kind
 from drivers.contract.reading import Quality, Reading
 
-
 DEFAULT_LIMITS: dict[str, QualityConfig] = {
     # A Pt100 in a chamber of ~10 min time constant cannot move 0.5 C in a second.
     "temperature_c": QualityConfig(frozen_after_s=900.0, max_rate_per_s=0.5),

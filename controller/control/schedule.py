@@ -46,7 +46,8 @@ class FeedSchedule:
         self.base_rates: dict[str, float] = dict.fromkeys(PUMPS, 0.0)
         self.boluses = [
             BolusState(f"s{k}", b.at, b.channel, b.volume_ml,
-                       b.rate_ml_per_h if b.rate_ml_per_h is not None else channel(b.channel).maximum)
+                       b.rate_ml_per_h if b.rate_ml_per_h is not None
+                       else channel(b.channel).maximum)
             for k, b in enumerate(sorted(config.bolus, key=lambda b: b.at))
         ]
         self.ordered_boluses: list[BolusState] = []
@@ -157,7 +158,7 @@ class FeedSchedule:
         if not 0 <= started <= len(self.boluses) or len(state["delivered_ml"]) != started:
             raise ValueError(f"checkpointed feed ledger has {started} started boluses; this "
                              f"schedule has {len(self.boluses)}")
-        for bolus, delivered_ml in zip(self.boluses, state["delivered_ml"]):
+        for bolus, delivered_ml in zip(self.boluses, state["delivered_ml"], strict=False):
             bolus.delivered_ml = float(delivered_ml)
         self._next_bolus = started
         self.ordered_boluses = [BolusState(**b) for b in state["ordered"]]

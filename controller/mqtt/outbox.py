@@ -13,6 +13,7 @@ again (at-least-once); consumers deduplicate by the payload's own `seq`.
 """
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,8 +69,8 @@ class Outbox:
         if max_page_count is not None:
             self._db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
         row = self._db.execute(
-            "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0)"
-            " FROM outbox"
+            "SELECT COALESCE(MAX(seq), 0), COUNT(*),"
+            " COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox"
         ).fetchone()
         self._next_seq: int = row[0] + 1
         self._stored_count: int = row[1]
@@ -140,10 +141,12 @@ class Outbox:
         if limit <= 0:
             return []
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq"
+            " LIMIT ?",
             (after, limit + len(self._acked)),
         ).fetchall()
-        out = [OutboxMessage(s, t, bytes(p), q, bool(r)) for s, t, p, q, r in rows if s not in self._acked]
+        out = [OutboxMessage(s, t, bytes(p), q, bool(r))
+               for s, t, p, q, r in rows if s not in self._acked]
         return out[:limit]
 
     def ack(self, seq: int) -> None:
@@ -181,10 +184,8 @@ class Outbox:
         self._stored_bytes -= sum(self._acked.values())
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.OperationalError):
             self._db.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            pass
         # Recount: a rolled-back delete did not happen.
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox"

@@ -26,8 +26,8 @@ from controller.mqtt.topics import (
     status_payload,
     telemetry_payload,
 )
-from drivers.wire.backoff import Backoff
 from drivers.contract.reading import Reading
+from drivers.wire.backoff import Backoff
 
 COMMIT_EVERY_WALL_S = 0.05
 

@@ -22,7 +22,6 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import aiomqtt
 import structlog
@@ -32,7 +31,7 @@ from controller.mqtt.outbox import Outbox
 from drivers.wire.backoff import Backoff
 
 Birth = Sequence[tuple[str, bytes, bool]]
-BirthSource = Union[Birth, Callable[[], Birth]]
+BirthSource = Birth | Callable[[], Birth]
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +121,8 @@ class MqttPublisher:
                         self.stats.connected = True
                         self.backoff.reset()
                         log.info("mqtt.connected", broker=self.settings.url,
-                                 outage_s=None if outage_since is None else round(loop.time() - outage_since, 3),
+                                 outage_s=None if outage_since is None
+                                 else round(loop.time() - outage_since, 3),
                                  depth=self.outbox.depth, reconnects=self.stats.reconnects)
                         outage_since = None
                         await self._session(client)
@@ -134,7 +134,8 @@ class MqttPublisher:
                     if outage_since is None:
                         outage_since = loop.time()
                     delay = self.backoff.next_delay_s()
-                    log.warning("mqtt.outage", broker=self.settings.url, error=self.stats.last_error,
+                    log.warning("mqtt.outage", broker=self.settings.url,
+                                error=self.stats.last_error,
                                 attempt=self.backoff.attempts, retry_in_s=delay,
                                 depth=self.outbox.depth)
                     with contextlib.suppress(TimeoutError):
@@ -187,7 +188,7 @@ class MqttPublisher:
                 payload = b"" if payload is None else str(payload).encode()
             try:
                 self.on_message(str(message.topic), bytes(payload))
-            except Exception:  # noqa: BLE001 - a handler bug must not stop telemetry
+            except Exception:
                 log.exception("mqtt.on_message_failed", topic=str(message.topic))
 
     async def _drain(self, client: aiomqtt.Client, receiver: asyncio.Task[None]) -> None:

@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 ROOT = "bioreactor"
@@ -87,7 +87,8 @@ class Topics:
 def check_name(what: str, name: str) -> None:
     """Reject names that would break the topic tree (separators and wildcards)."""
     if not name or any(c in name for c in "/+#\0") or name.startswith("$"):
-        raise ValueError(f"{what} {name!r} must be non-empty without '/', '+', '#', NUL or a leading '$'")
+        raise ValueError(f"{what} {name!r} must be non-empty without '/', '+', '#', NUL or a "
+                         "leading '$'")
 
 
 def subscription(reactor_id: str | None = None) -> str:
@@ -105,7 +106,7 @@ def parse_topic(topic: str) -> tuple[str, str] | None:
 
 def iso_utc(epoch_s: float) -> str:
     """Epoch seconds to ISO-8601 UTC with milliseconds, e.g. 2025-03-01T12:00:00.250Z."""
-    dt = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch_s, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

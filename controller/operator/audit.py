@@ -25,7 +25,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, astuple, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ _REAL_COLUMNS = frozenset({"t_s", "cmd_ts"})
 
 def wall_iso(wall_s: float) -> str:
     """Epoch seconds as ISO-8601 UTC with milliseconds, e.g. 2026-01-01T00:00:00.250Z."""
-    dt = datetime.fromtimestamp(wall_s, tz=timezone.utc)
+    dt = datetime.fromtimestamp(wall_s, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

@@ -1,5 +1,5 @@
 """What an operator may ask of one reactor: setpoint and output ranges, bolus size, and the
-alarm board's shelving policy, checked before a command is queued (controller/operator/verify.py)."""
+alarm board's shelving policy, checked before a command is queued (operator/verify.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from controller.alarms.board import AlarmBoard
 from controller.config import ReactorConfig
+
 
 @dataclass(frozen=True)
 class LoopBounds:

@@ -37,7 +37,6 @@ an alarm that is not shelved, shelving one that is out of service, ...), because
 knows the loop's mode and the alarm's state at the moment of application.
 """
 from __future__ import annotations
-from __future__ import annotations
 
 import hmac
 import json

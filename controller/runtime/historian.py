@@ -18,13 +18,13 @@ Schema (documented in docs/architecture.md):
 - diagnostics(reactor_id, t_s, name, value): a device's ground truth, when it has one.
 - audit(reactor_id, t_s, wall_iso, operator, action, params_json, old_json, new_json, reason,
   outcome, nonce, cmd_ts, message, prev_hash, hash): every operator command, applied or
-  refused (see controller/operator/audit.py). Append-only: no UPDATE or DELETE path here, and triggers
-  refuse both. Hash-chained: the writer process links each row to the one before it
+  refused (see controller/operator/audit.py). Append-only: no UPDATE or DELETE path here, and
+  triggers refuse both. Hash-chained: the writer process links each row to the one before it
   (audit.AuditChain, continued across batches and from an existing file's last row), and
   `audit.verify_audit()` / `bioreactor audit verify` recompute the chain (docs/audit.md).
 - checkpoints(reactor_id, t_s, wall_time, state_json): the latest checkpoint of each reactor
-  (controller/runtime/recovery.py), replaced in the same transaction as the rows recorded with it, so
-  the feed ledger's events and the checkpoint that counts them can never disagree.
+  (controller/runtime/recovery.py), replaced in the same transaction as the rows recorded with
+  it, so the feed ledger's events and the checkpoint that counts them can never disagree.
 
 A run continued after a crash opens its file again: the run and reactor rows are kept, the
 rest is appended.
@@ -111,7 +111,7 @@ class Historian:
     """Batched SQLite recorder for one run, written by a child process."""
 
     def __init__(self, path: Path, run: RunInfo, *, lock_fd: int | None = None) -> None:
-        """`lock_fd`: an open file holding the run's lock (controller/runtime/recovery.py), handed to
+        """`lock_fd`: an open file holding the run's lock (runtime/recovery.py), handed to
         the writer so the lock lasts until the last record is committed, even when the
         controller itself was killed."""
         self.path = Path(path)
@@ -238,7 +238,7 @@ def _write_forever(pipe: Connection) -> None:
                  run.config_toml),
             )
             con.executemany("INSERT OR IGNORE INTO reactors VALUES (?, ?)", run.reactors)
-        chain = audit.AuditChain(con)  # audit rows are linked here, where they are written in order
+        chain = audit.AuditChain(con)  # audit rows are linked here, where written in order
         while True:
             try:
                 kind, payload = pipe.recv()

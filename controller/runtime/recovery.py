@@ -131,7 +131,7 @@ def load_recovery(db_path: Path, run_id: str) -> Recovery | None:
 def check_continuable(recovery: Recovery, reactors: list[ReactorConfig],
                       in_process: list[bool]) -> None:
     """Refuse, naming the reason, a restart that could not honour the checkpoint."""
-    for index, (reactor, local) in enumerate(zip(reactors, in_process)):
+    for index, (reactor, local) in enumerate(zip(reactors, in_process, strict=True)):
         if local:
             raise ConfigError(
                 f"reactor[{index}].device = {reactor.device!r} is in-process: its chamber died "

@@ -17,13 +17,13 @@ import structlog
 
 from controller.clock import Clock
 from controller.config import Config, ConfigError
-from controller.runtime.historian import Historian, RunInfo
 from controller.mqtt.link import MqttSettings
+from controller.mqtt.presence import ReactorPresence
 from controller.operator.replay import ReplayGuard
+from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.reactor_summary import reactor_summary
 from controller.runtime.recovery import Recovery, RunLock, check_continuable, load_recovery
-from controller.mqtt.presence import ReactorPresence
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverNotFoundError
 from drivers.contract.registry import driver_factory
@@ -250,7 +250,8 @@ class Run:
             now = clock.now()
             if now >= next_diag:
                 for reactor in reactors:
-                    historian.record_diagnostics(reactor.id, now, await reactor.driver.diagnostics())
+                    historian.record_diagnostics(reactor.id, now,
+                                                 await reactor.driver.diagnostics())
                 next_diag = now + run_cfg.diagnostics_interval_s
             historian.flush()
             await clock.sleep_until(now + run_cfg.flush_interval_s)

@@ -45,7 +45,7 @@ def parse_duration_s(value: str | float | int, what: str = "duration") -> float:
 
 def format_duration(seconds: float) -> str:
     """`3d 04:05:06` style, for progress lines and tables."""
-    days, rest = divmod(int(round(seconds)), 86400)
+    days, rest = divmod(round(seconds), 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"

@@ -4,8 +4,8 @@ a serial port.
 Registers are not a copy refreshed by a timer: every request is answered from the chamber at
 that instant (the chamber integrates lazily to its clock's now), through a pymodbus `SimDevice`
 action hook that fills the registers a read covers and applies a write before pymodbus touches
-its own store. The rules (what is legal where) come from drivers.codecs.modbus_map, so the controller's
-driver and this server cannot disagree about the layout.
+its own store. The rules (what is legal where) come from drivers.codecs.modbus_map, so the
+controller's driver and this server cannot disagree about the layout.
 
 Written against pymodbus 3.16 (the project pins <3.17); the pymodbus internals used are named
 where they are used.
@@ -29,7 +29,6 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.contract.errors import ChannelError, OutOfRangeError
 from drivers.codecs.modbus_map import (
     AGE_SUFFIX,
     COMM_TIMEOUT,
@@ -46,6 +45,8 @@ from drivers.codecs.modbus_map import (
     encode_span,
     fields_in,
 )
+from drivers.contract.errors import ChannelError, OutOfRangeError
+from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import (
     BAUD,
     BYTESIZE,
@@ -55,7 +56,6 @@ from drivers.contract.urls import (
     DeviceAddress,
     parse_device_url,
 )
-from drivers.contract.status import DeviceStatus
 from sim_hardware.device.served_chamber import WireReading
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ _FUNCTION_TABLE = {4: Table.INPUT, 3: Table.HOLDING, 6: Table.HOLDING, 16: Table
 
 
 class ServedDevice(Protocol):
-    """What the server needs from a chamber; sim_hardware.device.served_chamber.ServedChamber is one."""
+    """What the server needs from a chamber; device/served_chamber.py's ServedChamber is one."""
 
     status: DeviceStatus
     comm_timeout_s: float
@@ -181,7 +181,7 @@ class RegisterBank:
             offset = address - start_address
             registers[offset:offset + count] = result
             return None
-        except Exception:  # noqa: BLE001 - a device answers, it does not crash
+        except Exception:
             log.exception("register action failed (fc %s, address %s)", function_code, address)
             return ExcCodes.DEVICE_FAILURE
 
@@ -275,7 +275,7 @@ class _HuntingFramerRTU(FramerRTU):
                 continue
             try:
                 size = pdu_class.calculateRtuFrameSize(candidate)
-            except Exception:  # noqa: BLE001 - a class without RTU sizing is not a candidate
+            except Exception:
                 continue
             end = start + size
             if not size or end > len(data):

@@ -1,4 +1,5 @@
-"""The emulated chamber served over the ASCII serial line protocol (drivers/codecs/serial_protocol/).
+"""The emulated chamber served over the ASCII serial line protocol (drivers/codecs/
+serial_protocol/).
 
 Three transports carry the same line protocol:
 - `socket://HOST:PORT`: TCP carrying the serial line (what pyserial's `socket://` speaks), so
@@ -19,10 +20,6 @@ import tty
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
-from drivers.contract.datasheet import CHANNELS, INPUTS, Direction
-from drivers.contract.errors import ChannelError, OutOfRangeError
-from drivers.contract.reading import Quality
-from drivers.contract.urls import BAUD, DeviceAddress
 from drivers.codecs.serial_protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -45,6 +42,10 @@ from drivers.codecs.serial_protocol import (
     encode_reply,
     parse_request,
 )
+from drivers.contract.datasheet import CHANNELS, INPUTS, Direction
+from drivers.contract.errors import ChannelError, OutOfRangeError
+from drivers.contract.reading import Quality
+from drivers.contract.urls import BAUD, DeviceAddress
 from sim_hardware.device.served_chamber import ServedChamber
 
 MODEL = "bioreactor-hil-chamber"
@@ -74,7 +75,7 @@ def answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Re
         return ErrorReply(ErrorCode.UNKNOWN_CHANNEL, str(exc))
     except OutOfRangeError as exc:
         return ErrorReply(ErrorCode.OUT_OF_RANGE, str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported to the client, the device stays up
+    except Exception as exc:
         return ErrorReply(ErrorCode.DEVICE_FAULT, f"{type(exc).__name__}: {exc}")
 
 
@@ -225,10 +226,8 @@ class _FdWriter:
 
     def write(self, data: bytes) -> None:
         if not self._backlog:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 data = data[os.write(self._fd, data):]
-            except BlockingIOError:
-                pass
             if not data:
                 return
             self._loop.add_writer(self._fd, self._flush)
