@@ -1,6 +1,6 @@
 """A private Mosquitto broker for tests: loopback only, free port, always stopped.
 
-Registered for every test by `pytest_plugins` in conftest.py: ask for the `broker` fixture by name
+Registered for every test by `pytest_plugins` in tests/conftest.py: ask for the `broker` fixture by name
 (it is a factory:
 `b = broker(password=True, tls=True)` returns a started Broker and every broker it made is
 stopped after the test, pass or fail).
@@ -8,6 +8,8 @@ stopped after the test, pass or fail).
 from __future__ import annotations
 
 import getpass
+import json
+import secrets
 import shutil
 import signal
 import socket
@@ -19,15 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from plugins.processes import LOOPBACK, free_port
+from plugins.waiting import wait_until
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 USER, PASSWORD = "ctrl", "s3cret-pass"
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+KEY = "00112233445566778899aabbccddeeff"
+"""Operator alice's key in the configs the MQTT tests write, for signed commands."""
 
 
 def _run(*args: str | Path) -> None:
@@ -116,19 +116,24 @@ class Broker:
             return self
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                log = self.log_file.read_text() if self.log_file.exists() else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{log}")
-            try:
-                with socket.create_connection((LOOPBACK, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {LOOPBACK}:{self.port} in {timeout_s}s")
+        try:
+            wait_until(self._accepting, timeout_s, f"mosquitto to listen on {LOOPBACK}:{self.port}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _accepting(self) -> bool:
+        """Whether the port takes a connection; a broker that exited fails with its log."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log()}")
+        try:
+            with socket.create_connection((LOOPBACK, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (mosquitto saves its persistence file), SIGKILL if it hangs."""
@@ -148,7 +153,7 @@ class Broker:
         """Stop, stay down `down_s`, start again on the same port."""
         self.stop()
         if down_s:
-            time.sleep(down_s)
+            time.sleep(down_s)  # the outage is the scenario: clients must ride it out
         self.start()
 
     def log(self) -> str:
@@ -173,3 +178,31 @@ def broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     finally:
         for b in made:
             b.stop()
+
+
+class Subscriber:
+    """mosquitto_sub with a persistent session (QoS 1): the broker queues for it across restarts
+    of the controller, and it reconnects by itself across restarts of the broker."""
+
+    def __init__(self, b: Broker, topic: str, out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", LOOPBACK, "-p", str(b.port), "-c", "-i",
+             f"e2e-{secrets.token_hex(3)}", "-q", "1", "-t", topic, "-t", "probe/e2e"],
+            stdout=out.open("w"), stderr=subprocess.DEVNULL)
+
+        def probe_arrived() -> bool:
+            subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1",
+                            "-t", "probe/e2e", "-m", '{"probe": 1}'], check=True)
+            time.sleep(0.05)  # the probe's round trip, before looking for it
+            return "probe" in out.read_text()
+
+        wait_until(probe_arrived, 30.0, "mosquitto_sub to subscribe")
+
+    def messages(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.read_text().splitlines()
+                if line and "probe" not in line]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, load_config, run_config
-from controller.cli.main import apply_overrides
 from controller.report.report import write_report
+from plugins.configs import run_default_with_fault
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +39,14 @@ FAULT_S = 3 * DAY
 DURATION = "7d"
 
 
-def run_default(fault: str | None, db: Path) -> dict:
-    """One 7-day run of the default config (in a worker process: module-level, picklable)."""
-    config = apply_overrides(load_config(DEFAULT_CONFIG_PATH), duration=None, speed=None,
-                             seed=None, faults=[fault] if fault else None)
-    return run_config(config, db, duration=DURATION)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, Path]]:
     base = tmp_path_factory.mktemp("co2")
     dbs = {"faulted": base / "faulted.sqlite", "clean": base / "clean.sqlite"}
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        futures = {"faulted": pool.submit(run_default, "co2_supply_lost@3d", dbs["faulted"]),
-                   "clean": pool.submit(run_default, None, dbs["clean"])}
+        futures = {"faulted": pool.submit(run_default_with_fault, "co2_supply_lost@3d",
+                                          dbs["faulted"], DURATION),
+                   "clean": pool.submit(run_default_with_fault, None, dbs["clean"], DURATION)}
         return {name: (future.result(), dbs[name]) for name, future in futures.items()}
 
 

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from controller.runtime.recovery import RunLock
-from test_hil_end_to_end import BIN, emulator
+from plugins.configs import REPO
+from plugins.hil import EMULATOR_SPEED as SPEED
+from plugins.hil import emulator
+from plugins.mosquitto import KEY, Subscriber
+from plugins.processes import BIN
+from plugins.records import count_rows
+from plugins.waiting import wait_until
 
-SPEED = 600
 KILLS = 50
 SEED = 20261127
 BOLUS_EVERY_S = 900
@@ -59,14 +63,8 @@ def start_controller(config: Path, url: str, tmp: Path, attempt: int,
 
 def takeovers(db: Path) -> int:
     """How many controller processes have started or continued the run so far."""
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db) as con:
-        try:
-            return con.execute("SELECT COUNT(*) FROM events WHERE kind = 'run' AND "
-                               "message LIKE 'reactor %started%'").fetchone()[0]
-        except sqlite3.OperationalError:  # the schema is being created
-            return 0
+    return count_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'run' AND "
+                          "message LIKE 'reactor %started%'")
 
 
 def now_s(db: Path) -> float:
@@ -77,10 +75,11 @@ def now_s(db: Path) -> float:
 
 
 def wait_until_started(db: Path, before: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while takeovers(db) <= before:
-        assert proc.poll() is None and time.monotonic() < deadline, "controller never started"
-        time.sleep(0.02)
+    def started() -> bool:
+        assert proc.poll() is None, "controller exited before it started"
+        return takeovers(db) > before
+
+    wait_until(started, 60, "the controller to take the run over")
 
 
 def feed_ledger(db: Path) -> list[dict]:
@@ -106,10 +105,11 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             proc = start_controller(config, url, tmp, attempt)
             try:
                 if rng.random() < EARLY_KILLS:
+                    # The random moment of the kill is the scenario, not a wait.
                     time.sleep(rng.uniform(0.02, 0.6))  # during start-up: imports, connecting
                 else:  # once this process has taken the run over, anywhere in its ticks
                     wait_until_started(db, before, proc)
-                    time.sleep(rng.uniform(0.0, 1.0))
+                    time.sleep(rng.uniform(0.0, 1.0))  # the kill moment, as above
                     running_kills += 1
                 assert proc.poll() is None, (tmp / f"controller-{attempt}.err").read_text()
             finally:
@@ -211,8 +211,6 @@ def test_hold_policy_waits_for_an_operator(broker, tmp_path: Path) -> None:
     """Restarted under `hold`: the loops regulate, the schedule waits (a bolus falling due is
     not given, nor dropped) until an operator's signed resume_schedule; telemetry numbers never
     repeat with different content across the crash."""
-    from test_mqtt_end_to_end import KEY, Subscriber
-
     b = broker()
     config, boluses = kill_test_config(tmp_path, duration_h=2, policy="hold")
     config.write_text(config.read_text() + (
@@ -224,13 +222,19 @@ def test_hold_policy_waits_for_an_operator(broker, tmp_path: Path) -> None:
             _, url):
         first = start_controller(config, url, tmp_path, 0)
         try:
-            time.sleep(2.5)  # past the first bolus (due at 900 s = 1.5 s of wall time)
+            wait_until(lambda: any(e["event"] == "done" for e in feed_ledger(db)), 60,
+                       "the first bolus given (due at 900 s = 1.5 s of wall time)")
         finally:
             first.kill()
             first.wait()
         second = start_controller(config, url, tmp_path, 1)
         try:
-            time.sleep(3.0)  # two more boluses fall due while held
+            def held_past_two_boluses() -> bool:
+                held = count_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'alarm' AND "
+                                  "message LIKE 'restarted on hold%'")
+                return bool(held) and now_s(db) > 3 * BOLUS_EVERY_S + 60
+
+            wait_until(held_past_two_boluses, 60, "two more boluses falling due while held")
             with sqlite3.connect(db) as con:
                 (held_at,) = con.execute(
                     "SELECT t_s FROM events WHERE kind = 'alarm' AND message LIKE "

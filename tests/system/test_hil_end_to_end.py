@@ -4,23 +4,20 @@ way to prove the safety behaviour on both sides."""
 from __future__ import annotations
 
 import json
-import re
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from plugins.configs import REPO
+from plugins.hil import emulator
+from plugins.processes import BIN, free_port
+from plugins.records import count_rows
+from plugins.waiting import wait_until
 
-BIN = Path(sys.executable).parent
-SPEED = "600"
 CONFIGS = {
     "modbus-tcp": ("hil_modbus_tcp.toml", "modbus-tcp://127.0.0.1:{port}"),
     "modbus-rtu": ("hil_modbus_rtu.toml", "modbus-rtu://socket://127.0.0.1:{port}"),
@@ -28,29 +25,13 @@ CONFIGS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ticks_recorded(tmp: Path) -> int:
+    return count_rows(tmp / "run.sqlite", "SELECT COUNT(*) FROM ticks")
 
 
-@contextmanager
-def emulator(config: str, listen: str, comm_timeout_s: float = 2.0) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A served chamber in its own process; yields it and the URL a controller should use."""
-    proc = subprocess.Popen(
-        [BIN / "bioreactor", "emulate", str(REPO / "configs" / config), "--listen", listen,
-         "--speed", SPEED, "--comm-timeout", str(comm_timeout_s)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        match = re.search(r"serving the emulated chamber at (\S+)", line)
-        assert match, f"emulator did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
-        yield proc, match.group(1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+def link_events(tmp: Path, message: str) -> int:
+    return count_rows(tmp / "run.sqlite", "SELECT COUNT(*) FROM events WHERE kind = 'comm' AND "
+                      "data_json LIKE '%\"link\"%' AND message LIKE ?", f"{message}%")
 
 
 def controller(config: str, device: str, tmp: Path, duration: str) -> subprocess.Popen:
@@ -100,7 +81,8 @@ def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path
     comm_timeout_s = 1.0
     with emulator(config, listen.format(port=0), comm_timeout_s) as (device, url):
         run = controller(config, url, tmp_path, "2d")
-        time.sleep(4.0)  # the controller is running and feeding the heartbeat
+        wait_until(lambda: ticks_recorded(tmp_path) >= 10, 60,
+                   "the controller to run and feed the heartbeat")
         assert run.poll() is None, run.stderr.read()  # type: ignore[union-attr]
         run.kill()  # kill -9: no chance to put anything in a safe state itself
         run.wait()
@@ -115,10 +97,11 @@ def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path
             finally:
                 await driver.close()
 
-        status, outputs = asyncio.run(device_state())
-        while not status & DeviceStatus.COMM_LOSS_SAFE and time.monotonic() - killed_at < 5:
-            time.sleep(0.1)
+        def safe_device() -> tuple[DeviceStatus, dict[str, float]] | None:
             status, outputs = asyncio.run(device_state())
+            return (status, outputs) if status & DeviceStatus.COMM_LOSS_SAFE else None
+
+        status, outputs = wait_until(safe_device, 5.0, "the device to go safe", poll_s=0.1)
         tripped_after_s = time.monotonic() - killed_at
         assert device.poll() is None
     assert status & DeviceStatus.COMM_LOSS_SAFE
@@ -132,12 +115,18 @@ def test_controller_alarms_and_reconnects_when_the_device_restarts(tmp_path: Pat
     port = free_port()
     with emulator(config, listen.format(port=port)) as (device, url):
         run = controller(config, url, tmp_path, "2d")
-        time.sleep(3.0)
+        wait_until(lambda: ticks_recorded(tmp_path) >= 10, 60, "the controller to run")
         device.kill()  # the device dies mid-run
         device.wait()
-        time.sleep(2.0)
+        wait_until(lambda: link_events(tmp_path, "comm loss"), 60, "the comm loss on record")
+        outage_ticks = ticks_recorded(tmp_path)
+        wait_until(lambda: ticks_recorded(tmp_path) > outage_ticks, 60,
+                   "ticks recorded during the outage")
     with emulator(config, listen.format(port=port)):  # and comes back on the same port
-        time.sleep(4.0)
+        wait_until(lambda: link_events(tmp_path, "comm restored"), 60, "the link restored")
+        restored_ticks = ticks_recorded(tmp_path)
+        wait_until(lambda: ticks_recorded(tmp_path) > restored_ticks + 5, 60,
+                   "good ticks after the reconnect")
         _, err = stop(run)
     assert run.returncode == 130, err
     with sqlite3.connect(tmp_path / "run.sqlite") as con:

@@ -7,20 +7,18 @@ import secrets
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mosquitto import Broker
 
-from conftest import DEFAULT_CONFIG_PATH
 from controller.operator.audit import read_audit
 from controller.operator.commands import sign
-
-BIN = Path(sys.executable).parent
-KEY = "00112233445566778899aabbccddeeff"
+from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
+from plugins.processes import BIN
+from plugins.waiting import wait_until
 
 
 def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0) -> Path:
@@ -39,33 +37,6 @@ def start_run(config: Path, tmp_path: Path, *, speed: str, duration: str) -> sub
          "--quiet", "--db", str(tmp_path / "run.sqlite"),
          "--summary-json", str(tmp_path / "summary.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-class Subscriber:
-    """mosquitto_sub with a persistent session (QoS 1): the broker queues for it across restarts
-    of the controller, and it reconnects by itself across restarts of the broker."""
-
-    def __init__(self, b: Broker, topic: str, out: Path) -> None:
-        self.out = out
-        self.proc = subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port), "-c", "-i",
-             f"e2e-{secrets.token_hex(3)}", "-q", "1", "-t", topic, "-t", "probe/e2e"],
-            stdout=out.open("w"), stderr=subprocess.DEVNULL)
-        for _ in range(100):  # until the subscription is live
-            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-q", "1",
-                            "-t", "probe/e2e", "-m", '{"probe": 1}'], check=True)
-            time.sleep(0.05)
-            if "probe" in out.read_text():
-                return
-        raise AssertionError("mosquitto_sub never subscribed")
-
-    def messages(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.read_text().splitlines()
-                if line and "probe" not in line]
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -92,14 +63,14 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
     try:
         run = start_run(write_config(tmp_path, b.url), tmp_path, speed="2000", duration="1d")
         stopper.append(run)
-        time.sleep(12.0)  # a third of the day
+        wait_until(lambda: len(sub.messages()) >= 86400 / 5.0 / 3, 120,
+                   "a third of the day's telemetry")
         b.restart(down_s=3.0)  # the broker goes away for 3 s (6000 simulated seconds)
         _, err = run.communicate(timeout=240)
         assert run.returncode == 0, err
         ticks = json.loads((tmp_path / "summary.json").read_text())["ticks"]
-        deadline = time.monotonic() + 60
-        while len(set(m["seq"] for m in sub.messages())) < ticks and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: len(set(m["seq"] for m in sub.messages())) >= ticks, 60,
+                   "every tick's telemetry", poll_s=0.2)
     finally:
         sub.close()
     seqs = first_deliveries([m["seq"] for m in sub.messages()])
@@ -114,15 +85,10 @@ def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper
     status = tmp_path / "status.txt"
     sub = Subscriber(b, "bioreactor/hsc-1/status", status)
     try:
-        deadline = time.monotonic() + 30
-        while '"running"' not in status.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert '"running"' in status.read_text()
+        wait_until(lambda: '"running"' in status.read_text(), 30, "the running status")
         run.send_signal(signal.SIGKILL)
         run.wait()
-        deadline = time.monotonic() + 30
-        while '"lost"' not in status.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: '"lost"' in status.read_text(), 30, "the lost will")
     finally:
         sub.close()
     assert sub.messages()[-1] == {"state": "lost"}
@@ -143,13 +109,15 @@ def test_commands_good_and_bad_are_answered_and_audited(
     stopper.append(run)
     replies_path = tmp_path / "replies.txt"
     replies = Subscriber(b, "bioreactor/hsc-1/cmd/reply", replies_path)
+    telemetry = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "telemetry.txt")
 
     def publish(payload: bytes | str) -> None:
         subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-q", "1",
                         "-t", "bioreactor/hsc-1/cmd", "-m", payload], check=True)
 
     try:
-        time.sleep(3.0)
+        # Telemetry flows once the controller's session has subscribed to its commands.
+        wait_until(telemetry.messages, 60, "the controller's first telemetry")
         good = subprocess.run(
             [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator",
              "alice", "--key", KEY, "--reason", "warmer", "set_setpoint", "loop=temperature",
@@ -170,11 +138,10 @@ def test_commands_good_and_bad_are_answered_and_audited(
         replayed = json.dumps(_signed("set_setpoint", {"loop": "ph", "value": 7.25}))
         publish(replayed)
         publish(replayed)
-        deadline = time.monotonic() + 30
-        while len(replies.messages()) < 7 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(replies.messages()) >= 7, 30, "seven replies")
     finally:
         replies.close()
+        telemetry.close()
         run.send_signal(signal.SIGINT)
         run.communicate(timeout=60)
     codes = sorted(m["code"] for m in replies.messages())
@@ -193,8 +160,6 @@ def test_commands_good_and_bad_are_answered_and_audited(
 
 
 def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:
-    from mosquitto import PASSWORD, USER
-
     b = broker(password=True, tls=True)
     config = write_config(tmp_path, b.url)
     config.write_text(config.read_text().replace(
@@ -205,7 +170,7 @@ def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:
          "-u", USER, "-P", PASSWORD, "-q", "1", "-t", "bioreactor/hsc-1/telemetry", "-C", "20"],
         stdout=out.open("w"), stderr=subprocess.PIPE, text=True)
     stopper.append(sub)
-    time.sleep(1.0)
+    wait_until(lambda: "New client connected" in b.log(), 30, "mosquitto_sub connected")
     run = start_run(config, tmp_path, speed="200", duration="30m")
     stopper.append(run)
     _, err = run.communicate(timeout=120)
@@ -246,14 +211,11 @@ def _cmd(b: Broker, action: str, *params: str) -> subprocess.CompletedProcess:
 def _await(sub: Subscriber, name: str, state: str, after_t_s: float = -1.0,
            timeout_s: float = 40.0) -> dict:
     """The first message on `alarms` for `name` whose message starts with `state`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for m in sub.messages():
-            if m["name"] == name and m["message"].startswith(f"{state}:") \
-                    and m["t_s"] > after_t_s:
-                return m
-        time.sleep(0.1)
-    raise AssertionError(f"no {name} {state} after t={after_t_s} on MQTT: {sub.messages()}")
+    def first() -> dict | None:
+        return next((m for m in sub.messages() if m["name"] == name
+                     and m["message"].startswith(f"{state}:") and m["t_s"] > after_t_s), None)
+
+    return wait_until(first, timeout_s, f"{name} {state} after t={after_t_s} on MQTT")
 
 
 def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
@@ -331,10 +293,8 @@ def test_an_alarm_flood_reaches_subscribers_as_one_summary_and_an_end(
     try:
         _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
-        deadline = time.monotonic() + 30
-        while len([m for m in alarms.messages() if m["name"] == "flood"]) < 2 \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len([m for m in alarms.messages() if m["name"] == "flood"]) >= 2,
+                   30, "the flood's start and end")
     finally:
         alarms.close()
     messages = alarms.messages()

@@ -5,14 +5,16 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
+from controller.config.models import load_config
+from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
+from plugins.processes import BIN
+from plugins.records import count_rows
+from plugins.waiting import wait_until
 from controller.runtime.clock import Clock
 from controller.config.models import ConfigError
 from controller.runtime.historian import Historian, RunInfo
@@ -27,8 +29,6 @@ from drivers import (
     Reading,
     ReadbackError,
 )
-
-BIN = Path(sys.executable).parent
 
 
 def _without_timing(summary: dict) -> dict:
@@ -197,10 +197,8 @@ def test_signal_puts_actuators_in_safe_state_and_keeps_records(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not db.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(2.0)  # a few hundred simulated seconds of control
+        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 100, 60,
+                   "a hundred ticks of control on record")
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, load_config, run_config
+from controller.config.models import load_config
+from plugins.configs import DEFAULT_CONFIG_PATH, run_config
 from controller.cli.main import apply_overrides
 from drivers.contract.durations import parse_duration_s
 from drivers.contract.reading import Quality

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from mosquitto import PASSWORD, USER, Broker
+from plugins.configs import REPO
+from plugins.mosquitto import PASSWORD, USER, Broker
 
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
@@ -20,7 +21,6 @@ from controller.mqtt.publisher import MqttPublisher
 from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload
 from drivers.wire.backoff import Backoff
 
-REPO = Path(__file__).resolve().parent.parent
 T = Topics("r1")
 PROBE = "test/probe"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH
+from plugins.configs import DEFAULT_CONFIG_PATH
 from controller.runtime import clock as clock_module
 from controller.alarms.setup import alarm_board
 from controller.alarms.board import AlarmBoard, AlarmState, Transition

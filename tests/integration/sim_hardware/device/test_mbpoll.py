@@ -15,8 +15,9 @@ import pytest
 from drivers.contract.registry import parse_device_url
 from sim_hardware.device.modbus_server import running
 from sim_hardware.device.served_chamber import ServedChamber
+from plugins.configs import REPO
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "modbus.md"
+DOC = REPO / "docs" / "modbus.md"
 DOC_PORT = "5020"
 DOC_PTY = "/dev/pts/7"
 MBPOLL_TIMEOUT_S = 10.0

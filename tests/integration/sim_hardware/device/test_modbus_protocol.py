@@ -17,8 +17,9 @@ from drivers.codecs.modbus_map import encode_float32
 from drivers.contract.registry import parse_device_url
 from sim_hardware.device.modbus_server import running
 from sim_hardware.device.served_chamber import ServedChamber, WireReading
+from plugins.configs import REPO
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "modbus.md"
+DOC = REPO / "docs" / "modbus.md"
 SILENCE_S = 0.2
 """How long 'no reply' is waited for (the server answers loopback requests in about 1 ms)."""
 

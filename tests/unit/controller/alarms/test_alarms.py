@@ -526,7 +526,8 @@ def test_default_alarms_match_the_brief():
 
 
 def test_default_alarms_accept_loop_configs_and_refuse_bad_setpoints():
-    from tests.conftest import load_config, DEFAULT_CONFIG_PATH
+    from controller.config.models import load_config
+    from plugins.configs import DEFAULT_CONFIG_PATH
     config = load_config(DEFAULT_CONFIG_PATH)
     names = {c.name for c in default_alarms(config.reactor[0].loops)}
     assert "comm_loss" in names

@@ -12,8 +12,8 @@ from controller.config.models import (
     load_config,
     parse_config,
 )
+from plugins.configs import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = REPO / "configs" / "hsc_expansion.toml"
 DAY = 86400.0
 

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, load_config, load_default
+from controller.config.models import load_config
+from plugins.configs import DEFAULT_CONFIG_PATH, load_default
 from controller.config.models import ConfigError, LoopConfig, parse_config
 from controller.control.interlocks import InterlockSet, supply_interlocks
 from controller.control.control_loop import ControlLoop

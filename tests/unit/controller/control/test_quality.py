@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, load_config
+from controller.config.models import load_config
+from plugins.configs import DEFAULT_CONFIG_PATH
 from controller.config.models import QualityConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.quality import NOISE_WINDOW_S, QualityJudge

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_CONFIG_PATH, load_config, load_default, run_config
+from controller.config.models import load_config
+from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
 from controller.cli.main import apply_overrides
 from controller.config.models import ConfigError, parse_config
 from controller.control.interlocks import (

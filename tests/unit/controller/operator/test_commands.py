@@ -31,7 +31,7 @@ from controller.operator.commands import (
 from controller.config.models import ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule
-from tests.conftest import REPO, load_default
+from plugins.configs import REPO, load_default
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 KEY = bytes(range(32))

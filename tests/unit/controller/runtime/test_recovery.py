@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_default, run_config
+from plugins.configs import load_default, run_config
 from controller.runtime import clock
 from controller.alarms.board import AlarmBoard, AlarmConfig, AlarmState
 from controller.config.models import ConfigError, ScheduleConfig

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from drivers.codecs import modbus_map as m
 from drivers.contract.datasheet import CHANNELS, INPUTS, OUTPUTS, Direction, Kind
+from plugins.configs import REPO
 
 
 def test_every_datasheet_channel_is_mapped_once_with_its_unit() -> None:
@@ -150,7 +151,7 @@ def test_unknown_field_lists_the_known_ones() -> None:
 
 def test_the_doc_tables_match_the_map() -> None:
     """docs/modbus.md lists every field at its address with its type and access."""
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "modbus.md").read_text()
+    doc = (REPO / "docs" / "modbus.md").read_text()
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
             for line in doc.splitlines() if line.startswith("| ")]
     for f in m.FIELDS:

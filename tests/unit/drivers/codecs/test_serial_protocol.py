@@ -49,8 +49,9 @@ from drivers.codecs.serial_protocol import (
 from drivers.contract.status import DeviceStatus
 from sim_hardware.device.serial_server import DeviceSession
 from sim_hardware.device.served_chamber import ServedChamber
+from plugins.configs import REPO
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "serial-protocol.md"
+DOC = REPO / "docs" / "serial-protocol.md"
 
 
 def decode(data: bytes) -> list[Frame | FrameFault]:

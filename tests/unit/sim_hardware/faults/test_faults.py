@@ -19,6 +19,7 @@ from sim_hardware.faults.catalogue import (
     parse_fault,
 )
 from sim_hardware.inprocess.sim_driver import SimDriver
+from plugins.configs import REPO
 
 H = 3600.0
 
@@ -70,14 +71,14 @@ def test_the_catalogue_has_every_required_fault_with_docs() -> None:
 
 
 def test_docs_list_every_fault() -> None:
-    text = (Path(__file__).parent.parent / "docs" / "faults.md").read_text()
+    text = (REPO / "docs" / "faults.md").read_text()
     for name in FAULTS:
         assert f"`{name}`" in text, name
 
 
 def test_the_docs_table_is_the_generated_catalogue() -> None:
     # Regenerate with: replace the table in docs/faults.md by catalogue_markdown().
-    text = (Path(__file__).parent.parent / "docs" / "faults.md").read_text()
+    text = (REPO / "docs" / "faults.md").read_text()
     assert catalogue_markdown() in text
 
 
@@ -85,7 +86,7 @@ def test_every_fault_names_a_scenario_test_that_exists() -> None:
     """Each row's detection and reaction are asserted by a whole-controller scenario test;
     the row must name it, and it must be there (a parametrized one with that id). A name is
     looked up in test_safety_scenarios.py unless it says `other_file.py::test_name`."""
-    here = Path(__file__).parent
+    here = REPO / "tests" / "system"
     for fault in CATALOGUE:
         names = [n.strip() for n in fault.scenario.split(",") if n.strip()]
         assert names, fault.name

@@ -15,8 +15,8 @@ import pytest
 from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
 from sim_hardware.model.culture import ChamberModel, InitialConditions, cardinal_temperature_factor
 from sim_hardware.model.parameters import ModelParameters, parameter_table_markdown
+from plugins.configs import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DAY_S = 86400.0
 
 
