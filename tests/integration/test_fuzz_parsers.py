@@ -47,6 +47,7 @@ from drivers.codecs.serial_protocol import (
 )
 from sim_hardware.device.modbus_server import _HuntingFramerRTU, running
 from sim_hardware.device.served_chamber import ServedChamber
+from plugins.waiting import wait_until
 
 FUZZ = settings(derandomize=True, max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -234,9 +235,7 @@ def tcp_server() -> Iterator[int]:
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10.0
-    while not ready and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: ready or not thread.is_alive(), 10.0, "the Modbus server to start")
     assert ready, "the Modbus server did not start"
     yield ready[0]
     loop.call_soon_threadsafe(stop.set)

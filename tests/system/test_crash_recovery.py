@@ -23,6 +23,10 @@ from plugins.processes import BIN
 from plugins.records import count_rows
 from plugins.waiting import wait_until
 
+# The tests share one run killed fifty times (module-scoped, ~1.5-3 min), so they stay on one
+# worker.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("crash_recovery")]
+
 KILLS = 50
 SEED = 20261127
 BOLUS_EVERY_S = 900

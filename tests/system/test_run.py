@@ -35,6 +35,7 @@ def _without_timing(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("wall_seconds", "run_id", "db")}
 
 
+@pytest.mark.timeout(600)  # several whole-day runs
 def test_same_seed_same_summary(tmp_path: Path) -> None:
     config = load_config(DEFAULT_CONFIG_PATH)
     first = run_config(config, tmp_path / "a.sqlite", duration="1d", seed=7)
@@ -54,6 +55,7 @@ def _two_reactor_config():
     return parse_config(head + "[[reactor]]" + reactor + "\n" + second)
 
 
+@pytest.mark.timeout(600)  # several whole-day runs
 def test_several_reactors_run_independently(tmp_path: Path) -> None:
     both = run_config(_two_reactor_config(), tmp_path / "two.sqlite", duration="2d")
     alone = run_config(load_config(DEFAULT_CONFIG_PATH), tmp_path / "one.sqlite", duration="2d")

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from plugins.configs import REPO
-from plugins.mosquitto import PASSWORD, USER, Broker
 
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
 from controller.mqtt.publisher import MqttPublisher
 from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload
 from drivers.wire.backoff import Backoff
+from plugins.configs import REPO
+from plugins.mosquitto import PASSWORD, USER, Broker
+from plugins.waiting import async_wait_until
 
 T = Topics("r1")
 PROBE = "test/probe"
@@ -57,14 +58,14 @@ class Sub:
             "-c", "-i", self.client_id, "-q", "1", "-v", "-t", self.topic, "-t", PROBE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         self.reader = asyncio.create_task(self._read())
-        for _ in range(100):  # wait until the subscription is live
-            await (await asyncio.create_subprocess_exec(
-                "mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.b.port), *self._auth(),
-                "-t", PROBE, "-m", "probe", "-q", "1")).wait()
-            await asyncio.sleep(0.05)
-            if any(t == PROBE for t, _ in self.lines):
-                return self
-        raise AssertionError("mosquitto_sub never saw the probe")
+
+        def probe_seen() -> bool:
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.b.port),
+                            *self._auth(), "-t", PROBE, "-m", "probe", "-q", "1"], check=True)
+            return any(t == PROBE for t, _ in self.lines)
+
+        await async_wait_until(probe_seen, 30, "mosquitto_sub to see the probe", poll_s=0.05)
+        return self
 
     async def _read(self) -> None:
         assert self.proc and self.proc.stdout
@@ -76,10 +77,11 @@ class Sub:
         return [json.loads(p)["seq"] for t, p in self.lines if t == self.topic]
 
     async def wait_for(self, n: int, timeout_s: float) -> list[int]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while len(set(self.seqs())) < n and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        """The sequence numbers seen once `n` have arrived, or at `timeout_s` (the caller's
+        assertion then says what is missing)."""
+        with contextlib.suppress(AssertionError):
+            await async_wait_until(lambda: len(set(self.seqs())) >= n, timeout_s,
+                                   f"{n} sequence numbers", poll_s=0.05)
         return self.seqs()
 
     async def close(self) -> None:
@@ -130,11 +132,7 @@ async def test_every_message_arrives_in_order(broker, tmp_path: Path) -> None:
         await produce(outbox, 1, n)
         seqs = await sub.wait_for(n, 30)
         assert_complete_in_order(seqs, n)
-        for _ in range(100):
-            if outbox.depth == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert outbox.depth == 0
+        await async_wait_until(lambda: outbox.depth == 0, 2, "the outbox drained")
         assert pub.stats.published == n + 0  # birth is not an outbox message
         assert pub.stats.reconnects == 0
     finally:
@@ -155,8 +153,7 @@ async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -
         await produce(outbox, 1, 1500)  # a burst: the broker stops with publishes in flight
         await asyncio.to_thread(b.stop)
         await produce(outbox, 1501, 1500, pause_s=0.01)  # keeps appending while down (~0.3 s)
-        await asyncio.sleep(1.5)
-        assert not pub.stats.connected
+        await async_wait_until(lambda: not pub.stats.connected, 10, "the publisher to see the outage")
         assert outbox.depth > 0
         await asyncio.to_thread(b.start)
         await produce(outbox, 3001, 1000, pause_s=0.002)
@@ -267,18 +264,13 @@ async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> Non
                          on_message=lambda t, p: got.append((t, p)))
     task = asyncio.create_task(pub.run())
     try:
-        for _ in range(100):
-            if pub.stats.connected:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # subscriptions follow the birth
+        await async_wait_until(lambda: pub.stats.connected, 5, "the publisher connected")
+        # Subscriptions follow the birth and the publisher does not report them: a margin.
+        await asyncio.sleep(0.2)
         async with aiomqtt.Client("127.0.0.1", b.port, identifier="operator") as c:
             await c.publish(T.cmd, b'{"id":1}', qos=1)
             await c.publish(T.setting_set("temp_sp"), b"37.5", qos=1)
-        for _ in range(100):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await async_wait_until(lambda: len(got) == 2, 2, "both messages handed over")
         assert got == [(T.cmd, b'{"id":1}'), (T.setting_set("temp_sp"), b"37.5")]
     finally:
         await stop_task(task)
@@ -320,7 +312,8 @@ async def test_wrong_password_is_refused_and_retried(broker, tmp_path: Path) -> 
     pub = make_publisher(MqttSettings.from_url(url, client_id="ctrl-bad"), outbox)
     task = asyncio.create_task(pub.run())
     try:
-        await asyncio.sleep(1.0)
+        await async_wait_until(lambda: pub.stats.reconnects >= 3 or task.done(), 10,
+                               "three refused attempts")
         assert not task.done(), "the publisher must keep retrying, not crash"
         assert pub.stats.reconnects >= 3
         assert "authori" in (pub.stats.last_error or "").lower()

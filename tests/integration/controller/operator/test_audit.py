@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from controller.operator.commands import (
     verify,
 )
 from controller.runtime.historian import Historian, RunInfo
+from plugins.waiting import wait_until
 
 RUN = RunInfo("run-1", "2026-01-01T00:00:00+00:00", 5, 1.0, "[run]\n", [("hsc-1", "sim://")])
 NOW = 1_767_225_600.0
@@ -84,14 +84,14 @@ def test_an_audit_row_is_committed_without_waiting_for_close(tmp_path: Path) -> 
     db = tmp_path / "run.sqlite"
     historian = Historian(db, RUN)
     historian.record_audit(_outcomes(ReplayGuard())[0])
-    deadline = time.monotonic() + 20.0
-    rows: list[dict] = []
-    while not rows and time.monotonic() < deadline:
+
+    def audit_rows() -> list[dict]:
         try:
-            rows = audit.read_audit(db)
+            return audit.read_audit(db)
         except (FileNotFoundError, sqlite3.OperationalError):  # the writer is still starting
-            pass
-        time.sleep(0.02)
+            return []
+
+    rows = wait_until(audit_rows, 20.0, "the audit row committed")
     historian.close()
     assert [r["outcome"] for r in rows] == ["applied"]
 

@@ -295,7 +295,7 @@ async def test_rtu_unknown_function_gets_no_reply(rtu: Link) -> None:
 async def test_rtu_frame_split_across_writes_is_reassembled(rtu: Link) -> None:
     ex = EXAMPLES["heartbeat"]
     await rtu.send(ex["RTU request"][:3])
-    await asyncio.sleep(0.005)
+    await asyncio.sleep(0.005)  # the gap between the two writes is the scenario
     await rtu.send(ex["RTU request"][3:])
     assert await rtu.recv(len(ex["RTU reply"])) == ex["RTU reply"]
 
