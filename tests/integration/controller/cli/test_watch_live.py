@@ -3,24 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import io
-import math
 
 import aiomqtt
 
 from controller.cli.watch import watch
 from controller.mqtt.link import MqttSettings
-from controller.mqtt.topics import Topics, status_payload, telemetry_payload
+from controller.mqtt.topics import Topics, status_payload
+from plugins.telemetry import sample_telemetry
 from plugins.waiting import async_wait_until
 
 T = Topics("r1")
-
-
-def tel(seq: int) -> bytes:
-    return telemetry_payload(
-        seq=seq, wall_ts=0, t_s=60.0 * seq,
-        readings={"temperature_c": (37.02, "degC", "good"), "ph": (math.nan, "pH", "bad")},
-        setpoints={"temperature": 37.0}, outputs={"heater_pct": 11.0},
-        modes={"temperature": "auto"})
 
 
 async def test_watch_live(broker) -> None:
@@ -35,9 +27,9 @@ async def test_watch_live(broker) -> None:
         async with aiomqtt.Client("127.0.0.1", b.port, identifier="fake-ctrl") as c:
             await c.publish(T.status, status_payload("running"), qos=1, retain=True)
             for seq in range(1, 41):  # 40 messages in ~0.4 s: throttled to a few redraws
-                await c.publish(T.telemetry, tel(seq), qos=1)
+                await c.publish(T.telemetry, sample_telemetry(seq), qos=1)
                 await asyncio.sleep(0.01)  # the pace is the scenario: faster than redraws
-            await c.publish(Topics("r2").telemetry, tel(1), qos=1)  # other reactor: filtered
+            await c.publish(Topics("r2").telemetry, sample_telemetry(1), qos=1)  # other reactor: filtered
         await async_wait_until(lambda: "seq=40" in out.getvalue().split("== r1")[-1], 10,
                                "the trailing redraw")
     finally:

@@ -2,30 +2,21 @@
 tests/integration/controller/cli/test_watch_live.py)."""
 from __future__ import annotations
 
-import math
-
 from controller.mqtt.topics import (
-    LOST_PAYLOAD, Topics, alarm_payload, status_payload, telemetry_payload,
+    LOST_PAYLOAD, Topics, alarm_payload, status_payload,
 )
 from controller.cli.watch import WatchState, render
+from plugins.telemetry import sample_telemetry
 
 T = Topics("r1")
-
-
-def tel(seq: int) -> bytes:
-    return telemetry_payload(
-        seq=seq, wall_ts=0, t_s=60.0 * seq,
-        readings={"temperature_c": (37.02, "degC", "good"), "ph": (math.nan, "pH", "bad")},
-        setpoints={"temperature": 37.0}, outputs={"heater_pct": 11.0},
-        modes={"temperature": "auto"})
 
 
 def test_render_shows_everything() -> None:
     state = WatchState()
     assert "waiting" in render(state)
     state.update(T.status, status_payload("running"))
-    assert state.update(T.telemetry, tel(1)) is True
-    state.update(T.telemetry, tel(4))  # 2 and 3 missing
+    assert state.update(T.telemetry, sample_telemetry(1)) is True
+    state.update(T.telemetry, sample_telemetry(4))  # 2 and 3 missing
     state.update(T.alarms, alarm_payload(wall_ts=0, t_s=1, name="ph_bad", severity="alarm",
                                          active=True, message="pH probe fault"))
     state.update(Topics("r2").status, LOST_PAYLOAD)
