@@ -12,8 +12,8 @@ import pytest
 from controller.config.models import load_config
 from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
 
-# Two 14-day cultures, ~1-2 min each; the tests share the 1 g one, so they stay on one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("culture_14d")]
+# Two 14-day cultures of ~1-2 min each in one module (the 1 g one shared, module-scoped).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DAYS_14_TICKS = 14 * 86400
 

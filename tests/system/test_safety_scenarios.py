@@ -14,8 +14,6 @@ from controller.cli.main import apply_overrides
 from drivers.contract.durations import parse_duration_s
 from drivers.contract.reading import Quality
 
-# The scenario tests share module-scoped runs, so they stay on one worker.
-pytestmark = pytest.mark.xdist_group("safety_scenarios")
 
 HOUR = 3600.0
 

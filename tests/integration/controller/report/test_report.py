@@ -13,8 +13,6 @@ from controller.report import report
 from controller.runtime.historian import Historian, RunInfo
 from drivers.contract.reading import Quality, Reading
 
-# The tests share a module-scoped recorded run, so they stay on one worker.
-pytestmark = pytest.mark.xdist_group("report")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAN = float("nan")
