@@ -39,8 +39,9 @@ install-test: $(VENV)/.test-deps system-tools
 run: install
 	$(BIN)/bioreactor run $(CONFIG) $(ARGS)
 
+# Two workers for the two cores; the slowest tests start first (see pyproject's pytest options).
 test: install-test
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 $(ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -1,7 +1,7 @@
 """MQTT telemetry: throughput and publish-to-receive latency through Outbox + MqttPublisher.
 
-A private Mosquitto on loopback (tests/mosquitto.py); an independent aiomqtt subscriber (QoS 1,
-same process and event loop, so the numbers are a lower bound for the publisher alone).
+A private Mosquitto on loopback (tests/plugins/mosquitto.py); an independent aiomqtt subscriber
+(QoS 1, same process and event loop, so the numbers are a lower bound for the publisher alone).
 - throughput: N telemetry messages of 8 readings appended and committed in batches of 100 as
   fast as the loop allows; messages/s and readings/s from the first append to the last receipt;
   every seq must arrive.
@@ -23,7 +23,7 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from mosquitto import Broker
+from plugins.mosquitto import Broker  # noqa: E402
 
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox

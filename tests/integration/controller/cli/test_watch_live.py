@@ -1,0 +1,46 @@
+"""The watch view live: `watch()` against a real broker, fed by a fake controller."""
+from __future__ import annotations
+
+import asyncio
+import io
+
+import aiomqtt
+from plugins.telemetry import sample_telemetry
+from plugins.waiting import async_wait_until
+
+from controller.cli.watch import watch
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.topics import Topics, status_payload
+
+T = Topics("r1")
+
+
+async def test_watch_live(broker) -> None:
+    b = broker()
+    out = io.StringIO()
+    settings = MqttSettings.from_url(b.url)
+    task = asyncio.create_task(watch(settings, "r1", out, min_interval_s=0.25))
+    try:
+        # The view's subscription shows nowhere until telemetry arrives (a status alone is not
+        # drawn) and telemetry sent before it is lost: a margin for it to subscribe.
+        await asyncio.sleep(0.3)
+        async with aiomqtt.Client("127.0.0.1", b.port, identifier="fake-ctrl") as c:
+            await c.publish(T.status, status_payload("running"), qos=1, retain=True)
+            for seq in range(1, 41):  # 40 messages in ~0.4 s: throttled to a few redraws
+                await c.publish(T.telemetry, sample_telemetry(seq), qos=1)
+                await asyncio.sleep(0.01)  # the pace is the scenario: faster than redraws
+            await c.publish(Topics("r2").telemetry, sample_telemetry(1), qos=1)  # other reactor: filtered
+        await async_wait_until(lambda: "seq=40" in out.getvalue().split("== r1")[-1], 10,
+                               "the trailing redraw")
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    text = out.getvalue()
+    frames = text.count("== r1")
+    assert 1 <= frames <= 5, frames
+    assert "state=running" in text and "r2" not in text
+    assert "seq=40" in text.split("== r1")[-1]  # the trailing redraw shows the latest
+    assert "\x1b[2J" not in text  # not a TTY: plain output

@@ -1,0 +1,1 @@
+"""Helpers and fixtures shared by the test tree, registered in tests/conftest.py."""

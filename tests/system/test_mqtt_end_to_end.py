@@ -1,0 +1,309 @@
+"""MQTT as a user meets it: `bioreactor run --mqtt` against a real Mosquitto that the test starts,
+an independent `mosquitto_sub`, broker restarts, `kill -9`, and signed commands."""
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
+from plugins.processes import BIN
+from plugins.waiting import wait_until
+
+from controller.operator.audit import read_audit
+from controller.operator.protocol import sign
+
+
+
+def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0) -> Path:
+    text = DEFAULT_CONFIG_PATH.read_text().replace(
+        "control_period_s = 1.0", f"control_period_s = {period_s}")
+    text += (f'\n[mqtt]\nurl = "{broker_url}"\noutbox = "{tmp_path / "outbox.sqlite"}"\n'
+             f'\n[[operator]]\nname = "alice"\nkey_hex = "{KEY}"\n')
+    path = tmp_path / "mqtt.toml"
+    path.write_text(text)
+    return path
+
+
+def start_run(config: Path, tmp_path: Path, *, speed: str, duration: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [BIN / "bioreactor", "run", str(config), "--speed", speed, "--duration", duration,
+         "--quiet", "--db", str(tmp_path / "run.sqlite"),
+         "--summary-json", str(tmp_path / "summary.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def stopper() -> Iterator[list[subprocess.Popen]]:
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def first_deliveries(seqs: list[int]) -> list[int]:
+    """QoS 1 is at least once: drop repeats, keep the order of first delivery."""
+    seen: set[int] = set()
+    return [s for s in seqs if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+
+
+def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    b = broker()
+    sub = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "sub.txt")
+    try:
+        run = start_run(write_config(tmp_path, b.url), tmp_path, speed="1500", duration="1d")
+        stopper.append(run)
+        wait_until(lambda: len(sub.messages()) >= 86400 / 5.0 / 3, 120,
+                   "a third of the day's telemetry")
+        b.restart(down_s=3.0)  # the broker goes away for 3 s (4500 simulated seconds)
+        _, err = run.communicate(timeout=240)
+        assert run.returncode == 0, err
+        ticks = json.loads((tmp_path / "summary.json").read_text())["ticks"]
+        wait_until(lambda: len(set(m["seq"] for m in sub.messages())) >= ticks, 60,
+                   "every tick's telemetry", poll_s=0.2)
+    finally:
+        sub.close()
+    seqs = first_deliveries([m["seq"] for m in sub.messages()])
+    assert seqs == list(range(1, ticks + 1)), f"{ticks - len(seqs)} missing or out of order"
+    assert ticks > 0.95 * 86400 / 5.0
+
+
+def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:
+    b = broker()
+    run = start_run(write_config(tmp_path, b.url), tmp_path, speed="100", duration="1d")
+    stopper.append(run)
+    status = tmp_path / "status.txt"
+    sub = Subscriber(b, "bioreactor/hsc-1/status", status)
+    try:
+        wait_until(lambda: '"running"' in status.read_text(), 30, "the running status")
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        wait_until(lambda: '"lost"' in status.read_text(), 30, "the lost will")
+    finally:
+        sub.close()
+    assert sub.messages()[-1] == {"state": "lost"}
+
+
+def _signed(action: str, params: dict, *, key: str = KEY, reason: str = "test") -> dict:
+    return sign({"operator": "alice", "reactor": "hsc-1", "action": action, "params": params,
+                 "reason": reason, "ts": time.time(), "nonce": secrets.token_hex(16)},
+                bytes.fromhex(key))
+
+
+def test_commands_good_and_bad_are_answered_and_audited(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    b = broker()
+    run = start_run(write_config(tmp_path, b.url, period_s=1.0), tmp_path, speed="20",
+                    duration="1d")
+    stopper.append(run)
+    replies_path = tmp_path / "replies.txt"
+    replies = Subscriber(b, "bioreactor/hsc-1/cmd/reply", replies_path)
+    telemetry = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "telemetry.txt")
+
+    def publish(payload: bytes | str) -> None:
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-q", "1",
+                        "-t", "bioreactor/hsc-1/cmd", "-m", payload], check=True)
+
+    try:
+        # Telemetry flows once the controller's session has subscribed to its commands.
+        wait_until(telemetry.messages, 60, "the controller's first telemetry")
+        good = subprocess.run(
+            [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator",
+             "alice", "--key", KEY, "--reason", "warmer", "set_setpoint", "loop=temperature",
+             "value=37.2"], capture_output=True, text=True, timeout=60)
+        assert good.returncode == 0, good.stderr
+        assert json.loads(good.stdout)["new"] == {"setpoint": 37.2}
+        wrong_key = subprocess.run(
+            [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator",
+             "alice", "--key", "ff" * 16, "--reason", "x", "pause_schedule"],
+            capture_output=True, text=True, timeout=60)
+        assert wrong_key.returncode == 1 and "bad_signature" in wrong_key.stdout
+        too_hot = json.dumps(_signed("set_setpoint", {"loop": "temperature", "value": 70.0}))
+        publish(too_hot)
+        unsigned = _signed("pause_schedule", {})
+        del unsigned["sig"]
+        publish(json.dumps(unsigned))
+        publish("{not json")
+        replayed = json.dumps(_signed("set_setpoint", {"loop": "ph", "value": 7.25}))
+        publish(replayed)
+        publish(replayed)
+        wait_until(lambda: len(replies.messages()) >= 7, 30, "seven replies")
+    finally:
+        replies.close()
+        telemetry.close()
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    codes = sorted(m["code"] for m in replies.messages())
+    assert codes == sorted(["applied", "bad_signature", "out_of_range", "unsigned", "malformed",
+                            "applied", "replayed"]), codes
+    audit = read_audit(tmp_path / "run.sqlite")
+    assert sorted(r["outcome"] for r in audit) == codes
+    applied = [r for r in audit if r["outcome"] == "applied"]
+    assert {r["operator"] for r in applied} == {"alice"}
+    assert any(r["reason"] == "warmer" and json.loads(r["new_json"]) == {"setpoint": 37.2}
+               for r in applied)
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        setpoints = [v for (v,) in con.execute(
+            "SELECT setpoint FROM setpoints WHERE loop = 'temperature' ORDER BY t_s")]
+    assert setpoints[0] == 37.0 and 37.2 in setpoints
+
+
+def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:
+    b = broker(password=True, tls=True)
+    config = write_config(tmp_path, b.url)
+    config.write_text(config.read_text().replace(
+        f'url = "{b.url}"', f'url = "{b.url}"\nca_file = "{b.ca_file}"'))
+    out = tmp_path / "sub.txt"
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port), "--cafile", str(b.ca_file),
+         "-u", USER, "-P", PASSWORD, "-q", "1", "-t", "bioreactor/hsc-1/telemetry", "-C", "20"],
+        stdout=out.open("w"), stderr=subprocess.PIPE, text=True)
+    stopper.append(sub)
+    wait_until(lambda: "New client connected" in b.log(), 30, "mosquitto_sub connected")
+    run = start_run(config, tmp_path, speed="200", duration="30m")
+    stopper.append(run)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    sub.wait(timeout=30)
+    seqs = [json.loads(line)["seq"] for line in out.read_text().splitlines()]
+    assert len(seqs) == 20 and seqs == sorted(seqs)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    mqtt = summary["reactors"]["hsc-1"]["mqtt"]
+    assert mqtt["outbox_depth"] == 0 and mqtt["published"] >= mqtt["telemetry_messages"]
+
+
+# --- the alarm board over MQTT ----------------------------------------------------------------
+VOLUME_WATCH = """
+[[reactor.alarm]]
+name = "volume_watch"      # the chamber holds 50 mL: this stands from the first evaluation
+channel = "volume_ml"
+kind = "high"
+limit = 10.0
+priority = "low"
+"""
+
+
+def _with_alarms(config: Path, tables: str) -> Path:
+    text = config.read_text()
+    assert "# Perfusion:" in text
+    config.write_text(text.replace("# Perfusion:", tables + "\n# Perfusion:", 1))
+    return config
+
+
+def _cmd(b: Broker, action: str, *params: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator", "alice",
+         "--key", KEY, "--reason", f"e2e {action}", action, *params],
+        capture_output=True, text=True, timeout=60)
+
+
+def _await(sub: Subscriber, name: str, state: str, after_t_s: float = -1.0,
+           timeout_s: float = 40.0) -> dict:
+    """The first message on `alarms` for `name` whose message starts with `state`."""
+    def first() -> dict | None:
+        return next((m for m in sub.messages() if m["name"] == name
+                     and m["message"].startswith(f"{state}:") and m["t_s"] > after_t_s), None)
+
+    return wait_until(first, timeout_s, f"{name} {state} after t={after_t_s} on MQTT")
+
+
+def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    b = broker()
+    config = _with_alarms(write_config(tmp_path, b.url, period_s=1.0), VOLUME_WATCH)
+    alarms = Subscriber(b, "bioreactor/hsc-1/alarms", tmp_path / "alarms.txt")
+    run = start_run(config, tmp_path, speed="20", duration="1d")
+    stopper.append(run)
+    try:
+        raised = _await(alarms, "volume_watch", "unack")
+        assert raised["active"] is True
+        shelve = _cmd(b, "shelve_alarm", "alarm=volume_watch", "duration_s=2m")
+        assert shelve.returncode == 0, shelve.stderr
+        reply = json.loads(shelve.stdout)
+        assert reply["old"] == {"alarm": "volume_watch", "state": "unack"}
+        until = reply["new"]["shelved_until_s"]
+        assert reply["new"]["state"] == "shelved" and until == reply["t_s"] + 120.0
+        shelved = _await(alarms, "volume_watch", "shelved")
+        assert shelved["active"] is False and "alice: e2e shelve_alarm" in shelved["message"]
+        # refused: a critical alarm, too long a shelf, an alarm that does not exist
+        critical = _cmd(b, "shelve_alarm", "alarm=temperature_high", "duration_s=60")
+        assert critical.returncode == 1 and "forbidden" in critical.stderr
+        too_long = _cmd(b, "shelve_alarm", "alarm=volume_watch", "duration_s=9h")
+        assert too_long.returncode == 1 and "0 < duration_s <= 28800" in too_long.stderr
+        unknown = _cmd(b, "unshelve_alarm", "alarm=volume_watch_2")
+        assert unknown.returncode == 1 and "unknown_target" in unknown.stderr
+        # the shelf runs out on its own: the alarm is back, still standing, unacknowledged
+        back = _await(alarms, "volume_watch", "unack", after_t_s=raised["t_s"])
+        assert back["active"] is True and "shelf expired" in back["message"]
+        assert until <= back["t_s"] <= until + 5.0 + 1.0  # the board is evaluated every 5 s
+        # out of service and back: evaluated afresh, so raised again
+        removed = _cmd(b, "remove_alarm_from_service", "alarm=volume_watch")
+        assert removed.returncode == 0, removed.stderr
+        assert json.loads(removed.stdout)["new"]["state"] == "out_of_service"
+        _await(alarms, "volume_watch", "out_of_service")
+        returned = _cmd(b, "return_alarm_to_service", "alarm=volume_watch")
+        assert returned.returncode == 0, returned.stderr
+        normal = _await(alarms, "volume_watch", "normal")
+        again = _await(alarms, "volume_watch", "unack", after_t_s=back["t_s"])
+        assert again["t_s"] - normal["t_s"] <= 5.0 + 1.0
+    finally:
+        alarms.close()
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    audit = read_audit(tmp_path / "run.sqlite")
+    assert [(r["action"], r["outcome"]) for r in audit] == [
+        ("shelve_alarm", "applied"), ("shelve_alarm", "forbidden"),
+        ("shelve_alarm", "out_of_range"), ("unshelve_alarm", "unknown_target"),
+        ("remove_alarm_from_service", "applied"), ("return_alarm_to_service", "applied")]
+    assert {r["operator"] for r in audit} == {"alice"}
+    assert json.loads(audit[0]["new_json"])["state"] == "shelved"
+    assert audit[0]["reason"] == "e2e shelve_alarm"
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        journal = [(json.loads(d)["from"], json.loads(d)["to"]) for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'alarm_state' "
+            "AND json_extract(data_json, '$.alarm') = 'volume_watch' ORDER BY rowid")]
+    assert journal == [("normal", "unack"), ("unack", "shelved"), ("shelved", "unack"),
+                       ("unack", "out_of_service"), ("out_of_service", "normal"),
+                       ("normal", "unack")]
+
+
+def test_an_alarm_flood_reaches_subscribers_as_one_summary_and_an_end(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    tables = "".join(VOLUME_WATCH.replace('"volume_watch"', f'"volume_watch_{i}"')
+                     .replace("10.0", f"{10.0 + i}") for i in range(5))
+    tables += '\n[reactor.alarm_board]\nflood_threshold = 3\nflood_window_s = "1m"\n'
+    b = broker()
+    config = _with_alarms(write_config(tmp_path, b.url, period_s=1.0), tables)
+    alarms = Subscriber(b, "bioreactor/hsc-1/alarms", tmp_path / "alarms.txt")
+    run = start_run(config, tmp_path, speed="20", duration="3m")
+    stopper.append(run)
+    try:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        wait_until(lambda: len([m for m in alarms.messages() if m["name"] == "flood"]) >= 2,
+                   30, "the flood's start and end")
+    finally:
+        alarms.close()
+    messages = alarms.messages()
+    assert not [m for m in messages if m["name"].startswith("volume_watch")], messages
+    start, end = [m for m in messages if m["name"] == "flood"]
+    names = ", ".join(f"volume_watch_{i}" for i in range(5))
+    assert start["active"] is True and start["t_s"] < 5.0  # the first evaluation
+    assert f"alarm flood: 5 activations within 60 s ({names})" in start["message"]
+    # over once the window has emptied, at the first evaluation (every 5 s) after it
+    assert end["active"] is False and 60.0 <= end["t_s"] - start["t_s"] <= 66.0
+    assert f"5 notifications held back ({names})" in end["message"]
