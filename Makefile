@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/hsc_expansion.toml
 ARGS   ?=
 
-.PHONY: run test bench install install-test system-tools clean
+.PHONY: run test lint bench install install-test system-tools clean
 
 $(BIN)/bioreactor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,13 @@ run: install
 	$(BIN)/bioreactor run $(CONFIG) $(ARGS)
 
 # Two workers for the two cores; the slowest tests start first (see pyproject's pytest options).
-test: install-test
+# The lint runs first and fails the target: ruff's rule set and import-linter's contracts (the
+# architecture's arrows) are in pyproject.toml.
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/lint-imports
+
+test: install-test lint
 	$(BIN)/python -m pytest -n 2 $(ARGS)
 
 bench: install

@@ -70,7 +70,7 @@ class FaultType:
     reaction: str = ""
     """What the controller does about it, and what is left to people."""
     scenario: str = ""
-    """The test in tests/test_safety_scenarios.py that injects the fault into the whole
+    """The test in tests/system/test_safety_scenarios.py that injects the fault into the whole
     controller and asserts the detection and the reaction (`name` or `name[id]`)."""
     allows_duration: bool = True
 
@@ -282,7 +282,7 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in CATALOGUE}
 
 def catalogue_markdown() -> str:
     """The catalogue as a Markdown table (docs/faults.md is generated from this, and a test
-    checks the two agree); scenario tests are in tests/test_safety_scenarios.py."""
+    checks the two agree); scenario tests are in tests/system/test_safety_scenarios.py."""
     rows = ["| fault | kind | target | parameters (default, unit) | effect | detection | "
             "reaction | scenario test |", "|---|---|---|---|---|---|---|---|"]
     for f in CATALOGUE:

@@ -7,7 +7,7 @@ import pytest
 
 from controller.cli.main import apply_overrides
 from controller.config import Config, load_config, parse_config
-from controller.runtime import clock
+from controller import clock
 from controller.runtime.run import Run, RunOptions
 
 REPO = Path(__file__).resolve().parents[2]

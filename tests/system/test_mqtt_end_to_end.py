@@ -21,7 +21,6 @@ from controller.operator.audit import read_audit
 from controller.operator.protocol import sign
 
 
-
 def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0) -> Path:
     text = DEFAULT_CONFIG_PATH.read_text().replace(
         "control_period_s = 1.0", f"control_period_s = {period_s}")

@@ -3,7 +3,8 @@
 Both ends use this package: the controller's `SerialDriver` and the emulated chamber's serial
 server. It does no I/O and knows no event loop, so every rule of the wire is tested from byte
 strings alone, and a third party can reuse it on any transport. The spec a human reads is
-docs/serial-protocol.md; its example frames are asserted by tests/test_serial_protocol.py.
+docs/serial-protocol.md; its example frames are asserted by
+tests/unit/drivers/codecs/test_serial_protocol.py.
 
 Three layers, each its own module: `framing` (checksummed lines, the resynchronising decoder),
 `messages` (the requests and ERR codes as data) and `payloads` (requests and replies to and

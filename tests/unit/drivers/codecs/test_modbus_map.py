@@ -63,8 +63,8 @@ def test_published_addresses() -> None:
     assert m.field(m.Table.HOLDING, "heater_pct").address == 100
     assert m.field(m.Table.HOLDING, "heartbeat").address == 0
     assert m.field(m.Table.HOLDING, "comm_timeout_s").address == 2
-    assert m.SENSOR_BLOCK == m.Block(m.Table.INPUT, 100, 76)
-    assert m.ACTUATOR_BLOCK == m.Block(m.Table.HOLDING, 100, 12)
+    assert m.Block(m.Table.INPUT, 100, 76) == m.SENSOR_BLOCK
+    assert m.Block(m.Table.HOLDING, 100, 12) == m.ACTUATOR_BLOCK
 
 
 def test_blocks_fit_one_request_and_cover_their_fields() -> None:
