@@ -26,7 +26,8 @@ def emulator(config: str, listen: str,
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         match = re.search(r"serving the emulated chamber at (\S+)", line)
-        assert match, f"emulator did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
+        assert match, (f"emulator did not start: {line!r} "
+                       f"{proc.stderr.read() if proc.poll() is not None else ''}")  # type: ignore[union-attr]
         yield proc, match.group(1)
     finally:
         if proc.poll() is None:

@@ -1,7 +1,7 @@
 """A private Mosquitto broker for tests: loopback only, free port, always stopped.
 
-Registered for every test by `pytest_plugins` in tests/conftest.py: ask for the `broker` fixture by name
-(it is a factory:
+Registered for every test by `pytest_plugins` in tests/conftest.py: ask for the `broker` fixture
+by name (it is a factory:
 `b = broker(password=True, tls=True)` returns a started Broker and every broker it made is
 stopped after the test, pass or fail).
 """
@@ -117,7 +117,8 @@ class Broker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_until(self._accepting, timeout_s, f"mosquitto to listen on {LOOPBACK}:{self.port}")
+            wait_until(self._accepting, timeout_s,
+                       f"mosquitto to listen on {LOOPBACK}:{self.port}")
         except BaseException:
             self.stop()
             raise
@@ -128,7 +129,8 @@ class Broker:
         assert self.proc is not None
         if self.proc.poll() is not None:
             err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log()}")
+            raise RuntimeError(
+                f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log()}")
         try:
             with socket.create_connection((LOOPBACK, self.port), timeout=0.2):
                 return True

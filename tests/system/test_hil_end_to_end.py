@@ -55,11 +55,12 @@ def stop(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_a_culture_over_the_wire_holds_the_bands(kind: str, tmp_path: Path) -> None:
-    """Six simulated hours at 600x (36 s of wall time) over each wire, bands after the first hour."""
+    """Six simulated hours at 600x (36 s of wall time) over each wire, bands after the first
+    hour."""
     config, listen = CONFIGS[kind]
     with emulator(config, listen.format(port=0)) as (_, url):
         run = controller(config, url, tmp_path, "6h")
-        out, err = run.communicate(timeout=180)
+        _, err = run.communicate(timeout=180)
     assert run.returncode == 0, err
     summary = json.loads((tmp_path / "summary.json").read_text())
     loops = summary["loops"]

@@ -69,7 +69,7 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
         _, err = run.communicate(timeout=240)
         assert run.returncode == 0, err
         ticks = json.loads((tmp_path / "summary.json").read_text())["ticks"]
-        wait_until(lambda: len(set(m["seq"] for m in sub.messages())) >= ticks, 60,
+        wait_until(lambda: len({m["seq"] for m in sub.messages()}) >= ticks, 60,
                    "every tick's telemetry", poll_s=0.2)
     finally:
         sub.close()

@@ -62,7 +62,8 @@ def test_several_reactors_run_independently(tmp_path: Path) -> None:
     # Reactor 1 does exactly what it does alone: a second reactor does not disturb it.
     assert both["reactors"]["hsc-1"]["loops"] == alone["reactors"]["hsc-1"]["loops"]
     assert both["reactors"]["hsc-1"]["fold_expansion"] == alone["fold_expansion"]
-    assert both["reactors"]["hsc-2"]["fold_expansion"] < both["reactors"]["hsc-1"]["fold_expansion"]
+    assert (both["reactors"]["hsc-2"]["fold_expansion"]
+            < both["reactors"]["hsc-1"]["fold_expansion"])
     with sqlite3.connect(tmp_path / "two.sqlite") as con:
         counts = dict(con.execute("SELECT reactor_id, COUNT(*) FROM ticks GROUP BY reactor_id"))
     assert counts == {"hsc-1": 2 * 86400, "hsc-2": 2 * 86400}
@@ -79,12 +80,14 @@ def test_bad_chamber_option_names_key_and_range() -> None:
 
 def test_unknown_device_scheme_is_a_config_error() -> None:
     config = load_default(**{'device = "sim://"': 'device = "carrier-pigeon://coop"'})
-    with pytest.raises(ConfigError, match=r"reactor\[0\]\.device.*carrier-pigeon.*available: .*sim"):
+    with pytest.raises(ConfigError,
+                       match=r"reactor\[0\]\.device.*carrier-pigeon.*available: .*sim"):
         open_reactor_driver(config, 0, now=lambda: 0.0)
 
 
 class _FlakyDriver(Driver):
-    """Fails reads 5-7 and every write that turns the heater on: pure logic for the tick's policy."""
+    """Fails reads 5-7 and every write that turns the heater on: pure logic for the tick's
+    policy."""
 
     def __init__(self) -> None:
         self.reads = 0
@@ -267,7 +270,8 @@ class _LimitingDriver(_FlakyDriver):
     async def read(self) -> dict[str, Reading]:
         self.reads += 1
         return {c.name: Reading(37.0 if c.name == "temperature_c" else 10.0, c.unit,
-                                float(self.reads)) for c in CHANNELS if c.direction.value == "input"}
+                                float(self.reads))
+                for c in CHANNELS if c.direction.value == "input"}
 
 
 async def test_a_limited_write_is_recorded_once_and_not_resent(tmp_path: Path) -> None:

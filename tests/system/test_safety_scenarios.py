@@ -130,7 +130,8 @@ def test_interlocks_ignore_bad_readings_and_reset_with_hysteresis() -> None:
 # each reading's verdict, the events), never from the emulator's fault flags.
 
 MINUTE = 60.0
-ALARM_PERIOD_S = 5.0  # the board is evaluated every 5 s of clock time (controller/runtime/reactor.py)
+# the board is evaluated every 5 s of clock time (controller/runtime/reactor.py)
+ALARM_PERIOD_S = 5.0
 GOOD, COMM_ERROR = int(Quality.GOOD), int(Quality.COMM_ERROR)
 IMPLAUSIBLE, NOISY = int(Quality.IMPLAUSIBLE), int(Quality.NOISY)
 INCONSISTENT = int(Quality.INCONSISTENT)
@@ -233,7 +234,8 @@ def test_a_ph_spike_is_rejected_on_its_own_sample_and_never_acted_on(spike: Scen
     rows = spike.query("SELECT t_s, ph, ph_q, co2_pct FROM ticks ORDER BY t_s")
     # The spikes as the controller saw them: a sample 0.25 pH away from both neighbours.
     jumps = {rows[i][0] for i in range(1, len(rows) - 1)
-             if abs(rows[i][1] - rows[i - 1][1]) > 0.25 and abs(rows[i][1] - rows[i + 1][1]) > 0.25}
+             if abs(rows[i][1] - rows[i - 1][1]) > 0.25
+             and abs(rows[i][1] - rows[i + 1][1]) > 0.25}
     rejected = {t for t, _, q, _ in rows if q == IMPLAUSIBLE}
     assert len(jumps) == 12  # one every 10 min from 2 h to 4 h
     assert rejected == jumps  # each on its own sample (0 s), and nothing else

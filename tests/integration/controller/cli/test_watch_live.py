@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 
 import aiomqtt
@@ -29,15 +30,14 @@ async def test_watch_live(broker) -> None:
             for seq in range(1, 41):  # 40 messages in ~0.4 s: throttled to a few redraws
                 await c.publish(T.telemetry, sample_telemetry(seq), qos=1)
                 await asyncio.sleep(0.01)  # the pace is the scenario: faster than redraws
-            await c.publish(Topics("r2").telemetry, sample_telemetry(1), qos=1)  # other reactor: filtered
+            # another reactor: filtered
+            await c.publish(Topics("r2").telemetry, sample_telemetry(1), qos=1)
         await async_wait_until(lambda: "seq=40" in out.getvalue().split("== r1")[-1], 10,
                                "the trailing redraw")
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
     text = out.getvalue()
     frames = text.count("== r1")
     assert 1 <= frames <= 5, frames

@@ -153,7 +153,8 @@ async def test_broker_restart_mid_stream_loses_nothing(broker, tmp_path: Path) -
         await produce(outbox, 1, 1500)  # a burst: the broker stops with publishes in flight
         await asyncio.to_thread(b.stop)
         await produce(outbox, 1501, 1500, pause_s=0.01)  # keeps appending while down (~0.3 s)
-        await async_wait_until(lambda: not pub.stats.connected, 10, "the publisher to see the outage")
+        await async_wait_until(lambda: not pub.stats.connected, 10,
+                               "the publisher to see the outage")
         assert outbox.depth > 0
         await asyncio.to_thread(b.start)
         await produce(outbox, 3001, 1000, pause_s=0.002)
@@ -177,7 +178,8 @@ from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload
 t = Topics("r9")
 ob = Outbox(sys.argv[2])
 pub = MqttPublisher(MqttSettings.from_url(sys.argv[1], client_id="ctrl-kill"), ob,
-                    will=(t.status, LOST_PAYLOAD), birth=[(t.status, status_payload("running"), True)])
+                    will=(t.status, LOST_PAYLOAD),
+                    birth=[(t.status, status_payload("running"), True)])
 asyncio.run(pub.run())
 """
 
@@ -185,7 +187,8 @@ asyncio.run(pub.run())
 async def test_kill_9_publishes_retained_lost_will(broker, tmp_path: Path) -> None:
     b = broker()
     status = Topics("r9").status
-    proc = subprocess.Popen([sys.executable, "-c", PUBLISHER_SCRIPT, b.url, str(tmp_path / "k.db")],
+    proc = subprocess.Popen([sys.executable, "-c", PUBLISHER_SCRIPT, b.url,
+                             str(tmp_path / "k.db")],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         async with aiomqtt.Client("127.0.0.1", b.port, identifier="watch-kill") as c:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def test_rows_written_through_the_historian_verify_intact(db: Path) -> None:
     assert verdict == audit.AuditVerdict(True, 6, None, "", _rows(db)[-1][-1])
     rows = _rows(db)
     assert rows[0][-2] == audit.genesis_hash("run-1")
-    for before, after in zip(rows, rows[1:]):
+    for before, after in itertools.pairwise(rows):
         assert after[-2] == before[-1]  # each prev_hash is the previous row's hash
     assert len({r[-1] for r in rows}) == 6
     # read_audit still returns the recorded fields only
@@ -94,7 +95,7 @@ def test_the_hash_is_sha256_over_prev_hash_and_canonical_json(db: Path) -> None:
     """The construction docs/audit.md describes, recomputed here without the module's helpers."""
     import hashlib
     import json
-    rowid, *values = _rows(db)[1]
+    _, *values = _rows(db)[1]
     content = dict(zip(audit.CONTENT_COLUMNS, values[:13], strict=True))
     assert content["t_s"] == 1.0 and isinstance(content["t_s"], float)
     prev_hash, digest = values[13:]

@@ -99,7 +99,7 @@ def test_the_plots_mark_first_activations_and_every_trip(tmp_path: Path) -> None
         ("do_deviation", "alarm", True), ("ph_high", "alarm", True),
         ("co2_supply_lost", "interlock", True), ("co2_supply_lost", "alarm", True),
         ("co2_supply_lost", "interlock", False)]
-    fig, axes = plots._new_figure(rows=2)
+    _, axes = plots._new_figure(rows=2)
     axes[0].plot([0, 4], [7.3, 8.0])
     assert plots._draw_marks(axes, shown) == "upper right"
     for ax in axes:  # one line per mark through both axes
@@ -108,6 +108,6 @@ def test_the_plots_mark_first_activations_and_every_trip(tmp_path: Path) -> None
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels[2] == "3 d 00:16:25  co2_supply_lost (interlock tripped)"
     assert labels[4] == "3 d 12:00:00  co2_supply_lost (interlock reset)"
-    low, high = axes[0].get_ylim()
+    _, high = axes[0].get_ylim()
     assert high > 8.0 + 0.5 * (8.0 - 7.3)  # headroom above the data for the legend
     assert plots._draw_marks(axes, []) == "best"

@@ -58,5 +58,5 @@ def test_a_writer_failure_surfaces_on_the_next_flush(tmp_path: Path) -> None:
     target.mkdir()  # a directory where the database should be: sqlite cannot open it
     historian = Historian(target, RUN)
     historian._process.wait(timeout=30)  # the writer reports its failure and exits
-    with pytest.raises(RuntimeError, match="historian .* failed: OperationalError"):
+    with pytest.raises(RuntimeError, match=r"historian .* failed: OperationalError"):
         historian.flush()

@@ -291,7 +291,7 @@ async def test_silent_device_is_a_comm_timeout(scheme: str) -> None:
         await driver.connect()
         try:
             started = time.monotonic()
-            with pytest.raises(CommTimeoutError, match="no reply within 0.2 s"):
+            with pytest.raises(CommTimeoutError, match=r"no reply within 0\.2 s"):
                 await driver.read()
             assert 0.19 <= time.monotonic() - started < 0.5
             assert (await driver.diagnostics())["timeouts"] == 1

@@ -20,7 +20,7 @@ OP = "alice"
 
 
 def cfg(**kw) -> AlarmConfig:
-    base = dict(name="a", channel="temperature_c", kind="high", limit=38.0)
+    base = {"name": "a", "channel": "temperature_c", "kind": "high", "limit": 38.0}
     base.update(kw)
     return AlarmConfig(**base)
 
@@ -279,19 +279,19 @@ def test_invalid_actions_raise_clear_errors():
 # -- configuration ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(limit=None), "limit missing"),
-    (dict(channel=None), "channel missing"),
-    (dict(channel="heater_pct"), "expected an input"),
-    (dict(channel="nope"), "unknown channel"),
-    (dict(limit=70.0), "inside temperature_c's range"),
-    (dict(kind="comm_loss", limit=None), "takes no channel"),
-    (dict(kind="bad_quality", limit=1.0), "takes no limit"),
-    (dict(kind="deviation", limit=0.3, deadband=0.3), "could never return"),
-    (dict(kind="stale", limit=None, deadband=1.0), "off_delay_s"),
-    (dict(name="flood"), "reserved"),
-    (dict(priority="urgent"), "priority"),
-    (dict(colour="red"), "colour"),
-    (dict(on_delay_s=-1), "on_delay_s"),
+    ({"limit": None}, "limit missing"),
+    ({"channel": None}, "channel missing"),
+    ({"channel": "heater_pct"}, "expected an input"),
+    ({"channel": "nope"}, "unknown channel"),
+    ({"limit": 70.0}, "inside temperature_c's range"),
+    ({"kind": "comm_loss", "limit": None}, "takes no channel"),
+    ({"kind": "bad_quality", "limit": 1.0}, "takes no limit"),
+    ({"kind": "deviation", "limit": 0.3, "deadband": 0.3}, "could never return"),
+    ({"kind": "stale", "limit": None, "deadband": 1.0}, "off_delay_s"),
+    ({"name": "flood"}, "reserved"),
+    ({"priority": "urgent"}, "priority"),
+    ({"colour": "red"}, "colour"),
+    ({"on_delay_s": -1}, "on_delay_s"),
 ])
 def test_config_errors(kw, message):
     with pytest.raises(ValidationError, match=message):
@@ -387,7 +387,7 @@ def test_board_comm_loss_latched_and_critical_temperature():
         trs += board.evaluate(good(t, temperature_c=39.5), SP, t)
     (hi,) = [t for t in trs if t.alarm == "temperature_high"]
     assert hi.priority == "critical" and hi.t_s == 72 and hi.notify
-    assert [a.name for a in board.active()][0] == "temperature_high"   # worst first
+    assert board.active()[0].name == "temperature_high"   # worst first
     assert {a.name for a in board.unacknowledged()} >= {"comm_loss", "temperature_high"}
     firsts = board.first_raised
     assert [(f.name, f.t_s) for f in firsts][:2] == [("comm_loss", 35), ("temperature_high", 72)]
@@ -443,7 +443,8 @@ def test_flood_summary_replaces_individual_notifications():
     assert crit.alarm == "crit" and crit.notify
     # the window empties: one end-of-flood summary
     end = board.evaluate({"volume_ml": R(40.0), "temperature_c": R(39.5)}, {}, 900)
-    assert [(t.alarm, t.count, t.notify) for t in end] == [(FLOOD, 10, True)]   # activations 11..20
+    # activations 11..20
+    assert [(t.alarm, t.count, t.notify) for t in end] == [(FLOOD, 10, True)]
     assert "21 alarms unacknowledged" in end[0].reason
     assert not board.flooding
 
@@ -452,7 +453,7 @@ def test_a_burst_that_starts_a_flood_is_summarised_whole():
     """A dropped link raises many alarms in one evaluation: none of them pages on its own."""
     board = _flood_board(12)
     trs = board.evaluate({"volume_ml": R(30.0), "temperature_c": R(39.5)}, {}, 0)
-    names = tuple(f"a{i}" for i in range(12)) + ("crit",)
+    names = (*(f"a{i}" for i in range(12)), "crit")
     assert trs[0].alarm == FLOOD and trs[0].count == 13 and trs[0].alarms == names
     assert "13 activations within 600 s (a0, a1," in trs[0].reason
     assert trs[0].priority == "critical"              # the worst alarm in the flood
@@ -490,7 +491,7 @@ def test_board_shelving_policy():
     assert moves(board.shelve("y", 7200, 0, OP)) == [(S.NORMAL, S.SHELVED)]
     lax = AlarmBoard([cfg(name="hot", priority="critical")], unshelvable=())
     assert moves(lax.shelve("hot", 100, 0, OP)) == [(S.NORMAL, S.SHELVED)]
-    with pytest.raises(ValueError, match="unshelvable.*unknown priorities"):
+    with pytest.raises(ValueError, match=r"unshelvable.*unknown priorities"):
         AlarmBoard([], unshelvable=["urgent"])
 
 

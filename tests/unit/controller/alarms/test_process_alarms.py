@@ -1,5 +1,5 @@
-"""The chamber's default process alarms (controller/alarms/defaults.py `default_alarms`): the cell count
-disagreeing with its reference, and the volume moving while perfusion is balanced."""
+"""The chamber's default process alarms (controller/alarms/defaults.py `default_alarms`): the cell
+count disagreeing with its reference, and the volume moving while perfusion is balanced."""
 from __future__ import annotations
 
 import random

@@ -2,6 +2,7 @@
 comes back (bumplessly), including after an interlock overrode it."""
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -70,7 +71,8 @@ def test_the_safe_state_comes_from_the_reactor_config() -> None:
 
 
 def test_an_explicit_safe_output_wins_over_the_safe_state() -> None:
-    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', "safe_output = 7.5"), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', "safe_output = 7.5"),
+                       stats_after_s=0.0)
     t = settled(loop)
     assert loop.step(bad(t + 1), t + 1) == 7.5
 
@@ -120,13 +122,14 @@ def test_resuming_from_the_safe_output_is_bumpless(safe_after: str) -> None:
     assert outputs[2] == pytest.approx(5.0, abs=1e-9)
     later = [loop.step(good(7.45, t + i), t + i) for i in range(3, 600)]
     assert later[-1] > 5.0  # the integral works from there on: pH high, more CO2
-    steps = [abs(b - a) for a, b in zip([5.0, *later], later)]
+    steps = [abs(b - a) for a, b in itertools.pairwise([5.0, *later])]
     assert max(steps) < 0.01  # per second: no jump anywhere on the way
 
 
 def test_a_manual_loop_keeps_the_operator_output_on_bad_input() -> None:
-    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', 'mode = "manual"', "manual_output = 9.0"),
-                stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('on_bad_input = "safe"', 'mode = "manual"',
+                                       "manual_output = 9.0"),
+                       stats_after_s=0.0)
     assert [loop.step(bad(float(i)), float(i)) for i in range(1, 100)] == [9.0] * 99
 
 
@@ -150,7 +153,8 @@ def test_follow_adopts_an_override_and_resumes_from_it() -> None:
 
 
 def test_follow_leaves_a_manual_loop_alone() -> None:
-    loop = ControlLoop("ph", ph_config('mode = "manual"', "manual_output = 9.0"), stats_after_s=0.0)
+    loop = ControlLoop("ph", ph_config('mode = "manual"', "manual_output = 9.0"),
+                       stats_after_s=0.0)
     loop.follow(2.0)
     assert loop.pid.output == 9.0
 

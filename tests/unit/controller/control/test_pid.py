@@ -1,6 +1,8 @@
-"""controller.control.pid: the loop arithmetic, checked against what the ISA form says it must do."""
+"""controller.control.pid: the loop arithmetic, checked against what the ISA form says it must
+do."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -60,7 +62,7 @@ def test_no_windup_after_an_hour_at_the_limit() -> None:
     assert off_limit <= first_negative + 3
     assert all(u < out_max for u in protected[off_limit:])
     after = protected[first_negative:]
-    assert all(b < a for a, b in zip(after, after[1:]))
+    assert all(b < a for a, b in itertools.pairwise(after))
     # Unprotected: still pinned at 100 % long after the PV went 10 degC above the setpoint.
     assert all(u == out_max for u in unprotected[: first_negative + 30])
 
@@ -143,7 +145,8 @@ def test_tuning_change_is_bumpless() -> None:
     u = pid.update(pv, t)
     e = sp - pv
     # From here on the new tuning acts incrementally from where the old one left the output: the
-    # derivative term is unchanged (same slope), P moves by kp_new * delta e, I by kp_new/ti_new*e*dt.
+    # derivative term is unchanged (same slope), P moves by kp_new * delta e, I by
+    # kp_new/ti_new*e*dt.
     expected = u_before + new.kp * (e - e_before) + new.kp * dt / new.ti_s * e
     assert abs(u - expected) < 1e-9
     # A non-bumpless switch would have jumped by roughly (kp_new - kp_old) * e: far bigger.
@@ -179,7 +182,7 @@ def test_setpoint_step_gives_no_derivative_kick() -> None:
 
 
 def test_derivative_filter_attenuates_a_single_sample_spike() -> None:
-    tuning = dict(kp=1.0, ti_s=1e9, td_s=50.0)
+    tuning = {"kp": 1.0, "ti_s": 1e9, "td_s": 50.0}
     raw = Pid(PidTuning(**tuning), 37.0, -1e6, 1e6, initial_output=0.0)
     filtered = Pid(PidTuning(**tuning, d_filter_s=20.0), 37.0, -1e6, 1e6, initial_output=0.0)
     pvs = [37.0] * 10 + [38.0] + [37.0] * 10  # one glitch of 1 unit

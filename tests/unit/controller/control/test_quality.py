@@ -49,7 +49,8 @@ def test_a_spike_is_implausible_and_not_taken_as_the_reference() -> None:
 
 
 def test_a_real_level_shift_is_accepted_once_the_rate_covers_it() -> None:
-    values = [7.3 + 0.0001 * (i % 2) for i in range(10)] + [7.5 + 0.0001 * (i % 2) for i in range(20)]
+    values = ([7.3 + 0.0001 * (i % 2) for i in range(10)]
+              + [7.5 + 0.0001 * (i % 2) for i in range(20)])
     verdicts = judge_series(values)  # 0.2 pH at 0.05 pH/s: plausible after 4 s
     assert verdicts[10:14] == [Quality.IMPLAUSIBLE] * 4
     assert set(verdicts[14:]) == {Quality.GOOD}

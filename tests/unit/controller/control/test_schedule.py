@@ -1,4 +1,5 @@
-"""controller.control.schedule: the step perfusion profile and boluses with delivered-volume accounting."""
+"""controller.control.schedule: the step perfusion profile and boluses with delivered-volume
+accounting."""
 from __future__ import annotations
 
 from typing import Any
@@ -194,7 +195,8 @@ def test_pause_stops_all_pumps_and_resume_finishes_the_bolus() -> None:
 
 
 def test_pause_also_holds_back_profile_steps_taken_meanwhile() -> None:
-    s = schedule(perfusion=[{"at": 0.0, "feed_ml_per_h": 1.0}, {"at": 100.0, "feed_ml_per_h": 5.0}])
+    s = schedule(perfusion=[{"at": 0.0, "feed_ml_per_h": 1.0},
+                            {"at": 100.0, "feed_ml_per_h": 5.0}])
     s.paused = True
     assert s.rates(150.0, 1.0) == dict.fromkeys(PUMPS, 0.0)
     s.paused = False

@@ -52,7 +52,7 @@ def test_uncommitted_appends_are_not_durable(tmp_path: Path) -> None:
 def test_no_count_limit(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db") as ob:
         for _ in range(20):
-            for i in range(5000):
+            for _ in range(5000):
                 ob.append("bioreactor/r1/telemetry", b"x" * 50)
             ob.commit()
         assert ob.depth == 100_000

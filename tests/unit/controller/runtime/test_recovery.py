@@ -136,9 +136,9 @@ def _stop_as_if_killed(db: Path) -> None:
 def test_a_completed_run_is_never_continued(tmp_path: Path) -> None:
     db = tmp_path / "run.sqlite"
     summary = run_config(load_default(), db, duration="30m")
-    with pytest.raises(ConfigError, match="already completed.*new run id"):
+    with pytest.raises(ConfigError, match=r"already completed.*new run id"):
         load_recovery(db, summary["run_id"])
-    with pytest.raises(ConfigError, match="holds run .* not 'other'"):
+    with pytest.raises(ConfigError, match=r"holds run .* not 'other'"):
         _stop_as_if_killed(db)
         load_recovery(db, "other")
     assert load_recovery(tmp_path / "absent.sqlite", "x") is None

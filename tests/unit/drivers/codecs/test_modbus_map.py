@@ -116,7 +116,7 @@ def test_block_round_trip_through_encode_span() -> None:
 
 
 def test_access_rules() -> None:
-    H, I = m.Table.HOLDING, m.Table.INPUT
+    H, IN = m.Table.HOLDING, m.Table.INPUT
     E = m.ExceptionCode
     assert m.check_write(H, 100, 2) is None
     assert m.check_write(H, 100, 12) is None
@@ -127,12 +127,12 @@ def test_access_rules() -> None:
     assert m.check_write(H, 0, 2) is E.ILLEGAL_DATA_ADDRESS     # heartbeat + reserved
     assert m.check_write(H, 112, 2) is E.ILLEGAL_DATA_ADDRESS   # reserved actuator slot
     assert m.check_write(H, 50, 2) is E.ILLEGAL_DATA_ADDRESS    # gap between areas
-    assert m.check_write(I, 100, 2) is E.ILLEGAL_FUNCTION
-    assert m.check_read(I, 101, 1) is None                     # half a float: fine to read
-    assert m.check_read(I, 100, 100) is None
-    assert m.check_read(I, 100, 101) is E.ILLEGAL_DATA_ADDRESS  # runs past the area
-    assert m.check_read(I, 10, 6) is None                      # reserved reads 0
-    assert m.check_read(I, 15, 2) is E.ILLEGAL_DATA_ADDRESS
+    assert m.check_write(IN, 100, 2) is E.ILLEGAL_FUNCTION
+    assert m.check_read(IN, 101, 1) is None                    # half a float: fine to read
+    assert m.check_read(IN, 100, 100) is None
+    assert m.check_read(IN, 100, 101) is E.ILLEGAL_DATA_ADDRESS  # runs past the area
+    assert m.check_read(IN, 10, 6) is None                     # reserved reads 0
+    assert m.check_read(IN, 15, 2) is E.ILLEGAL_DATA_ADDRESS
     assert m.check_read(H, 0, 126) is E.ILLEGAL_DATA_VALUE
 
 

@@ -4,6 +4,7 @@ examples replayed against the emulated device, so the page stays true."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 
@@ -358,10 +359,9 @@ def test_arbitrary_bytes_never_crash_the_decoder(chunks: list[bytes]) -> None:
             assert isinstance(item, (Frame, FrameFault))
             if isinstance(item, Frame):
                 for parse in (parse_request, parse_reply):
-                    try:  # a payload may be refused, but only with a ProtocolError
+                    # a payload may be refused, but only with a ProtocolError
+                    with contextlib.suppress(ProtocolError):
                         parse(item.payload)
-                    except ProtocolError:
-                        pass
         assert decoder.pending <= 40 + 80
 
 
@@ -413,24 +413,24 @@ def doc_frames() -> list[tuple[str, bytes]]:
     """Every example frame of the manual, in order: (direction, bytes). The text form and the
     hex dump under it must agree."""
     frames: list[tuple[str, bytes]] = []
+
+    def close(current: tuple[str, bytes] | None, hex_bytes: bytearray) -> None:
+        if current is not None:
+            assert bytes(hex_bytes) == current[1], (current, bytes(hex_bytes))
+            frames.append(current)
+
     for block in re.findall(r"```frames\n(.*?)```", DOC.read_text(), flags=re.S):
         current: tuple[str, bytes] | None = None
         hex_bytes = bytearray()
-
-        def close() -> None:
-            if current is not None:
-                assert bytes(hex_bytes) == current[1], (current, bytes(hex_bytes))
-                frames.append(current)
-
         for line in block.splitlines():
             if match := _FRAME_LINE.match(line):
-                close()
+                close(current, hex_bytes)
                 current, hex_bytes = (match[1], _unescape(match[2])), bytearray()
             elif line.startswith("  "):
                 hex_bytes += bytes.fromhex(line)
             else:
                 assert not line.strip(), line
-        close()
+        close(current, hex_bytes)
     return frames
 
 

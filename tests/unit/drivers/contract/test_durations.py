@@ -1,5 +1,5 @@
-"""drivers.contract.durations: the duration strings people write (configs, fault specs, the command line),
-and the progress-line format. One parser serves the controller and the emulated device."""
+"""drivers.contract.durations: the duration strings people write (configs, fault specs, the command
+line), and the progress-line format. One parser serves the controller and the emulated device."""
 from __future__ import annotations
 
 import math

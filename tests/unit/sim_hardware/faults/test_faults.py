@@ -26,7 +26,8 @@ class FakeClock:
         return self.t_s
 
 
-async def make(faults: list | None = None, seed: int = 7, **options) -> tuple[SimDriver, FakeClock]:
+async def make(faults: list | None = None, seed: int = 7,
+               **options) -> tuple[SimDriver, FakeClock]:
     clock = FakeClock()
     opts = dict(options)
     if faults is not None:
@@ -150,7 +151,8 @@ def test_a_spec_without_a_start_time_shows_an_example_with_its_name() -> None:
 def test_table_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match="missing key name"):
         fault_from_table({"at": 0})
-    with pytest.raises(ValueError, match=r"sensor_noise: 1 problem\(s\)\n  at: required key missing"):
+    with pytest.raises(ValueError,
+                       match=r"sensor_noise: 1 problem\(s\)\n  at: required key missing"):
         fault_from_table({"name": "sensor_noise", "channel": "ph"})
     with pytest.raises(ValueError, match=r"std = 'x'"):
         fault_from_table({"name": "sensor_noise", "at": 0, "channel": "ph", "std": "x"})
@@ -190,7 +192,7 @@ async def _clean_and_faulted(spec: list, until_s: float, channel: str, step_s: f
 async def test_sensor_drift_adds_rate_times_time_while_active() -> None:
     a, b = await _clean_and_faulted(
         ["sensor_drift@2h:channel=ph,rate_per_h=0.01,duration=10h"], 14 * H, "ph")
-    for (t, va, _, _), (_, vb, _, _) in zip(a, b):
+    for (t, va, _, _), (_, vb, _, _) in zip(a, b, strict=True):
         expected = 0.01 * (t - 2 * H) / H if 2 * H <= t < 12 * H else 0.0
         assert vb - va == pytest.approx(expected, abs=1e-9), t
     assert b[-1][1] == a[-1][1]  # ended
@@ -200,7 +202,7 @@ async def test_sensor_spike_gives_isolated_spikes_every_period() -> None:
     a, b = await _clean_and_faulted(
         ["sensor_spike@1h:channel=temperature_c,magnitude=5,period_s=600,duration=2h"],
         4 * H, "temperature_c")
-    diffs = {round(t): vb - va for (t, va, _, _), (_, vb, _, _) in zip(a, b)}
+    diffs = {round(t): vb - va for (t, va, _, _), (_, vb, _, _) in zip(a, b, strict=True)}
     spiked = {t for t, d in diffs.items() if abs(d) > 1e-9}
     assert spiked == {round(H + k * 600) for k in range(12)}
     assert all(abs(abs(diffs[t]) - 5.0) < 1e-9 for t in spiked)
@@ -221,7 +223,7 @@ async def test_sensor_dropout_is_bad_nan_then_recovers() -> None:
 async def test_sensor_noise_adds_the_given_std_and_is_repeatable() -> None:
     spec = ["sensor_noise@0:channel=ph,std=0.1,duration=20h"]
     a, b = await _clean_and_faulted(spec, 20 * H, "ph")
-    extra = np.array([vb - va for (_, va, _, _), (_, vb, _, _) in zip(a, b)])
+    extra = np.array([vb - va for (_, va, _, _), (_, vb, _, _) in zip(a, b, strict=True)])
     assert extra.std() == pytest.approx(0.1, rel=0.1)
     _, again = await _clean_and_faulted(spec, 20 * H, "ph")
     assert [v for _, v, _, _ in again] == [v for _, v, _, _ in b]
@@ -305,7 +307,7 @@ async def test_co2_supply_lost_leaves_the_carrier_gas_co2() -> None:
     await trace(driver, clock, 2 * H, channel="ph", commands={"co2_pct": 10.0})
     assert driver.model.inputs.co2_pct == 0.5
     assert (await driver.read_outputs())["co2_pct"] == 10.0
-    with pytest.raises(ValueError, match="residual_pct.*<= 20"):
+    with pytest.raises(ValueError, match=r"residual_pct.*<= 20"):
         parse_fault("co2_supply_lost@1h:residual_pct=30")
 
 

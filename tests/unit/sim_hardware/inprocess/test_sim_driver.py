@@ -60,7 +60,7 @@ async def test_nothing_works_before_connect_and_after_close() -> None:
 
 
 async def test_read_returns_every_input_channel_with_its_unit() -> None:
-    driver, clock = make()
+    driver, _ = make()
     await driver.connect()
     readings = await driver.read()
     assert set(readings) == {c.name for c in INPUTS}
@@ -121,7 +121,7 @@ async def test_commands_apply_from_the_time_they_are_written() -> None:
 
 
 async def test_gas_mix_cannot_exceed_100_percent() -> None:
-    driver, clock = make()
+    driver, _ = make()
     await driver.connect()
     await driver.write({"o2_pct": 90.0, "co2_pct": 20.0})
     d = await driver.diagnostics()
