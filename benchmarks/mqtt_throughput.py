@@ -23,7 +23,7 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from plugins.mosquitto import Broker  # noqa: E402
+from plugins.mosquitto import Broker
 
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox

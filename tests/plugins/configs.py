@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from controller import clock
 from controller.cli.main import apply_overrides
 from controller.config import Config, load_config, parse_config
-from controller import clock
 from controller.runtime.run import Run, RunOptions
 
 REPO = Path(__file__).resolve().parents[2]

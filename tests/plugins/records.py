@@ -1,6 +1,7 @@
 """Reading a run's records while its controller is still writing them."""
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
@@ -15,3 +16,12 @@ def count_rows(db: Path, sql: str, *params: object) -> int:
             return con.execute(sql, params).fetchone()[0]
     except sqlite3.OperationalError:  # the schema is being created
         return 0
+
+
+def periods_after_first_tick(db: Path, duration_s: float, period_s: float) -> int:
+    """How many control periods a finished run had from its first tick to its end: each must be
+    a tick made or a tick skipped on record. Counted from the first tick because connecting to a
+    device over a wire takes simulated minutes at a high speed factor."""
+    with sqlite3.connect(db) as con:
+        ((first_tick_s,),) = con.execute("SELECT MIN(t_s) FROM ticks")
+    return math.ceil((duration_s - first_tick_s) / period_s)

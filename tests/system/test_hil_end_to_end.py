@@ -14,7 +14,7 @@ import pytest
 from plugins.configs import REPO
 from plugins.hil import emulator
 from plugins.processes import BIN, free_port
-from plugins.records import count_rows
+from plugins.records import count_rows, periods_after_first_tick
 from plugins.waiting import wait_until
 
 CONFIGS = {
@@ -67,8 +67,14 @@ def test_a_culture_over_the_wire_holds_the_bands(kind: str, tmp_path: Path) -> N
     assert loops["temperature"]["within_band_fraction"] >= 0.99, loops
     assert loops["do"]["within_band_fraction"] >= 0.95, loops
     assert loops["ph"]["within_band_fraction"] >= 0.95, loops
-    assert summary["reactors"]["hsc-1"]["comm_losses"] == 0
-    assert summary["ticks"] >= 0.95 * 6 * 3600 / 5.0  # few ticks skipped for overruns
+    reactor = summary["reactors"]["hsc-1"]
+    assert reactor["comm_losses"] == 0
+    # Every period is a tick made or a tick skipped on record (an overrun is skipped, not
+    # bunched). How few are skipped is the tick jitter benchmark's to measure (make bench): here
+    # the other test worker shares the two cores, so only most ticks must be made.
+    periods = periods_after_first_tick(tmp_path / "run.sqlite", 6 * 3600, 5.0)
+    assert summary["ticks"] + reactor["skipped_ticks"] == periods
+    assert summary["ticks"] >= 0.8 * periods
 
 
 def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path) -> None:

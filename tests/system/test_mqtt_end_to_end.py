@@ -15,6 +15,7 @@ import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
 from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
 from plugins.processes import BIN
+from plugins.records import periods_after_first_tick
 from plugins.waiting import wait_until
 
 from controller.operator.audit import read_audit
@@ -61,21 +62,26 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
     b = broker()
     sub = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "sub.txt")
     try:
-        run = start_run(write_config(tmp_path, b.url), tmp_path, speed="1500", duration="1d")
+        run = start_run(write_config(tmp_path, b.url), tmp_path, speed="2000", duration="1d")
         stopper.append(run)
         wait_until(lambda: len(sub.messages()) >= 86400 / 5.0 / 3, 120,
                    "a third of the day's telemetry")
-        b.restart(down_s=3.0)  # the broker goes away for 3 s (4500 simulated seconds)
+        b.restart(down_s=3.0)  # the broker goes away for 3 s (6000 simulated seconds)
         _, err = run.communicate(timeout=240)
         assert run.returncode == 0, err
-        ticks = json.loads((tmp_path / "summary.json").read_text())["ticks"]
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        ticks = summary["ticks"]
         wait_until(lambda: len({m["seq"] for m in sub.messages()}) >= ticks, 60,
                    "every tick's telemetry", poll_s=0.2)
     finally:
         sub.close()
     seqs = first_deliveries([m["seq"] for m in sub.messages()])
     assert seqs == list(range(1, ticks + 1)), f"{ticks - len(seqs)} missing or out of order"
-    assert ticks > 0.95 * 86400 / 5.0
+    # Every period is a tick made or a tick skipped on record; how few are skipped is the
+    # benchmarks' to measure (the other test worker shares the two cores).
+    periods = periods_after_first_tick(tmp_path / "run.sqlite", 86400, 5.0)
+    assert ticks + summary["reactors"]["hsc-1"]["skipped_ticks"] == periods
+    assert ticks >= 0.8 * periods
 
 
 def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:
