@@ -65,7 +65,7 @@ class DeviceLink:
         self._read_failures: deque[float] = deque(maxlen=100_000)
         self._refusals_logged: set[tuple[str, str]] = set()
         self._last_readback_error = ""
-        self._last_heartbeat_s = float("-inf")
+        self.next_heartbeat_s = float("-inf")
         self._comm_failed_readings: dict[str, Reading] = {
             c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
         }
@@ -129,10 +129,10 @@ class DeviceLink:
             self._last_readback_error = ""
         written.update(changed)
 
-    async def heartbeat_if_due(self, now: float) -> None:
-        if now - self._last_heartbeat_s < HEARTBEAT_PERIOD_S:
-            return
-        self._last_heartbeat_s = now
+    async def heartbeat(self, now: float) -> None:
+        """Feed the device's comm watchdog; due again HEARTBEAT_PERIOD_S later
+        (`next_heartbeat_s`, checked by the tick so an idle tick costs no call)."""
+        self.next_heartbeat_s = now + HEARTBEAT_PERIOD_S
         try:
             await self.driver.heartbeat()
         except DriverError as exc:

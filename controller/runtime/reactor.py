@@ -163,7 +163,8 @@ class Reactor:
         outputs = self._control(readings, now)
         self.checkpoints.write_if_due(now)  # before the write: what is commanded is on record
         await self.link.write_changed(outputs, now)
-        await self.link.heartbeat_if_due(now)
+        if now >= self.link.next_heartbeat_s:
+            await self.link.heartbeat(now)
         self.counters.ticks += 1
         self._record(readings, now)
 
@@ -191,7 +192,9 @@ class Reactor:
         if self._last_tick_s is not None:
             schedule.account(self.link.written, now - self._last_tick_s)
         self._last_tick_s = now
-        outputs = {loop.mv: loop.step(readings, now) for loop in self.loops}
+        outputs: dict[str, float] = {}
+        for loop in self.loops:  # a plain loop: a comprehension is a call of its own in 3.11
+            outputs[loop.mv] = loop.step(readings, now)
         outputs.update(schedule.rates(now, self.period_s))
         if schedule.ledger:
             for what, bolus in schedule.ledger:
