@@ -1,9 +1,9 @@
 """A reactor's alarm board as its config says: the default alarms with `[[reactor.alarm]]` applied.
 
-Why a module of its own: the reactor builds its board with `alarm_board()` and the command
-bounds (`commands.bounds_from_config`) read the shelving policy of a board built the same way, so
+The reactor builds its one board with `alarm_board()`; the command bounds
+(`operator/bounds.py: bounds_from_config`) read their shelving policy from that same board, so
 what an operator is told before a command is applied cannot disagree with what the board does.
-Pure functions over config models; no I/O.
+Pure functions over the alarm models; no I/O.
 """
 from __future__ import annotations
 
