@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from controller.config import ScheduleConfig
-from drivers.contract.datasheet import channel
-
-PUMPS = ("feed_ml_per_h", "harvest_ml_per_h", "base_ml_per_h")
+from drivers.contract.datasheet import PUMPS, channel
 
 
 @dataclass

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from controller.config import ScheduleConfig
-from controller.control.schedule import PUMPS, FeedSchedule
+from controller.control.schedule import FeedSchedule
+from drivers.contract.datasheet import PUMPS
 
 HOUR = 3600.0
 DAY = 86400.0
