@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import signal
 import uuid
 from collections.abc import Callable
@@ -224,6 +225,7 @@ class Run:
         n = 0
         t = clock.now()
         start = t  # later than 0 for a run continued after a crash
+        periods = math.ceil((duration - start) / period)  # every one a tick made or skipped
         lateness = reactor.lateness_s
         stop = self._stop
         # The stop flag is checked as well as cancellation: a library that swallows a
@@ -236,7 +238,8 @@ class Run:
             now = clock.now()
             if now > t:  # overran: skip the ticks we missed rather than bunch them up
                 skip_to = int((now - start) // period) + 1
-                reactor.counters.skipped_ticks += skip_to - n
+                # Only periods inside the run count as skipped, not those past its end.
+                reactor.counters.skipped_ticks += min(skip_to, periods) - n
                 n = skip_to
                 t = start + n * period
             await clock.sleep_until(t)
