@@ -99,9 +99,9 @@ class QualityJudge:
         nan = float("nan")
         # [last accepted value, its time, when it last changed, last sample time, its verdict,
         #  previous in-range sample, sum of squared steps in this noise window, their count,
-        #  window start, whether the last full window was too noisy]
+        #  window start, whether the last full window was too noisy, sum of the steps]
         self._history: dict[str, list] = {
-            ch.name: [nan, nan, nan, nan, GOOD, nan, 0.0, 0, nan, False] for ch in INPUTS}
+            ch.name: [nan, nan, nan, nan, GOOD, nan, 0.0, 0, nan, False, 0.0] for ch in INPUTS}
         self.cell_count = ReferenceCheck(*CELL_COUNT_CHECK, TOTAL_PER_VIABLE_RANGE,
                                          MIN_REFERENCE_CELLS_PER_ML, SAMPLED_STALE_AFTER_S)
 
@@ -172,9 +172,13 @@ def _too_noisy(value: float, t_s: float, max_rate: float, step_var_limit: float,
                history: list) -> bool:
     """Whether the last full window scattered more than the probe's noise limit.
 
-    The estimate is the mean squared step between successive samples, halved (for white noise
-    of standard deviation s a step has variance 2 s^2): steps see noise but hardly any process
-    change (the fastest, a heater stuck on, moves ~0.003 C per second against a 0.06 C limit).
+    The estimate is the variance of the steps between successive samples about their mean over
+    the window, halved (for white noise of standard deviation s a step has variance 2 s^2):
+    (sum step^2 - n mean^2) / n. A process moving steadily (the chamber warming at full heater
+    power, ~2 C per minute) adds the same step to every step, which the mean takes away, so a
+    ramp of any plausible slope is never NOISY; what is left is the noise and the ramp's change
+    of slope within a minute, far below any limit. The mean of white noise's steps telescopes
+    to (last - first) / n, so removing it costs the noise estimate only a 1/n^2 part.
     Each step is clipped at the channel's plausible rate, so an isolated spike (already
     IMPLAUSIBLE on its own sample) cannot make a window noisy on its own.
     """
@@ -185,11 +189,18 @@ def _too_noisy(value: float, t_s: float, max_rate: float, step_var_limit: float,
         return history[9]
     step = value - previous
     cap = max_rate * (t_s - history[3])
-    history[6] += min(step * step, cap * cap)
-    history[7] += 1
-    if t_s - history[8] >= NOISE_WINDOW_S:
-        history[9] = history[6] > step_var_limit * history[7]  # mean step^2 > 2 limit^2
-        history[6], history[7], history[8] = 0.0, 0, t_s
+    if step > cap:
+        step = cap
+    elif step < -cap:
+        step = -cap
+    history[6] += step * step
+    history[10] += step
+    n = history[7] = history[7] + 1
+    if t_s - history[8] >= NOISE_WINDOW_S and n > 1:  # a mean needs two steps to remove
+        total = history[10]
+        # sum (step - mean)^2 = sum step^2 - (sum step)^2 / n > n * 2 limit^2
+        history[9] = history[6] * n - total * total > step_var_limit * n * n
+        history[6], history[7], history[8], history[10] = 0.0, 0, t_s, 0.0
     return history[9]
 
 

@@ -135,6 +135,56 @@ def test_a_noisy_probe_is_noisy_within_two_windows_and_trusted_again_after() -> 
     assert set(verdicts[back:]) == {Quality.GOOD}
 
 
+FASTEST = {"temperature_c": 0.5, "do_pct_air": 10.0, "ph": 0.05, "volume_ml": 0.05}
+"""The fastest plausible rate per second (DEFAULT_LIMITS; the load cell has none: both pumps
+at 60 mL/h, 0.033 mL/s, rounded up)."""
+
+
+@pytest.mark.parametrize("period_s", [1.0, 5.0])
+@pytest.mark.parametrize("channel", sorted(PROBE_NOISE))
+def test_a_noiseless_ramp_at_the_fastest_plausible_rate_is_never_noisy(
+        channel: str, period_s: float) -> None:
+    # Just below the rate limit (at it, rounding would make some steps IMPLAUSIBLE); its steps
+    # alone are 6-60x the noise limit, so only a detrended estimate lets it through. Ten
+    # windows at that rate leave the channel's range, so the range is widened.
+    rate = 0.99 * FASTEST[channel]
+    wide = {channel: QualityConfig(minimum=-1e6, maximum=1e6)}
+    for sign in (1.0, -1.0):
+        values = [CENTRE[channel] + sign * rate * i * period_s
+                  for i in range(round(10 * NOISE_WINDOW_S / period_s))]
+        verdicts = judge_channel(channel, values, QualityJudge(wide, period_s), period_s)
+        assert set(verdicts) == {Quality.GOOD}
+
+
+@pytest.mark.parametrize("channel", sorted(PROBE_NOISE))
+def test_a_ramp_with_noise_below_the_limit_is_not_noisy(channel: str) -> None:
+    # Half the plausible rate, twice the probe's noise (half the limit), half an hour.
+    rng = random.Random(6)
+    rate, sd = 0.5 * FASTEST[channel], 2 * PROBE_NOISE[channel]
+    values = [CENTRE[channel] + rate * i + rng.gauss(0, sd) for i in range(1800)]
+    assert Quality.NOISY not in judge_channel(channel, values)
+
+
+@pytest.mark.parametrize("rate_per_s", [0.0, 0.03, 0.1])  # flat, full heater, 3x that
+@pytest.mark.parametrize("period_s", [1.0, 5.0])
+def test_noise_above_the_limit_is_noisy_within_two_windows_flat_or_ramping(
+        rate_per_s: float, period_s: float) -> None:
+    # 5 min clean, then 7x the probe's noise (0.1 C against a 0.06 C limit) on the same ramp.
+    rng = random.Random(7)
+    n_clean, n = round(300 / period_s), round(900 / period_s)
+    values = [25.0 + rate_per_s * i * period_s + rng.gauss(0, 0.015 if i < n_clean else 0.1)
+              for i in range(n)]
+    wide = QualityJudge({"temperature_c": QualityConfig(minimum=-1e6, maximum=1e6)}, period_s)
+    verdicts = judge_channel("temperature_c", values, wide, period_s)
+    first = verdicts.index(Quality.NOISY)
+    assert set(verdicts[:n_clean]) == {Quality.GOOD}
+    assert n_clean < first <= n_clean + 2 * NOISE_WINDOW_S / period_s
+    if period_s == 1.0:  # 60 steps a window: the verdict holds
+        assert Quality.GOOD not in verdicts[first:]
+    else:  # 12 steps a window scatter more: an odd window may pass, as before
+        assert verdicts[first:].count(Quality.NOISY) >= 0.8 * (n - first)
+
+
 def test_isolated_spikes_are_implausible_but_do_not_make_the_probe_noisy() -> None:
     values = noisy(1200)
     for i in range(30, 1200, 60):  # one 0.5 pH spike in every window
