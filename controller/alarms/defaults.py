@@ -15,10 +15,19 @@ PH_HIGH = 7.6
 VOLUME_RATE_LIMIT_ML_PER_H = 0.5
 VOLUME_RATE_WINDOW_S = 3600.0
 VOLUME_RATE_ON_DELAY_S = 5400.0
+LIMIT_ALARMS = frozenset({"temperature_high", "ph_low", "ph_high"})
+"""The absolute-limit alarms: a loop's setpoint must lie strictly inside the ones in effect
+(the default or a `[[reactor.alarm]]` of the same name), or the alarm would stand all run; the
+config refuses it (controller/config/safety_check.py)."""
 
 
-def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
+def default_alarms(loops: Mapping[str, Any], *,
+                   check_setpoints: bool = True) -> list[AlarmConfig]:
     """Sensible alarms for the control loops `{name: (pv, setpoint, band)}` (or LoopConfigs).
+
+    A setpoint outside the default absolute limits is a ValueError unless `check_setpoints` is
+    False (the config has already checked each setpoint against the limits in effect, which a
+    `[[reactor.alarm]]` may have replaced).
 
     Per loop:
     - `<loop>_deviation`: |pv - setpoint| > 3 x band for 300 s, medium. Three bands is well
@@ -85,13 +94,15 @@ def default_alarms(loops: Mapping[str, Any]) -> list[AlarmConfig]:
         off_delay_s=600, priority="medium",
         description="more than 5 % of reads failing over 10 min: a degraded link"))
     if "temperature_c" in pvs:
-        _check_inside("temperature_c", pvs["temperature_c"], None, TEMPERATURE_HIGH_C)
+        if check_setpoints:
+            _check_inside("temperature_c", pvs["temperature_c"], None, TEMPERATURE_HIGH_C)
         out.append(AlarmConfig(
             name="temperature_high", channel="temperature_c", kind="high",
             limit=TEMPERATURE_HIGH_C, deadband=0.2, on_delay_s=30, priority="critical",
             latched=True, description="chamber above 39.0 C: heat stress"))
     if "ph" in pvs:
-        _check_inside("ph", pvs["ph"], PH_LOW, PH_HIGH)
+        if check_setpoints:
+            _check_inside("ph", pvs["ph"], PH_LOW, PH_HIGH)
         out.append(AlarmConfig(
             name="ph_low", channel="ph", kind="low", limit=PH_LOW, deadband=0.05,
             on_delay_s=60, priority="high", description="pH below 6.9: acidic medium"))

@@ -48,8 +48,13 @@ def alarm_board(loops: Mapping[str, Any], entries: Iterable[AlarmConfig | AlarmR
                 board: AlarmBoardConfig) -> AlarmBoard:
     """The board a reactor runs: the default alarms of its `loops` (LoopConfigs by name), its
     `[[reactor.alarm]]` `entries`, its `[reactor.alarm_board]` options. Takes the pieces rather
-    than the reactor's config so that alarms need not import the config (which imports alarms)."""
-    return AlarmBoard(configured_alarms(default_alarms(loops), entries), **board_options(board))
+    than the reactor's config so that alarms need not import the config (which imports alarms).
+
+    The setpoints are not checked against the default limits here: the config has checked
+    them against the limits in effect, defaults or their replacements
+    (controller/config/safety_check.py)."""
+    alarms = configured_alarms(default_alarms(loops, check_setpoints=False), entries)
+    return AlarmBoard(alarms, **board_options(board))
 
 
 __all__ = ["alarm_board", "board_options", "configured_alarms"]

@@ -25,6 +25,7 @@ from controller.config import (
     format_speed,
     load_config,
     parse_speed,
+    safety_warnings,
 )
 from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
 from drivers.contract.durations import format_duration, parse_duration_s
@@ -165,6 +166,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              device=args.device, mqtt=args.mqtt, faults=args.fault)
     for index in range(len(config.reactor)):
         open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
+    print_warnings(config)  # the run records them too, as config_warning events
     progress = None if args.quiet else ProgressLine()
     options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
                          progress=progress)
@@ -181,6 +183,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0 if summary["stopped_by"] == "completed" else 130
+
+
+def print_warnings(config: Config) -> None:
+    """What the config allows but should not go unsaid (controller/config/safety_check.py)."""
+    for _, line in safety_warnings(config):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -211,6 +219,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         open_reactor_driver(config, index, now=lambda: 0.0)
     run = config.run
     print(f"{args.config}: OK")
+    print_warnings(config)
     print(f"  duration {format_duration(run.duration)}, control period "
           f"{run.control_period_s:g} s, seed {run.seed}, speed {format_speed(run.speed)}")
     for reactor in config.reactor:

@@ -2,7 +2,9 @@
 
 One module per part of the file: `run` ([run] and the speed parser), `loops`, `schedule`,
 `safety` (quality, interlocks, safe state), `reactor` ([[reactor]]), `remote` ([mqtt],
-[[operator]]), `loading` (the root table, load and parse). The alarm tables' models are the
+[[operator]]), `loading` (the root table, load and parse); `hard_limits` (the interlocks' trip
+points, as data) and `safety_check` (the safe state and the setpoints against those limits and
+the alarms: errors; what is allowed but unsafe: warnings). The alarm tables' models are the
 alarms' own (controller/alarms/spec.py). Import from here: `from controller.config import ...`.
 """
 from controller.config.loading import (
@@ -22,9 +24,11 @@ from controller.config.safety import (
     SupplyLostConfig,
     default_safe_state,
 )
+from controller.config.safety_check import SAFE_GAS_PCT, safety_warnings
 from controller.config.schedule import Bolus, PerfusionPoint, ScheduleConfig
 
-__all__ = ["DEFAULT_CONFIG", "Bolus", "Config", "ConfigError", "InterlocksConfig", "LoopConfig",
-           "MqttConfig", "OperatorConfig", "PerfusionPoint", "QualityConfig", "ReactorConfig",
-           "RunConfig", "ScheduleConfig", "SupplyLostConfig", "default_safe_state",
-           "format_speed", "load_config", "parse_config", "parse_speed"]
+__all__ = ["DEFAULT_CONFIG", "SAFE_GAS_PCT", "Bolus", "Config", "ConfigError", "InterlocksConfig",
+           "LoopConfig", "MqttConfig", "OperatorConfig", "PerfusionPoint", "QualityConfig",
+           "ReactorConfig", "RunConfig", "ScheduleConfig", "SupplyLostConfig",
+           "default_safe_state", "format_speed", "load_config", "parse_config", "parse_speed",
+           "safety_warnings"]

@@ -12,6 +12,7 @@ from controller.alarms.spec import ALARM_ENTRY_MODELS
 from controller.config.reactor import ReactorConfig
 from controller.config.remote import MqttConfig, OperatorConfig
 from controller.config.run import RunConfig
+from controller.config.safety_check import safety_errors
 from drivers.contract import validation
 from drivers.contract.validation import StrictModel
 
@@ -82,8 +83,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         # Worded as the device's options' errors are: one formatter on both sides.
         raise ConfigError(validation.format_validation_error(
             exc, source, Config, ALARM_ENTRY_MODELS)) from None
+    # The tables fit together; now whether they are safe (a safe state that heats, a setpoint
+    # the interlocks or alarms would fight): refused here, before anything runs.
+    problems = safety_errors(config)
+    if problems:
+        raise ConfigError("\n  ".join([f"{source}: {len(problems)} problem(s)", *problems]))
+    return config

@@ -3,7 +3,8 @@
 They act on the judged readings (an interlock never trips on a bad value, and never resets on
 one either) after the loops and the schedule have computed their outputs, and before anything
 is written. Two kinds: hard limits on a reading (`Interlock`: over-temperature, volume, pH far
-out) and lost gas supplies recognised from their loop (`SupplyLost`), whose reactions are
+out; the table is data in controller/config/hard_limits.py, which the config check reads
+too) and lost gas supplies recognised from their loop (`SupplyLost`), whose reactions are
 applied first so the hard limits overrule them. Precedence of actuator states, highest first:
 shutdown safe state (runtime), the device's own comm-loss safe state (device side), interlocks
 (here), a loop's reaction to bad input (hold or safe output, loop.py), normal control
@@ -16,47 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from controller.config import ReactorConfig
+from controller.config.hard_limits import Interlock as Interlock
+from controller.config.hard_limits import default_interlocks as default_interlocks
 from drivers.contract.reading import Quality, Reading
-
-
-@dataclass(frozen=True)
-class Interlock:
-    """Trips when the value reaches `trip_at` (from below if `high`, from above if not) and
-    resets only once it is back past `reset_at`: hysteresis, so it does not chatter.
-
-    While tripped it caps outputs (`caps`: output -> highest value allowed; 0 stops a pump or
-    the heater) or, with `to_safe_state`, applies the reactor's whole safe state."""
-
-    name: str
-    channel: str
-    high: bool
-    trip_at: float
-    reset_at: float
-    caps: tuple[tuple[str, float], ...] = ()
-    to_safe_state: bool = False
-
-    def trips(self, value: float) -> bool:
-        return value >= self.trip_at if self.high else value <= self.trip_at
-
-    def resets(self, value: float) -> bool:
-        return value < self.reset_at if self.high else value > self.reset_at
-
-
-def default_interlocks() -> list[Interlock]:
-    """[est] limits for a CD34+ culture at 37 C (science sheet: heat kills above ~41.5 C)."""
-    return [
-        Interlock("overtemp_limit", "temperature_c", True, 38.0, 37.6,
-                  caps=(("heater_pct", 20.0),)),
-        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8, caps=(("heater_pct", 0.0),)),
-        Interlock("overtemp_safe", "temperature_c", True, 39.5, 37.8, to_safe_state=True),
-        Interlock("volume_high", "volume_ml", True, 150.0, 140.0,
-                  caps=(("feed_ml_per_h", 0.0), ("base_ml_per_h", 0.0))),
-        Interlock("volume_low", "volume_ml", False, 20.0, 25.0,
-                  caps=(("harvest_ml_per_h", 0.0),)),
-        Interlock("ph_far_high", "ph", True, 7.9, 7.7, caps=(("base_ml_per_h", 0.0),)),
-        Interlock("ph_far_low", "ph", False, 6.7, 6.9, caps=(("co2_pct", 2.0),)),
-    ]
-
 
 SATURATION_BAND = 0.05
 """A loop within this fraction of its output range from the maximum counts as saturated."""

@@ -17,7 +17,7 @@ import numpy as np
 import structlog
 
 from controller.clock import Clock
-from controller.config import Config, ConfigError
+from controller.config import Config, ConfigError, safety_warnings
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.replay import ReplayGuard
@@ -153,6 +153,8 @@ class Run:
             )
             for i, rc in enumerate(self.config.reactor)
         ]
+        for index, warning in safety_warnings(self.config):
+            historian.record_event(reactors[index].id, clock.now(), "config_warning", warning)
         summary: dict[str, Any] = {}
         try:
             for reactor in reactors:
