@@ -17,8 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from controller.config import ReactorConfig
-from controller.config.hard_limits import Interlock as Interlock
-from controller.config.hard_limits import default_interlocks as default_interlocks
+from controller.config.hard_limits import Interlock
 from drivers.contract.reading import Quality, Reading
 
 SATURATION_BAND = 0.05

@@ -15,8 +15,9 @@ import structlog
 from controller.alarms.setup import alarm_board
 from controller.clock import Clock
 from controller.config import ReactorConfig
+from controller.config.hard_limits import default_interlocks
 from controller.control.control_loop import ControlLoop
-from controller.control.interlocks import InterlockSet, Trip, default_interlocks, supply_interlocks
+from controller.control.interlocks import InterlockSet, Trip, supply_interlocks
 from controller.control.quality import QualityJudge
 from controller.control.schedule import BolusState, FeedSchedule
 from controller.mqtt.outbox import OutboxFullError

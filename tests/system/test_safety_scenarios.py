@@ -106,7 +106,8 @@ def test_a_runaway_feed_pump_trips_volume_high(tmp_path: Path) -> None:
 
 
 def test_interlocks_ignore_bad_readings_and_reset_with_hysteresis() -> None:
-    from controller.control.interlocks import InterlockSet, default_interlocks
+    from controller.config.hard_limits import default_interlocks
+    from controller.control.interlocks import InterlockSet
     from drivers import Quality, Reading
 
     locks = InterlockSet(default_interlocks(), {"heater_pct": 0.0})
