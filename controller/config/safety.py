@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from controller.config.hard_limits import HARD_LIMIT_NAMES
 from drivers.contract.datasheet import SAFE_STATE, channel
 from drivers.contract.validation import Seconds, StrictModel
 
@@ -35,6 +36,9 @@ class SupplyLostConfig(StrictModel):
     `recovery`. Defaults: docs/faults.md."""
 
     enabled: bool = True
+    latched: bool = Field(default=True, description="once tripped, stays tripped (its "
+                          "reaction keeps acting) after the PV is back, until an operator's "
+                          "signed reset_interlock: a person looks before the gas comes back")
     margin: float = Field(gt=0, description="PV units beyond the setpoint (DO below it, pH "
                           "above it) that, with the gas at its maximum, count as not delivered")
     for_s: Seconds = Field(default=600.0, ge=60, le=86400, description="how long before it trips")
@@ -71,11 +75,15 @@ _SUPPLY_LOST_DEFAULTS: dict[str, dict[str, float]] = {
 
 class InterlocksConfig(StrictModel):
     """`[reactor.interlocks.*]`: the interlocks that need tuning to the culture. The hard limits
-    (over-temperature, volume, pH far out) are fixed in controller/control/interlocks.py. A table
+    (over-temperature, volume, pH far out) are fixed in controller/config/hard_limits.py but for
+    whether each latches (`latch`). A table
     gives only the keys it changes; the rest keep their defaults (_SUPPLY_LOST_DEFAULTS)."""
 
     o2_supply_lost: SupplyLostConfig
     co2_supply_lost: SupplyLostConfig
+    latch: dict[str, bool] = Field(default_factory=dict, description="hard limit name -> "
+                                   "whether it latches (controller/config/hard_limits.py; "
+                                   "defaults: docs/faults.md, \"Latching\")")
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +95,16 @@ class InterlocksConfig(StrictModel):
             given = filled.get(key, {})
             filled[key] = {**defaults, **given} if isinstance(given, dict) else given
         return filled
+
+    @model_validator(mode="after")
+    def _latch_names(self) -> InterlocksConfig:
+        for name in self.latch:
+            if name in _SUPPLY_LOST_DEFAULTS:
+                raise ValueError(f"latch.{name}: set `latched` in [reactor.interlocks.{name}]")
+            if name not in HARD_LIMIT_NAMES:
+                raise ValueError(f"latch.{name}: no such hard limit (allowed: "
+                                 f"{', '.join(HARD_LIMIT_NAMES)})")
+        return self
 
     @model_validator(mode="after")
     def _gas_within_mixer(self) -> InterlocksConfig:

@@ -50,6 +50,8 @@ class SupplyLost:
     overrides: tuple[tuple[str, float], ...]
     priority: str = "high"
     """Of the alarm raised when it trips: the culture is in danger and only people can fix it."""
+    latched: bool = False
+    """Stays tripped once the PV is back, until an operator resets it (InterlockSet.reset)."""
 
     def beyond(self, value: float, setpoint: float) -> bool:
         return value < setpoint - self.margin if self.below else value > setpoint + self.margin
@@ -106,7 +108,7 @@ def supply_interlocks(config: ReactorConfig) -> list[SupplyLost]:
         # A gas that raises its PV (O2: DO) leaves it low when lost; CO2 lowers the pH: high.
         out.append(SupplyLost(name, loop.pv, gas, saturated_at, loop.output_raises_pv,
                               cfg.margin, cfg.for_s, cfg.recovery, cfg.reset_margin,
-                              tuple(overrides)))
+                              tuple(overrides), latched=cfg.latched))
     return out
 
 
@@ -115,10 +117,27 @@ class Trip:
     name: str
     t_s: float
     tripped: bool
-    """True when it trips, False when it resets."""
+    """True while tripped (it trips, or its condition cleared but it is latched), False when
+    it resets."""
     value: float
     priority: str | None = None
     """Set for interlocks that raise an alarm of their own (no alarm-board alarm covers them)."""
+    cleared: bool = False
+    """A latched interlock whose condition has cleared: still tripped, waiting for a reset."""
+    by: str | None = None
+    """The operator who reset it (None: it reset by itself)."""
+    reason: str = ""
+    """The operator's reason for the reset."""
+
+    @property
+    def event(self) -> str:
+        """tripped, cleared (condition gone, still latched) or reset."""
+        return "reset" if not self.tripped else "cleared" if self.cleared else "tripped"
+
+
+class ResetRefused(ValueError):
+    """An operator's reset that may not happen now: not tripped, or the condition persists, or
+    the reading that would show it gone is not GOOD."""
 
 
 class InterlockSet:
@@ -138,6 +157,12 @@ class InterlockSet:
         self._saturated_t: dict[str, float] = {}
         """When each supply's loop was last seen at its maximum."""
         self.tripped: set[str] = set()
+        self.cleared: set[str] = set()
+        """Latched and tripped, but the condition has cleared: only an operator resets them."""
+        self.latched = {lock.name for lock in interlocks if lock.latched} | {
+            supply.name for supply in self.supplies if supply.latched}
+        self._readings: Mapping[str, Reading] = {}
+        """The judged readings of the last tick, which a reset is checked against."""
         self.history: list[Trip] = []
         # The band inside which no interlock can trip, per channel: the fast path of the tick.
         self._quiet: dict[str, tuple[float, float]] = {}
@@ -152,6 +177,7 @@ class InterlockSet:
     def apply(self, readings: Mapping[str, Reading], outputs: dict[str, float],
               t_s: float) -> list[Trip]:
         """Update the trip states from good readings, then override `outputs` in place."""
+        self._readings = readings
         changes = self._watch_supplies(readings, outputs, t_s) if self.supplies else []
         if not self.tripped:
             for name, (low, high) in self._quiet.items():
@@ -166,12 +192,17 @@ class InterlockSet:
             if reading is None or reading.quality is not Quality.GOOD:
                 continue  # neither trip nor reset on a value we do not trust
             value = reading.value
-            if lock.name not in self.tripped and lock.trips(value):
-                self.tripped.add(lock.name)
-                changes.append(Trip(lock.name, t_s, True, value))
-            elif lock.name in self.tripped and lock.resets(value):
-                self.tripped.discard(lock.name)
-                changes.append(Trip(lock.name, t_s, False, value))
+            name = lock.name
+            if name not in self.tripped:
+                if lock.trips(value):
+                    self.tripped.add(name)
+                    changes.append(Trip(name, t_s, True, value))
+            elif name in self.cleared:
+                if lock.trips(value):  # back while still latched: tripped again
+                    self.cleared.discard(name)
+                    changes.append(Trip(name, t_s, True, value))
+            elif lock.resets(value):
+                changes.append(self._condition_cleared(name, t_s, value))
         self.history += changes
         if self.tripped:
             self._override(outputs)
@@ -199,9 +230,12 @@ class InterlockSet:
             value = reading.value
             setpoint = self._setpoint(supply.channel)  # type: ignore[misc]
             if tripped:
-                if supply.back(value, setpoint):
-                    self.tripped.discard(name)
-                    changes.append(Trip(name, t_s, False, value, supply.priority))
+                if name in self.cleared:
+                    if supply.beyond(value, setpoint):  # lost again while still latched
+                        self.cleared.discard(name)
+                        changes.append(Trip(name, t_s, True, value, supply.priority))
+                elif supply.back(value, setpoint):
+                    changes.append(self._condition_cleared(name, t_s, value, supply.priority))
                 continue
             if not supply.beyond(value, setpoint):
                 waiting.pop(name, None)
@@ -216,6 +250,71 @@ class InterlockSet:
             else:
                 waiting[name] = (since, value if supply.better(value, worst) < 0 else worst)
         return changes
+
+    def _condition_cleared(self, name: str, t_s: float, value: float,
+                           priority: str | None = None) -> Trip:
+        """The condition of a tripped interlock is gone: it resets, unless it latches."""
+        if name in self.latched:
+            self.cleared.add(name)
+            return Trip(name, t_s, True, value, priority, cleared=True)
+        self.tripped.discard(name)
+        return Trip(name, t_s, False, value, priority)
+
+    @property
+    def names(self) -> list[str]:
+        return [lock.name for lock in self.interlocks] + [s.name for s in self.supplies]
+
+    def reset(self, name: str, t_s: float, by: str, reason: str) -> Trip:
+        """An operator's reset of a tripped interlock, checked against the last tick's judged
+        reading of its channel: refused (ResetRefused) unless it is tripped, that reading is
+        GOOD and the value is back past the reset point. KeyError for an unknown name."""
+        lock = next((i for i in self.interlocks if i.name == name), None)
+        supply = next((s for s in self.supplies if s.name == name), None)
+        if lock is None and supply is None:
+            raise KeyError(name)
+        if name not in self.tripped:
+            raise ResetRefused(f"interlock {name!r} is not tripped")
+        chan = lock.channel if lock is not None else supply.channel  # type: ignore[union-attr]
+        reading = self._readings.get(chan)
+        if reading is None or reading.quality is not Quality.GOOD:
+            quality = "no reading" if reading is None else f"a {reading.quality.name} reading"
+            raise ResetRefused(f"interlock {name!r}: {chan} has {quality}; a reset needs a "
+                               "GOOD value that shows the condition gone")
+        value = reading.value
+        if lock is not None:
+            if not lock.resets(value):
+                side = "below" if lock.high else "above"
+                raise ResetRefused(f"interlock {name!r}: condition persists, {chan} = "
+                                   f"{value:.4g}, not yet {side} its reset point "
+                                   f"{lock.reset_at:g}")
+            priority = None
+        else:
+            assert supply is not None
+            setpoint = self._setpoint(chan)  # type: ignore[misc]
+            if not supply.back(value, setpoint):
+                point = (setpoint - supply.reset_margin if supply.below
+                         else setpoint + supply.reset_margin)
+                side = "above" if supply.below else "below"
+                raise ResetRefused(f"interlock {name!r}: condition persists, {chan} = "
+                                   f"{value:.4g}, not yet {side} its reset point {point:.4g} "
+                                   f"(setpoint {setpoint:g} -+ {supply.reset_margin:g})")
+            priority = supply.priority
+        self.tripped.discard(name)
+        self.cleared.discard(name)
+        self._waiting.pop(name, None)
+        trip = Trip(name, t_s, False, value, priority, by=by, reason=reason)
+        self.history.append(trip)
+        return trip
+
+    def snapshot(self) -> dict[str, list[str]]:
+        return {"tripped": sorted(self.tripped), "cleared": sorted(self.cleared)}
+
+    def restore(self, state: list[str] | dict[str, list[str]]) -> None:
+        """From `snapshot()` (or an older checkpoint's list of tripped names)."""
+        if isinstance(state, list):
+            state = {"tripped": state, "cleared": []}
+        self.tripped = set(state["tripped"])
+        self.cleared = set(state.get("cleared", [])) & self.tripped
 
     def _override(self, outputs: dict[str, float]) -> None:
         # Supply reactions first: the hard limits below overrule them (a volume limit stops a

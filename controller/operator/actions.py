@@ -52,6 +52,23 @@ class ScheduleTarget(Protocol):
     paused: bool
 
 
+class TripTarget(Protocol):
+    """controller.control.interlocks.Trip as a reset returns it."""
+
+    @property
+    def value(self) -> float: ...
+
+
+class InterlocksTarget(Protocol):
+    """controller.control.interlocks.InterlockSet satisfies this as it is: `reset` raises
+    KeyError for an unknown interlock, ValueError when it may not be reset now."""
+
+    tripped: set[str]
+    cleared: set[str]
+
+    def reset(self, name: str, t_s: float, by: str, reason: str) -> TripTarget: ...
+
+
 class CommandTarget(Protocol):
     """What `apply()` needs from a reactor; the runtime's CommandDesk implements it.
 
@@ -63,6 +80,8 @@ class CommandTarget(Protocol):
     - `board`: the reactor's alarm board, for the shelve and service actions.
     - `record_alarm_transitions(transitions)`: put what an action did to the board on record
       (and on MQTT) like any other transition.
+    - `interlocks`: the reactor's interlocks; `record_interlock_reset(trip)` puts an applied
+      reset on record (an `interlock` event, the alarm it raised resolved).
     """
 
     def loop(self, name: str) -> LoopTarget: ...
@@ -73,6 +92,9 @@ class CommandTarget(Protocol):
     @property
     def board(self) -> AlarmBoard: ...
     def record_alarm_transitions(self, transitions: list[Transition]) -> None: ...
+    @property
+    def interlocks(self) -> InterlocksTarget: ...
+    def record_interlock_reset(self, trip: Any) -> None: ...
 
 
 def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
@@ -123,7 +145,33 @@ def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
         was_active = target.ack_alarm(p["alarm"], command.operator, now_s)
         return Change({"alarm": p["alarm"], "unacknowledged": was_active},
                       {"alarm": p["alarm"], "unacknowledged": False})
+    if action == "reset_interlock":
+        return _reset_interlock(command, target, now_s)
     raise CommandRefused(UNKNOWN_ACTION, f"unknown action {action!r}", claimed_of(command))
+
+
+def _state_of(interlocks: InterlocksTarget, name: str) -> str:
+    if name not in interlocks.tripped:
+        return "ok"
+    return "latched" if name in interlocks.cleared else "tripped"
+
+
+def _reset_interlock(command: Command, target: CommandTarget, now_s: float) -> Change:
+    """Reset a tripped interlock whose condition is gone (on a GOOD reading): its state before
+    (`tripped`: condition present, `latched`: cleared, waiting) and after (`ok`)."""
+    name = command.params["interlock"]
+    interlocks = target.interlocks
+    before = _state_of(interlocks, name)
+    try:
+        trip = interlocks.reset(name, now_s, command.operator, command.reason)
+    except KeyError:
+        raise CommandRefused(UNKNOWN_TARGET, f"no interlock {name!r}",
+                             claimed_of(command)) from None
+    except ValueError as exc:
+        raise CommandRefused(WRONG_STATE, str(exc), claimed_of(command)) from None
+    target.record_interlock_reset(trip)
+    return Change({"interlock": name, "state": before},
+                  {"interlock": name, "state": _state_of(interlocks, name), "value": trip.value})
 
 
 def _apply_board_action(command: Command, target: CommandTarget, now_s: float) -> Change:

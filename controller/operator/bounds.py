@@ -45,18 +45,21 @@ class CommandBounds:
     bolus_max_ml: float
     alarms: frozenset[str] = field(default_factory=frozenset)
     alarm_limits: Mapping[str, AlarmLimits] = field(default_factory=dict)
+    interlocks: frozenset[str] = field(default_factory=frozenset)
+    """The reactor's interlocks, which `reset_interlock` accepts."""
 
 
 def bounds_from_config(
     reactor: ReactorConfig, board: AlarmBoard, *, bolus_max_ml: float,
-    outside_alarms: Iterable[str] = (),
+    outside_alarms: Iterable[str] = (), interlocks: Iterable[str] = (),
 ) -> CommandBounds:
     """Bounds for a reactor from its config and its alarm board: each loop's
     `setpoint_min`/`setpoint_max` (default: the PV's datasheet range, which a config should
     narrow: 0-60 degC lets a typo through that 35-39 would not) and its output limits; the
     board's shelving policy per alarm. The board is the reactor's own, so what an operator is
     told before a command is queued cannot disagree with what the board then does.
-    `outside_alarms` are the alarms raised outside the board, which may only be acknowledged."""
+    `outside_alarms` are the alarms raised outside the board, which may only be acknowledged;
+    `interlocks` the reactor's interlocks."""
     loops = {
         name: LoopBounds(lc.min_setpoint, lc.max_setpoint, lc.output_min, lc.output_max)
         for name, lc in reactor.loops.items()
@@ -64,4 +67,5 @@ def bounds_from_config(
     limits = {name: AlarmLimits(board.may_shelve(name), board.max_shelve_s_for(name),
                                 board[name].priority) for name in board.alarms}
     return CommandBounds(reactor.id, loops, bolus_max_ml,
-                         frozenset([*outside_alarms, *board.alarms]), limits)
+                         frozenset([*outside_alarms, *board.alarms]), limits,
+                         frozenset(interlocks))

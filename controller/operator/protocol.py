@@ -27,13 +27,15 @@ Checks, in order (the first failure is the refusal code):
 7. `unknown_target`: another reactor's command.
 8. `unknown_action`, then `malformed` for the action's params (missing, extra, wrong type),
    `out_of_range` for a word outside its choices (a mode other than auto/manual).
-9. `unknown_target` for an unknown loop or alarm (or an alarm raised outside the alarm board,
-   for the shelve and service actions), `forbidden` for a shelf the board's policy never allows
-   (an unshelvable priority), then `out_of_range` for a value outside the bounds the caller
-   supplied (`CommandBounds`: setpoints, outputs, bolus volume, shelf duration).
+9. `unknown_target` for an unknown loop, alarm or interlock (or an alarm raised outside the
+   alarm board, for the shelve and service actions), `forbidden` for a shelf the board's
+   policy never allows (an unshelvable priority), then `out_of_range` for a value outside
+   the bounds the caller supplied (`CommandBounds`: setpoints, outputs, bolus volume, shelf
+   duration).
 
 `apply()` adds `wrong_mode` (`set_output` on a loop in auto mode) and `wrong_state` (unshelving
-an alarm that is not shelved, shelving one that is out of service, ...), because only the tick
+an alarm that is not shelved, shelving one that is out of service, resetting an interlock that
+is not tripped, whose condition persists or whose reading is not GOOD), because only the tick
 knows the loop's mode and the alarm's state at the moment of application.
 """
 from __future__ import annotations
@@ -85,6 +87,7 @@ ACTIONS: Mapping[str, Mapping[str, str | tuple[str, ...]]] = {
     "unshelve_alarm": {"alarm": NAME},
     "remove_alarm_from_service": {"alarm": NAME},
     "return_alarm_to_service": {"alarm": NAME},
+    "reset_interlock": {"interlock": NAME},
 }
 """Each action's params: NUMBER (finite int/float, carried as float), NAME (a short identifier),
 or a tuple of the allowed strings."""

@@ -215,6 +215,9 @@ def _check_bounds(action: str, params: Mapping[str, Any], bounds: CommandBounds,
                              f"{', '.join(sorted(bounds.alarms)) or 'none'})", claimed)
     elif action in BOARD_ACTIONS:
         _check_board_alarm(action, params, bounds, claimed)
+    elif action == "reset_interlock" and params["interlock"] not in bounds.interlocks:
+        raise CommandRefused(UNKNOWN_TARGET, f"no interlock {params['interlock']!r} (known: "
+                             f"{', '.join(sorted(bounds.interlocks)) or 'none'})", claimed)
 
 
 def _check_board_alarm(action: str, params: Mapping[str, Any], bounds: CommandBounds,

@@ -80,7 +80,7 @@ class Checkpointer:
             "loops": {loop.name: loop.snapshot() for loop in self._loops},
             "alarms": self._board.snapshot(),
             "outside_alarms": self._outside.snapshot(),
-            "interlocks": sorted(self._interlocks.tripped),
+            "interlocks": self._interlocks.snapshot(),
             "counters": asdict(self._counters),
             "telemetry_seq": self._telemetry_seq_now(),
         }
@@ -98,7 +98,7 @@ class Checkpointer:
                 loop.restore(state["loops"][loop.name])
         self._board.restore(state["alarms"])
         self._outside.restore(state["outside_alarms"])
-        self._interlocks.tripped = set(state["interlocks"])
+        self._interlocks.restore(state["interlocks"])
         for counter in fields(self._counters):
             setattr(self._counters, counter.name, state["counters"][counter.name])
         self._counters.restarts += 1

@@ -16,6 +16,7 @@ from controller.alarms.board import AlarmBoard
 from controller.alarms.state_machine import AlarmState, Transition
 from controller.clock import Clock
 from controller.control.control_loop import ControlLoop
+from controller.control.interlocks import InterlockSet, Trip
 from controller.control.schedule import FeedSchedule
 from controller.operator import audit
 from controller.operator.actions import apply
@@ -34,7 +35,13 @@ UNACKNOWLEDGED = (AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED)
 class CommandDesk:
     def __init__(self, *, loops: Sequence[ControlLoop], schedule: FeedSchedule,
                  board: AlarmBoard, outside: OutsideAlarms, bounds: CommandBounds,
-                 journal: ReactorJournal, clock: Clock) -> None:
+                 journal: ReactorJournal, clock: Clock,
+                 interlocks: InterlockSet | None = None,
+                 on_interlock: Callable[[Trip, float], None] | None = None) -> None:
+        """`interlocks`: the reactor's, for `reset_interlock`; `on_interlock(trip, now)` puts
+        an applied reset on record like any trip."""
+        self._interlocks = interlocks if interlocks is not None else InterlockSet([], {})
+        self._on_interlock = on_interlock
         self._loops = {loop.name: loop for loop in loops}
         self.schedule = schedule
         self._board = board
@@ -111,3 +118,11 @@ class CommandDesk:
 
     def record_alarm_transitions(self, transitions: list[Transition]) -> None:
         self._journal.alarm_transitions(transitions)
+
+    @property
+    def interlocks(self) -> InterlockSet:
+        return self._interlocks
+
+    def record_interlock_reset(self, trip: Trip) -> None:
+        if self._on_interlock is not None:
+            self._on_interlock(trip, trip.t_s)

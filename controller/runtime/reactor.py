@@ -15,7 +15,7 @@ import structlog
 from controller.alarms.setup import alarm_board
 from controller.clock import Clock
 from controller.config import ReactorConfig
-from controller.config.hard_limits import default_interlocks
+from controller.config.hard_limits import configured_interlocks
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet, Trip, supply_interlocks
 from controller.control.quality import QualityJudge
@@ -67,7 +67,8 @@ class Reactor:
         self.schedule = FeedSchedule(config.schedule)
         self.judge = QualityJudge(config.quality, control_period_s)
         loops_by_pv = {loop.pv: loop for loop in self.loops}
-        self.interlocks = InterlockSet(default_interlocks(), config.safe_state,
+        self.interlocks = InterlockSet(configured_interlocks(config.interlocks.latch),
+                                       config.safe_state,
                                        supply_interlocks(config),
                                        lambda pv: loops_by_pv[pv].setpoint)
         self.alarms = alarm_board(config.loops, config.alarm, config.alarm_board)
@@ -85,8 +86,10 @@ class Reactor:
         self.commands = CommandDesk(
             loops=self.loops, schedule=self.schedule, board=self.alarms,
             outside=self.outside_alarms, journal=self.journal, clock=clock,
+            interlocks=self.interlocks, on_interlock=self._record_trip,
             bounds=bounds_from_config(config, self.alarms, bolus_max_ml=BOLUS_MAX_ML,
-                                      outside_alarms=OUTSIDE_ALARMS))
+                                      outside_alarms=OUTSIDE_ALARMS,
+                                      interlocks=self.interlocks.names))
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._last_tick_s: float | None = None
@@ -210,14 +213,23 @@ class Reactor:
 
     def _record_trip(self, trip: Trip, now: float) -> None:
         self.checkpoints.request()
-        verb = "tripped" if trip.tripped else "reset"
-        log.warning(f"interlock {verb}", reactor=self.id, interlock=trip.name, t_s=now,
-                    value=trip.value)
-        self.journal.event(now, "interlock", f"{trip.name} {verb} at {trip.value:.4g}",
-                           {"interlock": trip.name, "tripped": trip.tripped, "value": trip.value})
-        if trip.priority is not None:  # no alarm-board alarm covers it: raise its own
+        event = trip.event
+        if event == "cleared":
+            verb = "condition cleared, latched until an operator resets it,"
+        elif trip.by is not None:
+            verb = f"reset by {trip.by}: {trip.reason} (reading"
+        else:
+            verb = event
+        text = f"{trip.name} {verb} at {trip.value:.4g}" + (")" if trip.by else "")
+        log.warning(f"interlock {event}", reactor=self.id, interlock=trip.name, t_s=now,
+                    value=trip.value, by=trip.by)
+        self.journal.event(now, "interlock", text,
+                           {"interlock": trip.name, "tripped": trip.tripped, "event": event,
+                            "latched": trip.name in self.interlocks.latched,
+                            "value": trip.value, "by": trip.by, "reason": trip.reason or None})
+        if trip.priority is not None and event != "cleared":  # no board alarm covers it
             self.outside_alarms.set(now, trip.name, active=trip.tripped, priority=trip.priority,
-                                    message=f"{trip.name}: interlock {verb} at {trip.value:.4g}")
+                                    message=f"{trip.name}: interlock {text}")
 
     def _feed_event(self, now: float, what: str, bolus: BolusState) -> None:
         """The feed ledger, on record: each bolus started once, done once (resumed after a

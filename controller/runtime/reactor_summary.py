@@ -32,7 +32,8 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
             + [{"name": name, "priority": priority, "first_raised_t_s": t_s}
                for name, (priority, t_s) in reactor.outside_alarms.first_raised.items()],
             key=lambda a: (a["first_raised_t_s"], a["name"])),
-        "interlocks": [{"name": t.name, "t_s": t.t_s, "tripped": t.tripped}
+        "interlocks": [{"name": t.name, "t_s": t.t_s, "tripped": t.tripped, "event": t.event,
+                        "by": t.by, "tripped_at_end": t.name in reactor.interlocks.tripped}
                        for t in reactor.interlocks.history],
         "tick_lateness_s": _percentiles(reactor.lateness_s),
         "loops": {

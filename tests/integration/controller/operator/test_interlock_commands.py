@@ -1,0 +1,97 @@
+"""`reset_interlock` through a real Reactor in virtual time: an over-temperature trip carried
+over a restart by the checkpoint stays latched (heater capped) though the culture is at 37 C,
+until a signed reset is applied through the reactor's command desk; refusals are audited."""
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from plugins.configs import DEFAULT_CONFIG_PATH
+
+from controller import clock as clock_module
+from controller.clock import Clock
+from controller.config import load_config
+from controller.operator.audit import read_audit
+from controller.operator.protocol import sign
+from controller.operator.replay import ReplayGuard
+from controller.runtime.historian import Historian, RunInfo
+from controller.runtime.reactor import Reactor
+from controller.runtime.recovery import ReactorCheckpoint
+from controller.runtime.run import open_reactor_driver
+
+KEY = bytes(range(32))
+
+
+def _command(action: str, **params: Any) -> bytes:
+    return json.dumps(sign({"operator": "alice", "reactor": "hsc-1", "action": action,
+                            "params": params, "reason": "heater checked", "ts": time.time(),
+                            "nonce": secrets.token_hex(16)}, KEY)).encode()
+
+
+async def _scenario(tmp_path: Path, script: dict[float, list[bytes]], until_s: float) -> dict:
+    config = load_config(DEFAULT_CONFIG_PATH)
+    clock = Clock()
+    historian = Historian(tmp_path / "run.sqlite",
+                          RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
+    first = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
+                    historian, control_period_s=1.0, stats_after_s=0.0)
+    await first.start()
+    state = first.checkpoints.state()
+    # The run before the crash had tripped the over-temperature cut (condition still present).
+    state["interlocks"] = {"tripped": ["overtemp_cut"], "cleared": []}
+    await first.go_safe("crash")
+    reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
+                      historian, control_period_s=1.0, stats_after_s=0.0)
+    await reactor.start(restore=ReactorCheckpoint("hsc-1", 0.0, time.time(), state))
+    reactor.commands.enable({"alice": KEY}, ReplayGuard())
+    heater: dict[float, float] = {}
+    t = 0.0
+    while t <= until_s:
+        for payload in script.get(t, []):
+            reactor.commands.receive("bioreactor/hsc-1/cmd", payload)
+        await reactor.tick()
+        heater[t] = reactor.link.written["heater_pct"]
+        t += 1.0
+        await clock.sleep_until(t)
+    summary = [(e["name"], e["event"], e["by"], e["tripped_at_end"])
+               for e in [{"name": tr.name, "event": tr.event, "by": tr.by,
+                          "tripped_at_end": tr.name in reactor.interlocks.tripped}
+                         for tr in reactor.interlocks.history]]
+    checkpoint = reactor.checkpoints.state()["interlocks"]
+    await reactor.go_safe("test")
+    historian.close()
+    return {"heater": heater, "summary": summary, "checkpoint": checkpoint}
+
+
+def test_a_latched_trip_holds_the_heater_until_a_signed_reset(tmp_path: Path) -> None:
+    script = {
+        10.0: [_command("reset_interlock", interlock="overtemp_hot"),
+               _command("reset_interlock", interlock="overtemp_limit")],
+        60.0: [_command("reset_interlock", interlock="overtemp_cut")],
+    }
+    out = clock_module.run(_scenario(tmp_path, script, 120.0), None)
+    heater = out["heater"]
+    assert max(v for t, v in heater.items() if t < 60.0) == 0.0  # capped though at 37 C
+    assert max(v for t, v in heater.items() if t > 60.0) > 0.0  # heating again after reset
+    assert out["summary"] == [("overtemp_cut", "cleared", None, False),
+                              ("overtemp_cut", "reset", "alice", False)]
+    assert out["checkpoint"] == {"tripped": [], "cleared": []}
+    audit = read_audit(tmp_path / "run.sqlite")
+    assert [(r["action"], r["outcome"]) for r in audit] == [
+        ("reset_interlock", "unknown_target"), ("reset_interlock", "wrong_state"),
+        ("reset_interlock", "applied")]
+    assert "not tripped" in audit[1]["message"]
+    assert json.loads(audit[2]["old_json"]) == {"interlock": "overtemp_cut", "state": "latched"}
+    new = json.loads(audit[2]["new_json"])
+    assert new["state"] == "ok" and 36.0 < new["value"] < 37.8
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        events = [(m, json.loads(d)) for m, d in con.execute(
+            "SELECT message, data_json FROM events WHERE kind = 'interlock' ORDER BY rowid")]
+    assert events[0][0].startswith("overtemp_cut condition cleared, latched until an operator")
+    assert events[0][1]["event"] == "cleared" and events[0][1]["tripped"] is True
+    assert events[1][0].startswith("overtemp_cut reset by alice: heater checked")
+    assert events[1][1]["by"] == "alice" and events[1][1]["event"] == "reset"
