@@ -14,6 +14,7 @@ generator per spec in spec order, so a faulted run is as repeatable as a clean o
 """
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -35,7 +36,7 @@ _OUT = Quality.OUT_OF_RANGE
 
 
 # ------------------------------------------------------------------------------ sensor faults
-class SensorFault:
+class SensorFault(abc.ABC):
     """A fault on one sensor channel while `at_s <= now < end_s`."""
 
     __slots__ = ("at_s", "channel", "end_s")
@@ -45,9 +46,9 @@ class SensorFault:
         self.at_s = spec.at_s
         self.end_s = spec.end_s
 
+    @abc.abstractmethod
     def apply(self, reading: Reading, now: float) -> Reading:
         """The reading as the faulty sensor reports it."""
-        raise NotImplementedError
 
 
 class _Dropout(SensorFault):
