@@ -112,6 +112,15 @@ class ControlLoop:
         if not self._configured_start and not self.pid.manual:
             self.pid.track(device_output)
 
+    def restart_from_process(self, device_output: float) -> None:
+        """After `restore`, when the device went to its safe state while nobody controlled it:
+        forget the checkpointed output and integral and regulate from the process as it is now,
+        the integral starting from what the actuator does (`device_output`) and the PID's
+        proportional action on the first trusted measurement applied at once. A loop in manual
+        keeps the operator's output."""
+        if not self.pid.manual:
+            self.pid.restart(device_output)
+
     def follow(self, applied: float) -> None:
         """Something above the loop (an interlock) overrode its output: adopt what is applied,
         so the integral does not wind up against the override and the loop carries on from

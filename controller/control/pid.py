@@ -29,6 +29,7 @@ class Pid:
     __slots__ = (
         "tuning", "setpoint", "out_min", "out_max", "rate_limit_per_s", "_sign", "manual",
         "output", "_integral", "_last_pv", "_last_t", "_dpv_filtered", "_last_p", "_last_d",
+        "_fresh",
         "_last_error",
     )
 
@@ -63,6 +64,7 @@ class Pid:
         self._last_p = 0.0
         self._last_d = 0.0
         self._last_error = 0.0
+        self._fresh = False
 
     def update(self, pv: float, t_s: float) -> float:
         """Take a good measurement taken at `t_s` and return the new output."""
@@ -70,6 +72,8 @@ class Pid:
         if last_t is None:
             # First sample (or first after a hold): no derivative history, no integration.
             self._last_pv, self._last_t, self._dpv_filtered = pv, t_s, 0.0
+            if self._fresh:
+                return self._first_fresh_output(pv)
             self._rebase(pv)
             return self.output
         dt = t_s - last_t
@@ -110,6 +114,30 @@ class Pid:
         """Adopt an output set elsewhere (the device's current value, an operator's) bumplessly."""
         self.output = min(max(output, self.out_min), self.out_max)
         self._integral = self.output - self._last_p - self._last_d
+
+    def restart(self, output: float) -> None:
+        """Start afresh from the process, not from an output this PID applied before: the
+        integral is `output` (what the actuator does now) and, at the next good sample, the
+        proportional action on that measurement adds to it at once instead of being absorbed
+        into the integral (the bumpless re-base of `hold`). For a controller taking over a
+        process that moved while nobody controlled it (docs/recovery.md)."""
+        self.output = min(max(output, self.out_min), self.out_max)
+        self._integral = self.output
+        self._last_p = self._last_d = 0.0
+        self.hold()
+        self._fresh = True
+
+    def _first_fresh_output(self, pv: float) -> float:
+        self._fresh = False
+        self._last_error = error = self._sign * (self.setpoint - pv)
+        self._last_p = p = self.tuning.kp * error
+        self._last_d = 0.0
+        if self.manual:
+            self._integral = self.output - p
+            return self.output
+        # A rate limit still holds (no time has passed: the output stays); the integral is kept.
+        self.output = self._limit(p + self._integral, 0.0)
+        return self.output
 
     def set_manual(self, output: float) -> None:
         self.manual = True

@@ -8,7 +8,7 @@ what is commanded is on record first.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -90,12 +90,20 @@ class Checkpointer:
         return self.telemetry_seq if presence is None else presence.seq
 
     def restore(self, checkpoint: ReactorCheckpoint, policy: str, now: float, device: str,
-                on_resumed: Callable[[BolusState], None]) -> None:
-        """Take the checkpoint back; `on_resumed` records each bolus it left unfinished."""
+                on_resumed: Callable[[BolusState], None],
+                from_process: Mapping[str, float] | None = None) -> None:
+        """Take the checkpoint back; `on_resumed` records each bolus it left unfinished.
+
+        `from_process` (the device's outputs now) when the device went to its safe state during
+        the outage: the loops keep their checkpointed setpoints, modes and statistics but
+        regulate from the process (`ControlLoop.restart_from_process`), not from the
+        checkpointed outputs and integrals; everything else is restored as ever."""
         state = checkpoint.state
         for loop in self._loops:
             if loop.name in state["loops"]:
                 loop.restore(state["loops"][loop.name])
+            if from_process is not None:
+                loop.restart_from_process(from_process[loop.mv])
         self._board.restore(state["alarms"])
         self._outside.restore(state["outside_alarms"])
         self._interlocks.restore(state["interlocks"])

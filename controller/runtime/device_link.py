@@ -26,6 +26,7 @@ from drivers.contract.errors import (
     ReadbackError,
 )
 from drivers.contract.reading import Quality, Reading
+from drivers.contract.status import DeviceStatus
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,17 @@ class DeviceLink:
         await self.driver.connect()
         self.written = await self.driver.read_outputs()
         return self.written
+
+    async def read_status(self, now: float) -> DeviceStatus | None:
+        """The device's status bits, or None when it reports none or the read fails (logged:
+        the status is then unknown). Read at a restart, before the first heartbeat clears
+        COMM_LOSS_SAFE; never on the tick."""
+        try:
+            return await self.driver.read_status()
+        except (DriverError, ValueError) as exc:
+            log.warning("device status unknown: read failed", reactor=self.reactor_id, t_s=now,
+                        error=repr(exc))
+            return None
 
     async def read(self, now: float) -> dict[str, Reading]:
         try:

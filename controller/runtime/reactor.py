@@ -34,6 +34,7 @@ from controller.runtime.recovery import ReactorCheckpoint, schedule_fingerprint
 from drivers.contract.datasheet import channel
 from drivers.contract.driver import Driver
 from drivers.contract.reading import Reading
+from drivers.contract.status import DeviceStatus
 
 log = structlog.get_logger(__name__)
 
@@ -107,8 +108,10 @@ class Reactor:
     async def start(self, restore: ReactorCheckpoint | None = None,
                     restart_policy: str = "resume") -> None:
         """Connect and take over: a new run from the device's current outputs, a continued one
-        from its checkpoint (controller/runtime/recovery.py); either way bumplessly. Ends with a
-        checkpoint, so a crash from the first tick on can be recovered."""
+        from its checkpoint (controller/runtime/recovery.py); either way bumplessly, unless the
+        device went to its safe state during the outage (status COMM_LOSS_SAFE): then the loops
+        regulate from the process, not from the checkpointed outputs (docs/recovery.md). Ends
+        with a checkpoint, so a crash from the first tick on can be recovered."""
         device_outputs = await self.link.connect()
         now = self.clock.now()
         if restore is None:
@@ -116,11 +119,27 @@ class Reactor:
                 loop.take_over(device_outputs[loop.mv])
             self.journal.event(now, "run", "reactor started", {"device": self.config.device})
         else:
+            # Before the first heartbeat, which clears the device's COMM_LOSS_SAFE bit.
+            status = await self.link.read_status(now)
+            went_safe = status is not None and bool(status & DeviceStatus.COMM_LOSS_SAFE)
             self.checkpoints.restore(restore, restart_policy, now, self.config.device,
                                      on_resumed=lambda bolus: self._feed_event(now, "resumed",
-                                                                               bolus))
+                                                                               bolus),
+                                     from_process=device_outputs if went_safe else None)
+            if went_safe:
+                self._record_went_safe(now, device_outputs, status)
         self.journal.setpoints(now, self.loops)
         self.checkpoints.write(now)
+
+    def _record_went_safe(self, now: float, device_outputs: dict[str, float],
+                          status: DeviceStatus | None) -> None:
+        log.warning("device went safe during the outage: loops restart from the process",
+                    reactor=self.id, t_s=now, device_outputs=device_outputs)
+        self.journal.event(
+            now, "run", "device went to its safe state during the outage (comm-loss watchdog): "
+            "loops restart from the process, not from the checkpointed outputs",
+            {"device_status": int(status or 0), "device_outputs": dict(device_outputs),
+             "loops": {loop.name: loop.mv for loop in self.loops}})
 
     def attach_presence(self, presence: ReactorPresence, keys: dict[str, bytes],
                         replay: ReplayGuard) -> None:

@@ -12,6 +12,7 @@ from typing import NoReturn
 from drivers.contract.datasheet import CHANNELS, Channel, Direction, channel
 from drivers.contract.errors import ChannelError, OutOfRangeError
 from drivers.contract.reading import Reading
+from drivers.contract.status import DeviceStatus
 
 
 class Driver(abc.ABC):
@@ -45,6 +46,16 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def heartbeat(self) -> None:
         """Tell the device the controller is alive (its comm-loss watchdog is fed by this)."""
+
+    async def read_status(self) -> DeviceStatus | None:
+        """The device's status bits (`DeviceStatus`), or None: the device reports no status.
+
+        A restarted controller reads it before its first heartbeat (which clears
+        `COMM_LOSS_SAFE`): a device whose watchdog put every actuator in its safe state while
+        nobody controlled it has the loops restart from the process, not from the checkpointed
+        outputs (docs/recovery.md). Raises a DriverError if the link fails. The default: None.
+        """
+        return None
 
     async def diagnostics(self) -> dict[str, float]:
         """Ground truth a device may expose (an emulator does; real hardware usually not)."""

@@ -366,7 +366,8 @@ class ModbusDriver(Driver):
                 address, value, device_id=unit))
 
     async def read_status(self) -> DeviceStatus:
-        """The device's status bits (DeviceStatus) from input register `status`."""
+        """The device's status bits (DeviceStatus) from input register `status` (the contract's
+        `read_status`: a Modbus device always reports them)."""
         async with self._lock:
             registers = await self._read_block("read status", DEVICE_BLOCK)
         return DeviceStatus(decode_block(DEVICE_BLOCK, registers,

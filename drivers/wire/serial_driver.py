@@ -51,6 +51,7 @@ from drivers.contract.errors import (
     ReadbackError,
 )
 from drivers.contract.reading import Reading
+from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import BAUD, RETRIES, TIMEOUT, DeviceAddress
 from drivers.wire.backoff import Backoff
 from drivers.wire.link import LinkCounters, ReconnectGate
@@ -333,6 +334,10 @@ class SerialDriver(Driver):
     async def status(self) -> StatusReply:
         """The device's status bits, heartbeat count and clock (not part of the contract)."""
         return await self._transact(Request(RequestKind.STATUS), StatusReply)
+
+    async def read_status(self) -> DeviceStatus:
+        """The status bits of the STATUS reply (the contract's `read_status`)."""
+        return (await self.status()).status
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""

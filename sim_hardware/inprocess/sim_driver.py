@@ -13,6 +13,7 @@ from typing import Any
 from drivers.contract.driver import Driver
 from drivers.contract.errors import NotConnectedError
 from drivers.contract.reading import Reading
+from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import DeviceAddress
 from sim_hardware.chamber.core import Chamber
 from sim_hardware.faults.injection import FaultSet
@@ -83,6 +84,15 @@ class SimDriver(Driver):
         self._require_connected()
         self.chamber.check_link()
         self.last_heartbeat_s = self._now()
+
+    async def read_status(self) -> DeviceStatus:
+        """Always RUNNING once connected: in-process there is no link and no watchdog, so the
+        chamber never goes safe behind the controller's back (COMM_LOSS_SAFE cannot happen), and
+        its outputs never limit silently (a write raises instead). A status, not None: the
+        chamber is up and its physics runs, which is what RUNNING says."""
+        self._require_connected()
+        self.chamber.check_link()
+        return DeviceStatus.RUNNING
 
     async def diagnostics(self) -> dict[str, float]:
         """Ground truth: the chamber's state, growth factors and the sensors' drawn errors."""

@@ -16,6 +16,7 @@ import pytest
 from drivers import (
     CHANNELS,
     ChannelError,
+    DeviceStatus,
     Driver,
     NotConnectedError,
     OutOfRangeError,
@@ -135,6 +136,27 @@ async def test_heartbeat_reaches_the_device(bench: Bench) -> None:
         assert bench.chamber.heartbeat_count == 2
 
 
+async def test_read_status_reports_the_device_and_its_comm_loss_trip(bench: Bench) -> None:
+    """RUNNING once up; a device whose watchdog tripped says COMM_LOSS_SAFE until the next
+    heartbeat (in-process there is no watchdog: always RUNNING, never COMM_LOSS_SAFE)."""
+    await bench.driver.heartbeat()
+    status = await bench.driver.read_status()
+    assert status is not None
+    assert status & DeviceStatus.RUNNING
+    assert not status & DeviceStatus.COMM_LOSS_SAFE
+    if bench.chamber is None:
+        assert status == DeviceStatus.RUNNING
+        return
+    bench.chamber.comm_timeout_s = 0.05
+    await asyncio.sleep(0.2)
+    bench.chamber.check_watchdog()
+    status = await bench.driver.read_status()
+    assert status & DeviceStatus.COMM_LOSS_SAFE and status & DeviceStatus.RUNNING
+    assert (await bench.driver.read_outputs())["heater_pct"] == 0.0  # its safe state
+    await bench.driver.heartbeat()
+    assert not (await bench.driver.read_status()) & DeviceStatus.COMM_LOSS_SAFE
+
+
 async def test_the_physics_answers_the_actuators(bench: Bench) -> None:
     """Heater off: the chamber cools towards ambient (a few device minutes is enough)."""
     start = (await bench.driver.read())["temperature_c"].value
@@ -148,6 +170,8 @@ async def test_closed_driver_refuses_calls(bench: Bench) -> None:
     await bench.driver.close()  # idempotent
     with pytest.raises(NotConnectedError):
         await bench.driver.read()
+    with pytest.raises(NotConnectedError):
+        await bench.driver.read_status()
 
 
 def test_every_datasheet_channel_is_covered() -> None:
