@@ -30,10 +30,6 @@ HEATER = "heater_pct"
 SUPPLY_INTERLOCKS = ("o2_supply_lost", "co2_supply_lost")
 
 
-def _fmt(value: float) -> str:
-    return f"{value!r}"
-
-
 def safe_state_errors(prefix: str, safe_state: dict[str, float]) -> list[str]:
     """`[reactor.safe_state]` holds the culture when nothing controls it: heater off, every
     pump stopped (a harvest pump running unattended drains the chamber, a feed or base pump
@@ -43,12 +39,12 @@ def safe_state_errors(prefix: str, safe_state: dict[str, float]) -> list[str]:
         value = safe_state.get(name, 0.0)
         if value > 0:
             what = "the heater must be off" if name == HEATER else "every pump must be stopped"
-            out.append(f"{prefix}.safe_state.{name} = {_fmt(value)}: not safe: {what} in the "
+            out.append(f"{prefix}.safe_state.{name} = {value!r}: not safe: {what} in the "
                        "safe state, which holds the culture unattended (allowed: value = 0)")
     for name, (low, high) in SAFE_GAS_PCT.items():
         value = safe_state.get(name)
         if value is not None and not low <= value <= high:
-            out.append(f"{prefix}.safe_state.{name} = {_fmt(value)}: not safe: outside the gas "
+            out.append(f"{prefix}.safe_state.{name} = {value!r}: not safe: outside the gas "
                        f"range that keeps cells alive (allowed: {low:g} <= value <= {high:g})")
     return out
 
@@ -91,7 +87,7 @@ def setpoint_errors(prefix: str, reactor: ReactorConfig) -> list[str]:
             allowed = " ".join(p for p in (f"{low:g} <" if low > float("-inf") else "",
                                            "value",
                                            f"< {high:g}" if high < float("inf") else "") if p)
-            out.append(f"{prefix}.loops.{name}.setpoint = {_fmt(sp)}: at or beyond a safety "
+            out.append(f"{prefix}.loops.{name}.setpoint = {sp!r}: at or beyond a safety "
                        f"limit: {'; '.join(reasons)} (allowed: {allowed})")
     return out
 
@@ -125,11 +121,11 @@ def reactor_warnings(prefix: str, reactor: ReactorConfig, duration_s: float) -> 
             continue
         sp = setpoints[entry.channel]  # type: ignore[index]
         if entry.kind == "high" and entry.limit <= sp:
-            out.append(f"{prefix}.alarm[{i}].limit = {_fmt(entry.limit)}: a high alarm at or "
+            out.append(f"{prefix}.alarm[{i}].limit = {entry.limit!r}: a high alarm at or "
                        f"below its loop's setpoint {sp:g} stands all run "
                        f"(expected: value > {sp:g})")
         elif entry.kind == "low" and entry.limit >= sp:
-            out.append(f"{prefix}.alarm[{i}].limit = {_fmt(entry.limit)}: a low alarm at or "
+            out.append(f"{prefix}.alarm[{i}].limit = {entry.limit!r}: a low alarm at or "
                        f"above its loop's setpoint {sp:g} stands all run "
                        f"(expected: value < {sp:g})")
     return out
