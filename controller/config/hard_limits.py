@@ -48,12 +48,15 @@ def default_interlocks() -> list[Interlock]:
     out do not: their caps only stop a pump or limit the CO2 the controller's own actions then
     correct, giving the pump back is not a hazard, and a latched one would leave an unattended
     culture unfed (volume_low: never harvested) for hours; their alarms call a person anyway
-    (docs/faults.md, "Latching")."""
+    (docs/faults.md, "Latching").
+
+    `overtemp_cut` opens the heater relay as well as zeroing the drive: the path a stuck heater
+    drive cannot ignore, and one the temperature loop never uses (issue 10)."""
     return [
         Interlock("overtemp_limit", "temperature_c", True, 38.0, 37.6,
                   caps=(("heater_pct", 20.0),), latched=True),
-        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8, caps=(("heater_pct", 0.0),),
-                  latched=True),
+        Interlock("overtemp_cut", "temperature_c", True, 38.5, 37.8,
+                  caps=(("heater_pct", 0.0), ("heater_relay", 0.0)), latched=True),
         Interlock("overtemp_safe", "temperature_c", True, 39.5, 37.8, to_safe_state=True,
                   latched=True),
         Interlock("volume_high", "volume_ml", True, 150.0, 140.0,

@@ -27,18 +27,22 @@ hours, hypoxia; above ~40 % oxidative stress harms stem cells; air is 21 %). CO2
 bicarbonate buffer: with the medium's bicarbonate, 5 % CO2 holds the pH near 7.3; below 2 %
 the medium turns alkaline, above 8.0, and above 10 % acidic, below 7.0)."""
 HEATER = "heater_pct"
+RELAY = "heater_relay"
 SUPPLY_INTERLOCKS = ("o2_supply_lost", "co2_supply_lost")
 
 
 def safe_state_errors(prefix: str, safe_state: dict[str, float]) -> list[str]:
     """`[reactor.safe_state]` holds the culture when nothing controls it: heater off, every
     pump stopped (a harvest pump running unattended drains the chamber, a feed or base pump
-    overfills it or drives the pH up), the gas inside SAFE_GAS_PCT."""
+    overfills it or drives the pH up), the heater relay open (a safe state cuts the heater's
+    power, not only its drive, which a stuck heater ignores), the gas inside SAFE_GAS_PCT."""
     out = []
-    for name in (HEATER, *sorted(PUMPS)):
+    for name in (HEATER, RELAY, *sorted(PUMPS)):
         value = safe_state.get(name, 0.0)
         if value > 0:
-            what = "the heater must be off" if name == HEATER else "every pump must be stopped"
+            what = ("the heater must be off" if name == HEATER
+                    else "the heater relay must be open" if name == RELAY
+                    else "every pump must be stopped")
             out.append(f"{prefix}.safe_state.{name} = {value!r}: not safe: {what} in the "
                        "safe state, which holds the culture unattended (allowed: value = 0)")
     for name, (low, high) in SAFE_GAS_PCT.items():

@@ -31,7 +31,7 @@ from controller.runtime.historian import Historian
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OUTSIDE_ALARMS, OutsideAlarms
 from controller.runtime.recovery import ReactorCheckpoint, schedule_fingerprint
-from drivers.contract.datasheet import channel
+from drivers.contract.datasheet import RELAY_CLOSED, channel
 from drivers.contract.driver import Driver
 from drivers.contract.reading import Reading
 from drivers.contract.status import DeviceStatus
@@ -218,6 +218,7 @@ class Reactor:
         outputs: dict[str, float] = {}
         for loop in self.loops:  # a plain loop: a comprehension is a call of its own in 3.11
             outputs[loop.mv] = loop.step(readings, now)
+        outputs["heater_relay"] = RELAY_CLOSED  # only an interlock or the safe state opens it
         outputs.update(schedule.rates(now, self.period_s))
         if schedule.ledger:
             for what, bolus in schedule.ledger:

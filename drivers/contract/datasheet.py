@@ -63,6 +63,28 @@ CHANNELS: tuple[Channel, ...] = (
             description="at-line count with viability stain"),
     Channel("glucose_mm", "mM", 0.0, 60.0, _IN, _SAMPLED, description="at-line analyser"),
     Channel("lactate_mm", "mM", 0.0, 60.0, _IN, _SAMPLED, description="at-line analyser"),
+    # The device's own view of its actuators: what real hardware reports besides the culture
+    # (issue 10). Totalisers count from the device's boot; the boot id says which boot.
+    Channel("feed_delivered_ml", "mL", 0.0, 1.0e6, _IN,
+            description="feed pump totaliser: mL actually delivered since the device booted"),
+    Channel("harvest_delivered_ml", "mL", 0.0, 1.0e6, _IN,
+            description="harvest pump totaliser: mL actually delivered since the device booted"),
+    Channel("base_delivered_ml", "mL", 0.0, 1.0e6, _IN,
+            description="base pump totaliser: mL actually delivered since the device booted"),
+    Channel("o2_flow_pct", "% gas", 0.0, 100.0, _IN,
+            description="O2 mass-flow readback: the O2 fraction actually delivered"),
+    Channel("co2_flow_pct", "% gas", 0.0, 20.0, _IN,
+            description="CO2 mass-flow readback: the CO2 fraction actually delivered"),
+    Channel("o2_supply_kpa", "kPa", 0.0, 1000.0, _IN,
+            description="O2 supply pressure at the mixer inlet (gauge)"),
+    Channel("co2_supply_kpa", "kPa", 0.0, 1000.0, _IN,
+            description="CO2 supply pressure at the mixer inlet (gauge)"),
+    Channel("heater_cutout", "-", 0.0, 1.0, _IN,
+            description="device-local over-temperature cut-out: 1 tripped (relay held open, "
+            "latched until reset_cutout), 0 armed"),
+    Channel("device_boot_id", "-", 0.0, 65535.0, _IN,
+            description="changes every time the device boots (totalisers restart from 0)"),
+    Channel("device_uptime_s", "s", 0.0, 1.0e9, _IN, description="device seconds since boot"),
     # Actuators, each with its safe value
     Channel("heater_pct", "%", 0.0, 100.0, _OUT, description="heater power, % of maximum",
             safe=0.0),
@@ -75,6 +97,9 @@ CHANNELS: tuple[Channel, ...] = (
             description="harvest pump (cells and medium)", safe=0.0),
     Channel("base_ml_per_h", "mL/h", 0.0, 10.0, _OUT, description="bicarbonate base pump",
             safe=0.0),
+    Channel("heater_relay", "-", 0.0, 1.0, _OUT,
+            description="heater power relay, separate from the drive: 1 closed, 0 open (>= 0.5 "
+            "closes it); the device's cut-out holds it open", safe=0.0),
 )
 
 _BY_NAME = {c.name: c for c in CHANNELS}
@@ -82,6 +107,11 @@ INPUTS: tuple[Channel, ...] = tuple(c for c in CHANNELS if c.direction is _IN)
 OUTPUTS: tuple[Channel, ...] = tuple(c for c in CHANNELS if c.direction is _OUT)
 PUMPS: tuple[str, ...] = tuple(c.name for c in OUTPUTS if c.unit == "mL/h")
 """The pump outputs (feed, harvest, base): what a feed schedule drives."""
+TOTALISERS: Mapping[str, str] = MappingProxyType(
+    {pump: pump.removesuffix("_ml_per_h") + "_delivered_ml" for pump in PUMPS})
+"""Each pump output -> the input channel that totals what that pump actually delivered."""
+RELAY_CLOSED = 1.0
+"""`heater_relay` closed: the heater drive has power (the controller's normal command)."""
 SAFE_STATE: Mapping[str, float] = MappingProxyType(
     {c.name: c.safe for c in OUTPUTS if c.safe is not None})
 """Every output's safe value (read-only: copy it to change it)."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 from drivers.contract.datasheet import CHANNELS, Channel, Direction, channel
-from drivers.contract.errors import ChannelError, OutOfRangeError
+from drivers.contract.errors import ChannelError, DeviceError, OutOfRangeError
 from drivers.contract.reading import Reading
 from drivers.contract.status import DeviceStatus
 
@@ -56,6 +56,13 @@ class Driver(abc.ABC):
         outputs (docs/recovery.md). Raises a DriverError if the link fails. The default: None.
         """
         return None
+
+    async def reset_cutout(self) -> bool:
+        """Re-arm the device-local over-temperature cut-out (status HEATER_CUTOUT, input
+        `heater_cutout`): True if it was tripped and is re-armed, False if it was not tripped.
+        A DeviceError if the device refuses (still too hot) or has no cut-out (the default).
+        Only an operator's audited command calls this: the cut-out is the last layer."""
+        raise DeviceError("this device has no resettable over-temperature cut-out")
 
     async def diagnostics(self) -> dict[str, float]:
         """Ground truth a device may expose (an emulator does; real hardware usually not)."""

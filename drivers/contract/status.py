@@ -13,3 +13,6 @@ class DeviceStatus(IntFlag):
     safe state. Cleared by the next heartbeat; the actuators stay safe until written again."""
     COMMAND_LIMITED = 0x0004
     """The last actuator write was limited by a physical limit (pump maximum, gas mix)."""
+    HEATER_CUTOUT = 0x0008
+    """The device-local over-temperature cut-out has tripped: the heater relay is held open
+    whatever is written, until `reset_cutout` re-arms it (refused while the chamber is hot)."""

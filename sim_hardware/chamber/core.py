@@ -9,18 +9,26 @@ Synchronous and transport-free: the in-process `sim://` driver wraps it in the a
 interface, and the served device (Modbus, serial) calls it from its request handlers. Calls
 that come over a link (`read`, `write`, `check_link`) meet the injected comm faults; `actuate`
 is the device acting on itself (its watchdog's safe state), which a comm fault cannot stop.
+
+Besides the culture it emulates what the device knows of its own hardware (issue 10): a heater
+power relay in series with the heater drive, a device-local over-temperature cut-out on the
+chamber's true temperature that opens the relay and latches until `reset_cutout`, pump
+totalisers integrated from the flow the pumps really delivered, gas mass-flow readbacks and
+supply pressures, and a boot id with the uptime since that boot.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from drivers.contract.datasheet import OUTPUTS
+from drivers.contract.datasheet import OUTPUTS, PUMPS, SAFE_STATE, TOTALISERS, channel
 from drivers.contract.driver import validate_outputs
-from drivers.contract.reading import Reading
+from drivers.contract.errors import DeviceError
+from drivers.contract.reading import Quality, Reading
 from sim_hardware.chamber.options import ChamberOptions, parse_options
 from sim_hardware.faults.catalogue import FAULTS
 from sim_hardware.faults.injection import FaultSet
@@ -30,6 +38,10 @@ from sim_hardware.model.parameters import ModelParameters
 from sim_hardware.model.sensors import SensorBank
 
 OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
+_GOOD = Quality.GOOD
+_DEVICE_CHANNELS = ("o2_flow_pct", "co2_flow_pct", "o2_supply_kpa", "co2_supply_kpa",
+                    "heater_cutout", "device_boot_id", "device_uptime_s", *TOTALISERS.values())
+_UNIT = {name: channel(name).unit for name in _DEVICE_CHANNELS}
 
 
 class Chamber:
@@ -45,13 +57,17 @@ class Chamber:
     """What the controller asked for, after the hardware's limits (= the model's inputs unless
     an actuator fault is active)."""
 
-    def __init__(self, options: Any, *, seed: int, now: Callable[[], float]) -> None:
+    def __init__(self, options: Any, *, seed: int, now: Callable[[], float],
+                 boot_id: int | None = None) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         self._now = now
         self.seed = seed
         # A third child for the faults: the first two (and so a clean run) are unchanged.
-        donor_seed, self._sensor_seed, fault_seed = np.random.SeedSequence(seed).spawn(3)
+        # Children are independent of how many are spawned: a clean run is unchanged by more.
+        donor_seed, self._sensor_seed, fault_seed, boot_seed = (
+            np.random.SeedSequence(seed).spawn(4))
+        self._boot_rng = np.random.default_rng(boot_seed)
         checked = options if isinstance(options, ChamberOptions) else parse_options(options)
         params = ModelParameters.from_checked(checked.parameters)
         if checked.donor_variability:
@@ -67,6 +83,13 @@ class Chamber:
         self._fault_index = 0
         self.started = False
         """The culture exists (seeded at the first `start`)."""
+        self.boot_id = boot_id if boot_id is not None else self._new_boot_id()
+        """Changes at every (emulated) reboot; a served device takes a random one per process."""
+        self.cutout = False
+        """The device-local over-temperature cut-out has tripped (latched): the relay is open."""
+        self._boot_t = 0.0
+        self._totals_ml = dict.fromkeys(PUMPS, 0.0)
+        self._totals_t = 0.0
 
     def start(self) -> None:
         """Seed the culture at the clock's time; later calls find it where it was."""
@@ -81,6 +104,7 @@ class Chamber:
              "total_cells_per_ml": m.total_cells_per_ml, "volume_ml": m.volume_ml},
             t0)
         self._requested = m.inputs
+        self._boot_t = self._totals_t = t0
         self.started = True
 
     @property
@@ -109,6 +133,7 @@ class Chamber:
         readings["ph"] = s.ph.read(m.ph, now)
         readings["total_cells_per_ml"] = s.total_cells.read(m.total_cells_per_ml, now)
         readings["volume_ml"] = s.volume.read(m.volume_ml, now)
+        self._device_readings(readings, now)
         if faults is not None:
             return faults.apply_readings(readings, now)
         return readings
@@ -127,7 +152,7 @@ class Chamber:
         validate_outputs(outputs)  # the fast path: actuate() inlined, without faults
         self._advance(self._now())  # the old inputs hold up to now
         self._requested = inputs = apply_outputs(self._requested, outputs, self.params)
-        self._model.set_inputs(inputs)
+        self._set_physical(inputs)
 
     # ----------------------------------------------------------------------------- device side
     def actuate(self, outputs: Mapping[str, float]) -> None:
@@ -136,15 +161,50 @@ class Chamber:
         validate_outputs(outputs)
         now = self._now()
         self._advance(now)  # the old inputs hold up to now
-        requested = self._requested = apply_outputs(self._requested, outputs, self.params)
-        faults = self.faults
-        self._model.set_inputs(requested if faults is None else faults.physical(requested, now))
+        self._requested = apply_outputs(self._requested, outputs, self.params)
+        self._set_physical(self._requested)
 
     def outputs(self) -> dict[str, float]:
         """What was requested (after the hardware's limits), not what an actuator fault
         delivers: a stuck heater does not show in the setpoint registers."""
         requested = self._requested
         return {name: getattr(requested, name) for name in OUTPUT_NAMES}
+
+    def scan(self) -> None:
+        """Integrate to now on the device's side (no comm fault applies): what a device's own
+        scan cycle does, so the cut-out trips with no controller asking."""
+        if self.started:
+            self._advance(self._now())
+
+    def reset_cutout(self) -> bool:
+        """Re-arm the cut-out (over the link: comm faults apply). True if it was tripped and is
+        re-armed, False if it was not tripped; DeviceError while the chamber is still too hot.
+        The relay then follows its command again."""
+        self.check_link()
+        now = self._now()
+        self._advance(now)
+        if not self.cutout:
+            return False
+        temperature_c = self._model.temperature_c
+        limit_c = self.params.cutout_reset_below_c
+        if temperature_c >= limit_c:
+            raise DeviceError(f"cut-out reset refused: chamber at {temperature_c:.2f} C, "
+                              f"it re-arms below {limit_c:g} C")
+        self.cutout = False
+        self._set_physical(self._requested)
+        return True
+
+    def reboot(self) -> None:
+        """The device restarts now (device side): a new boot id, uptime and totalisers from 0,
+        every output at its safe value until written again. The cut-out's latch is hardware: it
+        survives. The culture, being physics, goes on."""
+        now = self._now()
+        self._advance(now)
+        self.boot_id = self._new_boot_id()
+        self._boot_t = self._totals_t = now
+        self._totals_ml = dict.fromkeys(PUMPS, 0.0)
+        self._requested = apply_outputs(self._requested, SAFE_STATE, self.params)
+        self._set_physical(self._requested)
 
     def snapshot(self) -> dict[str, float]:
         """The culture's true state as of the last call (integrating here would change the
@@ -162,6 +222,62 @@ class Chamber:
                    else {f"fault_{name}_active": 0.0 for name in FAULTS})
         return out
 
+    # ------------------------------------------------------------------------- device hardware
+    def _new_boot_id(self) -> int:
+        return int(self._boot_rng.integers(0, 65536))
+
+    def _physical(self, requested: ActuatorInputs, t_s: float) -> ActuatorInputs:
+        """What reaches the chamber at `t_s`: actuator faults, then the heater relay (open when
+        commanded open or held open by the cut-out, unless its contacts are welded)."""
+        faults = self.faults
+        u = requested if faults is None else faults.physical(requested, t_s)
+        if u.heater_pct > 0.0 and (u.heater_relay < 0.5 or self.cutout) and not (
+                faults is not None and faults.relay_welded(t_s)):
+            u = replace(u, heater_pct=0.0)
+        return u
+
+    def _set_physical(self, requested: ActuatorInputs) -> None:
+        """Apply `requested` at the model's time, totalising the old pump flows up to it."""
+        model = self._model
+        self._totalise(model.t_s)
+        model.set_inputs(self._physical(requested, model.t_s))
+
+    def _totalise(self, t_s: float) -> None:
+        dt_h = (t_s - self._totals_t) / 3600.0
+        if dt_h > 0.0:
+            u = self._model.inputs
+            totals = self._totals_ml
+            for pump in PUMPS:
+                totals[pump] += getattr(u, pump) * dt_h
+            self._totals_t = t_s
+
+    def _check_cutout(self) -> None:
+        """The cut-out acts on the chamber's true temperature, on the device's own: it trips
+        at whichever call (or device scan) first finds it at or above `cutout_c`."""
+        if not self.cutout and self._model.temperature_c >= self.params.cutout_c:
+            self.cutout = True
+            self._set_physical(self._requested)
+
+    def _device_readings(self, readings: dict[str, Reading], now: float) -> None:
+        u = self._model.inputs
+        faults = self.faults
+        p = self.params
+        dt_h = (now - self._totals_t) / 3600.0
+        values = {
+            "o2_flow_pct": u.o2_pct, "co2_flow_pct": u.co2_pct,
+            "o2_supply_kpa": (0.0 if faults is not None and faults.supply_lost("o2_pct", now)
+                              else p.o2_supply_kpa),
+            "co2_supply_kpa": (0.0 if faults is not None and faults.supply_lost("co2_pct", now)
+                               else p.co2_supply_kpa),
+            "heater_cutout": 1.0 if self.cutout else 0.0,
+            "device_boot_id": float(self.boot_id),
+            "device_uptime_s": now - self._boot_t,
+        }
+        for pump, name in TOTALISERS.items():
+            values[name] = self._totals_ml[pump] + getattr(u, pump) * dt_h
+        for name, value in values.items():
+            readings[name] = Reading(value, _UNIT[name], now, _GOOD)
+
     # ------------------------------------------------------------------------------ integration
     def _advance(self, now: float) -> None:
         """Integrate to `now`, stopping at each at-line sample time to draw the sample."""
@@ -174,6 +290,8 @@ class Chamber:
             model.advance_to(t)
             atline.draw(t, model)
         model.advance_to(now)
+        if model.temperature_c >= self.params.cutout_c:
+            self._check_cutout()
         if now >= atline.next_ready_s:
             atline.publish(now)
 
@@ -194,7 +312,7 @@ class Chamber:
             model.advance_to(t)
             for contamination in faults.starts_at(t):
                 contamination.inoculate(model)
-            model.set_inputs(faults.physical(self._requested, t))
+            self._set_physical(self._requested)
             self._fault_index += 1
             self._fault_next_s = (times[self._fault_index] if self._fault_index < len(times)
                                   else math.inf)

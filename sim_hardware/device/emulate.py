@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import secrets
 import signal
 import sys
 import time
@@ -69,6 +70,7 @@ async def serve_chamber(
 
 async def _watch(chamber: ServedChamber) -> None:
     while True:
+        chamber.scan()
         if chamber.check_watchdog():
             print(f"comm loss: no heartbeat for {chamber.comm_timeout_s:g} s; actuators in "
                   "safe state", file=sys.stderr, flush=True)
@@ -105,6 +107,9 @@ def chamber_from_config(path: Path, *, seed: int | None, clock: DeviceClock,
     return ServedChamber(
         options, seed=run_seed, now=clock.now, wall=clock.wall,
         comm_timeout_s=comm_timeout_s, safe_state=reactor.get("safe_state"),
+        # A boot is a process start: the id must differ from the last one's, which a
+        # seed-derived id would not (the physics stays seeded; only the identity is random).
+        boot_id=secrets.randbelow(65536),
     )
 
 

@@ -47,22 +47,39 @@ class ServedChamber:
         wall: Callable[[], float],
         comm_timeout_s: float = DEFAULT_COMM_TIMEOUT_S,
         safe_state: Mapping[str, float] | None = None,
+        boot_id: int | None = None,
     ) -> None:
         if not comm_timeout_s > 0:
             raise ValueError(f"comm_timeout_s={comm_timeout_s!r} must be > 0")
-        self.chamber = Chamber(chamber_options, seed=seed, now=now)
+        self.chamber = Chamber(chamber_options, seed=seed, now=now, boot_id=boot_id)
         self._now = now
         self._wall = wall
         self.comm_timeout_s = comm_timeout_s
         self.safe_state = {**SAFE_STATE, **(safe_state or {})}
-        self.status = DeviceStatus(0)
+        self._flags = DeviceStatus(0)
         self.heartbeat_count = 0
         self._last_heartbeat_wall: float | None = None
         self.watchdog_trips = 0
 
     async def start(self) -> None:
         self.chamber.start()
-        self.status |= DeviceStatus.RUNNING
+        self._flags |= DeviceStatus.RUNNING
+
+    @property
+    def status(self) -> DeviceStatus:
+        """The status bits; HEATER_CUTOUT follows the chamber's cut-out latch."""
+        if self.chamber.cutout:
+            return self._flags | DeviceStatus.HEATER_CUTOUT
+        return self._flags
+
+    def reset_cutout(self) -> bool:
+        """Re-arm the cut-out (`Chamber.reset_cutout`: DeviceError while still hot)."""
+        return self.chamber.reset_cutout()
+
+    def scan(self) -> None:
+        """The device's own scan cycle, called periodically by the server whether or not a
+        controller talks to it: the cut-out acts on the chamber's temperature by itself."""
+        self.chamber.scan()
 
     @property
     def now_s(self) -> float:
@@ -83,16 +100,16 @@ class ServedChamber:
         held = self.chamber.outputs()
         limited = any(abs(held[name] - value) > 1e-9 for name, value in outputs.items())
         if limited:
-            self.status |= DeviceStatus.COMMAND_LIMITED
+            self._flags |= DeviceStatus.COMMAND_LIMITED
         else:
-            self.status &= ~DeviceStatus.COMMAND_LIMITED
+            self._flags &= ~DeviceStatus.COMMAND_LIMITED
         return held
 
     def heartbeat(self) -> int:
         """The controller is alive: feed the watchdog, clear a comm-loss trip; returns a count."""
         self._last_heartbeat_wall = self._wall()
         self.heartbeat_count = (self.heartbeat_count + 1) & 0xFFFF
-        self.status &= ~DeviceStatus.COMM_LOSS_SAFE
+        self._flags &= ~DeviceStatus.COMM_LOSS_SAFE
         return self.heartbeat_count
 
     def check_watchdog(self) -> bool:
@@ -102,13 +119,13 @@ class ServedChamber:
         waiting for its controller keeps whatever state it was set up in. Returns True on a trip.
         """
         last = self._last_heartbeat_wall
-        if last is None or self.status & DeviceStatus.COMM_LOSS_SAFE:
+        if last is None or self._flags & DeviceStatus.COMM_LOSS_SAFE:
             return False
         if self._wall() - last <= self.comm_timeout_s:
             return False
         # Device-side, not over the link: an injected comm fault must not stop the watchdog.
         self.chamber.actuate(self.safe_state)
-        self.status |= DeviceStatus.COMM_LOSS_SAFE
+        self._flags |= DeviceStatus.COMM_LOSS_SAFE
         self.watchdog_trips += 1
         return True
 

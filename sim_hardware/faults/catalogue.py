@@ -14,19 +14,28 @@ from dataclasses import dataclass
 from drivers.contract.datasheet import INPUTS
 from drivers.contract.datasheet import PUMPS as PUMP_OUTPUTS
 
-SENSOR_CHANNELS = tuple(c.name for c in INPUTS)
+DEVICE_STATE_CHANNELS = ("heater_cutout", "device_boot_id", "device_uptime_s")
+"""Inputs that report the device's own state, not a measurement: no sensor fault hits them."""
+SENSOR_CHANNELS = tuple(c.name for c in INPUTS if c.name not in DEVICE_STATE_CHANNELS)
 PUMPS = tuple(name.removesuffix("_ml_per_h") for name in PUMP_OUTPUTS)
 """The pumps a fault may hit, by the short name a spec uses (`pump=feed`)."""
 
 # Per-channel defaults for the sensor faults whose size depends on the channel's unit.
 _DRIFT_PER_H = {"temperature_c": 0.05, "do_pct_air": 0.5, "ph": 0.005,
                 "total_cells_per_ml": 2.0e4, "volume_ml": 0.1, "viable_cells_per_ml": 2.0e4,
-                "glucose_mm": 0.05, "lactate_mm": 0.05}
+                "glucose_mm": 0.05, "lactate_mm": 0.05, "feed_delivered_ml": 0.1,
+                "harvest_delivered_ml": 0.1, "base_delivered_ml": 0.1, "o2_flow_pct": 0.5,
+                "co2_flow_pct": 0.1, "o2_supply_kpa": 5.0, "co2_supply_kpa": 5.0}
 _SPIKE = {"temperature_c": 5.0, "do_pct_air": 30.0, "ph": 0.5, "total_cells_per_ml": 1.0e6,
           "volume_ml": 10.0, "viable_cells_per_ml": 1.0e6, "glucose_mm": 5.0,
-          "lactate_mm": 5.0}
+          "lactate_mm": 5.0, "feed_delivered_ml": 5.0, "harvest_delivered_ml": 5.0,
+          "base_delivered_ml": 5.0, "o2_flow_pct": 10.0, "co2_flow_pct": 2.0,
+          "o2_supply_kpa": 100.0, "co2_supply_kpa": 100.0}
 _NOISE = {"temperature_c": 0.2, "do_pct_air": 3.0, "ph": 0.05, "total_cells_per_ml": 5.0e4,
-          "volume_ml": 1.0, "viable_cells_per_ml": 5.0e4, "glucose_mm": 0.5, "lactate_mm": 0.5}
+          "volume_ml": 1.0, "viable_cells_per_ml": 5.0e4, "glucose_mm": 0.5, "lactate_mm": 0.5,
+          "feed_delivered_ml": 0.5, "harvest_delivered_ml": 0.5, "base_delivered_ml": 0.5,
+          "o2_flow_pct": 1.0, "co2_flow_pct": 0.5, "o2_supply_kpa": 10.0,
+          "co2_supply_kpa": 10.0}
 
 
 @dataclass(frozen=True)

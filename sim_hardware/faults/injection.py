@@ -139,6 +139,8 @@ class ForcedOutput:
     value: float
     at_s: float
     end_s: float
+    fault: str = ""
+    """The catalogue name of the fault that forces it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +181,7 @@ _Effect = SensorFault | ForcedOutput | Contamination | CommFailure
 
 
 def _force(s: FaultSpec, output: str, value: float) -> ForcedOutput:
-    return ForcedOutput(output, value, s.at_s, s.end_s)
+    return ForcedOutput(output, value, s.at_s, s.end_s, s.name)
 
 
 def _pump(s: FaultSpec) -> str:
@@ -253,6 +255,16 @@ class FaultSet:
         """What the chamber receives at `t_s` when `requested` was requested."""
         changes = {f.output: f.value for f in self._forced if f.at_s <= t_s < f.end_s}
         return replace(requested, **changes) if changes else requested
+
+    def relay_welded(self, t_s: float) -> bool:
+        """The heater relay's contacts are welded shut: closed whatever opens it."""
+        return any(f.output == "heater_relay" and f.value >= 0.5 and f.at_s <= t_s < f.end_s
+                   for f in self._forced)
+
+    def supply_lost(self, output: str, t_s: float) -> bool:
+        """The supply of gas `output` (o2_pct, co2_pct) is gone: its pressure reads 0."""
+        return any(f.output == output and f.fault.endswith("_supply_lost")
+                   and f.at_s <= t_s < f.end_s for f in self._forced)
 
     def starts_at(self, t_s: float) -> list[Contamination]:
         """Process faults (contamination) that start exactly at `t_s`."""

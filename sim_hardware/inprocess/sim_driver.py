@@ -86,13 +86,20 @@ class SimDriver(Driver):
         self.last_heartbeat_s = self._now()
 
     async def read_status(self) -> DeviceStatus:
-        """Always RUNNING once connected: in-process there is no link and no watchdog, so the
-        chamber never goes safe behind the controller's back (COMM_LOSS_SAFE cannot happen), and
-        its outputs never limit silently (a write raises instead). A status, not None: the
+        """RUNNING once connected (with HEATER_CUTOUT while the cut-out is tripped): in-process
+        there is no link and no watchdog, so the chamber never goes safe behind the controller's
+        back (COMM_LOSS_SAFE cannot happen), and its outputs never limit silently (a write
+        raises instead). A status, not None: the
         chamber is up and its physics runs, which is what RUNNING says."""
         self._require_connected()
         self.chamber.check_link()
+        if self.chamber.cutout:
+            return DeviceStatus.RUNNING | DeviceStatus.HEATER_CUTOUT
         return DeviceStatus.RUNNING
+
+    async def reset_cutout(self) -> bool:
+        self._require_connected()
+        return self.chamber.reset_cutout()
 
     async def diagnostics(self) -> dict[str, float]:
         """Ground truth: the chamber's state, growth factors and the sensors' drawn errors."""

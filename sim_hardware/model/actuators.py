@@ -27,6 +27,9 @@ class ActuatorInputs:
     feed_ml_per_h: float = 0.0
     harvest_ml_per_h: float = 0.0
     base_ml_per_h: float = 0.0
+    heater_relay: float = 1.0
+    """1 closed, 0 open. The chamber core, not the model, applies it: the model sees the heater
+    power that reaches the element (`Chamber._physical`)."""
 
     @property
     def n2_pct(self) -> float:
@@ -62,4 +65,5 @@ def apply_outputs(
     base = float(get("base_ml_per_h", current.base_ml_per_h))
     base_max = params.base_pump_max_ml_per_h
     base = 0.0 if base < 0.0 else base_max if base > base_max else base
-    return ActuatorInputs(heater, o2, co2, feed, harvest, base)
+    relay = 1.0 if get("heater_relay", current.heater_relay) >= 0.5 else 0.0
+    return ActuatorInputs(heater, o2, co2, feed, harvest, base, relay)

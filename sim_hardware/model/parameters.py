@@ -175,6 +175,18 @@ PARAMETER_TABLE: tuple[ParameterSpec, ...] = (
     _p("harvest_cell_retention", 0.9, "-", 0.0, 1.0, EST, "settling zone / filter on the harvest",
        "fraction of cells held back: harvested broth carries (1-R) of the cell density",
        "actuator"),
+    # --- the device's own protection and supplies ----------------------------------------
+    _p("cutout_c", 40.0, "degC", 37.5, 45.0, EST,
+       "IEC 61010-2-010: an independent over-temperature cut-out on laboratory heaters; above "
+       "the controller's top trip (39.5 C), below heat damage (~41.5 C)",
+       "device-local cut-out: at this true chamber temperature it opens the heater relay and "
+       "latches", "device"),
+    _p("cutout_reset_below_c", 38.0, "degC", 30.0, 44.0, EST, "2 C of hysteresis",
+       "the cut-out can be reset only below this temperature", "device"),
+    _p("o2_supply_kpa", 200.0, "kPa", 50.0, 1000.0, EST, "regulated cylinder outlet, 2 bar g",
+       "O2 supply pressure at the mixer inlet while the supply is there", "device"),
+    _p("co2_supply_kpa", 200.0, "kPa", 50.0, 1000.0, EST, "regulated cylinder outlet, 2 bar g",
+       "CO2 supply pressure at the mixer inlet while the supply is there", "device"),
     # --- numerics -----------------------------------------------------------------------------
     _p("bio_step_s", 60.0, "s", 1.0, 600.0, EST, "slowest-rate x step << 1 (see docs/model.md)",
        "explicit Euler step of the slow biology", "numerics"),

@@ -330,7 +330,7 @@ def test_safe_state_defaults_are_filled_in(default_text: str) -> None:
     partial = default_text[:start] + "[reactor.safe_state]\nco2_pct = 8.0\n\n" + default_text[end:]
     state = parse_config(partial).reactor[0].safe_state
     assert state == {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 8.0, "feed_ml_per_h": 0.0,
-                     "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0}
+                     "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0, "heater_relay": 0.0}
     absent = default_text[:start] + default_text[end:]
     assert parse_config(absent).reactor[0].safe_state["o2_pct"] == 21.0
     assert parse_config(absent).reactor[0].safe_state["heater_pct"] == 0.0

@@ -248,12 +248,24 @@ async def test_heater_failed_off_cools_towards_ambient_while_outputs_show_the_co
     assert driver.model.temperature_c > 35.0
 
 
-async def test_heater_stuck_on_overheats_with_the_heater_commanded_off() -> None:
+async def test_heater_stuck_on_heats_with_the_drive_commanded_off_until_the_relay_opens(
+        ) -> None:
+    """The fault fails the drive, not the relay: with the relay closed the chamber heats until
+    the device's own cut-out opens the relay at cutout_c; with it open nothing heats at all."""
     driver, clock = await make(["heater_stuck_on@30m"])
-    await trace(driver, clock, 6 * H, commands={"heater_pct": 0.0})
-    assert driver.model.inputs.heater_pct == 100.0
+    temperatures = [t for _, _, t, _ in
+                    await trace(driver, clock, 6 * H, step_s=5.0, commands={"heater_pct": 0.0})]
     assert (await driver.read_outputs())["heater_pct"] == 0.0
-    assert driver.model.temperature_c > 40.0
+    cutout_c = driver.params.cutout_c
+    assert cutout_c <= max(temperatures) < cutout_c + 0.1
+    assert driver.chamber.cutout and driver.model.inputs.heater_pct == 0.0
+    assert driver.model.temperature_c < 30.0  # latched open: cooling towards ambient
+
+    opened, clock = await make(["heater_stuck_on@30m"])
+    await opened.write({"heater_relay": 0.0})
+    temperatures = [t for _, _, t, _ in await trace(opened, clock, 2 * H)]
+    assert max(temperatures[30:]) < 37.1 and opened.model.inputs.heater_pct == 0.0
+    assert not opened.chamber.cutout
 
 
 async def test_pump_clogged_delivers_nothing() -> None:
