@@ -14,7 +14,8 @@ Layout (0-based PDU addresses, as on the wire; tools that count from 1 add one):
     sample as float32 at 160 + 2i. Twenty slots: room to grow.
 - Holding registers (FC3 read, FC6/FC16 write)
   - 0-15, device area: heartbeat at 0 (any write feeds the watchdog; reads the count),
-    the comm timeout (float32 seconds, read-only) at 2-3.
+    the cut-out reset at 1 (write CUTOUT_RESET_MAGIC to re-arm the heater cut-out), the comm
+    timeout (float32 seconds, read-only) at 2-3.
   - 100-139, actuator area: slot k (the k-th output channel) as float32 at 100 + 2k.
 
 Slots follow datasheet order, so a channel added at the end of its group gets the next free slot
@@ -34,8 +35,17 @@ from enum import Enum, IntEnum
 
 from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
 
-MAP_VERSION = 1
-"""Bumped when a published address changes meaning; readable at input register 0."""
+MAP_VERSION = 2
+"""Bumped when a published address changes meaning; readable at input register 0.
+
+2 (issue 10): sensor slots 8-17, actuator slot 6 and holding register 1 were reserved (read 0)
+and now carry the device's own hardware. A reserved quality register reads 0, which is GOOD: a
+version-1 device read with this map would report totalisers, cut-out and supply pressures as
+good zeros, so a master must be able to tell the versions apart."""
+
+CUTOUT_RESET_MAGIC = 0x5253
+"""The value ("RS" in ASCII) that, written to `cutout_reset`, re-arms the heater cut-out; any
+other value is refused (ILLEGAL_DATA_VALUE), so a stray write cannot re-arm it."""
 
 WORD_ORDER = "big"
 """High word first (ABCD), as pymodbus' `convert_*_registers(word_order="big")` default."""
@@ -74,6 +84,8 @@ class RegType(Enum):
 class Access(Enum):
     READ = "R"
     READ_WRITE = "RW"
+    WRITE = "W"
+    """A command register: a write acts, a read returns 0."""
 
 
 class ExceptionCode(IntEnum):
@@ -114,7 +126,7 @@ class Field:
 
     @property
     def writable(self) -> bool:
-        return self.access is Access.READ_WRITE
+        return self.access is not Access.READ
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +169,7 @@ ACTUATOR_SLOTS = 20
 ACTUATOR_BASE = 100
 
 HEARTBEAT = "heartbeat"
+CUTOUT_RESET = "cutout_reset"
 COMM_TIMEOUT = "comm_timeout_s"
 STATUS = "status"
 QUALITY_SUFFIX = ".quality"
@@ -170,7 +183,7 @@ AREAS: tuple[Area, ...] = (
     Area(Table.HOLDING, "actuators", ACTUATOR_BASE, 2 * ACTUATOR_SLOTS),
 )
 
-_R, _RW = Access.READ, Access.READ_WRITE
+_R, _RW, _W = Access.READ, Access.READ_WRITE, Access.WRITE
 _IN, _HOLD = Table.INPUT, Table.HOLDING
 _U16, _U32, _F32 = RegType.UINT16, RegType.UINT32, RegType.FLOAT32
 
@@ -184,6 +197,9 @@ _DEVICE_FIELDS: tuple[Field, ...] = (
     Field("exception_replies", _IN, 8, _U32, _R, "", "exception replies sent"),
     Field(HEARTBEAT, _HOLD, 0, _U16, _RW, "",
           "any write feeds the comm watchdog; reads the heartbeat count (mod 65536)"),
+    Field(CUTOUT_RESET, _HOLD, 1, _U16, _W, "",
+          f"write {CUTOUT_RESET_MAGIC:#06x} to re-arm the heater cut-out (exception 01 while "
+          "the chamber is too hot); reads 0"),
     Field(COMM_TIMEOUT, _HOLD, 2, _F32, _R, "s",
           "wall seconds without a heartbeat before the safe state (set on the device)"),
 )

@@ -32,8 +32,11 @@ from drivers.codecs.modbus_map import (
     ACTUATOR_BLOCK,
     ACTUATOR_FIELDS,
     AGE_SUFFIX,
+    CUTOUT_RESET,
+    CUTOUT_RESET_MAGIC,
     DEVICE_BLOCK,
     HEARTBEAT,
+    MAP_VERSION,
     QUALITY_SUFFIX,
     SENSOR_BLOCK,
     STATUS,
@@ -79,6 +82,8 @@ _RECONNECT_DELAY_MAX = wall_seconds("reconnect_delay_max")
 _COMMON = (modbus_unit(False), TIMEOUT, RETRIES, _RECONNECT_DELAY, _RECONNECT_DELAY_MAX)
 _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED)
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
+_CUTOUT_RESET_ADDRESS = field(Table.HOLDING, CUTOUT_RESET).address
+_MAP_VERSION = field(Table.INPUT, "map_version")
 _DIAGNOSTICS = ("requests", "timeouts", "frames_bad", "device_errors", "link_losses",
                 "reconnects", "connect_failures")
 _QUALITIES = {int(q): q for q in Quality}
@@ -198,6 +203,13 @@ class ModbusDriver(Driver):
                 self._client = self._make_client()
             self._gate.open_now()
             await self._ensure_link()
+            registers = await self._read_block("read map version", DEVICE_BLOCK)
+        version = decode_block(DEVICE_BLOCK, registers, [_MAP_VERSION])[_MAP_VERSION.name]
+        if version != MAP_VERSION:
+            # A reserved register reads 0 and quality 0 is GOOD: an older map would pass off
+            # the channels it lacks as good zeros.
+            raise DeviceError(f"{self.address.url}: the device speaks register map version "
+                              f"{version}; this driver speaks {MAP_VERSION} (docs/modbus.md)")
 
     async def close(self) -> None:
         async with self._lock:
@@ -372,6 +384,27 @@ class ModbusDriver(Driver):
             registers = await self._read_block("read status", DEVICE_BLOCK)
         return DeviceStatus(decode_block(DEVICE_BLOCK, registers,
                                          [field(Table.INPUT, STATUS)])[STATUS])
+
+    async def reset_cutout(self) -> bool:
+        """Read the status (was the cut-out tripped?), then FC6 CUTOUT_RESET_MAGIC to the
+        `cutout_reset` register. The device refuses with exception 01 while the chamber is too
+        hot to re-arm; that becomes a DeviceError saying so."""
+        async with self._lock:
+            registers = await self._read_block("read status", DEVICE_BLOCK)
+            status = DeviceStatus(decode_block(DEVICE_BLOCK, registers,
+                                               [field(Table.INPUT, STATUS)])[STATUS])
+            address, unit = _CUTOUT_RESET_ADDRESS, self.settings.unit
+            try:
+                await self._call("reset cut-out", lambda c: c.write_register(
+                    address, CUTOUT_RESET_MAGIC, device_id=unit))
+            except ModbusDeviceError as exc:
+                if exc.exception_code != ExceptionCode.ILLEGAL_FUNCTION:
+                    raise
+                raise DeviceError(
+                    f"{self.address.url}: cut-out reset refused: the chamber is still too hot "
+                    "to re-arm (it re-arms once below its reset temperature); let it cool "
+                    "and retry") from exc
+        return bool(status & DeviceStatus.HEATER_CUTOUT)
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters; local only, so it answers even with the link down."""

@@ -32,6 +32,7 @@ from drivers.codecs.serial_protocol import (
     ReadReply,
     Request,
     RequestKind,
+    ResetCutoutReply,
     SetReply,
     StatusReply,
     encode_request,
@@ -338,6 +339,12 @@ class SerialDriver(Driver):
     async def read_status(self) -> DeviceStatus:
         """The status bits of the STATUS reply (the contract's `read_status`)."""
         return (await self.status()).status
+
+    async def reset_cutout(self) -> bool:
+        """RESET_CUTOUT; the device's ERR 8 (still too hot) is raised as a DeviceError
+        carrying its message (the temperature and the re-arm limit)."""
+        return (await self._transact(Request(RequestKind.RESET_CUTOUT), ResetCutoutReply)
+                ).was_tripped
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""

@@ -32,6 +32,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from drivers.codecs.modbus_map import (
     AGE_SUFFIX,
     COMM_TIMEOUT,
+    CUTOUT_RESET,
+    CUTOUT_RESET_MAGIC,
     HEARTBEAT,
     MAP_VERSION,
     QUALITY_SUFFIX,
@@ -45,7 +47,7 @@ from drivers.codecs.modbus_map import (
     encode_span,
     fields_in,
 )
-from drivers.contract.errors import ChannelError, OutOfRangeError
+from drivers.contract.errors import ChannelError, DeviceError, OutOfRangeError
 from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import (
     BAUD,
@@ -87,6 +89,8 @@ class ServedDevice(Protocol):
     def write_outputs(self, outputs: Mapping[str, float]) -> Mapping[str, float]: ...
 
     def heartbeat(self) -> int: ...
+
+    def reset_cutout(self) -> bool: ...
 
 
 class RegisterBank:
@@ -140,19 +144,33 @@ class RegisterBank:
         """
         if (code := check_write(table, address, len(registers))) is not None:
             return code
-        outputs: dict[str, float] = {}
-        for f in fields_in(table, address, len(registers)):
-            regs = registers[f.address - address:f.end - address]
-            if f.name == HEARTBEAT:
-                self.chamber.heartbeat()
-            else:
-                outputs[f.name] = float(decode(f, regs))
+        touched = {f.name: decode(f, registers[f.address - address:f.end - address])
+                   for f in fields_in(table, address, len(registers))}
+        if CUTOUT_RESET in touched and (code := self._reset_cutout(touched.pop(CUTOUT_RESET))):
+            return code
+        if touched.pop(HEARTBEAT, None) is not None:
+            self.chamber.heartbeat()
+        outputs = {name: float(value) for name, value in touched.items()}
         if outputs:
             try:
                 self.chamber.write_outputs(outputs)
             except (OutOfRangeError, ChannelError) as exc:
                 log.info("refused write %s: %s", outputs, exc)
                 return ExceptionCode.ILLEGAL_DATA_VALUE
+        return None
+
+    def _reset_cutout(self, value: float | int) -> ExceptionCode | None:
+        """Re-arm the heater cut-out. A wrong value is ILLEGAL_DATA_VALUE; a refusal (still
+        hot) is ILLEGAL_FUNCTION, the code the Modbus spec gives a server "in the wrong state
+        to process a request of this type"."""
+        if value != CUTOUT_RESET_MAGIC:
+            log.info("refused cut-out reset: value %#06x is not %#06x", value, CUTOUT_RESET_MAGIC)
+            return ExceptionCode.ILLEGAL_DATA_VALUE
+        try:
+            self.chamber.reset_cutout()
+        except DeviceError as exc:
+            log.info("refused cut-out reset: %s", exc)
+            return ExceptionCode.ILLEGAL_FUNCTION
         return None
 
     # --------------------------------------------------------------------------- pymodbus glue

@@ -37,13 +37,14 @@ from drivers.codecs.serial_protocol import (
     Reply,
     Request,
     RequestKind,
+    ResetCutoutReply,
     SetReply,
     StatusReply,
     encode_reply,
     parse_request,
 )
 from drivers.contract.datasheet import CHANNELS, INPUTS, Direction
-from drivers.contract.errors import ChannelError, OutOfRangeError
+from drivers.contract.errors import ChannelError, DeviceError, OutOfRangeError
 from drivers.contract.reading import Quality
 from drivers.contract.urls import BAUD, DeviceAddress
 from sim_hardware.device.served_chamber import ServedChamber
@@ -102,6 +103,11 @@ def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> R
     if kind is RequestKind.STATUS:
         return StatusReply(chamber.status, chamber.heartbeat_count, chamber.watchdog_trips,
                            chamber.now_s)
+    if kind is RequestKind.RESET_CUTOUT:
+        try:
+            return ResetCutoutReply(chamber.reset_cutout())
+        except DeviceError as exc:  # still too hot to re-arm
+            return ErrorReply(ErrorCode.REFUSED, str(exc))
     return ident
 
 

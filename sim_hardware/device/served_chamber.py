@@ -67,7 +67,10 @@ class ServedChamber:
 
     @property
     def status(self) -> DeviceStatus:
-        """The status bits; HEATER_CUTOUT follows the chamber's cut-out latch."""
+        """The status bits now; HEATER_CUTOUT follows the chamber's cut-out latch. The device
+        scans first, so a status request never reports a cut-out its physics has already
+        reached as armed (between scan cycles the latch alone would lag)."""
+        self.chamber.scan()
         if self.chamber.cutout:
             return self._flags | DeviceStatus.HEATER_CUTOUT
         return self._flags

@@ -113,7 +113,7 @@ def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path
     assert status & DeviceStatus.COMM_LOSS_SAFE
     assert tripped_after_s <= comm_timeout_s + 1.0
     assert outputs == {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 5.0, "feed_ml_per_h": 0.0,
-                       "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0}
+                       "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0, "heater_relay": 0.0}
 
 
 def test_controller_alarms_and_reconnects_when_the_device_restarts(tmp_path: Path) -> None:

@@ -21,9 +21,11 @@ from typing import TypeAlias
 
 from drivers.contract.errors import FrameError
 
-MAX_FRAME_BYTES = 1024
+MAX_FRAME_BYTES = 2048
 """Longest frame, `*HH` and CRLF included. The longest reply (READ, every input with the
-longest float text) is about 600 bytes; a bound lets a receiver drop a runaway line early."""
+longest float text) is about 1200 bytes since issue 10's device channels (protocol 2; it was
+1024 in protocol 1); a bound lets a receiver drop a runaway line early. Values keep their exact
+round-trip text rather than a shorter, lossy one: a record must hold what the device measured."""
 
 TERMINATOR = b"\r\n"
 CHECKSUM_MARK = "*"

@@ -19,8 +19,9 @@ from drivers.contract.errors import (
     OutOfRangeError,
 )
 
-PROTOCOL_VERSION = 1
-"""Sent in the ID reply; bumped on any change a version-1 peer could misread."""
+PROTOCOL_VERSION = 2
+"""Sent in the ID reply; bumped on any change an older peer could misread. 2 (issue 10): frames
+up to 2048 bytes (a version-1 receiver drops the longer READ reply), RESET_CUTOUT, ERR 8."""
 
 
 class RequestKind(StrEnum):
@@ -32,6 +33,7 @@ class RequestKind(StrEnum):
     HB = "HB"
     STATUS = "STATUS"
     ID = "ID"
+    RESET_CUTOUT = "RESET_CUTOUT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +56,13 @@ REQUESTS: Mapping[RequestKind, RequestSpec] = MappingProxyType({spec.kind: spec 
     RequestSpec(RequestKind.HB, "", "OK HB count=N",
                 "heartbeat: feeds the device's comm-loss watchdog; N counts modulo 65536"),
     RequestSpec(RequestKind.STATUS, "", "OK STATUS status=N running=B comm_loss_safe=B "
-                "command_limited=B heartbeats=N watchdog_trips=N now_s=T",
+                "command_limited=B heater_cutout=B heartbeats=N watchdog_trips=N now_s=T",
                 "device status bits (B is 0 or 1), counters and the device clock"),
-    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=1 firmware=F",
+    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=2 firmware=F",
                 "who the device is and which protocol version it speaks"),
+    RequestSpec(RequestKind.RESET_CUTOUT, "", "OK RESET_CUTOUT was_tripped=B",
+                "re-arm the heater's over-temperature cut-out (B 1: it was tripped and is "
+                "re-armed, 0: it was not tripped); ERR 8 while the chamber is too hot"),
 )})
 
 
@@ -69,6 +74,7 @@ class ErrorCode(IntEnum):
     BAD_CHECKSUM = 5
     MALFORMED = 6
     DEVICE_FAULT = 7
+    REFUSED = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,8 @@ ERRORS: Mapping[ErrorCode, ErrorSpec] = MappingProxyType({spec.code: spec for sp
               "repeated channel", DeviceError, False),
     ErrorSpec(ErrorCode.DEVICE_FAULT, "the device failed to carry out a valid request",
               DeviceError, False),
+    ErrorSpec(ErrorCode.REFUSED, "a valid request the device's state forbids now (a cut-out "
+              "reset while the chamber is too hot)", DeviceError, False),
 )})
 
 

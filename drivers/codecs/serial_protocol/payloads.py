@@ -151,18 +151,25 @@ class IdentityReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ResetCutoutReply:
+    was_tripped: bool
+    """True: the cut-out was tripped and is re-armed; False: it was not tripped."""
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorReply:
     code: ErrorCode
     message: str = ""
 
 
 OkReply: TypeAlias = (ReadReply | OutputsReply | SetReply | HeartbeatReply | StatusReply
-                      | IdentityReply)
+                      | IdentityReply | ResetCutoutReply)
 Reply: TypeAlias = OkReply | ErrorReply
 
 _KIND_OF: dict[type, RequestKind] = {
     ReadReply: RequestKind.READ, OutputsReply: RequestKind.OUTPUTS, SetReply: RequestKind.SET,
     HeartbeatReply: RequestKind.HB, StatusReply: RequestKind.STATUS, IdentityReply: RequestKind.ID,
+    ResetCutoutReply: RequestKind.RESET_CUTOUT,
 }
 _STATUS_FLAGS = tuple((flag, str(flag.name).lower()) for flag in DeviceStatus)
 
@@ -189,6 +196,8 @@ def _ok_fields(reply: OkReply) -> list[tuple[str, str]]:
                 ("heartbeats", str(reply.heartbeat_count)),
                 ("watchdog_trips", str(reply.watchdog_trips)),
                 ("now_s", format_number(reply.device_time_s))]
+    if isinstance(reply, ResetCutoutReply):
+        return [("was_tripped", "1" if reply.was_tripped else "0")]
     if isinstance(reply, IdentityReply):
         fields = [("model", reply.model), ("protocol", str(reply.protocol)),
                   ("firmware", reply.firmware)]
@@ -283,6 +292,11 @@ def parse_reply(payload: str) -> Reply:
         return StatusReply(DeviceStatus(_parse_int(status, "status")),
                            _parse_int(beats, "heartbeats"), _parse_int(trips, "watchdog_trips"),
                            parse_number(now_s))
+    if kind is RequestKind.RESET_CUTOUT:
+        (was_tripped,) = _require(fields, "was_tripped")
+        if was_tripped not in ("0", "1"):
+            raise ProtocolError(ErrorCode.MALFORMED, f"was_tripped={was_tripped!r} is not 0 or 1")
+        return ResetCutoutReply(was_tripped == "1")
     model, protocol, firmware = _require(fields, "model", "protocol", "firmware")
     return IdentityReply(model, _parse_int(protocol, "protocol"), firmware)
 

@@ -1,14 +1,17 @@
 """One contract, every driver: the in-process emulator and the real wires to a served emulator.
 
 Each wire case starts the emulated chamber as a real server on a free loopback port and talks to
-it through the real driver, so what passes here is what a controller meets on a bench.
+it through the real driver, so what passes here is what a controller meets on a bench. The
+device's clock runs with the wall and jumps when a test lets device time pass, so physics that
+takes device minutes (heating to the cut-out, cooling below its re-arm limit) takes no wall time
+and a refusal "while still hot" cannot turn into an acceptance on a slow machine.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +19,7 @@ import pytest
 from drivers import (
     CHANNELS,
     ChannelError,
+    DeviceError,
     DeviceStatus,
     Driver,
     NotConnectedError,
@@ -23,12 +27,11 @@ from drivers import (
     Quality,
     parse_device_url,
 )
-from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
+from drivers.contract.datasheet import INPUTS, OUTPUTS, RELAY_CLOSED, TOTALISERS, Kind
 from drivers.contract.registry import driver_factory
 from sim_hardware.device.emulate import DeviceClock, serve_chamber
 from sim_hardware.device.served_chamber import ServedChamber
 
-DEVICE_SPEED = 600.0  # device seconds per wall second: physics moves visibly within a test
 LISTEN = {
     "modbus-tcp": "modbus-tcp://127.0.0.1:0",
     "modbus-rtu": "modbus-rtu://socket://127.0.0.1:0",
@@ -37,18 +40,34 @@ LISTEN = {
 
 
 @dataclass
+class Skew:
+    """How far the device's clock has been pushed ahead of the wall."""
+
+    offset_s: float = 0.0
+
+
+@dataclass
 class Bench:
     driver: Driver
     chamber: ServedChamber | None
     """The served device, for the wire kinds (None in-process)."""
-    offset_s: float = 0.0
-    """In-process only: how far the driver's clock has been pushed ahead of the loop's."""
+    skew: Skew
 
     async def let_device_time_pass(self, device_s: float) -> None:
-        if self.chamber is None:
-            self.offset_s += device_s
-        else:
-            await asyncio.sleep(device_s / DEVICE_SPEED)
+        self.skew.offset_s += device_s
+
+    async def value(self, name: str) -> float:
+        return (await self.driver.read())[name].value
+
+    async def step_until(self, condition: Callable[[], Awaitable[bool]], what: str, *,
+                         step_s: float = 10.0, budget_s: float = 3600.0) -> None:
+        """Let device time pass in steps until `condition` holds; fail after `budget_s` of
+        device time (physics that slow is a failure, whatever the machine's speed)."""
+        passed_s = 0.0
+        while not await condition():
+            assert passed_s < budget_s, f"{what}: not within {budget_s:g} device s"
+            await self.let_device_time_pass(step_s)
+            passed_s += step_s
 
 
 @pytest.fixture(params=["sim", "modbus-tcp", "modbus-rtu", "serial"])
@@ -57,18 +76,18 @@ async def bench(request: pytest.FixtureRequest) -> AsyncIterator[Bench]:
     loop = asyncio.get_running_loop()
     now = loop.time
     if kind == "sim":
-        holder: list[Bench] = []
+        skew = Skew()
         driver = driver_factory("sim")(parse_device_url("sim://"), seed=3, options={},
-                                       now=lambda: loop.time() + holder[0].offset_s)
-        holder.append(Bench(driver, None))
+                                       now=lambda: loop.time() + skew.offset_s)
         await driver.connect()
         try:
-            yield holder[0]
+            yield Bench(driver, None, skew)
         finally:
             await driver.close()
         return
-    clock = DeviceClock(DEVICE_SPEED)
-    chamber = ServedChamber({}, seed=3, now=clock.now, wall=clock.wall, comm_timeout_s=30.0)
+    clock, skew = DeviceClock(), Skew()
+    chamber = ServedChamber({}, seed=3, now=lambda: clock.now() + skew.offset_s,
+                            wall=clock.wall, comm_timeout_s=30.0)
     ready: asyncio.Future[str] = loop.create_future()
     server = asyncio.create_task(serve_chamber(chamber, LISTEN[kind], ready.set_result))
     try:
@@ -77,7 +96,7 @@ async def bench(request: pytest.FixtureRequest) -> AsyncIterator[Bench]:
         driver = driver_factory(address.scheme)(address, now=now, seed=3, options={})
         await driver.connect()
         try:
-            yield Bench(driver, chamber)
+            yield Bench(driver, chamber, skew)
         finally:
             await driver.close()
     finally:
@@ -176,3 +195,72 @@ async def test_closed_driver_refuses_calls(bench: Bench) -> None:
 
 def test_every_datasheet_channel_is_covered() -> None:
     assert {c.name for c in INPUTS} | {c.name for c in OUTPUTS} == {c.name for c in CHANNELS}
+
+
+# ---------------------------------------------------------------- the device's own hardware
+async def test_the_devices_own_channels_read_as_the_datasheet_says(bench: Bench) -> None:
+    """Totalisers, gas readbacks, supply pressures, cut-out, boot id and uptime: each with its
+    unit, GOOD, and the values a fresh, healthy device shows."""
+    readings = await bench.driver.read()
+    for name in (*TOTALISERS.values(), "o2_flow_pct", "co2_flow_pct", "o2_supply_kpa",
+                 "co2_supply_kpa", "heater_cutout", "device_boot_id", "device_uptime_s"):
+        assert readings[name].quality is Quality.GOOD, name
+    assert readings["o2_supply_kpa"].value == readings["co2_supply_kpa"].value == 200.0
+    assert readings["heater_cutout"].value == 0.0
+    outputs = await bench.driver.read_outputs()
+    assert readings["o2_flow_pct"].value == pytest.approx(outputs["o2_pct"], rel=1e-6)
+
+
+async def test_the_heater_relay_is_written_and_read_back(bench: Bench) -> None:
+    await bench.driver.write({"heater_relay": 0.0})
+    assert (await bench.driver.read_outputs())["heater_relay"] == 0.0
+    await bench.driver.write({"heater_relay": RELAY_CLOSED})
+    assert (await bench.driver.read_outputs())["heater_relay"] == RELAY_CLOSED
+
+
+@pytest.mark.parametrize("pump", sorted(TOTALISERS))
+async def test_a_totaliser_grows_by_exactly_rate_times_time(bench: Bench, pump: str) -> None:
+    """Measured against the device's own uptime, read in the same reply: float32 rounding
+    (Modbus) is the only slack."""
+    rate_ml_per_h = 6.0
+    totaliser = TOTALISERS[pump]
+    await bench.driver.write({pump: rate_ml_per_h})
+    first = await bench.driver.read()
+    await bench.let_device_time_pass(1800.0)
+    second = await bench.driver.read()
+    elapsed_s = second["device_uptime_s"].value - first["device_uptime_s"].value
+    assert elapsed_s >= 1800.0
+    delivered_ml = second[totaliser].value - first[totaliser].value
+    assert delivered_ml == pytest.approx(rate_ml_per_h * elapsed_s / 3600.0, rel=1e-5)
+
+
+async def test_the_cutout_trips_latches_and_rearms_only_once_cool(bench: Bench) -> None:
+    driver = bench.driver
+    await driver.write({"heater_pct": 100.0, "heater_relay": RELAY_CLOSED})
+
+    async def tripped() -> bool:
+        return await bench.value("heater_cutout") == 1.0
+
+    await bench.step_until(tripped, "the cut-out trips at full heat", step_s=5.0)
+    assert await driver.read_status() & DeviceStatus.HEATER_CUTOUT
+    with pytest.raises(DeviceError, match="refused"):
+        await driver.reset_cutout()  # the device time stood still: it is as hot as it tripped
+    assert await bench.value("heater_cutout") == 1.0
+    await driver.write({"heater_pct": 0.0})
+
+    async def cool() -> bool:
+        return await bench.value("temperature_c") < 37.0
+
+    await bench.step_until(cool, "the chamber cools below the re-arm limit")
+    assert await driver.reset_cutout() is True
+    assert await bench.value("heater_cutout") == 0.0
+    assert not await driver.read_status() & DeviceStatus.HEATER_CUTOUT
+    assert await driver.reset_cutout() is False  # nothing left to re-arm
+
+
+async def test_the_boot_id_is_stable_across_reads(bench: Bench) -> None:
+    first = await bench.driver.read()
+    await bench.let_device_time_pass(600.0)
+    second = await bench.driver.read()
+    assert second["device_boot_id"].value == first["device_boot_id"].value
+    assert second["device_uptime_s"].value >= first["device_uptime_s"].value + 600.0

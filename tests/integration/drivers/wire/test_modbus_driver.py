@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from pymodbus.framer import FramerRTU
 
-from drivers.codecs.modbus_map import to_float32
+from drivers.codecs.modbus_map import DEVICE_BLOCK, MAP_VERSION, to_float32
 from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
 from drivers.contract.errors import (
     ChannelError,
@@ -263,13 +265,28 @@ async def free_port() -> int:
     return port
 
 
+def _map_version_reply(request: bytes, rtu: bool, map_version: int) -> bytes:
+    """An answer to the driver's connect-time read of the device area."""
+    registers = [map_version] + [0] * (DEVICE_BLOCK.count - 1)
+    pdu = bytes([4, 2 * len(registers)]) + struct.pack(f">{len(registers)}H", *registers)
+    if rtu:
+        body = request[:1] + pdu
+        return body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
+    return request[:4] + (len(pdu) + 1).to_bytes(2, "big") + request[6:7] + pdu
+
+
 @contextlib.asynccontextmanager
-async def fake_device(reply: Callable[[bytes], bytes | None]) -> AsyncIterator[int]:
-    """A TCP peer that answers each chunk it receives with `reply(chunk)` (None: silence)."""
+async def fake_device(reply: Callable[[bytes], bytes | None], scheme: str = "modbus-tcp://",
+                      map_version: int = MAP_VERSION) -> AsyncIterator[int]:
+    """A TCP peer that answers the driver's connect-time map-version read (with this map's
+    version unless told otherwise), then each chunk it receives with `reply(chunk)` (None:
+    silence)."""
     writers: list[asyncio.StreamWriter] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
+        if data := await reader.read(512):
+            writer.write(_map_version_reply(data, scheme.startswith("modbus-rtu"), map_version))
         while data := await reader.read(512):
             if (answer := reply(data)) is not None:
                 writer.write(answer)
@@ -285,8 +302,21 @@ async def fake_device(reply: Callable[[bytes], bytes | None]) -> AsyncIterator[i
 
 
 @pytest.mark.parametrize("scheme", ["modbus-tcp://", "modbus-rtu://socket://"])
+async def test_a_device_with_another_map_version_is_refused_at_connect(scheme: str) -> None:
+    """Version 1 reserved (read 0, quality 0 = GOOD) what version 2 maps: never mix them."""
+    async with fake_device(lambda data: None, scheme, map_version=1) as port:
+        driver = make_driver(f"{scheme}127.0.0.1:{port}?timeout=0.2&retries=0")
+        try:
+            with pytest.raises(DeviceError, match=f"map version 1; this driver speaks "
+                               f"{MAP_VERSION}"):
+                await driver.connect()
+        finally:
+            await driver.close()
+
+
+@pytest.mark.parametrize("scheme", ["modbus-tcp://", "modbus-rtu://socket://"])
 async def test_silent_device_is_a_comm_timeout(scheme: str) -> None:
-    async with fake_device(lambda data: None) as port:
+    async with fake_device(lambda data: None, scheme) as port:
         driver = make_driver(f"{scheme}127.0.0.1:{port}?timeout=0.2&retries=0")
         await driver.connect()
         try:
@@ -327,7 +357,7 @@ def _wrong_protocol_id(data: bytes) -> bytes:
                                                ("modbus-tcp://", _wrong_protocol_id)])
 async def test_garbled_reply_is_a_frame_error(scheme: str,
                                               reply: Callable[[bytes], bytes]) -> None:
-    async with fake_device(reply) as port:
+    async with fake_device(reply, scheme) as port:
         driver = make_driver(f"{scheme}127.0.0.1:{port}?timeout=0.2&retries=1")
         await driver.connect()
         try:

@@ -27,6 +27,7 @@ from drivers import (
     parse_device_url,
 )
 from drivers.codecs.serial_protocol import (
+    PROTOCOL_VERSION,
     ErrorCode,
     ErrorReply,
     Frame,
@@ -225,7 +226,7 @@ async def test_read_gives_every_input_with_plausible_values(driver: SerialDriver
     now = DeviceClock(1.0)  # a fresh clock: the driver's own started at the fixture
     readings = await driver.read()
     assert list(readings) == [c.name for c in INPUTS]
-    assert driver.identity == IdentityReply("bioreactor-hil-chamber", 1,
+    assert driver.identity == IdentityReply("bioreactor-hil-chamber", PROTOCOL_VERSION,
                                             driver.identity.firmware)  # type: ignore[union-attr]
     for ch in INPUTS:
         r = readings[ch.name]
@@ -242,7 +243,8 @@ async def test_read_gives_every_input_with_plausible_values(driver: SerialDriver
 
 async def test_write_then_read_outputs_gives_the_exact_values(driver: SerialDriver) -> None:
     commands = {"heater_pct": 42.5, "feed_ml_per_h": 1.0 / 3.0, "o2_pct": 21.0,
-                "co2_pct": 5.0, "base_ml_per_h": 0.0, "harvest_ml_per_h": 0.1}
+                "co2_pct": 5.0, "base_ml_per_h": 0.0, "harvest_ml_per_h": 0.1,
+                "heater_relay": 0.0}
     await driver.write(commands)
     held = await driver.read_outputs()
     assert held == commands  # exact: floats cross the wire as repr
@@ -423,9 +425,9 @@ async def test_a_reply_lacking_a_channel_is_a_device_error() -> None:
 
 async def test_a_device_speaking_another_protocol_version_is_refused() -> None:
     async with fake_device() as (device, url):
-        device.script.append(encode_reply(IdentityReply("future-chamber", 2, "9.0")))
+        device.script.append(encode_reply(IdentityReply("older-chamber", 1, "0.1.0")))
         driver = driver_for(url)
-        with pytest.raises(DeviceError, match="protocol 2"):
+        with pytest.raises(DeviceError, match="protocol 1"):
             await driver.connect()
         await driver.close()
 

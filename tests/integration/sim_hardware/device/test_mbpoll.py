@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from plugins.configs import REPO
 
+from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import parse_device_url
 from sim_hardware.device.modbus_server import running
 from sim_hardware.device.served_chamber import ServedChamber
@@ -58,9 +59,14 @@ def mbpoll() -> str:
     return path
 
 
+CLOCK_S = [0.0]
+"""The device clock: it stands still unless a test moves it."""
+
+
 @pytest.fixture
 async def chamber() -> ServedChamber:
-    c = ServedChamber({}, seed=11, now=lambda: 0.0, wall=time.monotonic)
+    CLOCK_S[0] = 0.0
+    c = ServedChamber({}, seed=11, now=lambda: CLOCK_S[0], wall=time.monotonic)
     await c.start()
     return c
 
@@ -129,8 +135,25 @@ async def test_every_sensor_with_zero_based_references(mbpoll: str, port: str) -
                             **{f"-p {DOC_PORT}": f"-p {port}"})
     assert status == 0, out
     got = values(out)
-    assert list(got) == list(range(100, 116, 2))
+    assert list(got) == list(range(100, 136, 2))
     assert 30 < got[100] < 45
+
+
+async def test_rearm_the_cutout(mbpoll: str, port: str, chamber: ServedChamber) -> None:
+    """The doc's re-arm line: refused (exit 1, "Illegal function") while the tripped chamber is
+    hot, accepted once it is cool."""
+    swap = {f"-p {DOC_PORT}": f"-p {port}"}
+    chamber.write_outputs({"heater_pct": 100.0, "heater_relay": 1.0})
+    CLOCK_S[0] += 300.0
+    assert chamber.status & DeviceStatus.HEATER_CUTOUT
+    status, out = await run(mbpoll, command("re-arm the heater cut-out"), **swap)
+    assert status != 0 and "Illegal function" in out, out
+    assert chamber.status & DeviceStatus.HEATER_CUTOUT
+    chamber.write_outputs({"heater_pct": 0.0})
+    CLOCK_S[0] += 1800.0
+    status, out = await run(mbpoll, command("re-arm the heater cut-out"), **swap)
+    assert status == 0 and "Written 1 references" in out, out
+    assert not chamber.status & DeviceStatus.HEATER_CUTOUT
 
 
 async def test_a_refused_write_is_reported(mbpoll: str, port: str, chamber: ServedChamber

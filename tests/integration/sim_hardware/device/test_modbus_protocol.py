@@ -14,6 +14,7 @@ import pytest
 from plugins.configs import REPO
 
 from drivers.codecs.modbus_map import encode_float32
+from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import parse_device_url
 from sim_hardware.device.modbus_server import running
 from sim_hardware.device.served_chamber import ServedChamber, WireReading
@@ -79,17 +80,29 @@ def test_doc_frames_are_self_consistent(name: str) -> None:
 
 # ----------------------------------------------------------------------------- the device
 class PinnedChamber(ServedChamber):
-    """The real chamber, with temperature pinned to 37.0 so the doc's read example is exact."""
+    """The real chamber, with temperature pinned to 37.0 so the doc's read example is exact,
+    on a device clock that stands still unless a test moves it."""
+
+    def __init__(self) -> None:
+        self.clock_s = 0.0
+        super().__init__({}, seed=7, now=lambda: self.clock_s, wall=time.monotonic)
 
     def read_inputs(self) -> dict[str, WireReading]:
         inputs = super().read_inputs()
         inputs["temperature_c"] = WireReading(37.0, 0, 0.0)
         return inputs
 
+    def trip_cutout(self) -> None:
+        """Full heat, relay closed, five device minutes: the cut-out trips and the chamber is
+        still well above its re-arm temperature (the clock then stands still again)."""
+        self.write_outputs({"heater_pct": 100.0, "heater_relay": 1.0})
+        self.clock_s += 300.0
+        assert self.status & DeviceStatus.HEATER_CUTOUT
+
 
 @pytest.fixture
 async def chamber() -> PinnedChamber:
-    c = PinnedChamber({}, seed=7, now=lambda: 0.0, wall=time.monotonic)
+    c = PinnedChamber()
     await c.start()
     return c
 
@@ -160,15 +173,23 @@ async def rtu(rtu_port: int) -> AsyncIterator[Link]:
 
 
 # ----------------------------------------------------------------------------- the doc, live
+HOT_EXAMPLES = {"exception-rearm-refused"}
+"""Examples the doc shows on a chamber whose cut-out has tripped and that is still hot."""
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-async def test_doc_example_over_tcp(name: str, tcp: Link) -> None:
+async def test_doc_example_over_tcp(name: str, tcp: Link, chamber: PinnedChamber) -> None:
     ex = EXAMPLES[name]
+    if name in HOT_EXAMPLES:
+        chamber.trip_cutout()
     assert await tcp.tcp_exchange(ex["TCP request"]) == ex["TCP reply"]
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-async def test_doc_example_over_rtu(name: str, rtu: Link) -> None:
+async def test_doc_example_over_rtu(name: str, rtu: Link, chamber: PinnedChamber) -> None:
     ex = EXAMPLES[name]
+    if name in HOT_EXAMPLES:
+        chamber.trip_cutout()
     await rtu.send(ex["RTU request"])
     assert await rtu.recv(len(ex["RTU reply"])) == ex["RTU reply"]
     assert await rtu.silent(0.05)  # and nothing more
@@ -199,8 +220,9 @@ async def test_doc_writes_reach_the_chamber(tcp: Link, chamber: PinnedChamber) -
     ("10 0065 0002 04 4220 0000", "90 02"),  # FC16 straddling two setpoints
     ("10 0064 0001 02 4220", "90 02"),       # FC16 of half a float
     ("10 0002 0002 04 4120 0000", "90 02"),  # comm timeout is read-only
-    ("10 0070 0002 04 4120 0000", "90 02"),  # reserved actuator slot
-    ("06 0001 0001", "86 02"),        # reserved holding register
+    ("10 0072 0002 04 4120 0000", "90 02"),  # reserved actuator slot
+    ("06 0004 0001", "86 02"),        # reserved holding register
+    ("06 0001 0001", "86 03"),        # cut-out reset with a value other than 0x5253
     ("10 0064 0002 04 7FC0 0000", "90 03"),  # NaN setpoint
     ("10 0068 0002 04 C000 0000", "90 03"),  # negative harvest rate
     ("04 0064 0000", "84 03"),        # count 0
@@ -221,7 +243,7 @@ async def test_exceptions_are_counted(tcp: Link) -> None:
     await tcp.tcp_exchange(tcp_adu(1, bytes.fromhex("04 0032 0002")))
     reply = await tcp.tcp_exchange(tcp_adu(2, bytes.fromhex("04 0000 000A")))
     regs = [int.from_bytes(reply[9 + 2 * i:11 + 2 * i], "big") for i in range(10)]
-    assert regs[0] == 1                       # map version
+    assert regs[0] == 2                       # map version
     assert regs[1] & 0x0001                   # RUNNING
     assert (regs[6] << 16 | regs[7]) == 2     # requests, this one included
     assert (regs[8] << 16 | regs[9]) == 1     # exception replies
@@ -324,3 +346,18 @@ async def test_tcp_wrong_protocol_id_is_not_answered(tcp: Link) -> None:
 async def test_tcp_unknown_function_is_illegal_function(tcp: Link) -> None:
     got = await tcp.tcp_exchange(tcp_adu(6, bytes.fromhex("41 0000")))
     assert got == tcp_adu(6, bytes.fromhex("C1 01"))
+
+
+async def test_a_rearm_is_refused_while_hot_and_accepted_once_cool(
+        tcp: Link, chamber: PinnedChamber) -> None:
+    rearm = EXAMPLES["rearm-cutout"]["TCP request"]
+    chamber.trip_cutout()
+    refused = await tcp.tcp_exchange(rearm)
+    assert refused[7:] == bytes.fromhex("86 01")
+    assert chamber.status & DeviceStatus.HEATER_CUTOUT
+    chamber.write_outputs({"heater_pct": 0.0})
+    chamber.clock_s += 1800.0
+    assert await tcp.tcp_exchange(rearm) == EXAMPLES["rearm-cutout"]["TCP reply"]
+    assert not chamber.status & DeviceStatus.HEATER_CUTOUT
+    reply = await tcp.tcp_exchange(tcp_adu(7, bytes.fromhex("03 0001 0001")))
+    assert reply[9:] == b"\x00\x00"  # a command register reads 0

@@ -52,19 +52,26 @@ def test_float32_fields_are_word_aligned_and_slots_follow_the_datasheet() -> Non
         assert m.field(m.Table.HOLDING, ch.name).address == m.ACTUATOR_BASE + 2 * k
 
 
+PUBLISHED = {
+    (m.Table.INPUT, "temperature_c"): 100, (m.Table.INPUT, "temperature_c.quality"): 140,
+    (m.Table.INPUT, "glucose_mm.age_s"): 172, (m.Table.INPUT, "status"): 1,
+    (m.Table.HOLDING, "heater_pct"): 100, (m.Table.HOLDING, "heartbeat"): 0,
+    (m.Table.HOLDING, "comm_timeout_s"): 2,
+    # version 2: the device's own hardware, in slots that were reserved in version 1
+    (m.Table.INPUT, "feed_delivered_ml"): 116, (m.Table.INPUT, "heater_cutout"): 130,
+    (m.Table.INPUT, "device_uptime_s"): 134, (m.Table.INPUT, "device_uptime_s.quality"): 157,
+    (m.Table.HOLDING, "heater_relay"): 112, (m.Table.HOLDING, "cutout_reset"): 1,
+}
+"""The addresses docs/modbus.md and field devices rely on: changing one is a breaking change
+(bump MAP_VERSION)."""
+
+
 def test_published_addresses() -> None:
-    """The addresses docs/modbus.md and field devices rely on: changing one is a breaking change
-    (bump MAP_VERSION)."""
-    assert m.MAP_VERSION == 1
-    assert m.field(m.Table.INPUT, "temperature_c").address == 100
-    assert m.field(m.Table.INPUT, "temperature_c.quality").address == 140
-    assert m.field(m.Table.INPUT, "glucose_mm.age_s").address == 172
-    assert m.field(m.Table.INPUT, "status").address == 1
-    assert m.field(m.Table.HOLDING, "heater_pct").address == 100
-    assert m.field(m.Table.HOLDING, "heartbeat").address == 0
-    assert m.field(m.Table.HOLDING, "comm_timeout_s").address == 2
+    assert m.MAP_VERSION == 2
+    assert {key: m.field(*key).address for key in PUBLISHED} == PUBLISHED
+    assert m.CUTOUT_RESET_MAGIC == 0x5253
     assert m.Block(m.Table.INPUT, 100, 76) == m.SENSOR_BLOCK
-    assert m.Block(m.Table.HOLDING, 100, 12) == m.ACTUATOR_BLOCK
+    assert m.Block(m.Table.HOLDING, 100, 14) == m.ACTUATOR_BLOCK
 
 
 def test_blocks_fit_one_request_and_cover_their_fields() -> None:
@@ -119,13 +126,16 @@ def test_access_rules() -> None:
     H, IN = m.Table.HOLDING, m.Table.INPUT
     E = m.ExceptionCode
     assert m.check_write(H, 100, 2) is None
-    assert m.check_write(H, 100, 12) is None
+    assert m.check_write(H, 100, 14) is None
     assert m.check_write(H, 0, 1) is None
     assert m.check_write(H, 100, 1) is E.ILLEGAL_DATA_ADDRESS   # half a float (high word)
     assert m.check_write(H, 101, 2) is E.ILLEGAL_DATA_ADDRESS   # straddles two floats
     assert m.check_write(H, 2, 2) is E.ILLEGAL_DATA_ADDRESS     # comm timeout is read-only
-    assert m.check_write(H, 0, 2) is E.ILLEGAL_DATA_ADDRESS     # heartbeat + reserved
-    assert m.check_write(H, 112, 2) is E.ILLEGAL_DATA_ADDRESS   # reserved actuator slot
+    assert m.check_write(H, 0, 2) is None                      # heartbeat + cut-out reset
+    assert m.check_write(H, 1, 1) is None                      # cut-out reset alone
+    assert m.check_write(H, 0, 3) is E.ILLEGAL_DATA_ADDRESS     # ... + half the comm timeout
+    assert m.check_write(H, 4, 1) is E.ILLEGAL_DATA_ADDRESS     # reserved device register
+    assert m.check_write(H, 114, 2) is E.ILLEGAL_DATA_ADDRESS   # reserved actuator slot
     assert m.check_write(H, 50, 2) is E.ILLEGAL_DATA_ADDRESS    # gap between areas
     assert m.check_write(IN, 100, 2) is E.ILLEGAL_FUNCTION
     assert m.check_read(IN, 101, 1) is None                    # half a float: fine to read

@@ -17,6 +17,7 @@ from drivers import CHANNELS, ChannelError, DeviceError, FrameError, OutOfRangeE
 from drivers.codecs.serial_protocol import (
     ERRORS,
     MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
     REQUESTS,
     DeviceReplyError,
     ErrorCode,
@@ -33,6 +34,7 @@ from drivers.codecs.serial_protocol import (
     ReadReply,
     Request,
     RequestKind,
+    ResetCutoutReply,
     SetReply,
     StatusReply,
     checksum,
@@ -112,11 +114,12 @@ def test_a_read_reply_carries_value_quality_and_age() -> None:
 
 @pytest.mark.parametrize(("frame", "reply"), [
     (b"OK HB count=1*61\r\n", HeartbeatReply(1)),
-    (b"OK ID model=bioreactor-hil-chamber protocol=1 firmware=0.1.0*5B\r\n",
-     IdentityReply("bioreactor-hil-chamber", 1, "0.1.0")),
-    (b"OK STATUS status=1 running=1 comm_loss_safe=0 command_limited=0 heartbeats=1 "
-     b"watchdog_trips=0 now_s=30000.0*47\r\n",
+    (b"OK ID model=bioreactor-hil-chamber protocol=2 firmware=0.1.0*58\r\n",
+     IdentityReply("bioreactor-hil-chamber", 2, "0.1.0")),
+    (b"OK STATUS status=1 running=1 comm_loss_safe=0 command_limited=0 heater_cutout=0 "
+     b"heartbeats=1 watchdog_trips=0 now_s=30000.0*36\r\n",
      StatusReply(DeviceStatus.RUNNING, 1, 0, 30000.0)),
+    (b"OK RESET_CUTOUT was_tripped=1*5A\r\n", ResetCutoutReply(True)),
     (b"ERR 3 heater_pct=120.0 outside its range [0.0, 100.0] %*3B\r\n",
      ErrorReply(ErrorCode.OUT_OF_RANGE, "heater_pct=120.0 outside its range [0.0, 100.0] %")),
     (b"ERR 5 checksum 1F but the payload's is 12*33\r\n",
@@ -132,7 +135,8 @@ def test_replies_from_the_manual(frame: bytes, reply: object) -> None:
 def test_status_flags_are_spelled_out_and_unknown_fields_ignored() -> None:
     text = encode_reply(StatusReply(DeviceStatus.RUNNING | DeviceStatus.COMM_LOSS_SAFE, 7, 2,
                                     1.5)).decode()
-    assert "status=3 running=1 comm_loss_safe=1 command_limited=0 heartbeats=7" in text
+    assert ("status=3 running=1 comm_loss_safe=1 command_limited=0 heater_cutout=0 "
+            "heartbeats=7") in text
     newer = "OK STATUS status=5 heartbeats=1 watchdog_trips=0 now_s=2.0 fan_rpm=1200"
     assert parse_reply(newer) == StatusReply(
         DeviceStatus.RUNNING | DeviceStatus.COMMAND_LIMITED, 1, 0, 2.0)
@@ -393,6 +397,9 @@ def test_any_garbage_then_a_line_end_then_a_good_frame_gives_the_frame(garbage: 
 
 # --------------------------------------------------------- the manual stays true (the doc)
 _FRAME_LINE = re.compile(r"^([<>]) (.*)$")
+_PAUSE_LINE = re.compile(r"^\.\.\. (\d+) device seconds later")
+PAUSE = "..."
+"""doc_frames' direction for device time passing; its bytes are the seconds, as digits."""
 
 
 def _unescape(text: str) -> bytes:
@@ -411,7 +418,7 @@ def _unescape(text: str) -> bytes:
 
 def doc_frames() -> list[tuple[str, bytes]]:
     """Every example frame of the manual, in order: (direction, bytes). The text form and the
-    hex dump under it must agree."""
+    hex dump under it must agree. A line `... N device seconds later` is (PAUSE, b"N")."""
     frames: list[tuple[str, bytes]] = []
 
     def close(current: tuple[str, bytes] | None, hex_bytes: bytearray) -> None:
@@ -426,6 +433,10 @@ def doc_frames() -> list[tuple[str, bytes]]:
             if match := _FRAME_LINE.match(line):
                 close(current, hex_bytes)
                 current, hex_bytes = (match[1], _unescape(match[2])), bytearray()
+            elif match := _PAUSE_LINE.match(line):
+                close(current, hex_bytes)
+                current, hex_bytes = None, bytearray()
+                frames.append((PAUSE, match[1].encode()))
             elif line.startswith("  "):
                 hex_bytes += bytes.fromhex(line)
             else:
@@ -446,6 +457,8 @@ def test_the_manual_has_examples_of_every_request_and_error() -> None:
 
 def test_every_example_frame_in_the_manual_decodes_and_replies_are_canonical() -> None:
     for direction, data in doc_frames():
+        if direction == PAUSE:
+            continue
         items = decode(data)
         if direction == "<":
             (frame,) = items
@@ -490,16 +503,19 @@ def doc_chamber() -> tuple[DeviceSession, list[float]]:
                             now=lambda: clock[0], wall=lambda: clock[0])
     asyncio.run(chamber.start())
     clock[0] = 30000.0
-    return DeviceSession(chamber, IdentityReply("bioreactor-hil-chamber", 1, "0.1.0")), clock
+    return DeviceSession(chamber, IdentityReply("bioreactor-hil-chamber", PROTOCOL_VERSION,
+                                                "0.1.0")), clock
 
 
 def test_the_manuals_session_replays_byte_for_byte_on_the_emulated_device() -> None:
     """Each request of the manual, fed to a device session in order, gets exactly the reply the
     manual shows, or none where it shows none. READ values come from the culture model and its
     sensor noise, so for READ only the shape is held to the manual."""
-    session, _ = doc_chamber()
+    session, clock = doc_chamber()
     frames = doc_frames()
     for i, (direction, data) in enumerate(frames):
+        if direction == PAUSE:
+            clock[0] += int(data)
         if direction != ">":
             continue
         expected = frames[i + 1][1] if i + 1 < len(frames) and frames[i + 1][0] == "<" else b""
