@@ -71,6 +71,9 @@ def default_alarms(loops: Mapping[str, Any], *,
       the relay trip disabled) or its sensor disagrees with the device's. The cut-out latches
       in the device: an operator re-arms it with `reset_interlock` `heater_cutout` once the
       chamber is below 38 C (controller/runtime/command_desk.py).
+    - `o2_flow_bad_quality`, `co2_flow_bad_quality`: a gas's mass-flow readback bad for 60 s,
+      medium. The supply-lost interlock then falls back to the gas's loop, which sees a lost
+      supply only once the loop has wound up (minutes to hours later): someone should know.
     """
     out: list[AlarmConfig] = []
     pvs: dict[str, float] = {}
@@ -141,6 +144,12 @@ def _process_alarms() -> list[AlarmConfig]:
             description="the device's own over-temperature cut-out tripped and holds the "
                         "heater relay open: the controller's protection did not hold; re-arm "
                         "with reset_interlock heater_cutout once below 38 C"),
+        *(AlarmConfig(
+            name=f"{gas}_flow_bad_quality", channel=f"{gas}_flow_pct", kind="bad_quality",
+            on_delay_s=60, off_delay_s=60, priority="medium",
+            description=f"{gas.upper()} mass-flow readback bad: a lost {gas.upper()} supply "
+                        "is then seen only from its loop, later")
+          for gas in ("o2", "co2")),
     ]
 
 

@@ -86,6 +86,7 @@ class FaultType:
 
 _CH = FaultParam("channel", "", "the sensor channel", choices=SENSOR_CHANNELS)
 _PUMP = FaultParam("pump", "", "which pump", choices=PUMPS)
+_GAS = FaultParam("gas", "", "which gas's mass-flow readback", choices=("o2", "co2"))
 
 _SCENARIOS = "test_each_fault_raises_its_alarm_in_time"
 
@@ -171,6 +172,24 @@ CATALOGUE: tuple[FaultType, ...] = (
               "safe state (heater 0 from then on, asserted); the stuck heater ignores the "
               "command, so cutting its power (a relay) is a crew action",
               "test_a_stuck_heater_trips_the_over_temperature_tiers_in_order"),
+    FaultType("heater_relay_welded", "actuator", "heater_relay",
+              "the heater power relay's contacts are welded shut: closed whatever opens it, "
+              "the controller's trip and the device's own cut-out alike",
+              (),
+              "TBD", "TBD",
+              "test_protection_scenarios.py::test_a_welded_relay_leaves_a_stuck_heater_uncut"),
+    FaultType("cutout_failed", "actuator", "heater_cutout",
+              "the device's own over-temperature cut-out never trips (its input stays 0): "
+              "only the controller's layers are left",
+              (),
+              "TBD", "TBD",
+              "test_protection_scenarios.py::test_the_relay_trip_alone_holds_a_stuck_heater"),
+    FaultType("mass_flow_readback_failed", "sensor", "gas=",
+              "the gas's mass-flow readback (`<gas>_flow_pct`) reads BAD, value NaN",
+              (_GAS,),
+              "TBD", "TBD",
+              "test_protection_scenarios.py::"
+              "test_a_lost_supply_without_readbacks_is_found_by_its_loop"),
     FaultType("pump_clogged", "actuator", "pump=",
               "the pump delivers 0 mL/h whatever is commanded",
               (_PUMP,),
