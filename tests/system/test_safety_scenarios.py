@@ -185,10 +185,11 @@ class Scenario:
 
 
 def scenario(tmp_path_factory: pytest.TempPathFactory, fault: str, start_s: float,
-             duration: str) -> Scenario:
+             duration: str, *, also: tuple[str, ...] = ()) -> Scenario:
+    """`fault` (and the faults `also` given with it) in the default config for `duration`."""
     db = tmp_path_factory.mktemp(fault.partition("@")[0]) / "run.sqlite"
     config = apply_overrides(load_config(DEFAULT_CONFIG_PATH), duration=None, speed=None,
-                             seed=None, faults=[fault])
+                             seed=None, faults=[fault, *also])
     summary = run_config(config, db, duration=duration)
     return Scenario(fault, start_s, parse_duration_s(duration), summary, db)
 
@@ -331,12 +332,17 @@ on-delay of `do_deviation`."""
 
 O2_TRIP_S = 2.25 * HOUR
 """`o2_supply_lost` trips once the DO loop has been at its O2 maximum for 10 min with DO more
-than 5 % air below setpoint and not recovering: the PI needs ~1.5 h to wind up to the limit."""
+than 5 % air below setpoint and not recovering: the PI needs ~1.5 h to wind up to the limit.
+That is the fallback for a device whose readbacks are bad (here: the O2 supply pressure and
+mass flow readbacks failed with the supply); with them GOOD it trips in 60 s
+(tests/system/test_protection_scenarios.py)."""
 
 
 @pytest.fixture(scope="module")
 def o2_lost(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return scenario(tmp_path_factory, "o2_supply_lost@2h", 2 * HOUR, "5h")
+    return scenario(tmp_path_factory, "o2_supply_lost@2h", 2 * HOUR, "5h",
+                    also=("sensor_dropout@2h:channel=o2_supply_kpa",
+                          "mass_flow_readback_failed@2h:gas=o2"))
 
 
 def test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock(
@@ -366,8 +372,8 @@ def test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock(
     assert after == (21.0, 21.0, 7.0, 7.0, 7.0)
     # (DO pinned near 0 % air reads OUT_OF_RANGE / FROZEN at times: do_bad_quality, the loop
     # holding.)
-    assert set(o2_lost.raised) <= {"do_deviation", "do_bad_quality", "o2_supply_lost"}, \
-        o2_lost.raised
+    assert set(o2_lost.raised) <= {"do_deviation", "do_bad_quality", "o2_supply_lost",
+                                   "o2_flow_bad_quality"}, o2_lost.raised
 
 
 # --- contamination: a fast competitor the optical probe counts and the viable assay does not --
