@@ -7,6 +7,7 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from plugins.configs import DEFAULT_CONFIG_PATH
 from controller import clock as clock_module
 from controller.cli.main import apply_overrides
 from controller.clock import Clock
-from controller.config import load_config
+from controller.config import Config, load_config
 from controller.operator.audit import read_audit
 from controller.operator.protocol import sign
 from controller.operator.replay import ReplayGuard
@@ -33,31 +34,34 @@ def _command(action: str, **params: Any) -> bytes:
                             "nonce": secrets.token_hex(16)}, KEY)).encode()
 
 
+def _historian(tmp_path: Path) -> Historian:
+    return Historian(tmp_path / "run.sqlite",
+                     RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
+
+
+def _reactor(config: Config, clock: Clock, historian: Historian) -> Reactor:
+    return Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
+                   historian, control_period_s=1.0, stats_after_s=0.0)
+
+
 async def _scenario(tmp_path: Path, script: dict[float, list[bytes]], until_s: float) -> dict:
     config = load_config(DEFAULT_CONFIG_PATH)
     clock = Clock()
-    historian = Historian(tmp_path / "run.sqlite",
-                          RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
-    first = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
-                    historian, control_period_s=1.0, stats_after_s=0.0)
+    historian = _historian(tmp_path)
+    first = _reactor(config, clock, historian)
     await first.start()
     state = first.checkpoints.state()
     # The run before the crash had tripped the over-temperature cut (condition still present).
     state["interlocks"] = {"tripped": ["overtemp_cut"], "cleared": []}
     await first.go_safe("crash")
-    reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
-                      historian, control_period_s=1.0, stats_after_s=0.0)
+    reactor = _reactor(config, clock, historian)
     await reactor.start(restore=ReactorCheckpoint("hsc-1", 0.0, time.time(), state))
-    reactor.commands.enable({"alice": KEY}, ReplayGuard())
     heater: dict[float, float] = {}
-    t = 0.0
-    while t <= until_s:
-        for payload in script.get(t, []):
-            reactor.commands.receive("bioreactor/hsc-1/cmd", payload)
-        await reactor.tick()
+
+    async def note(t: float) -> None:
         heater[t] = reactor.link.written["heater_pct"]
-        t += 1.0
-        await clock.sleep_until(t)
+
+    await _drive(reactor, clock, script, until_s, note)
     summary = [(e["name"], e["event"], e["by"], e["tripped_at_end"])
                for e in [{"name": tr.name, "event": tr.event, "by": tr.by,
                           "tripped_at_end": tr.name in reactor.interlocks.tripped}
@@ -66,6 +70,21 @@ async def _scenario(tmp_path: Path, script: dict[float, list[bytes]], until_s: f
     await reactor.go_safe("test")
     historian.close()
     return {"heater": heater, "summary": summary, "checkpoint": checkpoint}
+
+
+async def _drive(reactor: Reactor, clock: Clock, script: dict[float, list[bytes]],
+                 until_s: float, note: Callable[[float], Awaitable[None]]) -> None:
+    """Tick once a second to `until_s`, the script's commands arriving before their tick and
+    `note(t)` after it."""
+    reactor.commands.enable({"alice": KEY}, ReplayGuard())
+    t = 0.0
+    while t <= until_s:
+        for payload in script.get(t, []):
+            reactor.commands.receive("bioreactor/hsc-1/cmd", payload)
+        await reactor.tick()
+        await note(t)
+        t += 1.0
+        await clock.sleep_until(t)
 
 
 def test_a_latched_trip_holds_the_heater_until_a_signed_reset(tmp_path: Path) -> None:
@@ -107,21 +126,15 @@ async def _cutout_scenario(tmp_path: Path, script: dict[float, list[bytes]],
                              seed=None, faults=["heater_stuck_on@60s:duration=10m",
                                                 "heater_relay_welded@60s:duration=10m"])
     clock = Clock()
-    historian = Historian(tmp_path / "run.sqlite",
-                          RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
-    reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
-                      historian, control_period_s=1.0, stats_after_s=0.0)
+    historian = _historian(tmp_path)
+    reactor = _reactor(config, clock, historian)
     await reactor.start()
-    reactor.commands.enable({"alice": KEY}, ReplayGuard())
     cutout: dict[float, float] = {}
-    t = 0.0
-    while t <= until_s:
-        for payload in script.get(t, []):
-            reactor.commands.receive("bioreactor/hsc-1/cmd", payload)
-        await reactor.tick()
+
+    async def note(t: float) -> None:
         cutout[t] = (await reactor.driver.read())["heater_cutout"].value
-        t += 1.0
-        await clock.sleep_until(t)
+
+    await _drive(reactor, clock, script, until_s, note)
     await reactor.go_safe("test")
     historian.close()
     return cutout
