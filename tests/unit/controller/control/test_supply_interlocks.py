@@ -1,9 +1,11 @@
-"""The gas-supply-lost interlocks: detection from the loop (saturated, PV off and not coming
-back), the reaction, reset on recovery, and their config. The day-3 CO2 scenario through the
-whole controller is in test_co2_failure.py."""
+"""The gas-supply-lost interlocks: detection from the device's readbacks (supply pressure,
+mass flow; at the end of this file), from the loop when those are not GOOD (saturated, PV off
+and not coming back), the reaction, reset on recovery, and their config. The day-3 CO2
+scenario through the whole controller is in test_co2_failure.py."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 from pathlib import Path
@@ -14,7 +16,12 @@ from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
 from controller.cli.main import apply_overrides
 from controller.config import ConfigError, load_config, parse_config
 from controller.config.hard_limits import default_interlocks
-from controller.control.interlocks import SATURATION_GRACE_S, InterlockSet, supply_interlocks
+from controller.control.interlocks import (
+    SATURATION_GRACE_S,
+    InterlockSet,
+    ResetRefused,
+    supply_interlocks,
+)
 from drivers import Quality, Reading
 
 HOUR = 3600.0
@@ -278,3 +285,76 @@ def test_co2_back_resets_the_interlock_and_perfusion_resumes(tmp_path: Path) -> 
     assert during == (0.0, 0.0)
     assert after[0] == 1.0
     assert after[1] > 6.9  # the loop comes back from its maximum without an acid dip
+
+
+# --- from the readbacks (issue 10) ---------------------------------------------------------
+GOOD, BAD = Quality.GOOD, Quality.BAD
+
+
+def readings(t: float, *, co2_kpa: float = 200.0, co2_flow: float = 5.0, ph: float = 7.3,
+             flow_quality: Quality = GOOD, ph_quality: Quality = GOOD) -> dict[str, Reading]:
+    return {"ph": Reading(ph, "pH", t, ph_quality),
+            "co2_supply_kpa": Reading(co2_kpa, "kPa", t, GOOD),
+            "co2_flow_pct": Reading(co2_flow, "%", t, flow_quality),
+            "o2_supply_kpa": Reading(200.0, "kPa", t, GOOD),
+            "o2_flow_pct": Reading(10.0, "%", t, GOOD)}
+
+
+def tick(locks: InterlockSet, t: float, **kwargs: float | Quality) -> dict[str, float]:
+    outputs = {"co2_pct": 5.0, "o2_pct": 10.0, "feed_ml_per_h": 1.0, "harvest_ml_per_h": 1.0,
+               "base_ml_per_h": 0.5}
+    locks.apply(readings(t, **kwargs), outputs, t)  # type: ignore[arg-type]
+    return outputs
+
+
+def test_the_supply_pressure_trips_it_after_readback_for_s_with_the_probe_stuck() -> None:
+    locks = locks_for()
+    tick(locks, 0.0)
+    for t in range(1, 61):  # lost from 1 s on
+        tick(locks, float(t), co2_kpa=0.0, ph_quality=Quality.FROZEN)
+        assert not locks.tripped  # not yet for 60 s
+    out = tick(locks, 61.0, co2_kpa=0.0, ph_quality=Quality.FROZEN)
+    assert locks.tripped == {"co2_supply_lost"}
+    assert (out["base_ml_per_h"], out["feed_ml_per_h"]) == (0.0, 0.0)
+    assert locks.history[-1].value == 0.0
+
+
+def test_a_flow_below_the_output_written_trips_it_and_a_short_dip_does_not() -> None:
+    locks = locks_for()
+    tick(locks, 0.0)
+    for t in range(1, 30):
+        tick(locks, float(t), co2_flow=3.5)  # 1.5 % below the 5 % written: short
+    tick(locks, 30.0)  # delivering again: the wait restarts
+    for t in range(31, 91):
+        tick(locks, float(t), co2_flow=4.5)  # within the 1 % tolerance
+    assert not locks.tripped
+    for t in range(91, 152):
+        tick(locks, float(t), co2_flow=0.0)
+    assert locks.tripped == {"co2_supply_lost"}
+
+
+def test_a_reset_needs_the_readbacks_good_and_the_gas_back() -> None:
+    locks = locks_for()  # latched (the default)
+    for t in range(62):
+        tick(locks, float(t), co2_kpa=0.0)
+    assert locks.tripped == {"co2_supply_lost"}
+    with pytest.raises(ResetRefused, match="readbacks show the supply lost"):
+        locks.reset("co2_supply_lost", 62.0, "alice", "cylinder changed")
+    tick(locks, 63.0, flow_quality=BAD)  # pressure back, flow readback failed
+    with pytest.raises(ResetRefused, match="co2_flow_pct has a BAD reading"):
+        locks.reset("co2_supply_lost", 63.0, "alice", "cylinder changed")
+    tick(locks, 64.0, ph=7.6)  # both back; the pH still high does not matter
+    assert locks.cleared == {"co2_supply_lost"}  # latched: waits for the operator
+    trip = locks.reset("co2_supply_lost", 64.0, "alice", "cylinder changed")
+    assert not locks.tripped and trip.by == "alice" and trip.value == 5.0
+
+
+def test_without_good_readbacks_the_loop_decides() -> None:
+    locks = locks_for()
+    for t in range(700):
+        outputs = {"co2_pct": 15.0}  # the pH loop at its maximum, the pH high and rising
+        locks.apply(readings(float(t), co2_kpa=math.nan, co2_flow=math.nan,
+                             flow_quality=BAD, ph=7.5 + t * 1e-4) | {
+            "co2_supply_kpa": Reading(math.nan, "kPa", float(t), BAD)}, outputs, float(t))
+    assert locks.tripped == {"co2_supply_lost"}
+    assert 600.0 <= locks.history[-1].t_s < 700.0  # the loop's for_s (10 min)
