@@ -357,7 +357,9 @@ class InterlockSet:
     def reset(self, name: str, t_s: float, by: str, reason: str) -> Trip:
         """An operator's reset of a tripped interlock, checked against the last tick's judged
         reading of its channel: refused (ResetRefused) unless it is tripped, that reading is
-        GOOD and the value is back past the reset point. KeyError for an unknown name."""
+        GOOD and the value is back past the reset point. A supply interlock on a device that
+        reports its readbacks is checked against those instead: every one GOOD and showing the
+        gas back (the PV may take hours to follow). KeyError for an unknown name."""
         lock = next((i for i in self.interlocks if i.name == name), None)
         supply = next((s for s in self.supplies if s.name == name), None)
         if lock is None and supply is None:
