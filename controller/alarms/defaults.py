@@ -65,6 +65,15 @@ def default_alarms(loops: Mapping[str, Any], *,
       in the default schedule): ~2 h to raise at 1 mL/h. A scheduled 2 mL bolus tilts the 1 h
       slope above the limit for about an hour, hence the 90 min on-delay; boluses up to ~15 mL
       (at 30 mL/h) stay quiet, a larger one is a real volume change and raises it.
+    - `heater_cutout`: the device's own over-temperature cut-out has tripped (input
+      `heater_cutout` = 1), critical, no on-delay. The last protection layer acted: the
+      controller's trips did not hold the temperature (a welded relay, a stuck heater with
+      the relay trip disabled) or its sensor disagrees with the device's. The cut-out latches
+      in the device: an operator re-arms it with `reset_interlock` `heater_cutout` once the
+      chamber is below 38 C (controller/runtime/command_desk.py).
+    - `o2_flow_bad_quality`, `co2_flow_bad_quality`: a gas's mass-flow readback bad for 60 s,
+      medium. The supply-lost interlock then falls back to the gas's loop, which sees a lost
+      supply only once the loop has wound up (minutes to hours later): someone should know.
     """
     out: list[AlarmConfig] = []
     pvs: dict[str, float] = {}
@@ -129,6 +138,18 @@ def _process_alarms() -> list[AlarmConfig]:
             description=f"volume moving more than {VOLUME_RATE_LIMIT_ML_PER_H:g} mL/h for "
                         f"{VOLUME_RATE_ON_DELAY_S / 60:g} min with feed and harvest balanced: "
                         "a clogged or leaking line"),
+        AlarmConfig(
+            name="heater_cutout", channel="heater_cutout", kind="high", limit=0.5,
+            priority="critical",
+            description="the device's own over-temperature cut-out tripped and holds the "
+                        "heater relay open: the controller's protection did not hold; re-arm "
+                        "with reset_interlock heater_cutout once below 38 C"),
+        *(AlarmConfig(
+            name=f"{gas}_flow_bad_quality", channel=f"{gas}_flow_pct", kind="bad_quality",
+            on_delay_s=60, off_delay_s=60, priority="medium",
+            description=f"{gas.upper()} mass-flow readback bad: a lost {gas.upper()} supply "
+                        "is then seen only from its loop, later")
+          for gas in ("o2", "co2")),
     ]
 
 

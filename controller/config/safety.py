@@ -30,10 +30,12 @@ class QualityConfig(StrictModel):
 
 
 class SupplyLostConfig(StrictModel):
-    """A gas supply that stopped delivering, detected from its loop
-    (controller/control/interlocks.py): the loop's output at its maximum for `for_s` while the PV
-    stays more than `margin` on the wrong side of the setpoint and does not come back by
-    `recovery`. Defaults: docs/faults.md."""
+    """A gas supply that stopped delivering (controller/control/interlocks.py), seen first from
+    the device's readbacks: its supply pressure below `min_supply_kpa`, or its mass-flow
+    readback more than `flow_tolerance_pct` below the written output, for `readback_for_s`.
+    Only while those readbacks are not GOOD, from its loop: the loop's output at its maximum
+    for `for_s` while the PV stays more than `margin` on the wrong side of the setpoint and does
+    not come back by `recovery`. Defaults: docs/faults.md."""
 
     enabled: bool = True
     latched: bool = Field(default=True, description="once tripped, stays tripped (its "
@@ -52,6 +54,15 @@ class SupplyLostConfig(StrictModel):
     hold_output: float | None = Field(
         default=None, ge=0, le=100, description="the gas % commanded while tripped (none: the "
         "loop's own, kept at its maximum)")
+    min_supply_kpa: float = Field(
+        default=100.0, gt=0, description="the device's supply pressure (`<gas>_supply_kpa`, "
+        "GOOD) below this counts as the supply lost (nominal 200 kPa; a lost supply reads 0)")
+    flow_tolerance_pct: float = Field(
+        default=1.0, gt=0, description="the mass-flow readback (`<gas>_flow_pct`, GOOD) more "
+        "than this many % gas below the written output counts as not delivered")
+    readback_for_s: Seconds = Field(
+        default=60.0, ge=5, le=3600, description="how long the readbacks must show the supply "
+        "lost before it trips (rides out a mass-flow controller settling on a step)")
 
     @model_validator(mode="after")
     def _reset_inside_margin(self) -> SupplyLostConfig:

@@ -4,7 +4,8 @@ They act on the judged readings (an interlock never trips on a bad value, and ne
 one either) after the loops and the schedule have computed their outputs, and before anything
 is written. Two kinds: hard limits on a reading (`Interlock`: over-temperature, volume, pH far
 out; the table is data in controller/config/hard_limits.py, which the config check reads
-too) and lost gas supplies recognised from their loop (`SupplyLost`), whose reactions are
+too) and lost gas supplies recognised from the device's readbacks or, when those are not
+GOOD, from their loop (`SupplyLost`), whose reactions are
 applied first so the hard limits overrule them. Precedence of actuator states, highest first:
 shutdown safe state (runtime), the device's own comm-loss safe state (device side), interlocks
 (here), a loop's reaction to bad input (hold or safe output, loop.py), normal control
@@ -28,8 +29,12 @@ SATURATION_GRACE_S = 60.0
 
 @dataclass(frozen=True)
 class SupplyLost:
-    """A gas supply that has stopped delivering, recognised from its loop, since no sensor
-    measures the supply itself: the loop asks for all the gas it can (`output` at or above
+    """A gas supply that has stopped delivering. Seen first from the device's readbacks,
+    independently of the probes: the supply pressure (`<gas>_supply_kpa`) below
+    `min_supply_kpa`, or the mass-flow readback (`<gas>_flow_pct`) more than `flow_tolerance`
+    below the output written, for `readback_for_s`. While neither readback is GOOD (or only
+    one is and it shows nothing wrong), from its loop, as the fallback: the loop asks for all
+    the gas it can (`output` at or above
     `saturated_at`) and yet its PV stays more than `margin` on the wrong side of the setpoint
     (`below`: DO under it; else pH over it) without coming back by `recovery`, for `for_s`.
     A working supply that is merely slow moves the PV back and restarts the wait. Resets once
@@ -48,10 +53,21 @@ class SupplyLost:
     recovery: float
     reset_margin: float
     overrides: tuple[tuple[str, float], ...]
+    min_supply_kpa: float = 100.0
+    flow_tolerance: float = 1.0
+    readback_for_s: float = 60.0
     priority: str = "high"
     """Of the alarm raised when it trips: the culture is in danger and only people can fix it."""
     latched: bool = False
     """Stays tripped once the PV is back, until an operator resets it (InterlockSet.reset)."""
+
+    @property
+    def pressure_channel(self) -> str:
+        return self.output.replace("_pct", "_supply_kpa")
+
+    @property
+    def flow_channel(self) -> str:
+        return self.output.replace("_pct", "_flow_pct")
 
     def beyond(self, value: float, setpoint: float) -> bool:
         return value < setpoint - self.margin if self.below else value > setpoint + self.margin
@@ -108,7 +124,8 @@ def supply_interlocks(config: ReactorConfig) -> list[SupplyLost]:
         # A gas that raises its PV (O2: DO) leaves it low when lost; CO2 lowers the pH: high.
         out.append(SupplyLost(name, loop.pv, gas, saturated_at, loop.output_raises_pv,
                               cfg.margin, cfg.for_s, cfg.recovery, cfg.reset_margin,
-                              tuple(overrides), latched=cfg.latched))
+                              tuple(overrides), cfg.min_supply_kpa, cfg.flow_tolerance_pct,
+                              cfg.readback_for_s, latched=cfg.latched))
     return out
 
 
@@ -135,6 +152,12 @@ class Trip:
         return "reset" if not self.tripped else "cleared" if self.cleared else "tripped"
 
 
+LOST, PENDING, DELIVERING, UNKNOWN = "lost", "pending", "delivering", "unknown"
+"""What a supply's readbacks say: lost (for readback_for_s), lost but not for long enough,
+delivering (every readback GOOD and in range), or nothing (a readback not GOOD: the loop
+decides)."""
+
+
 class ResetRefused(ValueError):
     """An operator's reset that may not happen now: not tripped, or the condition persists, or
     the reading that would show it gone is not GOOD."""
@@ -156,6 +179,10 @@ class InterlockSet:
         """Supply interlocks whose condition holds: (since when, worst PV since then)."""
         self._saturated_t: dict[str, float] = {}
         """When each supply's loop was last seen at its maximum."""
+        self._short_since: dict[str, float] = {}
+        """Supplies whose readbacks show them lost: since when."""
+        self._written: dict[str, float] = {}
+        """The gas outputs as last applied: what the mass-flow readbacks should show."""
         self.tripped: set[str] = set()
         self.cleared: set[str] = set()
         """Latched and tripped, but the condition has cleared: only an operator resets them."""
@@ -186,6 +213,7 @@ class InterlockSet:
                     break
             else:
                 self.history += changes
+                self._note_written(outputs)
                 return changes  # nothing tripped and nothing near a limit
         for lock in self.interlocks:
             reading = readings.get(lock.channel)
@@ -206,7 +234,55 @@ class InterlockSet:
         self.history += changes
         if self.tripped:
             self._override(outputs)
+        self._note_written(outputs)
         return changes
+
+    def _note_written(self, outputs: Mapping[str, float]) -> None:
+        for supply in self.supplies:
+            self._written[supply.output] = outputs.get(supply.output, 0.0)
+
+    def _readbacks(self, supply: SupplyLost, readings: Mapping[str, Reading],
+                   t_s: float) -> tuple[str, float]:
+        """What the device's readbacks say of `supply` (LOST, PENDING, DELIVERING, UNKNOWN),
+        with the value that shows it (the pressure, else the flow)."""
+        both_good, shortfall = self._shortfall(supply, readings)
+        if shortfall is not None:
+            since = self._short_since.setdefault(supply.name, t_s)
+            return (LOST if t_s - since >= supply.readback_for_s else PENDING), shortfall
+        self._short_since.pop(supply.name, None)
+        return (DELIVERING if both_good else UNKNOWN), float("nan")
+
+    def _shortfall(self, supply: SupplyLost,
+                   readings: Mapping[str, Reading]) -> tuple[bool, float | None]:
+        """Whether both readbacks are GOOD, and the GOOD value that shows the supply short now
+        (the pressure below its minimum, else the flow below the output written; None: none)."""
+        pressure = readings.get(supply.pressure_channel)
+        flow = readings.get(supply.flow_channel)
+        good_pressure = pressure is not None and pressure.quality is Quality.GOOD
+        good_flow = flow is not None and flow.quality is Quality.GOOD
+        if good_pressure and pressure.value < supply.min_supply_kpa:  # type: ignore[union-attr]
+            return good_pressure and good_flow, pressure.value  # type: ignore[union-attr]
+        written = self._written.get(supply.output)
+        if good_flow and written is not None and (
+                written - flow.value > supply.flow_tolerance):  # type: ignore[union-attr]
+            return good_pressure, flow.value  # type: ignore[union-attr]
+        return good_pressure and good_flow, None
+
+    def _readbacks_refusal(self, supply: SupplyLost) -> str | None:
+        """Why the readbacks forbid a reset of `supply` now (None: they allow it)."""
+        for chan in (supply.pressure_channel, supply.flow_channel):
+            reading = self._readings.get(chan)
+            if reading is not None and reading.quality is not Quality.GOOD:
+                return (f"interlock {supply.name!r}: {chan} has a {reading.quality.name} "
+                        "reading; a reset needs the readbacks GOOD and showing the gas back")
+        _, value = self._shortfall(supply, self._readings)
+        if value is not None:
+            return (f"interlock {supply.name!r}: condition persists, the readbacks show the "
+                    f"supply lost ({value:.4g}: {supply.pressure_channel} below "
+                    f"{supply.min_supply_kpa:g} kPa or {supply.flow_channel} more than "
+                    f"{supply.flow_tolerance:g} % below the {self._written.get(supply.output)}"
+                    " written)")
+        return None
 
     def _watch_supplies(self, readings: Mapping[str, Reading], outputs: Mapping[str, float],
                         t_s: float) -> list[Trip]:
@@ -216,6 +292,20 @@ class InterlockSet:
         for supply in self.supplies:
             name = supply.name
             tripped = name in self.tripped
+            state, shown = self._readbacks(supply, readings, t_s)
+            if state is not UNKNOWN:
+                if tripped:
+                    if name in self.cleared and state is LOST:  # lost again while latched
+                        self.cleared.discard(name)
+                        changes.append(Trip(name, t_s, True, shown, supply.priority))
+                    elif name not in self.cleared and state is DELIVERING:
+                        changes.append(self._condition_cleared(
+                            name, t_s, readings[supply.flow_channel].value, supply.priority))
+                elif state is LOST:
+                    waiting.pop(name, None)
+                    self.tripped.add(name)
+                    changes.append(Trip(name, t_s, True, shown, supply.priority))
+                continue  # the readbacks decide; the loop is only the fallback
             if not tripped:
                 if outputs.get(supply.output, 0.0) >= supply.saturated_at:
                     self._saturated_t[name] = t_s
@@ -267,13 +357,21 @@ class InterlockSet:
     def reset(self, name: str, t_s: float, by: str, reason: str) -> Trip:
         """An operator's reset of a tripped interlock, checked against the last tick's judged
         reading of its channel: refused (ResetRefused) unless it is tripped, that reading is
-        GOOD and the value is back past the reset point. KeyError for an unknown name."""
+        GOOD and the value is back past the reset point. A supply interlock on a device that
+        reports its readbacks is checked against those instead: every one GOOD and showing the
+        gas back (the PV may take hours to follow). KeyError for an unknown name."""
         lock = next((i for i in self.interlocks if i.name == name), None)
         supply = next((s for s in self.supplies if s.name == name), None)
         if lock is None and supply is None:
             raise KeyError(name)
         if name not in self.tripped:
             raise ResetRefused(f"interlock {name!r} is not tripped")
+        if supply is not None and self._readbacks_shown(supply):
+            refusal = self._readbacks_refusal(supply)
+            if refusal is not None:
+                raise ResetRefused(refusal)
+            return self._reset(name, t_s, self._readings[supply.flow_channel].value,
+                               supply.priority, by, reason)
         chan = lock.channel if lock is not None else supply.channel  # type: ignore[union-attr]
         reading = self._readings.get(chan)
         if reading is None or reading.quality is not Quality.GOOD:
@@ -299,6 +397,15 @@ class InterlockSet:
                                    f"{value:.4g}, not yet {side} its reset point {point:.4g} "
                                    f"(setpoint {setpoint:g} -+ {supply.reset_margin:g})")
             priority = supply.priority
+        return self._reset(name, t_s, value, priority, by, reason)
+
+    def _readbacks_shown(self, supply: SupplyLost) -> bool:
+        """The device reports the supply's readbacks: they, not the loop's PV, decide a reset."""
+        return any(chan in self._readings
+                   for chan in (supply.pressure_channel, supply.flow_channel))
+
+    def _reset(self, name: str, t_s: float, value: float, priority: str | None, by: str,
+               reason: str) -> Trip:
         self.tripped.discard(name)
         self.cleared.discard(name)
         self._waiting.pop(name, None)

@@ -4,11 +4,17 @@ A command is verified the moment it arrives (a refusal is answered and audited a
 applied at the start of the next tick, so it never races the control arithmetic. This object is
 the `CommandTarget` the protocol's `apply` acts on: the loops, the schedule and the alarms, as an
 operator may touch them.
+
+One reset acts on the device, not on the controller: `reset_interlock` `heater_cutout` re-arms
+the device's own over-temperature cut-out (`Driver.reset_cutout`). A driver call is async and
+may fail, so it waits in `device_resets` and the tick carries it out after reading the device
+(`reset_cutouts`), against that tick's judged `heater_cutout` reading; applied or refused, it
+is audited and answered like any command.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -21,15 +27,27 @@ from controller.control.schedule import FeedSchedule
 from controller.operator import audit
 from controller.operator.actions import apply
 from controller.operator.bounds import CommandBounds
-from controller.operator.protocol import Command, CommandRefused, applied_reply, refused_reply
+from controller.operator.protocol import (
+    WRONG_STATE,
+    Change,
+    Command,
+    CommandRefused,
+    applied_reply,
+    claimed_of,
+    refused_reply,
+)
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
+from drivers.contract.errors import DriverError
+from drivers.contract.reading import Quality, Reading
 
 log = structlog.get_logger(__name__)
 
 UNACKNOWLEDGED = (AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED)
+DEVICE_CUTOUT = "heater_cutout"
+"""The interlock name `reset_interlock` takes for the device's own over-temperature cut-out."""
 
 
 class CommandDesk:
@@ -52,6 +70,8 @@ class CommandDesk:
         self._keys: Mapping[str, bytes] = {}
         self._replay = ReplayGuard()
         self.inbox: deque[Command] = deque()
+        self.device_resets: deque[Command] = deque()
+        """`reset_interlock heater_cutout` commands waiting for the tick's device call."""
 
     def enable(self, keys: Mapping[str, bytes], replay: ReplayGuard) -> None:
         """Accept commands signed with these operators' keys (none are accepted before)."""
@@ -74,22 +94,64 @@ class CommandDesk:
     def apply_pending(self, now: float, on_applied: Callable[[], None]) -> None:
         """Carry out every queued command, in order; `on_applied` after each one applied (the
         reactor republishes its settings)."""
-        journal = self._journal
         while self.inbox:
             command = self.inbox.popleft()
+            if (command.action == "reset_interlock"
+                    and command.params["interlock"] == DEVICE_CUTOUT):
+                self.device_resets.append(command)  # a driver call: the tick makes it
+                continue
             wall = self._clock.wall_time()
             try:
                 change = apply(command, self, now)
             except CommandRefused as refusal:  # e.g. a manual output for a loop in auto
                 self._refuse(refusal, now, wall)
                 continue
-            journal.audit(audit.applied(journal.reactor_id, now, wall, command, change))
-            journal.event(now, "operator", f"{command.operator}: {command.action} "
-                          f"{dict(command.params)} ({command.reason})",
-                          {"old": change.old, "new": change.new})
-            journal.setpoints(now, self._loops.values())
+            self._applied(command, change, now, wall)
             on_applied()
-            journal.reply(applied_reply(command, change, now))
+
+    async def reset_cutouts(self, cutout: Reading | None,
+                            reset: Callable[[], Awaitable[bool]], now: float) -> None:
+        """Carry out the waiting cut-out resets with the device's `reset` (Driver.reset_cutout),
+        given this tick's judged `heater_cutout` reading: refused unless that reading is GOOD
+        and shows the cut-out tripped, or when the device refuses; audited either way."""
+        while self.device_resets:
+            command = self.device_resets.popleft()
+            wall = self._clock.wall_time()
+            try:
+                self._check_cutout_reading(command, cutout)
+                try:
+                    await reset()
+                except DriverError as exc:
+                    raise CommandRefused(WRONG_STATE, f"the device refused to re-arm its "
+                                         f"cut-out: {exc}", claimed_of(command)) from None
+            except CommandRefused as refusal:
+                log.warning("cut-out reset refused", reactor=self._journal.reactor_id,
+                            message=refusal.message)
+                self._refuse(refusal, now, wall)
+                continue
+            self._applied(command, Change({"interlock": DEVICE_CUTOUT, "state": "tripped"},
+                                          {"interlock": DEVICE_CUTOUT, "state": "ok"}),
+                          now, wall)
+
+    @staticmethod
+    def _check_cutout_reading(command: Command, cutout: Reading | None) -> None:
+        if cutout is None or cutout.quality is not Quality.GOOD:
+            quality = "no reading" if cutout is None else f"a {cutout.quality.name} reading"
+            raise CommandRefused(WRONG_STATE, f"interlock {DEVICE_CUTOUT!r}: {DEVICE_CUTOUT} "
+                                 f"has {quality}; a reset needs a GOOD one showing the cut-out "
+                                 "tripped", claimed_of(command))
+        if cutout.value < 0.5:
+            raise CommandRefused(WRONG_STATE, f"interlock {DEVICE_CUTOUT!r} is not tripped "
+                                 "(the device's cut-out is armed)", claimed_of(command))
+
+    def _applied(self, command: Command, change: Change, now: float, wall: float) -> None:
+        journal = self._journal
+        journal.audit(audit.applied(journal.reactor_id, now, wall, command, change))
+        journal.event(now, "operator", f"{command.operator}: {command.action} "
+                      f"{dict(command.params)} ({command.reason})",
+                      {"old": change.old, "new": change.new})
+        journal.setpoints(now, self._loops.values())
+        journal.reply(applied_reply(command, change, now))
 
     def _refuse(self, refusal: CommandRefused, now: float, wall: float) -> None:
         self._journal.audit(audit.refused(self._journal.reactor_id, now, wall, refusal))

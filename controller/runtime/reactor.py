@@ -25,7 +25,7 @@ from controller.mqtt.presence import ReactorPresence
 from controller.operator.bounds import bounds_from_config
 from controller.operator.replay import ReplayGuard
 from controller.runtime.checkpointer import Checkpointer
-from controller.runtime.command_desk import CommandDesk
+from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk
 from controller.runtime.device_link import DeviceLink, ReactorCounters
 from controller.runtime.historian import Historian
 from controller.runtime.journal import ReactorJournal
@@ -90,7 +90,7 @@ class Reactor:
             interlocks=self.interlocks, on_interlock=self._record_trip,
             bounds=bounds_from_config(config, self.alarms, bolus_max_ml=BOLUS_MAX_ML,
                                       outside_alarms=OUTSIDE_ALARMS,
-                                      interlocks=self.interlocks.names))
+                                      interlocks=[*self.interlocks.names, DEVICE_CUTOUT]))
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._last_tick_s: float | None = None
@@ -181,6 +181,9 @@ class Reactor:
         if self.commands.inbox:
             self._apply_commands(now)
         readings = self.judge.judge(await self.link.read(now), now)
+        if self.commands.device_resets:
+            await self.commands.reset_cutouts(readings.get(DEVICE_CUTOUT),
+                                              self.link.driver.reset_cutout, now)
         if now >= self._next_alarm_eval_s:
             self._evaluate_alarms(readings, now)
         outputs = self._control(readings, now)

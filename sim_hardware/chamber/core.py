@@ -253,7 +253,11 @@ class Chamber:
 
     def _check_cutout(self) -> None:
         """The cut-out acts on the chamber's true temperature, on the device's own: it trips
-        at whichever call (or device scan) first finds it at or above `cutout_c`."""
+        at whichever call (or device scan) first finds it at or above `cutout_c`, unless it has
+        failed (fault `cutout_failed`)."""
+        faults = self.faults
+        if faults is not None and faults.cutout_failed(self._model.t_s):
+            return
         if not self.cutout and self._model.temperature_c >= self.params.cutout_c:
             self.cutout = True
             self._set_physical(self._requested)

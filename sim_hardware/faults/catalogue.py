@@ -86,6 +86,7 @@ class FaultType:
 
 _CH = FaultParam("channel", "", "the sensor channel", choices=SENSOR_CHANNELS)
 _PUMP = FaultParam("pump", "", "which pump", choices=PUMPS)
+_GAS = FaultParam("gas", "", "which gas's mass-flow readback", choices=("o2", "co2"))
 
 _SCENARIOS = "test_each_fault_raises_its_alarm_in_time"
 
@@ -163,14 +164,53 @@ CATALOGUE: tuple[FaultType, ...] = (
               "the heater delivers 100 % whatever is commanded (the setpoint register still "
               "shows the command)",
               (),
-              "interlocks `overtemp_limit` (38.0 C), `overtemp_cut` (38.5 C), `overtemp_safe` "
-              "(39.5 C) trip in that order, asserted within 1 h of the fault, measured 1 min "
-              "23 s, 2 min 2 s, 3 min 29 s; alarm `temperature_high` (> 39 C for 30 s, "
-              "critical, latched), measured 3 min 15 s",
-              "the interlocks limit the heater command to 20 %, then 0 %, then put the whole "
-              "safe state (heater 0 from then on, asserted); the stuck heater ignores the "
-              "command, so cutting its power (a relay) is a crew action",
+              "interlocks `overtemp_limit` (38.0 C) then `overtemp_cut` (38.5 C), asserted "
+              "within 10 min of the fault, measured 1 min 23 s and 2 min 2 s (day 2 of a 3-day "
+              "run: 1 min 24 s, 2 min 3 s); alarm `temperature_deviation` as the chamber "
+              "cools (9 min 5 s)",
+              "`overtemp_limit` caps the drive at 20 %, which the stuck heater ignores; "
+              "`overtemp_cut` opens the heater relay (the independent path) and zeroes the "
+              "drive: the measured temperature peaks at 38.55 C (asserted < 39.0; 3-day run "
+              "with the fault at day 2: 38.54 C), `overtemp_safe` and `temperature_high` never "
+              "come. Both trips latch to the end of the run (asserted): the relay stays open "
+              "until an operator's `reset_interlock`, refused while above 37.8 C",
               "test_a_stuck_heater_trips_the_over_temperature_tiers_in_order"),
+    FaultType("heater_relay_welded", "actuator", "heater_relay",
+              "the heater power relay's contacts are welded shut: closed whatever opens it, "
+              "the controller's trip and the device's own cut-out alike",
+              (),
+              "with `heater_stuck_on` at 2 h: interlocks `overtemp_limit`, `overtemp_cut`, "
+              "`overtemp_safe` at 1 min 23 s, 2 min 2 s, 3 min 29 s, alarm "
+              "`temperature_high` (critical) at 3 min 15 s, the device's cut-out trips at "
+              "40 C and raises the critical `heater_cutout` alarm at 4 min 25 s (asserted "
+              "within 10 min). Alone (heater working): not detected, the loop keeps control",
+              "the controller opens the relay and goes to its safe state, which the weld "
+              "ignores, and so does the cut-out: the chamber reaches 47.4 C (asserted > 45). "
+              "Only the critical alarms are left: cutting the heater's mains is a crew "
+              "action; once cool, `reset_interlock heater_cutout` re-arms the cut-out",
+              "test_protection_scenarios.py::test_a_welded_relay_leaves_a_stuck_heater_uncut"),
+    FaultType("cutout_failed", "actuator", "heater_cutout",
+              "the device's own over-temperature cut-out never trips (its input stays 0): "
+              "only the controller's layers are left",
+              (),
+              "not detected by itself (`heater_cutout` reads 0, armed, as a healthy one does): "
+              "a failed cut-out shows only in a proof test. With `heater_stuck_on` at 2 h the "
+              "trips come as with a working one (1 min 23 s, 2 min 2 s)",
+              "none needed while the controller's relay trip works: with a stuck heater it "
+              "alone holds the chamber at a 38.55 C peak (asserted < 39.0, the cut-out never "
+              "trips, no `temperature_high`)",
+              "test_protection_scenarios.py::test_the_relay_trip_alone_holds_a_stuck_heater"),
+    FaultType("mass_flow_readback_failed", "sensor", "gas=",
+              "the gas's mass-flow readback (`<gas>_flow_pct`) reads BAD, value NaN",
+              (_GAS,),
+              "alarm `<gas>_flow_bad_quality` (medium) after 60 s, asserted and measured "
+              "(co2 at day 3)",
+              "the supply-lost interlock no longer trusts that gas's readbacks and falls back "
+              "to its loop. With the supply also lost at day 3: the supply pressure still "
+              "catches it in 60 s; with the pressure dropped out too, only the pH loop does, "
+              "at 16 min 25 s (asserted)",
+              "test_protection_scenarios.py::"
+              "test_a_lost_supply_without_readbacks_is_found_by_its_loop"),
     FaultType("pump_clogged", "actuator", "pump=",
               "the pump delivers 0 mL/h whatever is commanded",
               (_PUMP,),
@@ -197,17 +237,22 @@ CATALOGUE: tuple[FaultType, ...] = (
               "o2_pct actually delivered is 0 whatever is commanded (the mixer delivers N2 "
               "instead); DO falls towards 0 at the cells' uptake and kLa",
               (),
-              "alarm `do_deviation` (DO 6 % air below setpoint for 5 min): asserted within "
-              "12 min, measured 9 min 30 s; interlock and high alarm `o2_supply_lost` (O2 "
-              "output at its maximum for 10 min, DO > 5 % air low and not recovering): "
-              "asserted within 2 h 15 min, measured 1 h 45 min (the PI takes ~1.5 h to wind "
-              "up to its limit)",
+              "interlock and high alarm `o2_supply_lost` from the device's readbacks (supply "
+              "pressure 0 < 100 kPa, or the O2 mass flow > 1 % below the output written, for "
+              "60 s): asserted and measured 60 s, on day 3 with the DO probe dropped out "
+              "too. Without GOOD readbacks, from the loop (O2 output at its maximum for 10 "
+              "min, DO > 5 % air low and not recovering): asserted within 2 h 15 min, "
+              "measured 1 h 45 min, the PI winding up; alarm `do_deviation` before it (within "
+              "12 min asserted, 9 min 30 s measured)",
               "first the DO loop drives o2_pct up towards its 60 % limit, which delivers "
               "nothing; once tripped, o2_pct held at 21 % (air) and perfusion at 7 mL/h "
               "(fresh medium is the only O2 left: 57 % of a clean run's viable cells at day 7 "
               "against 34 % without the interlock); it resets when DO is back within 2.5 % "
-              "air of setpoint. Restoring the supply is a crew action",
-              "test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock"),
+              "air of setpoint (readbacks not GOOD) or as soon as the readbacks show the gas "
+              "back (asserted within 1 s). Restoring the supply is a crew action",
+              "test_a_lost_o2_supply_raises_do_deviation_then_trips_its_interlock, "
+              "test_protection_scenarios.py::"
+              "test_o2_lost_with_the_do_probe_bad_is_seen_from_the_readbacks"),
     FaultType("co2_supply_lost", "actuator", "co2_pct",
               "co2_pct actually delivered is `residual_pct` (the carrier gas's own CO2) "
               "whatever is commanded: dissolved CO2 strips out and the bicarbonate medium goes "
@@ -215,10 +260,13 @@ CATALOGUE: tuple[FaultType, ...] = (
               (FaultParam("residual_pct", "% gas", "CO2 left in the gas without the supply: 0 "
                           "for a bottled N2 carrier, ~0.5 for ISS cabin air", default=0.0,
                           ge=0.0, le=20.0),),
-              "alarm `ph_high` (> 7.6 for 60 s): asserted within 4 h (30 min on day 3), "
-              "measured 13 min 5 s (`ph_deviation` at 11 min 10 s); interlock and high alarm "
-              "`co2_supply_lost` (CO2 output at its maximum for 10 min, pH > 0.15 high and "
-              "not recovering): asserted within 30 min, measured 16 min 25 s",
+              "interlock and high alarm `co2_supply_lost` from the device's readbacks (supply "
+              "pressure 0 < 100 kPa, or the CO2 mass flow > 1 % below the output written, for "
+              "60 s): asserted and measured 60 s on day 3, also with the pH probe stuck (the "
+              "issue's double fault: asserted within 30 min). Without GOOD readbacks, from "
+              "the loop (CO2 output at its maximum for 10 min, pH > 0.15 high and not "
+              "recovering): 16 min 25 s. Alarm `ph_high` (> 7.6 for 60 s): asserted within "
+              "4 h (30 min on day 3), measured 13 min 20 s (the interlock at 60 s)",
               "the pH loop drives co2_pct to its 15 % limit, which delivers nothing; once "
               "tripped, base, feed and harvest stopped (boluses suspended, no cell washed "
               "out) and CO2 left at the maximum so a returning supply pulls the pH straight "
@@ -226,7 +274,9 @@ CATALOGUE: tuple[FaultType, ...] = (
               "2.5 % of a clean run's viable cells at day 7 (1.9 % with no reaction). A "
               "HEPES-buffered feed or the supply back are crew actions",
               f"{_SCENARIOS}[co2_supply_lost], "
-              "test_co2_failure.py::test_ph_alarm_and_interlock_within_30_minutes_of_the_fault"),
+              "test_co2_failure.py::test_ph_alarm_and_interlock_within_30_minutes_of_the_fault, "
+              "test_protection_scenarios.py::"
+              "test_co2_lost_with_the_ph_probe_stuck_is_seen_from_the_readbacks"),
     FaultType("contamination", "process", "chamber",
               "a fast-growing competitor (doubling ~1 h [est]) inoculated at `at`: it consumes "
               "glucose (to lactate) and O2, and adds to the optical total cell count but not "

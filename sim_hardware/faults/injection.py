@@ -177,7 +177,15 @@ class CommFailure:
             raise self.error(self.message)
 
 
-_Effect = SensorFault | ForcedOutput | Contamination | CommFailure
+@dataclass(frozen=True, slots=True)
+class FailedCutout:
+    """The device's own over-temperature cut-out never trips while active."""
+
+    at_s: float
+    end_s: float
+
+
+_Effect = SensorFault | ForcedOutput | Contamination | CommFailure | FailedCutout
 
 
 def _force(s: FaultSpec, output: str, value: float) -> ForcedOutput:
@@ -207,6 +215,10 @@ _EFFECTS: dict[str, _Build] = {
     "sensor_noise": lambda s, rng, p: _Noise(s, rng),
     "heater_failed_off": lambda s, rng, p: _force(s, "heater_pct", 0.0),
     "heater_stuck_on": lambda s, rng, p: _force(s, "heater_pct", 100.0),
+    "heater_relay_welded": lambda s, rng, p: _force(s, "heater_relay", 1.0),
+    "cutout_failed": lambda s, rng, p: FailedCutout(s.at_s, s.end_s),
+    "mass_flow_readback_failed": lambda s, rng, p: _Dropout(
+        replace(s, params={"channel": f"{s.params['gas']}_flow_pct"})),
     "pump_clogged": lambda s, rng, p: _force(s, _pump(s), 0.0),
     "pump_runaway": lambda s, rng, p: _force(s, _pump(s), _pump_max(s, p)),
     "o2_supply_lost": lambda s, rng, p: _force(s, "o2_pct", 0.0),
@@ -237,6 +249,7 @@ class FaultSet:
         self._forced = [e for e in effects if isinstance(e, ForcedOutput)]
         self._comm = [e for e in effects if isinstance(e, CommFailure)]
         self._contamination = [e for e in effects if isinstance(e, Contamination)]
+        self._failed_cutouts = [e for e in effects if isinstance(e, FailedCutout)]
         times = {e.at_s for e in [*self._forced, *self._contamination]}
         times |= {e.end_s for e in self._forced if math.isfinite(e.end_s)}
         self.transition_times = tuple(sorted(times))
@@ -260,6 +273,10 @@ class FaultSet:
         """The heater relay's contacts are welded shut: closed whatever opens it."""
         return any(f.output == "heater_relay" and f.value >= 0.5 and f.at_s <= t_s < f.end_s
                    for f in self._forced)
+
+    def cutout_failed(self, t_s: float) -> bool:
+        """The device's own over-temperature cut-out cannot trip now."""
+        return any(f.at_s <= t_s < f.end_s for f in self._failed_cutouts)
 
     def supply_lost(self, output: str, t_s: float) -> bool:
         """The supply of gas `output` (o2_pct, co2_pct) is gone: its pressure reads 0."""

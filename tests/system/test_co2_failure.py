@@ -3,10 +3,11 @@ configs/hsc_expansion.toml, 7 days in virtual time), next to the same run withou
 
 What is asserted, with the values measured when this was written (seed 42):
 - the pH alarm `ph_high` (pH > 7.6 for 60 s) within 30 min of the fault: 13.2 min;
-- the `co2_supply_lost` interlock within 30 min: 16.4 min (the pH loop at its maximum CO2 for
-  10 min with the pH 0.15 over setpoint and not coming down), with its high-priority alarm;
-- the reaction from the trip to the end: base, feed and harvest stopped, CO2 left at the
-  loop's maximum so a returning supply pulls the pH straight back;
+- the `co2_supply_lost` interlock within 30 min: 60 s, from the device's readbacks (the CO2
+  supply pressure reads 0 for readback_for_s), with its high-priority alarm; the loop-based
+  detection (16.4 min) is the fallback only (tests/system/test_protection_scenarios.py);
+- the reaction from the trip to the end: base, feed and harvest stopped, CO2 left with the
+  loop, at its maximum from 10 min on, so a returning supply pulls the pH straight back;
 - the cells: nothing keeps the pH of a bicarbonate medium below ~8.2 without CO2 (the pH peaks
   at 10.1), so they die at the model's full pH-stress rate (~0.63 /d) whatever the controller
   does. The reaction keeps every cell in the chamber (no wash-out) and ends with 2.5 % of the
@@ -88,7 +89,7 @@ def test_ph_alarm_and_interlock_within_30_minutes_of_the_fault(runs: dict) -> No
     assert FAULT_S < raised["ph_high"]["first_raised_t_s"] <= FAULT_S + 30 * MINUTE
     assert raised["ph_high"]["priority"] == "high"
     tripped = trip_time(faulted)
-    assert FAULT_S + 10 * MINUTE <= tripped <= FAULT_S + 30 * MINUTE  # never before its 10 min
+    assert tripped == FAULT_S + 60  # the supply pressure reads 0 for readback_for_s
     assert all(t["t_s"] > FAULT_S for t in reactor(faulted)["interlocks"])
     with sqlite3.connect(db) as con:
         alarms = con.execute("SELECT t_s, data_json FROM events WHERE kind = 'alarm' AND "
@@ -104,10 +105,13 @@ def test_the_reaction_stops_base_and_perfusion_and_keeps_co2_at_the_maximum(runs
         before = con.execute("SELECT MAX(feed_ml_per_h) FROM ticks WHERE t_s BETWEEN ? AND ?",
                              (FAULT_S - 3600, FAULT_S)).fetchone()[0]
         after = con.execute("SELECT MAX(feed_ml_per_h), MAX(harvest_ml_per_h), "
-                            "MAX(base_ml_per_h), MIN(co2_pct) FROM ticks WHERE t_s > ?",
-                            (tripped,)).fetchone()
+                            "MAX(base_ml_per_h) FROM ticks WHERE t_s > ?", (tripped,)).fetchone()
+        # Tripped from the readbacks before the pH loop has wound up (4 min 52 s after the
+        # fault): the loop carries on to its maximum by itself.
+        co2 = con.execute("SELECT MIN(co2_pct) FROM ticks WHERE t_s > ?",
+                          (FAULT_S + 10 * MINUTE,)).fetchone()[0]
     assert before == 1.0  # the schedule's perfusion was running
-    feed, harvest, base, co2 = after
+    feed, harvest, base = after
     assert (feed, harvest, base) == (0.0, 0.0, 0.0)  # boluses on days 4 and 7 included
     assert co2 >= 14.25  # the pH loop at its 15 % maximum (give or take its noise)
     harvested = [v for _, v in truth(db, "cells_harvested", tripped + 600)]
