@@ -119,6 +119,17 @@ class _Spike(SensorFault):
         return _clipped(self.channel, reading.value + sign * self.magnitude, reading)
 
 
+class _Offset(SensorFault):
+    __slots__ = ("offset",)
+
+    def __init__(self, spec: FaultSpec) -> None:
+        super().__init__(spec)
+        self.offset: float = spec.params["offset"]
+
+    def apply(self, reading: Reading, now: float) -> Reading:
+        return _clipped(self.channel, reading.value + self.offset, reading)
+
+
 def _clipped(name: str, value: float, r: Reading) -> Reading:
     if value != value:  # NaN in (at-line before its first result): stays as it was
         return r
@@ -141,6 +152,8 @@ class ForcedOutput:
     end_s: float
     fault: str = ""
     """The catalogue name of the fault that forces it."""
+    fraction: float | None = None
+    """Deliver this fraction of what is requested instead of `value` (a degraded actuator)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +228,11 @@ _EFFECTS: dict[str, _Build] = {
     "comm_timeout": lambda s, rng, p: _fail(s, CommTimeoutError, "no reply"),
     "comm_exception": lambda s, rng, p: _fail(s, DeviceError, "device busy"),
     "comm_corrupt": lambda s, rng, p: _fail(s, FrameError, "corrupted frame", rng),
+    "chamber_leak": lambda s, rng, p: _force(s, "leak_ml_per_h", s.params["rate_ml_per_h"]),
+    "sensor_offset": lambda s, rng, p: _Offset(s),
+    "heater_degraded": lambda s, rng, p: ForcedOutput("heater_pct", 0.0, s.at_s, s.end_s,
+                                                      s.name, s.params["fraction"]),
+    "pump_line_disconnected": lambda s, rng, p: _force(s, _pump(s), 0.0),
 }
 """How each catalogue fault acts on a chamber: built once per spec when the chamber loads."""
 
@@ -251,9 +269,15 @@ class FaultSet:
             if f.at_s <= now < f.end_s:
                 f.check()
 
-    def physical(self, requested: ActuatorInputs, t_s: float) -> ActuatorInputs:
-        """What the chamber receives at `t_s` when `requested` was requested."""
-        changes = {f.output: f.value for f in self._forced if f.at_s <= t_s < f.end_s}
+    def physical(self, requested: ActuatorInputs, t_s: float, *,
+                 at_chamber: bool = True) -> ActuatorInputs:
+        """What the chamber receives at `t_s` when `requested` was requested; with
+        `at_chamber=False`, what the actuators deliver at their own end (a pump whose line is
+        disconnected still pumps, and its totaliser counts it)."""
+        changes = {f.output: f.value if f.fraction is None
+                   else getattr(requested, f.output) * f.fraction
+                   for f in self._forced if f.at_s <= t_s < f.end_s
+                   and (at_chamber or f.fault != "pump_line_disconnected")}
         return replace(requested, **changes) if changes else requested
 
     def relay_welded(self, t_s: float) -> bool:
