@@ -194,15 +194,19 @@ def test_loops_resume_bumplessly(killed_run: dict) -> None:
     restart from the device's outputs, recorded with the restart (docs/recovery.md)."""
     with sqlite3.connect(killed_run["db"]) as con:
         restarts = con.execute("SELECT t_s, data_json FROM events WHERE kind = 'run' AND "
-                               "message LIKE 'reactor restarted%'").fetchall()
+                               "message LIKE 'reactor restarted%' ORDER BY t_s").fetchall()
         went_safe = {t_s: json.loads(d)["device_outputs"] for t_s, d in con.execute(
             "SELECT t_s, data_json FROM events WHERE kind = 'run' AND "
             "message LIKE 'device went to its safe state%'")}
         checked = 0
-        for t_s, data_json in restarts:
+        ends = [t_s for t_s, _ in restarts[1:]] + [float("inf")]
+        for (t_s, data_json), next_restart_s in zip(restarts, ends, strict=True):
             outputs = json.loads(data_json)["loop_outputs"]
+            # Its own first tick: a controller killed before it made one has none (the next
+            # restart's first tick is not its).
             row = con.execute("SELECT heater_pct, o2_pct, co2_pct FROM ticks WHERE t_s >= ? "
-                              "ORDER BY t_s LIMIT 1", (t_s,)).fetchone()
+                              "AND t_s < ? ORDER BY t_s LIMIT 1",
+                              (t_s, next_restart_s)).fetchone()
             if row is None:
                 continue
             before = con.execute("SELECT heater_pct FROM ticks WHERE t_s < ? "
