@@ -75,15 +75,18 @@ class _Stuck(SensorFault):
 
 
 class _Drift(SensorFault):
-    __slots__ = ("rate_per_h",)
+    """Adds `offset` + `rate_per_h` x hours since the start: sensor_drift, sensor_offset."""
+
+    __slots__ = ("offset", "rate_per_h")
 
     def __init__(self, spec: FaultSpec) -> None:
         super().__init__(spec)
-        self.rate_per_h: float = spec.params["rate_per_h"]
+        self.rate_per_h: float = spec.params.get("rate_per_h", 0.0)
+        self.offset: float = spec.params.get("offset", 0.0)
 
     def apply(self, reading: Reading, now: float) -> Reading:
         age_s = reading.timestamp_s - self.at_s  # an at-line result: when its sample was drawn
-        return _clipped(self.channel, reading.value
+        return _clipped(self.channel, reading.value + self.offset
                         + self.rate_per_h * (age_s if age_s > 0.0 else 0.0) / 3600.0, reading)
 
 
@@ -117,17 +120,6 @@ class _Spike(SensorFault):
         self.next_spike_s = self.at_s + k * self.period_s
         sign = 1.0 if self.rng.random() < 0.5 else -1.0
         return _clipped(self.channel, reading.value + sign * self.magnitude, reading)
-
-
-class _Offset(SensorFault):
-    __slots__ = ("offset",)
-
-    def __init__(self, spec: FaultSpec) -> None:
-        super().__init__(spec)
-        self.offset: float = spec.params["offset"]
-
-    def apply(self, reading: Reading, now: float) -> Reading:
-        return _clipped(self.channel, reading.value + self.offset, reading)
 
 
 def _clipped(name: str, value: float, r: Reading) -> Reading:
@@ -229,7 +221,7 @@ _EFFECTS: dict[str, _Build] = {
     "comm_exception": lambda s, rng, p: _fail(s, DeviceError, "device busy"),
     "comm_corrupt": lambda s, rng, p: _fail(s, FrameError, "corrupted frame", rng),
     "chamber_leak": lambda s, rng, p: _force(s, "leak_ml_per_h", s.params["rate_ml_per_h"]),
-    "sensor_offset": lambda s, rng, p: _Offset(s),
+    "sensor_offset": lambda s, rng, p: _Drift(s),
     "heater_degraded": lambda s, rng, p: ForcedOutput("heater_pct", 0.0, s.at_s, s.end_s,
                                                       s.name, s.params["fraction"]),
     "pump_line_disconnected": lambda s, rng, p: _force(s, _pump(s), 0.0),
