@@ -1,7 +1,8 @@
 """Alarms raised outside the alarm board, by the runtime itself.
 
-The board judges readings; these four are raised by events no reading shows: the telemetry
-outbox is full, the run restarted on hold, a gas supply interlock tripped. An operator
+The board judges readings one channel at a time; these are raised by events no one reading
+shows: the telemetry outbox is full, the run restarted on hold, a gas supply interlock tripped,
+the chamber's mass balance does not close (controller/control/volume_balance.py). An operator
 acknowledges them like the board's (`ack_alarm`), they are on record as `alarm` events, on MQTT,
 in the checkpoint and in the summary.
 """
@@ -12,7 +13,8 @@ from typing import Any
 
 from controller.runtime.journal import ReactorJournal
 
-OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost")
+OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
+                  "volume_balance")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
 
 

@@ -20,6 +20,8 @@ from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet, Trip, supply_interlocks
 from controller.control.quality import QualityJudge
 from controller.control.schedule import BolusState, FeedSchedule
+from controller.control.volume_balance import ALARM as BALANCE_ALARM
+from controller.control.volume_balance import VolumeBalance
 from controller.mqtt.outbox import OutboxFullError
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.bounds import bounds_from_config
@@ -73,6 +75,7 @@ class Reactor:
                                        supply_interlocks(config),
                                        lambda pv: loops_by_pv[pv].setpoint)
         self.alarms = alarm_board(config.loops, config.alarm, config.alarm_board)
+        self.balance = VolumeBalance(config.volume_balance)
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
         self.link = DeviceLink(driver, clock, self.journal, self.counters,
@@ -211,6 +214,11 @@ class Reactor:
         if transitions:
             self.checkpoints.request()
             self.journal.alarm_transitions(transitions)
+        change = self.balance.observe(readings, now)
+        if change is not None:
+            self.outside_alarms.set(now, BALANCE_ALARM, active=change.active,
+                                    priority=self.balance.config.priority,
+                                    message=change.message)
 
     def _control(self, readings: dict[str, Reading], now: float) -> dict[str, float]:
         """The outputs for this tick: loops, then the schedule, then the interlocks over both."""

@@ -56,6 +56,9 @@ class Chamber:
     _requested: ActuatorInputs
     """What the controller asked for, after the hardware's limits (= the model's inputs unless
     an actuator fault is active)."""
+    _pumped: ActuatorInputs
+    """What the actuators deliver at their own end (what the totalisers count): the model's
+    inputs unless a line between a pump and the chamber is disconnected."""
 
     def __init__(self, options: Any, *, seed: int, now: Callable[[], float],
                  boot_id: int | None = None) -> None:
@@ -103,7 +106,7 @@ class Chamber:
             {"temperature_c": m.temperature_c, "do_pct_air": m.do_pct_air, "ph": m.ph,
              "total_cells_per_ml": m.total_cells_per_ml, "volume_ml": m.volume_ml},
             t0)
-        self._requested = m.inputs
+        self._requested = self._pumped = m.inputs
         self._boot_t = self._totals_t = t0
         self.started = True
 
@@ -241,11 +244,14 @@ class Chamber:
         model = self._model
         self._totalise(model.t_s)
         model.set_inputs(self._physical(requested, model.t_s))
+        faults = self.faults
+        self._pumped = (requested if faults is None
+                        else faults.physical(requested, model.t_s, at_chamber=False))
 
     def _totalise(self, t_s: float) -> None:
         dt_h = (t_s - self._totals_t) / 3600.0
         if dt_h > 0.0:
-            u = self._model.inputs
+            u = self._pumped  # at the pumps: a disconnected line's pump still counts
             totals = self._totals_ml
             for pump in PUMPS:
                 totals[pump] += getattr(u, pump) * dt_h
@@ -278,7 +284,7 @@ class Chamber:
             "device_uptime_s": now - self._boot_t,
         }
         for pump, name in TOTALISERS.items():
-            values[name] = self._totals_ml[pump] + getattr(u, pump) * dt_h
+            values[name] = self._totals_ml[pump] + getattr(self._pumped, pump) * dt_h
         for name, value in values.items():
             readings[name] = Reading(value, _UNIT[name], now, _GOOD)
 

@@ -334,6 +334,65 @@ CATALOGUE: tuple[FaultType, ...] = (
               "the loops hold for the whole fault (so nothing is written) and act again after "
               "it; reads are retried every tick, without backoff",
               "test_a_busy_device_is_counted_alarmed_and_the_loops_hold"),
+    FaultType("chamber_leak", "process", "chamber",
+              "culture (medium and cells alike, past the harvest's cell retention) leaves the "
+              "chamber at `rate_ml_per_h` through no pump: no totaliser counts it; the model "
+              "books it as harvested volume, not as harvested cells",
+              (FaultParam("rate_ml_per_h", "mL/h", "leak rate", default=1.0, gt=0.0,
+                          le=60.0),),
+              "the mass balance (`volume_balance`, high: the measured volume change against the "
+              "totalised feed + base - harvest over 2 h, beyond 1 mL): 1 mL/h from 3 h, "
+              "asserted within 50-70 min, measured 58 min; `volume_rate` (medium) follows at "
+              "2 h 3 min. Detects leaks from 0.5 mL/h (tolerance / window), in about "
+              "1 mL / rate; a slower one is **not detected**",
+              "alarm only: the loops and the schedule go on (the volume interlocks stop the "
+              "harvest at 20 mL); finding and closing the leak, and containing a spill of "
+              "culture, are crew actions",
+              "test_balance_scenarios.py::test_a_leak_opens_a_gap_in_the_mass_balance"),
+    FaultType("sensor_offset", "sensor", "channel=",
+              "adds `offset` to every reading from `at` on: a calibration step, e.g. a probe "
+              "re-seated or a load cell re-tared wrongly",
+              (_CH, FaultParam("offset", "channel unit", "the step (signed)")),
+              "volume: the mass balance sees the step as a gap at once: +2 mL at 3 h, "
+              "`volume_balance` asserted within 70 s, measured 0 s (the first sample after "
+              "it), cleared when the step leaves the 2 h window (asserted and measured 2 h "
+              "later), and nothing else raised. Temperature, DO and pH: **not detected** (no "
+              "reference measures them; the loop follows the offset reading); the cell count "
+              "as for sensor_drift (untested)",
+              "alarm only: recalibrate the probe; no loop controls the volume, so nothing acts "
+              "on the step",
+              "test_balance_scenarios.py::"
+              "test_a_volume_offset_shows_in_the_balance_for_one_window"),
+    FaultType("heater_degraded", "actuator", "heater_pct",
+              "the heater delivers `fraction` of the commanded power (an ageing element or a "
+              "failing triac)",
+              (FaultParam("fraction", "", "share of the commanded heat delivered", default=0.5,
+                          ge=0.0, le=1.0),),
+              "0.8: **not detected** (asserted: no alarm, no trip): the loop compensates. "
+              "0.5: the chamber needs ~53 % of full heat, 106 % of the degraded heater's, so "
+              "the loop saturates and the temperature settles at ~36.2 C: alarm "
+              "`temperature_deviation` asserted within 10 min, measured 5 min 50 s, and it "
+              "stands. 0.7 (measured, not asserted): the same alarm 6 min 35 s after, "
+              "returned 11 min later",
+              "the temperature loop raises the heater output by 1/fraction (asserted at 0.8: "
+              "within 5 %, the temperature within 0.02 C of setpoint); at 0.5 it holds "
+              "~100 %. Replacing the element is a crew action; a trend of the heater output "
+              "at setpoint would show the ageing, nothing watches it yet",
+              "test_balance_scenarios.py::"
+              "test_a_degraded_heater_is_compensated_and_raises_nothing"),
+    FaultType("pump_line_disconnected", "actuator", "pump=",
+              "the line between the pump and the chamber is off: the pump runs and its "
+              "totaliser counts, the chamber receives (feed, base) or gives (harvest) nothing",
+              (_PUMP,),
+              "only the mass balance (the totaliser counts what never arrived): feed line "
+              "off at 3 h 30 min with 1 mL/h perfusion and a 2 mL bolus at 4 h, "
+              "`volume_balance` asserted within 3 min of the bolus, measured 4 h 2 min (52 min "
+              "after the fault); `volume_rate` at 5 h 33 min. The bolus is booked done, 2 of 2 "
+              "mL (asserted): the totaliser cannot tell. Harvest or base lines: untested",
+              "alarm only: the perfusion and the schedule go on; reconnecting the line and "
+              "correcting the feed record are crew actions",
+              "test_balance_scenarios.py::"
+              "test_a_disconnected_feed_line_is_seen_only_by_the_balance"),
 )
 
 FAULTS: dict[str, FaultType] = {f.name: f for f in CATALOGUE}

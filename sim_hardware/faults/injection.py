@@ -75,15 +75,18 @@ class _Stuck(SensorFault):
 
 
 class _Drift(SensorFault):
-    __slots__ = ("rate_per_h",)
+    """Adds `offset` + `rate_per_h` x hours since the start: sensor_drift, sensor_offset."""
+
+    __slots__ = ("offset", "rate_per_h")
 
     def __init__(self, spec: FaultSpec) -> None:
         super().__init__(spec)
-        self.rate_per_h: float = spec.params["rate_per_h"]
+        self.rate_per_h: float = spec.params.get("rate_per_h", 0.0)
+        self.offset: float = spec.params.get("offset", 0.0)
 
     def apply(self, reading: Reading, now: float) -> Reading:
         age_s = reading.timestamp_s - self.at_s  # an at-line result: when its sample was drawn
-        return _clipped(self.channel, reading.value
+        return _clipped(self.channel, reading.value + self.offset
                         + self.rate_per_h * (age_s if age_s > 0.0 else 0.0) / 3600.0, reading)
 
 
@@ -141,6 +144,8 @@ class ForcedOutput:
     end_s: float
     fault: str = ""
     """The catalogue name of the fault that forces it."""
+    fraction: float | None = None
+    """Deliver this fraction of what is requested instead of `value` (a degraded actuator)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +232,11 @@ _EFFECTS: dict[str, _Build] = {
     "comm_timeout": lambda s, rng, p: _fail(s, CommTimeoutError, "no reply"),
     "comm_exception": lambda s, rng, p: _fail(s, DeviceError, "device busy"),
     "comm_corrupt": lambda s, rng, p: _fail(s, FrameError, "corrupted frame", rng),
+    "chamber_leak": lambda s, rng, p: _force(s, "leak_ml_per_h", s.params["rate_ml_per_h"]),
+    "sensor_offset": lambda s, rng, p: _Drift(s),
+    "heater_degraded": lambda s, rng, p: ForcedOutput("heater_pct", 0.0, s.at_s, s.end_s,
+                                                      s.name, s.params["fraction"]),
+    "pump_line_disconnected": lambda s, rng, p: _force(s, _pump(s), 0.0),
 }
 """How each catalogue fault acts on a chamber: built once per spec when the chamber loads."""
 
@@ -264,9 +274,15 @@ class FaultSet:
             if f.at_s <= now < f.end_s:
                 f.check()
 
-    def physical(self, requested: ActuatorInputs, t_s: float) -> ActuatorInputs:
-        """What the chamber receives at `t_s` when `requested` was requested."""
-        changes = {f.output: f.value for f in self._forced if f.at_s <= t_s < f.end_s}
+    def physical(self, requested: ActuatorInputs, t_s: float, *,
+                 at_chamber: bool = True) -> ActuatorInputs:
+        """What the chamber receives at `t_s` when `requested` was requested; with
+        `at_chamber=False`, what the actuators deliver at their own end (a pump whose line is
+        disconnected still pumps, and its totaliser counts it)."""
+        changes = {f.output: f.value if f.fraction is None
+                   else getattr(requested, f.output) * f.fraction
+                   for f in self._forced if f.at_s <= t_s < f.end_s
+                   and (at_chamber or f.fault != "pump_line_disconnected")}
         return replace(requested, **changes) if changes else requested
 
     def relay_welded(self, t_s: float) -> bool:

@@ -30,6 +30,9 @@ class ActuatorInputs:
     heater_relay: float = 1.0
     """1 closed, 0 open. The chamber core, not the model, applies it: the model sees the heater
     power that reaches the element (`Chamber._physical`)."""
+    leak_ml_per_h: float = 0.0
+    """No actuator: culture leaving the chamber through no pump (the `chamber_leak` fault), so
+    no controller output sets it and no totaliser counts it."""
 
     @property
     def n2_pct(self) -> float:

@@ -88,7 +88,7 @@ class ChamberModel:
         self._ledger = open_ledger(self._amounts())
         self._harvested_viable = 0.0
         self._harvested_dead = 0.0
-        self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = 0.0
+        self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = self._acc_leak_ml = 0.0
         self.mu_per_h = 0.0
         self._factors = (1.0,) * 9 + (0.0,)
         self.death_per_h = p.death_base_per_d / 24.0
@@ -121,18 +121,16 @@ class ChamberModel:
 
     # ----------------------------------------------------------------------------- inputs
     def set_inputs(self, inputs: ActuatorInputs, t_s: float | None = None) -> None:
-        """Apply new physical inputs from `t_s` on (default: the model's current time).
-
-        A controller changes heater and gas nearly every tick, so those only move the fast
-        states' steady states; the rate constants (and their exps) are recomputed only when a
-        pump rate changes.
-        """
+        """Apply new physical inputs from `t_s` on (default: the model's current time). A
+        controller changes heater and gas nearly every tick, so those only move the fast states'
+        steady states; rate constants (and exps) are recomputed only when a flow changes."""
         if t_s is not None:
             self.advance_to(t_s)
         old = self.inputs
         self.inputs = inputs
         if (inputs.feed_ml_per_h != old.feed_ml_per_h or inputs.base_ml_per_h != old.base_ml_per_h
-                or inputs.harvest_ml_per_h != old.harvest_ml_per_h):
+                or inputs.harvest_ml_per_h != old.harvest_ml_per_h
+                or inputs.leak_ml_per_h != old.leak_ml_per_h):
             self._apply_rates()
             self._dirty = True
         elif not self._dirty:
@@ -143,6 +141,7 @@ class ChamberModel:
         self._feed_ml_per_s = u.feed_ml_per_h / _S_PER_H
         self._base_ml_per_s = u.base_ml_per_h / _S_PER_H
         self._harvest_ml_per_s = u.harvest_ml_per_h / _S_PER_H
+        self._leak_ml_per_s = u.leak_ml_per_h / _S_PER_H
 
     def _co2_for_ph(self, ph: float) -> float:
         """CO2 % whose equilibrium (with the cells' CO2 output, no flow) gives `ph`."""
@@ -154,13 +153,11 @@ class ChamberModel:
     def contaminate(self, cells_per_ml: float, *, doubling_h: float = 1.0,
                     q_glc_pmol_per_cell_h: float = 0.005, q_o2_pmol_per_cell_h: float = 0.01,
                     max_cells_per_ml: float = 1.0e9) -> None:
-        """Inoculate a fast-growing competitor (a bacterial contamination) now.
-
-        It grows at ln2/doubling_h (Monod-limited by glucose and O2, logistic to
-        `max_cells_per_ml`), takes up glucose (to lactate, at the cells' yield) and O2, is
-        washed out by the harvest with the medium, and adds to the optical total count but not
-        to the viable HSCs. The inoculum is booked as "fed" in the `contaminant_cells` ledger.
-        """
+        """Inoculate a fast-growing competitor (a bacterial contamination) now: it grows at
+        ln2/doubling_h (Monod-limited by glucose and O2, logistic to `max_cells_per_ml`), takes
+        up glucose (to lactate, at the cells' yield) and O2, is washed out with the medium, and
+        counts in the optical total but not the viable HSCs; its inoculum is "fed" in the
+        ledger."""
         if not (cells_per_ml >= 0.0 and doubling_h > 0.0 and max_cells_per_ml > 0.0):
             raise ValueError("contaminate: cells_per_ml >= 0, doubling_h > 0 and "
                              "max_cells_per_ml > 0 required")
@@ -210,6 +207,7 @@ class ChamberModel:
         self._acc_feed_ml += self._feed_ml_per_s * dt
         self._acc_base_ml += self._base_ml_per_s * dt
         self._acc_harvest_ml += self._harvest_ml_per_s * dt
+        self._acc_leak_ml += self._leak_ml_per_s * dt
 
     def _fast_coefficients(self) -> None:
         """Rate constants (1/s) of the fast states for the held flows, then steady states."""
@@ -253,14 +251,17 @@ class ChamberModel:
         h_h = self._h_h
         v = self.volume_ml
         vf, vb, vh = self._acc_feed_ml, self._acc_base_ml, self._acc_harvest_ml
-        self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = 0.0
+        vl = self._acc_leak_ml  # a leak (fault): the whole culture, past no cell retention
+        self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = self._acc_leak_ml = 0.0
         # The harvest pump draws gas once the level reaches the dip tube (and explicit Euler
-        # cannot take more than the step started with).
-        vh_max = min(v, v + vf + vb - max(p.min_volume_ml, 0.1))
+        # cannot take more than the step started with); a leak drains below it, not to empty.
+        vl = min(vl, max(0.0, v + vf + vb - 0.1))
+        vh_max = min(v - vl, v + vf + vb - vl - max(p.min_volume_ml, 0.1))
         if vh > vh_max:
             vh = max(0.0, vh_max)
-        frac_out = vh / v  # of each dissolved amount
-        cell_out = frac_out * (1.0 - p.harvest_cell_retention)
+        frac_out = (vh + vl) / v  # of each dissolved amount
+        frac_harvested = vh * (1.0 - p.harvest_cell_retention) / v
+        cell_out = frac_harvested + vl / v
 
         xv, glc, gln, lac, amm, inh = (self._xv, self._glc, self._gln, self._lac, self._amm,
                                        self._inh)
@@ -273,8 +274,7 @@ class ChamberModel:
         f_gln = gln / (p.k_gln_mm + gln)
         density = 1.0 - xv / p.x_max_cells_per_ml
         lag = lag_factor((self.t_s - self._h_s - self.t0_s) / _S_PER_H, p.lag_h)
-        if density < 0.0:
-            density = 0.0
+        density = max(density, 0.0)
         f_lac = p.k_lac_mm / (p.k_lac_mm + lac)
         f_amm = p.k_amm_mm / (p.k_amm_mm + amm)
         f_inh = p.k_inh_ng_per_ml / (p.k_inh_ng_per_ml + inh)
@@ -298,8 +298,8 @@ class ChamberModel:
         out_xd = cell_out * n_xd
         self._n_xv = n_xv + births - deaths - out_xv
         self._n_xd = n_xd + deaths - lysis - out_xd
-        self._harvested_viable += out_xv
-        self._harvested_dead += out_xd
+        self._harvested_viable += frac_harvested * n_xv
+        self._harvested_dead += frac_harvested * n_xd
         book(led["viable_cells"], 0.0, out_xv, deaths, births)
         book(led["dead_cells"], 0.0, out_xd, lysis, deaths)
         n_xc = self._n_xc
@@ -360,8 +360,8 @@ class ChamberModel:
         self._n_hco3 = self._n_hco3 + fed - out - neutralised
         book(led["bicarbonate"], fed, out, neutralised, 0.0)
 
-        self.volume_ml = v + vf + vb - vh
-        book(led["volume"], vf + vb, vh, 0.0, 0.0)
+        self.volume_ml = v + vf + vb - vh - vl
+        book(led["volume"], vf + vb, vh + vl, 0.0, 0.0)
         self._update_concentrations()
 
         our_max = p.q_o2_pmol_per_cell_h * 1e-6 * self._xv

@@ -37,7 +37,8 @@ def ledger_report(entries: dict[str, list[float]], amounts: Iterable[float]
                   ) -> dict[str, dict[str, float | str]]:
     """Cumulative amounts per species: initial, fed, harvested, consumed, produced, current.
 
-    Units: cells, mmol, ng (inhibitor) or mL (volume); "fed" includes the base pump.
+    Units: cells, mmol, ng (inhibitor) or mL (volume); "fed" includes the base pump,
+    "harvested" everything that left the chamber (a leak too: `chamber_leak`).
     """
     out: dict[str, dict[str, float | str]] = {}
     for name, current in zip(SPECIES, amounts, strict=True):

@@ -243,6 +243,37 @@ async def test_pump_clogged_delivers_nothing() -> None:
     assert driver.model.volume_ml > v0 + 9.0  # flows again after the clog clears
 
 
+async def test_sensor_offset_adds_a_constant_step_while_active() -> None:
+    a, b = await _clean_and_faulted(
+        ["sensor_offset@2h:channel=volume_ml,offset=-1.5,duration=4h"], 8 * H, "volume_ml")
+    for (t, va, _, _), (_, vb, _, _) in zip(a, b, strict=True):
+        assert vb - va == pytest.approx(-1.5 if 2 * H <= t < 6 * H else 0.0, abs=1e-9), t
+
+
+async def test_pump_line_disconnected_is_counted_by_its_totaliser_but_never_arrives() -> None:
+    driver, clock = await make(["pump_line_disconnected@1h:pump=feed,duration=1h"])
+    await trace(driver, clock, 3 * H, commands={"feed_ml_per_h": 6.0})
+    assert (await driver.read())["feed_delivered_ml"].value == pytest.approx(18.0)  # 3 h ran
+    assert driver.model.ledger()["volume"]["fed"] == pytest.approx(12.0)  # 1 h on the floor
+
+
+async def test_chamber_leak_drains_the_chamber_past_every_totaliser() -> None:
+    driver, clock = await make(["chamber_leak@1h:rate_ml_per_h=2,duration=1h"])
+    v0 = driver.model.volume_ml
+    await trace(driver, clock, 3 * H)
+    readings = await driver.read()
+    assert [readings[f"{pump}_delivered_ml"].value for pump in ("feed", "harvest", "base")] \
+        == [0.0, 0.0, 0.0]
+    assert driver.model.volume_ml == pytest.approx(v0 - 2.0)
+
+
+async def test_heater_degraded_delivers_its_fraction_while_outputs_show_the_command() -> None:
+    driver, clock = await make(["heater_degraded@1h:fraction=0.25"])
+    await trace(driver, clock, 2 * H, commands={"heater_pct": 30.0})  # below the cut-out
+    assert driver.model.inputs.heater_pct == pytest.approx(7.5)
+    assert (await driver.read_outputs())["heater_pct"] == 30.0
+
+
 async def test_pump_runaway_runs_at_maximum() -> None:
     driver, clock = await make(["pump_runaway@1h:pump=harvest"])
     v0 = driver.model.volume_ml

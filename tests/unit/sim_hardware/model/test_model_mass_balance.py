@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -161,3 +162,19 @@ def test_inputs_default_to_a_pre_warmed_equilibrated_chamber() -> None:
     assert isinstance(m.inputs, ActuatorInputs)
     assert m.inputs.feed_ml_per_h == m.inputs.harvest_ml_per_h == m.inputs.base_ml_per_h == 0.0
     assert m.temperature_c == 37.0
+
+
+def test_a_leak_drains_the_whole_culture_and_is_no_harvest() -> None:
+    """A leak (the chamber_leak fault) takes medium and cells alike, past the harvest's cell
+    retention; the ledger still balances, and no leaked cell counts as harvested."""
+    p = ModelParameters.from_options({"mu_max_per_d": 0.1, "death_base_per_d": 0.0,
+                                      "lysis_per_d": 0.0})
+    m = ChamberModel(p)
+    m.set_inputs(replace(m.inputs, leak_ml_per_h=2.0))
+    density_before = m.viable_cells_per_ml
+    m.advance_to(3 * H)
+    assert m.volume_ml == pytest.approx(44.0, rel=1e-9)
+    assert m.ledger()["volume"]["harvested"] == pytest.approx(6.0, rel=1e-9)
+    assert m.cells_harvested == 0.0
+    assert m.viable_cells_per_ml == pytest.approx(density_before, rel=1e-2)  # drained, not
+    assert all(abs(r) < TOLERANCE for r in m.balance_residuals().values())  # concentrated
