@@ -319,7 +319,9 @@ class Chamber:
                 td = atline.next_draw_s
                 model.advance_to(td)
                 atline.draw(td, model)
-            model.advance_to(t)
+            # A fault due before the chamber started (a served device's clock may start past
+            # `at`) acts at the start: the model cannot go back.
+            model.advance_to(max(t, model.t_s))
             for contamination in faults.starts_at(t):
                 contamination.inoculate(model)
             self._set_physical(self._requested)

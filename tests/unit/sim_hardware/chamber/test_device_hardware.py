@@ -123,3 +123,16 @@ async def test_the_boot_id_holds_and_a_reboot_restarts_it_the_totalisers_and_the
     assert (uptime, feed) == pytest.approx((60.0, 0.0))
     outputs = await driver.read_outputs()
     assert outputs["feed_ml_per_h"] == 0.0 and outputs["heater_relay"] == 0.0
+
+
+async def test_a_fault_due_before_the_chamber_started_acts_at_the_start() -> None:
+    """A served device's clock may start past a fault's `at` (`@0` at 600x): the fault acts
+    from the start instead of the model being asked to go back in time."""
+    clock = Clock()
+    clock.t_s = 40.0
+    driver = SimDriver(parse_device_url("sim://"), now=clock, seed=5,
+                       options={"faults": ["heater_stuck_on@0"]})
+    await driver.connect()
+    clock.t_s = 100.0
+    await driver.read()
+    assert driver.model.inputs.heater_pct == 100.0
