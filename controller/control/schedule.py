@@ -175,21 +175,23 @@ class FeedSchedule:
         """Book what the pumps gave while the controller was down. The device ran on with the
         rates last commanded (`commanded`, mL/h, from the checkpoint) until its watchdog
         stopped it, so each pump's measured volume is shared between the perfusion and the
-        boluses in proportion to those rates; the boluses' share counts as commanded too (the
-        device was carrying out the command). A bolus given more than its volume is then
-        recorded `over` when judged."""
+        boluses in proportion to those rates (the boluses' share to the oldest pumping one);
+        it counts as commanded too (the device was carrying out the command). A bolus given
+        more than its volume is then recorded `over` when judged."""
         for name in PUMPS:
             rate = commanded.get(name, 0.0)
             measured = measured_ml.get(name, 0.0)
-            if rate <= 0.0 or measured <= 0.0:
+            if measured <= 0.0:
                 continue
-            bolus_rate = rate - min(rate, self.base_rates[name])
-            share_ml = measured * bolus_rate / rate
+            # Nothing commanded yet flow measured: the crash fell between the checkpoint and
+            # the write that stopped the bolus's last step, so it is all the bolus's.
+            share_ml = (measured * (rate - min(rate, self.base_rates[name])) / rate
+                        if rate > 0.0 else measured)
             for bolus in self._active:
                 if bolus.channel == name and bolus.state in PUMPING and share_ml > 0.0:
                     bolus.commanded_ml += share_ml
                     bolus.delivered_ml += share_ml
-                    bolus.judging = True
+                    bolus.judging = bolus.commanded_ml >= bolus.volume_ml - 1e-9
                     self.ledger.append(("booked", bolus))
                     share_ml = 0.0
         self.ledger_version += 1

@@ -141,6 +141,8 @@ class ForcedOutput:
     end_s: float
     fault: str = ""
     """The catalogue name of the fault that forces it."""
+    scale: float | None = None
+    """Set: the actuator delivers `scale` x what is requested instead of `value`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,13 @@ class Contamination:
 
 
 @dataclass(frozen=True, slots=True)
+class Reboot:
+    """The device restarts at `at_s` (the core calls `Chamber.reboot` there)."""
+
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CommFailure:
     """Link-side calls fail with `error(message)` while active: always, or with `probability`."""
 
@@ -177,7 +186,7 @@ class CommFailure:
             raise self.error(self.message)
 
 
-_Effect = SensorFault | ForcedOutput | Contamination | CommFailure
+_Effect = SensorFault | ForcedOutput | Contamination | CommFailure | Reboot
 
 
 def _force(s: FaultSpec, output: str, value: float) -> ForcedOutput:
@@ -209,6 +218,11 @@ _EFFECTS: dict[str, _Build] = {
     "heater_stuck_on": lambda s, rng, p: _force(s, "heater_pct", 100.0),
     "pump_clogged": lambda s, rng, p: _force(s, _pump(s), 0.0),
     "pump_runaway": lambda s, rng, p: _force(s, _pump(s), _pump_max(s, p)),
+    "totaliser_failed": lambda s, rng, p: _Stuck(
+        replace(s, params={"channel": f"{s.params['pump']}_delivered_ml"})),
+    "pump_underdelivery": lambda s, rng, p: ForcedOutput(_pump(s), 0.0, s.at_s, s.end_s,
+                                                         s.name, scale=s.params["fraction"]),
+    "device_reboot": lambda s, rng, p: Reboot(s.at_s),
     "o2_supply_lost": lambda s, rng, p: _force(s, "o2_pct", 0.0),
     "co2_supply_lost": lambda s, rng, p: _force(s, "co2_pct", s.params["residual_pct"]),
     "contamination": lambda s, rng, p: Contamination(s.at_s, **s.params),
@@ -237,7 +251,8 @@ class FaultSet:
         self._forced = [e for e in effects if isinstance(e, ForcedOutput)]
         self._comm = [e for e in effects if isinstance(e, CommFailure)]
         self._contamination = [e for e in effects if isinstance(e, Contamination)]
-        times = {e.at_s for e in [*self._forced, *self._contamination]}
+        self._reboots = [e for e in effects if isinstance(e, Reboot)]
+        times = {e.at_s for e in [*self._forced, *self._contamination, *self._reboots]}
         times |= {e.end_s for e in self._forced if math.isfinite(e.end_s)}
         self.transition_times = tuple(sorted(times))
         """When the chamber's physical inputs change (actuator faults) or a process starts."""
@@ -253,7 +268,8 @@ class FaultSet:
 
     def physical(self, requested: ActuatorInputs, t_s: float) -> ActuatorInputs:
         """What the chamber receives at `t_s` when `requested` was requested."""
-        changes = {f.output: f.value for f in self._forced if f.at_s <= t_s < f.end_s}
+        changes = {f.output: f.value if f.scale is None else getattr(requested, f.output) * f.scale
+                   for f in self._forced if f.at_s <= t_s < f.end_s}
         return replace(requested, **changes) if changes else requested
 
     def relay_welded(self, t_s: float) -> bool:
@@ -269,6 +285,10 @@ class FaultSet:
     def starts_at(self, t_s: float) -> list[Contamination]:
         """Process faults (contamination) that start exactly at `t_s`."""
         return [c for c in self._contamination if c.at_s == t_s]
+
+    def reboots_at(self, t_s: float) -> bool:
+        """The device restarts exactly at `t_s` (fault `device_reboot`)."""
+        return any(r.at_s == t_s for r in self._reboots)
 
     def apply_readings(self, readings: dict[str, Reading], now: float) -> dict[str, Reading]:
         """Readings as the faulty sensors report them (in place; returns `readings`)."""

@@ -288,3 +288,14 @@ def test_an_outage_is_booked_in_proportion_to_the_rates_that_stood() -> None:
     s.account(s.rates(660.0, 1.0), {"feed_ml_per_h": 10.0 / HOUR}, 1.0)
     assert news(s) == ["booked", "over", "done"]  # commanded as delivered: no mismatch
     assert bolus.done and bolus.delivered_ml > bolus.volume_ml
+
+
+def test_an_outage_with_nothing_commanded_books_the_flow_to_the_bolus_under_way() -> None:
+    """Killed between the checkpoint that stopped a bolus's last step and the write: the pump
+    ran on although the checkpoint says 0."""
+    s = delivery_schedule(base=0.0)
+    run(s, 0.0, 240.0, 1.0)  # 2 mL at 30 mL/h: commanded in full, judged on the next reading
+    news(s)
+    s.account_outage({"feed_ml_per_h": 0.0}, {"feed_ml_per_h": 0.25})
+    assert s.boluses[0].delivered_ml == pytest.approx(2.25)
+    assert news(s) == ["booked"]
