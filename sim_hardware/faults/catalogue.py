@@ -176,9 +176,13 @@ CATALOGUE: tuple[FaultType, ...] = (
               (_PUMP,),
               "feed or harvest, during perfusion (feed = harvest): alarm `volume_rate`, the "
               "volume's 1 h slope beyond 0.5 mL/h for 90 min. Feed clogged as perfusion "
-              "starts (2 d, 1 mL/h): asserted within 2 h 15 min, measured 2 h 3 min. Before "
-              "perfusion nothing flows, so nothing shows; base: not detected (the default "
-              "config runs no base loop)",
+              "starts (2 d, 1 mL/h): asserted within 2 h 15 min, measured 2 h 3 min. First, "
+              "from the pump's totaliser: alarm `feed_delivery_mismatch` when its 1 h window "
+              "closes (asserted within 1 h, measured 1 h); a bolus on the pump is judged "
+              "short the tick after its volume is commanded (day-4 bolus, 10 min clog: "
+              "measured 4 min 1 s, `test_delivery_scenarios.py`). Before perfusion nothing "
+              "flows, so nothing shows; base: not detected by the volume (the default "
+              "config runs no base loop), by its totaliser as for feed",
               "alarm only: the opposing pump keeps running (the volume falls at the harvest's "
               "rate until the `volume_low` interlock stops the harvest at 20 mL); switching "
               "to a spare line is a crew action",
