@@ -26,6 +26,8 @@ class TotaliserBaseline:
         """Each pump's totaliser at its last good reading (None: not read yet)."""
         self.measured_ml: dict[str, float] = dict.fromkeys(PUMPS, 0.0)
         """What each pump delivered since the previous `measure` (mL): read by the caller."""
+        self.fresh = False
+        """Every totaliser read good at the last `measure` (its measurement is up to date)."""
 
     def measure(self, readings: Mapping[str, Reading]) -> bool:
         """Update `measured_ml` from this tick's readings; True if the device rebooted since
@@ -37,10 +39,12 @@ class TotaliserBaseline:
             self.boot_id = boot.value
         measured = self.measured_ml
         last_ml = self.last_ml
+        fresh = True
         for pump in PUMPS:
             reading = readings.get(TOTALISERS[pump])
             if reading is None or reading.quality is not _GOOD:
                 measured[pump] = 0.0
+                fresh = False
                 continue
             value = reading.value
             last = last_ml[pump]
@@ -48,6 +52,7 @@ class TotaliserBaseline:
                 rebooted = True
             last_ml[pump] = value
             measured[pump] = 0.0 if last is None else value - last
+        self.fresh = fresh
         if rebooted:  # every totaliser counts from 0 again: all of each value is new
             for pump in PUMPS:
                 reading = readings.get(TOTALISERS[pump])

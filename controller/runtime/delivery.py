@@ -27,8 +27,8 @@ from controller.control.schedule import BolusState
 from controller.control.totalisers import TotaliserBaseline
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
-from drivers.contract.datasheet import PUMPS, TOTALISERS
-from drivers.contract.reading import Quality, Reading
+from drivers.contract.datasheet import PUMPS
+from drivers.contract.reading import Reading
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +53,8 @@ class DeliveryMonitor:
         """This tick's totaliser readings were all good."""
         self.outage_pending = False
         """Restored from a checkpoint: the first measurement is what was given while down."""
-        self._window_ml = {pump: [0.0, 0.0] for pump in PUMPS}
-        self._window_end_s: float | None = None
+        self._window_start_ml: dict[str, tuple[float, ...]] = {}
+        self._window_end_s = float("inf")
         self._last_s: float | None = None
         self._causes: dict[str, str] = {}
         """What keeps `feed_delivery_mismatch` active: "bolus <id>" or "pump <name>" -> text."""
@@ -65,22 +65,18 @@ class DeliveryMonitor:
         if baseline.measure(readings):
             self._rebooted(readings, now)
         measured = baseline.measured_ml
-        self.fresh = all(readings[name].quality is Quality.GOOD for name in TOTALISERS.values())
+        self.fresh = baseline.fresh
         last_s = self._last_s
         self._last_s = now
         if last_s is None or self.outage_pending:
-            self._window_end_s = now + self._config.window_s
+            self._window_from(now)
             return measured
         dt_h = (now - last_s) / 3600.0
-        window = self._window_ml
-        totals = self.totals_ml
-        for pump, rate in self.commanded_rates.items():
-            commanded_ml = rate * dt_h
-            window[pump][0] += commanded_ml
-            window[pump][1] += measured[pump]
-            totals[pump][0] += commanded_ml
-            totals[pump][1] += measured[pump]
-        if self.fresh and now >= self._window_end_s:  # type: ignore[operator]
+        rates = self.commanded_rates
+        for pump, total in self.totals_ml.items():
+            total[0] += rates[pump] * dt_h
+            total[1] += measured[pump]
+        if now >= self._window_end_s and self.fresh:
             self._judge_window(now)
         return measured
 
@@ -96,7 +92,7 @@ class DeliveryMonitor:
         """This tick's pump outputs, to be judged against the next reading."""
         rates = self.commanded_rates
         for pump in PUMPS:
-            rates[pump] = outputs.get(pump, 0.0)
+            rates[pump] = outputs[pump]
 
     def bolus_event(self, now: float, what: str, bolus: BolusState) -> None:
         """The schedule's verdicts that concern the alarm: a mismatch raises it, a bolus that
@@ -109,17 +105,22 @@ class DeliveryMonitor:
             self._clear(now, cause)
 
     def _judge_window(self, now: float) -> None:
+        """Each pump's commanded and measured mL since the window began (run-long totals
+        less their values then: nothing to add up on the other ticks)."""
         tolerance = self._config.tolerance
-        for pump, (commanded_ml, measured_ml) in self._window_ml.items():
+        for pump, (commanded_total, measured_total) in self.totals_ml.items():
+            commanded_before, measured_before = self._window_start_ml[pump]
+            commanded_ml = commanded_total - commanded_before
+            measured_ml = measured_total - measured_before
             cause = f"pump {pump}"
             if abs(measured_ml - commanded_ml) > tolerance(commanded_ml):
                 self._raise(now, cause, pump, commanded_ml, measured_ml)
             elif cause in self._causes:
                 self._clear(now, cause)
-        self._reset_window(now)
+        self._window_from(now)
 
-    def _reset_window(self, now: float) -> None:
-        self._window_ml = {pump: [0.0, 0.0] for pump in PUMPS}
+    def _window_from(self, now: float) -> None:
+        self._window_start_ml = {pump: tuple(total) for pump, total in self.totals_ml.items()}
         self._window_end_s = now + self._config.window_s
 
     def _raise(self, now: float, cause: str, pump: str, commanded_ml: float,
@@ -153,7 +154,7 @@ class DeliveryMonitor:
                                   f"{readings['device_uptime_s'].value:.0f} s); it came up in "
                                   "its safe state")
         self._on_reboot()
-        self._reset_window(now)
+        self._window_from(now)
 
     def snapshot(self) -> dict[str, Any]:
         return {"baseline": self.baseline.snapshot(), "commanded_rates": self.commanded_rates,
