@@ -1,22 +1,35 @@
 """The feed schedule: a perfusion-rate profile over time plus one-off boluses.
 
 Pure logic over the clock's time. Step profile: from each point's `at` on, its rates hold.
-A bolus adds its pump rate on top of the profile until its volume has been commanded; the
-delivered volume is integrated from what was actually commanded (after the pump's limit), so a
-bolus that hits the pump maximum simply takes longer instead of being cut short.
+A bolus adds its pump rate on top of the profile until its volume has been commanded (after the
+pump's limit, so a bolus that hits the pump maximum simply takes longer).
 
-The boluses are a ledger: each has an id, starts once, is credited as it is pumped and finishes
-once. `snapshot()`/`restore()` carry the ledger across a controller crash (controller/
-recovery.py): a bolus interrupted half-way goes on with what is left, one that came due while the
-controller was down starts late rather than never, and a finished one is never given again.
+The boluses are a ledger, and the ledger books what the pump totalisers measured, not what was
+asked for (docs/recovery.md, "Verified delivery"): each bolus keeps `commanded_ml` and
+`delivered_ml` (measured beyond the perfusion's own share). Once its volume has been commanded
+it is judged on the next measurement: within the tolerance it is done; short, it stays open
+(`short`, or `completing` under `on_short = "complete"`, which keeps pumping until the measured
+volume is in, up to a cap). `snapshot()`/`restore()` carry the ledger across a controller crash
+(controller/runtime/recovery.py): a bolus interrupted half-way goes on with what is left, one that
+came due while the controller was down starts late rather than never, a finished one is never
+given again, and what the pump gave while the controller was down is booked on restart
+(`account_outage`).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from controller.config import ScheduleConfig
 from drivers.contract.datasheet import PUMPS, channel
+
+OVER_DELIVERY_ML = 0.005
+"""A bolus given more than its volume by this much is recorded as over-delivered (an `over`
+event): far above the totaliser's resolution, far below any tolerance."""
+COMPLETE_WITHIN_ML = 1e-3
+"""Under `on_short = "complete"`, a bolus this close to its volume (measured) is complete."""
+PUMPING = ("running", "completing")
 
 
 @dataclass
@@ -28,14 +41,22 @@ class BolusState:
     volume_ml: float
     rate_ml_per_h: float
     delivered_ml: float = 0.0
+    """Measured by the pump's totaliser, beyond the perfusion's share."""
+    commanded_ml: float = 0.0
+    state: str = "pending"
+    """pending, running (its volume being commanded), completing (short, pumped on under
+    `complete`), short (stopped short: open, alarmed), done."""
+    judging: bool = False
+    """Its commanding has ended: judged at the next measurement (the totaliser lags a tick)."""
 
     @property
     def done(self) -> bool:
-        return self.delivered_ml >= self.volume_ml - 1e-9
+        return self.state == "done"
 
 
 class FeedSchedule:
     def __init__(self, config: ScheduleConfig) -> None:
+        self.delivery = config.delivery
         self._points = [
             (p.at, {name: getattr(p, name) for name in PUMPS if getattr(p, name) is not None})
             for p in config.perfusion
@@ -57,7 +78,10 @@ class FeedSchedule:
         self._rates_paused: bool | None = None
         self._bolus_finished = False
         self.ledger: list[tuple[str, BolusState]] = []
-        """("started" | "done", bolus) since the caller last emptied it: the feed ledger's news."""
+        """(event, bolus) since the caller last emptied it: the feed ledger's news. Events:
+        started, mismatch (measured differs from commanded beyond the tolerance), completing,
+        short, over (delivered beyond its volume), booked (delivered while the controller was
+        down), done."""
         self.ledger_version = 0
         """Bumped whenever the ledger changes (a bolus starts, is credited, finishes, pause)."""
 
@@ -91,6 +115,7 @@ class FeedSchedule:
         return self._rates
 
     def _start(self, bolus: BolusState) -> None:
+        bolus.state = "running"
         self._active.append(bolus)
         self.ledger.append(("started", bolus))
         self.ledger_version += 1
@@ -100,8 +125,9 @@ class FeedSchedule:
             return dict.fromkeys(PUMPS, 0.0)
         rates = dict(self.base_rates)
         for bolus in self._active:
-            remaining_ml_per_h = (bolus.volume_ml - bolus.delivered_ml) * 3600.0 / horizon_s
-            rates[bolus.channel] += min(bolus.rate_ml_per_h, remaining_ml_per_h)
+            remaining_ml_per_h = self._to_command_ml(bolus) * 3600.0 / horizon_s
+            if remaining_ml_per_h > 0.0:
+                rates[bolus.channel] += min(bolus.rate_ml_per_h, remaining_ml_per_h)
         for name in PUMPS:
             rates[name] = min(rates[name], channel(name).maximum)
         return rates
@@ -114,54 +140,157 @@ class FeedSchedule:
         self._start(bolus)
         self._bolus_finished = True  # recompute the rates on the next call
 
-    def account(self, commanded: dict[str, float], dt_s: float) -> None:
-        """Credit the volume pumped over the last `dt_s` to the active boluses, oldest first."""
-        if not self._active or self.paused:
+    def _to_command_ml(self, bolus: BolusState) -> float:
+        """What is left to command: its volume; completing, what is still missing (measured)
+        up to the cap. Nothing while it waits for its verdict."""
+        if bolus.judging:
+            return 0.0
+        if bolus.state == "running":
+            return bolus.volume_ml - bolus.commanded_ml
+        if bolus.state == "completing":
+            cap_ml = bolus.volume_ml * self.delivery.max_commanded_factor
+            return min(bolus.volume_ml - bolus.delivered_ml, cap_ml - bolus.commanded_ml)
+        return 0.0
+
+    def account(self, commanded: Mapping[str, float], measured_ml: Mapping[str, float],
+                dt_s: float, *, fresh: bool = True) -> None:
+        """Credit the last `dt_s` to the active boluses, oldest first: `commanded` (the pump
+        rates that stood, mL/h) beyond the perfusion profile, `measured_ml` (what the
+        totalisers grew) beyond the perfusion's share. `fresh`: the measurement is up to date
+        (a good reading), so boluses whose commanding ended can be judged."""
+        if not self._active:
             return
         for name in PUMPS:
-            spare_ml = max(commanded.get(name, 0.0) - self.base_rates[name], 0.0) * dt_s / 3600.0
+            rate = commanded.get(name, 0.0)
+            base = self.base_rates[name]
+            spare_ml = max(rate - base, 0.0) * dt_s / 3600.0
+            measured = max(measured_ml.get(name, 0.0) - min(rate, base) * dt_s / 3600.0, 0.0)
+            if spare_ml > 0.0 or measured > 0.0:
+                self._credit(name, spare_ml, measured)
+        if fresh:
+            self._judge()
+
+    def account_outage(self, commanded: Mapping[str, float],
+                       measured_ml: Mapping[str, float]) -> None:
+        """Book what the pumps gave while the controller was down. The device ran on with the
+        rates last commanded (`commanded`, mL/h, from the checkpoint) until its watchdog
+        stopped it, so each pump's measured volume is shared between the perfusion and the
+        boluses in proportion to those rates (the boluses' share to the oldest pumping one);
+        it counts as commanded too (the device was carrying out the command). A bolus given
+        more than its volume is then recorded `over` when judged."""
+        for name in PUMPS:
+            rate = commanded.get(name, 0.0)
+            measured = measured_ml.get(name, 0.0)
+            if measured <= 0.0:
+                continue
+            # Nothing commanded yet flow measured: the crash fell between the checkpoint and
+            # the write that stopped the bolus's last step, so it is all the bolus's.
+            share_ml = (measured * (rate - min(rate, self.base_rates[name])) / rate
+                        if rate > 0.0 else measured)
             for bolus in self._active:
-                if bolus.channel != name or spare_ml <= 0.0:
-                    continue
-                take = min(spare_ml, bolus.volume_ml - bolus.delivered_ml)
-                bolus.delivered_ml += take
-                spare_ml -= take
-                self.ledger_version += 1  # credited: a held-back bolus changes nothing
-        still_active = [b for b in self._active if not b.done]
-        if len(still_active) < len(self._active):
+                if bolus.channel == name and bolus.state in PUMPING and share_ml > 0.0:
+                    bolus.commanded_ml += share_ml
+                    bolus.delivered_ml += share_ml
+                    bolus.judging = bolus.commanded_ml >= bolus.volume_ml - 1e-9
+                    self.ledger.append(("booked", bolus))
+                    share_ml = 0.0
+        self.ledger_version += 1
+
+    def _credit(self, name: str, spare_ml: float, measured_ml: float) -> None:
+        last = None
+        for bolus in self._active:
+            if bolus.channel != name:
+                continue
+            last = bolus
+            take = min(spare_ml, max(self._to_command_ml(bolus), 0.0))
+            bolus.commanded_ml += take
+            spare_ml -= take
+            got = min(measured_ml, max(bolus.volume_ml - bolus.delivered_ml, 0.0))
+            bolus.delivered_ml += got
+            measured_ml -= got
+        if last is not None:
+            last.delivered_ml += measured_ml  # more than asked for: the newest bolus got it
+            self.ledger_version += 1  # credited: a held-back bolus changes nothing
+
+    def _judge(self) -> None:
+        """Judge boluses whose commanding ended before this measurement; flag those whose
+        commanding ended now (judged on the next one)."""
+        delivery = self.delivery
+        finished = False
+        for bolus in self._active:
+            if bolus.judging:
+                finished |= self._verdict(bolus)
+            elif bolus.state == "running":
+                bolus.judging = bolus.commanded_ml >= bolus.volume_ml - 1e-9
+            elif bolus.volume_ml - bolus.delivered_ml <= COMPLETE_WITHIN_ML:
+                self._finish(bolus, "done")
+                finished = True
+            else:
+                cap_ml = bolus.volume_ml * delivery.max_commanded_factor
+                bolus.judging = bolus.commanded_ml >= cap_ml - 1e-9
+        if finished:
             self._bolus_finished = True
-            self.ledger += [("done", b) for b in self._active if b.done]
-        self._active = still_active
+            self._active = [b for b in self._active if b.state in PUMPING]
+
+    def _verdict(self, bolus: BolusState) -> bool:
+        """The measured volume against the commanded: done, short or completing. True if the
+        bolus stops pumping."""
+        bolus.judging = False
+        tolerance = self.delivery.tolerance
+        if (bolus.state == "running"
+                and abs(bolus.delivered_ml - bolus.commanded_ml) > tolerance(bolus.commanded_ml)):
+            self.ledger.append(("mismatch", bolus))
+        if bolus.delivered_ml >= bolus.volume_ml - tolerance(bolus.volume_ml):
+            if bolus.delivered_ml > bolus.volume_ml + OVER_DELIVERY_ML:
+                self.ledger.append(("over", bolus))
+            self._finish(bolus, "done")
+            return True
+        if bolus.state == "running" and self.delivery.on_short == "complete":
+            self._finish(bolus, "completing")
+            return False
+        self._finish(bolus, "short")
+        return True
+
+    def _finish(self, bolus: BolusState, state: str) -> None:
+        bolus.state = state
+        self.ledger.append((state, bolus))
+        self.ledger_version += 1
 
     @property
     def boluses_done(self) -> int:
         return sum(b.done for b in self.boluses)
 
     def snapshot(self) -> dict[str, Any]:
-        """The ledger as JSON-able data: what was started, how much of each was given."""
+        """The ledger as JSON-able data: what was started, how much of each was commanded and
+        given, and where each stands."""
         return {
             "next_bolus": self._next_bolus,
-            "delivered_ml": [b.delivered_ml for b in self.boluses[:self._next_bolus]],
+            "started": [[b.commanded_ml, b.delivered_ml, b.state, b.judging]
+                        for b in self.boluses[:self._next_bolus]],
             "ordered": [asdict(b) for b in self.ordered_boluses],
             "paused": self.paused,
         }
 
     def restore(self, state: dict[str, Any]) -> list[BolusState]:
-        """Continue the ledger of `snapshot()`; returns the boluses still to finish.
+        """Continue the ledger of `snapshot()`; returns the boluses still pumping.
 
         The perfusion profile needs no state: it is a function of time, caught up on the next
         `rates()` call.
         """
         started = int(state["next_bolus"])
-        if not 0 <= started <= len(self.boluses) or len(state["delivered_ml"]) != started:
+        if not 0 <= started <= len(self.boluses) or len(state["started"]) != started:
             raise ValueError(f"checkpointed feed ledger has {started} started boluses; this "
                              f"schedule has {len(self.boluses)}")
-        for bolus, delivered_ml in zip(self.boluses, state["delivered_ml"], strict=False):
+        for bolus, (commanded_ml, delivered_ml, bolus_state, judging) in zip(
+                self.boluses, state["started"], strict=False):
+            bolus.commanded_ml = float(commanded_ml)
             bolus.delivered_ml = float(delivered_ml)
+            bolus.state = str(bolus_state)
+            bolus.judging = bool(judging)
         self._next_bolus = started
         self.ordered_boluses = [BolusState(**b) for b in state["ordered"]]
         self._active = sorted(
-            (b for b in [*self.boluses[:started], *self.ordered_boluses] if not b.done),
+            (b for b in [*self.boluses[:started], *self.ordered_boluses] if b.state in PUMPING),
             key=lambda b: b.at_s)
         self.paused = bool(state["paused"])
         self._bolus_finished = True

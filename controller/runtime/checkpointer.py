@@ -19,6 +19,7 @@ from controller.clock import Clock
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet
 from controller.control.schedule import BolusState, FeedSchedule
+from controller.runtime.delivery import DeliveryMonitor
 from controller.runtime.device_link import ReactorCounters
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
@@ -29,11 +30,13 @@ log = structlog.get_logger(__name__)
 
 class Checkpointer:
     def __init__(self, *, loops: Sequence[ControlLoop], schedule: FeedSchedule,
+                 delivery: DeliveryMonitor,
                  board: AlarmBoard, outside: OutsideAlarms, interlocks: InterlockSet,
                  counters: ReactorCounters, journal: ReactorJournal, clock: Clock,
                  schedule_fingerprint: str, interval_s: float, control_period_s: float) -> None:
         self._loops = loops
         self._schedule = schedule
+        self._delivery = delivery
         self._board = board
         self._outside = outside
         self._interlocks = interlocks
@@ -76,6 +79,7 @@ class Checkpointer:
         return {
             "schedule_fingerprint": self._fingerprint,
             "schedule": self._schedule.snapshot(),
+            "delivery": self._delivery.snapshot(),
             "holding_for_operator": self.holding_for_operator,
             "loops": {loop.name: loop.snapshot() for loop in self._loops},
             "alarms": self._board.snapshot(),
@@ -115,6 +119,7 @@ class Checkpointer:
         self.telemetry_seq = state["telemetry_seq"] + 2 + int(
             (now - checkpoint.t_s) / self._period_s)
         unfinished = self._schedule.restore(state["schedule"])
+        self._delivery.restore(state["delivery"])
         self.holding_for_operator = bool(state["holding_for_operator"]) or policy == "hold"
         if self.holding_for_operator:
             self._schedule.paused = True

@@ -141,6 +141,10 @@ class DeviceLink:
             self._last_readback_error = ""
         written.update(changed)
 
+    def forget_written(self) -> None:
+        """The device lost what it held (it rebooted): every output is written afresh."""
+        self.written = {}
+
     async def heartbeat(self, now: float) -> None:
         """Feed the device's comm watchdog; due again HEARTBEAT_PERIOD_S later
         (`next_heartbeat_s`, checked by the tick so an idle tick costs no call)."""

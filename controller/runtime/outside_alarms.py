@@ -2,19 +2,20 @@
 
 The board judges readings one channel at a time; these are raised by events no one reading
 shows: the telemetry outbox is full, the run restarted on hold, a gas supply interlock tripped,
-the chamber's mass balance does not close (controller/control/volume_balance.py). An operator
-acknowledges them like the board's (`ack_alarm`), they are on record as `alarm` events, on MQTT,
-in the checkpoint and in the summary.
+the chamber's mass balance does not close (controller/control/volume_balance.py), a pump's
+measured delivery is off what was commanded, the device rebooted
+(controller/runtime/delivery.py). An operator acknowledges them like the board's (`ack_alarm`),
+they are on record as `alarm` events, on MQTT, in the checkpoint and in the summary.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.runtime.journal import ReactorJournal
 
 OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
-                  "volume_balance")
+                  "volume_balance", "feed_delivery_mismatch", "device_rebooted")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
 
 
@@ -28,11 +29,12 @@ class OutsideAlarms:
         """name -> (priority, first raised at)."""
 
     def set(self, now: float, name: str, *, active: bool, message: str,
-            priority: str | None = None, publish: bool = True) -> None:
+            priority: str | None = None, publish: bool = True,
+            data: Mapping[str, Any] | None = None) -> None:
         """Raise (`active`) or clear an alarm. A raised alarm stays unacknowledged until an
         operator acknowledges it, even once it has cleared (ISA-18.2's return-unacknowledged):
-        the operator must learn that it happened."""
-        data: dict[str, Any] = {"alarm": name, "active": active}
+        the operator must learn that it happened. `data` adds to the event's data."""
+        data = {**(data or {}), "alarm": name, "active": active}
         if priority is not None:
             data["priority"] = priority
         if active:

@@ -28,6 +28,7 @@ from controller.operator.bounds import bounds_from_config
 from controller.operator.replay import ReplayGuard
 from controller.runtime.checkpointer import Checkpointer
 from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk
+from controller.runtime.delivery import DeliveryMonitor
 from controller.runtime.device_link import DeviceLink, ReactorCounters
 from controller.runtime.historian import Historian
 from controller.runtime.journal import ReactorJournal
@@ -82,8 +83,10 @@ class Reactor:
                                control_period_s=control_period_s)
         self.outside_alarms = OutsideAlarms(self.journal,
                                             on_change=lambda: self.checkpoints.request())
+        self.delivery = DeliveryMonitor(config.schedule.delivery, self.journal,
+                                        self.outside_alarms, on_reboot=self.link.forget_written)
         self.checkpoints = Checkpointer(
-            loops=self.loops, schedule=self.schedule, board=self.alarms,
+            loops=self.loops, schedule=self.schedule, delivery=self.delivery, board=self.alarms,
             outside=self.outside_alarms, interlocks=self.interlocks, counters=self.counters,
             journal=self.journal, clock=clock, schedule_fingerprint=schedule_fingerprint(config),
             interval_s=checkpoint_interval_s, control_period_s=control_period_s)
@@ -223,8 +226,14 @@ class Reactor:
     def _control(self, readings: dict[str, Reading], now: float) -> dict[str, float]:
         """The outputs for this tick: loops, then the schedule, then the interlocks over both."""
         schedule = self.schedule
-        if self._last_tick_s is not None:
-            schedule.account(self.link.written, now - self._last_tick_s)
+        delivery = self.delivery
+        measured_ml = delivery.measure(readings, now)
+        if delivery.outage_pending:
+            schedule.account_outage(delivery.commanded_rates, measured_ml)
+            delivery.booked_outage(measured_ml)
+        elif self._last_tick_s is not None:
+            schedule.account(delivery.commanded_rates, measured_ml, now - self._last_tick_s,
+                             fresh=delivery.fresh)
         self._last_tick_s = now
         outputs: dict[str, float] = {}
         for loop in self.loops:  # a plain loop: a comprehension is a call of its own in 3.11
@@ -240,6 +249,7 @@ class Reactor:
         if self.interlocks.tripped:
             for loop in self.loops:  # loops follow what the interlocks apply: no wind-up
                 loop.follow(outputs[loop.mv])
+        delivery.commanded(outputs)
         return outputs
 
     def _record_trip(self, trip: Trip, now: float) -> None:
@@ -264,12 +274,15 @@ class Reactor:
 
     def _feed_event(self, now: float, what: str, bolus: BolusState) -> None:
         """The feed ledger, on record: each bolus started once, done once (resumed after a
-        restart), with the volume credited so far."""
+        restart), with the volume measured (delivered) and commanded so far."""
         self.journal.event(now, "feed", f"bolus {bolus.id} {what}: {bolus.delivered_ml:.4g} of "
-                           f"{bolus.volume_ml:g} mL {bolus.channel} (due at {bolus.at_s:g} s)",
+                           f"{bolus.volume_ml:g} mL {bolus.channel} measured, "
+                           f"{bolus.commanded_ml:.4g} mL commanded (due at {bolus.at_s:g} s)",
                            {"bolus": bolus.id, "event": what, "channel": bolus.channel,
                             "volume_ml": bolus.volume_ml, "delivered_ml": bolus.delivered_ml,
+                            "commanded_ml": bolus.commanded_ml, "state": bolus.state,
                             "due_t_s": bolus.at_s})
+        self.delivery.bolus_event(now, what, bolus)
 
     def _record(self, readings: dict[str, Reading], now: float) -> None:
         written = self.link.written

@@ -21,6 +21,13 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
         "boluses_done": reactor.schedule.boluses_done,
         "restarts": counters.restarts,
         "boluses_scheduled": len(reactor.schedule.boluses),
+        "boluses": [{"id": b.id, "channel": b.channel, "due_t_s": b.at_s,
+                     "volume_ml": b.volume_ml, "commanded_ml": b.commanded_ml,
+                     "delivered_ml": b.delivered_ml, "state": b.state}
+                    for b in [*reactor.schedule.boluses, *reactor.schedule.ordered_boluses]],
+        "delivery_ml": {pump: {"commanded": commanded_ml, "measured": measured_ml}
+                        for pump, (commanded_ml, measured_ml)
+                        in reactor.delivery.totals_ml.items()},
         "errors": {"read": counters.read_errors, "write": counters.write_errors,
                    "tick": counters.tick_errors},
         "comm_losses": counters.comm_losses,

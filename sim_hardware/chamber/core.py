@@ -203,8 +203,12 @@ class Chamber:
         survives. The culture, being physics, goes on."""
         now = self._now()
         self._advance(now)
+        self._restart_device(now)
+
+    def _restart_device(self, t_s: float) -> None:
+        """`reboot` at the model's time `t_s` (also the `device_reboot` fault's transition)."""
         self.boot_id = self._new_boot_id()
-        self._boot_t = self._totals_t = now
+        self._boot_t = self._totals_t = t_s
         self._totals_ml = dict.fromkeys(PUMPS, 0.0)
         self._requested = apply_outputs(self._requested, SAFE_STATE, self.params)
         self._set_physical(self._requested)
@@ -324,7 +328,10 @@ class Chamber:
             model.advance_to(max(t, model.t_s))
             for contamination in faults.starts_at(t):
                 contamination.inoculate(model)
-            self._set_physical(self._requested)
+            if faults.reboots_at(t):
+                self._restart_device(t)  # the safe outputs, set physical
+            else:
+                self._set_physical(self._requested)
             self._fault_index += 1
             self._fault_next_s = (times[self._fault_index] if self._fault_index < len(times)
                                   else math.inf)

@@ -216,9 +216,13 @@ CATALOGUE: tuple[FaultType, ...] = (
               (_PUMP,),
               "feed or harvest, during perfusion (feed = harvest): alarm `volume_rate`, the "
               "volume's 1 h slope beyond 0.5 mL/h for 90 min. Feed clogged as perfusion "
-              "starts (2 d, 1 mL/h): asserted within 2 h 15 min, measured 2 h 3 min. Before "
-              "perfusion nothing flows, so nothing shows; base: not detected (the default "
-              "config runs no base loop)",
+              "starts (2 d, 1 mL/h): asserted within 2 h 15 min, measured 2 h 3 min. First, "
+              "from the pump's totaliser: alarm `feed_delivery_mismatch` when its 1 h window "
+              "closes (asserted within 1 h, measured 1 h); a bolus on the pump is judged "
+              "short the tick after its volume is commanded (day-4 bolus, 10 min clog: "
+              "measured 4 min 1 s, `test_delivery_scenarios.py`). Before perfusion nothing "
+              "flows, so nothing shows; base: not detected by the volume (the default "
+              "config runs no base loop), by its totaliser as for feed",
               "alarm only: the opposing pump keeps running (the volume falls at the harvest's "
               "rate until the `volume_low` interlock stops the harvest at 20 mL); switching "
               "to a spare line is a crew action",
@@ -233,6 +237,46 @@ CATALOGUE: tuple[FaultType, ...] = (
               "trip); a runaway pump ignores its command, so the volume keeps rising: cutting "
               "its power is a crew action",
               "test_a_runaway_feed_pump_trips_volume_high"),
+    FaultType("totaliser_failed", "actuator", "pump=",
+              "the pump's totaliser stops counting: it reads its value at `at` (GOOD) while "
+              "the pump delivers as commanded; when the fault ends it reads the true count "
+              "again",
+              (_PUMP,),
+              "alarm `feed_delivery_mismatch` (high) when the pump's measured mL over the "
+              "1 h window falls short of the commanded by max(0.2 mL, 10 %); a bolus on it "
+              "is judged short the tick after its volume is commanded. Feed at 1 mL/h: "
+              "asserted within 2 h, measured 1 h (the window closing at 49 h)",
+              "alarm only, and the record says what the totaliser says: under the default "
+              "`on_short = stop` nothing more is commanded (asserted: the feed keeps its "
+              "perfusion rate); an operator checks the line against the volume",
+              "test_delivery_scenarios.py::test_a_failed_totaliser_is_alarmed_without_the_"
+              "volume_probe"),
+    FaultType("pump_underdelivery", "actuator", "pump=",
+              "the pump delivers `fraction` of what is commanded (worn tubing)",
+              (_PUMP, FaultParam("fraction", "-", "share of the command delivered",
+                                 default=0.5, ge=0.0, le=1.0)),
+              "alarm `feed_delivery_mismatch` (high): the bolus under way is judged short "
+              "the tick after its volume is commanded, the perfusion over its 1 h window. "
+              "A 2 mL feed bolus at 4 d (4 min at 30 mL/h): asserted within 5 min of the "
+              "bolus, measured 4 min 1 s (half delivered: 0.97 of 2 mL booked)",
+              "the ledger books the measured volume; `on_short = complete` pumps on until "
+              "the measured volume is in (up to `max_commanded_factor` x), `stop` leaves the "
+              "bolus open (short) and alarmed",
+              "test_delivery_scenarios.py::test_an_underdelivering_pump_is_completed_to_the_"
+              "measured_volume"),
+    FaultType("device_reboot", "comm", "device",
+              "the device restarts at `at`: a new boot id, uptime and totalisers from 0, every "
+              "output at its safe value until written again (the culture goes on). It does "
+              "not last (no duration)",
+              (),
+              "event and alarm `device_rebooted` (medium) on the first reading after it (the "
+              "boot id changed): asserted within 2 s, measured 0 s (the same tick)",
+              "totalisers re-baselined (nothing booked twice or negative), every output "
+              "written afresh on the same tick (asserted: the heater and pumps back to their "
+              "commands)",
+              "test_delivery_scenarios.py::test_a_device_reboot_is_alarmed_and_every_output_"
+              "written_afresh",
+              allows_duration=False),
     FaultType("o2_supply_lost", "actuator", "o2_pct",
               "o2_pct actually delivered is 0 whatever is commanded (the mixer delivers N2 "
               "instead); DO falls towards 0 at the cells' uptake and kLa",

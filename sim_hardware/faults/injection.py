@@ -167,6 +167,13 @@ class Contamination:
 
 
 @dataclass(frozen=True, slots=True)
+class Reboot:
+    """The device restarts at `at_s` (the core calls `Chamber.reboot` there)."""
+
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CommFailure:
     """Link-side calls fail with `error(message)` while active: always, or with `probability`."""
 
@@ -190,7 +197,7 @@ class FailedCutout:
     end_s: float
 
 
-_Effect = SensorFault | ForcedOutput | Contamination | CommFailure | FailedCutout
+_Effect = SensorFault | ForcedOutput | Contamination | CommFailure | FailedCutout | Reboot
 
 
 def _force(s: FaultSpec, output: str, value: float) -> ForcedOutput:
@@ -226,6 +233,11 @@ _EFFECTS: dict[str, _Build] = {
         replace(s, params={"channel": f"{s.params['gas']}_flow_pct"})),
     "pump_clogged": lambda s, rng, p: _force(s, _pump(s), 0.0),
     "pump_runaway": lambda s, rng, p: _force(s, _pump(s), _pump_max(s, p)),
+    "totaliser_failed": lambda s, rng, p: _Stuck(
+        replace(s, params={"channel": f"{s.params['pump']}_delivered_ml"})),
+    "pump_underdelivery": lambda s, rng, p: ForcedOutput(_pump(s), 0.0, s.at_s, s.end_s,
+                                                         s.name, s.params["fraction"]),
+    "device_reboot": lambda s, rng, p: Reboot(s.at_s),
     "o2_supply_lost": lambda s, rng, p: _force(s, "o2_pct", 0.0),
     "co2_supply_lost": lambda s, rng, p: _force(s, "co2_pct", s.params["residual_pct"]),
     "contamination": lambda s, rng, p: Contamination(s.at_s, **s.params),
@@ -260,7 +272,8 @@ class FaultSet:
         self._comm = [e for e in effects if isinstance(e, CommFailure)]
         self._contamination = [e for e in effects if isinstance(e, Contamination)]
         self._failed_cutouts = [e for e in effects if isinstance(e, FailedCutout)]
-        times = {e.at_s for e in [*self._forced, *self._contamination]}
+        self._reboots = [e for e in effects if isinstance(e, Reboot)]
+        times = {e.at_s for e in [*self._forced, *self._contamination, *self._reboots]}
         times |= {e.end_s for e in self._forced if math.isfinite(e.end_s)}
         self.transition_times = tuple(sorted(times))
         """When the chamber's physical inputs change (actuator faults) or a process starts."""
@@ -302,6 +315,10 @@ class FaultSet:
     def starts_at(self, t_s: float) -> list[Contamination]:
         """Process faults (contamination) that start exactly at `t_s`."""
         return [c for c in self._contamination if c.at_s == t_s]
+
+    def reboots_at(self, t_s: float) -> bool:
+        """The device restarts exactly at `t_s` (fault `device_reboot`)."""
+        return any(r.at_s == t_s for r in self._reboots)
 
     def apply_readings(self, readings: dict[str, Reading], now: float) -> dict[str, Reading]:
         """Readings as the faulty sensors report them (in place; returns `readings`)."""

@@ -20,14 +20,21 @@ def schedule(perfusion: list[dict[str, Any]] | None = None,
         {"perfusion": perfusion or [], "bolus": bolus or []}))
 
 
-def run(sched: FeedSchedule, start: float, end: float, dt: float) -> list[tuple[float, dict]]:
-    """Drive the schedule as the runtime does: rates for the period, then account for them."""
+def delivered(rates: dict[str, float], dt: float, fraction: float = 1.0) -> dict[str, float]:
+    """What pumps that deliver `fraction` of `rates` give in `dt` (a totaliser's growth)."""
+    return {pump: rate * fraction * dt / HOUR for pump, rate in rates.items()}
+
+
+def run(sched: FeedSchedule, start: float, end: float, dt: float,
+        fraction: float = 1.0) -> list[tuple[float, dict]]:
+    """Drive the schedule as the runtime does: rates for the period, then account for them
+    with what the pumps delivered (all of it unless `fraction` says otherwise)."""
     out = []
     t = start
     while t < end:
         rates = sched.rates(t, dt)
         out.append((t, rates))
-        sched.account(rates, dt)
+        sched.account(rates, delivered(rates, dt, fraction), dt)
         t += dt
     return out
 
@@ -157,7 +164,7 @@ def test_boluses_done_counts_as_they_complete() -> None:
     t = 0.0
     while t < 4 * HOUR:
         rates = s.rates(t, dt)
-        s.account(rates, dt)
+        s.account(rates, delivered(rates, dt), dt)
         t += dt
         counts[round(t)] = s.boluses_done
     assert counts[round(HOUR)] == 0
@@ -202,3 +209,93 @@ def test_pause_also_holds_back_profile_steps_taken_meanwhile() -> None:
     assert s.rates(150.0, 1.0) == dict.fromkeys(PUMPS, 0.0)
     s.paused = False
     assert s.rates(151.0, 1.0)["feed_ml_per_h"] == 5.0  # the step made while paused applies
+
+
+# --- verified delivery: the ledger books what the totalisers measured ---------------------------
+
+
+def delivery_schedule(on_short: str = "stop", base: float = 1.0) -> FeedSchedule:
+    return FeedSchedule(ScheduleConfig.model_validate({
+        "perfusion": [{"at": 0.0, "feed_ml_per_h": base}],
+        "bolus": [{"at": 0.0, "volume_ml": 2.0, "rate_ml_per_h": 30.0}],
+        "delivery": {"on_short": on_short, "max_commanded_factor": 2.0}}))
+
+
+def news(s: FeedSchedule) -> list[str]:
+    out = [what for what, _ in s.ledger]
+    s.ledger.clear()
+    return out
+
+
+def test_a_healthy_bolus_is_credited_with_what_was_measured_beyond_the_perfusion() -> None:
+    s = delivery_schedule()
+    run(s, 0.0, 600.0, 1.0)
+    bolus = s.boluses[0]
+    assert bolus.commanded_ml == pytest.approx(2.0, abs=1e-9)
+    assert bolus.delivered_ml == pytest.approx(2.0, abs=1e-9)
+    assert news(s) == ["started", "done"]
+
+
+def test_a_clogged_pump_leaves_the_bolus_short_open_and_mismatched_under_stop() -> None:
+    s = delivery_schedule("stop")
+    trace = run(s, 0.0, 1200.0, 1.0, fraction=0.0)
+    bolus = s.boluses[0]
+    assert (bolus.commanded_ml, bolus.delivered_ml) == (pytest.approx(2.0), 0.0)
+    assert news(s) == ["started", "mismatch", "short"]
+    assert bolus.state == "short" and not bolus.done and s.boluses_done == 0
+    # It stopped at its commanded volume: the perfusion alone from then on.
+    assert pumped_ml(trace, "feed_ml_per_h", 1.0, base=1.0) == pytest.approx(2.0, abs=1e-9)
+
+
+def test_complete_pumps_on_until_the_measured_volume_is_in() -> None:
+    s = delivery_schedule("complete")
+    run(s, 0.0, 2000.0, 1.0, fraction=0.6)  # worn tubing: 60 % of what is asked for
+    bolus = s.boluses[0]
+    assert news(s) == ["started", "mismatch", "completing", "done"]
+    assert bolus.delivered_ml == pytest.approx(2.0, abs=1e-3)
+    # 2 / 0.6 mL, and more for the perfusion's share, also short by 40 %; below the 4 mL cap
+    assert 2.0 / 0.6 < bolus.commanded_ml < 3.5
+    assert bolus.done
+
+
+def test_complete_stops_at_its_cap_and_stays_short() -> None:
+    s = delivery_schedule("complete")
+    trace = run(s, 0.0, 2000.0, 1.0, fraction=0.0)
+    bolus = s.boluses[0]
+    assert news(s) == ["started", "mismatch", "completing", "short"]
+    assert bolus.commanded_ml == pytest.approx(4.0, abs=1e-9)  # 2 x its volume, no more
+    assert pumped_ml(trace, "feed_ml_per_h", 1.0, base=1.0) == pytest.approx(4.0, abs=1e-9)
+    assert not bolus.done
+
+
+def test_a_runaway_pump_over_delivers_on_record() -> None:
+    s = delivery_schedule()
+    run(s, 0.0, 600.0, 1.0, fraction=1.5)
+    bolus = s.boluses[0]
+    assert news(s) == ["started", "mismatch", "over", "done"]
+    assert bolus.delivered_ml > bolus.volume_ml + 0.5
+
+
+def test_an_outage_is_booked_in_proportion_to_the_rates_that_stood() -> None:
+    s = delivery_schedule(base=10.0)
+    run(s, 0.0, 60.0, 1.0)  # 0.5 mL of the bolus given; it runs at 10 + 30 mL/h
+    given = s.boluses[0].delivered_ml
+    news(s)
+    # Down for 10 min with the pump running on at 40 mL/h: 6.67 mL, three quarters the bolus's.
+    s.account_outage({"feed_ml_per_h": 40.0}, {"feed_ml_per_h": 40.0 / 6})
+    bolus = s.boluses[0]
+    assert bolus.delivered_ml == pytest.approx(given + 5.0)
+    s.account(s.rates(660.0, 1.0), {"feed_ml_per_h": 10.0 / HOUR}, 1.0)
+    assert news(s) == ["booked", "over", "done"]  # commanded as delivered: no mismatch
+    assert bolus.done and bolus.delivered_ml > bolus.volume_ml
+
+
+def test_an_outage_with_nothing_commanded_books_the_flow_to_the_bolus_under_way() -> None:
+    """Killed between the checkpoint that stopped a bolus's last step and the write: the pump
+    ran on although the checkpoint says 0."""
+    s = delivery_schedule(base=0.0)
+    run(s, 0.0, 240.0, 1.0)  # 2 mL at 30 mL/h: commanded in full, judged on the next reading
+    news(s)
+    s.account_outage({"feed_ml_per_h": 0.0}, {"feed_ml_per_h": 0.25})
+    assert s.boluses[0].delivered_ml == pytest.approx(2.25)
+    assert news(s) == ["booked"]

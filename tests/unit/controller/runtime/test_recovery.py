@@ -35,7 +35,8 @@ def pump(sched: FeedSchedule, t0: float, t1: float) -> list[tuple[str, str]]:
     commanded: dict[str, float] = {}
     t = t0
     while t < t1:
-        sched.account(commanded, PERIOD_S)
+        sched.account(commanded, {name: rate * PERIOD_S / HOUR
+                                  for name, rate in commanded.items()}, PERIOD_S)
         commanded = dict(sched.rates(t, PERIOD_S))
         news += [(what, b.id) for what, b in sched.ledger]
         sched.ledger.clear()
