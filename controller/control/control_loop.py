@@ -112,6 +112,14 @@ class ControlLoop:
         if not self._configured_start and not self.pid.manual:
             self.pid.track(device_output)
 
+    def resume_at(self, device_output: float) -> None:
+        """After `restore`, when the device kept its outputs through the outage: hold what it
+        holds now, which the crashed controller wrote after its last checkpoint (up to a
+        checkpoint interval newer), rather than the checkpointed output: a restart must not
+        move the actuator. A loop in manual keeps the operator's output."""
+        if not self.pid.manual:
+            self.pid.track(device_output)
+
     def restart_from_process(self, device_output: float) -> None:
         """After `restore`, when the device went to its safe state while nobody controlled it:
         forget the checkpointed output and integral and regulate from the process as it is now,

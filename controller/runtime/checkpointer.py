@@ -95,19 +95,26 @@ class Checkpointer:
 
     def restore(self, checkpoint: ReactorCheckpoint, policy: str, now: float, device: str,
                 on_resumed: Callable[[BolusState], None],
-                from_process: Mapping[str, float] | None = None) -> None:
+                device_outputs: Mapping[str, float] | None = None,
+                went_safe: bool = False) -> None:
         """Take the checkpoint back; `on_resumed` records each bolus it left unfinished.
 
-        `from_process` (the device's outputs now) when the device went to its safe state during
-        the outage: the loops keep their checkpointed setpoints, modes and statistics but
-        regulate from the process (`ControlLoop.restart_from_process`), not from the
-        checkpointed outputs and integrals; everything else is restored as ever."""
+        `device_outputs` (what the device holds now) when the device reports a status: if it
+        went to its safe state during the outage (`went_safe`), the loops keep their
+        checkpointed setpoints, modes and statistics but regulate from the process
+        (`ControlLoop.restart_from_process`); if not, they hold what the device holds
+        (`ControlLoop.resume_at`), which may be newer than the checkpoint. Without a status the
+        checkpointed outputs stand. Everything else is restored as ever."""
         state = checkpoint.state
         for loop in self._loops:
             if loop.name in state["loops"]:
                 loop.restore(state["loops"][loop.name])
-            if from_process is not None:
-                loop.restart_from_process(from_process[loop.mv])
+            if device_outputs is None:
+                continue
+            if went_safe:
+                loop.restart_from_process(device_outputs[loop.mv])
+            else:
+                loop.resume_at(device_outputs[loop.mv])
         self._board.restore(state["alarms"])
         self._outside.restore(state["outside_alarms"])
         self._interlocks.restore(state["interlocks"])

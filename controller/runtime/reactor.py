@@ -131,7 +131,8 @@ class Reactor:
             self.checkpoints.restore(restore, restart_policy, now, self.config.device,
                                      on_resumed=lambda bolus: self._feed_event(now, "resumed",
                                                                                bolus),
-                                     from_process=device_outputs if went_safe else None)
+                                     device_outputs=None if status is None else device_outputs,
+                                     went_safe=went_safe)
             if went_safe:
                 self._record_went_safe(now, device_outputs, status)
         self.journal.setpoints(now, self.loops)

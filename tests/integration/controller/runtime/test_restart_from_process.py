@@ -119,10 +119,22 @@ def test_after_the_device_went_safe_the_heater_loop_restarts_from_the_measuremen
     assert restarted[0]["loop_outputs"]["heater_pct"] == 0.0
 
 
-@pytest.mark.parametrize("status", [DeviceStatus.RUNNING, None, CommTimeoutError("no reply")],
-                         ids=["running", "no-status", "read-fails"])
-def test_without_comm_loss_safe_the_checkpointed_output_is_restored(
+@pytest.mark.parametrize("status", [None, CommTimeoutError("no reply")],
+                         ids=["no-status", "read-fails"])
+def test_without_a_status_the_checkpointed_output_is_restored(
         tmp_path: Path, status: DeviceStatus | Exception | None) -> None:
     out = clock_module.run(_restart(tmp_path, status), None)
     assert out["heater"][0] == 54.0
     assert not [m for m, _ in out["events"] if m.startswith(WENT_SAFE)]
+
+
+def test_a_device_that_kept_its_outputs_is_resumed_at_what_it_holds(tmp_path: Path) -> None:
+    """RUNNING without COMM_LOSS_SAFE: the device holds what the crashed controller last wrote
+    (here 0 %), which may be newer than the checkpoint's 54 %: the loop holds the device's
+    value, so the restart does not move the actuator."""
+    out = clock_module.run(_restart(tmp_path, DeviceStatus.RUNNING), None)
+    assert 54.0 not in out["heater"]
+    assert not [m for m, _ in out["events"] if m.startswith(WENT_SAFE)]
+    restarted = [data for message, data in out["events"]
+                 if message.startswith("reactor restarted")]
+    assert restarted[0]["loop_outputs"]["heater_pct"] == 0.0
