@@ -77,11 +77,11 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
         sub.close()
     seqs = first_deliveries([m["seq"] for m in sub.messages()])
     assert seqs == list(range(1, ticks + 1)), f"{ticks - len(seqs)} missing or out of order"
-    # Every period is a tick made or a tick skipped on record; how few are skipped is the
-    # benchmarks' to measure (the other test worker shares the two cores).
+    # Every period is a tick made or a tick skipped on record. How few are skipped is a speed,
+    # so the benchmarks' to measure (make bench): at 2.5 ms of wall time a tick, the other test
+    # worker on the two cores takes a share that varies with what it runs.
     periods = periods_after_first_tick(tmp_path / "run.sqlite", 86400, 5.0)
     assert ticks + summary["reactors"]["hsc-1"]["skipped_ticks"] == periods
-    assert ticks >= 0.8 * periods
 
 
 def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:
