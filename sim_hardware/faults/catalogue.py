@@ -245,7 +245,10 @@ CATALOGUE: tuple[FaultType, ...] = (
               "alarm `feed_delivery_mismatch` (high) when the pump's measured mL over the "
               "1 h window falls short of the commanded by max(0.2 mL, 10 %); a bolus on it "
               "is judged short the tick after its volume is commanded. Feed at 1 mL/h: "
-              "asserted within 2 h, measured 1 h (the window closing at 49 h)",
+              "asserted within 2 h, measured 1 h (the window closing at 49 h); and "
+              "`volume_balance` (the volume shows the feed the totaliser misses), measured 1 h "
+              "1 min: both together tell a lying totaliser from a clogged pump, whose balance "
+              "closes",
               "alarm only, and the record says what the totaliser says: under the default "
               "`on_short = stop` nothing more is commanded (asserted: the feed keeps its "
               "perfusion rate); an operator checks the line against the volume",
