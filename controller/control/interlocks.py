@@ -181,8 +181,8 @@ class InterlockSet:
         """When each supply's loop was last seen at its maximum."""
         self._short_since: dict[str, float] = {}
         """Supplies whose readbacks show them lost: since when."""
-        self._written: dict[str, float] = {}
-        """The gas outputs as last applied: what the mass-flow readbacks should show."""
+        self._written: Mapping[str, float] = {}
+        """The outputs as last applied: what the mass-flow readbacks should show."""
         self.tripped: set[str] = set()
         self.cleared: set[str] = set()
         """Latched and tripped, but the condition has cleared: only an operator resets them."""
@@ -238,8 +238,9 @@ class InterlockSet:
         return changes
 
     def _note_written(self, outputs: Mapping[str, float]) -> None:
-        for supply in self.supplies:
-            self._written[supply.output] = outputs.get(supply.output, 0.0)
+        """Keep this tick's outputs (a new mapping every tick, not changed after the
+        interlocks): next tick's readbacks are compared with them."""
+        self._written = outputs
 
     def _readbacks(self, supply: SupplyLost, readings: Mapping[str, Reading],
                    t_s: float) -> tuple[str, float]:

@@ -96,6 +96,14 @@ class QualityJudge:
                 # a step between two samples has twice the variance of one sample's noise
                 2.0 * noise_sd * noise_sd if noise_sd is not None else inf,
             )
+        continuous = {ch.name for ch in INPUTS if ch.kind is Kind.CONTINUOUS}
+        self._range_only: dict[str, tuple[float, float, float]] = {
+            name: limits[:3] for name, limits in self._limits.items()
+            if limits[3] == inf and limits[5] == inf and limits[6] == inf
+            and name in continuous}
+        """Channels with no rate, frozen or noise check (totalisers, readbacks, device state):
+        only their age and range are judged, without the history the other checks keep. Most
+        of a tick's inputs since issue 10, so the tick does not pay for checks they lack."""
         nan = float("nan")
         # [last accepted value, its time, when it last changed, last sample time, its verdict,
         #  previous in-range sample, sum of squared steps in this noise window, their count,
@@ -110,9 +118,22 @@ class QualityJudge:
         judged: dict[str, Reading] = {}
         limits_of = self._limits
         history_of = self._history
+        range_only = self._range_only
         for name, reading in readings.items():
+            if reading.quality is not GOOD:
+                judged[name] = reading
+                continue
+            bounds = range_only.get(name)
+            if bounds is not None:
+                value = reading.value
+                if now_s - reading.timestamp_s > bounds[0]:
+                    reading = replace(reading, quality=STALE)
+                elif not bounds[1] <= value <= bounds[2]:  # also catches NaN
+                    reading = replace(reading, quality=OUT_OF_RANGE)
+                judged[name] = reading
+                continue
             limits = limits_of.get(name)
-            if reading.quality is not GOOD or limits is None:
+            if limits is None:
                 judged[name] = reading
                 continue
             history = history_of[name]

@@ -244,13 +244,21 @@ class Chamber:
         return u
 
     def _set_physical(self, requested: ActuatorInputs) -> None:
-        """Apply `requested` at the model's time, totalising the old pump flows up to it."""
+        """Apply `requested` at the model's time. The totalisers integrate the old pump flows
+        up to it only when a flow changes (most writes move the heater or the gas only): a
+        reading adds the flow since then."""
         model = self._model
-        self._totalise(model.t_s)
-        model.set_inputs(self._physical(requested, model.t_s))
+        t_s = model.t_s
         faults = self.faults
-        self._pumped = (requested if faults is None
-                        else faults.physical(requested, model.t_s, at_chamber=False))
+        pumped = (requested if faults is None
+                  else faults.physical(requested, t_s, at_chamber=False))
+        old = self._pumped
+        if (pumped.feed_ml_per_h != old.feed_ml_per_h
+                or pumped.harvest_ml_per_h != old.harvest_ml_per_h
+                or pumped.base_ml_per_h != old.base_ml_per_h):
+            self._totalise(t_s)
+            self._pumped = pumped
+        model.set_inputs(self._physical(requested, t_s))
 
     def _totalise(self, t_s: float) -> None:
         dt_h = (t_s - self._totals_t) / 3600.0
@@ -273,24 +281,31 @@ class Chamber:
             self._set_physical(self._requested)
 
     def _device_readings(self, readings: dict[str, Reading], now: float) -> None:
+        """The device's own channels (no intermediate dict: this runs on every read)."""
         u = self._model.inputs
         faults = self.faults
         p = self.params
+        o2_kpa, co2_kpa = p.o2_supply_kpa, p.co2_supply_kpa
+        if faults is not None:
+            if faults.supply_lost("o2_pct", now):
+                o2_kpa = 0.0
+            if faults.supply_lost("co2_pct", now):
+                co2_kpa = 0.0
         dt_h = (now - self._totals_t) / 3600.0
-        values = {
-            "o2_flow_pct": u.o2_pct, "co2_flow_pct": u.co2_pct,
-            "o2_supply_kpa": (0.0 if faults is not None and faults.supply_lost("o2_pct", now)
-                              else p.o2_supply_kpa),
-            "co2_supply_kpa": (0.0 if faults is not None and faults.supply_lost("co2_pct", now)
-                               else p.co2_supply_kpa),
-            "heater_cutout": 1.0 if self.cutout else 0.0,
-            "device_boot_id": float(self.boot_id),
-            "device_uptime_s": now - self._boot_t,
-        }
-        for pump, name in TOTALISERS.items():
-            values[name] = self._totals_ml[pump] + getattr(self._pumped, pump) * dt_h
-        for name, value in values.items():
-            readings[name] = Reading(value, _UNIT[name], now, _GOOD)
+        pumped = self._pumped
+        totals = self._totals_ml
+        unit = _UNIT
+        for name, value in (
+                ("o2_flow_pct", u.o2_pct), ("co2_flow_pct", u.co2_pct),
+                ("o2_supply_kpa", o2_kpa), ("co2_supply_kpa", co2_kpa),
+                ("heater_cutout", 1.0 if self.cutout else 0.0),
+                ("device_boot_id", float(self.boot_id)),
+                ("device_uptime_s", now - self._boot_t),
+                ("feed_delivered_ml", totals["feed_ml_per_h"] + pumped.feed_ml_per_h * dt_h),
+                ("harvest_delivered_ml",
+                 totals["harvest_ml_per_h"] + pumped.harvest_ml_per_h * dt_h),
+                ("base_delivered_ml", totals["base_ml_per_h"] + pumped.base_ml_per_h * dt_h)):
+            readings[name] = Reading(value, unit[name], now, _GOOD)
 
     # ------------------------------------------------------------------------------ integration
     def _advance(self, now: float) -> None:
