@@ -20,11 +20,11 @@ async def test_watch_live(broker) -> None:
     b = broker()
     out = io.StringIO()
     settings = MqttSettings.from_url(b.url)
-    task = asyncio.create_task(watch(settings, "r1", out, min_interval_s=0.25))
+    # No periodic redraw within the test: every frame counted is one a message asked for.
+    task = asyncio.create_task(watch(settings, "r1", out, min_interval_s=0.25, refresh_s=3600))
     try:
-        # The view's subscription shows nowhere until telemetry arrives (a status alone is not
-        # drawn) and telemetry sent before it is lost: a margin for it to subscribe.
-        await asyncio.sleep(0.3)
+        await async_wait_until(lambda: "broker: connected" in out.getvalue(), 10,
+                               "the view to subscribe")
         async with aiomqtt.Client("127.0.0.1", b.port, identifier="fake-ctrl") as c:
             await c.publish(T.status, status_payload("running"), qos=1, retain=True)
             for seq in range(1, 41):  # 40 messages in ~0.4 s: throttled to a few redraws
