@@ -32,38 +32,43 @@ CLEAR_HOME = "\x1b[2J\x1b[H"
 async def watch(settings: MqttSettings, reactor: str | None, out: TextIO = sys.stdout, *,
                 min_interval_s: float = 0.25, refresh_s: float = 1.0,
                 backoff: Backoff | None = None) -> None:
-    """Subscribe and redraw until cancelled; reconnects with backoff when the broker goes."""
+    """Subscribe and redraw until cancelled; reconnects with backoff when the broker goes.
+
+    Receiving and drawing are two tasks of one group: should either fail, watch ends rather
+    than leave a frozen screen that looks live.
+    """
     state = WatchState()
-    loop = asyncio.get_running_loop()
     changed = asyncio.Event()
-    redraw = asyncio.create_task(_redraw_forever(state, out, changed, min_interval_s, refresh_s))
-    backoff = backoff or Backoff(0.2, 5.0)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_redraw_forever(state, out, changed, min_interval_s, refresh_s))
+        group.create_task(_receive_forever(state, changed, settings, reactor,
+                                           backoff or Backoff(0.2, 5.0)))
+
+
+async def _receive_forever(state: WatchState, changed: asyncio.Event, settings: MqttSettings,
+                           reactor: str | None, backoff: Backoff) -> None:
+    loop = asyncio.get_running_loop()
     # Its own client id: never take over the controller's session.
     client_settings = settings.with_client_id(f"watch-{uuid.uuid4().hex[:8]}")
-    try:
-        while True:
-            try:
-                async with aiomqtt.Client(**client_settings.client_kwargs()) as client:
-                    backoff.reset()
-                    await client.subscribe(subscription(reactor), qos=1)
-                    state.link = f"connected to {settings.url}"
-                    changed.set()
-                    async for message in client.messages:
-                        payload = message.payload
-                        raw = (payload if isinstance(payload, bytes)
-                               else str(payload or "").encode())
-                        if state.update(str(message.topic), raw, loop.time()):
-                            changed.set()
-            except aiomqtt.MqttError as exc:
-                delay = backoff.next_delay_s()
-                log.warning("watch.outage", broker=settings.url, error=str(exc), retry_in_s=delay)
-                state.link = f"broker unreachable ({text(str(exc))}); retrying in {delay:.1f} s"
+    while True:
+        try:
+            async with aiomqtt.Client(**client_settings.client_kwargs()) as client:
+                backoff.reset()
+                await client.subscribe(subscription(reactor), qos=1)
+                state.link = f"connected to {settings.url}"
                 changed.set()
-                await asyncio.sleep(delay)
-    finally:
-        redraw.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await redraw
+                async for message in client.messages:
+                    payload = message.payload
+                    raw = (bytes(payload) if isinstance(payload, (bytes, bytearray))
+                           else str(payload or "").encode())
+                    if state.update(str(message.topic), raw, loop.time()):
+                        changed.set()
+        except aiomqtt.MqttError as exc:
+            delay = backoff.next_delay_s()
+            log.warning("watch.outage", broker=settings.url, error=str(exc), retry_in_s=delay)
+            state.link = f"broker unreachable ({text(str(exc))}); retrying in {delay:.1f} s"
+            changed.set()
+            await asyncio.sleep(delay)
 
 
 async def _redraw_forever(state: WatchState, out: TextIO, changed: asyncio.Event,
