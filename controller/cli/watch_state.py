@@ -1,0 +1,201 @@
+"""What the watch view knows about each reactor, folded from MQTT messages one at a time.
+
+Every field is normalised when the message arrives (types checked, strings made printable,
+collections bounded), so the renderer formats plain values and can never meet a wrong type. A
+message that cannot be read is counted by reason and changes nothing else. Times of arrival come
+from the caller (`now_s`, the watch's loop clock): the data age is a difference of two of them.
+"""
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from controller.cli.watch_payload import (
+    PayloadRejected,
+    decode_object,
+    integer,
+    mapping,
+    number,
+    text,
+)
+from controller.mqtt.topics import parse_topic
+
+log = structlog.get_logger(__name__)
+
+MAX_REACTORS = 64
+MAX_ENTRIES = 64
+"""Per reactor: readings, loops, outputs, settings and alarms kept (a peer may invent names)."""
+RECENT = 5
+"""Events and command replies shown."""
+PRIORITIES = ("critical", "high", "medium", "low")
+_PRIORITY_OF_SEVERITY = {"critical": "critical", "alarm": "high", "warning": "medium",
+                         "info": "low"}
+BOARD_STATES = ("unack", "acked", "rtn_unack", "latched", "normal", "shelved", "out_of_service")
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float | None
+    unit: str
+    quality: str
+
+
+@dataclass(frozen=True)
+class Alarm:
+    name: str
+    priority: str
+    """One of PRIORITIES, or `?` when the message named none."""
+    state: str
+    """The alarm-board state the message starts with, else `active`/`cleared`."""
+    active: bool
+    message: str
+    t_s: float | None
+
+
+@dataclass(frozen=True)
+class Note:
+    """An event or a command reply, as one line."""
+
+    t_s: float | None
+    label: str
+    message: str
+
+
+@dataclass
+class Telemetry:
+    seq: int | None = None
+    t_s: float | None = None
+    wall_ts: str | None = None
+    run_id: str | None = None
+    readings: dict[str, Reading] = field(default_factory=dict)
+    setpoints: dict[str, float | None] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class ReactorView:
+    state: str = "?"
+    run_id: str | None = None
+    telemetry: Telemetry | None = None
+    telemetry_at_s: float | None = None
+    """When the last telemetry arrived, on the watch's clock: the data age is measured from it."""
+    settings: dict[str, tuple[float | None, str]] = field(default_factory=dict)
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+    events: deque[Note] = field(default_factory=lambda: deque(maxlen=RECENT))
+    replies: deque[Note] = field(default_factory=lambda: deque(maxlen=RECENT))
+    gaps: int = 0
+    """Telemetry seq numbers skipped (a lost message would show here)."""
+
+    def setpoint_unit(self, loop: str) -> str:
+        """A loop's unit, from its retained setting (telemetry carries setpoints bare)."""
+        return self.settings.get(f"{loop}.setpoint", (None, ""))[1]
+
+
+@dataclass
+class WatchState:
+    reactors: dict[str, ReactorView] = field(default_factory=dict)
+    rejected: Counter[str] = field(default_factory=Counter)
+    """Messages not read, by reason (too_large, not_utf8, too_deep, not_json, ...)."""
+    link: str = "connecting to the broker"
+    """The watch's own broker connection: without it every age grows and nothing says why."""
+
+    def update(self, topic: str, payload: bytes, now_s: float) -> bool:
+        """Fold one message in; True when the view changed (a redraw point)."""
+        parsed = parse_topic(topic)
+        if parsed is None:
+            return False
+        reactor_id, rest = parsed
+        if rest == "cmd" or rest.endswith("/set"):
+            return False  # operators' requests: the controller's replies and settings tell
+        try:
+            body = decode_object(payload)
+        except PayloadRejected as exc:
+            self.rejected[exc.reason] += 1
+            log.info("watch.rejected", topic=text(topic, 200), reason=exc.reason, error=str(exc))
+            return True
+        view = self._view(reactor_id)
+        if view is None:
+            self.rejected["too_many_reactors"] += 1
+            return True
+        if rest == "status":
+            view.state = text(body.get("state"), 20) or "?"
+            view.run_id = text(body.get("run_id"), 40) or view.run_id
+        elif rest == "telemetry":
+            self._telemetry(view, body, now_s)
+        elif rest == "alarms":
+            _fold_alarm(view.alarms, body)
+        elif rest == "events":
+            view.events.append(Note(number(body.get("t_s")), text(body.get("kind"), 20) or "?",
+                                    text(body.get("message")) or ""))
+        elif rest == "cmd/reply":
+            view.replies.append(_reply(body))
+        elif rest.startswith("settings/") and len(view.settings) < MAX_ENTRIES:
+            name = text(rest.removeprefix("settings/"), 40) or "?"
+            view.settings[name] = (number(body.get("value")), text(body.get("unit"), 16) or "")
+        else:
+            return False
+        return True
+
+    def _view(self, reactor_id: str) -> ReactorView | None:
+        name = text(reactor_id, 40) or "?"
+        if name not in self.reactors and len(self.reactors) >= MAX_REACTORS:
+            return None
+        return self.reactors.setdefault(name, ReactorView())
+
+    @staticmethod
+    def _telemetry(view: ReactorView, body: dict[str, Any], now_s: float) -> None:
+        seq = integer(body.get("seq"))
+        last = view.telemetry.seq if view.telemetry else None
+        if last is not None and seq is not None and seq > last + 1:
+            view.gaps += seq - last - 1
+        view.telemetry = Telemetry(
+            seq=seq, t_s=number(body.get("t_s")), wall_ts=text(body.get("wall_ts"), 32),
+            run_id=text(body.get("run_id"), 40),
+            readings={name: _reading(r) for name, r in _bounded(body.get("readings"))},
+            setpoints={name: number(v) for name, v in _bounded(body.get("setpoints"))},
+            modes={name: text(m, 12) or "?" for name, m in _bounded(body.get("modes"))},
+            outputs={name: number(v) for name, v in _bounded(body.get("outputs"))})
+        view.telemetry_at_s = now_s
+        if view.telemetry.run_id:
+            view.run_id = view.telemetry.run_id
+
+
+def _bounded(value: Any) -> list[tuple[str, Any]]:
+    """The first MAX_ENTRIES items of a JSON object, names made printable."""
+    items = list(mapping(value).items())[:MAX_ENTRIES]
+    return [(text(name, 40) or "?", item) for name, item in items]
+
+
+def _reading(value: Any) -> Reading:
+    r = mapping(value)
+    return Reading(number(r.get("value")), text(r.get("unit"), 16) or "",
+                   text(r.get("quality"), 16) or "?")
+
+
+def _fold_alarm(board: dict[str, Alarm], body: dict[str, Any]) -> None:
+    """Keep what still needs attention: active alarms and those latched or unacknowledged."""
+    name = text(body.get("name"), 40) or "?"
+    active = body.get("active") is True
+    message = text(body.get("message")) or ""
+    head, _, rest = message.partition(": ")
+    state = head if head in BOARD_STATES else ("active" if active else "cleared")
+    priority = text(body.get("priority"), 12)
+    if priority not in PRIORITIES:
+        priority = _PRIORITY_OF_SEVERITY.get(text(body.get("severity"), 12) or "", "?")
+    if state in ("normal", "cleared") and not active:
+        board.pop(name, None)
+        return
+    if name in board or len(board) < MAX_ENTRIES:
+        board[name] = Alarm(name, priority, state, active,
+                            rest if head in BOARD_STATES else message, number(body.get("t_s")))
+
+
+def _reply(body: dict[str, Any]) -> Note:
+    ok = body.get("ok") is True
+    code = text(body.get("code"), 24) or ("applied" if ok else "?")
+    return Note(number(body.get("t_s")), f"{'ok' if ok else 'REFUSED'} {code}",
+                text(body.get("message")) or "")
