@@ -423,13 +423,14 @@ def test_parse_key() -> None:
 
 
 def test_bounds_from_config() -> None:
-    config = load_default(**{"band = 0.1": "band = 0.1\nsetpoint_min = 35.0\nsetpoint_max = 39.0"})
+    do_bounds = "setpoint_min = 10.0       # operator bounds: 10-60 % air saturation\n"
+    config = load_default(**{do_bounds: "", "setpoint_max = 60.0\n": ""})
     reactor = config.reactor[0]
     board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     bounds = bounds_from_config(reactor, board, bolus_max_ml=10.0,
                                 outside_alarms=["outbox_full"])
     assert bounds.reactor_id == "hsc-1" and bounds.bolus_max_ml == 10.0
-    assert bounds.loops["temperature"] == LoopBounds(35.0, 39.0, 0.0, 100.0)
+    assert bounds.loops["temperature"] == LoopBounds(35.0, 37.5, 0.0, 100.0)  # the config's
     assert bounds.loops["do"] == LoopBounds(0.0, 300.0, 0.0, 60.0)  # datasheet, config out_max
     # The board's own alarms and those raised outside it may be acknowledged; only the board's
     # may be shelved or taken out of service.
