@@ -382,3 +382,30 @@ async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:
     assert (T.cmd, b"operator-cmd") in seen
     assert not any(p in (b'{"seq":666}', b'{"seq":667}', b"viewer-cmd") for _, p in seen)
     assert ctl_seen == [b"operator-cmd"]
+
+
+async def test_docs_message_size_limit_drops_a_huge_command_at_the_broker(tmp_path: Path) -> None:
+    """The `message_size_limit` of docs/mqtt.md's broker config: a payload above it never
+    reaches the controller's subscription; one at the limit does."""
+    text = (REPO / "docs" / "mqtt.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("message_size_limit "))
+    limit = int(line.split()[1])
+    assert limit > 8192  # above the largest command, so only a hostile payload is dropped
+    b = Broker(tmp_path)
+    b.conf.write_text(b.conf.read_text() + line + "\n")
+    b.start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", b.port, identifier="ctl") as ctl:
+            await ctl.subscribe(T.cmd, qos=1)
+            # Mosquitto 2.0.11 refuses the PUBACK or drops the sender's connection: either way
+            # the message goes no further.
+            with contextlib.suppress(aiomqtt.MqttError):
+                async with aiomqtt.Client("127.0.0.1", b.port, identifier="big", timeout=2) as c:
+                    await c.publish(T.cmd, b"x" * (limit + 1), qos=1)
+            async with aiomqtt.Client("127.0.0.1", b.port, identifier="op") as op:
+                await op.publish(T.cmd, b"y" * limit, qos=1)
+            async with asyncio.timeout(5):
+                first = await anext(aiter(ctl.messages))
+        assert first.payload == b"y" * limit
+    finally:
+        b.stop()
