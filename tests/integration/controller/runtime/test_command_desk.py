@@ -8,18 +8,14 @@ import sqlite3
 import time
 from pathlib import Path
 
-from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.reactors import default_reactor
 
 from controller import clock as clock_module
 from controller.clock import Clock
-from controller.config import load_config
 from controller.operator.audit import read_audit
 from controller.operator.nonce_store import NonceStore
 from controller.operator.protocol import sign
 from controller.operator.replay import ReplayGuard
-from controller.runtime.historian import Historian, RunInfo
-from controller.runtime.reactor import Reactor
-from controller.runtime.run import open_reactor_driver
 
 KEY = bytes(range(32))
 
@@ -31,12 +27,7 @@ def _setpoint(loop: str, value: float) -> bytes:
 
 
 async def _scenario(tmp_path: Path) -> dict[str, float]:
-    config = load_config(DEFAULT_CONFIG_PATH)
-    clock = Clock()
-    historian = Historian(tmp_path / "run.sqlite",
-                          RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
-    reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
-                      historian, control_period_s=1.0, stats_after_s=0.0)
+    reactor, historian = default_reactor(tmp_path / "run.sqlite", Clock())
     await reactor.start()
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the store's folder should be")
