@@ -42,7 +42,7 @@ class ReactorPresence:
         *,
         run_id: str,
         time_scale: float,
-        on_command: Callable[[str, bytes], None],
+        on_command: Callable[[str, bytes, bool], None],
     ) -> None:
         self.topics = Topics(reactor_id)
         self.clock = clock

@@ -59,7 +59,7 @@ class MqttPublisher:
         will: tuple[str, bytes],
         birth: BirthSource = (),
         subscriptions: Sequence[str] = (),
-        on_message: Callable[[str, bytes], None] | None = None,
+        on_message: Callable[[str, bytes, bool], None] | None = None,
         backoff: Backoff | None = None,
         window: int = 128,
         poll_s: float = 1.0,
@@ -186,8 +186,8 @@ class MqttPublisher:
                 payload = payload.encode()
             elif not isinstance(payload, (bytes, bytearray)):
                 payload = b"" if payload is None else str(payload).encode()
-            try:
-                self.on_message(str(message.topic), bytes(payload))
+            try:  # bytes as received (no copy): the handler checks the size before parsing
+                self.on_message(str(message.topic), payload, bool(message.retain))
             except Exception:
                 log.exception("mqtt.on_message_failed", topic=str(message.topic))
 

@@ -288,19 +288,3 @@ def read_audit(db_path: Path | str) -> list[dict[str, Any]]:
         con.close()
     return [dict(row) for row in rows]
 
-
-def recent_nonces(records: Iterable[Mapping[str, Any]], reactor_id: str, now_wall_s: float,
-                  max_skew_s: float) -> list[str]:
-    """Nonces a restarted controller must still refuse, for `ReplayGuard.seed()`.
-
-    A command recorded at wall time w was signed within max_skew_s of w and stays fresh until
-    its ts + max_skew_s, so rows from the last 2 * max_skew_s are enough. Every outcome counts:
-    seeding a nonce that was never consumed (a forged command's) costs nothing, because real
-    nonces are random.
-    """
-    since = now_wall_s - 2.0 * max_skew_s
-    return [
-        r["nonce"] for r in records
-        if r["reactor_id"] == reactor_id and r["nonce"]
-        and datetime.fromisoformat(r["wall_iso"]).timestamp() >= since
-    ]

@@ -13,8 +13,11 @@ so the config file that lists them must be as protected as the reactors themselv
 
 Checks, in order (the first failure is the refusal code):
 
-1. `malformed`: not UTF-8 JSON, not an object, larger than MAX_COMMAND_BYTES, duplicate keys,
-   NaN/Infinity or a number too large for a float, a lone surrogate in a string.
+1. `malformed`: larger than MAX_COMMAND_BYTES (checked before anything is parsed), not UTF-8
+   JSON, not an object, duplicate keys, NaN/Infinity or a number too large for a float, a lone
+   surrogate in a string.
+   `retained`: the message came as a retained one: the broker would hand it over again on
+   every reconnect, so a command is never taken from a retained message.
 2. `unsigned`: no `sig` field (or an empty one).
    `malformed` again: missing or extra fields, wrong types, a nonce that is not 16-128
    lower-case hex characters, a sig that is not 64.
@@ -27,6 +30,8 @@ Checks, in order (the first failure is the refusal code):
 7. `unknown_target`: another reactor's command.
 8. `unknown_action`, then `malformed` for the action's params (missing, extra, wrong type),
    `out_of_range` for a word outside its choices (a mode other than auto/manual).
+   `wrong_topic`: a command on `settings/<name>/set` that is not the write of that setting
+   (`<loop>.setpoint` takes `set_setpoint` of that loop only): the topic names the target.
 9. `unknown_target` for an unknown loop, alarm or interlock (or an alarm raised outside the
    alarm board, for the shelve and service actions), `forbidden` for a shelf the board's
    policy never allows (an unshelvable priority), then `out_of_range` for a value outside
@@ -71,6 +76,8 @@ UNKNOWN_TARGET = "unknown_target"
 WRONG_MODE = "wrong_mode"
 WRONG_STATE = "wrong_state"
 FORBIDDEN = "forbidden"
+RETAINED = "retained"
+WRONG_TOPIC = "wrong_topic"
 APPLIED = "applied"
 
 NUMBER = "number"

@@ -22,12 +22,14 @@ from controller.operator.protocol import (
     NUMBER,
     OUT_OF_RANGE,
     REPLAYED,
+    RETAINED,
     SIG_PATTERN,
     STALE,
     UNKNOWN_ACTION,
     UNKNOWN_OPERATOR,
     UNKNOWN_TARGET,
     UNSIGNED,
+    WRONG_TOPIC,
     Command,
     CommandRefused,
     canonical,
@@ -42,10 +44,20 @@ def verify(
     replay: ReplayGuard,
     now_wall_s: float,
     bounds: CommandBounds,
+    *,
+    setting: str | None = None,
+    retained: bool = False,
 ) -> Command:
-    """The command in `raw`, checked (see the module docstring); raises CommandRefused."""
+    """The command in `raw`, checked (see the module docstring); raises CommandRefused.
+
+    `setting`: the setting whose `settings/<name>/set` topic the command arrived on (None: the
+    `cmd` topic); `retained`: the broker's retain flag on the message."""
     body = _parse(raw)
     claimed = _claimed(body)
+    if retained:
+        raise CommandRefused(RETAINED, "a retained message is never a command: the broker "
+                             "would deliver it again on every reconnect; publish commands "
+                             "without the retain flag", claimed)
     if not body.get("sig"):
         raise CommandRefused(UNSIGNED, "the command has no signature", claimed)
     _check_fields(body, claimed)
@@ -66,6 +78,8 @@ def verify(
         raise CommandRefused(UNKNOWN_TARGET, f"command for reactor {body['reactor']!r} "
                              f"received by {bounds.reactor_id!r}", claimed)
     params = _check_params(body["action"], body["params"], claimed)
+    if setting is not None:
+        _check_setting(setting, body["action"], params, claimed)
     _check_bounds(body["action"], params, bounds, claimed)
     return Command(body["operator"], body["reactor"], body["action"], params, body["reason"],
                    ts, body["nonce"])
@@ -191,6 +205,22 @@ def _check_params(action: str, params: Mapping[str, Any],
                                      f"(allowed: {', '.join(kind)})", claimed)
             out[name] = value
     return out
+
+
+SETPOINT_SUFFIX = ".setpoint"
+"""A loop's setpoint is published as setting `<loop>.setpoint` (runtime/reactor.py)."""
+
+
+def _check_setting(setting: str, action: str, params: Mapping[str, Any],
+                   claimed: Mapping[str, Any]) -> None:
+    """A command on `settings/<setting>/set` must write that setting and nothing else."""
+    if action == "set_setpoint" and setting == f"{params['loop']}{SETPOINT_SUFFIX}":
+        return
+    wanted = (f"set_setpoint of loop {setting.removesuffix(SETPOINT_SUFFIX)!r}"
+              if setting.endswith(SETPOINT_SUFFIX) else "nothing: it is not a writable setting")
+    raise CommandRefused(WRONG_TOPIC, f"{action} {dict(params)} arrived on settings/"
+                         f"{setting:.80}/set, which takes {wanted}; send other commands on "
+                         "the cmd topic", claimed)
 
 
 def _check_bounds(action: str, params: Mapping[str, Any], bounds: CommandBounds,

@@ -24,11 +24,13 @@ from controller.clock import Clock
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet, Trip
 from controller.control.schedule import FeedSchedule
+from controller.mqtt.topics import Topics
 from controller.operator import audit
 from controller.operator.actions import apply
 from controller.operator.bounds import CommandBounds
 from controller.operator.protocol import (
     WRONG_STATE,
+    WRONG_TOPIC,
     Change,
     Command,
     CommandRefused,
@@ -78,18 +80,38 @@ class CommandDesk:
         self._keys = keys
         self._replay = replay
 
-    def receive(self, topic: str, payload: bytes) -> None:
-        """From the MQTT client: verify now; a good command waits for the next tick."""
+    def receive(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """From the MQTT client: verify now; a good command waits for the next tick.
+        `retained`: the broker's retain flag (a retained message is refused)."""
         now = self._clock.now()
         wall = self._clock.wall_time()
+        failures = self._replay.store_failures
         try:
-            command = verify(payload, self._keys, self._replay, wall, self._bounds)
+            command = verify(payload, self._keys, self._replay, wall, self._bounds,
+                             setting=self._setting_of(topic), retained=retained)
         except CommandRefused as refusal:
             log.warning("command refused", reactor=self._journal.reactor_id, code=refusal.code,
                         message=refusal.message)
             self._refuse(refusal, now, wall)
             return
+        finally:
+            if self._replay.store_failures > failures:
+                self._journal.event(now, "operator", "the nonce store failed: a replay of "
+                                    "this command is refused by this run only ("
+                                    f"{self._replay.last_store_error})", {})
         self.inbox.append(command)
+
+    def _setting_of(self, topic: str) -> str | None:
+        """The setting a `settings/<name>/set` topic writes; None for the `cmd` topic."""
+        topics = Topics(self._journal.reactor_id)
+        if topic == topics.cmd:
+            return None
+        prefix, suffix = f"{topics.base}/settings/", "/set"
+        name = topic.removeprefix(prefix).removesuffix(suffix)
+        if topic.startswith(prefix) and topic.endswith(suffix) and name and "/" not in name:
+            return name
+        raise CommandRefused(WRONG_TOPIC, f"{topic[:200]!r} is neither {topics.cmd!r} nor a "
+                             f"{topics.settings_set_filter!r} topic")
 
     def apply_pending(self, now: float, on_applied: Callable[[], None]) -> None:
         """Carry out every queued command, in order; `on_applied` after each one applied (the

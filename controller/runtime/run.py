@@ -20,6 +20,8 @@ from controller.clock import Clock
 from controller.config import Config, ConfigError, safety_warnings
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.presence import ReactorPresence
+from controller.operator.nonce_store import FILE_NAME as NONCE_FILE
+from controller.operator.nonce_store import NonceStore
 from controller.operator.replay import ReplayGuard
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
@@ -193,7 +195,9 @@ class Run:
             on_command=reactor.commands.receive,
         )
         reactor.attach_presence(presence, {op.name: op.key() for op in self.config.operator},
-                                ReplayGuard(mqtt.max_skew_s))
+                                ReplayGuard(mqtt.max_skew_s, store=NonceStore(
+                                    self.db_path.parent / NONCE_FILE, reactor.id),
+                                    now_wall_s=clock.wall_time()))
         presence.start()
 
     def stop(self, reason: str) -> None:

@@ -22,20 +22,23 @@ from controller.operator.audit import read_audit
 from controller.operator.protocol import sign
 
 
-def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0) -> Path:
+def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0,
+                 max_skew_s: float = 30.0) -> Path:
     text = DEFAULT_CONFIG_PATH.read_text().replace(
         "control_period_s = 1.0", f"control_period_s = {period_s}")
     text += (f'\n[mqtt]\nurl = "{broker_url}"\noutbox = "{tmp_path / "outbox.sqlite"}"\n'
+             f'max_skew_s = {max_skew_s}\n'
              f'\n[[operator]]\nname = "alice"\nkey_hex = "{KEY}"\n')
     path = tmp_path / "mqtt.toml"
     path.write_text(text)
     return path
 
 
-def start_run(config: Path, tmp_path: Path, *, speed: str, duration: str) -> subprocess.Popen:
+def start_run(config: Path, tmp_path: Path, *, speed: str, duration: str,
+              db_name: str = "run.sqlite") -> subprocess.Popen:
     return subprocess.Popen(
         [BIN / "bioreactor", "run", str(config), "--speed", speed, "--duration", duration,
-         "--quiet", "--db", str(tmp_path / "run.sqlite"),
+         "--quiet", "--db", str(tmp_path / db_name),
          "--summary-json", str(tmp_path / "summary.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -163,6 +166,73 @@ def test_commands_good_and_bad_are_answered_and_audited(
         setpoints = [v for (v,) in con.execute(
             "SELECT setpoint FROM setpoints WHERE loop = 'temperature' ORDER BY t_s")]
     assert setpoints[0] == 37.0 and 37.2 in setpoints
+
+
+def _publish(b: Broker, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-q", "1", "-t",
+                    topic, *(["-r"] if retain else []), "-m", payload], check=True)
+
+
+def test_a_command_captured_from_one_run_is_refused_by_the_next_run(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    """Two runs of reactor hsc-1, one after the other, new databases in one folder: the bolus
+    applied by the first is `replayed` for the second. The window is widened to 120 s so the
+    refusal is `replayed` however slowly the second run starts (30 s would also pass as
+    `stale`, which proves less). Between the runs a retained command waits on the broker; the
+    second run also gets a pH command on the temperature setpoint's topic and an oversized
+    message: all refused, answered and audited."""
+    b = broker()
+    config = write_config(tmp_path, b.url, period_s=1.0, max_skew_s=120.0)
+    replies = Subscriber(b, "bioreactor/hsc-1/cmd/reply", tmp_path / "replies.txt")
+    telemetry = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "telemetry.txt")
+    captured = json.dumps(_signed("bolus", {"volume_ml": 1.0, "channel": "feed_ml_per_h"}))
+    retained = json.dumps(_signed("pause_schedule", {}))
+    ph_on_temperature = json.dumps(_signed("set_setpoint", {"loop": "ph", "value": 7.25}))
+    replies_seen = telemetry_seen = 0
+
+    def reply_codes() -> list[str]:
+        return [m["code"] for m in replies.messages()[replies_seen:]]
+
+    try:
+        for db_name in ("first.sqlite", "second.sqlite"):
+            run = start_run(config, tmp_path, speed="20", duration="1d", db_name=db_name)
+            stopper.append(run)
+            # Commands are heard once the session has subscribed, which precedes telemetry.
+            wait_until(lambda n=telemetry_seen: len(telemetry.messages()) > n, 60,
+                       "the run's telemetry")
+            if db_name == "first.sqlite":
+                _publish(b, "bioreactor/hsc-1/cmd", captured)
+                wait_until(reply_codes, 30, "the first run's reply")
+            else:
+                wait_until(reply_codes, 30, "the retained command's refusal")
+                _publish(b, "bioreactor/hsc-1/cmd", captured)
+                _publish(b, "bioreactor/hsc-1/settings/temperature.setpoint/set",
+                         ph_on_temperature)
+                _publish(b, "bioreactor/hsc-1/cmd", "x" * 10_000)
+                wait_until(lambda: len(reply_codes()) >= 4, 30, "four replies")
+            run.send_signal(signal.SIGINT)
+            run.communicate(timeout=60)
+            if db_name == "first.sqlite":
+                assert reply_codes() == ["applied"]
+                _publish(b, "bioreactor/hsc-1/cmd", retained, retain=True)
+            replies_seen, telemetry_seen = len(replies.messages()), len(telemetry.messages())
+    finally:
+        replies.close()
+        telemetry.close()
+    second_replies = [m["code"] for m in replies.messages()[1:]]
+    assert second_replies == ["retained", "replayed", "wrong_topic", "malformed"]
+    second = read_audit(tmp_path / "second.sqlite")
+    assert [r["outcome"] for r in second] == second_replies
+    assert second[1]["action"] == "bolus" and second[1]["operator"] == "alice"
+    assert "10000 bytes" in second[3]["message"]
+    first = read_audit(tmp_path / "first.sqlite")
+    assert [(r["action"], r["outcome"]) for r in first] == [("bolus", "applied")]
+    assert first[0]["nonce"] == second[1]["nonce"]
+    with sqlite3.connect(tmp_path / "second.sqlite") as con:
+        ph_setpoints = {v for (v,) in con.execute(
+            "SELECT setpoint FROM setpoints WHERE loop = 'ph'")}
+    assert 7.25 not in ph_setpoints
 
 
 def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:

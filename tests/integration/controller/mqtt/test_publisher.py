@@ -260,11 +260,11 @@ async def test_graceful_stop_drains_and_publishes_final_status(broker, tmp_path:
 
 async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> None:
     b = broker()
-    got: list[tuple[str, bytes]] = []
+    got: list[tuple[str, bytes, bool]] = []
     outbox = Outbox(tmp_path / "o.db")
     pub = make_publisher(MqttSettings.from_url(b.url, client_id="ctrl-in"), outbox,
                          subscriptions=[T.cmd, T.settings_set_filter],
-                         on_message=lambda t, p: got.append((t, p)))
+                         on_message=lambda t, p, r: got.append((t, p, r)))
     task = asyncio.create_task(pub.run())
     try:
         await async_wait_until(lambda: pub.stats.connected, 5, "the publisher connected")
@@ -273,8 +273,19 @@ async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> Non
         async with aiomqtt.Client("127.0.0.1", b.port, identifier="operator") as c:
             await c.publish(T.cmd, b'{"id":1}', qos=1)
             await c.publish(T.setting_set("temp_sp"), b"37.5", qos=1)
-        await async_wait_until(lambda: len(got) == 2, 2, "both messages handed over")
-        assert got == [(T.cmd, b'{"id":1}'), (T.setting_set("temp_sp"), b"37.5")]
+            await c.publish(T.cmd, b'{"id":2}', qos=1, retain=True)
+        await async_wait_until(lambda: len(got) == 3, 2, "the three messages handed over")
+        assert got == [(T.cmd, b'{"id":1}', False), (T.setting_set("temp_sp"), b"37.5", False),
+                       (T.cmd, b'{"id":2}', False)]  # live, it is not flagged retained
+        # A session subscribing later gets the stored copy, flagged retained.
+        outbox_2 = Outbox(tmp_path / "o2.db")
+        later = asyncio.create_task(make_publisher(
+            MqttSettings.from_url(b.url, client_id="ctrl-in-2"), outbox_2,
+            subscriptions=[T.cmd], on_message=lambda t, p, r: got.append((t, p, r))).run())
+        await async_wait_until(lambda: len(got) == 4, 5, "the retained message on subscribe")
+        await stop_task(later)
+        outbox_2.close()
+        assert got[3] == (T.cmd, b'{"id":2}', True)
     finally:
         await stop_task(task)
         outbox.close()
@@ -371,3 +382,30 @@ async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:
     assert (T.cmd, b"operator-cmd") in seen
     assert not any(p in (b'{"seq":666}', b'{"seq":667}', b"viewer-cmd") for _, p in seen)
     assert ctl_seen == [b"operator-cmd"]
+
+
+async def test_docs_message_size_limit_drops_a_huge_command_at_the_broker(tmp_path: Path) -> None:
+    """The `message_size_limit` of docs/mqtt.md's broker config: a payload above it never
+    reaches the controller's subscription; one at the limit does."""
+    text = (REPO / "docs" / "mqtt.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("message_size_limit "))
+    limit = int(line.split()[1])
+    assert limit > 8192  # above the largest command, so only a hostile payload is dropped
+    b = Broker(tmp_path)
+    b.conf.write_text(b.conf.read_text() + line + "\n")
+    b.start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", b.port, identifier="ctl") as ctl:
+            await ctl.subscribe(T.cmd, qos=1)
+            # Mosquitto 2.0.11 refuses the PUBACK or drops the sender's connection: either way
+            # the message goes no further.
+            with contextlib.suppress(aiomqtt.MqttError):
+                async with aiomqtt.Client("127.0.0.1", b.port, identifier="big", timeout=2) as c:
+                    await c.publish(T.cmd, b"x" * (limit + 1), qos=1)
+            async with aiomqtt.Client("127.0.0.1", b.port, identifier="op") as op:
+                await op.publish(T.cmd, b"y" * limit, qos=1)
+            async with asyncio.timeout(5):
+                first = await anext(aiter(ctl.messages))
+        assert first.payload == b"y" * limit
+    finally:
+        b.stop()

@@ -104,21 +104,6 @@ def test_the_audit_table_refuses_update_and_delete(tmp_path: Path) -> None:
     assert audit.read_audit(db)[0]["operator"] == "alice"
 
 
-def test_a_restarted_controller_refuses_nonces_from_the_audit_trail(tmp_path: Path) -> None:
-    db = tmp_path / "run.sqlite"
-    historian = Historian(db, RUN)
-    for record in _outcomes(ReplayGuard()):
-        historian.record_audit(record)
-    historian.close()
-    restarted = ReplayGuard(30.0)
-    nonces = audit.recent_nonces(audit.read_audit(db), "hsc-1", NOW + 10, 30.0)
-    assert set(nonces) == {"a1" * 8, "b2" * 8, "c3" * 8}
-    restarted.seed(nonces, NOW + 10)
-    with pytest.raises(CommandRefused, match="replayed"):
-        verify(_command(36.5, "a1" * 8), {"alice": KEY}, restarted, NOW + 10, BOUNDS)
-    assert audit.recent_nonces(audit.read_audit(db), "hsc-1", NOW + 65, 30.0) == []
-
-
 def test_a_run_recorded_before_the_audit_table_reads_as_empty(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite"
     sqlite3.connect(db).close()

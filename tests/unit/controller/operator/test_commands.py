@@ -23,6 +23,7 @@ from controller.operator.actions import apply
 from controller.operator.bounds import CommandBounds, LoopBounds, bounds_from_config
 from controller.operator.protocol import (
     ACTIONS,
+    MAX_COMMAND_BYTES,
     Command,
     CommandRefused,
     applied_reply,
@@ -254,10 +255,33 @@ def test_replay_guard_forgets_only_what_the_window_refuses_anyway() -> None:
         assert guard.remember(f"{i:016x}", NOW + i, NOW + i)
     assert guard.remembered == 31  # only nonces whose ts is still within the window are kept
     assert not guard.remember(f"{99:016x}", NOW + 99, NOW + 100)
-    # After a restart, nonces seeded from the audit trail are refused for a whole window.
-    fresh = ReplayGuard()
-    fresh.seed(["00112233445566778899aabbccddeeff"], NOW)
-    assert refused(raw(body()), fresh).code == "replayed"
+
+
+def _on_topic(data: bytes, **where: Any) -> CommandRefused:
+    with pytest.raises(CommandRefused) as info:
+        verify(data, KEYS, ReplayGuard(), NOW, BOUNDS, **where)
+    return info.value
+
+
+def test_a_command_on_a_setting_topic_must_write_that_setting() -> None:
+    ph = raw(body(params={"loop": "ph", "value": 7.25}))
+    error = _on_topic(ph, setting="temperature.setpoint")
+    assert error.code == "wrong_topic" and "temperature" in error.message
+    assert error.claimed["operator"] == "alice"
+    assert _on_topic(raw(body("pause_schedule", {})), setting="ph.setpoint").code == "wrong_topic"
+    assert _on_topic(raw(body()), setting="temperature.gain").code == "wrong_topic"
+    command = verify(ph, KEYS, ReplayGuard(), NOW, BOUNDS, setting="ph.setpoint")
+    assert command.params == {"loop": "ph", "value": 7.25}
+
+
+def test_a_retained_message_is_never_a_command() -> None:
+    error = _on_topic(raw(body()), retained=True)
+    assert error.code == "retained" and error.claimed["nonce"] == body()["nonce"]
+
+
+def test_an_oversized_message_is_refused_before_it_is_parsed() -> None:
+    error = _on_topic(b"[" * (MAX_COMMAND_BYTES + 1))  # would be a RecursionError if parsed
+    assert error.code == "malformed" and f"{MAX_COMMAND_BYTES + 1} bytes" in error.message
 
 
 def test_out_of_range_names_parameter_value_and_range() -> None:
@@ -399,13 +423,14 @@ def test_parse_key() -> None:
 
 
 def test_bounds_from_config() -> None:
-    config = load_default(**{"band = 0.1": "band = 0.1\nsetpoint_min = 35.0\nsetpoint_max = 39.0"})
+    do_bounds = "setpoint_min = 10.0       # operator bounds: 10-60 % air saturation\n"
+    config = load_default(**{do_bounds: "", "setpoint_max = 60.0\n": ""})
     reactor = config.reactor[0]
     board = alarm_board(reactor.loops, reactor.alarm, reactor.alarm_board)
     bounds = bounds_from_config(reactor, board, bolus_max_ml=10.0,
                                 outside_alarms=["outbox_full"])
     assert bounds.reactor_id == "hsc-1" and bounds.bolus_max_ml == 10.0
-    assert bounds.loops["temperature"] == LoopBounds(35.0, 39.0, 0.0, 100.0)
+    assert bounds.loops["temperature"] == LoopBounds(35.0, 37.5, 0.0, 100.0)  # the config's
     assert bounds.loops["do"] == LoopBounds(0.0, 300.0, 0.0, 60.0)  # datasheet, config out_max
     # The board's own alarms and those raised outside it may be acknowledged; only the board's
     # may be shelved or taken out of service.
