@@ -1,0 +1,60 @@
+"""ReactorPresence: what one reactor's messages say about whose they are."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controller.clock import Clock
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.presence import ReactorPresence
+
+NEVER_STARTED = MqttSettings.from_url("mqtt://127.0.0.1:9")
+
+
+def presence(outbox: Path, run_id: str) -> ReactorPresence:
+    return ReactorPresence("r1", NEVER_STARTED, outbox, Clock(), run_id=run_id, time_scale=1.0,
+                           on_command=lambda topic, payload: None)
+
+
+def ticks(p: ReactorPresence, n: int) -> None:
+    for i in range(n):
+        p.tick(float(i), {}, {}, {}, {})
+    p.outbox.commit()
+
+
+def telemetry(outbox: Path) -> list[tuple[str, int]]:
+    p = presence(outbox, "reader")
+    seen = [(body["run_id"], body["seq"]) for body in
+            (json.loads(m.payload) for m in p.outbox.peek(1000)) if "seq" in body]
+    p.outbox.close()
+    return seen
+
+
+async def test_a_continued_run_goes_on_from_its_last_seq_and_a_new_run_starts_at_one(
+    tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox.sqlite"
+    first = presence(outbox, "run-a")
+    ticks(first, 3)
+    first.tick(3.0, {}, {}, {}, {})  # appended, never committed: the process died here
+    first.outbox.close()
+    continued = presence(outbox, "run-a")
+    ticks(continued, 2)
+    continued.outbox.close()
+    other = presence(outbox, "run-b")
+    ticks(other, 1)
+    other.outbox.close()
+    assert telemetry(outbox) == [("run-a", 1), ("run-a", 2), ("run-a", 3), ("run-a", 4),
+                                 ("run-a", 5), ("run-b", 1)]
+
+
+async def test_alarms_and_events_name_their_run_and_severity(tmp_path: Path) -> None:
+    p = presence(tmp_path / "outbox.sqlite", "run-a")
+    p.alarm(5.0, "temperature_high", priority="critical", active=True,
+            message="unack: temperature_c above 38.5", value=38.6)
+    p.event(6.0, "feed", "bolus s0 done")
+    p.outbox.commit()
+    alarm, event = (json.loads(m.payload) for m in p.outbox.peek(10))
+    p.outbox.close()
+    assert (alarm["run_id"], alarm["severity"], alarm["value"]) == ("run-a", "critical", 38.6)
+    assert event["run_id"] == "run-a"
