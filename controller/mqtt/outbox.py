@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain  INTEGER NOT NULL
 )
 """
-_MARKS_SCHEMA = "CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 
 
 class Outbox:
@@ -69,7 +68,6 @@ class Outbox:
         # lose the last commits but never corrupts the file.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
-        self._db.execute(_MARKS_SCHEMA)
         if max_page_count is not None:
             self._db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
         row = self._db.execute(
@@ -86,7 +84,6 @@ class Outbox:
         self._buffer: list[tuple[int, str, bytes, int, int]] = []
         self._acked: dict[int, int] = {}  # seq -> size, acked but not yet deleted
         self._listeners: list[Callable[[], None]] = []
-        self._pending_marks: dict[str, int] = {}
         self._closed = False
 
     # -- producer side (the control tick) -------------------------------------------------
@@ -101,19 +98,6 @@ class Outbox:
         self._buffer.append((seq, topic, bytes(payload), qos, int(retain)))
         return seq
 
-    def set_mark(self, name: str, value: int) -> None:
-        """Remember `value` under `name`, durable with the next commit (in the same
-        transaction as the messages appended before it): the producer's own counters, such as
-        the last telemetry seq of a run, survive a crash exactly as far as its messages do."""
-        self._pending_marks[name] = int(value)
-
-    def mark(self, name: str) -> int | None:
-        """The value last set under `name` (committed or pending), None if never set."""
-        if name in self._pending_marks:
-            return self._pending_marks[name]
-        row = self._db.execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchone()
-        return None if row is None else int(row[0])
-
     def commit(self) -> int:
         """Make every appended message durable (one transaction); return how many.
 
@@ -122,7 +106,7 @@ class Outbox:
         if self._closed:
             raise OutboxError(f"outbox {self.path} is closed")
         batch = self._buffer
-        if not batch and not self._acked and not self._pending_marks:
+        if not batch and not self._acked:
             return 0
         try:
             self._db.execute("BEGIN")
@@ -130,12 +114,6 @@ class Outbox:
                 self._db.executemany(
                     "INSERT INTO outbox (seq, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)",
                     batch,
-                )
-            if self._pending_marks:
-                self._db.executemany(
-                    "INSERT INTO marks (name, value) VALUES (?, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                    list(self._pending_marks.items()),
                 )
             self._delete_acked()
             self._db.execute("COMMIT")
@@ -149,7 +127,6 @@ class Outbox:
             raise OutboxError(f"outbox {self.path}: commit failed: {exc}") from exc
         self._acked.clear()
         self._buffer = []
-        self._pending_marks.clear()
         self._stored_count += len(batch)
         self._stored_bytes += sum(len(t) + len(p) for _, t, p, _, _ in batch)
         for listener in list(self._listeners):

@@ -48,11 +48,8 @@ class ReactorPresence:
         self.topics = Topics(reactor_id)
         self.clock = clock
         self.run_id = run_id
+        self.seq = 0
         self.outbox = Outbox(outbox_path)
-        self._seq_mark = f"telemetry_seq:{run_id}"
-        self.seq = self.outbox.mark(self._seq_mark) or 0
-        """The last telemetry seq of this run: a run continued after a crash goes on from the
-        last one its outbox committed, so (run_id, seq) never names two messages."""
         self._last_commit_wall = float("-inf")
         self._scale = time_scale
         self.publisher = MqttPublisher(
@@ -88,7 +85,6 @@ class ReactorPresence:
             setpoints=setpoints, outputs=outputs, modes=modes, run_id=self.run_id,
         )
         self.outbox.append(self.topics.telemetry, payload)
-        self.outbox.set_mark(self._seq_mark, self.seq)
         self.maybe_commit()
 
     def event(self, t_s: float, kind: str, message: str,

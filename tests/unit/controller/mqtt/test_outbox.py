@@ -122,14 +122,3 @@ def test_messages_left_by_an_earlier_process_are_marked_inherited(tmp_path: Path
     with Outbox(tmp_path / "emptied.sqlite") as ob:
         assert ob.inherited_through_seq == 0
 
-
-def test_marks_are_durable_with_their_commit_only(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.sqlite"
-    with Outbox(path) as ob:
-        assert ob.mark("n") is None
-        ob.set_mark("n", 7)
-        ob.commit()
-        ob.set_mark("n", 8)  # never committed
-        assert ob.mark("n") == 8
-    with Outbox(path) as ob:
-        assert ob.mark("n") == 7

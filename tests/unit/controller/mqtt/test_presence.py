@@ -30,22 +30,16 @@ def telemetry(outbox: Path) -> list[tuple[str, int]]:
     return seen
 
 
-async def test_a_continued_run_goes_on_from_its_last_seq_and_a_new_run_starts_at_one(
-    tmp_path: Path
-) -> None:
+async def test_each_run_numbers_its_own_telemetry_under_its_run_id(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.sqlite"
-    first = presence(outbox, "run-a")
-    ticks(first, 3)
-    first.tick(3.0, {}, {}, {}, {})  # appended, never committed: the process died here
-    first.outbox.close()
-    continued = presence(outbox, "run-a")
-    ticks(continued, 2)
-    continued.outbox.close()
-    other = presence(outbox, "run-b")
-    ticks(other, 1)
-    other.outbox.close()
-    assert telemetry(outbox) == [("run-a", 1), ("run-a", 2), ("run-a", 3), ("run-a", 4),
-                                 ("run-a", 5), ("run-b", 1)]
+    killed = presence(outbox, "run-a")
+    ticks(killed, 3)
+    killed.outbox.close()  # left unsent: the next run sends it first (test_publisher.py)
+    nxt = presence(outbox, "run-b")
+    ticks(nxt, 2)
+    nxt.outbox.close()
+    assert telemetry(outbox) == [("run-a", 1), ("run-a", 2), ("run-a", 3), ("run-b", 1),
+                                 ("run-b", 2)]
 
 
 async def test_alarms_and_events_name_their_run_and_severity(tmp_path: Path) -> None:
