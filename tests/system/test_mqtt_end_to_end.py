@@ -296,11 +296,15 @@ def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
     b = broker()
     config = _with_alarms(write_config(tmp_path, b.url, period_s=1.0), VOLUME_WATCH)
     alarms = Subscriber(b, "bioreactor/hsc-1/alarms", tmp_path / "alarms.txt")
-    run = start_run(config, tmp_path, speed="20", duration="1d")
+    run = start_run(config, tmp_path, speed="20", duration="1d",
+                    options=("--run-id", "shelving"))
     stopper.append(run)
     try:
         raised = _await(alarms, "volume_watch", "unack")
         assert raised["active"] is True
+        # a low-priority alarm, judged on the chamber's ~50 mL, from this run
+        assert raised["severity"] == "info" and raised["value"] > 10.0
+        assert raised["run_id"] == "shelving"
         shelve = _cmd(b, "shelve_alarm", "alarm=volume_watch", "duration_s=2m")
         assert shelve.returncode == 0, shelve.stderr
         reply = json.loads(shelve.stdout)
