@@ -77,6 +77,9 @@ class Transition:
     alarms: tuple[str, ...] = ()
     """Flood transitions: the alarms that flooded (start) or whose notifications were held
     back (end), so one message can say what a pager would otherwise have said N times."""
+    value: float | None = None
+    """What a value alarm last judged (the reading; a rate alarm's rate per hour), so a
+    notification says how far out it was; None for condition alarms and the flood."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"alarm": self.alarm, "from": self.from_state.value, "to": self.to_state.value,
@@ -105,6 +108,7 @@ class Alarm:
         self._slope_per_h: float | None = None
         self.first_raised_t_s: float | None = None
         self.last_change_t_s: float | None = None
+        self._judged_value: float | None = None  # value alarms: the last value compared
 
     # -- views ------------------------------------------------------------------------------
 
@@ -214,6 +218,8 @@ class Alarm:
             if rate is None:  # not enough history yet: keep the condition as it is
                 return self.evaluate(self._active, t_s)
             condition = abs(rate) > limit - db
+            pv = rate
+        self._judged_value = pv
         return self.evaluate(condition, t_s)
 
     def hold(self, t_s: float) -> list[Transition]:
@@ -344,7 +350,8 @@ class Alarm:
                     operator: str | None = None, notify: bool = True) -> Transition:
         if before is not to:
             self.last_change_t_s = t_s
-        return Transition(self.name, before, to, t_s, reason, self.priority, notify, operator)
+        return Transition(self.name, before, to, t_s, reason, self.priority, notify, operator,
+                          value=self._judged_value)
 
     def _rate_per_h(self, pv: float, t: float) -> float | None:
         """Least-squares slope over the decimated samples of the window, refitted only when a

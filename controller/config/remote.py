@@ -16,8 +16,9 @@ class MqttConfig(StrictModel):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    outbox: str = Field(default="runs/outbox.sqlite",
-                        description="durable store-and-forward queue (kept across restarts)")
+    outbox: str | None = Field(
+        default=None, description="durable store-and-forward queue (kept across restarts); "
+        "default: outbox-REACTOR.sqlite beside the run's database")
     max_skew_s: float = Field(default=30.0, gt=0, le=3600,
                               description="commands older or newer than this are refused")
 

@@ -55,11 +55,13 @@ class Outbox:
     """A FIFO of MQTT messages in a SQLite file (WAL). Use from one thread (the event loop)."""
 
     def __init__(self, path: str | Path, *, max_page_count: int | None = None) -> None:
-        """Open or create `path`; messages left by a previous process are replayed first.
+        """Open or create `path` (and its folder); messages left by a previous process are
+        sent first (see `inherited_through_seq`).
 
         `max_page_count` caps the file (SQLite pages); tests use it to simulate a full disk.
         """
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL: a committed transaction survives a process crash; a power cut may
@@ -73,6 +75,10 @@ class Outbox:
             " COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox"
         ).fetchone()
         self._next_seq: int = row[0] + 1
+        self.inherited_through_seq: int = row[0] if row[1] else 0
+        """Messages up to this seq were left unsent by an earlier process (0: none): the
+        publisher sends them before this process's birth, so a consumer never sees an older
+        run's messages after a newer run's birth."""
         self._stored_count: int = row[1]
         self._stored_bytes: int = row[2]
         self._buffer: list[tuple[int, str, bytes, int, int]] = []

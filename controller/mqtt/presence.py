@@ -19,6 +19,7 @@ from controller.mqtt.outbox import Outbox
 from controller.mqtt.publisher import MqttPublisher
 from controller.mqtt.topics import (
     LOST_PAYLOAD,
+    SEVERITY_OF_PRIORITY,
     Topics,
     alarm_payload,
     event_payload,
@@ -81,7 +82,7 @@ class ReactorPresence:
             seq=self.seq, wall_ts=self.clock.wall_time(), t_s=t_s,
             readings={name: (r.value, r.unit, r.quality.name.lower())
                       for name, r in readings.items()},
-            setpoints=setpoints, outputs=outputs, modes=modes,
+            setpoints=setpoints, outputs=outputs, modes=modes, run_id=self.run_id,
         )
         self.outbox.append(self.topics.telemetry, payload)
         self.maybe_commit()
@@ -89,13 +90,16 @@ class ReactorPresence:
     def event(self, t_s: float, kind: str, message: str,
               data: Mapping[str, Any] | None = None) -> None:
         self.outbox.append(self.topics.events, event_payload(
-            wall_ts=self.clock.wall_time(), t_s=t_s, kind=kind, message=message, data=data))
+            wall_ts=self.clock.wall_time(), t_s=t_s, kind=kind, message=message, data=data,
+            run_id=self.run_id))
 
-    def alarm(self, t_s: float, name: str, *, active: bool, message: str,
-              flood: Mapping[str, Any] | None = None) -> None:
+    def alarm(self, t_s: float, name: str, *, priority: str, active: bool, message: str,
+              value: float | None = None, flood: Mapping[str, Any] | None = None) -> None:
+        """`priority` is the alarm's (low, medium, high, critical), sent as its severity."""
         self.outbox.append(self.topics.alarms, alarm_payload(
-            wall_ts=self.clock.wall_time(), t_s=t_s, name=name, severity="alarm", active=active,
-            message=message, flood=flood))
+            wall_ts=self.clock.wall_time(), t_s=t_s, name=name,
+            severity=SEVERITY_OF_PRIORITY[priority], active=active, message=message,
+            value=value, flood=flood, run_id=self.run_id))
 
     def reply(self, payload: bytes) -> None:
         self.outbox.append(self.topics.cmd_reply, payload)

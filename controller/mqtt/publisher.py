@@ -159,13 +159,19 @@ class MqttPublisher:
         return client
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        births = self.birth() if callable(self.birth) else self.birth
-        for topic, payload, retain in births:
-            await client.publish(topic, payload, qos=1, retain=retain)
-        for sub in self.subscriptions:
-            await client.subscribe(sub, qos=1)
         receiver = asyncio.create_task(self._receive(client))
         try:
+            if self.outbox.inherited_through_seq:
+                # An earlier process's unsent messages (an older run's, after a kill) go out
+                # before this process's birth: never an older run's telemetry after ours.
+                await self._drain(client, receiver,
+                                  through_seq=self.outbox.inherited_through_seq)
+                self.outbox.inherited_through_seq = 0
+            births = self.birth() if callable(self.birth) else self.birth
+            for topic, payload, retain in births:
+                await client.publish(topic, payload, qos=1, retain=retain)
+            for sub in self.subscriptions:
+                await client.subscribe(sub, qos=1)
             await self._drain(client, receiver)
         finally:
             receiver.cancel()
@@ -191,11 +197,13 @@ class MqttPublisher:
             except Exception:
                 log.exception("mqtt.on_message_failed", topic=str(message.topic))
 
-    async def _drain(self, client: aiomqtt.Client, receiver: asyncio.Task[None]) -> None:
+    async def _drain(self, client: aiomqtt.Client, receiver: asyncio.Task[None], *,
+                     through_seq: int | None = None) -> None:
         """Send committed messages oldest first, `window` in flight, ack in order.
 
-        Returns when stopping and everything committed is acked; raises MqttError when the
-        connection drops (the receiver sees the disconnect first and its error is re-raised).
+        Returns when stopping and everything committed is acked, or (with `through_seq`) once
+        every message up to that seq is acked; raises MqttError when the connection drops (the
+        receiver sees the disconnect first and its error is re-raised).
         """
         in_flight: deque[tuple[int, asyncio.Task[None]]] = deque()
         cursor = 0
@@ -211,13 +219,15 @@ class MqttPublisher:
                 if room > 0:
                     self._wake.clear()
                     for msg in self.outbox.peek(room, after=cursor):
+                        if through_seq is not None and msg.seq > through_seq:
+                            break
                         task = asyncio.ensure_future(client.publish(
                             msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
                         in_flight.append((msg.seq, task))
                         cursor = msg.seq
                 self.stats.depth = self.outbox.depth
                 if not in_flight:
-                    if self._stopping.is_set():
+                    if self._stopping.is_set() or through_seq is not None:
                         return
                     waiter = asyncio.ensure_future(self._wake.wait())
                     done, _ = await asyncio.wait({waiter, receiver}, timeout=self.poll_s,

@@ -22,6 +22,10 @@ ROOT = "bioreactor"
 STATES = ("init", "running", "paused", "stopping", "done", "lost")
 MODES = ("auto", "manual")
 SEVERITIES = ("info", "warning", "alarm", "critical")
+SEVERITY_OF_PRIORITY = {"low": "info", "medium": "warning", "high": "alarm",
+                        "critical": "critical"}
+"""An alarm's priority (ISA-18.2, docs/alarms.md) as the wire's severity, one to one, so a
+consumer tells a critical alarm from a low one without knowing the alarm configuration."""
 LOST_PAYLOAD = b'{"state":"lost"}'
 """The last will: fixed bytes (no timestamp) because the broker sends it after we are gone."""
 
@@ -121,6 +125,11 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _run(run_id: str | None) -> dict[str, str]:
+    """The `run_id` member of a payload, when the caller knows the run."""
+    return {} if run_id is None else {"run_id": run_id}
+
+
 def status_payload(state: str, *, wall_ts: float | None = None, run_id: str | None = None,
                    detail: str | None = None) -> bytes:
     """Retained lifecycle status; `{"state": "lost"}` alone is the will (see LOST_PAYLOAD)."""
@@ -145,8 +154,11 @@ def telemetry_payload(
     setpoints: Mapping[str, float | None] | None = None,
     outputs: Mapping[str, float | None] | None = None,
     modes: Mapping[str, str] | None = None,
+    run_id: str | None = None,
 ) -> bytes:
-    """One control tick. `seq` starts at 1 per reactor and has no gaps: a consumer detects loss.
+    """One control tick. `seq` starts at 1 per run of a reactor and has no gaps: a consumer
+    detects loss; `run_id` tells one run's seq 1 from the next run's (and from a replay of
+    an older run's backlog).
 
     A reading is a (value, unit, quality) triple or a mapping with those keys.
     """
@@ -164,6 +176,7 @@ def telemetry_payload(
         raise ValueError(f"loop modes must be 'auto' or 'manual', got {bad_modes}")
     return _dumps({
         "seq": seq,
+        **_run(run_id),
         "wall_ts": iso_utc(wall_ts),
         "t_s": finite(t_s),
         "readings": wire_readings,
@@ -186,12 +199,12 @@ def setting_payload(*, value: Any, unit: str | None, minimum: float | None = Non
 
 def alarm_payload(*, wall_ts: float, t_s: float, name: str, severity: str, active: bool,
                   message: str, value: float | None = None,
-                  flood: Mapping[str, Any] | None = None) -> bytes:
+                  flood: Mapping[str, Any] | None = None, run_id: str | None = None) -> bytes:
     """An alarm raised (active=true) or cleared (active=false). A flood summary also carries
     `flood`: {"count": N, "alarms": [names]}, so a dashboard need not parse the message."""
     if severity not in SEVERITIES:
         raise ValueError(f"alarm severity {severity!r} not one of {', '.join(SEVERITIES)}")
-    body = {"wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "name": name,
+    body = {**_run(run_id), "wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "name": name,
             "severity": severity, "active": active, "message": message, "value": finite(value)}
     if flood is not None:
         body["flood"] = dict(flood)
@@ -199,8 +212,8 @@ def alarm_payload(*, wall_ts: float, t_s: float, name: str, severity: str, activ
 
 
 def event_payload(*, wall_ts: float, t_s: float, kind: str, message: str,
-                  data: Mapping[str, Any] | None = None) -> bytes:
+                  data: Mapping[str, Any] | None = None, run_id: str | None = None) -> bytes:
     """Something that happened once (phase change, feed, operator action applied)."""
-    return _dumps({"wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "kind": kind,
+    return _dumps({**_run(run_id), "wall_ts": iso_utc(wall_ts), "t_s": finite(t_s), "kind": kind,
                    "message": message,
                    "data": {k: finite(v) for k, v in (data or {}).items()}})

@@ -40,16 +40,17 @@ class ReactorJournal:
                 active = tr.to_state in (AlarmState.UNACK, AlarmState.ACKED)
                 flood = ({"count": tr.count, "alarms": list(tr.alarms)}
                          if tr.alarm == FLOOD else None)
-                self.presence.alarm(tr.t_s, tr.alarm, active=active,
-                                    message=f"{tr.to_state.value}: {tr.reason}", flood=flood)
+                self.presence.alarm(tr.t_s, tr.alarm, priority=tr.priority, active=active,
+                                    message=f"{tr.to_state.value}: {tr.reason}",
+                                    value=tr.value, flood=flood)
 
-    def outside_alarm(self, now: float, name: str, *, active: bool, message: str,
+    def outside_alarm(self, now: float, name: str, *, priority: str, active: bool, message: str,
                       data: dict[str, Any], publish: bool) -> None:
         """An alarm raised outside the board: an `alarm` event, and on MQTT unless `publish` is
         False (the outbox itself is full)."""
         self.historian.record_event(self.reactor_id, now, "alarm", message, data)
         if publish and self.presence is not None:
-            self.presence.alarm(now, name, active=active, message=message)
+            self.presence.alarm(now, name, priority=priority, active=active, message=message)
 
     def setpoints(self, now: float, loops: Iterable[ControlLoop]) -> None:
         for loop in loops:

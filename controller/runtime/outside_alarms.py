@@ -17,6 +17,8 @@ from controller.runtime.journal import ReactorJournal
 OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
                   "volume_balance", "feed_delivery_mismatch", "device_rebooted")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
+DEFAULT_PRIORITY = "high"
+"""The priority of an outside alarm raised without one."""
 
 
 class OutsideAlarms:
@@ -40,10 +42,10 @@ class OutsideAlarms:
         if active:
             self.unacknowledged.add(name)
             if name not in self.first_raised:
-                self.first_raised[name] = (priority or "high", now)
+                self.first_raised[name] = (priority or DEFAULT_PRIORITY, now)
                 self._on_change()
-        self._journal.outside_alarm(now, name, active=active, message=message, data=data,
-                                    publish=publish)
+        self._journal.outside_alarm(now, name, priority=priority or DEFAULT_PRIORITY,
+                                    active=active, message=message, data=data, publish=publish)
 
     def resolve(self, now: float, name: str, message: str) -> None:
         """Cleared and acknowledged at once: what an operator did ended it (resume_schedule

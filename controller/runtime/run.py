@@ -187,10 +187,9 @@ class Run:
             return
         settings = MqttSettings.from_url(mqtt.url, ca_file=mqtt.ca_file, cert_file=mqtt.cert_file,
                                          key_file=mqtt.key_file, client_id=mqtt.client_id)
-        outbox = Path(mqtt.outbox)
         presence = ReactorPresence(
-            reactor.id, settings, outbox.with_name(f"{outbox.stem}-{reactor.id}{outbox.suffix}"),
-            clock, run_id=self.options.run_id,
+            reactor.id, settings, self._outbox_path(mqtt.outbox, reactor.id), clock,
+            run_id=self.options.run_id,
             time_scale=self.config.run.speed or 1.0,
             on_command=reactor.commands.receive,
         )
@@ -199,6 +198,14 @@ class Run:
                                     self.db_path.parent / NONCE_FILE, reactor.id),
                                     now_wall_s=clock.wall_time()))
         presence.start()
+
+    def _outbox_path(self, configured: str | None, reactor_id: str) -> Path:
+        """One outbox per reactor, shared by its runs (so a killed run's unsent messages go out
+        with the next run's), beside the run's database unless the config names one."""
+        if configured is None:
+            return self.db_path.parent / f"outbox-{reactor_id}.sqlite"
+        outbox = Path(configured)
+        return outbox.with_name(f"{outbox.stem}-{reactor_id}{outbox.suffix}")
 
     def stop(self, reason: str) -> None:
         self.stopped_by = reason

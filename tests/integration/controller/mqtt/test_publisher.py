@@ -241,6 +241,44 @@ async def test_outbox_survives_restart_then_publishes(broker, tmp_path: Path) ->
     assert Outbox(path).depth == 0
 
 
+async def test_an_earlier_runs_unsent_messages_go_before_the_new_birth(
+    broker, tmp_path: Path
+) -> None:
+    """A killed run left 200 messages unsent; the next run's birth and its own messages come
+    after all of them, never between (a consumer sees one run, then the other)."""
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as ob:
+        for seq in range(1, 201):
+            ob.append(T.telemetry, telemetry_payload(seq=seq, wall_ts=0, t_s=seq, readings={},
+                                                     run_id="old"))
+        ob.commit()
+    b = broker()
+    sub = await Sub(b, f"{T.base}/#", client_id="sub-handover").start()
+    outbox = Outbox(path)
+    for seq in range(1, 51):  # the new run's first ticks, committed before the link is up
+        outbox.append(T.telemetry, telemetry_payload(seq=seq, wall_ts=0, t_s=seq, readings={},
+                                                     run_id="new"))
+    outbox.commit()
+    pub = MqttPublisher(
+        MqttSettings.from_url(b.url, client_id="ctrl-handover"), outbox,
+        will=(T.status, LOST_PAYLOAD),
+        birth=[(T.status, status_payload("running", run_id="new"), True)],
+        backoff=Backoff(0.05, 0.5), window=16)
+    task = asyncio.create_task(pub.run())
+    try:
+        await async_wait_until(lambda: len(sub.lines) >= 1 + 251, 20, "250 messages and a birth")
+    finally:
+        try:
+            await stop_task(task)
+        finally:
+            await sub.close()
+            outbox.close()
+    seen = [(json.loads(p).get("run_id"), json.loads(p).get("seq", "birth"))
+            for t, p in sub.lines if t != PROBE]
+    assert seen == ([("old", s) for s in range(1, 201)] + [("new", "birth")]
+                    + [("new", s) for s in range(1, 51)])
+
+
 async def test_graceful_stop_drains_and_publishes_final_status(broker, tmp_path: Path) -> None:
     b = broker()
     outbox = Outbox(tmp_path / "o.db")

@@ -77,6 +77,14 @@ def test_transition_carries_priority_reason_and_notify():
     assert t.as_dict()["to"] == "unack"
 
 
+def test_value_alarm_transitions_carry_the_value_judged():
+    a = Alarm(cfg(limit=38.0))
+    (up,) = a.evaluate_value(38.6, 0.0)
+    (down,) = a.evaluate_value(37.5, 1.0)
+    assert (up.value, down.value) == (38.6, 37.5)
+    assert Alarm(cfg(kind="stale", limit=None)).evaluate(True, 0.0)[0].value is None
+
+
 # -- delays -------------------------------------------------------------------------------------
 
 def test_on_delay_requires_condition_to_hold():

@@ -101,3 +101,24 @@ def test_fifo_model(tmp_path_factory: pytest.TempPathFactory,
     with Outbox(path) as ob:
         assert [m.payload for m in ob.peek(1000)] == model
         assert ob.depth == len(model)
+
+
+def test_messages_left_by_an_earlier_process_are_marked_inherited(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "outbox.sqlite"  # the folder is created
+    with Outbox(path) as ob:
+        assert ob.inherited_through_seq == 0
+        for i in range(3):
+            ob.append("t", b"%d" % i)
+        ob.commit()
+        ob.ack(1)
+    with Outbox(path) as ob:
+        assert ob.inherited_through_seq == 3
+        assert ob.append("t", b"new") == 4
+    emptied = Outbox(tmp_path / "emptied.sqlite")
+    emptied.append("t", b"x")
+    emptied.commit()
+    emptied.ack(1)
+    emptied.close()
+    with Outbox(tmp_path / "emptied.sqlite") as ob:
+        assert ob.inherited_through_seq == 0
+

@@ -7,10 +7,13 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from plugins.configs import REPO
 
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.topics import (
     LOST_PAYLOAD,
+    SEVERITIES,
+    SEVERITY_OF_PRIORITY,
     ReadingValue,
     Topics,
     alarm_payload,
@@ -90,11 +93,15 @@ def test_other_payloads() -> None:
     s = json.loads(setting_payload(value=37.0, unit="degC", minimum=30, maximum=40))
     assert s == {"value": 37.0, "unit": "degC", "min": 30, "max": 40, "settable": True}
     a = json.loads(alarm_payload(wall_ts=0, t_s=5, name="temp_high", severity="alarm",
-                                 active=True, message="38.5 degC > 38.0", value=38.5))
+                                 active=True, message="38.5 degC > 38.0", value=38.5,
+                                 run_id="run-7"))
     assert a["active"] is True and a["severity"] == "alarm"
+    assert (a["value"], a["run_id"]) == (38.5, "run-7")
     e = json.loads(event_payload(wall_ts=0, t_s=5, kind="feed", message="bolus",
-                                 data={"ml": 2.0}))
-    assert e["data"] == {"ml": 2.0}
+                                 data={"ml": 2.0}, run_id="run-7"))
+    assert e["data"] == {"ml": 2.0} and e["run_id"] == "run-7"
+    t = json.loads(telemetry_payload(seq=1, wall_ts=0, t_s=0, readings={}, run_id="run-7"))
+    assert t["run_id"] == "run-7"
     assert iso_utc(1.999) == "1970-01-01T00:00:01.999Z"
 
 
@@ -130,3 +137,11 @@ def test_url_errors_name_the_part(url: str, part: str) -> None:
 def test_tls_files_need_mqtts() -> None:
     with pytest.raises(ValueError, match="mqtts"):
         MqttSettings.from_url("mqtt://h:1", ca_file="/ca.crt")
+
+
+def test_every_priority_has_its_own_documented_severity() -> None:
+    assert sorted(SEVERITY_OF_PRIORITY.values()) == sorted(SEVERITIES)
+    assert SEVERITY_OF_PRIORITY["critical"] == "critical"
+    docs = (REPO / "docs" / "mqtt.md").read_text()
+    for priority, severity in SEVERITY_OF_PRIORITY.items():
+        assert f"| `{priority}` | `{severity}` |" in docs

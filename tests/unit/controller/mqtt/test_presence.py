@@ -1,0 +1,54 @@
+"""ReactorPresence: what one reactor's messages say about whose they are."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controller.clock import Clock
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.presence import ReactorPresence
+
+NEVER_STARTED = MqttSettings.from_url("mqtt://127.0.0.1:9")
+
+
+def presence(outbox: Path, run_id: str) -> ReactorPresence:
+    return ReactorPresence("r1", NEVER_STARTED, outbox, Clock(), run_id=run_id, time_scale=1.0,
+                           on_command=lambda topic, payload: None)
+
+
+def ticks(p: ReactorPresence, n: int) -> None:
+    for i in range(n):
+        p.tick(float(i), {}, {}, {}, {})
+    p.outbox.commit()
+
+
+def telemetry(outbox: Path) -> list[tuple[str, int]]:
+    p = presence(outbox, "reader")
+    seen = [(body["run_id"], body["seq"]) for body in
+            (json.loads(m.payload) for m in p.outbox.peek(1000)) if "seq" in body]
+    p.outbox.close()
+    return seen
+
+
+async def test_each_run_numbers_its_own_telemetry_under_its_run_id(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.sqlite"
+    killed = presence(outbox, "run-a")
+    ticks(killed, 3)
+    killed.outbox.close()  # left unsent: the next run sends it first (test_publisher.py)
+    nxt = presence(outbox, "run-b")
+    ticks(nxt, 2)
+    nxt.outbox.close()
+    assert telemetry(outbox) == [("run-a", 1), ("run-a", 2), ("run-a", 3), ("run-b", 1),
+                                 ("run-b", 2)]
+
+
+async def test_alarms_and_events_name_their_run_and_severity(tmp_path: Path) -> None:
+    p = presence(tmp_path / "outbox.sqlite", "run-a")
+    p.alarm(5.0, "temperature_high", priority="critical", active=True,
+            message="unack: temperature_c above 38.5", value=38.6)
+    p.event(6.0, "feed", "bolus s0 done")
+    p.outbox.commit()
+    alarm, event = (json.loads(m.payload) for m in p.outbox.peek(10))
+    p.outbox.close()
+    assert (alarm["run_id"], alarm["severity"], alarm["value"]) == ("run-a", "critical", 38.6)
+    assert event["run_id"] == "run-a"
