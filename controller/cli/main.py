@@ -27,6 +27,7 @@ from controller.config import (
 )
 from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
 from drivers.contract.durations import format_duration, parse_duration_s
+from drivers.contract.errors import DeviceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DeviceError as exc:  # a device that answers but cannot be driven (another map)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
