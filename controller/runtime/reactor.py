@@ -163,8 +163,22 @@ class Reactor:
             return None
 
     def _take_over(self, device_outputs: dict[str, float]) -> None:
+        """A new run: every loop starts from what its actuator does now (bumpless)."""
         for loop in self.loops:
             loop.take_over(device_outputs[loop.mv])
+
+    def _resume_by_status(self, now: float, device_outputs: dict[str, float],
+                          status: DeviceStatus) -> None:
+        """A continued run whose device answered only after the restart: what
+        `Checkpointer.restore` does for a device there at once (docs/recovery.md)."""
+        went_safe = bool(status & DeviceStatus.COMM_LOSS_SAFE)
+        for loop in self.loops:
+            if went_safe:
+                loop.restart_from_process(device_outputs[loop.mv])
+            else:
+                loop.resume_at(device_outputs[loop.mv])
+        if went_safe:
+            self._record_went_safe(now, device_outputs, status)
 
     async def _take_over_late(self, now: float,
                               readings: dict[str, Reading]) -> dict[str, Reading]:
@@ -186,18 +200,10 @@ class Reactor:
         self._awaiting_device = False
         if not self._restored:
             self._take_over(device_outputs)
-        else:
+        else:  # without a status the checkpointed outputs stand, as at any restart
             status = await self.link.read_status(now)  # the heartbeat has not cleared it yet
-            went_safe = status is not None and bool(status & DeviceStatus.COMM_LOSS_SAFE)
-            for loop in self.loops:
-                if status is None:
-                    break  # without a status the checkpointed outputs stand, as at a restart
-                if went_safe:
-                    loop.restart_from_process(device_outputs[loop.mv])
-                else:
-                    loop.resume_at(device_outputs[loop.mv])
-            if went_safe:
-                self._record_went_safe(now, device_outputs, status)
+            if status is not None:
+                self._resume_by_status(now, device_outputs, status)
         log.warning("device reachable: control taken over", reactor=self.id, t_s=now,
                     device=self.config.device)
         self.journal.event(now, "run", "device reachable: control taken over",
