@@ -5,17 +5,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-
-import structlog
 
 from controller import clock
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
 from controller.cli.console import ProgressLine, summary_table
+from controller.cli.logs import configure_logging
 from controller.config import (
     DEFAULT_CONFIG,
     Config,
@@ -29,6 +27,7 @@ from controller.config import (
 )
 from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
 from drivers.contract.durations import format_duration, parse_duration_s
+from drivers.contract.errors import DeviceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DeviceError as exc:  # a device that answers but cannot be driven (another map)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,21 +103,6 @@ def _run_id(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r}: 1 to 64 letters, digits, '-' or '_'")
     return text
-
-
-def configure_logging(level: str) -> None:
-    """Logs are diagnostics for people: console lines on stderr, at `level` and above."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        # sys.stderr looked up at each use, not captured now: whoever swaps it later (a test
-        # runner, a daemon manager) must not leave the logger writing to a closed file.
-        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-    )
 
 
 def apply_overrides(config: Config, *, duration: str | None, speed: str | None,

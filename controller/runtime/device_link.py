@@ -80,6 +80,11 @@ class DeviceLink:
         """For the board's comm_loss alarm: the link is up and the last read got through."""
         return self.comm_ok and self.read_ok
 
+    @property
+    def comm_failed_readings(self) -> dict[str, Reading]:
+        """Every input at COMM_ERROR quality: what a tick sees of a device it cannot use."""
+        return self._comm_failed_readings
+
     async def connect(self) -> dict[str, float]:
         """Connect and learn what every output holds now (the loops start from it)."""
         await self.driver.connect()

@@ -29,13 +29,14 @@ from controller.operator.replay import ReplayGuard
 from controller.runtime.checkpointer import Checkpointer
 from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk
 from controller.runtime.delivery import DeliveryMonitor
-from controller.runtime.device_link import DeviceLink, ReactorCounters
+from controller.runtime.device_link import LINK_ERRORS, DeviceLink, ReactorCounters
 from controller.runtime.historian import Historian
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OUTSIDE_ALARMS, OutsideAlarms
 from controller.runtime.recovery import ReactorCheckpoint, schedule_fingerprint
 from drivers.contract.datasheet import RELAY_CLOSED, channel
 from drivers.contract.driver import Driver
+from drivers.contract.errors import DriverError
 from drivers.contract.reading import Reading
 from drivers.contract.status import DeviceStatus
 
@@ -101,6 +102,10 @@ class Reactor:
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._last_tick_s: float | None = None
         self._next_alarm_eval_s = float("-inf")
+        self._awaiting_device = False
+        """The device has not answered yet in this run: nothing is written to it until it does."""
+        self._restored = False
+        self._takeover_error = ""
 
     @property
     def driver(self) -> Driver:
@@ -117,26 +122,94 @@ class Reactor:
         from its checkpoint (controller/runtime/recovery.py); either way bumplessly, unless the
         device went to its safe state during the outage (status COMM_LOSS_SAFE): then the loops
         regulate from the process, not from the checkpointed outputs (docs/recovery.md). Ends
-        with a checkpoint, so a crash from the first tick on can be recovered."""
-        device_outputs = await self.link.connect()
+        with a checkpoint, so a crash from the first tick on can be recovered.
+
+        A device that does not answer yet does not stop the run: a daemon started before its
+        device keeps trying (the driver's backoff) and takes over on the first good read
+        (`_take_over_late`), with the comm-loss alarm up meanwhile."""
         now = self.clock.now()
+        device_outputs = await self._connect(now)
+        self._restored = restore is not None
         if restore is None:
-            for loop in self.loops:
-                loop.take_over(device_outputs[loop.mv])
-            self.journal.event(now, "run", "reactor started", {"device": self.config.device})
+            if device_outputs is not None:
+                self._take_over(device_outputs)
+            self.journal.event(now, "run", "reactor started", {
+                "device": self.config.device, "device_reachable": device_outputs is not None})
         else:
             # Before the first heartbeat, which clears the device's COMM_LOSS_SAFE bit.
-            status = await self.link.read_status(now)
+            status = None if device_outputs is None else await self.link.read_status(now)
             went_safe = status is not None and bool(status & DeviceStatus.COMM_LOSS_SAFE)
             self.checkpoints.restore(restore, restart_policy, now, self.config.device,
                                      on_resumed=lambda bolus: self._feed_event(now, "resumed",
                                                                                bolus),
                                      device_outputs=None if status is None else device_outputs,
                                      went_safe=went_safe)
-            if went_safe:
+            if went_safe and device_outputs is not None:
                 self._record_went_safe(now, device_outputs, status)
         self.journal.setpoints(now, self.loops)
         self.checkpoints.write(now)
+
+    async def _connect(self, now: float) -> dict[str, float] | None:
+        """What the device's outputs hold, or None when it cannot be reached yet."""
+        try:
+            return await self.link.connect()
+        except LINK_ERRORS as exc:
+            self._awaiting_device = True
+            log.error("device not reachable: the run goes on without it and keeps reconnecting "
+                      "with backoff; outputs are written once it answers", reactor=self.id,
+                      device=self.config.device, error=str(exc))
+            self.journal.event(now, "comm", f"device not reachable at start-up: {exc}",
+                               {"link": "down", "error": type(exc).__name__})
+            return None
+
+    def _take_over(self, device_outputs: dict[str, float]) -> None:
+        """A new run: every loop starts from what its actuator does now (bumpless)."""
+        for loop in self.loops:
+            loop.take_over(device_outputs[loop.mv])
+
+    def _resume_by_status(self, now: float, device_outputs: dict[str, float],
+                          status: DeviceStatus) -> None:
+        """A continued run whose device answered only after the restart: what
+        `Checkpointer.restore` does for a device there at once (docs/recovery.md)."""
+        went_safe = bool(status & DeviceStatus.COMM_LOSS_SAFE)
+        for loop in self.loops:
+            if went_safe:
+                loop.restart_from_process(device_outputs[loop.mv])
+            else:
+                loop.resume_at(device_outputs[loop.mv])
+        if went_safe:
+            self._record_went_safe(now, device_outputs, status)
+
+    async def _take_over_late(self, now: float,
+                              readings: dict[str, Reading]) -> dict[str, Reading]:
+        """The device answered for the first time in this run: check it as `start` would have
+        (map version, protocol id), learn what it holds and take over from that; on a
+        continued run, by its status as at a restart. Until this succeeds nothing is written
+        to it, so the readings of a device that fails the check are not used either."""
+        try:
+            device_outputs = await self.link.connect()
+        except DriverError as exc:
+            if str(exc) != self._takeover_error:
+                self._takeover_error = str(exc)
+                log.error("device answers but cannot be taken over", reactor=self.id, t_s=now,
+                          error=str(exc))
+                self.journal.event(now, "comm", f"device cannot be taken over: {exc}",
+                                   {"error": type(exc).__name__})
+            self.link.read_ok = False  # its readings are not used: the comm-loss alarm judges
+            return self.link.comm_failed_readings
+        self._awaiting_device = False
+        if not self._restored:
+            self._take_over(device_outputs)
+        else:  # without a status the checkpointed outputs stand, as at any restart
+            status = await self.link.read_status(now)  # the heartbeat has not cleared it yet
+            if status is not None:
+                self._resume_by_status(now, device_outputs, status)
+        log.warning("device reachable: control taken over", reactor=self.id, t_s=now,
+                    device=self.config.device)
+        self.journal.event(now, "run", "device reachable: control taken over",
+                           {"device": self.config.device, "device_outputs": device_outputs})
+        self.checkpoints.request()
+        return readings
 
     def _record_went_safe(self, now: float, device_outputs: dict[str, float],
                           status: DeviceStatus | None) -> None:
@@ -187,7 +260,10 @@ class Reactor:
         now = self.clock.now()
         if self.commands.inbox:
             self._apply_commands(now)
-        readings = self.judge.judge(await self.link.read(now), now)
+        raw = await self.link.read(now)
+        if self._awaiting_device and self.link.read_ok:
+            raw = await self._take_over_late(now, raw)
+        readings = self.judge.judge(raw, now)
         if self.commands.device_resets:
             await self.commands.reset_cutouts(readings.get(DEVICE_CUTOUT),
                                               self.link.driver.reset_cutout, now)
@@ -195,9 +271,10 @@ class Reactor:
             self._evaluate_alarms(readings, now)
         outputs = self._control(readings, now)
         self.checkpoints.write_if_due(now)  # before the write: what is commanded is on record
-        await self.link.write_changed(outputs, now)
-        if now >= self.link.next_heartbeat_s:
-            await self.link.heartbeat(now)
+        if not self._awaiting_device:
+            await self.link.write_changed(outputs, now)
+            if now >= self.link.next_heartbeat_s:
+                await self.link.heartbeat(now)
         self.counters.ticks += 1
         self._record(readings, now)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import importlib
 import secrets
 import signal
@@ -18,7 +19,7 @@ import time
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from drivers.contract.urls import parse_device_url
 from sim_hardware.chamber.options import parse_options
@@ -49,6 +50,16 @@ class DeviceClock:
     def wall() -> float:
         return time.monotonic()
 
+    @staticmethod
+    def timestamp() -> str:
+        """The wall-clock time for a console line, as the controller's lines show it."""
+        return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def say(text: str, stream: TextIO) -> None:
+    """One console line, stamped: an operator lines it up with the controller's log."""
+    print(f"{DeviceClock.timestamp()} {text}", file=stream, flush=True)
+
 
 async def serve_chamber(
     chamber: ServedChamber, listen_url: str, ready: Callable[[str], None]
@@ -72,8 +83,8 @@ async def _watch(chamber: ServedChamber) -> None:
     while True:
         chamber.scan()
         if chamber.check_watchdog():
-            print(f"comm loss: no heartbeat for {chamber.comm_timeout_s:g} s; actuators in "
-                  "safe state", file=sys.stderr, flush=True)
+            say(f"comm loss: no heartbeat for {chamber.comm_timeout_s:g} s; actuators in "
+                "safe state", sys.stderr)
         await asyncio.sleep(WATCHDOG_PERIOD_S)
 
 
@@ -140,12 +151,12 @@ def run_emulate(args: argparse.Namespace) -> int:
                                       faults=getattr(args, "fault", []))
         parse_device_url(args.listen)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", sys.stderr)
         return 2
 
     def ready(url: str) -> None:
-        print(f"serving the emulated chamber at {url} (speed {args.speed:g}x, comm timeout "
-              f"{args.comm_timeout:g} s)", flush=True)
+        say(f"serving the emulated chamber at {url} (speed {args.speed:g}x, comm timeout "
+            f"{args.comm_timeout:g} s)", sys.stdout)
 
     async def main() -> None:
         task = asyncio.current_task()

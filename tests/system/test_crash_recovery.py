@@ -47,10 +47,12 @@ EARLY_KILLS = 0.2
 
 def kill_test_config(tmp: Path, *, duration_h: float = DURATION_H,
                      policy: str = "resume") -> tuple[Path, int]:
-    """The Modbus TCP config with a bolus every 15 min instead of the three of the culture."""
+    """The Modbus TCP config with a bolus every 15 min instead of the three of the culture, and
+    no perfusion: the feed totaliser then counts the boluses alone."""
     text = (REPO / "configs" / "hil_modbus_tcp.toml").read_text()
-    head, _, boluses = text.partition("[[reactor.schedule.bolus]]")
-    assert "[" not in boluses.replace("[[reactor.schedule.bolus]]", ""), "boluses must come last"
+    head, _, feeding = text.partition("[[reactor.schedule.perfusion]]")
+    assert "[" not in feeding.replace("[[reactor.schedule.perfusion]]", "").replace(
+        "[[reactor.schedule.bolus]]", ""), "the feeding tables must come last"
     head = head.replace('duration = "2d"', f'duration = "{duration_h}h"')
     head = head.replace('restart_policy = "resume"', f'restart_policy = "{policy}"')
     count = int(duration_h * 3600 // BOLUS_EVERY_S) - 1
@@ -204,7 +206,7 @@ def test_no_feed_repeated_none_skipped(killed_run: dict) -> None:
 
 
 def test_the_ledger_books_exactly_what_the_device_totalised(killed_run: dict) -> None:
-    """No feed perfusion in the first two days: the device's feed totaliser counted nothing
+    """No feed perfusion in the kill test's config: the device's feed totaliser counted nothing
     but the boluses, so the ledger must add up to it, through fifty kills."""
     final: dict[str, dict] = {}
     for entry in feed_ledger(killed_run["db"]):

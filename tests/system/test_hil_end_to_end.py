@@ -116,6 +116,46 @@ def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path
                        "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0, "heater_relay": 0.0}
 
 
+DEVICE_LATE_S = 5.0
+"""How long after the controller the device comes up: the scenario, not a wait."""
+
+
+def test_a_run_started_before_its_device_waits_for_it_and_completes(tmp_path: Path) -> None:
+    """A daemon started before its device keeps trying, says so on one clear line, alarms the
+    comm loss and takes over once the device answers; the run then completes. Six simulated
+    hours at 600x (36 s of wall time), the device up 5 s in."""
+    config, listen = CONFIGS["modbus-tcp"]
+    port = free_port()
+    run = controller(config, listen.format(port=port), tmp_path, "6h")
+    try:
+        wait_until(lambda: link_events(tmp_path, "device not reachable at start-up"), 60,
+                   "the run to start without its device")
+        time.sleep(DEVICE_LATE_S)  # the device's late start is the scenario
+        with emulator(config, listen.format(port=port)):
+            out, err = run.communicate(timeout=120)
+    finally:
+        stop(run)
+    assert run.returncode == 0, err
+    assert "Traceback" not in out + err
+    assert "device not reachable: the run goes on without it" in err
+    assert "device reachable: control taken over" in err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stopped_by"] == "completed"
+    db = tmp_path / "run.sqlite"
+    raised = count_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'alarm_state' "
+                        "AND message LIKE 'comm_loss: % -> unack%'")
+    taken_over_s = count_rows(db, "SELECT MIN(t_s) FROM events WHERE kind = 'run' "
+                              "AND message = 'device reachable: control taken over'")
+    good_after = count_rows(db, "SELECT COUNT(*) FROM ticks WHERE temperature_c_q = 0 "
+                            "AND t_s > ?", taken_over_s)
+    written_before = count_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'comm' AND "
+                                "message LIKE 'write failed%' AND t_s < ?", taken_over_s)
+    assert raised >= 1  # the comm-loss alarm stood while the device was absent
+    assert good_after > 100  # the device read and controlled after the take-over
+    assert written_before == 0  # nothing was written to a device not yet taken over
+    assert "pymodbus" not in err and "Repeating" not in err and "Failed to connect" not in err
+
+
 def test_controller_alarms_and_reconnects_when_the_device_restarts(tmp_path: Path) -> None:
     config, listen = CONFIGS["modbus-tcp"]
     port = free_port()

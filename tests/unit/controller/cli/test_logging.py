@@ -22,3 +22,32 @@ def test_logs_follow_sys_stderr_even_after_the_old_stream_is_closed(monkeypatch)
     assert "two" in second.getvalue()
     structlog.get_logger("t").info("filtered out")
     assert "filtered out" not in second.getvalue()
+
+
+def test_library_lines_stay_off_the_console_unless_debugging(monkeypatch) -> None:
+    """pymodbus's frame dumps and per-connect warnings are the drivers' business (they turn
+    them into typed, counted errors); the emulator's own `logging` lines show, stamped."""
+    import logging
+    import re
+
+    from controller.cli.logs import configure_logging as configure
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure("warning")
+    logging.getLogger("pymodbus.logging").warning("Failed to connect [Errno 111]")
+    logging.getLogger("pymodbus.logging").error("Repeating....")
+    logging.getLogger("mqtt").error("aiomqtt says")
+    logging.getLogger("sim_hardware.device.modbus_server").error("register action failed")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", lines[0])
+    assert "register action failed" in lines[0]
+
+    debugging = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", debugging)
+    configure("debug")
+    logging.getLogger("pymodbus.logging").debug(">>>>> send: 0x0 0x1")
+    assert ">>>>> send" in debugging.getvalue()
+    configure("warning")  # one handler, however often configured
+    assert sum(type(h).__name__ == "_ToStructlog" for h in logging.getLogger().handlers) == 1
