@@ -486,6 +486,9 @@ class ModbusDriver(Driver):
                     "and retry") from exc
         return bool(status & DeviceStatus.HEATER_CUTOUT)
 
+    def link_faults(self) -> dict[str, int]:
+        return self.counters.faults()
+
     async def diagnostics(self) -> dict[str, float]:
         """Link counters; local only, so it answers even with the link down."""
         return {**self.counters.report(_DIAGNOSTICS), "link_up": 1.0 if self.connected else 0.0}

@@ -362,6 +362,9 @@ class SerialDriver(Driver):
         return (await self._transact(Request(RequestKind.RESET_CUTOUT), ResetCutoutReply)
                 ).was_tripped
 
+    def link_faults(self) -> dict[str, int]:
+        return self.counters.faults()
+
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""
         link_up = self._link is not None and self._link.lost is None
