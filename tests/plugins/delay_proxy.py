@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                latency_s: float) -> None:
-    """Copy reader to writer, each chunk held `latency_s`, in order."""
+                latency_s: Callable[[], float], delivered: Callable[[], None]) -> None:
+    """Copy reader to writer, each chunk held `latency_s()` (read as it arrives), in order."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -26,11 +27,12 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             await asyncio.sleep(max(0.0, due - loop.time()))
             writer.write(data)
             await writer.drain()
+            delivered()
 
     sender = asyncio.create_task(deliver())
     try:
         while data := await reader.read(65536):
-            queue.put_nowait((loop.time() + latency_s, data))
+            queue.put_nowait((loop.time() + latency_s(), data))
         queue.put_nowait((loop.time(), b""))
         await sender
     finally:
@@ -39,17 +41,26 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 class DelayProxy:
-    """Listens on 127.0.0.1:`port` and forwards each connection to `target_port`."""
+    """Listens on 127.0.0.1:`port` and forwards each connection to `target_port`. A test may
+    change `latency_s` while it runs: a link that turns slow."""
 
     def __init__(self, target_port: int, latency_s: float) -> None:
         self.target_port = target_port
         self.latency_s = latency_s
         self.port = 0
+        self.chunks = 0
+        """Chunks delivered either way so far: how far a conversation has got."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._loop.run_until_complete,
                                         args=(self._serve(),), daemon=True)
+
+    def _latency_s(self) -> float:
+        return self.latency_s
+
+    def _delivered(self) -> None:
+        self.chunks += 1
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
@@ -67,8 +78,10 @@ class DelayProxy:
             tasks.add(task)
             try:
                 with contextlib.suppress(OSError):
-                    await asyncio.gather(_pump(reader, up_writer, self.latency_s),
-                                         _pump(up_reader, writer, self.latency_s))
+                    await asyncio.gather(_pump(reader, up_writer, self._latency_s,
+                                               self._delivered),
+                                         _pump(up_reader, writer, self._latency_s,
+                                               self._delivered))
             finally:
                 tasks.discard(task)
 
@@ -77,8 +90,10 @@ class DelayProxy:
         self._ready.set()
         async with server:
             await self._stop.wait()
-            for task in list(tasks):
+            pending = list(tasks)
+            for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def __enter__(self) -> DelayProxy:
         self._thread.start()
