@@ -11,14 +11,12 @@ moves the frames; this driver owns everything a control loop relies on: typed er
 wait on every request, reconnection with backoff that never blocks a tick (drivers.wire.link),
 read-back of every actuator write, and counters.
 
-Deadlines: `timeout` bounds each request attempt and `retries` is how many times the driver
-itself re-sends a request that timed out or came back garbled; pymodbus's own retries are off
-(retries=0), because it re-sent with the same transaction id and took the late reply to the first
-attempt as the answer, so a slow link never showed a timeout. Each driver operation (a read, a
-write with its read-back, a heartbeat) has one deadline, `timeout x (retries + 1)`, which the
-driver enforces around the whole operation: past it the operation raises CommTimeoutError. A
-reply that arrives after its request was given up (a wrong transaction id, or no request waiting)
-is counted in `replies_stale`, never taken as the answer to another request.
+Deadlines: `timeout` bounds each attempt; `retries` is how often this driver re-sends a request
+that timed out or came back garbled. pymodbus's own retries are off: it re-sent with the same
+transaction id and took the first attempt's late reply as the answer, so a slow link never timed
+out. Each operation (a read, a write with its read-back, a heartbeat) has one deadline,
+`timeout x (retries + 1)`, past which it raises CommTimeoutError; a reply after its request was
+given up is counted (`replies_stale`), never taken as another request's answer.
 
 Timeouts and backoff delays are wall seconds (links are), multiplied by `time_scale` before use,
 because the controller's loop clock runs `time_scale` times faster than the wall.
@@ -258,10 +256,13 @@ class ModbusDriver(Driver):
         if connected:
             return
         self._gate.lost("connection lost")
-        client = self._client
-        future = getattr(getattr(client, "ctx", None), "response_future", None)
-        if isinstance(future, asyncio.Future) and not future.done():
+        if (future := self._pending_reply()) is not None:
             future.set_exception(ConnectionException("connection lost"))
+
+    def _pending_reply(self) -> asyncio.Future[Any] | None:
+        """The reply pymodbus waits for, if it waits for one (a pymodbus 3.16 internal)."""
+        future = getattr(getattr(self._client, "ctx", None), "response_future", None)
+        return future if isinstance(future, asyncio.Future) and not future.done() else None
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         """pymodbus hook: remember bytes received, so a reply that never framed (bad CRC,
@@ -275,17 +276,14 @@ class ModbusDriver(Driver):
         return data
 
     def _late_replies(self, data: bytes) -> int:
-        """Replies in `data` that no request waits for: any bytes while none is in flight, or
-        (Modbus TCP) complete frames whose transaction id is not the one in flight. RTU frames
-        carry no transaction id: a late RTU reply during a request shows as a garbled or
-        mismatched answer instead (FrameError, re-sent)."""
-        ctx = getattr(self._client, "ctx", None)
-        future = getattr(ctx, "response_future", None)
-        if not isinstance(future, asyncio.Future) or future.done():
+        """Replies in `data` no request waits for: any bytes while none is in flight, or (TCP)
+        whole frames with another transaction id. RTU frames carry none: a late RTU reply during
+        a request shows as a garbled or mismatched answer (FrameError, re-sent)."""
+        if self._pending_reply() is None:
             return 1
         if self.settings.scheme != "modbus-tcp":
             return 0
-        expected = getattr(ctx, "request_transaction_id", None)
+        expected = getattr(getattr(self._client, "ctx", None), "request_transaction_id", None)
         late, at = 0, 0
         while at + _MBAP.size <= len(data):
             tid, _, length = _MBAP.unpack_from(data, at)
@@ -298,8 +296,7 @@ class ModbusDriver(Driver):
     def _abandon_reply(self) -> None:
         """The operation's deadline passed: no request waits any more, so a reply arriving
         later is counted as late (`_late_replies`) instead of being taken by nobody."""
-        future = getattr(getattr(self._client, "ctx", None), "response_future", None)
-        if isinstance(future, asyncio.Future) and not future.done():
+        if (future := self._pending_reply()) is not None:
             future.cancel()
 
     @contextlib.asynccontextmanager
@@ -314,9 +311,7 @@ class ModbusDriver(Driver):
             except TimeoutError:
                 self._abandon_reply()
                 if self._heard:  # what came in time never framed: garbled, not silent
-                    self.counters.frames_bad += 1
-                    raise FrameError(f"{self.address.url}: {what}: garbled reply "
-                                     f"{self._heard[:32].hex(' ')}") from None
+                    raise self._garbled(what) from None
                 self.counters.timeouts += 1
                 raise CommTimeoutError(
                     f"{self.address.url}: {what}: no reply within {deadline_s:g} s, the "
@@ -350,10 +345,7 @@ class ModbusDriver(Driver):
             if not client.connected:
                 raise self._lost(what, exc) from None
             if self._heard:
-                self.counters.frames_bad += 1
-                raise FrameError(f"{self.address.url}: {what}: garbled reply "
-                                 f"{self._heard[:32].hex(' ')} (attempt {attempt} of "
-                                 f"{attempts})") from None
+                raise self._garbled(what, f" (attempt {attempt} of {attempts})") from None
             self.counters.timeouts += 1
             raise CommTimeoutError(
                 f"{self.address.url}: {what}: no reply within {self.settings.timeout_s:g} s "
@@ -375,6 +367,12 @@ class ModbusDriver(Driver):
                 raise CommTimeoutError(message)
             raise ModbusDeviceError(message, fc, code)
         return reply
+
+    def _garbled(self, what: str, attempt: str = "") -> FrameError:
+        """Bytes came but never framed as a reply (bad CRC, garbage): counted."""
+        self.counters.frames_bad += 1
+        return FrameError(f"{self.address.url}: {what}: garbled reply "
+                          f"{self._heard[:32].hex(' ')}{attempt}")
 
     def _lost(self, what: str, exc: BaseException) -> ConnectionLostError:
         """Close and mark the link down; the next attempt waits for the backoff."""
