@@ -7,8 +7,9 @@ record. The alarm board judges the link from what this object keeps (`healthy`,
 `read_failure_share`), so a flaky link raises one alarm, not one per frame.
 
 The journal records spells, not failures: one `comm` event when failures start and one when
-they end (the first tick with none), with how many operations of each kind failed and why; an
-outage of an hour is two rows, not one per operation per tick. What the link absorbed without
+they end (SPELL_QUIET_S without a failure), with how many operations of each kind failed and
+why; an outage of an hour, or a link dropping one frame in ten, is two rows, not one per
+operation per tick. What the link absorbed without
 failing (attempt timeouts, late replies, resends: the driver's `link_faults`) is counted too,
 and a tick that needed any of them counts as a failed one for the comm_errors alarm: a slow
 link is seen before it fails outright.
@@ -38,6 +39,9 @@ from drivers.contract.status import DeviceStatus
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_PERIOD_S = 1.0
+SPELL_QUIET_S = 30.0
+"""A failure spell ends once reads have got through for this long with no failure: a link that
+fails again sooner is still the same spell (as comm_loss's 30 s on-delay judges it)."""
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
@@ -75,9 +79,8 @@ class FailureSpell:
     """Failed operations by kind (read, write, heartbeat)."""
     errors: Counter[str] = field(default_factory=Counter)
     """Failed operations by error type."""
-    failed_at_last_read: int = -1
-    """The count of failures when the last read succeeded: unchanged by the next successful
-    read means a whole tick went by without one, and the spell is over."""
+    recovered_s: float | None = None
+    """When a read first got through after the last failure; None while failing."""
 
 
 class DeviceLink:
@@ -148,11 +151,10 @@ class DeviceLink:
             log.warning("comm restored", reactor=self.reactor_id, t_s=now)
         spell = self.spell
         if spell is not None:
-            failed = spell.failed.total()
-            if failed == spell.failed_at_last_read:
-                self.end_spell(now, "comm restored")
-            else:
-                spell.failed_at_last_read = failed
+            if spell.recovered_s is None:
+                spell.recovered_s = now
+            elif now - spell.recovered_s >= SPELL_QUIET_S:
+                self.end_spell(now)
         return readings
 
     async def write_changed(self, outputs: Mapping[str, float], now: float) -> None:
@@ -232,22 +234,25 @@ class DeviceLink:
             log.error("safe state write failed", reactor=self.reactor_id, error=str(exc))
             self._journal.event(now, "error", f"safe state failed: {exc}")
         finally:
-            if self.spell is not None:
-                self.end_spell(now, "comm still failing at the end of the run")
+            self.end_spell(now)
             await self.driver.close()
 
-    def end_spell(self, now: float, how: str) -> None:
-        """Close the failure spell with its counts: one event for the whole spell."""
+    def end_spell(self, now: float) -> None:
+        """Close the failure spell, if one is open, with its counts: one event for the whole
+        spell, lasting from its first failure to the first good read after its last."""
         spell = self.spell
         if spell is None:
             return
         self.spell = None
+        until_s = now if spell.recovered_s is None else spell.recovered_s
+        how = "comm still failing at the end" if spell.recovered_s is None else "comm restored"
         counts = ", ".join(f"{what} {n}" for what, n in sorted(spell.failed.items()))
         self._journal.event(
             now, "comm", f"{how}: {spell.failed.total()} failed operations over "
-            f"{now - spell.started_s:g} s ({counts})",
+            f"{until_s - spell.started_s:g} s ({counts})",
             {"link": "up" if self.comm_ok else "down", "spell_started_t_s": spell.started_s,
-             "failed": dict(spell.failed), "errors": dict(spell.errors)})
+             "recovered_t_s": spell.recovered_s, "failed": dict(spell.failed),
+             "errors": dict(spell.errors)})
 
     def _failed(self, now: float, what: str, exc: DriverError) -> None:
         """Count the failure in its spell; the first one starts the spell on record. A link
@@ -261,6 +266,7 @@ class DeviceLink:
                                 f"{what} failed: {exc}",
                                 {"link": link, "operation": what, "error": type(exc).__name__})
         spell.failed[what] += 1
+        spell.recovered_s = None
         spell.errors[type(exc).__name__] += 1
         if isinstance(exc, LINK_ERRORS):
             self.written = {}

@@ -19,11 +19,12 @@ def test_a_21_s_outage_is_two_rows_with_the_right_counts(tmp_path: Path) -> None
     assert len(rows) == 2, rows
     (start_s, opened, _), (end_s, closed, counts) = rows
     assert opened.startswith("comm loss: read failed") and start_s == 3600.0
-    # 21 ticks of 1 s failed (each its read, write and heartbeat); the spell ends at the read
-    # that follows the first whole tick without a failure.
-    assert closed.startswith("comm restored: 63 failed operations")
+    # 21 ticks of 1 s failed (each its read, write and heartbeat); the spell lasted until the
+    # first good read, and is closed once reads have got through for 30 s without a failure.
+    assert closed.startswith("comm restored: 63 failed operations over 21 s")
     assert counts["failed"] == {"read": 21, "write": 21, "heartbeat": 21}
     assert counts["errors"] == {"CommTimeoutError": 63}
-    assert counts["spell_started_t_s"] == start_s and 3621.0 <= end_s <= 3623.0
+    assert counts["spell_started_t_s"] == start_s and counts["recovered_t_s"] == 3621.0
+    assert end_s == 3651.0
     # The counters agree with the record.
     assert reactor["errors"]["read"] == 21 and reactor["comm_losses"] == 1

@@ -251,6 +251,7 @@ async def test_comm_loss_is_one_link_event_per_outage_and_rewrites_outputs(tmp_p
     writes_before_recovery = len(driver.writes)
     for _ in range(3):
         await reactor.tick()
+    await reactor.go_safe("test")  # closes the spell: its 30 s of quiet never passed
     historian.close()
     assert reactor.counters.comm_losses == 1 and reactor.link.comm_ok
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
