@@ -44,9 +44,10 @@ def default_alarms(loops: Mapping[str, Any], *,
       with an exception; drivers retry with backoff first), high and latched: a night-time
       outage in an unattended run must still be seen in the morning. While it stands, the
       channels' stale and bad-quality alarms hold instead of adding one alarm per channel.
-    - `comm_errors`: more than 5 % of reads failed over 10 min, medium, off delay 10 min: a
-      link that keeps failing (corrupted frames, exception replies) but never long enough for
-      comm_loss; each failed tick is a tick the loops hold.
+    - `comm_errors`: more than 5 % of ticks over 10 min failed their read or needed a resend,
+      a late reply or an attempt timeout, medium, off delay 10 min: a link that keeps failing
+      (corrupted frames, exception replies) or is slow, but never long enough for comm_loss;
+      each failed tick is a tick the loops hold.
     Absolute limits, where a loop controls that PV:
     - `temperature_high`: > 39.0 C for 30 s, critical, latched, deadband 0.2 C. Above 39 C
       stem cells are heat-stressed within hours; latched so a transient overheat is never lost.

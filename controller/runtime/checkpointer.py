@@ -119,7 +119,8 @@ class Checkpointer:
         self._outside.restore(state["outside_alarms"])
         self._interlocks.restore(state["interlocks"])
         for counter in fields(self._counters):
-            setattr(self._counters, counter.name, state["counters"][counter.name])
+            # A counter added since the checkpoint was written starts at 0.
+            setattr(self._counters, counter.name, state["counters"].get(counter.name, 0))
         self._counters.restarts += 1
         # Telemetry numbers: past any message sent between the checkpoint and the crash (one
         # per tick at most), so subscribers see a gap for the outage, never a repeated seq.

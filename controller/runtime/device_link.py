@@ -5,12 +5,20 @@ The tick never sees a DriverError: a failed read becomes readings of COMM_ERROR 
 loops hold), a failed write is retried on the next tick, and every failure is counted and on
 record. The alarm board judges the link from what this object keeps (`healthy`,
 `read_failure_share`), so a flaky link raises one alarm, not one per frame.
+
+The journal records spells, not failures: one `comm` event when failures start and one when
+they end (SPELL_QUIET_S without a failure), with how many operations of each kind failed and
+why; an outage of an hour, or a link dropping one frame in ten, is two rows, not one per
+operation per tick. What the link absorbed without
+failing (attempt timeouts, late replies, resends: the driver's `link_faults`) is counted too,
+and a tick that needed any of them counts as a failed one for the comm_errors alarm: a slow
+link is seen before it fails outright.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -31,6 +39,9 @@ from drivers.contract.status import DeviceStatus
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_PERIOD_S = 1.0
+SPELL_QUIET_S = 30.0
+"""A failure spell ends once reads have got through for this long with no failure: a link that
+fails again sooner is still the same spell (as comm_loss's 30 s on-delay judges it)."""
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
@@ -46,6 +57,30 @@ class ReactorCounters:
     comm_losses: int = 0
     skipped_ticks: int = 0
     restarts: int = 0
+    comm_timeouts: int = 0
+    """Request attempts the device did not answer in time (some were re-sent and answered)."""
+    late_replies: int = 0
+    """Replies that came after their request was given up: counted, never used."""
+    comm_retries: int = 0
+    """Requests the driver re-sent after a timeout or a garbled reply."""
+
+
+LINK_FAULTS = {"timeouts": "comm_timeouts", "replies_stale": "late_replies",
+               "retries": "comm_retries"}
+"""The driver's `link_faults` keys and the ReactorCounters they add to."""
+
+
+@dataclass
+class FailureSpell:
+    """A run of failed operations, from the first failure to the first tick without one."""
+
+    started_s: float
+    failed: Counter[str] = field(default_factory=Counter)
+    """Failed operations by kind (read, write, heartbeat)."""
+    errors: Counter[str] = field(default_factory=Counter)
+    """Failed operations by error type."""
+    recovered_s: float | None = None
+    """When a read first got through after the last failure; None while failing."""
 
 
 class DeviceLink:
@@ -67,6 +102,8 @@ class DeviceLink:
         self._refusals_logged: set[tuple[str, str]] = set()
         self._last_readback_error = ""
         self.next_heartbeat_s = float("-inf")
+        self.spell: FailureSpell | None = None
+        self._link_faults_seen: dict[str, int] = {}
         self._comm_failed_readings: dict[str, Reading] = {
             c.name: Reading(float("nan"), c.unit, 0.0, Quality.COMM_ERROR) for c in INPUTS
         }
@@ -117,7 +154,12 @@ class DeviceLink:
         if not self.comm_ok:
             self.comm_ok = True
             log.warning("comm restored", reactor=self.reactor_id, t_s=now)
-            self._journal.event(now, "comm", "comm restored", {"link": "up"})
+        spell = self.spell
+        if spell is not None:
+            if spell.recovered_s is None:
+                spell.recovered_s = now
+            elif now - spell.recovered_s >= SPELL_QUIET_S:
+                self.end_spell(now)
         return readings
 
     async def write_changed(self, outputs: Mapping[str, float], now: float) -> None:
@@ -158,9 +200,25 @@ class DeviceLink:
             await self.driver.heartbeat()
         except DriverError as exc:
             self._failed(now, "heartbeat", exc)
+        self._count_link_faults(now)
+
+    def _count_link_faults(self, now: float) -> None:
+        """Add what the link absorbed since the last heartbeat to the counters; if it absorbed
+        anything while reads succeed, this tick counts as a failed one for comm_errors."""
+        absorbed = 0
+        for key, now_n in self.driver.link_faults().items():
+            seen = self._link_faults_seen.get(key, 0)
+            delta = now_n - seen if now_n >= seen else now_n  # a rebuilt driver starts at 0
+            self._link_faults_seen[key] = now_n
+            setattr(self._counters, LINK_FAULTS[key],
+                    getattr(self._counters, LINK_FAULTS[key]) + delta)
+            absorbed += delta
+        if absorbed and self.read_ok:
+            self._read_failures.append(now)
 
     def read_failure_share(self, window_s: float) -> float:
-        """The share of reads that failed over the last `window_s` (one read per tick)."""
+        """The share of ticks over the last `window_s` whose read failed or whose link needed
+        a resend, a late reply or a timeout (one read per tick)."""
         since = self._clock.now() - window_s
         failed = 0
         for t_s in reversed(self._read_failures):
@@ -181,21 +239,48 @@ class DeviceLink:
             log.error("safe state write failed", reactor=self.reactor_id, error=str(exc))
             self._journal.event(now, "error", f"safe state failed: {exc}")
         finally:
+            self.end_spell(now)
             await self.driver.close()
 
+    def end_spell(self, now: float) -> None:
+        """Close the failure spell, if one is open, with its counts: one event for the whole
+        spell, lasting from its first failure to the first good read after its last."""
+        spell = self.spell
+        if spell is None:
+            return
+        self.spell = None
+        until_s = now if spell.recovered_s is None else spell.recovered_s
+        how = "comm still failing at the end" if spell.recovered_s is None else "comm restored"
+        counts = ", ".join(f"{what} {n}" for what, n in sorted(spell.failed.items()))
+        self._journal.event(
+            now, "comm", f"{how}: {spell.failed.total()} failed operations over "
+            f"{until_s - spell.started_s:g} s ({counts})",
+            {"link": "up" if self.comm_ok else "down", "spell_started_t_s": spell.started_s,
+             "recovered_t_s": spell.recovered_s, "failed": dict(spell.failed),
+             "errors": dict(spell.errors)})
+
     def _failed(self, now: float, what: str, exc: DriverError) -> None:
-        """Record every failure (historian); log a refusal once until a read gets through,
-        not once per tick of a device answering "busy" for hours."""
-        self._journal.event(now, "comm", f"{what} failed: {exc}", {"error": type(exc).__name__})
+        """Count the failure in its spell; the first one starts the spell on record. A link
+        error marks the link down; a refusal is logged once until a read gets through, not
+        once per tick of a device answering "busy" for hours."""
+        spell = self.spell
+        if spell is None:
+            spell = self.spell = FailureSpell(now)
+            link = "down" if isinstance(exc, LINK_ERRORS) else "refusing"
+            self._journal.event(now, "comm", f"comm {'loss' if link == 'down' else 'failing'}: "
+                                f"{what} failed: {exc}",
+                                {"link": link, "operation": what, "error": type(exc).__name__})
+        spell.failed[what] += 1
+        spell.recovered_s = None
+        spell.errors[type(exc).__name__] += 1
         if isinstance(exc, LINK_ERRORS):
             self.written = {}
             if self.comm_ok:
                 self.comm_ok = False
                 self._counters.comm_losses += 1
+                # Logged, not alarmed: the board's comm_loss (30 s on-delay) and comm_errors
+                # alarms judge the link, so a flaky one is not an alarm per frame.
                 log.error("comm loss", reactor=self.reactor_id, t_s=now, error=str(exc))
-                # An event, not an alarm: the board's comm_loss (30 s on-delay) and
-                # comm_errors alarms judge the link, so a flaky one is not an alarm per frame.
-                self._journal.event(now, "comm", f"comm loss: {exc}", {"link": "down"})
         elif (what, str(exc)) not in self._refusals_logged:
             self._refusals_logged.add((what, str(exc)))
             log.warning(f"{what} failed (logged once until a read succeeds)",

@@ -13,6 +13,9 @@ from collections import deque
 import structlog
 
 from controller.alarms.setup import alarm_board
+from controller.alarms.tick_overrun import ALARM as OVERRUN_ALARM
+from controller.alarms.tick_overrun import PRIORITY as OVERRUN_PRIORITY
+from controller.alarms.tick_overrun import TickOverrun
 from controller.clock import Clock
 from controller.config import ReactorConfig
 from controller.config.hard_limits import configured_interlocks
@@ -78,6 +81,7 @@ class Reactor:
                                        lambda pv: loops_by_pv[pv].setpoint)
         self.alarms = alarm_board(config.loops, config.alarm, config.alarm_board)
         self.balance = VolumeBalance(config.volume_balance)
+        self.overrun = TickOverrun(control_period_s)
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
         self.link = DeviceLink(driver, clock, self.journal, self.counters,
@@ -295,6 +299,11 @@ class Reactor:
         if transitions:
             self.checkpoints.request()
             self.journal.alarm_transitions(transitions)
+        overrun = self.overrun.observe(now, self.counters.skipped_ticks)
+        if overrun is not None:
+            self.outside_alarms.set(now, OVERRUN_ALARM, active=overrun, priority=OVERRUN_PRIORITY,
+                                    message=self.overrun.message(),
+                                    data={"skipped_share": self.overrun.share})
         change = self.balance.observe(readings, now)
         if change is not None:
             self.outside_alarms.set(now, BALANCE_ALARM, active=change.active,

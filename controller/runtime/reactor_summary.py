@@ -31,6 +31,8 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
         "errors": {"read": counters.read_errors, "write": counters.write_errors,
                    "tick": counters.tick_errors},
         "comm_losses": counters.comm_losses,
+        "link_faults": {"timeouts": counters.comm_timeouts,
+                        "late_replies": counters.late_replies, "retries": counters.comm_retries},
         "skipped_ticks": counters.skipped_ticks,
         "mqtt": None if presence is None else presence.summary(),
         "alarms": sorted(

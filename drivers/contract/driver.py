@@ -68,6 +68,13 @@ class Driver(abc.ABC):
         """Ground truth a device may expose (an emulator does; real hardware usually not)."""
         return {}
 
+    def link_faults(self) -> dict[str, int]:
+        """What the link absorbed without failing an operation, counted since the driver was
+        built: `timeouts` (attempts), `replies_stale` (late replies), `retries` (resends).
+        Local and cheap (the controller reads it every heartbeat). The default: none (a driver
+        with no link)."""
+        return {}
+
 
 DriverFactory = Callable[..., Driver]
 """`factory(address, *, now, seed, options, time_scale)` builds a Driver; an entry point.

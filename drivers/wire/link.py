@@ -36,6 +36,11 @@ class LinkCounters:
         """The named counters as floats (diagnostics are numbers a historian can plot)."""
         return {name: float(getattr(self, name)) for name in names}
 
+    def faults(self) -> dict[str, int]:
+        """The Driver contract's `link_faults`."""
+        return {"timeouts": self.timeouts, "replies_stale": self.replies_stale,
+                "retries": self.retries}
+
 
 class ReconnectGate:
     """When a dead link may be tried again. It never waits: it says "not yet" by raising."""

@@ -11,15 +11,23 @@ moves the frames; this driver owns everything a control loop relies on: typed er
 wait on every request, reconnection with backoff that never blocks a tick (drivers.wire.link),
 read-back of every actuator write, and counters.
 
+Deadlines: `timeout` bounds each attempt; `retries` is how often this driver re-sends a request
+that timed out or came back garbled. pymodbus's own retries are off: it re-sent with the same
+transaction id and took the first attempt's late reply as the answer, so a slow link never timed
+out. Each operation (a read, a write with its read-back, a heartbeat) has one deadline,
+`timeout x (retries + 1)`, past which it raises CommTimeoutError; a reply after its request was
+given up is counted (`replies_stale`), never taken as another request's answer.
+
 Timeouts and backoff delays are wall seconds (links are), multiplied by `time_scale` before use,
 because the controller's loop clock runs `time_scale` times faster than the wall.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +92,10 @@ _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
 _CUTOUT_RESET_ADDRESS = field(Table.HOLDING, CUTOUT_RESET).address
 _MAP_VERSION = field(Table.INPUT, "map_version")
-_DIAGNOSTICS = ("requests", "timeouts", "frames_bad", "device_errors", "link_losses",
-                "reconnects", "connect_failures")
+_DIAGNOSTICS = ("requests", "retries", "timeouts", "frames_bad", "replies_stale",
+                "device_errors", "link_losses", "reconnects", "connect_failures")
+_MBAP = struct.Struct(">HHH")
+"""Modbus TCP's header: transaction id, protocol id, length of what follows (unit id + PDU)."""
 _QUALITIES = {int(q): q for q in Quality}
 _EXCEPTION_NAMES = {int(c): c.name for c in ExceptionCode}
 
@@ -180,7 +190,7 @@ class ModbusDriver(Driver):
         when to reconnect, on its clock, so a dead link never stalls a tick."""
         s = self.settings
         common: dict[str, Any] = {
-            "timeout": s.timeout_s * self._scale, "retries": s.retries, "reconnect_delay": 0,
+            "timeout": s.timeout_s * self._scale, "retries": 0, "reconnect_delay": 0,
             "trace_packet": self._trace_packet, "trace_connect": self._trace_connect,
         }
         if s.scheme == "modbus-tcp":
@@ -197,7 +207,7 @@ class ModbusDriver(Driver):
 
     async def connect(self) -> None:
         """Open the link. On failure raise ConnectionLostError; later calls retry with backoff."""
-        async with self._lock:
+        async with self._operation("connect"):
             self._open = True
             if self._client is None:
                 self._client = self._make_client()
@@ -246,38 +256,100 @@ class ModbusDriver(Driver):
         if connected:
             return
         self._gate.lost("connection lost")
-        client = self._client
-        future = getattr(getattr(client, "ctx", None), "response_future", None)
-        if isinstance(future, asyncio.Future) and not future.done():
+        if (future := self._pending_reply()) is not None:
             future.set_exception(ConnectionException("connection lost"))
+
+    def _pending_reply(self) -> asyncio.Future[Any] | None:
+        """The reply pymodbus waits for, if it waits for one (a pymodbus 3.16 internal)."""
+        future = getattr(getattr(self._client, "ctx", None), "response_future", None)
+        return future if isinstance(future, asyncio.Future) and not future.done() else None
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         """pymodbus hook: remember bytes received, so a reply that never framed (bad CRC,
-        garbage) is reported as a FrameError, not as silence."""
+        garbage) is reported as a FrameError, not as silence; and count late replies, which
+        pymodbus drops with no more than a log line."""
         if not sending:
-            self._heard = data
+            late = self._late_replies(data)
+            self.counters.replies_stale += late
+            if not late:  # a late reply is not a garbled answer to the request in flight
+                self._heard = data
         return data
+
+    def _late_replies(self, data: bytes) -> int:
+        """Replies in `data` no request waits for: any bytes while none is in flight, or (TCP)
+        whole frames with another transaction id. RTU frames carry none: a late RTU reply during
+        a request shows as a garbled or mismatched answer (FrameError, re-sent)."""
+        if self._pending_reply() is None:
+            return 1
+        if self.settings.scheme != "modbus-tcp":
+            return 0
+        expected = getattr(getattr(self._client, "ctx", None), "request_transaction_id", None)
+        late, at = 0, 0
+        while at + _MBAP.size <= len(data):
+            tid, _, length = _MBAP.unpack_from(data, at)
+            if at + _MBAP.size + length > len(data):
+                break  # incomplete: counted once it is whole
+            late += tid != expected
+            at += _MBAP.size + length
+        return late
+
+    def _abandon_reply(self) -> None:
+        """The operation's deadline passed: no request waits any more, so a reply arriving
+        later is counted as late (`_late_replies`) instead of being taken by nobody."""
+        if (future := self._pending_reply()) is not None:
+            future.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _operation(self, what: str) -> AsyncIterator[None]:
+        """One driver operation: exclusive use of the link, within its one deadline."""
+        s = self.settings
+        deadline_s = s.timeout_s * (s.retries + 1)
+        async with self._lock:
+            try:
+                async with asyncio.timeout(deadline_s * self._scale):
+                    yield
+            except TimeoutError:
+                self._abandon_reply()
+                if self._heard:  # what came in time never framed: garbled, not silent
+                    raise self._garbled(what) from None
+                self.counters.timeouts += 1
+                raise CommTimeoutError(
+                    f"{self.address.url}: {what}: no reply within {deadline_s:g} s, the "
+                    f"operation's deadline (timeout {s.timeout_s:g} s x {s.retries + 1} "
+                    "attempt(s))") from None
 
     # --------------------------------------------------------------------------- requests
     async def _call(self, what: str, request: Callable[[Any], Awaitable[ModbusPDU]]
                     ) -> ModbusPDU:
-        """Run one request and turn every failure into a typed DriverError."""
+        """Run one request, re-sent by this driver (never by pymodbus) after a timeout or a
+        garbled reply, up to `retries` times; every failure becomes a typed DriverError."""
+        attempts = self.settings.retries + 1
+        self.counters.requests += 1
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self.counters.retries += 1
+            try:
+                return await self._attempt(what, request, attempt, attempts)
+            except (CommTimeoutError, FrameError):
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(self, what: str, request: Callable[[Any], Awaitable[ModbusPDU]],
+                       attempt: int, attempts: int) -> ModbusPDU:
         client = await self._ensure_link()
         self._heard = b""
-        self.counters.requests += 1
         try:
             reply = await request(client)
         except ModbusIOException as exc:
             if not client.connected:
                 raise self._lost(what, exc) from None
             if self._heard:
-                self.counters.frames_bad += 1
-                raise FrameError(f"{self.address.url}: {what}: garbled reply "
-                                 f"{self._heard[:32].hex(' ')}") from None
+                raise self._garbled(what, f" (attempt {attempt} of {attempts})") from None
             self.counters.timeouts += 1
             raise CommTimeoutError(
                 f"{self.address.url}: {what}: no reply within {self.settings.timeout_s:g} s "
-                f"({self.settings.retries + 1} attempt(s))") from None
+                f"(attempt {attempt} of {attempts})") from None
         except ConnectionException as exc:
             raise self._lost(what, exc) from None
         except ModbusException as exc:
@@ -295,6 +367,12 @@ class ModbusDriver(Driver):
                 raise CommTimeoutError(message)
             raise ModbusDeviceError(message, fc, code)
         return reply
+
+    def _garbled(self, what: str, attempt: str = "") -> FrameError:
+        """Bytes came but never framed as a reply (bad CRC, garbage): counted."""
+        self.counters.frames_bad += 1
+        return FrameError(f"{self.address.url}: {what}: garbled reply "
+                          f"{self._heard[:32].hex(' ')}{attempt}")
 
     def _lost(self, what: str, exc: BaseException) -> ConnectionLostError:
         """Close and mark the link down; the next attempt waits for the backoff."""
@@ -322,7 +400,7 @@ class ModbusDriver(Driver):
     async def read(self) -> dict[str, Reading]:
         """Every sensor in one FC4 request. Sampled sensors are stamped when their sample was
         drawn (now - age; device and controller clocks run at the same speed)."""
-        async with self._lock:
+        async with self._operation("read sensors"):
             registers = await self._read_block("read sensors", SENSOR_BLOCK)
         now = self._now()
         raw = struct.pack(f">{len(registers)}H", *registers)
@@ -337,7 +415,7 @@ class ModbusDriver(Driver):
         return readings
 
     async def read_outputs(self) -> dict[str, float]:
-        async with self._lock:
+        async with self._operation("read outputs"):
             registers = await self._read_block("read outputs", ACTUATOR_BLOCK)
         return {k: float(v) for k, v in
                 decode_block(ACTUATOR_BLOCK, registers, ACTUATOR_FIELDS).items()}
@@ -354,7 +432,7 @@ class ModbusDriver(Driver):
             return
         unit = self.settings.unit
         runs = write_runs(outputs)
-        async with self._lock:
+        async with self._operation("write"):
             for start, fields in runs:
                 values = [r for f in fields for r in encode_float32(float(outputs[f.name]))]
                 await self._call("write " + ", ".join(f.name for f in fields),
@@ -373,14 +451,14 @@ class ModbusDriver(Driver):
         """FC6 to the heartbeat register (any value feeds the device's watchdog)."""
         self._heartbeat = value = (self._heartbeat + 1) & 0xFFFF
         address, unit = _HEARTBEAT_ADDRESS, self.settings.unit
-        async with self._lock:
+        async with self._operation("heartbeat"):
             await self._call("heartbeat", lambda c: c.write_register(
                 address, value, device_id=unit))
 
     async def read_status(self) -> DeviceStatus:
         """The device's status bits (DeviceStatus) from input register `status` (the contract's
         `read_status`: a Modbus device always reports them)."""
-        async with self._lock:
+        async with self._operation("read status"):
             registers = await self._read_block("read status", DEVICE_BLOCK)
         return DeviceStatus(decode_block(DEVICE_BLOCK, registers,
                                          [field(Table.INPUT, STATUS)])[STATUS])
@@ -389,7 +467,7 @@ class ModbusDriver(Driver):
         """Read the status (was the cut-out tripped?), then FC6 CUTOUT_RESET_MAGIC to the
         `cutout_reset` register. The device refuses with exception 01 while the chamber is too
         hot to re-arm; that becomes a DeviceError saying so."""
-        async with self._lock:
+        async with self._operation("reset cut-out"):
             registers = await self._read_block("read status", DEVICE_BLOCK)
             status = DeviceStatus(decode_block(DEVICE_BLOCK, registers,
                                                [field(Table.INPUT, STATUS)])[STATUS])
@@ -405,6 +483,9 @@ class ModbusDriver(Driver):
                     "to re-arm (it re-arms once below its reset temperature); let it cool "
                     "and retry") from exc
         return bool(status & DeviceStatus.HEATER_CUTOUT)
+
+    def link_faults(self) -> dict[str, int]:
+        return self.counters.faults()
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters; local only, so it answers even with the link down."""

@@ -3,7 +3,9 @@
 URLs: `serial://socket://HOST:PORT` (TCP carrying the serial line, e.g. an emulator or a
 serial-to-Ethernet box) or `serial:///dev/ttyUSB0` (a real port or a pty); query parameters
 `timeout` (wall seconds per attempt, default 0.5), `retries` (resends after a timeout or a
-garbled reply, default 1) and `baud` (default 115200).
+garbled reply, default 1) and `baud` (default 115200). Every operation has one deadline,
+`timeout x (retries + 1)`; a reply that comes after its request was given up is counted
+(`replies_stale`), never taken for another request's answer.
 
 One request is in flight at a time and every reply names the request it answers, so the driver
 pairs replies with requests without sequence numbers. The tick must never stall on a dead link:
@@ -100,10 +102,13 @@ class _Link(asyncio.Protocol):
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    def drop_stale(self) -> None:
-        """Forget anything received so far: it answers no request still waiting."""
+    def drop_stale(self) -> int:
+        """Forget anything received so far: it answers no request still waiting. Returns how
+        many whole replies were dropped (late replies, for the driver's count)."""
+        late = sum(not isinstance(item, FrameFault) for item in self.items)
         self.items.clear()
         self.decoder.clear()
+        return late
 
     def send(self, data: bytes) -> None:
         if self.lost is not None or self.transport is None or self.transport.is_closing():
@@ -199,7 +204,8 @@ class SerialDriver(Driver):
                                       f"{self.address.location}: {reason}") from exc
         self._link = link
         try:
-            ident = await self._exchange(Request(RequestKind.ID), IdentityReply)
+            ident = await self._exchange(Request(RequestKind.ID), IdentityReply,
+                                         self._deadline())
             if ident.protocol != PROTOCOL_VERSION:
                 raise DeviceError(f"{self.address.url}: device {ident.model} speaks serial "
                                   f"protocol {ident.protocol}; this driver speaks "
@@ -233,11 +239,18 @@ class SerialDriver(Driver):
 
     # ---------------------------------------------------------------------------- requests
     async def _transact(self, request: Request, expect: type[_R]) -> _R:
+        """One operation within its one deadline, `timeout x (retries + 1)` from its start:
+        a reconnect spends from it, and no attempt waits past it."""
+        deadline = self._deadline()
         async with self._lock:
             await self._ensure_link()
-            return await self._exchange(request, expect)
+            return await self._exchange(request, expect, deadline)
 
-    async def _exchange(self, request: Request, expect: type[_R]) -> _R:
+    def _deadline(self) -> float:
+        """When an operation starting now must be over, on the loop's clock."""
+        return asyncio.get_running_loop().time() + self._wait_s * (self.retries + 1)
+
+    async def _exchange(self, request: Request, expect: type[_R], deadline: float) -> _R:
         """Send `request` and return its reply, resending after a timeout, a garbled reply or
         an ERR saying our frame arrived garbled; every other ERR is raised as its typed error.
         Every request is idempotent (SET sends absolute values), so a resend is safe."""
@@ -249,13 +262,16 @@ class SerialDriver(Driver):
         self.counters.requests += 1
         last: DriverError | None = None
         for attempt in range(1, attempts + 1):
+            left_s = deadline - asyncio.get_running_loop().time()
             if attempt > 1:
+                if left_s <= 0:
+                    break  # the operation's deadline is spent: no resend
                 self.counters.retries += 1
             try:
-                link.drop_stale()
+                self.counters.replies_stale += link.drop_stale()
                 link.send(frame)
                 reply = await asyncio.wait_for(self._reply(link, request.kind),
-                                               self._wait_s)
+                                               max(0.0, min(self._wait_s, left_s)))
             except _LinkDown as exc:
                 self._drop_link(f"link lost: {exc}")
                 raise ConnectionLostError(f"{self.address.url}: link lost during {name}: "
@@ -345,6 +361,9 @@ class SerialDriver(Driver):
         carrying its message (the temperature and the re-arm limit)."""
         return (await self._transact(Request(RequestKind.RESET_CUTOUT), ResetCutoutReply)
                 ).was_tripped
+
+    def link_faults(self) -> dict[str, int]:
+        return self.counters.faults()
 
     async def diagnostics(self) -> dict[str, float]:
         """Link counters only: a device on a wire exposes no ground truth. No I/O."""

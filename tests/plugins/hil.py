@@ -15,12 +15,13 @@ EMULATOR_SPEED = 600
 
 
 @contextmanager
-def emulator(config: str, listen: str,
-             comm_timeout_s: float = 2.0) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A served chamber in its own process; yields it and the URL a controller should use."""
+def emulator(config: str, listen: str, comm_timeout_s: float = 2.0,
+             speed: float = EMULATOR_SPEED) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A served chamber in its own process; yields it and the URL a controller should use.
+    `speed` must match the controller's (both clocks run that many times the wall)."""
     proc = subprocess.Popen(
         [BIN / "bioreactor", "emulate", str(REPO / "configs" / config), "--listen", listen,
-         "--speed", str(EMULATOR_SPEED), "--comm-timeout", str(comm_timeout_s)],
+         "--speed", str(speed), "--comm-timeout", str(comm_timeout_s)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -142,7 +143,8 @@ async def test_tick_survives_device_errors_and_holds_loops(tmp_path: Path) -> No
         qualities = [q for (q,) in con.execute("SELECT temperature_c_q FROM ticks")]
         kinds = [k for (k,) in con.execute("SELECT kind FROM events")]
     assert qualities.count(int(Quality.COMM_ERROR)) == 3
-    assert kinds.count("comm") >= 4 and "safe_state" in kinds
+    # One spell (the heater refused on every tick), its start and its end: not one per failure.
+    assert kinds.count("comm") == 2 and "safe_state" in kinds
 
 
 def test_cli_run_writes_summary_and_report(tmp_path: Path) -> None:
@@ -249,12 +251,20 @@ async def test_comm_loss_is_one_link_event_per_outage_and_rewrites_outputs(tmp_p
     writes_before_recovery = len(driver.writes)
     for _ in range(3):
         await reactor.tick()
+    await reactor.go_safe("test")  # closes the spell: its 30 s of quiet never passed
     historian.close()
     assert reactor.counters.comm_losses == 1 and reactor.link.comm_ok
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
-        links = [m for (m,) in con.execute("SELECT message FROM events WHERE kind = 'comm' "
-                                           "AND data_json LIKE '%\"link\"%'")]
-    assert links == ["comm loss: link down", "comm restored"]
+        links = [(m, json.loads(d)) for m, d in con.execute(
+            "SELECT message, data_json FROM events WHERE kind = 'comm' "
+            "AND data_json LIKE '%\"link\"%'")]
+    # One event when the spell starts, one when it ends, with the counts: not one per failure.
+    assert links[0][0] == "comm loss: read failed: link down"
+    assert re.fullmatch(r"comm restored: 6 failed operations over \S+ s \(read 3, write 3\)",
+                        links[1][0]), links
+    assert len(links) == 2
+    assert links[1][1]["failed"] == {"read": 3, "write": 3}
+    assert links[1][1]["errors"] == {"ConnectionLostError": 6}
     # The first tick after the outage writes every output again, not only the changed ones.
     assert set(driver.writes[writes_before_recovery]) == set(config.reactor[0].safe_state)
 
@@ -294,7 +304,7 @@ async def test_a_limited_write_is_recorded_once_and_not_resent(tmp_path: Path) -
     assert reactor.link.written["o2_pct"] == last_o2
 
 
-def test_a_device_refusing_for_minutes_is_logged_once_and_recorded_every_time(
+def test_a_device_refusing_for_minutes_is_logged_once_and_recorded_as_spells(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from controller.cli.main import apply_overrides, configure_logging
 
@@ -308,6 +318,10 @@ def test_a_device_refusing_for_minutes_is_logged_once_and_recorded_every_time(
     # Once per refusal spell (two spells), not once per tick.
     assert log.count("read failed") == 2, log
     with sqlite3.connect(tmp_path / "run.sqlite") as con:
-        (recorded,) = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'comm' "
-                                  "AND message LIKE 'read failed%'").fetchone()
-    assert recorded == 660
+        spells = [(m, json.loads(d)) for m, d in con.execute(
+            "SELECT message, data_json FROM events WHERE kind = 'comm' ORDER BY t_s")]
+    # Each refusal spell on record twice, its start and its end with its counts: reads and
+    # heartbeats refused for 600 and 60 ticks.
+    assert [m.split(":")[0] for m, _ in spells] == ["comm failing", "comm restored"] * 2
+    assert [d["failed"] for _, d in spells[1::2]] == [{"read": 600, "heartbeat": 600},
+                                                      {"read": 60, "heartbeat": 60}]
