@@ -5,6 +5,12 @@ The tick never sees a DriverError: a failed read becomes readings of COMM_ERROR 
 loops hold), a failed write is retried on the next tick, and every failure is counted and on
 record. The alarm board judges the link from what this object keeps (`healthy`,
 `read_failure_share`), so a flaky link raises one alarm, not one per frame.
+
+One master per device: a device whose lease another controller session holds refuses this one's
+heartbeats and writes (DeviceHeldError). That is the high-priority alarm `device_held` and one
+console line, not a comm failure per tick: writes wait (they would only be refused), reads go
+on, and the heartbeat keeps asking, so control is taken the moment the other session's lease
+lapses (docs/modbus.md, docs/serial-protocol.md).
 """
 from __future__ import annotations
 
@@ -16,11 +22,13 @@ import structlog
 
 from controller.clock import Clock
 from controller.runtime.journal import ReactorJournal
+from controller.runtime.outside_alarms import OutsideAlarms
 from drivers.contract.datasheet import INPUTS
 from drivers.contract.driver import Driver
 from drivers.contract.errors import (
     CommTimeoutError,
     ConnectionLostError,
+    DeviceHeldError,
     DriverError,
     FrameError,
     ReadbackError,
@@ -31,6 +39,10 @@ from drivers.contract.status import DeviceStatus
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_PERIOD_S = 1.0
+HELD_ALARM = "device_held"
+HELD_PRIORITY = "high"
+"""Another controller drives the process and this one's loops do not: not critical (the device
+is controlled, and its watchdog guards the other session), but an operator must act now."""
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
@@ -50,8 +62,12 @@ class ReactorCounters:
 
 class DeviceLink:
     def __init__(self, driver: Driver, clock: Clock, journal: ReactorJournal,
-                 counters: ReactorCounters, *, control_period_s: float) -> None:
+                 counters: ReactorCounters, *, control_period_s: float,
+                 outside: OutsideAlarms) -> None:
         self.driver = driver
+        self._outside = outside
+        self.held = False
+        """Another controller session holds the device: writes wait, heartbeats ask."""
         self._clock = clock
         self._journal = journal
         self._counters = counters
@@ -81,8 +97,13 @@ class DeviceLink:
         return self.comm_ok and self.read_ok
 
     async def connect(self) -> dict[str, float]:
-        """Connect and learn what every output holds now (the loops start from it)."""
-        await self.driver.connect()
+        """Connect and learn what every output holds now (the loops start from it). A device
+        held by another session is connected to all the same: it is read, and asked again with
+        every heartbeat."""
+        try:
+            await self.driver.connect()
+        except DeviceHeldError as exc:
+            self._held(self._clock.now(), exc)
         self.written = await self.driver.read_outputs()
         return self.written
 
@@ -119,10 +140,13 @@ class DeviceLink:
         """Write the outputs whose value differs from what the device holds."""
         written = self.written
         changed = {name: value for name, value in outputs.items() if written.get(name) != value}
-        if not changed:
+        if not changed or self.held:
             return
         try:
             await self.driver.write(changed)
+        except DeviceHeldError as exc:
+            self._held(now, exc)
+            return
         except ReadbackError as exc:
             # The device took the value but holds a limited one (gas mix over 100 %, a pump
             # slower than its datasheet). Resending would fail the same way every tick: record
@@ -151,8 +175,33 @@ class DeviceLink:
         self.next_heartbeat_s = now + HEARTBEAT_PERIOD_S
         try:
             await self.driver.heartbeat()
+        except DeviceHeldError as exc:
+            self._held(now, exc)
         except DriverError as exc:
             self._failed(now, "heartbeat", exc)
+        else:
+            if self.held:
+                self._released(now)
+
+    def _held(self, now: float, exc: DeviceHeldError) -> None:
+        """Once per spell: another session holds the device."""
+        if self.held:
+            return
+        self.held = True
+        message = f"device held by another controller: {exc}; retrying every heartbeat"
+        log.error("device held by another controller: this controller does not drive it",
+                  reactor=self.reactor_id, t_s=now, error=str(exc))
+        self._outside.set(now, HELD_ALARM, active=True, priority=HELD_PRIORITY, message=message)
+
+    def _released(self, now: float) -> None:
+        """The other session's lease lapsed and ours took it: every output is written afresh
+        (the device went to its safe state when the other session fell silent)."""
+        self.held = False
+        self.written = {}
+        log.warning("device control taken: the other controller's lease lapsed",
+                    reactor=self.reactor_id, t_s=now)
+        self._outside.set(now, HELD_ALARM, active=False, priority=HELD_PRIORITY,
+                          message="device control taken: the other controller's lease lapsed")
 
     def read_failure_share(self, window_s: float) -> float:
         """The share of reads that failed over the last `window_s` (one read per tick)."""

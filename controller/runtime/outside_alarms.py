@@ -4,7 +4,8 @@ The board judges readings one channel at a time; these are raised by events no o
 shows: the telemetry outbox is full, the run restarted on hold, a gas supply interlock tripped,
 the chamber's mass balance does not close (controller/control/volume_balance.py), a pump's
 measured delivery is off what was commanded, the device rebooted
-(controller/runtime/delivery.py). An operator acknowledges them like the board's (`ack_alarm`),
+(controller/runtime/delivery.py), another controller holds the device
+(controller/runtime/device_link.py). An operator acknowledges them like the board's (`ack_alarm`),
 they are on record as `alarm` events, on MQTT, in the checkpoint and in the summary.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from controller.runtime.journal import ReactorJournal
 
 OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
-                  "volume_balance", "feed_delivery_mismatch", "device_rebooted")
+                  "volume_balance", "feed_delivery_mismatch", "device_rebooted", "device_held")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
 
 

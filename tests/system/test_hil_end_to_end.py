@@ -4,16 +4,13 @@ way to prove the safety behaviour on both sides."""
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from plugins.configs import REPO
-from plugins.hil import emulator
-from plugins.processes import BIN, free_port
+from plugins.hil import controller, emulator, stop, ticks_recorded
+from plugins.processes import free_port
 from plugins.records import count_rows, periods_after_first_tick
 from plugins.waiting import wait_until
 
@@ -24,33 +21,9 @@ CONFIGS = {
 }
 
 
-def ticks_recorded(tmp: Path) -> int:
-    return count_rows(tmp / "run.sqlite", "SELECT COUNT(*) FROM ticks")
-
-
 def link_events(tmp: Path, message: str) -> int:
     return count_rows(tmp / "run.sqlite", "SELECT COUNT(*) FROM events WHERE kind = 'comm' AND "
                       "data_json LIKE '%\"link\"%' AND message LIKE ?", f"{message}%")
-
-
-def controller(config: str, device: str, tmp: Path, duration: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [BIN / "bioreactor", "run", str(REPO / "configs" / config), "--device", device,
-         "--duration", duration, "--quiet", "--db", str(tmp / "run.sqlite"),
-         "--summary-json", str(tmp / "summary.json")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def stop(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        return proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
