@@ -251,15 +251,15 @@ class RegisterBank:
             self.exception_replies += 1
         return pdu
 
-    def sim_device(self, unit: int) -> SimDevice:
-        """One pymodbus device with unit id `unit` (0: answers every unit id, as a Modbus TCP
-        device may) over the whole address space.
+    def sim_device(self) -> SimDevice:
+        """One pymodbus device, id 0 (answers every unit id; an RTU connection filters by its
+        own unit first), over the whole address space.
 
         A single shared block: input and holding tables are told apart by function code in
         `action`, which also decides legality, so pymodbus' own per-register flags stay unused.
         """
         block = SimData(0, count=REGISTER_SPACE, datatype=DataType.REGISTERS)
-        return SimDevice(unit, simdata=[block], action=self.action)
+        return SimDevice(0, simdata=[block], action=self.action)
 
 
 # ------------------------------------------------------------------------------- connections
@@ -284,9 +284,12 @@ class _Connection(ServerRequestHandler):
         self._last_rx = -math.inf
         self._request_fc = 0
         self._bank: RegisterBank = owner.bank
+        self._unit: int | None = owner.unit
         self._session = Session()
 
     async def handle_request(self) -> None:
+        if self._unit is not None and self.last_pdu and self.last_pdu.dev_id != self._unit:
+            return  # another unit's request (or a broadcast): an RTU device stays silent
         # The bank answers for this connection's session. pymodbus runs the request down to the
         # bank's action without suspending (the action is synchronous under its async face), so
         # no other connection's request can run in between.
@@ -355,8 +358,9 @@ class _HuntingFramerRTU(FramerRTU):
 
 class _TcpServer(ModbusTcpServer):
     def __init__(self, bank: RegisterBank, **kwargs: Any) -> None:
-        super().__init__(bank.sim_device(0), trace_pdu=bank.trace_pdu, **kwargs)
+        super().__init__(bank.sim_device(), trace_pdu=bank.trace_pdu, **kwargs)
         self.bank = bank
+        self.unit = None  # Modbus TCP: any unit id is this device
 
     def callback_new_connection(self) -> ServerRequestHandler:
         return _Connection(self)
@@ -367,9 +371,9 @@ class _SerialServer(ModbusSerialServer):
     device on a shared RS-485 bus must (the master sees a timeout, not another device)."""
 
     def __init__(self, bank: RegisterBank, unit: int, **kwargs: Any) -> None:
-        super().__init__(bank.sim_device(unit), trace_pdu=bank.trace_pdu,
-                         ignore_missing_devices=True, **kwargs)
+        super().__init__(bank.sim_device(), trace_pdu=bank.trace_pdu, **kwargs)
         self.bank = bank
+        self.unit = unit
         self.framer = _HuntingFramerRTU  # each connection builds its framer from this class
 
     def callback_new_connection(self) -> ServerRequestHandler:

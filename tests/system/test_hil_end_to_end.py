@@ -3,6 +3,7 @@
 way to prove the safety behaviour on both sides."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -53,7 +54,7 @@ def test_a_culture_over_the_wire_holds_the_bands(kind: str, tmp_path: Path) -> N
 def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path) -> None:
     import asyncio
 
-    from drivers import DeviceStatus, parse_device_url
+    from drivers import DeviceHeldError, DeviceStatus, parse_device_url
     from drivers.wire.modbus_driver import ModbusDriver
 
     config, listen = CONFIGS["modbus-tcp"]
@@ -70,7 +71,9 @@ def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path
         async def device_state() -> tuple[DeviceStatus, dict[str, float]]:
             loop = asyncio.get_running_loop()
             driver = ModbusDriver(parse_device_url(url), now=loop.time, seed=0, options={})
-            await driver.connect()
+            # A look, not control: the killed controller's lease lives until the watchdog trips.
+            with contextlib.suppress(DeviceHeldError):
+                await driver.connect()
             try:
                 return await driver.read_status(), await driver.read_outputs()
             finally:

@@ -1,7 +1,8 @@
 """One master per device, as a user meets it: `bioreactor emulate` in one process, a first
 `bioreactor run` controlling it, then a second `bioreactor run` against the same device. The
 second is refused (the device's lease is the first's), says so on its console and raises the
-alarm `device_held`; the first keeps control. Real processes over a real Modbus TCP link."""
+alarm `device_held`; the first keeps control. Once the first stops, its lease lapses and the
+second takes over. Real processes over a real Modbus TCP link."""
 from __future__ import annotations
 
 import json
@@ -43,22 +44,30 @@ def test_a_second_controller_is_refused_and_alarms_while_the_first_keeps_control
             ticks_before = ticks_recorded(first_dir)
             wait_until(lambda: ticks_recorded(second_dir) >= 20, 60,
                        "the second controller keeps running (reading, refused)")
-            second_out, second_err = stop(second)
             wait_until(lambda: ticks_recorded(first_dir) > ticks_before + 10, 60,
                        "the first controller keeps ticking")
-        finally:
             first_out, first_err = stop(first)
-            if second is not None and second.poll() is None:
-                stop(second)
+            # The first is gone: its lease lapses with the device's watchdog (2 s) and the
+            # second, still asking with every heartbeat, takes control.
+            wait_until(lambda: [a for a in alarm_events(second_dir / "run.sqlite",
+                                                        "device_held") if not a["active"]],
+                       60, "the second controller to take the lapsed lease")
+            second_out, second_err = stop(second)
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    stop(proc)
     console = second_out + second_err
     assert "device held by another controller" in console, console
     assert "Traceback" not in console, console
-    (raised, *_) = alarm_events(second_dir / "run.sqlite", "device_held")
+    raised, cleared = alarm_events(second_dir / "run.sqlite", "device_held")
     assert raised["active"] is True and raised["priority"] == "high"
-    # The second never drove the device: every write of its was held back, none refused.
+    assert cleared["active"] is False
+    assert "device control taken" in console, console
+    # While held, every write of the second's was held back, none refused.
     assert count_rows(second_dir / "run.sqlite", "SELECT COUNT(*) FROM events WHERE "
                       "kind = 'comm' AND message LIKE 'write failed%'") == 0
-    # The first kept control: never refused, never held, no write failed.
+    # The first kept control while it ran: never refused, never held, no write failed.
     assert alarm_events(first_dir / "run.sqlite", "device_held") == []
     assert count_rows(first_dir / "run.sqlite", "SELECT COUNT(*) FROM events WHERE "
                       "kind = 'comm'") == 0, first_out + first_err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import re
 import socket
 from collections import deque
@@ -539,3 +540,38 @@ async def test_a_technician_with_socat_talks_to_the_device_as_the_manual_says(
     assert isinstance(replies[2], SetReply) and replies[2].held["heater_pct"] == 42.5
     assert replies[3] == ErrorReply(ErrorCode.MALFORMED,
                                     "no checksum after the payload (its checksum would be 12)")
+
+
+# ------------------------------------------------------------------- resynchronisation, fuzzed
+_LINE_ENDS = (b"", b"\r\n", b"\n", b"\r", b"\n\r")
+
+
+async def test_after_any_garbage_up_to_1_kb_the_next_good_frame_is_answered(
+        chamber_url: tuple[ServedChamber, str]) -> None:
+    """Seeded random garbage (any bytes, with or without a line end, often with `$` and text
+    that look like frames) then one good frame, over a real socket line to the served device:
+    every good frame is answered."""
+    rng = random.Random(11)
+    port = urlsplit(chamber_url[1].removeprefix("serial://")).port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    decoder = FrameDecoder()
+    try:
+        for trial in range(200):
+            size = rng.randrange(0, 1025)
+            pieces = [rng.randbytes(size), b"$SET heater_pct 4", b"READ*12", b"$", b"*"]
+            garbage = b"".join(rng.sample(pieces, rng.randrange(1, 4)))[:1024]
+            writer.write(garbage + rng.choice(_LINE_ENDS) + b"$ID*0D\r\n")
+            await writer.drain()
+
+            async def identity() -> IdentityReply:
+                while True:
+                    for item in decoder.feed(await reader.read(4096)):
+                        if isinstance(item, Frame):
+                            reply = parse_reply(item.payload)
+                            if isinstance(reply, IdentityReply):
+                                return reply
+
+            reply = await asyncio.wait_for(identity(), 5)
+            assert reply.protocol == PROTOCOL_VERSION, trial
+    finally:
+        writer.close()
