@@ -13,6 +13,12 @@ operation per tick. What the link absorbed without
 failing (attempt timeouts, late replies, resends: the driver's `link_faults`) is counted too,
 and a tick that needed any of them counts as a failed one for the comm_errors alarm: a slow
 link is seen before it fails outright.
+
+One master per device: a device whose lease another controller session holds refuses this one's
+heartbeats and writes (DeviceHeldError). That is the high-priority alarm `device_held` and one
+console line, not a comm failure per tick: writes wait (they would only be refused), reads go
+on, and the heartbeat keeps asking, so control is taken the moment the other session's lease
+lapses (docs/modbus.md, docs/serial-protocol.md).
 """
 from __future__ import annotations
 
@@ -24,11 +30,13 @@ import structlog
 
 from controller.clock import Clock
 from controller.runtime.journal import ReactorJournal
+from controller.runtime.outside_alarms import OutsideAlarms
 from drivers.contract.datasheet import INPUTS
 from drivers.contract.driver import Driver
 from drivers.contract.errors import (
     CommTimeoutError,
     ConnectionLostError,
+    DeviceHeldError,
     DriverError,
     FrameError,
     ReadbackError,
@@ -42,6 +50,10 @@ HEARTBEAT_PERIOD_S = 1.0
 SPELL_QUIET_S = 30.0
 """A failure spell ends once reads have got through for this long with no failure: a link that
 fails again sooner is still the same spell (as comm_loss's 30 s on-delay judges it)."""
+HELD_ALARM = "device_held"
+HELD_PRIORITY = "high"
+"""Another controller drives the process and this one's loops do not: not critical (the device
+is controlled, and its watchdog guards the other session), but an operator must act now."""
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
@@ -85,8 +97,12 @@ class FailureSpell:
 
 class DeviceLink:
     def __init__(self, driver: Driver, clock: Clock, journal: ReactorJournal,
-                 counters: ReactorCounters, *, control_period_s: float) -> None:
+                 counters: ReactorCounters, *, control_period_s: float,
+                 outside: OutsideAlarms) -> None:
         self.driver = driver
+        self._outside = outside
+        self.held = False
+        """Another controller session holds the device: writes wait, heartbeats ask."""
         self._clock = clock
         self._journal = journal
         self._counters = counters
@@ -123,8 +139,13 @@ class DeviceLink:
         return self._comm_failed_readings
 
     async def connect(self) -> dict[str, float]:
-        """Connect and learn what every output holds now (the loops start from it)."""
-        await self.driver.connect()
+        """Connect and learn what every output holds now (the loops start from it). A device
+        held by another session is connected to all the same: it is read, and asked again with
+        every heartbeat."""
+        try:
+            await self.driver.connect()
+        except DeviceHeldError as exc:
+            self._held(self._clock.now(), exc)
         self.written = await self.driver.read_outputs()
         return self.written
 
@@ -166,10 +187,13 @@ class DeviceLink:
         """Write the outputs whose value differs from what the device holds."""
         written = self.written
         changed = {name: value for name, value in outputs.items() if written.get(name) != value}
-        if not changed:
+        if not changed or self.held:
             return
         try:
             await self.driver.write(changed)
+        except DeviceHeldError as exc:
+            self._held(now, exc)
+            return
         except ReadbackError as exc:
             # The device took the value but holds a limited one (gas mix over 100 %, a pump
             # slower than its datasheet). Resending would fail the same way every tick: record
@@ -198,8 +222,13 @@ class DeviceLink:
         self.next_heartbeat_s = now + HEARTBEAT_PERIOD_S
         try:
             await self.driver.heartbeat()
+        except DeviceHeldError as exc:
+            self._held(now, exc)
         except DriverError as exc:
             self._failed(now, "heartbeat", exc)
+        else:
+            if self.held:
+                self._released(now)
         self._count_link_faults(now)
 
     def _count_link_faults(self, now: float) -> None:
@@ -215,6 +244,26 @@ class DeviceLink:
             absorbed += delta
         if absorbed and self.read_ok:
             self._read_failures.append(now)
+
+    def _held(self, now: float, exc: DeviceHeldError) -> None:
+        """Once per spell: another session holds the device."""
+        if self.held:
+            return
+        self.held = True
+        message = f"device held by another controller: {exc}; retrying every heartbeat"
+        log.error("device held by another controller: this controller does not drive it",
+                  reactor=self.reactor_id, t_s=now, error=str(exc))
+        self._outside.set(now, HELD_ALARM, active=True, priority=HELD_PRIORITY, message=message)
+
+    def _released(self, now: float) -> None:
+        """The other session's lease lapsed and ours took it: every output is written afresh
+        (the device went to its safe state when the other session fell silent)."""
+        self.held = False
+        self.written = {}
+        log.warning("device control taken: the other controller's lease lapsed",
+                    reactor=self.reactor_id, t_s=now)
+        self._outside.set(now, HELD_ALARM, active=False, priority=HELD_PRIORITY,
+                          message="device control taken: the other controller's lease lapsed")
 
     def read_failure_share(self, window_s: float) -> float:
         """The share of ticks over the last `window_s` whose read failed or whose link needed

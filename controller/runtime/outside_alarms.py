@@ -5,7 +5,8 @@ shows: the telemetry outbox is full, the run restarted on hold, a gas supply int
 the chamber's mass balance does not close (controller/control/volume_balance.py), a pump's
 measured delivery is off what was commanded, the device rebooted
 (controller/runtime/delivery.py), ticks keep overrunning their period
-(controller/alarms/tick_overrun.py). An operator acknowledges them like the board's (`ack_alarm`),
+(controller/alarms/tick_overrun.py), another controller holds the device
+(controller/runtime/device_link.py). An operator acknowledges them like the board's (`ack_alarm`),
 they are on record as `alarm` events, on MQTT, in the checkpoint and in the summary.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from controller.runtime.journal import ReactorJournal
 
 OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
-                  "volume_balance", "feed_delivery_mismatch", "device_rebooted", "tick_overrun")
+                  "volume_balance", "feed_delivery_mismatch", "device_rebooted", "tick_overrun",
+                  "device_held")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
 DEFAULT_PRIORITY = "high"
 """The priority of an outside alarm raised without one."""

@@ -84,10 +84,10 @@ class Reactor:
         self.overrun = TickOverrun(control_period_s)
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
-        self.link = DeviceLink(driver, clock, self.journal, self.counters,
-                               control_period_s=control_period_s)
         self.outside_alarms = OutsideAlarms(self.journal,
                                             on_change=lambda: self.checkpoints.request())
+        self.link = DeviceLink(driver, clock, self.journal, self.counters,
+                               control_period_s=control_period_s, outside=self.outside_alarms)
         self.delivery = DeliveryMonitor(config.schedule.delivery, self.journal,
                                         self.outside_alarms, on_reboot=self.link.forget_written)
         self.checkpoints = Checkpointer(

@@ -13,7 +13,8 @@ Layout (0-based PDU addresses, as on the wire; tools that count from 1 add one):
     float32 at 100 + 2i, its quality code at 140 + i, and, for a sampled sensor, the age of the
     sample as float32 at 160 + 2i. Twenty slots: room to grow.
 - Holding registers (FC3 read, FC6/FC16 write)
-  - 0-15, device area: heartbeat at 0 (any write feeds the watchdog; reads the count),
+  - 0-15, device area: heartbeat at 0 (write the session token: takes the lease, feeds the
+    watchdog; reads the count),
     the cut-out reset at 1 (write CUTOUT_RESET_MAGIC to re-arm the heater cut-out), the comm
     timeout (float32 seconds, read-only) at 2-3.
   - 100-139, actuator area: slot k (the k-th output channel) as float32 at 100 + 2k.
@@ -35,8 +36,12 @@ from enum import Enum, IntEnum
 
 from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
 
-MAP_VERSION = 2
+MAP_VERSION = 3
 """Bumped when a published address changes meaning; readable at input register 0.
+
+3 (issue 11): the heartbeat register takes the master's session token (one master per device:
+a version-2 master writing a count would hold the lease with a new token on every heartbeat
+and be refused), and input register 10 reports the lease holder.
 
 2 (issue 10): sensor slots 8-17, actuator slot 6 and holding register 1 were reserved (read 0)
 and now carry the device's own hardware. A reserved quality register reads 0, which is GOOD: a
@@ -99,6 +104,11 @@ class ExceptionCode(IntEnum):
     SERVER_DEVICE_BUSY = 0x06
     GATEWAY_PATH_UNAVAILABLE = 0x0A
     GATEWAY_TARGET_FAILED = 0x0B
+
+
+LEASE_REFUSED = ExceptionCode.SERVER_DEVICE_BUSY
+"""The exception a device answers a heartbeat or a control write with while another master's
+session holds its lease ("busy: retry later"; the lease ends with that master's heartbeats)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +179,7 @@ ACTUATOR_SLOTS = 20
 ACTUATOR_BASE = 100
 
 HEARTBEAT = "heartbeat"
+LEASE_HOLDER = "lease_holder"
 CUTOUT_RESET = "cutout_reset"
 COMM_TIMEOUT = "comm_timeout_s"
 STATUS = "status"
@@ -195,8 +206,12 @@ _DEVICE_FIELDS: tuple[Field, ...] = (
     Field("watchdog_trips", _IN, 5, _U16, _R, "", "comm-loss trips to the safe state"),
     Field("requests", _IN, 6, _U32, _R, "", "requests received, this one included"),
     Field("exception_replies", _IN, 8, _U32, _R, "", "exception replies sent"),
+    Field(LEASE_HOLDER, _IN, 10, _U16, _R, "",
+          "session token holding the device's lease, 0 when none (lapsed or never taken)"),
     Field(HEARTBEAT, _HOLD, 0, _U16, _RW, "",
-          "any write feeds the comm watchdog; reads the heartbeat count (mod 65536)"),
+          "write the master's session token (1-65535): takes or renews the lease and feeds "
+          "the comm watchdog; exception 06 while another session holds it; reads the "
+          "heartbeat count (mod 65536)"),
     Field(CUTOUT_RESET, _HOLD, 1, _U16, _W, "",
           f"write {CUTOUT_RESET_MAGIC:#06x} to re-arm the heater cut-out (exception 01 while "
           "the chamber is too hot); reads 0"),

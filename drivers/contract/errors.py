@@ -25,6 +25,12 @@ class DeviceError(DriverError):
     """The device answered, but with an error (an exception reply, a refused write)."""
 
 
+class DeviceHeldError(DeviceError):
+    """Another controller session holds the device's lease (one master per device): control
+    requests are refused until that session stops heartbeating for the device's comm timeout.
+    Reads still work; the controller keeps trying to take the lease."""
+
+
 class CommTimeoutError(DriverError):
     """The device did not answer within the timeout (after the configured retries)."""
 

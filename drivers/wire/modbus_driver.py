@@ -18,6 +18,14 @@ out. Each operation (a read, a write with its read-back, a heartbeat) has one de
 `timeout x (retries + 1)`, past which it raises CommTimeoutError; a reply after its request was
 given up is counted (`replies_stale`), never taken as another request's answer.
 
+One master per device: the driver writes a session token, drawn at random when it is built, to
+the heartbeat register, which takes the device's lease (renewed by every heartbeat). A device
+held by another session answers exception 06 (LEASE_REFUSED) to the heartbeat and to every
+control write, raised as DeviceHeldError; reads still work. `connect()` checks the holder
+(input register `lease_holder`, in the block it reads anyway) without taking the lease: the
+first heartbeat clears the device's COMM_LOSS_SAFE bit, which a restarted controller must read
+first (docs/recovery.md).
+
 Timeouts and backoff delays are wall seconds (links are), multiplied by `time_scale` before use,
 because the controller's loop clock runs `time_scale` times faster than the wall.
 """
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +53,8 @@ from drivers.codecs.modbus_map import (
     CUTOUT_RESET_MAGIC,
     DEVICE_BLOCK,
     HEARTBEAT,
+    LEASE_HOLDER,
+    LEASE_REFUSED,
     MAP_VERSION,
     QUALITY_SUFFIX,
     SENSOR_BLOCK,
@@ -63,6 +74,7 @@ from drivers.contract.errors import (
     CommTimeoutError,
     ConnectionLostError,
     DeviceError,
+    DeviceHeldError,
     FrameError,
     NotConnectedError,
     ReadbackError,
@@ -92,6 +104,7 @@ _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
 _CUTOUT_RESET_ADDRESS = field(Table.HOLDING, CUTOUT_RESET).address
 _MAP_VERSION = field(Table.INPUT, "map_version")
+_LEASE_HOLDER = field(Table.INPUT, LEASE_HOLDER)
 _DIAGNOSTICS = ("requests", "retries", "timeouts", "frames_bad", "replies_stale",
                 "device_errors", "link_losses", "reconnects", "connect_failures")
 _MBAP = struct.Struct(">HHH")
@@ -173,7 +186,8 @@ class ModbusDriver(Driver):
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._open = False
         self._heard = b""
-        self._heartbeat = 0
+        self.session_token = secrets.randbelow(0xFFFF) + 1
+        """Drawn, not seeded: two controllers built from one config must not share it."""
         self._lock = asyncio.Lock()
         self._decode_plan = [
             (c.name, c.unit,
@@ -206,7 +220,10 @@ class ModbusDriver(Driver):
                                        bytesize=s.bytesize, **common)
 
     async def connect(self) -> None:
-        """Open the link. On failure raise ConnectionLostError; later calls retry with backoff."""
+        """Open the link and check the device: its map version, and that no other session holds
+        it (DeviceHeldError, with the link kept open: reads work, and every heartbeat tries the
+        lease again). On a link failure raise ConnectionLostError; later calls retry with
+        backoff."""
         async with self._operation("connect"):
             self._open = True
             if self._client is None:
@@ -220,6 +237,11 @@ class ModbusDriver(Driver):
             # the channels it lacks as good zeros.
             raise DeviceError(f"{self.address.url}: the device speaks register map version "
                               f"{version}; this driver speaks {MAP_VERSION} (docs/modbus.md)")
+        holder = decode_block(DEVICE_BLOCK, registers, [_LEASE_HOLDER])[_LEASE_HOLDER.name]
+        if holder not in (0, self.session_token):
+            raise DeviceHeldError(f"{self.address.url}: held by another controller session "
+                                  f"({holder:04X}); it is refused until that session's "
+                                  "heartbeats stop for the device's comm timeout")
 
     async def close(self) -> None:
         async with self._lock:
@@ -365,6 +387,10 @@ class ModbusDriver(Driver):
             message = f"{self.address.url}: {what}: exception reply to FC{fc}: {code:02X} {name}"
             if code in _GATEWAY_CODES:  # a gateway saying the device behind it is silent
                 raise CommTimeoutError(message)
+            if code == LEASE_REFUSED:
+                raise DeviceHeldError(f"{self.address.url}: {what} refused: another controller "
+                                      "session holds the device (its lease ends when its "
+                                      "heartbeats stop for the device's comm timeout)")
             raise ModbusDeviceError(message, fc, code)
         return reply
 
@@ -448,12 +474,12 @@ class ModbusDriver(Driver):
                 f"{name} commanded {want!r}, holds {got!r}" for name, want, got in wrong))
 
     async def heartbeat(self) -> None:
-        """FC6 to the heartbeat register (any value feeds the device's watchdog)."""
-        self._heartbeat = value = (self._heartbeat + 1) & 0xFFFF
-        address, unit = _HEARTBEAT_ADDRESS, self.settings.unit
+        """FC6 of the session token to the heartbeat register: takes or renews the device's
+        lease and feeds its watchdog; DeviceHeldError while another session holds it."""
+        address, unit, token = _HEARTBEAT_ADDRESS, self.settings.unit, self.session_token
         async with self._operation("heartbeat"):
             await self._call("heartbeat", lambda c: c.write_register(
-                address, value, device_id=unit))
+                address, token, device_id=unit))
 
     async def read_status(self) -> DeviceStatus:
         """The device's status bits (DeviceStatus) from input register `status` (the contract's

@@ -11,11 +11,18 @@ One request is in flight at a time and every reply names the request it answers,
 pairs replies with requests without sequence numbers. The tick must never stall on a dead link:
 a lost transport is closed at once, and until the backoff delay has passed every call raises
 ConnectionLostError immediately instead of trying again (drivers.wire.link).
+
+One master per device: the driver's heartbeats carry a session token drawn at random when it is
+built; the first takes the device's lease and each renews it. A device held by another session
+answers ERR 9 to HB, SET and RESET_CUTOUT, raised as DeviceHeldError; reads still work.
+`connect()` sends no HB: the first heartbeat clears the device's COMM_LOSS_SAFE bit, which a
+restarted controller must read first (docs/recovery.md).
 """
 from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -159,6 +166,8 @@ class SerialDriver(Driver):
         self._closing: set[_Link] = set()  # dropped links whose transports are still closing
         self._wanted = False  # between connect() and close()
         self.identity: IdentityReply | None = None
+        self.session_token = secrets.randbelow(0xFFFF) + 1
+        """Drawn, not seeded: two controllers built from one config must not share it."""
 
     # --------------------------------------------------------------------------- lifecycle
     async def connect(self) -> None:
@@ -346,7 +355,9 @@ class SerialDriver(Driver):
             raise ReadbackError(f"{self.address.url}: write not held: {'; '.join(wrong)}")
 
     async def heartbeat(self) -> None:
-        await self._transact(Request(RequestKind.HB), HeartbeatReply)
+        """Renew (or take) the lease and feed the device's watchdog; DeviceHeldError while
+        another session holds the device."""
+        await self._transact(Request.heartbeat(self.session_token), HeartbeatReply)
 
     async def status(self) -> StatusReply:
         """The device's status bits, heartbeat count and clock (not part of the contract)."""

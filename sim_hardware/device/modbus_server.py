@@ -35,6 +35,8 @@ from drivers.codecs.modbus_map import (
     CUTOUT_RESET,
     CUTOUT_RESET_MAGIC,
     HEARTBEAT,
+    LEASE_HOLDER,
+    LEASE_REFUSED,
     MAP_VERSION,
     QUALITY_SUFFIX,
     REGISTER_SPACE,
@@ -47,7 +49,7 @@ from drivers.codecs.modbus_map import (
     encode_span,
     fields_in,
 )
-from drivers.contract.errors import ChannelError, DeviceError, OutOfRangeError
+from drivers.contract.errors import ChannelError, DeviceError, DeviceHeldError, OutOfRangeError
 from drivers.contract.status import DeviceStatus
 from drivers.contract.urls import (
     BAUD,
@@ -56,6 +58,7 @@ from drivers.contract.urls import (
     SERIAL_LINE,
     STOPBITS,
     DeviceAddress,
+    modbus_unit,
     parse_device_url,
 )
 from sim_hardware.device.served_chamber import WireReading
@@ -67,6 +70,7 @@ RTU_STALE_S = 0.05
 3.5 characters of silence (2 ms at 19200 Bd); OS, USB-serial and socket jitter make a few ms
 meaningless on a PC, so the gap is lengthened, still far below any master's reply timeout."""
 
+_RTU_UNIT = modbus_unit(True)
 _FUNCTION_TABLE = {4: Table.INPUT, 3: Table.HOLDING, 6: Table.HOLDING, 16: Table.HOLDING,
                    22: Table.HOLDING, 23: Table.HOLDING}
 
@@ -78,6 +82,7 @@ class ServedDevice(Protocol):
     comm_timeout_s: float
     heartbeat_count: int
     watchdog_trips: int
+    lease_holder: int
 
     @property
     def now_s(self) -> float: ...
@@ -88,19 +93,32 @@ class ServedDevice(Protocol):
 
     def write_outputs(self, outputs: Mapping[str, float]) -> Mapping[str, float]: ...
 
-    def heartbeat(self) -> int: ...
+    def heartbeat(self, token: int) -> int: ...
+
+    def check_control(self, token: int | None) -> None: ...
 
     def reset_cutout(self) -> bool: ...
 
 
+class Session:
+    """One master's connection: the session token its last accepted heartbeat presented."""
+
+    token: int | None = None
+
+
 class RegisterBank:
     """The chamber seen as registers: answers reads and applies writes. No pymodbus here, so the
-    rules can be exercised without a socket."""
+    rules can be exercised without a socket.
+
+    `session` is the connection whose request is being answered (the server sets it before
+    each request; one connection by default): a write is the lease holder's or refused.
+    """
 
     def __init__(self, chamber: ServedDevice) -> None:
         self.chamber = chamber
         self.requests = 0
         self.exception_replies = 0
+        self.session = Session()
 
     # --------------------------------------------------------------------------- reads
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
@@ -133,6 +151,7 @@ class RegisterBank:
                 "device_time_s": whole, "device_time_ms": min(int((now - whole) * 1000), 999),
                 "watchdog_trips": chamber.watchdog_trips, "requests": self.requests,
                 "exception_replies": self.exception_replies,
+                LEASE_HOLDER: chamber.lease_holder,
             })
         return values
 
@@ -140,16 +159,25 @@ class RegisterBank:
     def write(self, table: Table, address: int, registers: list[int]) -> ExceptionCode | None:
         """Apply a write of holding registers; an exception code refuses it and changes nothing.
 
-        A multi-setpoint write goes to the chamber as one write, so it is all or nothing.
+        A multi-setpoint write goes to the chamber as one write, so it is all or nothing. The
+        heartbeat register takes the session's lease; every other write needs it (LEASE_REFUSED
+        while another session holds the device).
         """
         if (code := check_write(table, address, len(registers))) is not None:
             return code
         touched = {f.name: decode(f, registers[f.address - address:f.end - address])
                    for f in fields_in(table, address, len(registers))}
+        token = touched.pop(HEARTBEAT, None)
+        if token is not None and (code := self._take_lease(int(token))):
+            return code
+        if touched:
+            try:
+                self.chamber.check_control(self.session.token)
+            except DeviceHeldError as exc:
+                log.info("refused write %s: %s", sorted(touched), exc)
+                return LEASE_REFUSED
         if CUTOUT_RESET in touched and (code := self._reset_cutout(touched.pop(CUTOUT_RESET))):
             return code
-        if touched.pop(HEARTBEAT, None) is not None:
-            self.chamber.heartbeat()
         outputs = {name: float(value) for name, value in touched.items()}
         if outputs:
             try:
@@ -157,6 +185,18 @@ class RegisterBank:
             except (OutOfRangeError, ChannelError) as exc:
                 log.info("refused write %s: %s", outputs, exc)
                 return ExceptionCode.ILLEGAL_DATA_VALUE
+        return None
+
+    def _take_lease(self, token: int) -> ExceptionCode | None:
+        if token == 0:
+            log.info("refused heartbeat: session token 0")
+            return ExceptionCode.ILLEGAL_DATA_VALUE
+        try:
+            self.chamber.heartbeat(token)
+        except DeviceHeldError as exc:
+            log.info("refused heartbeat of session %04X: %s", token, exc)
+            return LEASE_REFUSED
+        self.session.token = token
         return None
 
     def _reset_cutout(self, value: float | int) -> ExceptionCode | None:
@@ -212,7 +252,8 @@ class RegisterBank:
         return pdu
 
     def sim_device(self) -> SimDevice:
-        """One pymodbus device, id 0 (answers every unit id), over the whole address space.
+        """One pymodbus device, id 0 (answers every unit id; an RTU connection filters by its
+        own unit first), over the whole address space.
 
         A single shared block: input and holding tables are told apart by function code in
         `action`, which also decides legality, so pymodbus' own per-register flags stay unused.
@@ -242,6 +283,18 @@ class _Connection(ServerRequestHandler):
         self._rtu = issubclass(owner.framer, FramerRTU)
         self._last_rx = -math.inf
         self._request_fc = 0
+        self._bank: RegisterBank = owner.bank
+        self._unit: int | None = owner.unit
+        self._session = Session()
+
+    async def handle_request(self) -> None:
+        if self._unit is not None and self.last_pdu and self.last_pdu.dev_id != self._unit:
+            return  # another unit's request (or a broadcast): an RTU device stays silent
+        # The bank answers for this connection's session. pymodbus runs the request down to the
+        # bank's action without suspending (the action is synchronous under its async face), so
+        # no other connection's request can run in between.
+        self._bank.session = self._session
+        await super().handle_request()
 
     def datagram_received(self, data: bytes, addr: tuple | None) -> None:
         if self._rtu:
@@ -306,14 +359,21 @@ class _HuntingFramerRTU(FramerRTU):
 class _TcpServer(ModbusTcpServer):
     def __init__(self, bank: RegisterBank, **kwargs: Any) -> None:
         super().__init__(bank.sim_device(), trace_pdu=bank.trace_pdu, **kwargs)
+        self.bank = bank
+        self.unit = None  # Modbus TCP: any unit id is this device
 
     def callback_new_connection(self) -> ServerRequestHandler:
         return _Connection(self)
 
 
 class _SerialServer(ModbusSerialServer):
-    def __init__(self, bank: RegisterBank, **kwargs: Any) -> None:
+    """RTU: the device answers its own unit id only and stays silent for any other, as a
+    device on a shared RS-485 bus must (the master sees a timeout, not another device)."""
+
+    def __init__(self, bank: RegisterBank, unit: int, **kwargs: Any) -> None:
         super().__init__(bank.sim_device(), trace_pdu=bank.trace_pdu, **kwargs)
+        self.bank = bank
+        self.unit = unit
         self.framer = _HuntingFramerRTU  # each connection builds its framer from this class
 
     def callback_new_connection(self) -> ServerRequestHandler:
@@ -370,9 +430,11 @@ class _PtyBridge:
 
 # ------------------------------------------------------------------------------- serve
 def _rtu_settings(address: DeviceAddress) -> dict[str, Any]:
-    """pyserial's keyword arguments from the URL's serial-line parameters."""
-    address.require_known(p.key for p in SERIAL_LINE)
-    return {"baudrate": address.get(BAUD, 19200), "parity": address.get(PARITY, "N"),
+    """The unit id and pyserial's keyword arguments from the URL's parameters (each checked
+    against what a serial line allows: urls.SERIAL_LINE)."""
+    address.require_known(p.key for p in (*SERIAL_LINE, _RTU_UNIT))
+    return {"unit": address.get(_RTU_UNIT, 1), "baudrate": address.get(BAUD, 19200),
+            "parity": address.get(PARITY, "N"),
             "stopbits": address.get(STOPBITS, 1), "bytesize": address.get(BYTESIZE, 8)}
 
 
@@ -392,7 +454,8 @@ async def serve(chamber: ServedDevice, address: DeviceAddress, *,
 
     modbus-tcp://HOST:PORT; modbus-rtu://socket://HOST:PORT (RTU frames over TCP, no hardware);
     modbus-rtu://pty (a pty pair; ready gets the path a controller opens); modbus-rtu:///dev/X
-    (a serial port; ?baud=&parity=&stopbits=&bytesize=). PORT 0 picks a free port.
+    (a serial port; ?baud=&parity=&stopbits=&bytesize=). An RTU device answers only its unit
+    (?unit=, default 1). PORT 0 picks a free port.
     """
     bank = RegisterBank(chamber)
     async with contextlib.AsyncExitStack() as stack:
@@ -406,12 +469,13 @@ async def serve(chamber: ServedDevice, address: DeviceAddress, *,
             url = f"modbus-tcp://{_connect_host(host)}:{_bound_port(server)}"
         elif address.scheme == "modbus-rtu":
             settings = _rtu_settings(address)
+            unit = settings.pop("unit")
             suffix = f"?{address.query}" if address.query else ""
             location = address.location
             nested = address.socket_host_port(free_port_ok=True)
             if nested is not None:
                 host, port = nested
-                server = _SerialServer(bank, framer=FramerType.RTU,
+                server = _SerialServer(bank, unit, framer=FramerType.RTU,
                                        port=f"socket://{host}:{port}", **settings)
                 await server.serve_forever(background=True)
                 stack.push_async_callback(server.shutdown)
@@ -427,7 +491,8 @@ async def serve(chamber: ServedDevice, address: DeviceAddress, *,
                 else:
                     raise ValueError(f"{address.url!r}: expected modbus-rtu://socket://HOST:PORT, "
                                      "modbus-rtu://pty or modbus-rtu:///dev/DEVICE")
-                server = _SerialServer(bank, framer=FramerType.RTU, port=device, **settings)
+                server = _SerialServer(bank, unit, framer=FramerType.RTU, port=device,
+                                       **settings)
                 await server.serve_forever(background=True)
                 stack.push_async_callback(server.shutdown)
         else:

@@ -44,7 +44,7 @@ from drivers.codecs.serial_protocol import (
     parse_request,
 )
 from drivers.contract.datasheet import CHANNELS, INPUTS, Direction
-from drivers.contract.errors import ChannelError, DeviceError, OutOfRangeError
+from drivers.contract.errors import ChannelError, DeviceError, DeviceHeldError, OutOfRangeError
 from drivers.contract.reading import Quality
 from drivers.contract.urls import BAUD, DeviceAddress
 from sim_hardware.device.served_chamber import ServedChamber
@@ -65,11 +65,15 @@ def identity() -> IdentityReply:
 
 
 # ------------------------------------------------------------------------- the device's logic
-def answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Reply:
-    """Carry out one request on the chamber. Never raises: every failure is an ERR reply,
-    because a device that dies on a bad request is worse than one that refuses it."""
+def answer(chamber: ServedChamber, request: Request, ident: IdentityReply,
+           session: int | None = None) -> Reply:
+    """Carry out one request on the chamber for the connection whose heartbeats presented the
+    token `session` (None: none yet). Never raises: every failure is an ERR reply, because a
+    device that dies on a bad request is worse than one that refuses it."""
     try:
-        return _answer(chamber, request, ident)
+        return _answer(chamber, request, ident, session)
+    except DeviceHeldError as exc:
+        return ErrorReply(ErrorCode.HELD, str(exc))
     except ProtocolError as exc:
         return ErrorReply(exc.code, exc.message)
     except ChannelError as exc:
@@ -80,7 +84,8 @@ def answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Re
         return ErrorReply(ErrorCode.DEVICE_FAULT, f"{type(exc).__name__}: {exc}")
 
 
-def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> Reply:
+def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply,
+            session: int | None) -> Reply:
     kind = request.kind
     if kind is RequestKind.READ:
         inputs = chamber.read_inputs()
@@ -97,13 +102,15 @@ def _answer(chamber: ServedChamber, request: Request, ident: IdentityReply) -> R
                                   f"no channel {name}; outputs: {_output_names()}")
             if ch.direction is not Direction.OUTPUT:
                 return ErrorReply(ErrorCode.NOT_WRITABLE, f"{name} is an input, not writable")
+        chamber.check_control(session)
         return SetReply(chamber.write_outputs(dict(request.values)))
     if kind is RequestKind.HB:
-        return HeartbeatReply(chamber.heartbeat())
+        return HeartbeatReply(chamber.heartbeat(request.token))
     if kind is RequestKind.STATUS:
         return StatusReply(chamber.status, chamber.heartbeat_count, chamber.watchdog_trips,
                            chamber.now_s)
     if kind is RequestKind.RESET_CUTOUT:
+        chamber.check_control(session)
         try:
             return ResetCutoutReply(chamber.reset_cutout())
         except DeviceError as exc:  # still too hot to re-arm
@@ -118,9 +125,10 @@ def _output_names() -> str:
 class DeviceSession:
     """One connection's protocol state: bytes in, reply bytes out.
 
-    Garbage (non-ASCII bytes, runaway lines) is skipped without a reply: answering line noise
-    would put replies on the wire nobody asked for. A line that is text but has a bad or
-    missing checksum gets an ERR, so a technician typing by hand learns what is wrong.
+    Garbage (noise between frames, frames cut short, runaway lines) is skipped without a
+    reply: answering line noise would put replies on the wire nobody asked for. A line that is
+    text but has a bad or missing checksum (or no `$`) gets an ERR, so a technician typing by
+    hand learns what is wrong.
     """
 
     def __init__(self, chamber: ServedChamber, ident: IdentityReply | None = None) -> None:
@@ -130,6 +138,13 @@ class DeviceSession:
         self.requests = 0
         self.errors = 0
         self.garbage = 0
+        self.token: int | None = None
+        """The session token this connection's last accepted heartbeat presented."""
+
+    @property
+    def noise_bytes(self) -> int:
+        """Bytes dropped outside any good frame (line noise, frames cut short)."""
+        return self._decoder.noise_bytes
 
     def feed(self, data: bytes) -> bytes:
         replies = []
@@ -154,7 +169,10 @@ class DeviceSession:
             request = parse_request(item.payload)
         except ProtocolError as exc:
             return ErrorReply(exc.code, exc.message)
-        return answer(self.chamber, request, self.ident)
+        reply = answer(self.chamber, request, self.ident, self.token)
+        if isinstance(reply, HeartbeatReply):
+            self.token = request.token
+        return reply
 
 
 # ----------------------------------------------------------------------------- the transports

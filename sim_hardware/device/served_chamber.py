@@ -2,9 +2,10 @@
 
 It stands on the chamber core (`sim_hardware.chamber.core`: the same physics and seed rules as
 the in-process driver) and adds what a real device has and an in-process one does not: a
-comm-loss watchdog fed by the controller's heartbeat, status bits, and a device-side view of
-sample ages. Protocol servers call these
-synchronous methods from their request handlers; nothing here knows a wire format.
+comm-loss watchdog fed by the controller's heartbeat, a lease that gives control to one
+controller session at a time, status bits, and a device-side view of sample ages. Protocol
+servers call these synchronous methods from their request handlers; nothing here knows a wire
+format.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.contract.datasheet import SAFE_STATE
+from drivers.contract.errors import DeviceHeldError
 from drivers.contract.reading import Reading
 from drivers.contract.status import DeviceStatus
 from sim_hardware.chamber.core import Chamber
@@ -60,6 +62,9 @@ class ServedChamber:
         self.heartbeat_count = 0
         self._last_heartbeat_wall: float | None = None
         self.watchdog_trips = 0
+        self.lease_token: int | None = None
+        """The session token whose heartbeats hold the device (one master per device)."""
+        self.lease_refusals = 0
 
     async def start(self) -> None:
         self.chamber.start()
@@ -108,8 +113,40 @@ class ServedChamber:
             self._flags &= ~DeviceStatus.COMMAND_LIMITED
         return held
 
-    def heartbeat(self) -> int:
-        """The controller is alive: feed the watchdog, clear a comm-loss trip; returns a count."""
+    def lease_held_by_other(self, token: int | None) -> bool:
+        """Whether a session other than `token` holds a live lease. A lease lives as long as
+        the comm watchdog would: it ends comm_timeout_s after its holder's last heartbeat, so a
+        restarted controller (a new token) takes over once the old one is silent that long."""
+        holder, last = self.lease_token, self._last_heartbeat_wall
+        if holder is None or holder == token or last is None:
+            return False
+        return self._wall() - last <= self.comm_timeout_s
+
+    @property
+    def lease_holder(self) -> int:
+        """The token holding a live lease, 0 when none."""
+        return self.lease_token or 0 if self.lease_held_by_other(None) else 0
+
+    def check_control(self, token: int | None) -> None:
+        """DeviceHeldError if a control request (write, cut-out reset) from the session
+        `token` (None: a connection that never heartbeated) must be refused. With no live
+        lease anyone may write: a device waiting for its controller obeys a bench tool."""
+        if self.lease_held_by_other(token):
+            self.lease_refusals += 1
+            raise DeviceHeldError(self._held_message())
+
+    def _held_message(self) -> str:
+        return (f"device held by controller session {self.lease_token:04X}; its lease ends "
+                f"{self.comm_timeout_s:g} s after its last heartbeat")
+
+    def heartbeat(self, token: int) -> int:
+        """The session `token` is alive: take or renew the lease, feed the watchdog, clear a
+        comm-loss trip; returns a count. DeviceHeldError while another session's lease lives
+        (its heartbeats alone feed the watchdog, so a refused master cannot keep it awake)."""
+        if self.lease_held_by_other(token):
+            self.lease_refusals += 1
+            raise DeviceHeldError(self._held_message())
+        self.lease_token = token
         self._last_heartbeat_wall = self._wall()
         self.heartbeat_count = (self.heartbeat_count + 1) & 0xFFFF
         self._flags &= ~DeviceStatus.COMM_LOSS_SAFE

@@ -7,6 +7,7 @@ recorded as such), and the loops must pick up where they were."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sqlite3
@@ -26,6 +27,7 @@ from plugins.waiting import wait_until
 
 from controller.control.schedule import OVER_DELIVERY_ML
 from controller.runtime.recovery import RunLock
+from drivers.contract.errors import DeviceHeldError
 from drivers.contract.urls import parse_device_url
 from drivers.wire.modbus_driver import ModbusDriver
 
@@ -106,7 +108,9 @@ def device_feed_totaliser_ml(url: str) -> float:
     """What the device's feed pump delivered since it booted, read over its own link."""
     async def read() -> float:
         driver = ModbusDriver(parse_device_url(url), now=time.monotonic, seed=0, options={})
-        await driver.connect()
+        # A look, not control: the last controller's lease lives for the comm timeout.
+        with contextlib.suppress(DeviceHeldError):
+            await driver.connect()
         try:
             readings = await driver.read()
         finally:

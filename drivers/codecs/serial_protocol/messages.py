@@ -14,14 +14,17 @@ from types import MappingProxyType
 from drivers.contract.errors import (
     ChannelError,
     DeviceError,
+    DeviceHeldError,
     DriverError,
     FrameError,
     OutOfRangeError,
 )
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """Sent in the ID reply; bumped on any change an older peer could misread. 2 (issue 10): frames
-up to 2048 bytes (a version-1 receiver drops the longer READ reply), RESET_CUTOUT, ERR 8."""
+up to 2048 bytes (a version-1 receiver drops the longer READ reply), RESET_CUTOUT, ERR 8.
+3 (issue 11): every frame starts with `$` (true resynchronisation after line noise); HB carries
+the controller's session token and takes the device's lease; ERR 9 (held by another session)."""
 
 
 class RequestKind(StrEnum):
@@ -53,12 +56,14 @@ REQUESTS: Mapping[RequestKind, RequestSpec] = MappingProxyType({spec.kind: spec 
     RequestSpec(RequestKind.SET, "name value [name value ...]", "OK SET name=value ...",
                 "set one or more outputs, all or none; the reply holds every output after "
                 "the device's physical limits"),
-    RequestSpec(RequestKind.HB, "", "OK HB count=N",
-                "heartbeat: feeds the device's comm-loss watchdog; N counts modulo 65536"),
+    RequestSpec(RequestKind.HB, "TOKEN", "OK HB count=N",
+                "heartbeat with the controller's session token (1 to 4 hex digits, not 0): "
+                "takes or renews the device's lease and feeds its comm-loss watchdog; N counts "
+                "modulo 65536; ERR 9 while another session holds the lease"),
     RequestSpec(RequestKind.STATUS, "", "OK STATUS status=N running=B comm_loss_safe=B "
                 "command_limited=B heater_cutout=B heartbeats=N watchdog_trips=N now_s=T",
                 "device status bits (B is 0 or 1), counters and the device clock"),
-    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=2 firmware=F",
+    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=3 firmware=F",
                 "who the device is and which protocol version it speaks"),
     RequestSpec(RequestKind.RESET_CUTOUT, "", "OK RESET_CUTOUT was_tripped=B",
                 "re-arm the heater's over-temperature cut-out (B 1: it was tripped and is "
@@ -75,6 +80,7 @@ class ErrorCode(IntEnum):
     MALFORMED = 6
     DEVICE_FAULT = 7
     REFUSED = 8
+    HELD = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,9 @@ ERRORS: Mapping[ErrorCode, ErrorSpec] = MappingProxyType({spec.code: spec for sp
               DeviceError, False),
     ErrorSpec(ErrorCode.REFUSED, "a valid request the device's state forbids now (a cut-out "
               "reset while the chamber is too hot)", DeviceError, False),
+    ErrorSpec(ErrorCode.HELD, "another controller session holds the device's lease: HB, "
+              "SET and RESET_CUTOUT are refused until it stops heartbeating for the comm "
+              "timeout", DeviceHeldError, False),
 )})
 
 

@@ -25,6 +25,7 @@ from drivers.contract.status import DeviceStatus
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf|nan")
+_TOKEN = re.compile(r"[0-9A-Fa-f]{1,4}")
 _WORD = re.compile(r"[!-~]+")  # a field value: printable, no space
 
 
@@ -48,8 +49,8 @@ def _parse_int(text: str, what: str) -> int:
 
 
 def _sanitize(message: str) -> str:
-    """Free text made safe for a payload: printable ASCII, no `*`, one line."""
-    return "".join(c if " " <= c <= "~" and c != "*" else "?" for c in message)
+    """Free text made safe for a payload: printable ASCII, no `*` or `$`, one line."""
+    return "".join(c if " " <= c <= "~" and c not in "*$" else "?" for c in message)
 
 
 # ---------------------------------------------------------------------------------- requests
@@ -58,6 +59,14 @@ class Request:
     kind: RequestKind
     values: tuple[tuple[str, float], ...] = ()
     """SET only: (channel, value) pairs in the order sent."""
+    token: int = 0
+    """HB only: the controller's session token (1..0xFFFF), whose lease the heartbeat takes."""
+
+    @classmethod
+    def heartbeat(cls, token: int) -> Request:
+        if not 0 < token <= 0xFFFF:
+            raise ValueError(f"session token {token!r} must be 1..0xFFFF")
+        return cls(RequestKind.HB, token=token)
 
     @classmethod
     def set(cls, outputs: Mapping[str, float]) -> Request:
@@ -68,6 +77,8 @@ def encode_request(request: Request) -> bytes:
     parts = [request.kind.value]
     for name, value in request.values:
         parts += (name, format_number(value))
+    if request.kind is RequestKind.HB:
+        parts.append(f"{request.token:04X}")
     return encode_frame(" ".join(parts))
 
 
@@ -89,6 +100,8 @@ def parse_request(payload: str) -> Request:
         raise ProtocolError(ErrorCode.UNKNOWN_REQUEST,
                             f"unknown command {words[0]!r}; commands: {known}") from None
     args = words[1:]
+    if kind is RequestKind.HB:
+        return Request(kind, token=_parse_token(args))
     if kind is not RequestKind.SET:
         if args:
             raise ProtocolError(ErrorCode.MALFORMED, f"{kind.value} takes no arguments")
@@ -103,6 +116,14 @@ def parse_request(payload: str) -> Request:
             raise ProtocolError(ErrorCode.MALFORMED, f"channel {name} given twice")
         values[name] = parse_number(text)
     return Request(kind, tuple(values.items()))
+
+
+def _parse_token(args: list[str]) -> int:
+    text = args[0] if len(args) == 1 else ""
+    if not _TOKEN.fullmatch(text) or int(text, 16) == 0:
+        raise ProtocolError(ErrorCode.MALFORMED, "HB takes one session token: 1 to 4 hex "
+                            "digits, not 0 (e.g. HB 1A2B)")
+    return int(text, 16)
 
 
 # ----------------------------------------------------------------------------------- replies

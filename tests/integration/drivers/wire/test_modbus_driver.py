@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from plugins.waiting import async_wait_until
 from pymodbus.framer import FramerRTU
 
 from drivers.codecs.modbus_map import DEVICE_BLOCK, MAP_VERSION, to_float32
@@ -19,6 +20,7 @@ from drivers.contract.errors import (
     CommTimeoutError,
     ConnectionLostError,
     DeviceError,
+    DeviceHeldError,
     FrameError,
     NotConnectedError,
     OutOfRangeError,
@@ -396,3 +398,40 @@ def test_good_urls() -> None:
     assert (s.port, s.baud, s.parity, s.unit) == ("/dev/ttyUSB0", 9600, "E", 7)
     s = make_driver("modbus-rtu://socket://127.0.0.1:5021?baud=19200&unit=1").settings
     assert s.port == "socket://127.0.0.1:5021"
+
+
+# ------------------------------------------------------------------- one master per device
+async def test_one_master_a_second_session_is_refused_until_the_first_falls_silent(
+        served_url: str, chamber: ServedChamber) -> None:
+    chamber.comm_timeout_s = 0.5  # wall seconds: the lease lapses with the watchdog
+    async with connected(served_url) as first, connected(served_url) as second:
+        await first.heartbeat()  # takes the lease
+        await first.write({"heater_pct": 20.0})
+        with pytest.raises(DeviceHeldError, match="heartbeat refused"):
+            await second.heartbeat()
+        with pytest.raises(DeviceHeldError, match="refused"):
+            await second.write({"heater_pct": 80.0})
+        assert (await second.read_outputs())["heater_pct"] == 20.0  # looking is allowed
+        late = make_driver(served_url + ("&" if "?" in served_url else "?") + "timeout=1")
+        with pytest.raises(DeviceHeldError, match=f"{first.session_token:04X}"):
+            await late.connect()  # told at connect, the link kept: it may read
+        assert (await late.read())["temperature_c"].good
+        await late.close()
+        await async_wait_until(lambda: chamber.lease_holder == 0, 5, "the first lease to lapse")
+        await second.heartbeat()  # the restarted-controller case: it takes over
+        await second.write({"heater_pct": 80.0})
+        assert chamber.read_outputs()["heater_pct"] == 80.0
+        with pytest.raises(DeviceHeldError):
+            await first.heartbeat()
+        assert chamber.lease_holder == second.session_token
+
+
+async def test_an_rtu_device_answers_its_own_unit_only(chamber: ServedChamber) -> None:
+    async with running(chamber, "modbus-rtu://socket://127.0.0.1:0?unit=3") as url:
+        assert url.endswith("?unit=3")
+        async with connected(url) as right:
+            assert (await right.read())["temperature_c"].good
+        wrong = make_driver(url.replace("unit=3", "unit=9") + "&timeout=0.2&retries=0")
+        with pytest.raises(CommTimeoutError):
+            await wrong.connect()  # silence, never another unit's answer
+        await wrong.close()

@@ -243,7 +243,7 @@ async def test_exceptions_are_counted(tcp: Link) -> None:
     await tcp.tcp_exchange(tcp_adu(1, bytes.fromhex("04 0032 0002")))
     reply = await tcp.tcp_exchange(tcp_adu(2, bytes.fromhex("04 0000 000A")))
     regs = [int.from_bytes(reply[9 + 2 * i:11 + 2 * i], "big") for i in range(10)]
-    assert regs[0] == 2                       # map version
+    assert regs[0] == 3                       # map version
     assert regs[1] & 0x0001                   # RUNNING
     assert (regs[6] << 16 | regs[7]) == 2     # requests, this one included
     assert (regs[8] << 16 | regs[9]) == 1     # exception replies

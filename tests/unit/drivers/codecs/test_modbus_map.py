@@ -61,13 +61,16 @@ PUBLISHED = {
     (m.Table.INPUT, "feed_delivered_ml"): 116, (m.Table.INPUT, "heater_cutout"): 130,
     (m.Table.INPUT, "device_uptime_s"): 134, (m.Table.INPUT, "device_uptime_s.quality"): 157,
     (m.Table.HOLDING, "heater_relay"): 112, (m.Table.HOLDING, "cutout_reset"): 1,
+    # version 3: one master per device (the heartbeat register takes the session token)
+    (m.Table.INPUT, "lease_holder"): 10,
 }
 """The addresses docs/modbus.md and field devices rely on: changing one is a breaking change
 (bump MAP_VERSION)."""
 
 
 def test_published_addresses() -> None:
-    assert m.MAP_VERSION == 2
+    assert m.MAP_VERSION == 3
+    assert m.LEASE_REFUSED == m.ExceptionCode.SERVER_DEVICE_BUSY
     assert {key: m.field(*key).address for key in PUBLISHED} == PUBLISHED
     assert m.CUTOUT_RESET_MAGIC == 0x5253
     assert m.Block(m.Table.INPUT, 100, 76) == m.SENSOR_BLOCK

@@ -68,14 +68,14 @@ def only(data: bytes) -> Frame | FrameFault:
 
 # ----------------------------------------------------------------------- frames of the manual
 @pytest.mark.parametrize(("request_", "frame"), [
-    (Request(RequestKind.READ), b"READ*12\r\n"),
-    (Request(RequestKind.OUTPUTS), b"OUTPUTS*4C\r\n"),
-    (Request(RequestKind.HB), b"HB*0A\r\n"),
-    (Request(RequestKind.STATUS), b"STATUS*14\r\n"),
-    (Request(RequestKind.ID), b"ID*0D\r\n"),
-    (Request.set({"heater_pct": 42.5}), b"SET heater_pct 42.5*68\r\n"),
+    (Request(RequestKind.READ), b"$READ*12\r\n"),
+    (Request(RequestKind.OUTPUTS), b"$OUTPUTS*4C\r\n"),
+    (Request.heartbeat(0x1A2B), b"$HB 1A2B*2A\r\n"),
+    (Request(RequestKind.STATUS), b"$STATUS*14\r\n"),
+    (Request(RequestKind.ID), b"$ID*0D\r\n"),
+    (Request.set({"heater_pct": 42.5}), b"$SET heater_pct 42.5*68\r\n"),
     (Request.set({"heater_pct": 42.5, "feed_ml_per_h": 1.25}),
-     b"SET heater_pct 42.5 feed_ml_per_h 1.25*23\r\n"),
+     b"$SET heater_pct 42.5 feed_ml_per_h 1.25*23\r\n"),
 ])
 def test_requests_encode_to_the_manuals_bytes_and_back(request_: Request, frame: bytes) -> None:
     assert encode_request(request_) == frame
@@ -88,11 +88,11 @@ def test_the_checksum_is_the_xor_of_the_payload_as_worked_in_the_manual() -> Non
     assert 0x52 ^ 0x45 == 0x17 and 0x17 ^ 0x41 == 0x56 and 0x56 ^ 0x44 == 0x12
     assert checksum(b"READ") == 0x12
     assert checksum(b"") == 0
-    assert encode_frame("READ") == bytes.fromhex("52 45 41 44 2A 31 32 0D 0A")
+    assert encode_frame("READ") == bytes.fromhex("24 52 45 41 44 2A 31 32 0D 0A")
 
 
 def test_a_set_reply_from_the_manual_parses_to_exact_values() -> None:
-    frame = (b"OK SET heater_pct=42.5 o2_pct=5.2 co2_pct=5.0 feed_ml_per_h=1.25 "
+    frame = (b"$OK SET heater_pct=42.5 o2_pct=5.2 co2_pct=5.0 feed_ml_per_h=1.25 "
              b"harvest_ml_per_h=0.0 base_ml_per_h=0.0*1C\r\n")
     reply = parse_reply(only(frame).payload)  # type: ignore[union-attr]
     assert reply == SetReply({"heater_pct": 42.5, "o2_pct": 5.2, "co2_pct": 5.0,
@@ -102,8 +102,8 @@ def test_a_set_reply_from_the_manual_parses_to_exact_values() -> None:
 
 
 def test_a_read_reply_carries_value_quality_and_age() -> None:
-    frame = b"OK READ temperature_c=37.012:0:0.0 glucose_mm=nan:3:8400.0*1A\r\n"
-    assert encode_frame(frame[:-5].decode()) == frame
+    frame = b"$OK READ temperature_c=37.012:0:0.0 glucose_mm=nan:3:8400.0*1A\r\n"
+    assert encode_frame(frame[1:-5].decode()) == frame
     reply = parse_reply(only(frame).payload)  # type: ignore[union-attr]
     assert isinstance(reply, ReadReply)
     assert reply.inputs["temperature_c"] == InputValue(37.012, Quality.GOOD, 0.0)
@@ -113,18 +113,18 @@ def test_a_read_reply_carries_value_quality_and_age() -> None:
 
 
 @pytest.mark.parametrize(("frame", "reply"), [
-    (b"OK HB count=1*61\r\n", HeartbeatReply(1)),
-    (b"OK ID model=bioreactor-hil-chamber protocol=2 firmware=0.1.0*58\r\n",
-     IdentityReply("bioreactor-hil-chamber", 2, "0.1.0")),
-    (b"OK STATUS status=1 running=1 comm_loss_safe=0 command_limited=0 heater_cutout=0 "
+    (b"$OK HB count=1*61\r\n", HeartbeatReply(1)),
+    (b"$OK ID model=bioreactor-hil-chamber protocol=3 firmware=0.1.0*59\r\n",
+     IdentityReply("bioreactor-hil-chamber", 3, "0.1.0")),
+    (b"$OK STATUS status=1 running=1 comm_loss_safe=0 command_limited=0 heater_cutout=0 "
      b"heartbeats=1 watchdog_trips=0 now_s=30000.0*36\r\n",
      StatusReply(DeviceStatus.RUNNING, 1, 0, 30000.0)),
-    (b"OK RESET_CUTOUT was_tripped=1*5A\r\n", ResetCutoutReply(True)),
-    (b"ERR 3 heater_pct=120.0 outside its range [0.0, 100.0] %*3B\r\n",
+    (b"$OK RESET_CUTOUT was_tripped=1*5A\r\n", ResetCutoutReply(True)),
+    (b"$ERR 3 heater_pct=120.0 outside its range [0.0, 100.0] %*3B\r\n",
      ErrorReply(ErrorCode.OUT_OF_RANGE, "heater_pct=120.0 outside its range [0.0, 100.0] %")),
-    (b"ERR 5 checksum 1F but the payload's is 12*33\r\n",
+    (b"$ERR 5 checksum 1F but the payload's is 12*33\r\n",
      ErrorReply(ErrorCode.BAD_CHECKSUM, "checksum 1F but the payload's is 12")),
-    (b"ERR 6 SET needs name value pairs*5D\r\n",
+    (b"$ERR 6 SET needs name value pairs*5D\r\n",
      ErrorReply(ErrorCode.MALFORMED, "SET needs name value pairs")),
 ])
 def test_replies_from_the_manual(frame: bytes, reply: object) -> None:
@@ -144,108 +144,123 @@ def test_status_flags_are_spelled_out_and_unknown_fields_ignored() -> None:
 
 # ------------------------------------------------------------------------------- bad frames
 @pytest.mark.parametrize(("data", "kind"), [
-    (b"READ*1F\r\n", FaultKind.BAD_CHECKSUM),
-    (b"READ*13\r\n", FaultKind.BAD_CHECKSUM),           # one bit flipped in the checksum
-    (b"REAE*12\r\n", FaultKind.BAD_CHECKSUM),           # one bit flipped in the payload
-    (b"READ\r\n", FaultKind.MALFORMED),                 # no checksum
-    (b"READ*1\r\n", FaultKind.MALFORMED),               # truncated checksum
-    (b"READ*\r\n", FaultKind.MALFORMED),
-    (b"READ*1G\r\n", FaultKind.MALFORMED),              # not hex
-    (b"RE*AD*12\r\n", FaultKind.MALFORMED),             # a second checksum mark
-    (b"READ\xe9*12\r\n", FaultKind.NON_ASCII),
-    (b"READ\t*12\r\n", FaultKind.NON_ASCII),            # control characters are noise too
-    (b"\x00\xff\xfe\r\n", FaultKind.NON_ASCII),
+    (b"$READ*1F\r\n", FaultKind.BAD_CHECKSUM),
+    (b"$READ*13\r\n", FaultKind.BAD_CHECKSUM),          # one bit flipped in the checksum
+    (b"$REAE*12\r\n", FaultKind.BAD_CHECKSUM),          # one bit flipped in the payload
+    (b"$READ\r\n", FaultKind.MALFORMED),                # no checksum
+    (b"$READ*1\r\n", FaultKind.MALFORMED),              # truncated checksum
+    (b"$READ*\r\n", FaultKind.MALFORMED),
+    (b"$READ*1G\r\n", FaultKind.MALFORMED),             # not hex
+    (b"$RE*AD*12\r\n", FaultKind.MALFORMED),            # a second checksum mark
 ])
 def test_bad_frames_are_reported_once_each(data: bytes, kind: FaultKind) -> None:
     fault = only(data)
     assert isinstance(fault, FrameFault) and fault.kind is kind
-    assert fault.raw == data[:-2][:64]
+    assert fault.raw == data[1:-2][:64]
     assert isinstance(fault.error(), FrameError)
 
 
+def test_a_line_of_text_without_the_start_marker_is_malformed_so_a_person_is_told() -> None:
+    fault = only(b"READ*12\r\n")
+    assert isinstance(fault, FrameFault) and fault.kind is FaultKind.MALFORMED
+    assert "0x24" in fault.detail and not fault.garbage
+
+
+@pytest.mark.parametrize("data", [b"$READ\xe9*12\r\n", b"$READ\t*12\r\n", b"$READ*12\n"])
+def test_a_frame_cut_by_a_byte_no_frame_holds_is_garbage(data: bytes) -> None:
+    fault = only(data)
+    assert isinstance(fault, FrameFault) and fault.kind is FaultKind.CUT and fault.garbage
+
+
+def test_noise_between_frames_is_dropped_silently() -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(b"\x00\xff\xfe\r\n\xff") == []
+    assert decoder.noise_bytes == 6
+
+
 def test_lower_case_checksum_digits_are_accepted() -> None:
-    assert only(b"OUTPUTS*4c\r\n") == Frame("OUTPUTS")
+    assert only(b"$OUTPUTS*4c\r\n") == Frame("OUTPUTS")
 
 
 def test_a_truncated_frame_waits_for_its_terminator() -> None:
     decoder = FrameDecoder()
-    assert decoder.feed(b"SET heater_pct 42.5*6") == []
-    assert decoder.pending == len(b"SET heater_pct 42.5*6")
+    assert decoder.feed(b"$SET heater_pct 42.5*6") == []
+    assert decoder.pending == len(b"$SET heater_pct 42.5*6")
     assert decoder.feed(b"8\r") == []
     assert decoder.feed(b"\n") == [Frame("SET heater_pct 42.5")]
     assert decoder.pending == 0
 
 
 def test_a_frame_cut_short_by_a_new_line_is_a_fault_and_the_next_frame_decodes() -> None:
-    items = decode(b"SET heater_pct 4\r\nHB*0A\r\n")
+    items = decode(b"$SET heater_pct 4\r\n$HB 1*1B\r\n")
     assert isinstance(items[0], FrameFault) and items[0].kind is FaultKind.MALFORMED
-    assert items[1] == Frame("HB")
+    assert items[1] == Frame("HB 1")
 
 
 def test_garbage_then_a_good_frame_resynchronises() -> None:
-    items = decode(b"\x00\xffjunk\x13\r\nREAD*12\r\n")
-    assert [type(i) for i in items] == [FrameFault, Frame]
-    assert items[1] == Frame("READ")
+    assert decode(b"\x00\xffjunk\x13\r\n$READ*12\r\n") == [Frame("READ")]
 
 
-def test_garbage_glued_to_a_frame_costs_that_frame_only() -> None:
-    items = decode(b"\xfe\xfeREAD*12\r\nHB*0A\r\n")
-    assert isinstance(items[0], FrameFault)
-    assert items[1] == Frame("HB")
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00", b"junk", b"$SET heater_pct 4",
+                                     b"$READ*12\n", b"\r", b"\n", b"$$$", b"*12\r"])
+def test_garbage_glued_to_a_frame_never_costs_that_frame(garbage: bytes) -> None:
+    items = decode(garbage + b"$READ*12\r\n$HB 1*1B\r\n")
+    assert [i for i in items if isinstance(i, Frame)] == [Frame("READ"), Frame("HB 1")]
 
 
-def test_a_bare_line_feed_is_not_a_terminator() -> None:
-    items = decode(b"READ*12\nHB*0A\r\n")
-    assert len(items) == 1 and isinstance(items[0], FrameFault)
-    assert items[0].kind is FaultKind.NON_ASCII
+def test_a_frame_ended_by_lf_alone_does_not_take_the_next_one_with_it() -> None:
+    items = decode(b"$READ*12\n$HB 1*1B\r\n")
+    assert len(items) == 2 and isinstance(items[0], FrameFault)
+    assert items[0].kind is FaultKind.CUT and items[1] == Frame("HB 1")
 
 
 def test_empty_lines_are_ignored() -> None:
-    assert decode(b"\r\n\r\nHB*0A\r\n\r\n") == [Frame("HB")]
+    assert decode(b"\r\n\r\n$HB 1*1B\r\n\r\n") == [Frame("HB 1")]
 
 
 def test_the_longest_frame_is_accepted_and_one_byte_more_is_not() -> None:
-    payload = "ID " + "x" * (MAX_FRAME_BYTES - 5 - 3)
+    payload = "ID " + "x" * (MAX_FRAME_BYTES - 6 - 3)
     frame = encode_frame(payload)
     assert len(frame) == MAX_FRAME_BYTES
     assert only(frame) == Frame(payload)
     with pytest.raises(ValueError, match="exceeds"):
         encode_frame(payload + "x")
-    too_long = payload.encode() + b"x*00\r\n"
+    too_long = b"$" + payload.encode() + b"x*00\r\n"
     fault = only(too_long)
     assert isinstance(fault, FrameFault) and fault.kind is FaultKind.TOO_LONG
 
 
-def test_a_runaway_line_is_dropped_up_to_the_next_terminator_in_bounded_memory() -> None:
+def test_a_runaway_frame_is_dropped_up_to_the_next_frame_in_bounded_memory() -> None:
     decoder = FrameDecoder()
-    items = []
-    for _ in range(100):  # 100 kB of noise without a line end
+    items = decoder.feed(b"$")
+    for _ in range(100):  # 100 kB without a line end
         items += decoder.feed(b"n" * 1000)
         assert decoder.pending <= MAX_FRAME_BYTES
-    items += decoder.feed(b"more noise\r\nHB*0A\r\n")
+    items += decoder.feed(b"more noise\r\n$HB 1*1B\r\n")
     assert [i.kind for i in items if isinstance(i, FrameFault)] == [FaultKind.TOO_LONG]
-    assert items[-1] == Frame("HB")
+    assert items[-1] == Frame("HB 1")
 
 
 def test_a_stream_split_anywhere_decodes_the_same() -> None:
-    stream = (b"READ*12\r\n\xff\r\nSET heater_pct 42.5 feed_ml_per_h 1.25*23\r\nREAD*1F\r\n"
-              b"OK HB count=1*61\r\n")
+    stream = (b"$READ*12\r\n\xff\r\n$SET heater_pct 42.5 feed_ml_per_h 1.25*23\r\n"
+              b"$READ*1F\r\n$OK HB count=1*61\r\nREAD\r\n$RE\nx$ID*0D\r\n")
     whole = decode(stream)
     decoder = FrameDecoder()
     bytewise = [item for i in range(len(stream)) for item in decoder.feed(stream[i:i + 1])]
     assert bytewise == whole
-    assert [type(i) for i in whole] == [Frame, FrameFault, Frame, FrameFault, Frame]
+    assert [type(i) for i in whole] == [Frame, Frame, FrameFault, Frame, FrameFault,
+                                        FrameFault, Frame]
 
 
 def test_clear_drops_a_partial_line() -> None:
     decoder = FrameDecoder()
-    decoder.feed(b"OK READ temperature_c=3")
+    decoder.feed(b"$OK READ temperature_c=3")
     decoder.clear()
-    assert decoder.feed(b"HB*0A\r\n") == [Frame("HB")]
+    assert decoder.feed(b"$HB 1*1B\r\n") == [Frame("HB 1")]
 
 
 def test_encode_frame_refuses_what_no_receiver_would_accept() -> None:
-    for payload in ("READ*", "caf\u00e9", "two\r\nlines", "tab\there"):
+    for payload in ("READ*", "caf\u00e9", "two\r\nlines", "tab\there", "$READ"):
         with pytest.raises(ValueError):
             encode_frame(payload)
 
@@ -390,9 +405,10 @@ def test_how_the_stream_is_split_never_changes_what_is_decoded(data: bytes,
 
 @settings(derandomize=True, max_examples=300)
 @given(st.binary(max_size=3000))
-def test_any_garbage_then_a_line_end_then_a_good_frame_gives_the_frame(garbage: bytes) -> None:
-    items = FrameDecoder().feed(garbage + b"\r\nREAD*12\r\n")
-    assert items[-1] == Frame("READ")
+def test_any_garbage_then_a_good_frame_gives_the_frame(garbage: bytes) -> None:
+    for line_end in (b"", b"\r\n", b"\n", b"\r"):
+        items = FrameDecoder().feed(garbage + line_end + b"$READ*12\r\n")
+        assert items[-1] == Frame("READ")
 
 
 # --------------------------------------------------------- the manual stays true (the doc)
@@ -475,8 +491,8 @@ def test_every_example_frame_in_the_manual_decodes_and_replies_are_canonical() -
 
 def test_every_checksummed_line_quoted_in_the_manual_is_right() -> None:
     text = DOC.read_text()
-    quoted = re.findall(r"`([^`*\n]+)\*([0-9A-F]{2})(?:\\r\\n)?`", text)
-    quoted += re.findall(r"^((?:OK|ERR|READ|HB|ID|SET|STATUS|OUTPUTS)[^*\n]*)\*([0-9A-F]{2})$",
+    quoted = re.findall(r"`\$([^`*\n]+)\*([0-9A-F]{2})(?:\\r\\n)?`", text)
+    quoted += re.findall(r"^\$((?:OK|ERR|READ|HB|ID|SET|STATUS|OUTPUTS)[^*\n]*)\*([0-9A-F]{2})$",
                          text, flags=re.M)
     assert len(quoted) >= 12
     for payload, hh in quoted:
@@ -528,14 +544,15 @@ def test_the_manuals_session_replays_byte_for_byte_on_the_emulated_device() -> N
                 v.age_s for v in shown.inputs.values()]
         else:
             assert got == expected, data
-    assert session.garbage == 1
+    assert session.garbage == 1  # the frame ended by LF alone
+    assert session.noise_bytes == len(b"\xff\xfe\x00$READ*12\n")
 
 
 def test_the_technicians_helper_prints_the_framed_line(capsys: pytest.CaptureFixture) -> None:
     assert main(["SET heater_pct 42.5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["SET heater_pct 42.5*68",
-                   "  53 45 54 20 68 65 61 74 65 72 5F 70 63 74 20 34 32 2E 35 2A 36 38 0D 0A"]
+    assert out == ["$SET heater_pct 42.5*68",
+                   "  24 53 45 54 20 68 65 61 74 65 72 5F 70 63 74 20 34 32 2E 35 2A 36 38 0D 0A"]
     assert out[0] in DOC.read_text()
     assert main(["READ*"]) == 2
 
@@ -558,12 +575,12 @@ def test_a_limited_write_is_ok_with_the_held_values_and_sets_the_status_bit() ->
     assert isinstance(reply, SetReply)
     assert reply.held["o2_pct"] + reply.held["co2_pct"] == pytest.approx(100.0)
     assert reply.held["o2_pct"] < 90
-    status = parse_reply(only(session.feed(b"STATUS*14\r\n")).payload)  # type: ignore
+    status = parse_reply(only(session.feed(b"$STATUS*14\r\n")).payload)  # type: ignore
     assert isinstance(status, StatusReply) and status.status & DeviceStatus.COMMAND_LIMITED
 
 
 def test_outputs_reply_lists_every_output() -> None:
     session, _ = doc_chamber()
-    reply = parse_reply(only(session.feed(b"OUTPUTS*4C\r\n")).payload)  # type: ignore
+    reply = parse_reply(only(session.feed(b"$OUTPUTS*4C\r\n")).payload)  # type: ignore
     assert isinstance(reply, OutputsReply)
     assert list(reply.outputs) == [c.name for c in CHANNELS if c.direction.value == "output"]

@@ -466,7 +466,7 @@ async def test_the_served_watchdog_still_reaches_the_safe_state_during_a_comm_fa
                             comm_timeout_s=5.0)
     await chamber.start()
     chamber.write_outputs({"heater_pct": 80.0})
-    chamber.heartbeat()
+    chamber.heartbeat(1)
     clock.t_s = wall.t_s = 20.0
     with pytest.raises(CommTimeoutError):
         chamber.read_inputs()
