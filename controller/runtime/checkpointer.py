@@ -33,8 +33,11 @@ class Checkpointer:
                  delivery: DeliveryMonitor,
                  board: AlarmBoard, outside: OutsideAlarms, interlocks: InterlockSet,
                  counters: ReactorCounters, journal: ReactorJournal, clock: Clock,
-                 schedule_fingerprint: str, interval_s: float, control_period_s: float) -> None:
+                 schedule_fingerprint: str, interval_s: float, control_period_s: float,
+                 session: Callable[[], int | None] = lambda: None) -> None:
+        """`session()`: the driver's lease token, carried so a restart is the same master."""
         self._loops = loops
+        self._session = session
         self._schedule = schedule
         self._delivery = delivery
         self._board = board
@@ -87,6 +90,7 @@ class Checkpointer:
             "interlocks": self._interlocks.snapshot(),
             "counters": asdict(self._counters),
             "telemetry_seq": self._telemetry_seq_now(),
+            "device_session": self._session(),
         }
 
     def _telemetry_seq_now(self) -> int:

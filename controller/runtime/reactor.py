@@ -94,7 +94,8 @@ class Reactor:
             loops=self.loops, schedule=self.schedule, delivery=self.delivery, board=self.alarms,
             outside=self.outside_alarms, interlocks=self.interlocks, counters=self.counters,
             journal=self.journal, clock=clock, schedule_fingerprint=schedule_fingerprint(config),
-            interval_s=checkpoint_interval_s, control_period_s=control_period_s)
+            interval_s=checkpoint_interval_s, control_period_s=control_period_s,
+            session=lambda: self.link.driver.session_token)
         self.commands = CommandDesk(
             loops=self.loops, schedule=self.schedule, board=self.alarms,
             outside=self.outside_alarms, journal=self.journal, clock=clock,
@@ -132,6 +133,9 @@ class Reactor:
         device keeps trying (the driver's backoff) and takes over on the first good read
         (`_take_over_late`), with the comm-loss alarm up meanwhile."""
         now = self.clock.now()
+        if restore is not None and restore.state.get("device_session") is not None:
+            # The same run's master: its dead predecessor's lease is its own.
+            self.link.driver.session_token = int(restore.state["device_session"])
         device_outputs = await self._connect(now)
         self._restored = restore is not None
         if restore is None:
@@ -276,9 +280,11 @@ class Reactor:
         outputs = self._control(readings, now)
         self.checkpoints.write_if_due(now)  # before the write: what is commanded is on record
         if not self._awaiting_device:
-            await self.link.write_changed(outputs, now)
+            # The heartbeat first: it takes or renews the device's lease (one master per
+            # device), which a device asks of a connection before it takes its writes.
             if now >= self.link.next_heartbeat_s:
                 await self.link.heartbeat(now)
+            await self.link.write_changed(outputs, now)
         self.counters.ticks += 1
         self._record(readings, now)
 

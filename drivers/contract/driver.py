@@ -19,6 +19,11 @@ class Driver(abc.ABC):
     """One device (one culture chamber) behind some transport."""
 
     datasheet: tuple[Channel, ...] = CHANNELS
+    session_token: int | None = None
+    """The token a device's lease knows this controller session by (one master per device;
+    None: the device has no lease). A restarted controller of the same run sets it from its
+    checkpoint before `connect`, so it is the same master and is not held out by its own dead
+    predecessor's lease (docs/recovery.md)."""
 
     @abc.abstractmethod
     async def connect(self) -> None:

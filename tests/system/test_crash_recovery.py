@@ -243,6 +243,18 @@ def test_records_continue_without_overlap(killed_run: dict) -> None:
     assert len(times) >= summary["ticks"] > 1000
 
 
+def test_a_restarted_controller_is_the_same_master(killed_run: dict) -> None:
+    """A restart of the same run takes its predecessor's lease token from the checkpoint: the
+    device's lease is its own, so it is never held out by the controller it replaces (which
+    would leave the pumps on the dead one's outputs until the lease lapsed)."""
+    held = count_rows(killed_run["db"], "SELECT COUNT(*) FROM events WHERE kind = 'alarm' "
+                      "AND data_json LIKE '%\"device_held\"%'")
+    assert held == 0
+    with sqlite3.connect(killed_run["db"]) as con:
+        (state_json,) = con.execute("SELECT state_json FROM checkpoints").fetchone()
+    assert json.loads(state_json)["device_session"] is not None
+
+
 def test_loops_resume_bumplessly(killed_run: dict) -> None:
     """The first command after a restart is the output the loop had at its checkpoint (held
     until the input has been good for a few samples), unless the device's watchdog put it in
