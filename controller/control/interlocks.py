@@ -14,6 +14,7 @@ the interlocks applied, so no integral winds up against an override.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -61,12 +62,14 @@ class SupplyLost:
     latched: bool = False
     """Stays tripped once the PV is back, until an operator resets it (InterlockSet.reset)."""
 
-    @property
+    @functools.cached_property
     def pressure_channel(self) -> str:
+        """The supply pressure input of this gas (read every tick: worked out once)."""
         return self.output.replace("_pct", "_supply_kpa")
 
-    @property
+    @functools.cached_property
     def flow_channel(self) -> str:
+        """The mass-flow readback input of this gas."""
         return self.output.replace("_pct", "_flow_pct")
 
     def beyond(self, value: float, setpoint: float) -> bool:
