@@ -112,6 +112,16 @@ class ControlLoop:
         if not self._configured_start and not self.pid.manual:
             self.pid.track(device_output)
 
+    def resume_after_outage(self, device_output: float, went_safe: bool) -> None:
+        """After `restore`, from what the device says of the outage: regulate from the process
+        if it went to its safe state (`restart_from_process`), else hold what it holds
+        (`resume_at`). The one rule for a device there at the restart and one that answers
+        later (docs/recovery.md)."""
+        if went_safe:
+            self.restart_from_process(device_output)
+        else:
+            self.resume_at(device_output)
+
     def resume_at(self, device_output: float) -> None:
         """After `restore`, when the device kept its outputs through the outage: hold what it
         holds now, which the crashed controller wrote after its last checkpoint (up to a

@@ -113,12 +113,8 @@ class Checkpointer:
         for loop in self._loops:
             if loop.name in state["loops"]:
                 loop.restore(state["loops"][loop.name])
-            if device_outputs is None:
-                continue
-            if went_safe:
-                loop.restart_from_process(device_outputs[loop.mv])
-            else:
-                loop.resume_at(device_outputs[loop.mv])
+            if device_outputs is not None:
+                loop.resume_after_outage(device_outputs[loop.mv], went_safe)
         self._board.restore(state["alarms"])
         self._outside.restore(state["outside_alarms"])
         self._interlocks.restore(state["interlocks"])

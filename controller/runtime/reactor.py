@@ -181,10 +181,7 @@ class Reactor:
         `Checkpointer.restore` does for a device there at once (docs/recovery.md)."""
         went_safe = bool(status & DeviceStatus.COMM_LOSS_SAFE)
         for loop in self.loops:
-            if went_safe:
-                loop.restart_from_process(device_outputs[loop.mv])
-            else:
-                loop.resume_at(device_outputs[loop.mv])
+            loop.resume_after_outage(device_outputs[loop.mv], went_safe)
         if went_safe:
             self._record_went_safe(now, device_outputs, status)
 
