@@ -7,4 +7,9 @@ importable as `plugins.*`): fixtures reach tests by name, plain helpers by impor
 """
 from __future__ import annotations
 
+# Imported here, at a shallow stack, not first by hypothesis's own plugin at the end of a
+# session that ran no hypothesis test: CPython 3.11.7 then fails to compile its (rewritten)
+# modules with "SystemError: AST constructor recursion depth mismatch" after the tests passed.
+import hypothesis  # noqa: F401
+
 pytest_plugins = ("plugins.configs", "plugins.mosquitto")

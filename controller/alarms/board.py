@@ -125,22 +125,26 @@ class AlarmBoard:
 
     def evaluate(self, readings: Mapping[str, ReadingLike], setpoints: Mapping[str, float],
                  t_s: float, comm_ok: bool = True,
-                 read_failures: Callable[[float], float] | None = None) -> list[Transition]:
+                 read_failures: Callable[[float], float] | None = None,
+                 comm_down_since_s: float | None = None) -> list[Transition]:
         """`read_failures(window_s)`: the share of reads that failed over the last window_s
-        (comm_errors alarms); None means none failed."""
+        (comm_errors alarms); None means none failed. `comm_down_since_s`: when the link
+        failed, if known; comm_loss's on-delay counts from then (a failed operation waits out
+        its deadline before any tick can judge it)."""
         out: list[Transition] = []
         for alarm in self.alarms.values():
-            out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures)
+            out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures,
+                                      comm_down_since_s)
         return self._flood_filter(out, t_s)
 
     def _evaluate_one(self, alarm: Alarm, readings: Mapping[str, ReadingLike],
                       setpoints: Mapping[str, float], t_s: float,
                       comm_ok: bool,
-                      read_failures: Callable[[float], float] | None = None
-                      ) -> list[Transition]:
+                      read_failures: Callable[[float], float] | None = None,
+                      comm_down_since_s: float | None = None) -> list[Transition]:
         cfg = alarm.config
         if cfg.kind == "comm_loss":
-            return alarm.evaluate(not comm_ok, t_s)
+            return alarm.evaluate(not comm_ok, t_s, since_t_s=comm_down_since_s)
         if cfg.kind == "comm_errors":
             share = 0.0 if read_failures is None else read_failures(cfg.rate_window_s)
             return alarm.evaluate(share > cfg.limit, t_s)  # type: ignore[operator]

@@ -165,8 +165,11 @@ class Alarm:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def evaluate(self, condition: bool, t_s: float) -> list[Transition]:
-        """Feed the raw condition at `t_s`; on/off delays are applied here."""
+    def evaluate(self, condition: bool, t_s: float,
+                 since_t_s: float | None = None) -> list[Transition]:
+        """Feed the raw condition at `t_s`; on/off delays are applied here. `since_t_s`: when
+        the condition became what it is, if the caller knows it better than this call's time
+        (never later than `t_s`)."""
         last_t_s = self._last_t_s
         if last_t_s is not None and last_t_s <= t_s < _INF:
             self._last_t_s = t_s  # the common case of _check_time, inline: every 5 s per alarm
@@ -179,7 +182,7 @@ class Alarm:
             self._pending_since = None
             return out
         if self._pending_since is None:
-            self._pending_since = t_s
+            self._pending_since = t_s if since_t_s is None else min(since_t_s, t_s)
         delay = self.config.off_delay_s if self._active else self.config.on_delay_s
         if t_s - self._pending_since >= delay:
             self._pending_since = None

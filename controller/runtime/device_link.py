@@ -114,6 +114,10 @@ class DeviceLink:
         """The link is up (no link error since the last successful read)."""
         self.read_ok = True
         """The last read succeeded (a device can answer with exceptions on a good link)."""
+        self.unhealthy_since_s: float | None = None
+        """When the operation that made the link unhealthy started (None while healthy): the
+        comm_loss alarm's on-delay counts from the failure, not from the first tick that got
+        to judge it after waiting out the failure's deadline."""
         self._read_failures: deque[float] = deque(maxlen=100_000)
         self._refusals_logged: set[tuple[str, str]] = set()
         self._last_readback_error = ""
@@ -166,10 +170,15 @@ class DeviceLink:
         except DriverError as exc:
             self._counters.read_errors += 1
             self.read_ok = False
+            if self.unhealthy_since_s is None:
+                self.unhealthy_since_s = now
             self._read_failures.append(now)
             self._failed(now, "read", exc)
+            if not self.comm_ok:  # no heartbeat counts them while the link is down
+                self._count_link_faults(now)
             return self._comm_failed_readings
         self.read_ok = True
+        self.unhealthy_since_s = None
         if self._refusals_logged:
             self._refusals_logged.clear()
         if not self.comm_ok:
@@ -326,6 +335,8 @@ class DeviceLink:
             self.written = {}
             if self.comm_ok:
                 self.comm_ok = False
+                if self.unhealthy_since_s is None:
+                    self.unhealthy_since_s = now
                 self._counters.comm_losses += 1
                 # Logged, not alarmed: the board's comm_loss (30 s on-delay) and comm_errors
                 # alarms judge the link, so a flaky one is not an alarm per frame.

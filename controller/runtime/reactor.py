@@ -276,7 +276,11 @@ class Reactor:
             self._evaluate_alarms(readings, now)
         outputs = self._control(readings, now)
         self.checkpoints.write_if_due(now)  # before the write: what is commanded is on record
-        if not self._awaiting_device:
+        if not self._awaiting_device and self.link.comm_ok:
+            # Not while the link is down: the read that found it down has waited out its
+            # deadline, and a write and heartbeat would each wait out theirs, stretching the
+            # tick (and the board's judgement of the link) threefold. The device's watchdog
+            # takes it safe meanwhile, as it must; the next good read resumes both.
             # The heartbeat first: it takes or renews the device's lease (one master per
             # device), which a device asks of a connection before it takes its writes.
             if now >= self.link.next_heartbeat_s:
@@ -295,10 +299,12 @@ class Reactor:
 
     def _evaluate_alarms(self, readings: dict[str, Reading], now: float) -> None:
         """The alarm board, every ALARM_PERIOD_S of clock time (its on-delays are longer)."""
-        self._next_alarm_eval_s = now + ALARM_PERIOD_S
+        # Half a tick early, so a tick a hair early on the clock does not wait a whole period.
+        self._next_alarm_eval_s = now + ALARM_PERIOD_S - 0.5 * self.period_s
         setpoints = {loop.pv: loop.setpoint for loop in self.loops}
-        transitions = self.alarms.evaluate(readings, setpoints, now, self.link.healthy,
-                                           self.link.read_failure_share)
+        link = self.link
+        transitions = self.alarms.evaluate(readings, setpoints, now, link.healthy,
+                                           link.read_failure_share, link.unhealthy_since_s)
         if transitions:
             self.checkpoints.request()
             self.journal.alarm_transitions(transitions)

@@ -64,7 +64,6 @@ class DelayProxy:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        tasks: set[asyncio.Task[None]] = set()
 
         async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -73,27 +72,21 @@ class DelayProxy:
             except OSError:
                 writer.close()
                 return
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.add(task)
-            try:
-                with contextlib.suppress(OSError):
-                    await asyncio.gather(_pump(reader, up_writer, self._latency_s,
-                                               self._delivered),
-                                         _pump(up_reader, writer, self._latency_s,
-                                               self._delivered))
-            finally:
-                tasks.discard(task)
+            with contextlib.suppress(OSError):
+                await asyncio.gather(_pump(reader, up_writer, self._latency_s, self._delivered),
+                                     _pump(up_reader, writer, self._latency_s, self._delivered))
 
         server = await asyncio.start_server(connection, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         async with server:
             await self._stop.wait()
-            pending = list(tasks)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        # Every task of this loop, not only the connections it knows of: a pump still
+        # delivering held bytes would otherwise be torn down by the loop's close.
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def __enter__(self) -> DelayProxy:
         self._thread.start()

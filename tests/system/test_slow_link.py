@@ -6,9 +6,11 @@ six seconds of the test."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from plugins.configs import REPO
 from plugins.delay_proxy import DelayProxy
 from plugins.hil import emulator
@@ -44,20 +46,32 @@ def run_through_proxy(tmp: Path, latency_s: float, duration: str) -> dict:
     return json.loads((tmp / "summary.json").read_text())["reactors"]["hsc-1"]
 
 
-def test_latency_beyond_the_timeout_is_reported_and_alarmed(tmp_path: Path) -> None:
-    """1 s each way: a 2 s round trip against a 0.5 s timeout and a 1 s deadline (one retry):
-    timeouts, retries and late replies are counted and comm_loss is raised.
+def slow_since_t_s(tmp: Path) -> float:
+    """The simulated time of the last tick before the first failure: the link was slow from no
+    earlier than that (the proxy's latency is switched on in wall time, between ticks)."""
+    with sqlite3.connect(tmp / "run.sqlite") as con:
+        (first_failure_s,) = con.execute(
+            "SELECT MIN(t_s) FROM events WHERE kind = 'comm'").fetchone()
+        (last_good_s,) = con.execute(
+            "SELECT MAX(t_s) FROM ticks WHERE t_s < ?", (first_failure_s,)).fetchone()
+    return float(last_good_s)
 
-    Not asserted: the issue's "within 60 s". A tick on this link waits out a deadline for its
-    read, its write and its heartbeat (3 s of wall, 30 s simulated at 10x), and the board is
-    judged only on ticks, so comm_loss comes 35 s or 90 s after the first failure depending on
-    where the ticks fall (both measured here). Issue 11 stays open for it."""
-    reactor = run_through_proxy(tmp_path, 1.0, "180s")
+
+@pytest.mark.parametrize("latency_s", [0.3, 1.0])
+def test_latency_beyond_the_timeout_is_reported_and_alarmed_within_a_minute(
+        tmp_path: Path, latency_s: float) -> None:
+    """0.3 s each way (the issue's slow link: a 0.6 s round trip against a 0.5 s timeout) and
+    1 s each way (replies later than the whole 1 s deadline of a try and its retry): timeouts,
+    retries and late replies are counted, and comm_loss is raised within 60 simulated seconds
+    of the last tick before the link went slow."""
+    reactor = run_through_proxy(tmp_path, latency_s, "180s")
     faults = reactor["link_faults"]
-    assert faults["timeouts"] > 0 and faults["retries"] > 0 and faults["late_replies"] > 0
+    assert faults["timeouts"] > 0 and faults["late_replies"] > 0, faults
     assert reactor["errors"]["read"] > 0 and reactor["comm_losses"] >= 1
-    raised = {a["name"] for a in reactor["alarms"]}
+    raised = {a["name"]: a["first_raised_t_s"] for a in reactor["alarms"]}
+    slow_since_s = slow_since_t_s(tmp_path)
     assert "comm_loss" in raised, raised
+    assert raised["comm_loss"] - slow_since_s <= 60.0, (raised, slow_since_s)
 
 
 def test_latency_below_the_timeout_raises_no_alarm(tmp_path: Path) -> None:
