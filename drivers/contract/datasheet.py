@@ -63,6 +63,20 @@ CHANNELS: tuple[Channel, ...] = (
             description="at-line count with viability stain"),
     Channel("glucose_mm", "mM", 0.0, 60.0, _IN, _SAMPLED, description="at-line analyser"),
     Channel("lactate_mm", "mM", 0.0, 60.0, _IN, _SAMPLED, description="at-line analyser"),
+    # Product quality and the offline reference (issue 12): each result stamped with the time
+    # its sample was drawn, published when the assay has run.
+    Channel("cd34_pct", "%", 0.0, 100.0, _IN, _SAMPLED,
+            description="flow cytometry: CD34+ share of viable cells"),
+    Channel("cd34_cd90_pct", "%", 0.0, 100.0, _IN, _SAMPLED,
+            description="flow cytometry: CD34+CD90+ (primitive) share of viable cells"),
+    Channel("viability_pct", "%", 0.0, 100.0, _IN, _SAMPLED,
+            description="at-line count: viable share of all cells"),
+    Channel("bga_ph", "pH", 6.0, 8.5, _IN, _SAMPLED,
+            description="blood-gas analyser (offline reference) pH"),
+    Channel("bga_po2_mmhg", "mmHg", 0.0, 800.0, _IN, _SAMPLED,
+            description="blood-gas analyser pO2"),
+    Channel("bga_pco2_mmhg", "mmHg", 0.0, 200.0, _IN, _SAMPLED,
+            description="blood-gas analyser pCO2"),
     # The device's own view of its actuators: what real hardware reports besides the culture
     # (issue 10). Totalisers count from the device's boot; the boot id says which boot.
     Channel("feed_delivered_ml", "mL", 0.0, 1.0e6, _IN,
@@ -71,6 +85,8 @@ CHANNELS: tuple[Channel, ...] = (
             description="harvest pump totaliser: mL actually delivered since the device booted"),
     Channel("base_delivered_ml", "mL", 0.0, 1.0e6, _IN,
             description="base pump totaliser: mL actually delivered since the device booted"),
+    Channel("sampled_ml", "mL", 0.0, 1.0e6, _IN,
+            description="culture drawn by at-line sampling since the device booted"),
     Channel("o2_flow_pct", "% gas", 0.0, 100.0, _IN,
             description="O2 mass-flow readback: the O2 fraction actually delivered"),
     Channel("co2_flow_pct", "% gas", 0.0, 20.0, _IN,

@@ -14,7 +14,8 @@ Besides the culture it emulates what the device knows of its own hardware (issue
 power relay in series with the heater drive, a device-local over-temperature cut-out on the
 chamber's true temperature that opens the relay and latches until `reset_cutout`, pump
 totalisers integrated from the flow the pumps really delivered, gas mass-flow readbacks and
-supply pressures, and a boot id with the uptime since that boot.
+supply pressures, and a boot id with the uptime since that boot; and (issue 12) the at-line
+samples, each taking its volume from the culture, totalled in `sampled_ml`.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ from sim_hardware.model.sensors import SensorBank
 OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
 _GOOD = Quality.GOOD
 _DEVICE_CHANNELS = ("o2_flow_pct", "co2_flow_pct", "o2_supply_kpa", "co2_supply_kpa",
-                    "heater_cutout", "device_boot_id", "device_uptime_s", *TOTALISERS.values())
+                    "heater_cutout", "device_boot_id", "device_uptime_s", "sampled_ml",
+                    *TOTALISERS.values())
 _UNIT = {name: channel(name).unit for name in _DEVICE_CHANNELS}
 
 
@@ -93,6 +95,8 @@ class Chamber:
         self._boot_t = 0.0
         self._totals_ml = dict.fromkeys(PUMPS, 0.0)
         self._totals_t = 0.0
+        self.sampled_ml = 0.0
+        """Culture drawn by at-line sampling since the device booted (its totaliser)."""
 
     def start(self) -> None:
         """Seed the culture at the clock's time; later calls find it where it was."""
@@ -210,6 +214,7 @@ class Chamber:
         self.boot_id = self._new_boot_id()
         self._boot_t = self._totals_t = t_s
         self._totals_ml = dict.fromkeys(PUMPS, 0.0)
+        self.sampled_ml = 0.0
         self._requested = apply_outputs(self._requested, SAFE_STATE, self.params)
         self._set_physical(self._requested)
 
@@ -301,6 +306,7 @@ class Chamber:
                 ("heater_cutout", 1.0 if self.cutout else 0.0),
                 ("device_boot_id", float(self.boot_id)),
                 ("device_uptime_s", now - self._boot_t),
+                ("sampled_ml", self.sampled_ml),
                 ("feed_delivered_ml", totals["feed_ml_per_h"] + pumped.feed_ml_per_h * dt_h),
                 ("harvest_delivered_ml",
                  totals["harvest_ml_per_h"] + pumped.harvest_ml_per_h * dt_h),
@@ -315,14 +321,22 @@ class Chamber:
         if now >= self._fault_next_s:
             self._advance_faults(now)
         while now >= atline.next_draw_s:
-            t = atline.next_draw_s
-            model.advance_to(t)
-            atline.draw(t, model)
+            self._draw_samples(atline.next_draw_s)
         model.advance_to(now)
         if model.temperature_c >= self.params.cutout_c:
             self._check_cutout()
         if now >= atline.next_ready_s:
             atline.publish(now)
+
+    def _draw_samples(self, t_s: float) -> None:
+        """Integrate to `t_s` and draw the at-line samples due then: their volume leaves the
+        chamber (booked in the model's ledger) and the `sampled_ml` totaliser counts it."""
+        model = self._model
+        model.advance_to(t_s)
+        drawn_ml = self._sensors.atline.draw(t_s, model)
+        if drawn_ml > 0.0:
+            model.take_sample(drawn_ml)
+            self.sampled_ml += drawn_ml
 
     def _advance_faults(self, now: float) -> None:
         """Integrate through each fault transition up to `now`, in time order with the
@@ -335,9 +349,7 @@ class Chamber:
         while now >= self._fault_next_s:
             t = self._fault_next_s
             while t >= atline.next_draw_s:
-                td = atline.next_draw_s
-                model.advance_to(td)
-                atline.draw(td, model)
+                self._draw_samples(atline.next_draw_s)
             # A fault due before the chamber started (a served device's clock may start past
             # `at`) acts at the start: the model cannot go back.
             model.advance_to(max(t, model.t_s))

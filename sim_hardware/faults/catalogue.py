@@ -25,17 +25,22 @@ _DRIFT_PER_H = {"temperature_c": 0.05, "do_pct_air": 0.5, "ph": 0.005,
                 "total_cells_per_ml": 2.0e4, "volume_ml": 0.1, "viable_cells_per_ml": 2.0e4,
                 "glucose_mm": 0.05, "lactate_mm": 0.05, "feed_delivered_ml": 0.1,
                 "harvest_delivered_ml": 0.1, "base_delivered_ml": 0.1, "o2_flow_pct": 0.5,
-                "co2_flow_pct": 0.1, "o2_supply_kpa": 5.0, "co2_supply_kpa": 5.0}
+                "co2_flow_pct": 0.1, "o2_supply_kpa": 5.0, "co2_supply_kpa": 5.0,
+                "cd34_pct": 0.5, "cd34_cd90_pct": 0.2, "viability_pct": 0.5, "bga_ph": 0.005,
+                "bga_po2_mmhg": 1.0, "bga_pco2_mmhg": 0.5, "sampled_ml": 0.1}
 _SPIKE = {"temperature_c": 5.0, "do_pct_air": 30.0, "ph": 0.5, "total_cells_per_ml": 1.0e6,
           "volume_ml": 10.0, "viable_cells_per_ml": 1.0e6, "glucose_mm": 5.0,
           "lactate_mm": 5.0, "feed_delivered_ml": 5.0, "harvest_delivered_ml": 5.0,
           "base_delivered_ml": 5.0, "o2_flow_pct": 10.0, "co2_flow_pct": 2.0,
-          "o2_supply_kpa": 100.0, "co2_supply_kpa": 100.0}
+          "o2_supply_kpa": 100.0, "co2_supply_kpa": 100.0, "cd34_pct": 20.0,
+          "cd34_cd90_pct": 10.0, "viability_pct": 20.0, "bga_ph": 0.5, "bga_po2_mmhg": 50.0,
+          "bga_pco2_mmhg": 20.0, "sampled_ml": 5.0}
 _NOISE = {"temperature_c": 0.2, "do_pct_air": 3.0, "ph": 0.05, "total_cells_per_ml": 5.0e4,
           "volume_ml": 1.0, "viable_cells_per_ml": 5.0e4, "glucose_mm": 0.5, "lactate_mm": 0.5,
           "feed_delivered_ml": 0.5, "harvest_delivered_ml": 0.5, "base_delivered_ml": 0.5,
           "o2_flow_pct": 1.0, "co2_flow_pct": 0.5, "o2_supply_kpa": 10.0,
-          "co2_supply_kpa": 10.0}
+          "co2_supply_kpa": 10.0, "cd34_pct": 5.0, "cd34_cd90_pct": 2.0, "viability_pct": 5.0,
+          "bga_ph": 0.05, "bga_po2_mmhg": 10.0, "bga_pco2_mmhg": 3.0, "sampled_ml": 0.5}
 
 
 @dataclass(frozen=True)

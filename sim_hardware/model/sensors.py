@@ -2,9 +2,10 @@
 
 Continuous probes (temperature, DO, pH, optical cell density, load cell) follow the true value
 through a first-order lag, add a per-run bias (and, for pH, a drift that grows with time) and
-white noise per read. At-line assays (viable count, glucose, lactate) draw a sample every
-`atline_interval_h` and publish the result `atline_delay_h` later, stamped with the time the
-sample was drawn.
+white noise per read. At-line assays (count and viability, glucose, lactate; flow cytometry; the
+blood-gas analyser) each draw a sample on their own schedule (`atline_interval_h`,
+`cytometry_interval_h`, `bga_interval_h`) and publish the result after their delay, stamped with
+the time the sample was drawn; each sample's volume leaves the chamber.
 
 All randomness comes from numpy Generators derived from the run's seed. Noise is drawn in
 blocks and consumed one float at a time from a Python iterator: a per-read numpy call would cost
@@ -13,9 +14,10 @@ streams, so an at-line result does not depend on how often the continuous probes
 """
 from __future__ import annotations
 
+import heapq
 import math
-from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -85,7 +87,7 @@ class ContinuousSensor:
 
 
 class ChamberState(Protocol):
-    """What the at-line analyser needs from the model."""
+    """What the at-line analyser needs from the model (its true state)."""
 
     @property
     def viable_cells_per_ml(self) -> float: ...
@@ -93,60 +95,157 @@ class ChamberState(Protocol):
     def glucose_mm(self) -> float: ...
     @property
     def lactate_mm(self) -> float: ...
+    @property
+    def viability(self) -> float: ...
+    @property
+    def cd34_fraction(self) -> float: ...
+    @property
+    def primitive_fraction(self) -> float: ...
+    @property
+    def ph(self) -> float: ...
+    @property
+    def do_pct_air(self) -> float: ...
+
+    dco2_mm: float
 
 
-ATLINE_CHANNELS = ("viable_cells_per_ml", "glucose_mm", "lactate_mm")
+O2_FRACTION_OF_AIR = 0.2095
+"""O2 mole fraction of dry air: pO2 at 100 % air saturation = this x the dry gas pressure
+(barometric 760 - water vapour 47 mmHg at 37 C = `dry_gas_pressure_mmhg`), about 149 mmHg."""
+
+COUNT_CHANNELS = ("viable_cells_per_ml", "viability_pct", "glucose_mm", "lactate_mm")
+CYTOMETRY_CHANNELS = ("cd34_pct", "cd34_cd90_pct")
+BGA_CHANNELS = ("bga_ph", "bga_po2_mmhg", "bga_pco2_mmhg")
+ATLINE_CHANNELS = COUNT_CHANNELS + CYTOMETRY_CHANNELS + BGA_CHANNELS
+
+
+@dataclass(slots=True)
+class AssayGroup:
+    """Assays run on one sample: drawn every `interval_s` from t0, results `delay_s` later."""
+
+    name: str
+    channels: tuple[str, ...]
+    interval_s: float
+    delay_s: float
+    sample_ml: float
+    next_draw_s: float
+    n_drawn: int = 0
 
 
 class AtLineAnalyser:
-    """Samples drawn on a fixed schedule, results published after the assay delay.
+    """Samples drawn on each assay group's schedule, results published after its delay.
+
+    Three groups, each its own sample, schedule and delay (parameters `atline_*`,
+    `cytometry_*`, `bga_*`): the count (viable cells, viability) with glucose and lactate; flow
+    cytometry (%CD34+ and %CD34+CD90+ of viable cells: a CV on the fraction for staining and
+    gating, then Poisson counting of the positive events among `cytometry_events`); and the
+    blood-gas analyser, the offline reference for pH, pO2 and pCO2 (a per-run bias and a
+    repeatability SD).
 
     `readings` always holds the latest published result per channel (quality BAD and value NaN
-    before the first one). The owner must call `draw` at each `next_draw_s` with the chamber
-    advanced to that time, and `publish(now)` whenever `now >= next_ready_s`.
+    before the first one), stamped with the time its sample was drawn. The owner must call
+    `draw` at each `next_draw_s` with the chamber advanced to that time, remove the volume it
+    returns from the chamber, and call `publish(now)` whenever `now >= next_ready_s`.
     """
 
     def __init__(self, params: ModelParameters, rng: np.random.Generator, t0_s: float) -> None:
-        self._interval_s = params.atline_interval_h * _S_PER_H
-        self._delay_s = params.atline_delay_h * _S_PER_H
-        self._cv = {"viable_cells_per_ml": params.atline_count_cv,
-                    "glucose_mm": params.atline_metabolite_cv,
-                    "lactate_mm": params.atline_metabolite_cv}
-        self._channels = {name: channel(name) for name in ATLINE_CHANNELS}
+        p = params
+        self._params = p
+        # The counts keep the stream they always had; the newer assays get their own, so adding
+        # an assay does not change another's results.
+        cytometry_rng, bga_rng, viability_rng = rng.spawn(3)
         self._noise = normal_stream(rng, 256)
+        self._viability_noise = normal_stream(viability_rng, 256)
+        self._cyto_rng = cytometry_rng
+        self._cyto_noise = normal_stream(cytometry_rng, 256)
+        self._bga_noise = normal_stream(bga_rng, 256)
+        self.bga_ph_bias = float(bga_rng.uniform(-p.bga_ph_bias_max, p.bga_ph_bias_max))
+        self.bga_pco2_bias_mmhg = float(
+            bga_rng.uniform(-p.bga_pco2_bias_max_mmhg, p.bga_pco2_bias_max_mmhg))
+        self._po2_per_pct_air_mmhg = O2_FRACTION_OF_AIR * p.dry_gas_pressure_mmhg / 100.0
+        self.groups = (
+            AssayGroup("counts", COUNT_CHANNELS, p.atline_interval_h * _S_PER_H,
+                       p.atline_delay_h * _S_PER_H, p.atline_sample_ml, t0_s),
+            AssayGroup("cytometry", CYTOMETRY_CHANNELS, p.cytometry_interval_h * _S_PER_H,
+                       p.cytometry_delay_h * _S_PER_H, p.cytometry_sample_ml, t0_s),
+            AssayGroup("bga", BGA_CHANNELS, p.bga_interval_h * _S_PER_H,
+                       p.bga_delay_h * _S_PER_H, p.bga_sample_ml, t0_s),
+        )
+        self._channels = {name: channel(name) for name in ATLINE_CHANNELS}
         self._t0_s = t0_s
-        self._n_drawn = 0
+        self._seq = 0
         self.next_draw_s = t0_s
         self.next_ready_s = math.inf
-        self._pending: deque[tuple[float, float, dict[str, Reading]]] = deque()
+        self._pending: list[tuple[float, int, dict[str, Reading]]] = []
         self.readings: dict[str, Reading] = {
             name: Reading(math.nan, ch.unit, t0_s, _BAD) for name, ch in self._channels.items()
         }
 
-    def draw(self, t_s: float, state: ChamberState) -> None:
-        """Take the sample due at `t_s` from `state` (the chamber at that time)."""
-        results = {}
-        for name, ch in self._channels.items():
-            true = getattr(state, name)
-            value = true * (1.0 + self._cv[name] * next(self._noise))
-            quality = _GOOD
-            if value < ch.minimum:
-                value, quality = ch.minimum, _OUT
-            elif value > ch.maximum:
-                value, quality = ch.maximum, _OUT
-            results[name] = Reading(value, ch.unit, t_s, quality)
-        t_ready = t_s + self._delay_s
-        self._pending.append((t_s, t_ready, results))
-        self.next_ready_s = self._pending[0][1]
-        self._n_drawn += 1
-        self.next_draw_s = self._t0_s + self._n_drawn * self._interval_s
+    def draw(self, t_s: float, state: ChamberState) -> float:
+        """Take every sample due by `t_s` from `state` (the chamber at that time); the culture
+        those samples took (mL), for the owner to remove from the chamber."""
+        drawn_ml = 0.0
+        for group in self.groups:
+            if group.next_draw_s > t_s:
+                continue
+            values = self._measure(group.name, state)
+            results = {name: self._reading(name, value, t_s) for name, value in values.items()}
+            heapq.heappush(self._pending, (t_s + group.delay_s, self._seq, results))
+            self._seq += 1
+            drawn_ml += group.sample_ml
+            group.n_drawn += 1
+            group.next_draw_s = self._t0_s + group.n_drawn * group.interval_s
+        self.next_ready_s = self._pending[0][0] if self._pending else math.inf
+        self.next_draw_s = min(g.next_draw_s for g in self.groups)
+        return drawn_ml
 
     def publish(self, now_s: float) -> None:
         """Move every result whose assay has finished by `now_s` into `readings`."""
         pending = self._pending
-        while pending and pending[0][1] <= now_s:
-            self.readings.update(pending.popleft()[2])
-        self.next_ready_s = pending[0][1] if pending else math.inf
+        while pending and pending[0][0] <= now_s:
+            self.readings.update(heapq.heappop(pending)[2])
+        self.next_ready_s = pending[0][0] if pending else math.inf
+
+    def _reading(self, name: str, value: float, t_s: float) -> Reading:
+        ch = self._channels[name]
+        if value < ch.minimum:
+            return Reading(ch.minimum, ch.unit, t_s, _OUT)
+        if value > ch.maximum:
+            return Reading(ch.maximum, ch.unit, t_s, _OUT)
+        return Reading(value, ch.unit, t_s, _GOOD)
+
+    def _measure(self, group: str, state: ChamberState) -> dict[str, float]:
+        p = self._params
+        if group == "counts":
+            z = self._noise.__next__
+            return {
+                "viable_cells_per_ml": state.viable_cells_per_ml * (1.0 + p.atline_count_cv * z()),
+                "glucose_mm": state.glucose_mm * (1.0 + p.atline_metabolite_cv * z()),
+                "lactate_mm": state.lactate_mm * (1.0 + p.atline_metabolite_cv * z()),
+                "viability_pct": (100.0 * state.viability
+                                  + p.atline_viability_sd_pct * next(self._viability_noise)),
+            }
+        if group == "cytometry":
+            return {"cd34_pct": self._cytometry_pct(state.cd34_fraction),
+                    "cd34_cd90_pct": self._cytometry_pct(state.primitive_fraction)}
+        z = self._bga_noise.__next__
+        po2_mmhg = state.do_pct_air * self._po2_per_pct_air_mmhg
+        pco2_mmhg = state.dco2_mm / p.co2_solubility_mm_per_mmhg
+        return {
+            "bga_ph": state.ph + self.bga_ph_bias + p.bga_ph_sd * z(),
+            "bga_po2_mmhg": po2_mmhg * (1.0 + p.bga_po2_cv * z()),
+            "bga_pco2_mmhg": pco2_mmhg * (1.0 + p.bga_pco2_cv * z()) + self.bga_pco2_bias_mmhg,
+        }
+
+    def _cytometry_pct(self, true_fraction: float) -> float:
+        """A stained share of the viable events: staining/gating error on the fraction, then
+        the positives counted among the events acquired (Poisson: rare populations are noisy)."""
+        p = self._params
+        stained = true_fraction * (1.0 + p.cytometry_cv * next(self._cyto_noise))
+        fraction = min(1.0, max(0.0, stained))
+        events = p.cytometry_events
+        positives = float(self._cyto_rng.poisson(fraction * events))
+        return 100.0 * min(positives, events) / events
 
 
 class SensorBank:
@@ -193,4 +292,6 @@ class SensorBank:
             "ph_bias": self.ph.bias,
             "ph_drift_per_week": self.ph.drift_per_s * _S_PER_WEEK,
             "volume_bias_ml": self.volume.bias,
+            "bga_ph_bias": self.atline.bga_ph_bias,
+            "bga_pco2_bias_mmhg": self.atline.bga_pco2_bias_mmhg,
         }

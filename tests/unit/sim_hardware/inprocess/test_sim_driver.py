@@ -212,8 +212,10 @@ async def test_initial_options_set_the_starting_chamber() -> None:
                          "initial_co2_pct": 5.0, "parameters": {"kla_o2_per_h": 8.0}})
     await driver.connect()
     d = await driver.diagnostics()
-    assert d["volume_ml"] == 80.0
-    assert d["viable_cells_per_ml"] == 2e5
+    p = driver.params  # less the at-line samples drawn at seeding
+    drawn_ml = p.atline_sample_ml + p.cytometry_sample_ml + p.bga_sample_ml
+    assert d["volume_ml"] == pytest.approx(80.0 - drawn_ml)
+    assert d["viable_cells_per_ml"] == pytest.approx(2e5)
     assert d["temperature_c"] == 30.0
     assert d["co2_pct"] == 5.0 and d["o2_pct"] == 21.0
     assert d["ph"] == pytest.approx(7.63, abs=0.02)
