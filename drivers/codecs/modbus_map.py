@@ -9,9 +9,10 @@ Layout (0-based PDU addresses, as on the wire; tools that count from 1 add one):
 
 - Input registers (FC4, read-only)
   - 0-15, device area: map version, status bits, device time, counters.
-  - 100-199, sensor area: slot i (the i-th input channel of the datasheet) has its value as
-    float32 at 100 + 2i, its quality code at 140 + i, and, for a sampled sensor, the age of the
-    sample as float32 at 160 + 2i. Twenty slots: room to grow.
+  - 100-239, sensor area: slot i (the i-th input channel of the datasheet) has its value as
+    float32 at 100 + 2i, its quality code at 156 + i, and, for a sampled sensor, the age of the
+    sample as float32 at 184 + 2i. Twenty-eight slots (25 used); the sampled channels sit in
+    the low slots, so every value, quality and age is one FC4 read of at most 125 registers.
 - Holding registers (FC3 read, FC6/FC16 write)
   - 0-15, device area: heartbeat at 0 (write the session token: takes the lease, feeds the
     watchdog; reads the count),
@@ -36,8 +37,14 @@ from enum import Enum, IntEnum
 
 from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
 
-MAP_VERSION = 3
+MAP_VERSION = 4
 """Bumped when a published address changes meaning; readable at input register 0.
+
+4 (issue 12): the sensor area grows from 20 to 28 slots for the product-quality assays and the
+blood-gas reference (6 sampled inputs after `lactate_mm`) and the `sampled_ml` totaliser (after
+`base_delivered_ml`): the quality codes move from 140 to 156, the ages from 160 to 184, and every
+device channel's slot moves up. A version-3 master would read qualities and ages in the wrong
+places: it must refuse a version-4 device.
 
 3 (issue 11): the heartbeat register takes the master's session token (one master per device:
 a version-2 master writing a count would hold the lease with a new token on every heartbeat
@@ -171,10 +178,10 @@ class Block:
 
 # ------------------------------------------------------------------------------- the layout
 DEVICE_AREA_SIZE = 16
-SENSOR_SLOTS = 20
+SENSOR_SLOTS = 28
 SENSOR_VALUE_BASE = 100
-SENSOR_QUALITY_BASE = SENSOR_VALUE_BASE + 2 * SENSOR_SLOTS  # 140
-SENSOR_AGE_BASE = SENSOR_QUALITY_BASE + SENSOR_SLOTS  # 160
+SENSOR_QUALITY_BASE = SENSOR_VALUE_BASE + 2 * SENSOR_SLOTS  # 156
+SENSOR_AGE_BASE = SENSOR_QUALITY_BASE + SENSOR_SLOTS  # 184
 ACTUATOR_SLOTS = 20
 ACTUATOR_BASE = 100
 
@@ -266,7 +273,10 @@ DEVICE_INPUT_FIELDS: tuple[Field, ...] = tuple(
     f for f in _DEVICE_FIELDS if f.table is _IN)
 
 SENSOR_BLOCK = _span(SENSOR_FIELDS, _IN)
-"""Every sensor value, quality and age: one FC4 request (100, 76 registers today)."""
+"""Every sensor value, quality and age: one FC4 request (100, 112 registers today)."""
+if SENSOR_BLOCK.count > MAX_READ_COUNT:
+    raise ValueError(f"the sensor block needs {SENSOR_BLOCK.count} registers, more than one "
+                     f"read's {MAX_READ_COUNT}: keep the sampled channels in the low slots")
 ACTUATOR_BLOCK = _span(ACTUATOR_FIELDS, _HOLD)
 """Every actuator setpoint: one FC3 request."""
 DEVICE_BLOCK = _span(DEVICE_INPUT_FIELDS, _IN)

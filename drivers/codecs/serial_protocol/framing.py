@@ -26,11 +26,12 @@ from typing import TypeAlias
 
 from drivers.contract.errors import FrameError
 
-MAX_FRAME_BYTES = 2048
+MAX_FRAME_BYTES = 4096
 """Longest frame, `$`, `*HH` and CRLF included. The longest reply (READ, every input with the
-longest float text) is about 1200 bytes since issue 10's device channels (protocol 2; it was
-1024 in protocol 1); a bound lets a receiver drop a runaway line early. Values keep their exact
-round-trip text rather than a shorter, lossy one: a record must hold what the device measured."""
+longest float text) is about 1650 bytes since issue 12's assays (protocol 4; 2048 in protocols
+2-3, 1024 in protocol 1), within 60 % of a frame; a bound lets a receiver drop a runaway line
+early. Values keep their exact round-trip text rather than a shorter, lossy one: a record must
+hold what the device measured."""
 
 START = b"$"
 TERMINATOR = b"\r\n"

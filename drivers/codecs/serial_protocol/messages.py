@@ -20,11 +20,14 @@ from drivers.contract.errors import (
     OutOfRangeError,
 )
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """Sent in the ID reply; bumped on any change an older peer could misread. 2 (issue 10): frames
 up to 2048 bytes (a version-1 receiver drops the longer READ reply), RESET_CUTOUT, ERR 8.
 3 (issue 11): every frame starts with `$` (true resynchronisation after line noise); HB carries
-the controller's session token and takes the device's lease; ERR 9 (held by another session)."""
+the controller's session token and takes the device's lease; ERR 9 (held by another session).
+4 (issue 12): the READ reply carries seven more inputs (cytometry, viability, the blood-gas
+reference, `sampled_ml`), frames up to 4096 bytes (a version-3 receiver drops a READ reply
+longer than 2048): a version-3 controller would refuse it as another datasheet."""
 
 
 class RequestKind(StrEnum):
@@ -63,7 +66,7 @@ REQUESTS: Mapping[RequestKind, RequestSpec] = MappingProxyType({spec.kind: spec 
     RequestSpec(RequestKind.STATUS, "", "OK STATUS status=N running=B comm_loss_safe=B "
                 "command_limited=B heater_cutout=B heartbeats=N watchdog_trips=N now_s=T",
                 "device status bits (B is 0 or 1), counters and the device clock"),
-    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=3 firmware=F",
+    RequestSpec(RequestKind.ID, "", "OK ID model=M protocol=4 firmware=F",
                 "who the device is and which protocol version it speaks"),
     RequestSpec(RequestKind.RESET_CUTOUT, "", "OK RESET_CUTOUT was_tripped=B",
                 "re-arm the heater's over-temperature cut-out (B 1: it was tripped and is "

@@ -135,7 +135,7 @@ async def test_every_sensor_with_zero_based_references(mbpoll: str, port: str) -
                             **{f"-p {DOC_PORT}": f"-p {port}"})
     assert status == 0, out
     got = values(out)
-    assert list(got) == list(range(100, 136, 2))
+    assert list(got) == list(range(100, 150, 2))
     assert 30 < got[100] < 45
 
 

@@ -215,7 +215,7 @@ async def test_doc_writes_reach_the_chamber(tcp: Link, chamber: PinnedChamber) -
 # ----------------------------------------------------------------------------- exceptions
 @pytest.mark.parametrize(("pdu", "reply"), [
     ("04 0032 0002", "84 02"),        # FC4 in the gap between device and sensor areas
-    ("04 00C7 0002", "84 02"),        # FC4 past the end of the sensor area
+    ("04 00EF 0002", "84 02"),        # FC4 past the end of the sensor area
     ("03 008C 0002", "83 02"),        # FC3 in the gap after the actuator area
     ("10 0065 0002 04 4220 0000", "90 02"),  # FC16 straddling two setpoints
     ("10 0064 0001 02 4220", "90 02"),       # FC16 of half a float
@@ -243,7 +243,7 @@ async def test_exceptions_are_counted(tcp: Link) -> None:
     await tcp.tcp_exchange(tcp_adu(1, bytes.fromhex("04 0032 0002")))
     reply = await tcp.tcp_exchange(tcp_adu(2, bytes.fromhex("04 0000 000A")))
     regs = [int.from_bytes(reply[9 + 2 * i:11 + 2 * i], "big") for i in range(10)]
-    assert regs[0] == 3                       # map version
+    assert regs[0] == 4                       # map version
     assert regs[1] & 0x0001                   # RUNNING
     assert (regs[6] << 16 | regs[7]) == 2     # requests, this one included
     assert (regs[8] << 16 | regs[9]) == 1     # exception replies

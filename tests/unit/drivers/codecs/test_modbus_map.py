@@ -53,27 +53,33 @@ def test_float32_fields_are_word_aligned_and_slots_follow_the_datasheet() -> Non
 
 
 PUBLISHED = {
-    (m.Table.INPUT, "temperature_c"): 100, (m.Table.INPUT, "temperature_c.quality"): 140,
-    (m.Table.INPUT, "glucose_mm.age_s"): 172, (m.Table.INPUT, "status"): 1,
+    (m.Table.INPUT, "temperature_c"): 100, (m.Table.INPUT, "temperature_c.quality"): 156,
+    (m.Table.INPUT, "glucose_mm.age_s"): 196, (m.Table.INPUT, "status"): 1,
     (m.Table.HOLDING, "heater_pct"): 100, (m.Table.HOLDING, "heartbeat"): 0,
     (m.Table.HOLDING, "comm_timeout_s"): 2,
-    # version 2: the device's own hardware, in slots that were reserved in version 1
-    (m.Table.INPUT, "feed_delivered_ml"): 116, (m.Table.INPUT, "heater_cutout"): 130,
-    (m.Table.INPUT, "device_uptime_s"): 134, (m.Table.INPUT, "device_uptime_s.quality"): 157,
+    # version 2: the device's own hardware (moved by version 4)
+    (m.Table.INPUT, "feed_delivered_ml"): 128, (m.Table.INPUT, "heater_cutout"): 144,
+    (m.Table.INPUT, "device_uptime_s"): 148, (m.Table.INPUT, "device_uptime_s.quality"): 180,
     (m.Table.HOLDING, "heater_relay"): 112, (m.Table.HOLDING, "cutout_reset"): 1,
     # version 3: one master per device (the heartbeat register takes the session token)
     (m.Table.INPUT, "lease_holder"): 10,
+    # version 4: product-quality assays, the blood-gas reference and the sampling totaliser
+    (m.Table.INPUT, "cd34_pct"): 116, (m.Table.INPUT, "cd34_pct.age_s"): 200,
+    (m.Table.INPUT, "cd34_cd90_pct"): 118, (m.Table.INPUT, "viability_pct"): 120,
+    (m.Table.INPUT, "bga_ph"): 122, (m.Table.INPUT, "bga_po2_mmhg"): 124,
+    (m.Table.INPUT, "bga_pco2_mmhg"): 126, (m.Table.INPUT, "bga_pco2_mmhg.age_s"): 210,
+    (m.Table.INPUT, "bga_pco2_mmhg.quality"): 169, (m.Table.INPUT, "sampled_ml"): 134,
 }
 """The addresses docs/modbus.md and field devices rely on: changing one is a breaking change
 (bump MAP_VERSION)."""
 
 
 def test_published_addresses() -> None:
-    assert m.MAP_VERSION == 3
+    assert m.MAP_VERSION == 4
     assert m.LEASE_REFUSED == m.ExceptionCode.SERVER_DEVICE_BUSY
     assert {key: m.field(*key).address for key in PUBLISHED} == PUBLISHED
     assert m.CUTOUT_RESET_MAGIC == 0x5253
-    assert m.Block(m.Table.INPUT, 100, 76) == m.SENSOR_BLOCK
+    assert m.Block(m.Table.INPUT, 100, 112) == m.SENSOR_BLOCK
     assert m.Block(m.Table.HOLDING, 100, 14) == m.ACTUATOR_BLOCK
 
 
@@ -142,8 +148,9 @@ def test_access_rules() -> None:
     assert m.check_write(H, 50, 2) is E.ILLEGAL_DATA_ADDRESS    # gap between areas
     assert m.check_write(IN, 100, 2) is E.ILLEGAL_FUNCTION
     assert m.check_read(IN, 101, 1) is None                    # half a float: fine to read
-    assert m.check_read(IN, 100, 100) is None
-    assert m.check_read(IN, 100, 101) is E.ILLEGAL_DATA_ADDRESS  # runs past the area
+    assert m.check_read(IN, 100, 125) is None
+    assert m.check_read(IN, 200, 40) is None                   # to the area's last register
+    assert m.check_read(IN, 200, 41) is E.ILLEGAL_DATA_ADDRESS  # runs past the area
     assert m.check_read(IN, 10, 6) is None                     # reserved reads 0
     assert m.check_read(IN, 15, 2) is E.ILLEGAL_DATA_ADDRESS
     assert m.check_read(H, 0, 126) is E.ILLEGAL_DATA_VALUE

@@ -114,8 +114,8 @@ def test_a_read_reply_carries_value_quality_and_age() -> None:
 
 @pytest.mark.parametrize(("frame", "reply"), [
     (b"$OK HB count=1*61\r\n", HeartbeatReply(1)),
-    (b"$OK ID model=bioreactor-hil-chamber protocol=3 firmware=0.1.0*59\r\n",
-     IdentityReply("bioreactor-hil-chamber", 3, "0.1.0")),
+    (b"$OK ID model=bioreactor-hil-chamber protocol=4 firmware=0.1.0*5E\r\n",
+     IdentityReply("bioreactor-hil-chamber", 4, "0.1.0")),
     (b"$OK STATUS status=1 running=1 comm_loss_safe=0 command_limited=0 heater_cutout=0 "
      b"heartbeats=1 watchdog_trips=0 now_s=30000.0*36\r\n",
      StatusReply(DeviceStatus.RUNNING, 1, 0, 30000.0)),
