@@ -1,5 +1,5 @@
 """`[reactor.volume_balance]`: the chamber's mass balance, checked by the controller from the
-pump totalisers (controller/control/volume_balance.py). Defaults and why: docs/alarms.md."""
+device's totalisers (pumps and at-line sampling) (controller/control/volume_balance.py). Defaults and why: docs/alarms.md."""
 from __future__ import annotations
 
 from pydantic import Field
@@ -16,7 +16,7 @@ load cell's noise (0.05 mL a read, 0.07 mL on a difference); its bias cancels.""
 
 
 class VolumeBalanceConfig(StrictModel):
-    """Measured volume change against totalised net inflow (feed + base - harvest)."""
+    """Measured volume change against totalised net inflow (feed + base - harvest - sampled)."""
 
     enabled: bool = True
     window_s: Seconds = Field(default=BALANCE_WINDOW_S, ge=600, le=7 * 86400,
@@ -25,5 +25,8 @@ class VolumeBalanceConfig(StrictModel):
                                 description="|volume change - net inflow| beyond this alarms")
     sample_period_s: Seconds = Field(default=60.0, ge=1, le=3600,
                                      description="how often a sample is taken")
+    settle_s: Seconds = Field(default=30.0, ge=0, le=600,
+                              description="after the sampling totaliser moves (an at-line "
+                              "sample drawn), wait this long for the load cell before a sample")
     priority: Priority = Field(default="high", description="medium or lower only if a spill "
                                "of culture is no biosafety event here")

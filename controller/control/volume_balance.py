@@ -1,5 +1,6 @@
-"""The chamber's mass balance, checked from the pump totalisers: over a window, the measured
-volume change must equal feed + base - harvest as the totalisers measured them.
+"""The chamber's mass balance, checked from the device's totalisers: over a window, the measured
+volume change must equal feed + base - harvest - sampled as the totalisers measured them (the
+at-line samples' `sampled_ml` counts as an outflow like the harvest).
 
 Independent of the feed ledger (which books what was commanded or delivered) and of the volume
 alarms (which see only the volume): a leak, a line delivering onto the floor or a pump feeding
@@ -17,8 +18,9 @@ from drivers.contract.reading import Quality, Reading
 
 ALARM = "volume_balance"
 _INFLOWS = ("feed_delivered_ml", "base_delivered_ml")
-_OUTFLOWS = ("harvest_delivered_ml",)
+_OUTFLOWS = ("harvest_delivered_ml", "sampled_ml")
 _CHANNELS = ("volume_ml", "device_boot_id", *_INFLOWS, *_OUTFLOWS)
+_SAMPLED_INDEX = (*_INFLOWS, *_OUTFLOWS).index("sampled_ml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +28,7 @@ class BalanceSample:
     t_s: float
     volume_ml: float
     net_inflow_ml: float
-    """feed + base - harvest totalised since the device booted."""
+    """feed + base - harvest - sampled, totalised since the device booted."""
     totals_ml: tuple[float, ...]
     boot_id: float
 
@@ -57,13 +59,15 @@ class VolumeBalance:
         """The gap of the latest full window (None until a window has been filled)."""
         self._samples: deque[BalanceSample] = deque()
         self._next_sample_s = float("-inf")
+        self._sampled_ml: float | None = None
+        self._sampled_changed_s = float("-inf")
 
     def observe(self, readings: Mapping[str, Reading], t_s: float) -> BalanceChange | None:
         """Take a sample if one is due; a change of the alarm if this sample makes one."""
         if not self.config.enabled or t_s < self._next_sample_s:
             return None
         sample = _sample(readings, t_s)
-        if sample is None:
+        if sample is None or self._settling(sample, t_s):
             return None
         self._next_sample_s = t_s + self.config.sample_period_s
         samples = self._samples
@@ -78,6 +82,18 @@ class VolumeBalance:
         if reference.t_s > window_start:
             return None  # the window is not filled yet
         return self._judge(reference, sample)
+
+    def _settling(self, sample: BalanceSample, t_s: float) -> bool:
+        """True within `settle_s` of the sampling totaliser moving: an
+        at-line sample leaves in a moment and `sampled_ml` counts it at once, while the load
+        cell's filter shows the drop over seconds, so a balance sample taken then would see a
+        gap of up to one sample's volume. The sample is taken once the reading has settled."""
+        sampled_ml = sample.totals_ml[_SAMPLED_INDEX]
+        if sampled_ml != self._sampled_ml:
+            if self._sampled_ml is not None:  # not the first sight: a sample was drawn
+                self._sampled_changed_s = t_s
+            self._sampled_ml = sampled_ml
+        return t_s - self._sampled_changed_s < self.config.settle_s
 
     def _judge(self, reference: BalanceSample, sample: BalanceSample) -> BalanceChange | None:
         volume_change_ml = sample.volume_ml - reference.volume_ml

@@ -113,6 +113,10 @@ class Chamber:
         self._requested = self._pumped = m.inputs
         self._boot_t = self._totals_t = t0
         self.started = True
+        # The samples due at seeding are drawn before anyone reads: the load cell shows the
+        # chamber without them, as `sampled_ml` already counts them.
+        self._draw_samples(t0)
+        self._sensors.volume.equilibrate(m.volume_ml)
 
     @property
     def model(self) -> ChamberModel:

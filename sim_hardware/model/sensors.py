@@ -63,6 +63,11 @@ class ContinuousSensor:
         self._dt = -1.0
         self._alpha = 1.0
 
+    def equilibrate(self, true_value: float) -> None:
+        """The probe settled at `true_value` now (at the start, after the seeding samples left:
+        a probe installed in a chamber is read once it has settled)."""
+        self._y = true_value
+
     def read(self, true_value: float, t_s: float) -> Reading:
         """The reading at `t_s` for a chamber whose true value is `true_value` now.
 

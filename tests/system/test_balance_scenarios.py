@@ -124,3 +124,32 @@ def test_a_heater_too_weak_for_the_setpoint_raises_temperature_deviation(
         returned = con.execute("SELECT COUNT(*) FROM events WHERE message LIKE "
                                "'temperature_deviation: %rtn%'").fetchone()[0]
     assert returned == 0
+
+
+LARGE_SAMPLES = {"seeding_cells_per_ml = 1.0e5": "seeding_cells_per_ml = 1.0e5\n"
+                 "parameters = { bga_interval_h = 2.0, bga_sample_ml = 1.5 }"}
+"""A 1.5 mL blood-gas sample every 2 h: each one alone is beyond the balance's 1 mL tolerance."""
+
+
+def test_at_line_samples_are_booked_and_the_balance_stays_quiet(tmp_path: Path) -> None:
+    """Every sample leaves the chamber and the device's `sampled_ml` counts it: the controller
+    books it as an outflow, so sampling raises nothing, however large the samples."""
+    summary = run_config(load_default(**LARGE_SAMPLES), tmp_path / "run.sqlite", duration="7h")
+    assert "volume_balance" not in first_raised(summary), first_raised(summary)
+    assert balance_events(tmp_path) == []
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        sampled_ml, volume_ml = con.execute(
+            "SELECT sampled_ml, volume_ml FROM ticks ORDER BY t_s DESC LIMIT 1").fetchone()
+    assert sampled_ml == pytest.approx(4 * 1.5 + 0.1 + 0.3 + 0.1)  # 0, 2, 4, 6 h; counts, cyto
+    assert volume_ml < 50.0 - 6.0  # the samples left: no pump runs in the first 7 h
+
+
+def test_samples_the_totaliser_missed_open_a_gap(tmp_path: Path) -> None:
+    """The same run with `sampled_ml` frozen from 1 h (as if the controller ignored it): the
+    sample at 2 h opens a 1.5 mL gap and the balance raises at once."""
+    summary = run_with("sensor_stuck@1h:channel=sampled_ml", tmp_path, "3h",
+                       load_default(**LARGE_SAMPLES))
+    raised = first_raised(summary)
+    assert 2 * HOUR <= raised["volume_balance"] <= 2 * HOUR + 70, raised
+    _, message = balance_events(tmp_path)[0]
+    assert gap_ml(message) == pytest.approx(-1.5, abs=0.25), message

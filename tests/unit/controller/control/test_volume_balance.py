@@ -12,12 +12,13 @@ HOUR = 3600.0
 
 def readings(volume_ml: float, feed_ml: float = 0.0, harvest_ml: float = 0.0,
              base_ml: float = 0.0, boot_id: float = 7.0,
-             volume_quality: Quality = Quality.GOOD) -> dict[str, Reading]:
+             volume_quality: Quality = Quality.GOOD, sampled_ml: float = 0.0
+             ) -> dict[str, Reading]:
     def good(value: float, quality: Quality = Quality.GOOD) -> Reading:
         return Reading(value, "", 0.0, quality)
     return {"volume_ml": good(volume_ml, volume_quality), "feed_delivered_ml": good(feed_ml),
             "harvest_delivered_ml": good(harvest_ml), "base_delivered_ml": good(base_ml),
-            "device_boot_id": good(boot_id)}
+            "sampled_ml": good(sampled_ml), "device_boot_id": good(boot_id)}
 
 
 def balance(**settings: float) -> VolumeBalance:
@@ -90,3 +91,49 @@ def test_disabled_it_never_samples() -> None:
     for minute in range(0, 121):
         assert check.observe(readings(50.0 - minute), minute * 60.0) is None
     assert check.gap_ml is None
+
+
+def test_at_line_samples_are_an_outflow_and_ignoring_them_would_raise() -> None:
+    """Samples of 1.5 mL every 2 h (a large cytometry draw) leave the chamber: booked through
+    the device's `sampled_ml` the balance stays quiet; a totaliser that never counted them
+    (held at 0) opens a gap of one sample per window and raises."""
+    counted, ignored = balance(), balance()
+    raised = []
+    for minute in range(0, 8 * 60 + 1):
+        t = minute * 60.0
+        drawn_ml = 1.5 * (minute // 120 + 1)  # at 0, 2, 4, 6 and 8 h
+        volume_ml = 50.0 - drawn_ml
+        assert counted.observe(readings(volume_ml, sampled_ml=drawn_ml), t) is None
+        change = ignored.observe(readings(volume_ml, sampled_ml=0.0), t)
+        if change is not None:
+            raised.append((t, change))
+    assert counted.gap_ml == pytest.approx(0.0)
+    assert raised and raised[0][0] == 2 * HOUR and raised[0][1].active
+    assert raised[0][1].gap_ml == pytest.approx(-1.5)
+
+
+def test_a_sampling_totaliser_restarting_from_0_restarts_the_window() -> None:
+    check = balance()
+    for minute in range(0, 61):
+        check.observe(readings(50.0, sampled_ml=2.0), minute * 60.0)
+    assert check.gap_ml == pytest.approx(0.0)
+    # The device rebooted between samples: sampled_ml back to 0, the boot id unchanged here.
+    assert check.observe(readings(50.0, sampled_ml=0.0), 61 * 60.0) is None  # settling
+    assert check.observe(readings(50.0, sampled_ml=0.0), 62 * 60.0) is None
+    assert check.gap_ml is None
+
+
+def test_no_sample_is_taken_while_the_load_cell_settles_after_a_draw() -> None:
+    """The totaliser counts a 1.5 mL sample at once; the load cell shows it over seconds. A
+    balance sample at the draw's instant would see a 1.5 mL gap: it waits `settle_s`."""
+    check = balance(settle_s=30.0)
+    for minute in range(0, 61):
+        assert check.observe(readings(50.0), minute * 60.0) is None
+    t_draw = 61 * 60.0
+    # At the draw: the totaliser has it, the (lagging) load cell not yet.
+    assert check.observe(readings(50.0, sampled_ml=1.5), t_draw) is None
+    assert check.observe(readings(49.0, sampled_ml=1.5), t_draw + 10.0) is None
+    assert check.gap_ml == pytest.approx(0.0)  # neither was taken as a sample
+    assert check.observe(readings(48.5, sampled_ml=1.5), t_draw + 30.0) is None
+    assert check.gap_ml == pytest.approx(0.0)  # settled: the balance holds
+    assert not check.active

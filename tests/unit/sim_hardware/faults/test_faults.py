@@ -237,12 +237,10 @@ async def test_pump_clogged_delivers_nothing() -> None:
     driver, clock = await make(["pump_clogged@0:pump=feed,duration=2h"])
     v0 = driver.model.volume_ml
     await trace(driver, clock, 2 * H - 60, commands={"feed_ml_per_h": 10.0})
-    sampled_ml = driver.chamber.sampled_ml  # the at-line samples drawn at seeding
-    assert sampled_ml > 0.0
-    assert driver.model.volume_ml == pytest.approx(v0 - sampled_ml)
+    assert driver.model.volume_ml == pytest.approx(v0)  # the seeding samples left before v0
     assert (await driver.read_outputs())["feed_ml_per_h"] == 10.0
     await trace(driver, clock, 3 * H)
-    assert driver.model.volume_ml > v0 - sampled_ml + 9.0  # flows again after the clog clears
+    assert driver.model.volume_ml > v0 + 9.0  # flows again after the clog clears
 
 
 async def test_sensor_offset_adds_a_constant_step_while_active() -> None:
@@ -266,7 +264,7 @@ async def test_chamber_leak_drains_the_chamber_past_every_totaliser() -> None:
     readings = await driver.read()
     assert [readings[f"{pump}_delivered_ml"].value for pump in ("feed", "harvest", "base")] \
         == [0.0, 0.0, 0.0]
-    assert driver.model.volume_ml == pytest.approx(v0 - 2.0 - driver.chamber.sampled_ml)
+    assert driver.model.volume_ml == pytest.approx(v0 - 2.0)
 
 
 async def test_heater_degraded_delivers_its_fraction_while_outputs_show_the_command() -> None:
@@ -280,7 +278,7 @@ async def test_pump_runaway_runs_at_maximum() -> None:
     driver, clock = await make(["pump_runaway@1h:pump=harvest"])
     v0 = driver.model.volume_ml
     await trace(driver, clock, H)
-    assert driver.model.volume_ml == pytest.approx(v0 - driver.chamber.sampled_ml)
+    assert driver.model.volume_ml == pytest.approx(v0)
     await trace(driver, clock, 1.5 * H)
     assert driver.model.inputs.harvest_ml_per_h == driver.params.harvest_pump_max_ml_per_h
     assert (await driver.read_outputs())["harvest_ml_per_h"] == 0.0
