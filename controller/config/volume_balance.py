@@ -1,5 +1,6 @@
 """`[reactor.volume_balance]`: the chamber's mass balance, checked by the controller from the
-device's totalisers (pumps and at-line sampling) (controller/control/volume_balance.py). Defaults and why: docs/alarms.md."""
+device's totalisers, pumps and at-line sampling (controller/control/volume_balance.py).
+Defaults and why: docs/alarms.md."""
 from __future__ import annotations
 
 from pydantic import Field
