@@ -227,8 +227,10 @@ class AtLineAnalyser:
                 "viable_cells_per_ml": state.viable_cells_per_ml * (1.0 + p.atline_count_cv * z()),
                 "glucose_mm": state.glucose_mm * (1.0 + p.atline_metabolite_cv * z()),
                 "lactate_mm": state.lactate_mm * (1.0 + p.atline_metabolite_cv * z()),
-                "viability_pct": (100.0 * state.viability
-                                  + p.atline_viability_sd_pct * next(self._viability_noise)),
+                # A share: the counter reports at most 100 % (and at least 0), whatever the noise.
+                "viability_pct": min(100.0, max(0.0, 100.0 * state.viability
+                                                + p.atline_viability_sd_pct
+                                                * next(self._viability_noise))),
             }
         if group == "cytometry":
             return {"cd34_pct": self._cytometry_pct(state.cd34_fraction),

@@ -264,3 +264,50 @@ async def test_the_boot_id_is_stable_across_reads(bench: Bench) -> None:
     second = await bench.driver.read()
     assert second["device_boot_id"].value == first["device_boot_id"].value
     assert second["device_uptime_s"].value >= first["device_uptime_s"].value + 600.0
+
+
+# ---------------------------------------------------- issue 12: assays and the sample volume
+ASSAYS = ("cd34_pct", "cd34_cd90_pct", "viability_pct", "bga_ph", "bga_po2_mmhg",
+          "bga_pco2_mmhg")
+
+
+def drawn_at_uptime_s(readings: dict, name: str) -> float:
+    """When `name`'s sample was drawn, in device seconds since boot: the driver dates a sampled
+    reading `now - age`, and the uptime reading of the same reply is dated `now`."""
+    uptime = readings["device_uptime_s"]
+    return uptime.value - (uptime.timestamp_s - readings[name].timestamp_s)
+
+
+async def test_assays_arrive_after_their_delay_dated_by_their_sample(bench: Bench) -> None:
+    """Before its first result a sampled assay reads BAD; the blood gas is back within minutes
+    and the cytometry within hours, each dated when its sample was drawn (at seeding, the
+    device's boot here), over every wire."""
+    first = await bench.driver.read()
+    for name in ASSAYS:
+        assert first[name].quality is Quality.BAD and math.isnan(first[name].value), name
+    await bench.let_device_time_pass(0.2 * 3600.0)
+    readings = await bench.driver.read()
+    for name in ("bga_ph", "bga_po2_mmhg", "bga_pco2_mmhg"):
+        assert readings[name].quality is Quality.GOOD, name
+        assert drawn_at_uptime_s(readings, name) == pytest.approx(0.0, abs=1.0), name
+    assert 7.0 < readings["bga_ph"].value < 7.7
+    assert readings["cd34_pct"].quality is Quality.BAD
+    await bench.let_device_time_pass(4 * 3600.0)
+    readings = await bench.driver.read()
+    for name in ("cd34_pct", "cd34_cd90_pct", "viability_pct"):
+        assert readings[name].quality is Quality.GOOD, name
+        assert readings[name].unit == "%"
+        assert 0.0 <= readings[name].value <= 100.0, name
+    assert drawn_at_uptime_s(readings, "cd34_pct") == pytest.approx(0.0, abs=1.0)
+    assert drawn_at_uptime_s(readings, "viability_pct") == pytest.approx(0.0, abs=1.0)
+
+
+async def test_the_sampling_totaliser_counts_every_sample_drawn(bench: Bench) -> None:
+    """`sampled_ml` is GOOD and continuous, counts the seeding samples at once and the next
+    count's sample 6 h later (the chamber losing that culture is the chamber tests' part)."""
+    first = await bench.driver.read()
+    assert first["sampled_ml"].quality is Quality.GOOD
+    assert first["sampled_ml"].value == pytest.approx(0.1 + 0.3 + 0.15, rel=1e-6)
+    await bench.let_device_time_pass(6 * 3600.0)
+    second = await bench.driver.read()
+    assert second["sampled_ml"].value == pytest.approx(0.55 + 0.1, rel=1e-6)

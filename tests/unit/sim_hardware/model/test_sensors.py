@@ -304,3 +304,12 @@ def test_a_configured_schedule_is_followed() -> None:
 def test_a_bad_schedule_names_the_key_and_its_range() -> None:
     with pytest.raises(ValueError, match=r"cytometry_interval_h.*1.*168"):
         ModelParameters.from_options({"cytometry_interval_h": 0.0})
+
+
+def test_viability_near_100_percent_stays_a_good_share() -> None:
+    values = run_assays(ModelParameters(), FakeChamber(viability=0.995), 500)["viability_pct"]
+    assert max(values) == 100.0 and min(values) > 90.0
+    a = AtLineAnalyser(ModelParameters(), np.random.default_rng(4), t0_s=0.0)
+    a.draw(0.0, FakeChamber(viability=1.0))
+    a.publish(1e9)
+    assert a.readings["viability_pct"].quality is Quality.GOOD
