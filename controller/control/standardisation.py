@@ -190,7 +190,8 @@ class ProbeStandard:
     def snapshot(self) -> dict[str, object]:
         """What a restarted controller needs to go on correcting (a checkpoint's part)."""
         return {"correction": self.correction, "failing": self.failing, "b": self.b,
-                "r": self.r, "p": self.p, "t_s": self.t_s, "reference_t": self._reference_t}
+                "r": self.r, "p": self.p, "t_s": self.t_s,
+                "reference_t": None if math.isnan(self._reference_t) else self._reference_t}
 
     def restore(self, state: Mapping[str, object]) -> None:
         self.correction = float(state["correction"])  # type: ignore[arg-type]
@@ -198,7 +199,8 @@ class ProbeStandard:
         self.b, self.r = float(state["b"]), float(state["r"])  # type: ignore[arg-type]
         self.p = [list(map(float, row)) for row in state["p"]]  # type: ignore[attr-defined]
         self.t_s = None if state["t_s"] is None else float(state["t_s"])  # type: ignore[arg-type]
-        self._reference_t = float(state["reference_t"])  # type: ignore[arg-type]
+        reference_t = state["reference_t"]
+        self._reference_t = math.nan if reference_t is None else float(reference_t)  # type: ignore[arg-type]
 
 
 class Standardiser:

@@ -10,7 +10,8 @@ The applied correction and the estimate ride along in telemetry as `<channel>_co
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
@@ -50,6 +51,23 @@ class ProbeStandards:
         """Learn from the judged raw readings, correct them in place, record what changed."""
         for result in self.standardiser.apply(readings, now):
             self._record(result, now)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The corrections and estimators (a checkpoint's part; the probes' minute history is
+        not kept: a reference drawn before a restart is not compared)."""
+        return {"probes": {name: standard.snapshot()
+                           for name, standard in self.standardiser.probes.items()},
+                "failing": sorted(self.failing),
+                "restandardisations": self.restandardisations}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for name, probe_state in state["probes"].items():
+            standard = self.standardiser.probes.get(name)
+            if standard is not None:  # a channel switched off since is left off
+                standard.restore(probe_state)
+                self._publish(name, standard.estimate_at(standard.t_s or 0.0))
+        self.failing = set(state["failing"]) & set(self.standardiser.probes)
+        self.restandardisations = int(state["restandardisations"])
 
     def _record(self, r: ReferenceResult, now: float) -> None:
         standard = self.standardiser.probes[r.probe]

@@ -99,7 +99,7 @@ class Reactor:
             outside=self.outside_alarms, interlocks=self.interlocks, counters=self.counters,
             journal=self.journal, clock=clock, schedule_fingerprint=schedule_fingerprint(config),
             interval_s=checkpoint_interval_s, control_period_s=control_period_s,
-            session=lambda: self.link.driver.session_token)
+            session=lambda: self.link.driver.session_token, standards=self.standards)
         self.commands = CommandDesk(
             loops=self.loops, schedule=self.schedule, board=self.alarms,
             outside=self.outside_alarms, journal=self.journal, clock=clock,

@@ -189,3 +189,14 @@ def test_a_re_standardisation_is_audited_as_the_system() -> None:
     assert record.operator == audit.SYSTEM == "system"
     assert record.outcome == "applied" and record.nonce is None
     assert record.new_json == '{"correction":-0.02}'
+
+
+def test_a_restarted_controller_goes_on_with_the_same_correction_and_estimate() -> None:
+    import json
+    standard = ph_standard()
+    references(standard, lambda t: -0.03, np.random.default_rng(5), days=3)
+    again = ph_standard()
+    again.restore(json.loads(json.dumps(standard.snapshot())))
+    assert again.snapshot() == standard.snapshot()
+    assert again.update(7.27, 7.30, 4 * DAY, 4 * DAY) == standard.update(7.27, 7.30, 4 * DAY,
+                                                                          4 * DAY)
