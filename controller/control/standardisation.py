@@ -104,6 +104,8 @@ class ProbeStandard:
         self.b = 0.0
         self.r = 0.0
         self.p = [[config.initial_offset_sd ** 2, 0.0], [0.0, config.initial_drift_sd_per_d ** 2]]
+        self.references = 0
+        """How many references have been compared."""
         self.t_s: float | None = None
         """The draw time of the last reference used (None before the first)."""
         self._reference_t = math.nan
@@ -156,6 +158,7 @@ class ProbeStandard:
             self.p = [[(1.0 - k0) * p[0][0], (1.0 - k0) * p[0][1]],
                       [p[1][0] - k1 * p[0][0], p[1][1] - k1 * p[0][1]]]
         self.t_s = drawn_s
+        self.references += 1
         offset = self.estimate_at(now_s)
         old = self.correction
         if abs(offset - old) > cfg.restandardise_above:
@@ -190,7 +193,7 @@ class ProbeStandard:
     def snapshot(self) -> dict[str, object]:
         """What a restarted controller needs to go on correcting (a checkpoint's part)."""
         return {"correction": self.correction, "failing": self.failing, "b": self.b,
-                "r": self.r, "p": self.p, "t_s": self.t_s,
+                "r": self.r, "p": self.p, "t_s": self.t_s, "references": self.references,
                 "reference_t": None if math.isnan(self._reference_t) else self._reference_t}
 
     def restore(self, state: Mapping[str, object]) -> None:
@@ -199,6 +202,7 @@ class ProbeStandard:
         self.b, self.r = float(state["b"]), float(state["r"])  # type: ignore[arg-type]
         self.p = [list(map(float, row)) for row in state["p"]]  # type: ignore[attr-defined]
         self.t_s = None if state["t_s"] is None else float(state["t_s"])  # type: ignore[arg-type]
+        self.references = int(state["references"])  # type: ignore[call-overload]
         reference_t = state["reference_t"]
         self._reference_t = math.nan if reference_t is None else float(reference_t)  # type: ignore[arg-type]
 

@@ -35,7 +35,7 @@ class ProbeStandards:
         self._outside = outside
         self._wall_time = wall_time
         self._on_change = on_change
-        self.restandardisations = 0
+        self.restandardisations = dict.fromkeys(self.standardiser.probes, 0)
         self.failing: set[str] = set()
         """The probes whose `<channel>_probe_failing` alarm is raised."""
         self.telemetry: dict[str, Reading] = {}
@@ -52,13 +52,26 @@ class ProbeStandards:
         for result in self.standardiser.apply(readings, now):
             self._record(result, now)
 
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per probe, for the run summary: the correction at the end, the estimate, how often
+        it was re-standardised, whether it is failing."""
+        out = {}
+        for name, standard in self.standardiser.probes.items():
+            out[name] = {
+                "reference": standard.config.reference, "correction": standard.correction,
+                "offset_est": standard.b, "offset_sd": standard.offset_sd,
+                "drift_per_d": standard.r, "references": standard.references,
+                "restandardisations": self.restandardisations[name],
+                "failing": name in self.failing}
+        return out
+
     def snapshot(self) -> dict[str, Any]:
         """The corrections and estimators (a checkpoint's part; the probes' minute history is
         not kept: a reference drawn before a restart is not compared)."""
         return {"probes": {name: standard.snapshot()
                            for name, standard in self.standardiser.probes.items()},
                 "failing": sorted(self.failing),
-                "restandardisations": self.restandardisations}
+                "restandardisations": dict(self.restandardisations)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for name, probe_state in state["probes"].items():
@@ -67,7 +80,9 @@ class ProbeStandards:
                 standard.restore(probe_state)
                 self._publish(name, standard.estimate_at(standard.t_s or 0.0))
         self.failing = set(state["failing"]) & set(self.standardiser.probes)
-        self.restandardisations = int(state["restandardisations"])
+        for name, count in state["restandardisations"].items():
+            if name in self.restandardisations:
+                self.restandardisations[name] = int(count)
 
     def _record(self, r: ReferenceResult, now: float) -> None:
         standard = self.standardiser.probes[r.probe]
@@ -85,7 +100,7 @@ class ProbeStandards:
                             f"{r.offset_sd:.2g} {unit}", data)
         self._publish(r.probe, r.offset)
         if r.restandardised:
-            self.restandardisations += 1
+            self.restandardisations[r.probe] += 1
             reason = (f"estimated offset {r.offset:+.4g} {unit} differs from the applied "
                       f"correction {r.old_correction:+.4g} by more than "
                       f"{standard.config.restandardise_above:g}")
