@@ -6,8 +6,10 @@ the chamber's mass balance does not close (controller/control/volume_balance.py)
 measured delivery is off what was commanded, the device rebooted
 (controller/runtime/delivery.py), ticks keep overrunning their period
 (controller/alarms/tick_overrun.py), another controller holds the device
-(controller/runtime/device_link.py). An operator acknowledges them like the board's (`ack_alarm`),
-they are on record as `alarm` events, on MQTT, in the checkpoint and in the summary.
+(controller/runtime/device_link.py), a probe fails its blood-gas reference check
+(`<channel>_probe_failing`, controller/runtime/probe_standards.py). An operator acknowledges
+them like the board's (`ack_alarm`), they are on record as `alarm` events, on MQTT, in the
+checkpoint and in the summary.
 """
 from __future__ import annotations
 
