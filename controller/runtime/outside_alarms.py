@@ -31,6 +31,9 @@ class OutsideAlarms:
         """`on_change` is called when something worth a checkpoint changed."""
         self._journal = journal
         self._on_change = on_change
+        self.names = set(OUTSIDE_ALARMS)
+        """Every alarm raised here: the fixed ones and those a reactor's config adds (a
+        standardised probe's `<channel>_probe_failing`)."""
         self.unacknowledged: set[str] = set()
         self.first_raised: dict[str, tuple[str, float]] = {}
         """name -> (priority, first raised at)."""
@@ -65,7 +68,7 @@ class OutsideAlarms:
         if name in self.unacknowledged:
             self.unacknowledged.discard(name)
             return True
-        return False if name in OUTSIDE_ALARMS else None
+        return False if name in self.names else None
 
     def snapshot(self) -> dict[str, Any]:
         return {"unacknowledged": sorted(self.unacknowledged), "first_raised": self.first_raised}
