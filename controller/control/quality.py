@@ -245,8 +245,9 @@ class ProbeHistory:
         if not t_s - minute[0] < 60.0:  # a new minute (or the first)
             if minute[2]:
                 self._minutes.append((minute[0], minute[1] / minute[2]))
-                while self._minutes[0][0] < t_s - self.history_s:
-                    self._minutes.popleft()
+                minutes = self._minutes
+                while minutes and minutes[0][0] < t_s - self.history_s:
+                    minutes.popleft()
             minute[0], minute[1], minute[2] = t_s, 0.0, 0
         minute[1] += value
         minute[2] += 1
