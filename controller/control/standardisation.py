@@ -125,9 +125,15 @@ class ProbeStandard:
         """Record the raw probe reading; use a new GOOD reference if there is one."""
         if probe is not None and probe.quality is _GOOD:
             self.history.record(probe.value, probe.timestamp_s)
-        if (reference is None or reference.quality is not _GOOD
-                or reference.timestamp_s == self._reference_t):
+        if reference is None or reference.timestamp_s == self._reference_t:
             return None
+        return self.consider(reference, now_s)
+
+    def consider(self, reference: Reading, now_s: float) -> ReferenceResult | None:
+        """A reference result not seen before: compared if GOOD, newer than the last one used,
+        and the probe has a good reading from its draw time."""
+        if reference.quality is not _GOOD:
+            return None  # a bad result is not taken as seen: a good one may follow it
         self._reference_t = drawn = reference.timestamp_s
         if self.t_s is not None and drawn <= self.t_s:
             return None  # an older sample than one already used
@@ -222,13 +228,18 @@ class Standardiser:
     def apply(self, readings: dict[str, Reading],
               now_s: float) -> list[ReferenceResult]:
         """Learn from the raw readings, then correct each probe's reading in place; what each
-        new reference said."""
+        new reference said. Runs every tick: the common path (no new reference) is inlined."""
         results: list[ReferenceResult] = []
-        for probe, reference, standard in self._pairs:
-            raw = readings.get(probe)
-            result = standard.observe(raw, readings.get(reference), now_s)
-            if result is not None:
-                results.append(result)
+        get = readings.get
+        for probe, reference_name, standard in self._pairs:
+            raw = get(probe)
+            if raw is not None and raw.quality is _GOOD:
+                standard.history.record(raw.value, raw.timestamp_s)
+            reference = get(reference_name)
+            if reference is not None and reference.timestamp_s != standard._reference_t:
+                result = standard.consider(reference, now_s)
+                if result is not None:
+                    results.append(result)
             correction = standard.correction
             if raw is not None and correction != 0.0:
                 readings[probe] = Reading(raw.value - correction, raw.unit, raw.timestamp_s,

@@ -200,3 +200,13 @@ def test_a_restarted_controller_goes_on_with_the_same_correction_and_estimate() 
     assert again.snapshot() == standard.snapshot()
     assert again.update(7.27, 7.30, 4 * DAY, 4 * DAY) == standard.update(7.27, 7.30, 4 * DAY,
                                                                           4 * DAY)
+
+
+def test_a_good_result_after_a_bad_one_of_the_same_draw_time_is_used() -> None:
+    """The analyser's first result slot reads BAD (no result yet) stamped with the time the
+    first sample is drawn; the good result with that stamp must not be taken as seen."""
+    std = Standardiser({"ph": DEFAULTS["ph"]})
+    std.apply({"ph": good(7.35, 0.0), "bga_ph": Reading(math.nan, "pH", 0.0, Quality.BAD)},
+              0.0)
+    [result] = std.apply({"ph": good(7.35, 1800.0), "bga_ph": good(7.30, 0.0)}, 1800.0)
+    assert result.probe_value == pytest.approx(7.35)
