@@ -37,8 +37,8 @@ class ProbeStandards:
         self._on_change = on_change
         self.restandardisations = dict.fromkeys(self.standardiser.probes, 0)
         self.failing: set[str] = set()
-        outside.names.update(self.standardiser.alarm_names)
         """The probes whose `<channel>_probe_failing` alarm is raised."""
+        outside.names.update(self.standardiser.alarm_names)
         self.telemetry: dict[str, Reading] = {}
         """`<channel>_correction` and `<channel>_offset_est` readings, for telemetry."""
         for name in self.standardiser.probes:
