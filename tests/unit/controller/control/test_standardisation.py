@@ -79,7 +79,10 @@ def test_the_correction_moves_only_beyond_the_limit() -> None:
     assert standard.correction == pytest.approx(first.offset)
 
 
-def test_a_do_probe_drifting_half_a_percent_an_hour_fails_at_the_first_daily_reference() -> None:
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["up", "down"])
+def test_a_do_probe_drifting_half_a_percent_an_hour_fails_at_the_first_daily_reference(
+        sign: float) -> None:
+    """Either way: drifting down used to be never alarmed at all."""
     cfg = DEFAULTS["do_pct_air"]
     rng = np.random.default_rng(11)
     for _ in range(50):
@@ -87,7 +90,7 @@ def test_a_do_probe_drifting_half_a_percent_an_hour_fails_at_the_first_daily_ref
         bias = rng.uniform(-1.5, 1.5)
         for day in range(3):
             t = day * DAY
-            offset = bias + 0.5 * max(0.0, t - DAY) / HOUR
+            offset = bias + sign * 0.5 * max(0.0, t - DAY) / HOUR
             po2 = 25.0 * PO2_MMHG_PER_PCT_AIR * (1 + 0.035 * rng.standard_normal())
             result = standard.update(25.0 + offset, po2 * cfg.reference_to_probe, t, t + 1800)
             assert result.failing == (day == 2), (day, result)
