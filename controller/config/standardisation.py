@@ -69,10 +69,11 @@ class ProbeStandardisationConfig(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> ProbeStandardisationConfig:
         if self.reference_sd == 0.0 and self.reference_cv == 0.0:
-            raise ValueError("reference_sd = 0 and reference_cv = 0: no reference is exact; set "
-                             "either (allowed: reference_sd > 0 or reference_cv > 0)")
+            raise ValueError("reference_sd together with reference_cv = 0 makes the reference "
+                             "exact, and no reference is (allowed: reference_sd > 0 or "
+                             "reference_cv > 0)")
         if self.correction_max <= self.restandardise_above:
-            raise ValueError(f"correction_max = {self.correction_max}: must exceed "
+            raise ValueError("correction_max must exceed "
                              f"restandardise_above ({self.restandardise_above}), or the probe "
                              "is failing before it is ever corrected")
         return self

@@ -171,8 +171,11 @@ def test_ph_and_do_are_standardised_by_default_and_a_table_replaces_only_its_key
      "standardisation.ph.restandardise_above = -1"),
     ("[reactor.standardisation.ph]\nreference = \"ph\"\n", "continuous channel"),
     ("[reactor.standardisation.ph]\nreference = \"bga_phh\"\n", "unknown channel 'bga_phh'"),
-    ("[reactor.standardisation.ph]\ncorrection_max = 0.005\n", "must exceed restandardise_above"),
-    ("[reactor.standardisation.ph]\nreference_sd = 0\n", "no reference is exact"),
+    ("[reactor.standardisation.ph]\ncorrection_max = 0.005\n",
+     "standardisation.ph.correction_max = 0.005: must exceed restandardise_above (0.008)"),
+    ("[reactor.standardisation.ph]\nreference_sd = 0\n",
+     "standardisation.ph.reference_sd = 0: together with reference_cv = 0 makes the reference "
+     "exact"),
     ("[reactor.standardisation.glucose_mm]\nreference = \"bga_ph\"\nreference_to_probe = 1\n"
      "reference_sd = 1\ninitial_offset_sd = 1\ninitial_drift_sd_per_d = 1\n"
      "restandardise_above = 1\ncorrection_max = 2\ndrift_max_per_d = 1\n",
