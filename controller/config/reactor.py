@@ -19,6 +19,11 @@ from controller.config.safety import (
     default_safe_state,
 )
 from controller.config.schedule import ScheduleConfig
+from controller.config.standardisation import (
+    ProbeStandardisationConfig,
+    check_standardised_channels,
+    merged_standardisation,
+)
 from controller.config.volume_balance import VolumeBalanceConfig
 from drivers.contract.datasheet import PUMPS, Direction, Kind, channel
 from drivers.contract.validation import StrictModel, check_channel
@@ -38,6 +43,27 @@ class ReactorConfig(StrictModel):
         "one named like a default replaces it, `enabled = false` removes that default")
     alarm_board: AlarmBoardConfig = Field(default_factory=AlarmBoardConfig)
     volume_balance: VolumeBalanceConfig = Field(default_factory=VolumeBalanceConfig)
+    standardisation: dict[str, ProbeStandardisationConfig] = Field(
+        default_factory=lambda: ReactorConfig._default_standardisation(),
+        description="`[reactor.standardisation.<channel>]`: probes re-standardised against an "
+        "offline reference (ph and do_pct_air by default)")
+
+    @staticmethod
+    def _default_standardisation() -> dict[str, ProbeStandardisationConfig]:
+        return {name: ProbeStandardisationConfig(**table)
+                for name, table in merged_standardisation({}).items()}
+
+    @field_validator("standardisation", mode="before")
+    @classmethod
+    def _standardisation_defaults(cls, tables: Any) -> Any:
+        return merged_standardisation(tables)
+
+    @field_validator("standardisation")
+    @classmethod
+    def _standardisation_channels(
+            cls, tables: dict[str, ProbeStandardisationConfig],
+    ) -> dict[str, ProbeStandardisationConfig]:
+        return check_standardised_channels(tables)
 
     @field_validator("alarm")
     @classmethod

@@ -225,14 +225,51 @@ def _too_noisy(value: float, t_s: float, max_rate: float, step_var_limit: float,
     return history[9]
 
 
+class ProbeHistory:
+    """An online probe's recent past as one-minute means, looked up at a reference's draw time.
+
+    An at-line or blood-gas result arrives some time after its sample was drawn, stamped with
+    the draw time; what the probe said then is the one-minute mean covering that time. Kept for
+    `history_s`, as long as a reference result can take to arrive and still be fresh. Shared by
+    every comparison of a probe with a reference (ReferenceCheck here, the probe
+    standardisation in controller/control/standardisation.py).
+    """
+
+    def __init__(self, history_s: float) -> None:
+        self.history_s = history_s
+        self._minutes: deque[tuple[float, float]] = deque()  # (minute start, mean value)
+        self._minute = [math.nan, 0.0, 0]  # [start, sum, count] of the minute being summed
+
+    def record(self, value: float, t_s: float) -> None:
+        minute = self._minute
+        if not t_s - minute[0] < 60.0:  # a new minute (or the first)
+            if minute[2]:
+                self._minutes.append((minute[0], minute[1] / minute[2]))
+                minutes = self._minutes
+                while minutes and minutes[0][0] < t_s - self.history_s:
+                    minutes.popleft()
+            minute[0], minute[1], minute[2] = t_s, 0.0, 0
+        minute[1] += value
+        minute[2] += 1
+
+    def at(self, t_s: float) -> float | None:
+        """The one-minute mean covering `t_s` (or the last before); None before the history."""
+        minute = self._minute
+        if minute[2] and minute[0] <= t_s:
+            return minute[1] / minute[2]
+        for start, mean in reversed(self._minutes):
+            if start <= t_s:
+                return mean
+        return None
+
+
 class ReferenceCheck:
     """An online measurement against a sampled reference of the same quantity.
 
     Each new GOOD reference result (an at-line count, stamped with the time its sample was
-    drawn) is compared with the online reading's one-minute mean at that time; from then on,
-    until a later result agrees again, the online reading is INCONSISTENT if their ratio
-    (online / reference) is outside `ratio_range`. The online value is kept as one-minute means
-    for `history_s`, as long as a reference result can take to arrive and still be fresh.
+    drawn) is compared with the online reading's one-minute mean at that time (ProbeHistory);
+    from then on, until a later result agrees again, the online reading is INCONSISTENT if
+    their ratio (online / reference) is outside `ratio_range`.
     """
 
     def __init__(self, online: str, reference: str, ratio_range: tuple[float, float],
@@ -240,9 +277,7 @@ class ReferenceCheck:
         self.online, self.reference = online, reference
         self.low, self.high = ratio_range
         self.min_reference = min_reference
-        self.history_s = history_s
-        self._minutes: deque[tuple[float, float]] = deque()  # (minute start, mean value)
-        self._minute = [math.nan, 0.0, 0]  # [start, sum, count] of the minute being summed
+        self.history = ProbeHistory(history_s)
         self._reference_t = math.nan
         self.ratio = math.nan
         """The last comparison's online / reference (NaN before the first)."""
@@ -255,7 +290,7 @@ class ReferenceCheck:
         if online is None or online.quality is not GOOD:
             online = None
         else:
-            self._record(online.value, online.timestamp_s)
+            self.history.record(online.value, online.timestamp_s)
         reference = judged.get(self.reference)
         if (reference is not None and reference.quality is GOOD
                 and reference.timestamp_s != self._reference_t):
@@ -263,36 +298,15 @@ class ReferenceCheck:
         if self.inconsistent and online is not None:
             judged[self.online] = replace(online, quality=INCONSISTENT)
 
-    def _record(self, value: float, t_s: float) -> None:
-        minute = self._minute
-        if not t_s - minute[0] < 60.0:  # a new minute (or the first)
-            if minute[2]:
-                self._minutes.append((minute[0], minute[1] / minute[2]))
-                while self._minutes[0][0] < t_s - self.history_s:
-                    self._minutes.popleft()
-            minute[0], minute[1], minute[2] = t_s, 0.0, 0
-        minute[1] += value
-        minute[2] += 1
-
     def _compare(self, reference: float, drawn_t_s: float) -> None:
         self._reference_t = drawn_t_s
         if not reference >= self.min_reference:
             return  # too few cells to compare: keep the last verdict
-        online = self._online_at(drawn_t_s)
+        online = self.history.at(drawn_t_s)
         if online is None:
             return  # no online history that far back: nothing to compare with
         self.ratio = online / reference
         self.inconsistent = not self.low <= self.ratio <= self.high
-
-    def _online_at(self, t_s: float) -> float | None:
-        """The one-minute mean of the online reading covering `t_s` (or the last before)."""
-        minute = self._minute
-        if minute[2] and minute[0] <= t_s:
-            return minute[1] / minute[2]
-        for start, mean in reversed(self._minutes):
-            if start <= t_s:
-                return mean
-        return None
 
 
 GOOD, STALE, OUT_OF_RANGE = Quality.GOOD, Quality.STALE, Quality.OUT_OF_RANGE

@@ -1,4 +1,6 @@
-"""The audit trail: one row for every operator command, applied or refused.
+"""The audit trail: one row for every operator command, applied or refused, and for every
+change the controller makes on its own to what it measures (operator `system`: a probe
+re-standardised against its reference).
 
 Who asked for what, why, when, and what it changed: what a regulator, a colleague taking over
 the culture, or an incident review needs, kept in the run's historian file beside the data it
@@ -101,6 +103,18 @@ def applied(reactor_id: str, t_s: float, wall_s: float, command: Command,
     return AuditRecord(reactor_id, t_s, wall_iso(wall_s), command.operator, command.action,
                        _json(dict(command.params)), _json(change.old), _json(change.new),
                        command.reason, APPLIED, command.nonce, command.ts, None)
+
+
+SYSTEM = "system"
+"""The `operator` of a row the controller made itself (a probe re-standardised against its
+reference): no person and no signed command, so no nonce and no command time."""
+
+
+def by_system(reactor_id: str, t_s: float, wall_s: float, action: str,
+              params: Mapping[str, Any], old: Any, new: Any, reason: str) -> AuditRecord:
+    """The row for a change the controller made on its own (operator `system`)."""
+    return AuditRecord(reactor_id, t_s, wall_iso(wall_s), SYSTEM, action, _json(dict(params)),
+                       _json(old), _json(new), reason, APPLIED, None, None, None)
 
 
 def refused(reactor_id: str, t_s: float, wall_s: float, refusal: CommandRefused) -> AuditRecord:

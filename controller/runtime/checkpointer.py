@@ -23,6 +23,7 @@ from controller.runtime.delivery import DeliveryMonitor
 from controller.runtime.device_link import ReactorCounters
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
+from controller.runtime.probe_standards import ProbeStandards
 from controller.runtime.recovery import ReactorCheckpoint
 
 log = structlog.get_logger(__name__)
@@ -34,8 +35,12 @@ class Checkpointer:
                  board: AlarmBoard, outside: OutsideAlarms, interlocks: InterlockSet,
                  counters: ReactorCounters, journal: ReactorJournal, clock: Clock,
                  schedule_fingerprint: str, interval_s: float, control_period_s: float,
-                 session: Callable[[], int | None] = lambda: None) -> None:
-        """`session()`: the driver's lease token, carried so a restart is the same master."""
+                 session: Callable[[], int | None] = lambda: None,
+                 standards: ProbeStandards | None = None) -> None:
+        """`session()`: the driver's lease token, carried so a restart is the same master;
+        `standards`: the probes' corrections, so a restart does not step the pH the loop
+        holds back to the uncorrected probe."""
+        self._standards = standards
         self._loops = loops
         self._session = session
         self._schedule = schedule
@@ -91,6 +96,8 @@ class Checkpointer:
             "counters": asdict(self._counters),
             "telemetry_seq": self._telemetry_seq_now(),
             "device_session": self._session(),
+            "standardisation": (None if self._standards is None
+                                else self._standards.snapshot()),
         }
 
     def _telemetry_seq_now(self) -> int:
@@ -118,6 +125,8 @@ class Checkpointer:
         self._board.restore(state["alarms"])
         self._outside.restore(state["outside_alarms"])
         self._interlocks.restore(state["interlocks"])
+        if self._standards is not None and state.get("standardisation") is not None:
+            self._standards.restore(state["standardisation"])
         for counter in fields(self._counters):
             # A counter added since the checkpoint was written starts at 0.
             setattr(self._counters, counter.name, state["counters"].get(counter.name, 0))

@@ -6,8 +6,10 @@ the chamber's mass balance does not close (controller/control/volume_balance.py)
 measured delivery is off what was commanded, the device rebooted
 (controller/runtime/delivery.py), ticks keep overrunning their period
 (controller/alarms/tick_overrun.py), another controller holds the device
-(controller/runtime/device_link.py). An operator acknowledges them like the board's (`ack_alarm`),
-they are on record as `alarm` events, on MQTT, in the checkpoint and in the summary.
+(controller/runtime/device_link.py), a probe fails its blood-gas reference check
+(`<channel>_probe_failing`, controller/runtime/probe_standards.py). An operator acknowledges
+them like the board's (`ack_alarm`), they are on record as `alarm` events, on MQTT, in the
+checkpoint and in the summary.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ class OutsideAlarms:
         """`on_change` is called when something worth a checkpoint changed."""
         self._journal = journal
         self._on_change = on_change
+        self.names = set(OUTSIDE_ALARMS)
+        """Every alarm raised here: the fixed ones and those a reactor's config adds (a
+        standardised probe's `<channel>_probe_failing`)."""
         self.unacknowledged: set[str] = set()
         self.first_raised: dict[str, tuple[str, float]] = {}
         """name -> (priority, first raised at)."""
@@ -63,7 +68,7 @@ class OutsideAlarms:
         if name in self.unacknowledged:
             self.unacknowledged.discard(name)
             return True
-        return False if name in OUTSIDE_ALARMS else None
+        return False if name in self.names else None
 
     def snapshot(self) -> dict[str, Any]:
         return {"unacknowledged": sorted(self.unacknowledged), "first_raised": self.first_raised}

@@ -36,6 +36,7 @@ from controller.runtime.device_link import LINK_ERRORS, DeviceLink, ReactorCount
 from controller.runtime.historian import Historian
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OUTSIDE_ALARMS, OutsideAlarms
+from controller.runtime.probe_standards import ProbeStandards
 from controller.runtime.recovery import ReactorCheckpoint, schedule_fingerprint
 from drivers.contract.datasheet import RELAY_CLOSED, channel
 from drivers.contract.driver import Driver
@@ -86,6 +87,9 @@ class Reactor:
         self.journal = ReactorJournal(self.id, historian)
         self.outside_alarms = OutsideAlarms(self.journal,
                                             on_change=lambda: self.checkpoints.request())
+        self.standards = ProbeStandards(config.standardisation, self.journal,
+                                        self.outside_alarms, clock.wall_time,
+                                        on_change=lambda: self.checkpoints.request())
         self.link = DeviceLink(driver, clock, self.journal, self.counters,
                                control_period_s=control_period_s, outside=self.outside_alarms)
         self.delivery = DeliveryMonitor(config.schedule.delivery, self.journal,
@@ -95,13 +99,14 @@ class Reactor:
             outside=self.outside_alarms, interlocks=self.interlocks, counters=self.counters,
             journal=self.journal, clock=clock, schedule_fingerprint=schedule_fingerprint(config),
             interval_s=checkpoint_interval_s, control_period_s=control_period_s,
-            session=lambda: self.link.driver.session_token)
+            session=lambda: self.link.driver.session_token, standards=self.standards)
         self.commands = CommandDesk(
             loops=self.loops, schedule=self.schedule, board=self.alarms,
             outside=self.outside_alarms, journal=self.journal, clock=clock,
             interlocks=self.interlocks, on_interlock=self._record_trip,
             bounds=bounds_from_config(config, self.alarms, bolus_max_ml=BOLUS_MAX_ML,
-                                      outside_alarms=OUTSIDE_ALARMS,
+                                      outside_alarms=(*OUTSIDE_ALARMS,
+                                                      *self.standards.alarm_names),
                                       interlocks=[*self.interlocks.names, DEVICE_CUTOUT]))
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
@@ -269,6 +274,8 @@ class Reactor:
         if self._awaiting_device and self.link.read_ok:
             raw = await self._take_over_late(now, raw)
         readings = self.judge.judge(raw, now)
+        # Probes corrected against their offline reference before anything acts on them.
+        self.standards.apply(readings, now)
         if self.commands.device_resets:
             await self.commands.reset_cutouts(readings.get(DEVICE_CUTOUT),
                                               self.link.driver.reset_cutout, now)
@@ -387,7 +394,8 @@ class Reactor:
         if presence is None:
             return
         try:
-            presence.tick(now, readings, {lp.name: lp.setpoint for lp in self.loops},
+            presence.tick(now, {**readings, **self.standards.telemetry},
+                          {lp.name: lp.setpoint for lp in self.loops},
                           written, {lp.name: lp.mode for lp in self.loops})
         except OutboxFullError as exc:
             # The historian still has every tick; telemetry resumes once there is room.

@@ -44,6 +44,7 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
         "interlocks": [{"name": t.name, "t_s": t.t_s, "tripped": t.tripped, "event": t.event,
                         "by": t.by, "tripped_at_end": t.name in reactor.interlocks.tripped}
                        for t in reactor.interlocks.history],
+        "standardisation": reactor.standards.summary(),
         "tick_lateness_s": _percentiles(reactor.lateness_s),
         "loops": {
             loop.name: {

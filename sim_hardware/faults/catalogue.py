@@ -115,10 +115,17 @@ CATALOGUE: tuple[FaultType, ...] = (
               "the probe's one-minute mean at its draw time is outside 0.67-1.5x of it, alarm "
               "`cell_count_bad_quality` 60 s later. Default rate from 2 h: caught at the 6 h "
               "sample (published 6.5 h), asserted within 4 h 30 min, measured 4 h 30 min "
-              "(alarm 4 h 31 min). Temperature, DO, pH and volume drift is **not detected**: "
-              "no reference measures them, and the loop follows the drifting reading",
-              "alarm only (nothing controls on the cell count): recheck the probe against a "
-              "fresh count; the verdict stands until an at-line count agrees again",
+              "(alarm 4 h 31 min). DO and pH: standardised against the blood-gas reference "
+              "(docs/alarms.md), alarm `<channel>_probe_failing` when the offset moves faster "
+              "than its limit; DO at the default rate from 1 d: asserted within 26 h, measured "
+              "12.5 h with 6-hourly references (test_probe_standardisation.py), nothing else "
+              "raised. Temperature and volume drift is **not detected**: no reference measures "
+              "them, and the loop follows the drifting reading",
+              "cell count: alarm only (nothing controls on the cell count): recheck the probe "
+              "against a fresh count; the verdict stands until an at-line count agrees again. "
+              "DO and pH: the readings corrected by the estimated offset from each reference "
+              "on (the true DO kept within 20-26 % air, asserted > 18), so the loop holds the "
+              "culture, not the probe, at setpoint",
               "test_a_drifting_cell_count_probe_disagrees_with_the_at_line_count"),
     FaultType("sensor_spike", "sensor", "channel=",
               "isolated spikes: the first read at or after each `at + k*period_s` is off by "
@@ -408,9 +415,10 @@ CATALOGUE: tuple[FaultType, ...] = (
               "volume: the mass balance sees the step as a gap at once: +2 mL at 3 h, "
               "`volume_balance` asserted within 70 s, measured 0 s (the first sample after "
               "it), cleared when the step leaves the 2 h window (asserted and measured 2 h "
-              "later), and nothing else raised. Temperature, DO and pH: **not detected** (no "
-              "reference measures them; the loop follows the offset reading); the cell count "
-              "as for sensor_drift (untested)",
+              "later), and nothing else raised. DO and pH: standardised at the next blood-gas "
+              "references, `<channel>_probe_failing` for a step beyond the step test "
+              "(untested). Temperature: **not detected** (no reference measures it; the loop "
+              "follows the offset reading); the cell count as for sensor_drift (untested)",
               "alarm only: recalibrate the probe; no loop controls the volume, so nothing acts "
               "on the step",
               "test_balance_scenarios.py::"

@@ -265,3 +265,17 @@ def test_the_cell_count_is_compared_as_it_read_when_the_sample_was_drawn() -> No
 def test_too_few_cells_are_not_compared() -> None:
     verdicts = cell_counts(lambda t: 1.0e5, lambda t: 1.0e4, hours=8.0)  # 10x, near zero
     assert {q for _, q in verdicts} == {Quality.GOOD}
+
+
+def test_probe_history_resumes_after_a_gap_longer_than_it_keeps() -> None:
+    """A probe bad for longer than the history is kept (18 h) and then good again: the old
+    minutes are all dropped and recording goes on (it used to raise on every later reading)."""
+    from controller.control.quality import ProbeHistory
+
+    history = ProbeHistory(history_s=3600.0)
+    history.record(1.0, 0.0)
+    history.record(2.0, 10 * 3600.0)
+    history.record(3.0, 10 * 3600.0 + 61.0)
+    assert history.at(10 * 3600.0 + 30.0) == 2.0
+    assert history.at(10 * 3600.0 + 61.0) == 3.0
+    assert history.at(0.0) is None
