@@ -19,6 +19,7 @@ from controller.config.safety import (
     default_safe_state,
 )
 from controller.config.schedule import ScheduleConfig
+from controller.config.soft_sensor import SoftSensorConfig
 from controller.config.volume_balance import VolumeBalanceConfig
 from drivers.contract.datasheet import PUMPS, Direction, Kind, channel
 from drivers.contract.validation import StrictModel, check_channel
@@ -38,6 +39,7 @@ class ReactorConfig(StrictModel):
         "one named like a default replaces it, `enabled = false` removes that default")
     alarm_board: AlarmBoardConfig = Field(default_factory=AlarmBoardConfig)
     volume_balance: VolumeBalanceConfig = Field(default_factory=VolumeBalanceConfig)
+    soft_sensor: SoftSensorConfig = Field(default_factory=SoftSensorConfig)
 
     @field_validator("alarm")
     @classmethod

@@ -25,6 +25,8 @@ from controller.control.quality import QualityJudge
 from controller.control.schedule import BolusState, FeedSchedule
 from controller.control.volume_balance import ALARM as BALANCE_ALARM
 from controller.control.volume_balance import VolumeBalance
+from controller.estimation.accuracy import AccuracyScore
+from controller.estimation.soft_sensor import SoftSensor
 from controller.mqtt.outbox import OutboxFullError
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.bounds import bounds_from_config
@@ -103,6 +105,12 @@ class Reactor:
             bounds=bounds_from_config(config, self.alarms, bolus_max_ml=BOLUS_MAX_ML,
                                       outside_alarms=OUTSIDE_ALARMS,
                                       interlocks=[*self.interlocks.names, DEVICE_CUTOUT]))
+        self.soft_sensor = SoftSensor(
+            config.soft_sensor,
+            on_update=lambda t_s, rows: historian.record_estimates(self.id, t_s, rows),
+        ) if config.soft_sensor.enabled else None
+        self.soft_sensor_score = AccuracyScore()
+        """The estimates against the device's ground truth, when it has one (emulators)."""
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._last_tick_s: float | None = None
@@ -269,6 +277,8 @@ class Reactor:
         if self._awaiting_device and self.link.read_ok:
             raw = await self._take_over_late(now, raw)
         readings = self.judge.judge(raw, now)
+        if self.soft_sensor is not None:  # estimates are readings: alarms and control see them
+            self.soft_sensor.observe(readings, now)
         if self.commands.device_resets:
             await self.commands.reset_cutouts(readings.get(DEVICE_CUTOUT),
                                               self.link.driver.reset_cutout, now)
