@@ -27,11 +27,14 @@ class SoftSensorConfig(StrictModel):
                                "(the dead-cell balance; growth_rate is net of it)")
     lysis_per_d: float = Field(0.1, ge=0.0, le=2.0, description="dead cells lysing (leave the "
                                "optical count)")
-    inhibitor_secretion_pg_per_mcell_d: float = Field(40.0, ge=0.0, le=5000.0)
+    inhibitor_secretion_pg_per_mcell_d: float = Field(
+        1000.0, ge=0.0, le=10000.0, description="pg per 1e6 secreting cells per day (1 fg/cell/d; "
+        "science sheet: qI 0.1-3 fg/cell/d)")
     inhibitor_secreted_by: Literal["viable", "cd34_negative"] = Field(
-        "viable", description="which cells secrete the inhibitor: all viable cells, or the "
-        "CD34- (differentiated) ones times monocytic_fraction")
-    monocytic_fraction: float = Field(0.25, ge=0.0, le=1.0)
+        "cd34_negative", description="which cells secrete the inhibitor: all viable cells, or "
+        "the CD34- (differentiated) ones times monocytic_fraction (the science sheet's model)")
+    monocytic_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share m of the "
+                                      "CD34- cells that secrete (science sheet: 0.1-0.4)")
     o2_uptake_pmol_per_cell_h: float = Field(0.05, ge=0.001, le=1.0, description="specific O2 "
                                              "uptake; the filter learns a factor on it")
     kla_o2_per_h: float = Field(4.0, gt=0.0, le=100.0, description="O2 transfer coefficient "

@@ -81,6 +81,7 @@ class SoftSensor:
         self._pumps_last: dict[str, float] = {}
         self._seen_t_s: dict[str, float] = {}
         self._late: list[Observation] = []
+        self._dilution_now = Dilution()
         sat = config.do_air_sat_mm
         self._o2_mm_per_gas_pct = sat / AIR_O2_PCT
         self._do_mm_per_pct = sat / 100.0
@@ -92,7 +93,7 @@ class SoftSensor:
         if now >= self._next_sample_s:
             self._next_sample_s = now + SAMPLE_PERIOD_S
             self._sample(readings, now)
-            if now >= self._next_update_s:
+            if now >= self._next_update_s or self.filter is None:  # start on the first density
                 self._next_update_s = now + self.config.update_period_s
                 self._update(now)
         if self.estimates:
@@ -156,7 +157,8 @@ class SoftSensor:
         uptake = self._uptake(seg)
         if uptake is not None and ekf.x[XV] * 1e6 >= self.config.our_min_cells_per_ml:
             observations.append(Observation("o2_uptake", now, uptake))
-        ekf.step(now, self._dilution(seg, (now - ekf.t_s) / S_PER_D), observations)
+        self._dilution_now = self._dilution(seg, (now - ekf.t_s) / S_PER_D)
+        ekf.step(now, self._dilution_now, observations)
         if self._late:
             late = [Observation(o.kind, o.t_s, o.value / 1e6 if o.kind == "viable_cells"
                                 else o.value) for o in self._late]
@@ -213,5 +215,6 @@ class SoftSensor:
         ekf = self.filter
         if ekf is None:
             return None
-        x, _ = self.model.propagate(ekf.x.copy(), ekf.p, (now - ekf.t_s) / S_PER_D, Dilution())
+        x, _ = self.model.propagate(ekf.x.copy(), ekf.p, (now - ekf.t_s) / S_PER_D,
+                                    self._dilution_now)
         return {name: float(x[i] * scale) for name, (i, scale, _) in ESTIMATES.items()}

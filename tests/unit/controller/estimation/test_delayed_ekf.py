@@ -15,6 +15,8 @@ STEP_S = 600.0
 DILUTION = Dilution(0.05, 0.5)
 COUNT_EVERY = 36  # segments: every 6 h
 DELAY = 18  # segments: results 3 h after the draw
+VIABLE_SECRETE = {"inhibitor_secreted_by": "viable", "inhibitor_secretion_pg_per_mcell_d": 40.0}
+"""The synthetic culture's inhibitor comes from all its viable cells."""
 
 
 def run_filter(seed: int, config: SoftSensorConfig, days: float = 10.0,
@@ -49,7 +51,7 @@ def run_filter(seed: int, config: SoftSensorConfig, days: float = 10.0,
 
 
 def test_converges_to_the_truth() -> None:
-    config = SoftSensorConfig()
+    config = SoftSensorConfig(**VIABLE_SECRETE)
     truth, est, _ = run_filter(1, config)
     after = slice(int(3 * DAY_S / STEP_S), None)  # from day 3: after the lag's surprise
     rmse_mu = np.sqrt(np.mean((est[after, MU] - truth[after, 1]) ** 2))
@@ -64,7 +66,7 @@ def test_standard_deviation_covers_the_error_about_as_often_as_it_should() -> No
     """Over seeds and times, the truth lies within 1.96 SD about 95 % of the time: not much
     less (an overconfident filter stops listening to its measurements) and not ~100 % (an
     SD too wide to act on)."""
-    config = SoftSensorConfig()
+    config = SoftSensorConfig(**VIABLE_SECRETE)
     inside = {XV: [], MU: []}
     for seed in range(8):
         truth, est, sd = run_filter(100 + seed, config)
@@ -78,7 +80,7 @@ def test_standard_deviation_covers_the_error_about_as_often_as_it_should() -> No
 
 def test_a_late_result_is_applied_at_its_draw_time() -> None:
     """The same measurements, once on time and once arriving 5 h late: the same estimate."""
-    config = SoftSensorConfig()
+    config = SoftSensorConfig(**VIABLE_SECRETE)
     model = CultureModel(config)
     x0, p0 = model.initial(1e5)
     on_time = DelayedEKF(model, x0, p0, 0.0, config.history_s)

@@ -1,0 +1,83 @@
+"""The soft sensor on the tick: it samples readings, updates at its period, takes an at-line
+result once at its draw time, and hands out estimates as readings with units and SDs."""
+from __future__ import annotations
+
+import pytest
+
+from controller.config import ConfigError, parse_config
+from controller.config.soft_sensor import SoftSensorConfig
+from controller.estimation.soft_sensor import ESTIMATES, SoftSensor
+from drivers.contract.reading import Quality, Reading
+
+PERIOD_S = 600.0
+
+
+def probe_readings(t_s: float, *, count: Reading | None = None) -> dict[str, Reading]:
+    """A steady culture of 1e5 cells/mL on perfusion of 1 mL/h into 50 mL."""
+    h = t_s / 3600.0
+    readings = {
+        "total_cells_per_ml": Reading(1.0e5, "cells/mL", t_s),
+        "do_pct_air": Reading(25.0, "% air sat", t_s),
+        "o2_flow_pct": Reading(5.3, "% gas", t_s),
+        "volume_ml": Reading(50.0, "mL", t_s),
+        "feed_delivered_ml": Reading(1.0 * h, "mL", t_s),
+        "harvest_delivered_ml": Reading(1.0 * h, "mL", t_s),
+        "base_delivered_ml": Reading(0.0, "mL", t_s),
+        "viable_cells_per_ml": Reading(float("nan"), "cells/mL", 0.0, Quality.BAD),
+    }
+    if count is not None:
+        readings["viable_cells_per_ml"] = count
+    return readings
+
+
+def run(sensor: SoftSensor, t0: float, t1: float, step: float = 10.0,
+        count: Reading | None = None) -> dict[str, Reading]:
+    t = t0
+    readings: dict[str, Reading] = {}
+    while t <= t1:
+        readings = probe_readings(t, count=count)
+        sensor.observe(readings, t)
+        t += step
+    return readings
+
+
+def test_estimates_are_readings_with_units_and_sds_after_the_first_update() -> None:
+    rows: list[tuple[float, dict]] = []
+    sensor = SoftSensor(SoftSensorConfig(update_period_s=PERIOD_S),
+                        on_update=lambda t, r: rows.append((t, dict(r))))
+    readings = {}
+    sensor.observe(readings, 0.0)
+    assert not any(name.startswith("est_") for name in readings)  # nothing to start from yet
+    readings = probe_readings(10.0)
+    sensor.observe(readings, 10.0)  # initialised from the optical density
+    first_sd = readings["est_viable_cells_per_ml_sd"].value
+    readings = run(sensor, 20.0, 2 * PERIOD_S + 10.0)
+    for name, (_, _, unit) in ESTIMATES.items():
+        assert readings[name].unit == unit and readings[name].quality is Quality.GOOD
+        assert readings[f"{name}_sd"].value > 0.0
+    assert readings["est_viable_cells_per_ml"].value == pytest.approx(0.95e5, rel=0.05)
+    assert readings["est_viable_cells_per_ml_sd"].value < first_sd
+    assert [t for t, _ in rows] == [10.0, 10.0 + PERIOD_S, 10.0 + 2 * PERIOD_S]
+    assert set(rows[-1][1]) == set(ESTIMATES)
+
+
+def test_an_at_line_count_is_taken_once_at_its_draw_time() -> None:
+    sensor = SoftSensor(SoftSensorConfig(update_period_s=PERIOD_S))
+    run(sensor, 0.0, 6 * 3600.0)
+    before = sensor.estimates["est_viable_cells_per_ml"]
+    # Drawn at 5 h, reported at 6 h and repeated on every read until the next result.
+    count = Reading(0.6e5, "cells/mL", 5 * 3600.0)
+    run(sensor, 6 * 3600.0 + 10.0, 8 * 3600.0, count=count)
+    after = sensor.estimates["est_viable_cells_per_ml"]
+    assert after.value < 0.9 * before.value
+    assert after.value > 0.6e5  # pulled toward the count, with the optical density holding
+    assert len(sensor.filter._late) == 1  # the repeated result was taken once
+
+
+def test_disabled_or_bad_settings() -> None:
+    base = '[[reactor]]\nid = "r1"\n[reactor.soft_sensor]\n'
+    assert parse_config(base + "enabled = false\n").reactor[0].soft_sensor.enabled is False
+    with pytest.raises(ConfigError, match="update_period_s"):
+        parse_config(base + "update_period_s = 5\n")
+    with pytest.raises(ConfigError, match="inhibitor_secreted_by"):
+        parse_config(base + 'inhibitor_secreted_by = "everyone"\n')
