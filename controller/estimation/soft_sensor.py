@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from controller.alarms.estimate_channels import ESTIMATE_CHANNELS
 from controller.config.soft_sensor import SoftSensorConfig
 from controller.estimation.culture_model import (
     FS,
@@ -32,12 +33,13 @@ AIR_O2_PCT = 20.95
 
 ESTIMATES: dict[str, tuple[int, float, str]] = {
     # name: (state index, scale to the reading's unit, unit)
-    "est_viable_cells_per_ml": (XV, 1e6, "cells/mL"),
-    "est_growth_rate_per_d": (MU, 1.0, "1/d"),
-    "est_inhibitor_ng_per_ml": (INH, 1.0, "ng/mL"),
-    "est_primitive_fraction": (FS, 1.0, "-"),
-}
-"""The estimates the soft sensor publishes; each also as `<name>_sd`, its standard deviation."""
+    name: (index, scale, ESTIMATE_CHANNELS[name].unit) for name, index, scale in (
+        ("est_viable_cells_per_ml", XV, 1e6),
+        ("est_growth_rate_per_d", MU, 1.0),
+        ("est_inhibitor_ng_per_ml", INH, 1.0),
+        ("est_primitive_fraction", FS, 1.0))}
+"""The estimates the soft sensor publishes; each also as `<name>_sd`, its standard deviation
+(names, units and ranges: controller/alarms/estimate_channels.py, where alarms find them)."""
 
 LATE_CHANNELS: dict[str, str] = {
     "viable_cells_per_ml": "viable_cells",

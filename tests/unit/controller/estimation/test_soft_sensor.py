@@ -81,3 +81,19 @@ def test_disabled_or_bad_settings() -> None:
         parse_config(base + "update_period_s = 5\n")
     with pytest.raises(ConfigError, match="inhibitor_secreted_by"):
         parse_config(base + 'inhibitor_secreted_by = "everyone"\n')
+
+
+def test_an_alarm_may_watch_an_estimate_and_the_board_judges_it() -> None:
+    from controller.alarms.setup import alarm_board
+
+    config = parse_config('[[reactor]]\nid = "r1"\n[[reactor.alarm]]\nname = "slow_growth"\n'
+                          'channel = "est_growth_rate_per_d"\nkind = "low"\nlimit = 0.1\n'
+                          'priority = "low"\n')
+    rc = config.reactor[0]
+    board = alarm_board(rc.loops, rc.alarm, rc.alarm_board)
+    readings = {"est_growth_rate_per_d": Reading(0.02, "1/d", 100.0)}
+    transitions = board.evaluate(readings, {}, 100.0, True)
+    assert [t.alarm for t in transitions if t.alarm == "slow_growth"] == ["slow_growth"]
+    with pytest.raises(ConfigError, match="est_growth_rate_per_d"):
+        parse_config('[[reactor]]\nid = "r1"\n[[reactor.alarm]]\nname = "x"\n'
+                     'channel = "est_growth_rate"\nkind = "low"\nlimit = 0.1\n')
