@@ -56,6 +56,16 @@ class AccuracyScore:
 
         est, truth = pairs("est_growth_rate_per_d")
         rmse = float(np.sqrt(np.mean((est - truth) ** 2))) if len(est) else None
+        def coverage(name: str) -> float | None:
+            """Share of samples whose error lies within 1.96 SD (about 0.95 if the SD is
+            right; less: overconfident; ~1: too cautious to act on)."""
+            got = [(e[name], e[f"{name}_sd"], t[name]) for _, e, t in rows
+                   if name in t and f"{name}_sd" in e]
+            if not got:
+                return None
+            arr = np.array(got, dtype=float)
+            return float(np.mean(np.abs(arr[:, 0] - arr[:, 2]) <= 1.96 * arr[:, 1]))
+
         est_f, truth_f = pairs("est_primitive_fraction")
         return {
             "window_s": [lo, hi],
@@ -65,4 +75,5 @@ class AccuracyScore:
             "inhibitor_mape": mape("est_inhibitor_ng_per_ml"),
             "primitive_fraction_mae": float(np.mean(np.abs(est_f - truth_f)))
             if len(est_f) else None,
+            "within_1_96_sd": {name.removeprefix("est_"): coverage(name) for name in PAIRS},
         }

@@ -213,10 +213,15 @@ class SoftSensor:
             self.on_update(now, rows)
 
     def current(self, now: float) -> dict[str, float] | None:
-        """The estimates carried forward to `now` (no measurement), for scoring against truth."""
+        """The estimates and their SDs (`<name>_sd`) carried forward to `now` (no measurement),
+        for scoring against truth."""
         ekf = self.filter
         if ekf is None:
             return None
-        x, _ = self.model.propagate(ekf.x.copy(), ekf.p, (now - ekf.t_s) / S_PER_D,
+        x, p = self.model.propagate(ekf.x.copy(), ekf.p, (now - ekf.t_s) / S_PER_D,
                                     self._dilution_now)
-        return {name: float(x[i] * scale) for name, (i, scale, _) in ESTIMATES.items()}
+        sd = np.sqrt(np.clip(np.diag(p), 0.0, None))
+        values = {name: float(x[i] * scale) for name, (i, scale, _) in ESTIMATES.items()}
+        values.update({f"{name}_sd": float(sd[i] * scale)
+                       for name, (i, scale, _) in ESTIMATES.items()})
+        return values

@@ -97,3 +97,27 @@ def test_an_alarm_may_watch_an_estimate_and_the_board_judges_it() -> None:
     with pytest.raises(ConfigError, match="est_growth_rate_per_d"):
         parse_config('[[reactor]]\nid = "r1"\n[[reactor.alarm]]\nname = "x"\n'
                      'channel = "est_growth_rate"\nkind = "low"\nlimit = 0.1\n')
+
+
+def test_accuracy_over_days_2_to_12_against_truth() -> None:
+    from controller.estimation.accuracy import AccuracyScore
+
+    score = AccuracyScore()
+    for hour in range(0, 14 * 24 + 1):
+        t = hour * 3600.0
+        truth = {"viable_cells_per_ml": 1e6, "growth_rate_per_d": 0.5,
+                 "inhibitor_ng_per_ml": 0.2}
+        est = {"est_viable_cells_per_ml": 1.1e6, "est_viable_cells_per_ml_sd": 0.02e6,
+               "est_growth_rate_per_d": 0.4, "est_growth_rate_per_d_sd": 0.1,
+               "est_inhibitor_ng_per_ml": 0.15, "est_inhibitor_ng_per_ml_sd": 0.1}
+        score.add(t, est if hour >= 48 else {**est, "est_growth_rate_per_d": 5.0}, truth)
+    summary = score.summary(14 * 86400.0)
+    assert summary["window_s"] == [2 * 86400.0, 12 * 86400.0]
+    assert summary["samples"] == 10 * 24 + 1  # day 2 to day 12, both ends
+    assert summary["growth_rate_rmse_per_d"] == pytest.approx(0.1)  # the wild first days out
+    assert summary["viable_density_mape"] == pytest.approx(10.0)
+    assert summary["inhibitor_mape"] == pytest.approx(25.0)
+    assert summary["within_1_96_sd"]["viable_cells_per_ml"] == 0.0
+    assert summary["within_1_96_sd"]["growth_rate_per_d"] == 1.0
+    assert summary["primitive_fraction_mae"] is None
+    assert score.summary(3 * 86400.0)["window_s"] == [0.0, 3 * 86400.0]  # a short run: its span
