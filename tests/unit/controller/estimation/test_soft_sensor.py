@@ -121,3 +121,20 @@ def test_accuracy_over_days_2_to_12_against_truth() -> None:
     assert summary["within_1_96_sd"]["growth_rate_per_d"] == 1.0
     assert summary["primitive_fraction_mae"] is None
     assert score.summary(3 * 86400.0)["window_s"] == [0.0, 3 * 86400.0]  # a short run: its span
+
+
+def test_cytometry_sets_the_primitive_fraction_and_narrows_its_sd() -> None:
+    sensor = SoftSensor(SoftSensorConfig(update_period_s=PERIOD_S))
+    run(sensor, 0.0, 3600.0)
+    prior = sensor.estimates["est_primitive_fraction"]
+    prior_sd = sensor.estimates["est_primitive_fraction_sd"].value
+    t = 3600.0 + 10.0
+    while t <= 3 * 3600.0:
+        readings = probe_readings(t)
+        readings["cd34_pct"] = Reading(60.0, "%", 1800.0)
+        readings["cd34_cd90_pct"] = Reading(8.0, "%", 1800.0)
+        sensor.observe(readings, t)
+        t += 10.0
+    assert prior.value == pytest.approx(SoftSensorConfig().initial_primitive_fraction)
+    assert sensor.estimates["est_primitive_fraction"].value == pytest.approx(0.08, abs=0.02)
+    assert sensor.estimates["est_primitive_fraction_sd"].value < prior_sd / 2
