@@ -20,6 +20,9 @@ class SoftSensorConfig(StrictModel):
     history_s: Seconds = Field(172800.0, ge=3600.0, le=1209600.0, description="how far back a "
                                "late at-line result may reach: the filter re-runs from its "
                                "draw time over this window")
+    stale_after_s: Seconds = Field(3600.0, ge=60.0, description="estimates turn STALE when no "
+                                   "measurement has reached the filter for this long (they are "
+                                   "then predictions only)")
     # --- the model (nominal parameters) -----------------------------------------------------
     harvest_cell_retention: float = Field(0.9, ge=0.0, le=1.0, description="share of cells "
                                           "the harvest's settling zone keeps in the chamber")

@@ -84,6 +84,8 @@ class SoftSensor:
         self._seen_t_s: dict[str, float] = {}
         self._late: list[Observation] = []
         self._dilution_now = Dilution()
+        self._measured_s = float("-inf")
+        """When a measurement last reached the filter."""
         sat = config.do_air_sat_mm
         self._o2_mm_per_gas_pct = sat / AIR_O2_PCT
         self._do_mm_per_pct = sat / 100.0
@@ -151,6 +153,7 @@ class SoftSensor:
             x0, p0 = self.model.initial(total)
             self.filter = DelayedEKF(self.model, x0, p0, now, self.config.history_s)
             self._pumps_start = dict(self._pumps_last)
+            self._measured_s = now
             self._publish(now)
             return
         ekf = self.filter
@@ -159,6 +162,8 @@ class SoftSensor:
         uptake = self._uptake(seg)
         if uptake is not None and ekf.x[XV] * 1e6 >= self.config.our_min_cells_per_ml:
             observations.append(Observation("o2_uptake", now, uptake))
+        if observations or self._late:
+            self._measured_s = now
         self._dilution_now = self._dilution(seg, (now - ekf.t_s) / S_PER_D)
         ekf.step(now, self._dilution_now, observations)
         if self._late:
@@ -203,11 +208,13 @@ class SoftSensor:
         x, sd = ekf.x, np.sqrt(np.clip(np.diag(ekf.p), 0.0, None))
         rows: dict[str, tuple[float, float]] = {}
         estimates: dict[str, Reading] = {}
+        quality = Quality.GOOD if now - self._measured_s <= self.config.stale_after_s \
+            else Quality.STALE
         for name, (i, scale, unit) in ESTIMATES.items():
             value, spread = float(x[i] * scale), float(sd[i] * scale)
             rows[name] = (value, spread)
-            estimates[name] = Reading(value, unit, now)
-            estimates[f"{name}_sd"] = Reading(spread, unit, now)
+            estimates[name] = Reading(value, unit, now, quality)
+            estimates[f"{name}_sd"] = Reading(spread, unit, now, quality)
         self.estimates = estimates
         if self.on_update is not None:
             self.on_update(now, rows)

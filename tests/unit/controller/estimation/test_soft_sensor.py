@@ -138,3 +138,18 @@ def test_cytometry_sets_the_primitive_fraction_and_narrows_its_sd() -> None:
     assert prior.value == pytest.approx(SoftSensorConfig().initial_primitive_fraction)
     assert sensor.estimates["est_primitive_fraction"].value == pytest.approx(0.08, abs=0.02)
     assert sensor.estimates["est_primitive_fraction_sd"].value < prior_sd / 2
+
+
+def test_estimates_turn_stale_without_measurements_and_good_again_with_them() -> None:
+    sensor = SoftSensor(SoftSensorConfig(update_period_s=PERIOD_S, stale_after_s=3600.0))
+    run(sensor, 0.0, 1800.0)
+    assert sensor.estimates["est_growth_rate_per_d"].quality is Quality.GOOD
+    t = 1810.0
+    while t <= 1800.0 + 2 * 3600.0:  # the optical probe fails, no O2 balance either
+        readings = {name: Reading(float("nan"), r.unit, t, Quality.BAD)
+                    for name, r in probe_readings(t).items()}
+        sensor.observe(readings, t)
+        t += 10.0
+    assert sensor.estimates["est_growth_rate_per_d"].quality is Quality.STALE
+    run(sensor, t, t + 2 * PERIOD_S)
+    assert sensor.estimates["est_growth_rate_per_d"].quality is Quality.GOOD
