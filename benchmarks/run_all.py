@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from closed_loop import DEFAULT_CONFIG, bench_closed_loop
 from hil_modbus import bench_jitter, bench_round_trip
 from mqtt_throughput import bench_mqtt
+from soft_sensor import bench_soft_sensor
 from tick_parts import bench_tick_parts
 
 from controller.cli.main import configure_logging
@@ -23,6 +24,7 @@ def main() -> None:
                     platform.machine()},
         "closed_loop_14d_1s": bench_closed_loop(DEFAULT_CONFIG, "14d"),
         "tick_parts": bench_tick_parts(),
+        "soft_sensor": bench_soft_sensor(),
         "modbus_tcp_round_trip": bench_round_trip(),
         "tick_jitter_1hz_modbus_tcp": bench_jitter(1.0, 60.0),
         "tick_jitter_10hz_modbus_tcp": bench_jitter(0.1, 60.0),

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
-from drivers.contract.datasheet import Direction, channel
-from drivers.contract.validation import Seconds, StrictModel, check_channel
+from controller.alarms.estimate_channels import input_channel
+from drivers.contract.validation import Seconds, StrictModel
 
 AlarmKind = Literal["high", "low", "deviation", "rate", "stale", "bad_quality", "comm_loss",
                     "comm_errors"]
@@ -78,11 +78,11 @@ class AlarmConfig(StrictModel):
         else:
             if self.channel is None:
                 raise ValueError(f"channel missing: a {self.kind} alarm needs an input channel")
-            check_channel(self.channel, Direction.INPUT)
+            input_channel(self.channel)  # a device's input or a soft-sensor estimate
         if self.kind in VALUE_KINDS:
             if self.limit is None:
                 raise ValueError(f"limit missing: a {self.kind} alarm needs one")
-            ch = channel(self.channel)  # type: ignore[arg-type]
+            ch = input_channel(self.channel)  # type: ignore[arg-type]
             if self.kind in ("high", "low") and not ch.minimum < self.limit < ch.maximum:
                 raise ValueError(f"limit {self.limit} must lie inside {ch.name}'s range "
                                  f"({ch.minimum}, {ch.maximum}) or the alarm could never fire")

@@ -19,6 +19,7 @@ from controller.config.safety import (
     default_safe_state,
 )
 from controller.config.schedule import ScheduleConfig
+from controller.config.soft_sensor import SoftSensorConfig
 from controller.config.standardisation import (
     ProbeStandardisationConfig,
     check_standardised_channels,
@@ -47,6 +48,7 @@ class ReactorConfig(StrictModel):
         default_factory=lambda: ReactorConfig._default_standardisation(),
         description="`[reactor.standardisation.<channel>]`: probes re-standardised against an "
         "offline reference (ph and do_pct_air by default)")
+    soft_sensor: SoftSensorConfig = Field(default_factory=SoftSensorConfig)
 
     @staticmethod
     def _default_standardisation() -> dict[str, ProbeStandardisationConfig]:

@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS events (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
     kind TEXT NOT NULL, message TEXT NOT NULL, data_json TEXT);
 CREATE TABLE IF NOT EXISTS diagnostics (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
     name TEXT NOT NULL, value REAL);
+CREATE TABLE IF NOT EXISTS estimates (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
+    name TEXT NOT NULL, value REAL, sd REAL);
 CREATE TABLE IF NOT EXISTS checkpoints (reactor_id TEXT PRIMARY KEY, t_s REAL NOT NULL,
     wall_time REAL NOT NULL, state_json TEXT NOT NULL);
 {audit.SCHEMA}"""
@@ -88,6 +90,7 @@ _INSERT = {
     "setpoints": "INSERT INTO setpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
     "events": "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
     "diagnostics": "INSERT INTO diagnostics VALUES (?, ?, ?, ?)",
+    "estimates": "INSERT INTO estimates VALUES (?, ?, ?, ?, ?)",
     "audit": audit.INSERT,
     "checkpoints": "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
 }
@@ -167,6 +170,12 @@ class Historian:
         self._batches["diagnostics"].extend(
             (reactor_id, t_s, name, float(value)) for name, value in values.items()
         )
+
+    def record_estimates(self, reactor_id: str, t_s: float,
+                         rows: Mapping[str, tuple[float, float]]) -> None:
+        """The soft sensor's estimates (value and standard deviation) at one filter update."""
+        self._batches["estimates"].extend(
+            (reactor_id, t_s, name, value, sd) for name, (value, sd) in rows.items())
 
     def record_audit(self, record: audit.AuditRecord) -> None:
         """Append one audit row and hand it to the writer at once, not at the next flush:

@@ -25,6 +25,8 @@ from controller.control.quality import QualityJudge
 from controller.control.schedule import BolusState, FeedSchedule
 from controller.control.volume_balance import ALARM as BALANCE_ALARM
 from controller.control.volume_balance import VolumeBalance
+from controller.estimation.accuracy import AccuracyScore
+from controller.estimation.soft_sensor import SoftSensor
 from controller.mqtt.outbox import OutboxFullError
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.bounds import bounds_from_config
@@ -108,6 +110,12 @@ class Reactor:
                                       outside_alarms=(*OUTSIDE_ALARMS,
                                                       *self.standards.alarm_names),
                                       interlocks=[*self.interlocks.names, DEVICE_CUTOUT]))
+        self.soft_sensor = SoftSensor(
+            config.soft_sensor,
+            on_update=lambda t_s, rows: historian.record_estimates(self.id, t_s, rows),
+        ) if config.soft_sensor.enabled else None
+        self.soft_sensor_score = AccuracyScore()
+        """The estimates against the device's ground truth, when it has one (emulators)."""
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)
         """How late each tick started (clock seconds), over the most recent ticks: the jitter."""
         self._last_tick_s: float | None = None
@@ -276,6 +284,8 @@ class Reactor:
         readings = self.judge.judge(raw, now)
         # Probes corrected against their offline reference before anything acts on them.
         self.standards.apply(readings, now)
+        if self.soft_sensor is not None:  # estimates are readings: alarms and control see them
+            self.soft_sensor.observe(readings, now)
         if self.commands.device_resets:
             await self.commands.reset_cutouts(readings.get(DEVICE_CUTOUT),
                                               self.link.driver.reset_cutout, now)

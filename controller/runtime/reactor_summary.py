@@ -18,6 +18,7 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
         "ticks": counters.ticks,
         "fold_expansion": diagnostics.get("fold_expansion"),
         "viable_cells_per_ml_final": diagnostics.get("viable_cells_per_ml"),
+        "soft_sensor": _soft_sensor(reactor),
         "boluses_done": reactor.schedule.boluses_done,
         "restarts": counters.restarts,
         "boluses_scheduled": len(reactor.schedule.boluses),
@@ -67,3 +68,14 @@ def _percentiles(values: deque[float]) -> dict[str, float] | None:
         return None
     p50, p99 = np.percentile(np.fromiter(values, float, len(values)), [50, 99])
     return {"p50": float(p50), "p99": float(p99), "max": float(max(values)), "n": len(values)}
+
+
+def _soft_sensor(reactor: Reactor) -> dict[str, Any] | None:
+    """The estimator's accuracy against the device's truth (None without either)."""
+    sensor = reactor.soft_sensor
+    if sensor is None:
+        return None
+    accuracy = reactor.soft_sensor_score.summary(reactor.clock.now())
+    return {"updates": sensor.updates,
+            "late_results_dropped": 0 if sensor.filter is None else sensor.filter.too_late,
+            **(accuracy or {"samples": 0})}

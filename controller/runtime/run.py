@@ -266,8 +266,11 @@ class Run:
             now = clock.now()
             if now >= next_diag:
                 for reactor in reactors:
-                    historian.record_diagnostics(reactor.id, now,
-                                                 await reactor.driver.diagnostics())
+                    truth = await reactor.driver.diagnostics()
+                    historian.record_diagnostics(reactor.id, now, truth)
+                    if truth and reactor.soft_sensor is not None:
+                        reactor.soft_sensor_score.add(now, reactor.soft_sensor.current(now),
+                                                      truth)
                 next_diag = now + run_cfg.diagnostics_interval_s
             historian.flush()
             await clock.sleep_until(now + run_cfg.flush_interval_s)

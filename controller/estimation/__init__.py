@@ -1,0 +1,1 @@
+"""State estimation: what the controller infers between at-line samples (docs/soft-sensor.md)."""
