@@ -141,12 +141,69 @@ def _events_html(events: Events) -> str:
     return f"<p>{events.total} events by kind: {counts}</p>{table}{more}"
 
 
+PRODUCT_PAGE = "product.html"
+
+_PRODUCT_ROWS = (
+    ("product", "total_fold_expansion", "total fold expansion", ".4g"),
+    ("product", "cd34_fraction", "CD34+ share at the end", "%"),
+    ("product", "cd34_fold_expansion", "CD34+ fold expansion", ".4g"),
+    ("product", "primitive_fold_expansion", "primitive (CD34+CD90+) fold expansion", ".4g"),
+    ("soft_sensor", "growth_rate_rmse_per_d", "soft sensor: growth-rate RMSE [1/d]", ".3g"),
+    ("soft_sensor", "viable_density_mape", "soft sensor: viable-density MAPE [%]", ".3g"),
+    ("soft_sensor", "inhibitor_mape", "soft sensor: inhibitor MAPE [%]", ".3g"),
+)
+
+
+def _product_table(part: Mapping[str, Any]) -> str:
+    rows = []
+    for block, key, label, fmt in _PRODUCT_ROWS:
+        section = part.get(block)
+        if isinstance(section, Mapping) and key in section:
+            value = section[key]
+            rows.append((_e(label), _percent(value) if fmt == "%" else _num(value, fmt)))
+    return _table(("quantity", "value"), rows, {1}) if rows else (
+        "<p class='note'>No product-quality figures in the summary (not an emulated run, or "
+        "the run did not close cleanly).</p>")
+
+
+def _restandardised_html(fig: Figures) -> str:
+    if not fig.restandardised:
+        return "<p>No probe was re-standardised.</p>"
+    rows = [(run_time_text(t_s), f"{t_s / DAY_S:.3f}", _e(probe), _num(correction, "+.4g"))
+            for t_s, probe, correction in fig.restandardised]
+    return _table(("time", "day", "probe", "correction now"), rows, {1, 3})
+
+
+def render_product_html(run: Run, figures: Sequence[Figures]) -> str:
+    """The product-quality page: what the culture yields of primitive cells, how the at-line
+    assays saw it, and how well the soft sensor followed it between samples."""
+    per_reactor = as_mapping(run.summary.get("reactors")) if run.summary else {}
+    sections = []
+    for fig in figures:
+        part = as_mapping(per_reactor.get(fig.reactor_id))
+        image = (f"<figure><img src='{_e(quote(fig.product_image))}' alt='{_e(fig.reactor_id)}: "
+                 "product quality'><figcaption>populations, CD34+ and primitive shares, growth "
+                 "rate and inhibitor: truth dashed (emulated runs), at-line points, soft-sensor "
+                 "estimates with +-2 SD bands, re-standardisations dotted</figcaption></figure>"
+                 if fig.product_image else "<p class='note'>Nothing to plot.</p>")
+        sections.append(f"<h2>Reactor {_e(fig.reactor_id)}</h2>{_product_table(part)}{image}"
+                        f"<h3>Probe re-standardisations</h3>{_restandardised_html(fig)}")
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>Run {_e(run.run_id)}: product quality</title><style>{_CSS}</style></head>"
+        f"<body><h1>Run {_e(run.run_id)}: product quality</h1>"
+        "<p><a href='index.html'>back to the run</a></p>" + "".join(sections)
+        + "</body></html>\n")
+
+
 def render_html(run: Run, figures: Sequence[Figures], events: Events) -> str:
     reactors = [(f.reactor_id, f.device_url) for f in figures]
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>Run {_e(run.run_id)}</title><style>{_CSS}</style></head><body>"
         f"<h1>Run {_e(run.run_id)}</h1>{_run_html(run, reactors)}"
+        f"<p><a href='{PRODUCT_PAGE}'>Product quality</a>: populations, cytometry, soft-sensor "
+        "estimates, probe re-standardisations</p>"
         f"<h2>Summary</h2>{_summary_html(run, [r for r, _ in reactors])}"
         + "".join(_reactor_html(f) for f in figures)
         + f"<h2>Events</h2>{_events_html(events)}</body></html>\n"
@@ -154,7 +211,8 @@ def render_html(run: Run, figures: Sequence[Figures], events: Events) -> str:
 
 
 def write_report(db_path: Path, out_dir: Path) -> Path:
-    """Write `index.html` and its PNGs into `out_dir` (created if needed); return the page's path.
+    """Write `index.html`, `product.html` and their PNGs into `out_dir` (created if needed);
+    return the index page's path.
 
     Raises FileNotFoundError naming `db_path` if there is no such file, ValueError if it is not a
     run database.
@@ -171,4 +229,5 @@ def write_report(db_path: Path, out_dir: Path) -> Path:
         con.close()
     page = out_dir / "index.html"
     page.write_text(render_html(run, figures, events), encoding="utf-8")
+    (out_dir / PRODUCT_PAGE).write_text(render_product_html(run, figures), encoding="utf-8")
     return page

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from controller.report.run_db import (
     Buckets,
     Envelope,
+    Estimate,
     LoopHistory,
     Mark,
     Run,
@@ -27,8 +28,10 @@ from controller.report.run_db import (
     bucket_ticks_parallel,
     loop_band,
     read_diagnostics,
+    read_estimates,
     read_loops,
     read_marks,
+    read_restandardisations,
     read_samples,
     table_columns,
     tick_span,
@@ -42,11 +45,21 @@ _SAMPLED = tuple(c.name for c in INPUTS if c.kind is Kind.SAMPLED)
 _OUTPUTS = tuple(c.name for c in OUTPUTS)
 _CELL_TRUTH = ("viable_cells_per_ml", "dead_cells_per_ml")
 _METABOLITE_TRUTH = ("glucose_mm", "glutamine_mm", "lactate_mm", "ammonia_mm")
+_POPULATION_TRUTH = ("primitive_cells_per_ml", "progenitor_cells_per_ml",
+                     "differentiated_cells_per_ml")
+_PRODUCT_TRUTH = (*_POPULATION_TRUTH, "viable_cells_per_ml", "cd34_fraction",
+                  "primitive_fraction", "growth_rate_per_d", "inhibitor_ng_per_ml")
+_CYTOMETRY = {"cd34_pct": "cd34_fraction", "cd34_cd90_pct": "primitive_fraction"}
+"""At-line cytometry (percent) -> the truth it measures (a fraction)."""
 _COLORS = {
     "viable_cells_per_ml": "tab:green", "dead_cells_per_ml": "tab:gray",
     "total_cells_per_ml": "tab:blue", "glucose_mm": "tab:blue", "lactate_mm": "tab:red",
     "glutamine_mm": "tab:purple", "ammonia_mm": "tab:brown", "feed_ml_per_h": "tab:green",
     "harvest_ml_per_h": "tab:orange", "base_ml_per_h": "tab:purple", "volume_ml": "black",
+    "primitive_cells_per_ml": "tab:red", "progenitor_cells_per_ml": "tab:orange",
+    "differentiated_cells_per_ml": "tab:gray", "cd34_fraction": "tab:orange",
+    "primitive_fraction": "tab:red", "growth_rate_per_d": "tab:green",
+    "inhibitor_ng_per_ml": "tab:purple",
 }
 
 
@@ -57,7 +70,7 @@ def _new_figure(rows: int = 1, height: float = 4.5) -> tuple[Figure, list[Axes]]
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.09, right=0.91, top=1 - 0.35 / height, bottom=0.5 / height,
                         hspace=0.08)
-    ratios = [3, 1.4] if rows == 2 else [1]
+    ratios = [3, 1.4] if rows == 2 else [1] * rows
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
     return fig, list(axes)
 
@@ -263,6 +276,73 @@ def _log_if_positive(ax: Axes) -> None:
 
 
 
+def _draw_estimate(ax: Axes, estimate: Estimate, color: str, label: str,
+                   scale: float = 1.0) -> None:
+    """The soft sensor's estimate with its +-2 SD band (about 95 % if its SD is honest)."""
+    t = _days(estimate.t_s)
+    value, sd = estimate.value * scale, estimate.sd * scale
+    ax.fill_between(t, value - 2 * sd, value + 2 * sd, color=color, alpha=0.18, linewidth=0)
+    ax.plot(t, value, color=color, linewidth=1.2, label=f"{label} (estimate +-2 SD)")
+
+
+def _draw_truth(ax: Axes, series: Series | None, color: str, label: str,
+                scale: float = 1.0) -> None:
+    if series is not None:
+        ax.plot(_days(series.t_s), series.value * scale, color=color, linewidth=1,
+                linestyle="--", label=f"{label} (truth)")
+
+
+def plot_product(path: Path, reactor_id: str, truth: Mapping[str, Series],
+                 samples: Mapping[str, Series], estimates: Mapping[str, Estimate],
+                 restandardised: Sequence[tuple[float, str, float]], t_end_s: float) -> Path:
+    """Product quality in three panels: the populations, the CD34+ and primitive shares
+    (at-line cytometry points over the truth and the soft sensor's estimate), and the growth
+    rate and inhibitor the soft sensor estimates between samples. Probe re-standardisations are
+    marked through all three: a step in a loop's PV there is a correction, not the process."""
+    fig, (ax_cells, ax_frac, ax_rate) = _new_figure(rows=3, height=10.0)
+    for name in _POPULATION_TRUTH:
+        _draw_truth(ax_cells, truth.get(name), _COLORS[name], name.removesuffix("_cells_per_ml"))
+    if "est_viable_cells_per_ml" in estimates:
+        _draw_estimate(ax_cells, estimates["est_viable_cells_per_ml"], "tab:green", "viable")
+    _draw_truth(ax_cells, truth.get("viable_cells_per_ml"), "tab:green", "viable")
+    if "viable_cells_per_ml" in samples:
+        _draw_samples(ax_cells, samples["viable_cells_per_ml"], "viable_cells_per_ml",
+                      "viable (at-line)")
+    _log_if_positive(ax_cells)
+    ax_cells.set_ylabel("cells/mL")
+    for assay, share in _CYTOMETRY.items():
+        _draw_truth(ax_frac, truth.get(share), _COLORS[share], share, scale=100.0)
+        if assay in samples:
+            ax_frac.plot(_days(samples[assay].t_s), samples[assay].value, "o",
+                         color=_COLORS[share], markersize=4, markeredgecolor="black",
+                         markeredgewidth=0.5, label=f"{assay} (cytometry)")
+    if "est_primitive_fraction" in estimates:
+        _draw_estimate(ax_frac, estimates["est_primitive_fraction"], _COLORS["primitive_fraction"],
+                       "primitive share", scale=100.0)
+    ax_frac.set_ylabel("% of viable cells")
+    if "est_growth_rate_per_d" in estimates:
+        _draw_estimate(ax_rate, estimates["est_growth_rate_per_d"], _COLORS["growth_rate_per_d"],
+                       "growth rate")
+    _draw_truth(ax_rate, truth.get("growth_rate_per_d"), _COLORS["growth_rate_per_d"],
+                "growth rate")
+    ax_rate.set_ylabel("net growth rate [1/d]")
+    ax_inh = ax_rate.twinx()
+    if "est_inhibitor_ng_per_ml" in estimates:
+        _draw_estimate(ax_inh, estimates["est_inhibitor_ng_per_ml"],
+                       _COLORS["inhibitor_ng_per_ml"], "inhibitor")
+    _draw_truth(ax_inh, truth.get("inhibitor_ng_per_ml"), _COLORS["inhibitor_ng_per_ml"],
+                "inhibitor")
+    ax_inh.set_ylabel("inhibitor [ng/mL]")
+    for i, (t_s, *_) in enumerate(restandardised):
+        for ax in (ax_cells, ax_frac, ax_rate):
+            ax.axvline(t_s / DAY_S, color="tab:cyan", linestyle=":", linewidth=1.0,
+                       label="probe re-standardised" if i == 0 and ax is ax_cells else None)
+    _finish([ax_cells, ax_frac, ax_rate], t_end_s, f"{reactor_id}: product quality")
+    if ax_inh.get_legend_handles_labels()[0]:
+        ax_inh.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)
+
+
 def run_time_text(t_s: float) -> str:
     """Simulated time as `3 d 04:12:05`: days for the run, clock time to find it in a log."""
     days, rest = divmod(int(t_s), 86400)
@@ -283,6 +363,10 @@ class Figures:
     notes: list[str]
     marks: list[Mark] = field(default_factory=list)
     """Alarms and interlocks, for the page's table (the plots mark `first_marks` of them)."""
+    product_image: str | None = None
+    """The product-quality plot (for the product page), if the run has anything to show."""
+    restandardised: list[tuple[float, str, float]] = field(default_factory=list)
+    """Probe re-standardisations: (t_s, probe, new correction)."""
 
 
 def _slug(text: str) -> str:
@@ -323,7 +407,16 @@ def plot_reactor(con: sqlite3.Connection, db_path: Path, run: Run, reactor_id: s
                                     truth, t_end, shown).name, "metabolites"))
     images.append((plot_feeds(out_dir / f"{prefix}-feeds.png", reactor_id, buckets, t_end,
                               shown).name, "feeds and volume"))
-    return Figures(reactor_id, device_url, images, notes, marks)
+    product_truth = read_diagnostics(con, reactor_id, _PRODUCT_TRUTH)
+    estimates = read_estimates(con, reactor_id)
+    restandardised = read_restandardisations(con, reactor_id)
+    product_image = None
+    if product_truth or estimates or any(len(samples[n].t_s) for n in _CYTOMETRY
+                                         if n in samples):
+        product_image = plot_product(out_dir / f"{prefix}-product.png", reactor_id,
+                                     product_truth, samples, estimates, restandardised,
+                                     t_end).name
+    return Figures(reactor_id, device_url, images, notes, marks, product_image, restandardised)
 
 
 def _plottable_loops(loops: list[LoopHistory], known: set[str]

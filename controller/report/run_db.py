@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import sqlite3
 import tomllib
@@ -383,3 +384,40 @@ def _reactor_summary(summary: Mapping[str, Any] | None, reactor_id: str) -> Mapp
         part = reactors.get(reactor_id)
         return part if isinstance(part, Mapping) else {}
     return summary
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One soft-sensor estimate over time, with its standard deviation at each update."""
+
+    t_s: np.ndarray
+    value: np.ndarray
+    sd: np.ndarray
+
+
+def read_estimates(con: sqlite3.Connection, reactor_id: str) -> dict[str, Estimate]:
+    """The soft sensor's estimates by name (`est_*`); empty for a run without them."""
+    if "estimates" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}:
+        return {}
+    rows = con.execute("SELECT name, t_s, value, sd FROM estimates WHERE reactor_id = ? "
+                       "AND value IS NOT NULL ORDER BY name, t_s", (reactor_id,))
+    points: dict[str, list[tuple[float, float, float]]] = {}
+    for name, t_s, value, sd in rows:
+        points.setdefault(name, []).append((t_s, value, math.nan if sd is None else sd))
+    return {name: Estimate(*np.array(p, dtype=float).T) for name, p in points.items()}
+
+
+def read_restandardisations(con: sqlite3.Connection, reactor_id: str
+                            ) -> list[tuple[float, str, float]]:
+    """Every re-standardisation of a probe: (t_s, probe, new correction), in time order."""
+    rows = con.execute(
+        "SELECT t_s, data_json FROM events WHERE reactor_id = ? AND kind = 'standardisation' "
+        "ORDER BY t_s, rowid", (reactor_id,))
+    out = []
+    for t_s, data_json in rows:
+        data = as_mapping(_parse_json(data_json))
+        correction = data.get("correction")
+        if data.get("restandardised") and isinstance(data.get("probe"), str) and isinstance(
+                correction, (int, float)):
+            out.append((float(t_s), data["probe"], float(correction)))
+    return out
