@@ -8,6 +8,9 @@ import numpy as np
 
 from controller.runtime.reactor import Reactor
 
+_PRODUCT_KEYS = ("total_fold_expansion", "cd34_fraction", "cd34_fold_expansion",
+                 "primitive_fold_expansion")
+
 
 def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str, Any]:
     counters = reactor.counters
@@ -18,6 +21,8 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
         "ticks": counters.ticks,
         "fold_expansion": diagnostics.get("fold_expansion"),
         "viable_cells_per_ml_final": diagnostics.get("viable_cells_per_ml"),
+        # Product quality at the end of the run (emulator truth; None on real hardware).
+        "product": {key: diagnostics.get(key) for key in _PRODUCT_KEYS},
         "soft_sensor": _soft_sensor(reactor),
         "boluses_done": reactor.schedule.boluses_done,
         "restarts": counters.restarts,

@@ -9,7 +9,10 @@ the fastest slow rate, dilution at 60 mL/h into 50 mL, is 1.2 /h, so rate x step
 Euler error is below 1 % of a step's change; growth and uptake rates are 100x slower).
 
 Slow species are held as amounts (cells, umol, ng, mL), not concentrations, and every flux of a
-step is booked in the mass-balance ledger (`sim_hardware.model.ledger`).
+step is booked in the mass-balance ledger (`sim_hardware.model.ledger`). The viable cells are
+three populations (primitive, progenitor, differentiated: `sim_hardware.model.populations`); a
+secreted inhibitor (from the monocytic share of the differentiated cells) and a cytokine (fed
+with the medium, taken up by the cells) decide how many stay stem cells.
 
 Pump volumes are integrated exactly between bio steps (a 2 mL bolus delivers 2 mL whatever its
 timing); the bio step then applies them, using concentrations from the start of the step.
@@ -28,6 +31,7 @@ from sim_hardware.model.growth_factors import (
 )
 from sim_hardware.model.ledger import balance_residuals, book, ledger_report, open_ledger
 from sim_hardware.model.parameters import InitialConditions, ModelParameters
+from sim_hardware.model.populations import Kinetics, transitions
 
 _LN2 = math.log(2.0)
 _S_PER_H = 3600.0
@@ -51,7 +55,15 @@ class ChamberModel:
         self.microgravity = microgravity
         self.initial = init
         mg = microgravity
-        self._mu_max_per_h = p.mu_max_per_d / 24.0 * (p.microgravity_growth_factor if mg else 1.0)
+        self._kinetics = Kinetics(
+            p.mu_primitive_per_d / 24.0, p.mu_progenitor_per_d / 24.0,
+            p.mu_differentiated_per_d / 24.0, p.self_renewal_primitive_normoxia,
+            p.self_renewal_primitive_hypoxia, p.self_renewal_progenitor, p.hypoxia_half_pct_air,
+            p.hypoxia_hill, p.hypoxia_division_slowdown, p.k_inh_ng_per_ml, p.inhibitor_hill,
+            p.k_cytokine_ng_per_ml)
+        self._g_mg = p.microgravity_growth_factor if mg else 1.0
+        self._monocytic = min(1.0, p.monocytic_fraction
+                              * (p.microgravity_monocytic_factor if mg else 1.0))
         self._kla_o2_per_h = p.kla_o2_per_h * (p.microgravity_kla_factor if mg else 1.0)
         self._kla_co2_per_h = self._kla_o2_per_h * p.kla_co2_ratio
         self._co2_star_mm_per_pct = p.co2_solubility_mm_per_mmhg * p.dry_gas_pressure_mmhg / 100.0
@@ -71,7 +83,12 @@ class ChamberModel:
 
         v0 = init.volume_ml
         self.volume_ml = v0
-        self._n_xv = init.seeding_cells_per_ml * v0
+        seeded = init.seeding_cells_per_ml * v0
+        self._n_s = seeded * p.seeding_primitive_fraction
+        self._n_p = seeded * (p.seeding_cd34_fraction - p.seeding_primitive_fraction)
+        self._n_d = seeded - self._n_s - self._n_p
+        self._n_xv = self._n_s + self._n_p + self._n_d
+        self._n_cyt = p.feed_cytokine_ng_per_ml * v0
         self._n_xd = 0.0
         self._n_glc = p.feed_glucose_mm * v0
         self._n_gln = p.feed_glutamine_mm * v0
@@ -88,10 +105,15 @@ class ChamberModel:
         self._ledger = open_ledger(self._amounts())
         self._harvested_viable = 0.0
         self._harvested_dead = 0.0
+        # Cells carried out per population (primitive, progenitor, differentiated): by the
+        # harvest pump and by at-line samples; they count in the fold expansions.
+        self._removed_s = self._removed_p = self._removed_d = 0.0
+        self._sampled_viable = 0.0
+        self._ps = self._pp = 0.0
         self._acc_feed_ml = self._acc_base_ml = self._acc_harvest_ml = self._acc_leak_ml = 0.0
         self.mu_per_h = 0.0
         self._factors = (1.0,) * 9 + (0.0,)
-        self.death_per_h = p.death_base_per_d / 24.0
+        self.death_per_h = p.death_differentiated_per_d / 24.0
         self._update_concentrations()
 
         # Fast states start at the equilibrium of the initial inputs (pre-warmed, pre-gassed).
@@ -170,6 +192,55 @@ class ChamberModel:
         self._q_o2_c = q_o2_pmol_per_cell_h
         self._xc_max = max_cells_per_ml
         self._update_concentrations()
+
+    def take_sample(self, volume_ml: float) -> None:
+        """Draw `volume_ml` of culture now (an at-line sample): cells of every population, dead
+        cells, a contaminant and every dissolved species leave in proportion, booked in the
+        ledger as outflow so the balances still close. The sampled viable cells count in the
+        fold expansions (they were produced). At most all but 0.1 mL can be drawn."""
+        if not volume_ml >= 0.0:
+            raise ValueError(f"take_sample: volume_ml must be >= 0, got {volume_ml!r}")
+        v = self.volume_ml
+        drawn = min(volume_ml, max(0.0, v - 0.1))
+        if drawn <= 0.0:
+            return
+        frac = drawn / v
+        led = self._ledger
+        o_s, o_p, o_d = frac * self._n_s, frac * self._n_p, frac * self._n_d
+        self._n_s -= o_s
+        self._n_p -= o_p
+        self._n_d -= o_d
+        self._removed_s += o_s
+        self._removed_p += o_p
+        self._removed_d += o_d
+        self._sampled_viable += o_s + o_p + o_d
+        self._n_xv = self._n_s + self._n_p + self._n_d
+        book(led["primitive_cells"], 0.0, o_s, 0.0, 0.0)
+        book(led["progenitor_cells"], 0.0, o_p, 0.0, 0.0)
+        book(led["differentiated_cells"], 0.0, o_d, 0.0, 0.0)
+        book(led["viable_cells"], 0.0, o_s + o_p + o_d, 0.0, 0.0)
+        for name, attr in (("dead_cells", "_n_xd"), ("glucose", "_n_glc"),
+                           ("glutamine", "_n_gln"), ("lactate", "_n_lac"),
+                           ("ammonia", "_n_amm"), ("inhibitor", "_n_inh"),
+                           ("bicarbonate", "_n_hco3"), ("contaminant_cells", "_n_xc"),
+                           ("cytokine", "_n_cyt")):
+            amount = getattr(self, attr)
+            out = frac * amount
+            setattr(self, attr, amount - out)
+            book(led[name], 0.0, out, 0.0, 0.0)
+        self.volume_ml = v - drawn
+        book(led["volume"], 0.0, drawn, 0.0, 0.0)
+        self._update_concentrations()
+        self._dirty = True  # the dilution rate of the fast states depends on the volume
+
+    def _early_microgravity_factor(self) -> float:
+        """Plett 2001: hardly any expansion in the first 4-6 days of microgravity: division
+        times `microgravity_early_factor` for `microgravity_early_days`, then a one-day
+        smoothstep to 1."""
+        p = self.params
+        t_h = (self.t_s - self._h_s - self.t0_s) / _S_PER_H
+        ramp = lag_factor(t_h - p.microgravity_early_days * 24.0, 24.0)
+        return p.microgravity_early_factor + (1.0 - p.microgravity_early_factor) * ramp
 
     # ------------------------------------------------------------------------ integration
     def advance_to(self, t_s: float) -> None:
@@ -277,28 +348,50 @@ class ChamberModel:
         density = max(density, 0.0)
         f_lac = p.k_lac_mm / (p.k_lac_mm + lac)
         f_amm = p.k_amm_mm / (p.k_amm_mm + amm)
-        f_inh = p.k_inh_ng_per_ml / (p.k_inh_ng_per_ml + inh)
-        mu = (self._mu_max_per_h * f_t * f_ph * f_do * f_glc * f_gln * f_lac * f_amm * f_inh
-              * density * lag)
-        self._factors = (f_t, f_ph, f_do, f_glc, f_gln, f_lac, f_amm, f_inh, density, lag)
+        g = (self._g_mg * f_t * f_ph * f_do * f_glc * f_gln * f_lac * f_amm * density * lag)
+        if self.microgravity:
+            g *= self._early_microgravity_factor()
+        n_s, n_p, n_d, n_xd = self._n_s, self._n_p, self._n_d, self._n_xd
+        tr = transitions(self._kinetics, g, do * self.do_pct_per_mm, inh, self._cyt, n_s, n_p,
+                         n_d, h_h)
+        self._ps, self._pp = tr.ps, tr.pp
+        self._factors = (f_t, f_ph, f_do, f_glc, f_gln, f_lac, f_amm, tr.f_inh, density, lag)
         f_heat = f_t if t_c > p.t_opt_c else 1.0
         stress = 1.0 - f_ph * f_heat
         starve = max(0.0, 1.0 - glc / p.glc_starvation_mm, 1.0 - gln / p.gln_starvation_mm)
-        kd = (p.death_base_per_d + p.death_stress_per_d * stress * stress
-              + p.death_starvation_per_d * starve) / 24.0
-        self.mu_per_h, self.death_per_h = mu, kd
+        extra_kd = p.death_stress_per_d * stress * stress + p.death_starvation_per_d * starve
+        k_s = (p.death_primitive_per_d + extra_kd) / 24.0 * h_h
+        k_p = (p.death_progenitor_per_d + extra_kd) / 24.0 * h_h
+        k_d = (p.death_differentiated_per_d + extra_kd) / 24.0 * h_h
 
-        n_xv, n_xd = self._n_xv, self._n_xd
         led = self._ledger
-        # Cells: births, deaths, lysis, harvest (with retention).
-        births = mu * n_xv * h_h
-        deaths = min(kd * h_h, 1.0) * n_xv
+        # Cells: divisions, daughters changing population, deaths, lysis, harvest (retention).
+        d_s = min(k_s, 1.0) * n_s
+        d_p = min(k_p, 1.0) * n_p
+        d_d = min(k_d, 1.0) * n_d
+        o_s, o_p, o_d = cell_out * n_s, cell_out * n_p, cell_out * n_d
+        self._n_s = n_s + tr.s_made - tr.div_s - d_s - o_s
+        self._n_p = n_p + tr.p_from_s + tr.p_made - tr.div_p - d_p - o_p
+        self._n_d = n_d + tr.d_from_p + tr.div_d - d_d - o_d
+        book(led["primitive_cells"], 0.0, o_s, tr.div_s + d_s, tr.s_made)
+        book(led["progenitor_cells"], 0.0, o_p, tr.div_p + d_p, tr.p_from_s + tr.p_made)
+        book(led["differentiated_cells"], 0.0, o_d, d_d, tr.d_from_p + tr.div_d)
+        births = tr.div_s + tr.div_p + tr.div_d
+        deaths = d_s + d_p + d_d
+        out_xv = o_s + o_p + o_d
+        self._n_xv = self._n_s + self._n_p + self._n_d
+        n_xv = n_s + n_p + n_d
         lysis = min(p.lysis_per_d / 24.0 * h_h, 1.0) * n_xd
-        out_xv = cell_out * n_xv
         out_xd = cell_out * n_xd
-        self._n_xv = n_xv + births - deaths - out_xv
         self._n_xd = n_xd + deaths - lysis - out_xd
-        self._harvested_viable += frac_harvested * n_xv
+        if n_xv > 0.0:
+            self.mu_per_h = births / (n_xv * h_h)
+            self.death_per_h = deaths / (n_xv * h_h)
+        kept = frac_harvested / cell_out if cell_out > 0.0 else 0.0
+        self._removed_s += kept * o_s
+        self._removed_p += kept * o_p
+        self._removed_d += kept * o_d
+        self._harvested_viable += kept * out_xv
         self._harvested_dead += frac_harvested * n_xd
         book(led["viable_cells"], 0.0, out_xv, deaths, births)
         book(led["dead_cells"], 0.0, out_xd, lysis, deaths)
@@ -346,11 +439,24 @@ class ChamberModel:
         self._n_amm = self._n_amm - out + amm_made
         book(led["ammonia"], 0.0, out, 0.0, amm_made)
 
-        # Inhibitor: secreted, removed only by the harvest (diluted by the feed).
-        made = p.q_inh_pg_per_mcell_d * 1e-9 / 24.0 * n_xv * h_h  # pg/1e6 cells -> ng/cell
+        # Inhibitor: secreted by the monocytic differentiated cells, removed only by the
+        # harvest (diluted by the feed).
+        made = p.q_inh_fg_per_cell_d * 1e-6 / 24.0 * self._monocytic * n_d * h_h  # fg -> ng
         out = frac_out * self._n_inh
         self._n_inh = self._n_inh - out + made
         book(led["inhibitor"], 0.0, out, 0.0, made)
+
+        # Cytokine: fed with the medium, lost by uptake (bound and internalised), not decay.
+        fed = vf * p.feed_cytokine_ng_per_ml
+        out = frac_out * self._n_cyt
+        cyt = self._cyt
+        uptake = (p.q_cytokine_fg_per_cell_d * 1e-6 / 24.0 * n_xv * cyt / (p.k_cytokine_ng_per_ml
+                                                                           + cyt) * h_h)
+        avail = self._n_cyt + fed - out
+        if uptake > avail:
+            uptake = max(0.0, avail)
+        self._n_cyt = self._n_cyt + fed - out - uptake
+        book(led["cytokine"], fed, out, uptake, 0.0)
 
         # Bicarbonate: from feed and base; lactic acid turns it 1:1 into dissolved CO2.
         fed = vf * p.feed_bicarbonate_mm + vb * p.base_bicarbonate_mm
@@ -379,13 +485,15 @@ class ChamberModel:
         self._lac = self._n_lac / v
         self._amm = self._n_amm / v
         self._inh = self._n_inh / v
+        self._cyt = self._n_cyt / v
         self._hco3_mm = self._n_hco3 / v
         self._xc = self._n_xc / v
         self.total_cells_per_ml = self._xv + self._xd + self._xc
 
     def _amounts(self) -> tuple[float, ...]:
         return (self._n_xv, self._n_xd, self._n_glc, self._n_gln, self._n_lac, self._n_amm,
-                self._n_inh, self._n_hco3, self.volume_ml, self._n_xc)
+                self._n_inh, self._n_hco3, self.volume_ml, self._n_xc, self._n_s, self._n_p,
+                self._n_d, self._n_cyt)
 
     # ----------------------------------------------------------------------- observations
     @property
@@ -442,8 +550,57 @@ class ChamberModel:
 
     @property
     def fold_expansion(self) -> float:
-        """Viable cells produced (in the chamber + harvested) over viable cells seeded."""
-        return (self._n_xv + self._harvested_viable) / self._ledger["viable_cells"][0]
+        """Viable cells produced (in the chamber + harvested + sampled) over viable cells
+        seeded."""
+        return ((self._n_xv + self._harvested_viable + self._sampled_viable)
+                / self._ledger["viable_cells"][0])
+
+    @property
+    def cd34_fold_expansion(self) -> float:
+        """CD34+ (primitive + progenitor) cells produced (chamber + harvested + sampled) over
+        CD34+ cells seeded."""
+        led = self._ledger
+        seeded = led["primitive_cells"][0] + led["progenitor_cells"][0]
+        made = self._n_s + self._n_p + self._removed_s + self._removed_p
+        return made / seeded if seeded > 0.0 else 0.0
+
+    @property
+    def primitive_fold_expansion(self) -> float:
+        """Primitive cells produced (chamber + harvested + sampled) over primitive seeded."""
+        seeded = self._ledger["primitive_cells"][0]
+        return (self._n_s + self._removed_s) / seeded if seeded > 0.0 else 0.0
+
+    @property
+    def primitive_cells_per_ml(self) -> float:
+        return self._n_s / self.volume_ml
+
+    @property
+    def progenitor_cells_per_ml(self) -> float:
+        return self._n_p / self.volume_ml
+
+    @property
+    def differentiated_cells_per_ml(self) -> float:
+        return self._n_d / self.volume_ml
+
+    @property
+    def cd34_fraction(self) -> float:
+        """CD34+ (primitive + progenitor) share of the viable cells, 0..1."""
+        return (self._n_s + self._n_p) / self._n_xv if self._n_xv > 0.0 else 0.0
+
+    @property
+    def primitive_fraction(self) -> float:
+        """CD34+CD90+ (primitive) share of the viable cells, 0..1."""
+        return self._n_s / self._n_xv if self._n_xv > 0.0 else 0.0
+
+    @property
+    def viability(self) -> float:
+        """Viable share of all (viable + dead) culture cells, 0..1."""
+        total = self._xv + self._xd
+        return self._xv / total if total > 0.0 else 0.0
+
+    @property
+    def cytokine_ng_per_ml(self) -> float:
+        return self._cyt
 
     @property
     def growth_rate_per_d(self) -> float:
@@ -471,7 +628,18 @@ class ChamberModel:
             "dead_cells_per_ml": self._xd,
             "total_cells_per_ml": self.total_cells_per_ml,
             "contaminant_cells_per_ml": self._xc,
-            "viability": self._xv / (self._xv + self._xd) if self._xv + self._xd > 0 else 0.0,
+            "viability": self.viability,
+            "primitive_cells_per_ml": self.primitive_cells_per_ml,
+            "progenitor_cells_per_ml": self.progenitor_cells_per_ml,
+            "differentiated_cells_per_ml": self.differentiated_cells_per_ml,
+            "cd34_fraction": self.cd34_fraction,
+            "primitive_fraction": self.primitive_fraction,
+            "cytokine_ng_per_ml": self._cyt,
+            "total_fold_expansion": self.fold_expansion,
+            "cd34_fold_expansion": self.cd34_fold_expansion,
+            "primitive_fold_expansion": self.primitive_fold_expansion,
+            "self_renewal_primitive": self._ps,
+            "self_renewal_progenitor": self._pp,
             "volume_ml": self.volume_ml,
             "glucose_mm": self._glc,
             "glutamine_mm": self._gln,

@@ -3,18 +3,23 @@
 The model books each flux of a bio step here with the same floating-point numbers that update
 its state, so `initial + fed - harvested - consumed + produced == current` holds to rounding.
 An entry is a list `[initial, fed, harvested, consumed, produced]` in the model's internal units
-(cells, umol, ng, mL); reports convert dissolved species to mmol.
+(cells, umol, ng, mL); reports convert dissolved species to mmol. `viable_cells` is the sum of
+the three populations (primitive, progenitor, differentiated), each also booked on its own; a
+cell changing population is consumed in one and produced in the other. "harvested" counts
+everything that left the chamber: harvest pump, leak and at-line samples.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 SPECIES = ("viable_cells", "dead_cells", "glucose", "glutamine", "lactate", "ammonia",
-           "inhibitor", "bicarbonate", "volume", "contaminant_cells")
+           "inhibitor", "bicarbonate", "volume", "contaminant_cells", "primitive_cells",
+           "progenitor_cells", "differentiated_cells", "cytokine")
 LEDGER_UNITS = {
     "viable_cells": "cells", "dead_cells": "cells", "glucose": "mmol", "glutamine": "mmol",
     "lactate": "mmol", "ammonia": "mmol", "inhibitor": "ng", "bicarbonate": "mmol",
-    "volume": "mL", "contaminant_cells": "cells",
+    "volume": "mL", "contaminant_cells": "cells", "primitive_cells": "cells",
+    "progenitor_cells": "cells", "differentiated_cells": "cells", "cytokine": "ng",
 }
 # Internal amounts of dissolved species are in umol (mM x mL); the ledger reports mmol.
 _SCALE = {name: (1e-3 if unit == "mmol" else 1.0) for name, unit in LEDGER_UNITS.items()}
@@ -38,7 +43,7 @@ def ledger_report(entries: dict[str, list[float]], amounts: Iterable[float]
     """Cumulative amounts per species: initial, fed, harvested, consumed, produced, current.
 
     Units: cells, mmol, ng (inhibitor) or mL (volume); "fed" includes the base pump,
-    "harvested" everything that left the chamber (a leak too: `chamber_leak`).
+    "harvested" everything that left the chamber (a leak too: `chamber_leak`; at-line samples).
     """
     out: dict[str, dict[str, float | str]] = {}
     for name, current in zip(SPECIES, amounts, strict=True):

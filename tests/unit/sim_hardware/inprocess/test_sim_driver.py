@@ -226,10 +226,10 @@ async def test_initial_options_set_the_starting_chamber() -> None:
     ({"microgravty": True}, r"microgravty: unknown key \(allowed here: microgravity, "
                             r"donor_variability"),
     ({"microgravity": "yes"}, r"microgravity = 'yes': Input should be a valid boolean"),
-    ({"parameters": {"mu_max_per_d": 7.0}},
-     r"parameters\.mu_max_per_d = 7\.0: .*\(allowed: 0\.1 <= value <= 1\.5\)"),
+    ({"parameters": {"mu_primitive_per_d": 7.0}},
+     r"parameters\.mu_primitive_per_d = 7\.0: .*\(allowed: 0\.1 <= value <= 1\.0\)"),
     ({"parameters": {"mu_max": 0.5}}, r"parameters\.mu_max: unknown key \(allowed here: "
-                                      r"mu_max_per_d, "),
+                                      r"mu_primitive_per_d, "),
     ({"parameters": {"kla_o2_per_h": "fast"}}, r"kla_o2_per_h = 'fast': .*valid number"),
     ({"parameters": {"ph_drift_min_per_week": 0.1, "ph_drift_max_per_week": 0.05}},
      r"ph_drift_min_per_week"),

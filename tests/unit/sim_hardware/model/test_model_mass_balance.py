@@ -16,6 +16,12 @@ from sim_hardware.model.parameters import InitialConditions, ModelParameters
 H = 3600.0
 TOLERANCE = 1e-9
 
+_SLOW_CELLS = {"mu_primitive_per_d": 0.1, "mu_progenitor_per_d": 0.2,
+               "mu_differentiated_per_d": 0.0, "death_primitive_per_d": 0.0,
+               "death_progenitor_per_d": 0.0, "death_differentiated_per_d": 0.0,
+               "lysis_per_d": 0.0}
+"""Cells that hardly grow or die: densities stay put over a few hours."""
+
 # (time in h, commands): feed, harvest, base and boluses switched at odd times (not on the
 # 60-s biology grid), gas and heater changes, and a harvest-only phase that drains the chamber
 # to its dip tube.
@@ -96,8 +102,7 @@ def test_harvest_stops_at_the_dip_tube(model: ChamberModel) -> None:
 
 
 def test_harvested_cells_carry_one_minus_retention_of_the_density() -> None:
-    p = ModelParameters.from_options({"harvest_cell_retention": 0.75, "mu_max_per_d": 0.1,
-                                      "death_base_per_d": 0.0, "lysis_per_d": 0.0})
+    p = ModelParameters.from_options({"harvest_cell_retention": 0.75, **_SLOW_CELLS})
     m = ChamberModel(p)
     m.set_inputs(apply_outputs(m.inputs, {"feed_ml_per_h": 10.0, "harvest_ml_per_h": 10.0}, p))
     mean_density = 0.0
@@ -167,8 +172,7 @@ def test_inputs_default_to_a_pre_warmed_equilibrated_chamber() -> None:
 def test_a_leak_drains_the_whole_culture_and_is_no_harvest() -> None:
     """A leak (the chamber_leak fault) takes medium and cells alike, past the harvest's cell
     retention; the ledger still balances, and no leaked cell counts as harvested."""
-    p = ModelParameters.from_options({"mu_max_per_d": 0.1, "death_base_per_d": 0.0,
-                                      "lysis_per_d": 0.0})
+    p = ModelParameters.from_options(_SLOW_CELLS)
     m = ChamberModel(p)
     m.set_inputs(replace(m.inputs, leak_ml_per_h=2.0))
     density_before = m.viable_cells_per_ml

@@ -6,11 +6,11 @@ the model's own state; the real controller's PID is tested elsewhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 from plugins.configs import REPO
+from plugins.culture_harness import DAY_S, no_flow, run_culture
 
 from sim_hardware.model.actuators import ActuatorInputs, apply_outputs
 from sim_hardware.model.culture import ChamberModel
@@ -20,63 +20,6 @@ from sim_hardware.model.parameters import (
     ModelParameters,
     parameter_table_markdown,
 )
-
-DAY_S = 86400.0
-
-
-# ----------------------------------------------------------------------------- the harness
-def default_perfusion_ml_per_h(t_d: float) -> float:
-    """configs/hsc_expansion.toml: feed = harvest, stepped up as the cells grow."""
-    return 0.0 if t_d < 2 else 1.0 if t_d < 5 else 2.0 if t_d < 8 else 4.0 if t_d < 11 else 6.0
-
-
-def default_bolus_ml_per_h(t_d: float) -> float:
-    """2 mL boluses on days 4, 7 and 10, pumped at 30 mL/h (4 minutes)."""
-    for day in (4, 7, 10):
-        if day <= t_d < day + 2.0 / 30.0 / 24.0:
-            return 30.0
-    return 0.0
-
-
-def no_flow(t_d: float) -> float:
-    return 0.0
-
-
-def run_culture(
-    params: ModelParameters | None = None,
-    *,
-    days: float = 14.0,
-    microgravity: bool = False,
-    temperature_c: float = 37.0,
-    do_pct_air: float = 25.0,
-    ph: float = 7.30,
-    perfusion: Callable[[float], float] = default_perfusion_ml_per_h,
-    bolus: Callable[[float], float] = default_bolus_ml_per_h,
-    initial: InitialConditions | None = None,
-    every_s: float = 60.0,
-    observe: Callable[[ChamberModel], None] | None = None,
-) -> ChamberModel:
-    """A culture held near setpoints: integral nudges on heater, O2 and CO2 once a minute."""
-    p = params or ModelParameters()
-    m = ChamberModel(p, microgravity=microgravity, initial=initial)
-    u = m.inputs
-    heater_i = u.heater_pct
-    for k in range(1, int(days * DAY_S / every_s) + 1):
-        t_s = k * every_s
-        m.advance_to(t_s)
-        error_c = temperature_c - m.temperature_c
-        heater_i += 0.5 * error_c
-        o2 = u.o2_pct * math.exp(0.05 * (do_pct_air - m.do_pct_air) / do_pct_air)
-        co2 = u.co2_pct * math.exp(0.23 * (m.ph - ph))
-        flow = perfusion(t_s / DAY_S)
-        u = apply_outputs(u, {
-            "heater_pct": heater_i + 20.0 * error_c, "o2_pct": min(100.0, o2),
-            "co2_pct": min(20.0, co2), "feed_ml_per_h": flow + bolus(t_s / DAY_S),
-            "harvest_ml_per_h": flow}, p)
-        m.set_inputs(u)
-        if observe is not None:
-            observe(m)
-    return m
 
 
 def total_produced_doubling_time_d(m_days: list[tuple[float, float]], d0: float,
@@ -180,7 +123,13 @@ def test_growth_halves_at_the_lactate_and_ammonia_inhibition_constants(
     # K/(K+x) for what is present on day 2 (the cells and glutamine decay added some).
     expected = ((p.k_lac_mm + clean.lactate_mm) / (p.k_lac_mm + spent.lactate_mm)
                 * (p.k_amm_mm + clean.ammonia_mm) / (p.k_amm_mm + spent.ammonia_mm))
-    assert ratio == pytest.approx(expected, rel=0.05)
+    # mu is the mean over three populations whose mix shifts with the growth itself (a slower
+    # culture keeps more fast-dividing progenitors), so it follows the factors to within 10 %;
+    # the shared growth modifier follows them exactly.
+    assert ratio == pytest.approx(expected, rel=0.10)
+    factors = {k: spent.growth_factors()[k] / clean.growth_factors()[k]
+               for k in ("lactate", "ammonia")}
+    assert factors["lactate"] * factors["ammonia"] == pytest.approx(expected, rel=0.01)
 
 
 def test_growth_is_fastest_at_37_c_and_heat_kills() -> None:
