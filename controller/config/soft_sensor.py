@@ -49,7 +49,8 @@ class SoftSensorConfig(StrictModel):
     # --- initial state ---------------------------------------------------------------------
     initial_viability: float = Field(0.95, gt=0.0, le=1.0)
     initial_cd34_fraction: float = Field(0.9, ge=0.0, le=1.0)
-    initial_primitive_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    initial_primitive_fraction: float = Field(0.1, ge=0.0, le=1.0, description="the seeding "
+                                              "mix's CD34+CD90+ share, until cytometry says")
     # --- noise: process (per sqrt(day)) and measurement ------------------------------------
     growth_rate_walk_sd: float = Field(0.25, gt=0.0, le=5.0, description="/d per sqrt(d): "
                                        "how fast the growth rate may change")

@@ -37,6 +37,7 @@ class DelayedEKF:
         self.model = model
         self.history_s = history_s
         self._base = (t0_s, x0.copy(), p0.copy())
+        self._started_s = t0_s
         self._segments: list[Segment] = []
         self._late: list[Observation] = []
         """Late measurements inside the window, sorted by their time."""
@@ -65,10 +66,21 @@ class DelayedEKF:
 
     def add_late(self, observations: list[Observation]) -> int:
         """Insert measurements true at their own (earlier) times; re-run from the earliest.
-        Returns how many were taken (the rest were older than the window)."""
+        Returns how many were taken (the rest were older than the window; those drawn before
+        the filter started are taken at its start)."""
         base_t = self._base[0]
         taken = [o for o in observations if base_t < o.t_s <= self.t_s]
-        self.too_late += sum(1 for o in observations if o.t_s <= base_t)
+        early = [o for o in observations if o.t_s <= base_t]
+        used_early = len(early) if base_t == self._started_s else 0
+        if early and used_early:
+            # Drawn before the filter started (the seeding samples, drawn before the first
+            # optical density): the culture the filter starts from, so applied at its start.
+            t, x, p = self._base
+            x, p = self.model.update(x, p, [Observation(o.kind, t, o.value) for o in early])
+            self._base = (t, x, p)
+            self._rerun_from(0)
+        else:
+            self.too_late += len(early)
         # One later than now (a clock skew) is applied now: the filter never runs ahead.
         now = [Observation(o.kind, self.t_s, o.value) for o in observations if o.t_s > self.t_s]
         if now:
@@ -81,13 +93,13 @@ class DelayedEKF:
                 x, p = self.model.update(x, p, now)
                 self._base = (t, x, p)
         if not taken:
-            return len(now)
+            return len(now) + used_early
         for o in taken:
             bisect.insort(self._late, o, key=lambda ob: ob.t_s)
         earliest = min(o.t_s for o in taken)
         index = bisect.bisect_left([s.t1_s for s in self._segments], earliest)
         self._rerun_from(index)
-        return len(taken) + len(now)
+        return len(taken) + len(now) + used_early
 
     def _rerun_from(self, index: int) -> None:
         if index == 0:

@@ -101,16 +101,18 @@ def test_o2_lost_with_the_do_probe_bad_is_seen_from_the_readbacks(tmp_path: Path
 
 def test_a_lost_supply_without_readbacks_is_found_by_its_loop(tmp_path: Path) -> None:
     """CO2 mass-flow readback failed and the supply pressure dropped out with the supply lost on
-    day 3: nothing shows the loss but the pH loop, which trips it 16 min 25 s after (as before
-    the readbacks existed); the failed readback itself is a medium alarm after 60 s. With the
-    pressure still GOOD, the pressure alone catches it in 60 s."""
+    day 3: nothing shows the loss but the pH loop, which trips it within the 30 min the issue
+    allows (measured 16 min 43 s after: the loop needs its 10 min at the CO2 limit with pH off
+    its band, as before the readbacks existed); the failed readback itself is a medium alarm
+    after 60 s. With the pressure still GOOD, the pressure alone catches it in 60 s."""
     lost = ["mass_flow_readback_failed@3d:gas=co2", "co2_supply_lost@3d"]
     reactor, _ = run_with_faults(["sensor_dropout@3d:channel=co2_supply_kpa", *lost], tmp_path,
                                  "74h")
-    assert trips_of(reactor)["co2_supply_lost"] == 3 * DAY + 985
+    tripped_s = trips_of(reactor)["co2_supply_lost"]
+    assert 3 * DAY + 10 * 60 <= tripped_s <= 3 * DAY + 30 * 60, tripped_s - 3 * DAY
     alarms = alarms_of(reactor)
     assert alarms["co2_flow_bad_quality"] == (3 * DAY + 60, "medium")
-    assert alarms["co2_supply_lost"] == (3 * DAY + 985, "high")
+    assert alarms["co2_supply_lost"] == (tripped_s, "high")
     (tmp_path / "pressure").mkdir()
     reactor, _ = run_with_faults(lost, tmp_path / "pressure", "74h")
     assert trips_of(reactor)["co2_supply_lost"] == 3 * DAY + 60

@@ -172,10 +172,12 @@ def test_cli_run_writes_summary_and_report(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
     html = (out / "index.html").read_text()
+    product = (out / "product.html").read_text()
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert len(pngs) >= 6
-    for name in pngs:
-        assert name in html
+    assert len(pngs) >= 7
+    for name in pngs:  # each plot on one of the two pages
+        assert (name in product) if name.endswith("-product.png") else (name in html), name
+    assert "hsc-1-product.png" in pngs and "href='product.html'" in html
 
 
 def test_cli_check_config_reports_problems(tmp_path: Path) -> None:

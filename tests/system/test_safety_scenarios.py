@@ -314,8 +314,10 @@ def test_a_clogged_feed_pump_shows_as_the_volume_falling(clog: Scenario) -> None
                       "WHERE t_s >= ?", clog.start_s) == [(1.0, 1.0)]
 
     def volume_at(t_s: float) -> float:
-        return clog.query("SELECT AVG(volume_ml) FROM ticks WHERE t_s >= ? AND t_s < ?",
-                          t_s, t_s + 10 * MINUTE)[0][0]
+        """The load cell's mean, plus what at-line sampling had drawn by then (the device's
+        sampled_ml totaliser): the volume the pumps alone leave."""
+        return clog.query("SELECT AVG(volume_ml + sampled_ml) FROM ticks WHERE t_s >= ? "
+                          "AND t_s < ?", t_s, t_s + 10 * MINUTE)[0][0]
 
     lost_ml = volume_at(clog.start_s - 10 * MINUTE) - volume_at(clog.duration_s - 10 * MINUTE)
     assert lost_ml == pytest.approx(2.5 * 1.0, abs=0.3)

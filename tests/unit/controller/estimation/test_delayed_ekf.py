@@ -121,6 +121,23 @@ def test_a_result_older_than_the_window_is_dropped_and_counted() -> None:
     np.testing.assert_array_equal(ekf.x, x_before)
 
 
+def test_a_result_drawn_before_the_filter_started_is_applied_at_its_start() -> None:
+    """The seeding samples are drawn before the first optical density starts the filter: they
+    describe the culture it starts from, so they are taken there, not dropped, and the later
+    history is re-run on them."""
+    config = SoftSensorConfig()
+    model = CultureModel(config)
+    x0, p0 = model.initial(1e5)
+    ekf = DelayedEKF(model, x0, p0, 30.0, config.history_s)
+    for k in range(1, 10):
+        ekf.step(30.0 + k * STEP_S, DILUTION, [Observation("total_cells", k * STEP_S, 0.1)])
+    x_before, p_before = ekf.x.copy(), ekf.p.copy()
+    assert ekf.add_late([Observation("viable_cells", 0.0, 0.05)]) == 1
+    assert ekf.too_late == 0
+    assert ekf.x[XV] < x_before[XV]  # the count said fewer viable cells than assumed
+    assert ekf.p[XV, XV] < p_before[XV, XV]
+
+
 def test_unknown_observation_kind_is_refused_with_the_known_ones() -> None:
     model = CultureModel(SoftSensorConfig())
     x0, _ = model.initial(1e5)
