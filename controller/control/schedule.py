@@ -175,9 +175,12 @@ class FeedSchedule:
         """Book what the pumps gave while the controller was down. The device ran on with the
         rates last commanded (`commanded`, mL/h, from the checkpoint) until its watchdog
         stopped it, so each pump's measured volume is shared between the perfusion and the
-        boluses in proportion to those rates (the boluses' share to the oldest pumping one);
-        it counts as commanded too (the device was carrying out the command). A bolus given
-        more than its volume is then recorded `over` when judged."""
+        boluses in proportion to those rates. The boluses' share fills each pumping bolus up
+        to its volume, oldest first (two boluses pump together when an outage delayed one into
+        the next's slot), and what none of them needed goes to the newest: a bolus the outage
+        completed is never pumped again. It counts as commanded too (the device was carrying
+        out the command). A bolus given more than its volume is then recorded `over` when
+        judged."""
         for name in PUMPS:
             rate = commanded.get(name, 0.0)
             measured = measured_ml.get(name, 0.0)
@@ -187,14 +190,23 @@ class FeedSchedule:
             # the write that stopped the bolus's last step, so it is all the bolus's.
             share_ml = (measured * (rate - min(rate, self.base_rates[name])) / rate
                         if rate > 0.0 else measured)
-            for bolus in self._active:
-                if bolus.channel == name and bolus.state in PUMPING and share_ml > 0.0:
-                    bolus.commanded_ml += share_ml
-                    bolus.delivered_ml += share_ml
-                    bolus.judging = bolus.commanded_ml >= bolus.volume_ml - 1e-9
-                    self.ledger.append(("booked", bolus))
-                    share_ml = 0.0
+            pumping = [b for b in self._active if b.channel == name and b.state in PUMPING]
+            for i, bolus in enumerate(pumping):
+                if share_ml <= 0.0:
+                    break
+                needed_ml = max(bolus.volume_ml - bolus.delivered_ml, 0.0)
+                take_ml = share_ml if i == len(pumping) - 1 else min(share_ml, needed_ml)
+                self._book_outage(bolus, take_ml)
+                share_ml -= take_ml
         self.ledger_version += 1
+
+    def _book_outage(self, bolus: BolusState, volume_ml: float) -> None:
+        if volume_ml <= 0.0:
+            return
+        bolus.commanded_ml += volume_ml
+        bolus.delivered_ml += volume_ml
+        bolus.judging = bolus.commanded_ml >= bolus.volume_ml - 1e-9
+        self.ledger.append(("booked", bolus))
 
     def _credit(self, name: str, spare_ml: float, measured_ml: float) -> None:
         last = None

@@ -299,3 +299,26 @@ def test_an_outage_with_nothing_commanded_books_the_flow_to_the_bolus_under_way(
     s.account_outage({"feed_ml_per_h": 0.0}, {"feed_ml_per_h": 0.25})
     assert s.boluses[0].delivered_ml == pytest.approx(2.25)
     assert news(s) == ["booked"]
+
+
+def test_an_outage_over_two_boluses_completes_each_and_books_the_excess_on_the_newer() -> None:
+    """Two boluses pumping together (an outage delayed the first into the second's slot), then
+    killed: the device ran on at both rates. The first is filled up to its volume, the second
+    gets the rest; neither is pumped again (the first one taking it all would leave the second
+    to be given a second time)."""
+    s = FeedSchedule(ScheduleConfig.model_validate({
+        "bolus": [{"at": 0.0, "volume_ml": 1.0, "rate_ml_per_h": 12.0},
+                  {"at": 60.0, "volume_ml": 1.0, "rate_ml_per_h": 12.0}]}))
+    run(s, 0.0, 120.0, 1.0)  # 0.6 mL pumped, credited to the older bolus first
+    first, second = s.boluses
+    assert first.delivered_ml == pytest.approx(0.6) and second.delivered_ml == 0.0
+    news(s)
+    # Down while both pumped at 12 mL/h each until the device's watchdog: 2.16 mL in all.
+    s.account_outage({"feed_ml_per_h": 24.0}, {"feed_ml_per_h": 2.16})
+    assert first.delivered_ml == pytest.approx(1.0)
+    assert second.delivered_ml == pytest.approx(2.16 - 0.4)
+    assert first.delivered_ml + second.delivered_ml == pytest.approx(0.6 + 2.16)
+    assert news(s) == ["booked", "booked"]
+    trace = run(s, 120.0, 400.0, 1.0)
+    assert all(rates["feed_ml_per_h"] == 0.0 for _, rates in trace)  # nothing pumped again
+    assert first.done and second.done
