@@ -4,6 +4,7 @@ and uptime. Through the in-process driver, on a fake clock."""
 from __future__ import annotations
 
 import pytest
+from plugins.sim_device import FakeClock
 
 from drivers import DeviceError, parse_device_url
 from drivers.contract.status import DeviceStatus
@@ -12,16 +13,9 @@ from sim_hardware.inprocess.sim_driver import SimDriver
 H = 3600.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t_s = 0.0
-
-    def __call__(self) -> float:
-        return self.t_s
-
-
-async def chamber(faults: list[str] | None = None, **options: object) -> tuple[SimDriver, Clock]:
-    clock = Clock()
+async def chamber(faults: list[str] | None = None,
+                  **options: object) -> tuple[SimDriver, FakeClock]:
+    clock = FakeClock()
     opts = dict(options)
     if faults:
         opts["faults"] = faults
@@ -128,7 +122,7 @@ async def test_the_boot_id_holds_and_a_reboot_restarts_it_the_totalisers_and_the
 async def test_a_fault_due_before_the_chamber_started_acts_at_the_start() -> None:
     """A served device's clock may start past a fault's `at` (`@0` at 600x): the fault acts
     from the start instead of the model being asked to go back in time."""
-    clock = Clock()
+    clock = FakeClock()
     clock.t_s = 40.0
     driver = SimDriver(parse_device_url("sim://"), now=clock, seed=5,
                        options={"faults": ["heater_stuck_on@0"]})

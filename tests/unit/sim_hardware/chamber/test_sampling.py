@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from plugins.sim_device import FakeClock
 
 from drivers import parse_device_url
 from drivers.contract.reading import Quality
@@ -15,16 +16,8 @@ from sim_hardware.inprocess.sim_driver import SimDriver
 H = 3600.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t_s = 0.0
-
-    def __call__(self) -> float:
-        return self.t_s
-
-
-async def chamber(**options: object) -> tuple[SimDriver, Clock]:
-    clock = Clock()
+async def chamber(**options: object) -> tuple[SimDriver, FakeClock]:
+    clock = FakeClock()
     driver = SimDriver(parse_device_url("sim://"), now=clock, seed=3, options=dict(options))
     await driver.connect()
     return driver, clock
