@@ -85,6 +85,8 @@ class ReferenceResult:
     failing: bool
     reasons: tuple[str, ...]
     """Why the probe is failing (empty when it is not)."""
+    was_failing: bool
+    """The verdict before this reference: its alarm changes when the two differ."""
 
     @property
     def restandardised(self) -> bool:
@@ -180,12 +182,13 @@ class ProbeStandard:
         if step:
             reasons.append(f"offset moved {innovation:+.4g} {self.unit} in {dt * 24:.3g} h, "
                            f"faster than {cfg.drift_max_per_d:g} {self.unit}/d")
-        self.failing = bool(reasons)
+        was_failing, self.failing = self.failing, bool(reasons)
         return ReferenceResult(
             probe=self.probe, t_s=drawn_s, reference=reference, probe_value=probe_value,
             innovation=innovation, offset=offset, offset_sd=self.offset_sd, drift_per_d=self.r,
             drift_sd_per_d=drift_sd, step=step, old_correction=old,
-            correction=self.correction, failing=self.failing, reasons=tuple(reasons))
+            correction=self.correction, failing=self.failing, reasons=tuple(reasons),
+            was_failing=was_failing)
 
     def _predicted(self, dt: float) -> tuple[float, float, list[list[float]]]:
         (p00, p01), (p10, p11) = self.p

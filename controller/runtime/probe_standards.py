@@ -36,8 +36,6 @@ class ProbeStandards:
         self._wall_time = wall_time
         self._on_change = on_change
         self.restandardisations = dict.fromkeys(self.standardiser.probes, 0)
-        self.failing: set[str] = set()
-        """The probes whose `<channel>_probe_failing` alarm is raised."""
         outside.names.update(self.standardiser.alarm_names)
         self.telemetry: dict[str, Reading] = {}
         """`<channel>_correction` and `<channel>_offset_est` readings, for telemetry."""
@@ -63,7 +61,7 @@ class ProbeStandards:
                 "offset_est": standard.b, "offset_sd": standard.offset_sd,
                 "drift_per_d": standard.r, "references": standard.references,
                 "restandardisations": self.restandardisations[name],
-                "failing": name in self.failing}
+                "failing": standard.failing}
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -71,7 +69,6 @@ class ProbeStandards:
         not kept: a reference drawn before a restart is not compared)."""
         return {"probes": {name: standard.snapshot()
                            for name, standard in self.standardiser.probes.items()},
-                "failing": sorted(self.failing),
                 "restandardisations": dict(self.restandardisations)}
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -80,7 +77,6 @@ class ProbeStandards:
             if standard is not None:  # a channel switched off since is left off
                 standard.restore(probe_state)
                 self._publish(name, standard.estimate_at(standard.t_s or 0.0))
-        self.failing = set(state["failing"]) & set(self.standardiser.probes)
         for name, count in state["restandardisations"].items():
             if name in self.restandardisations:
                 self.restandardisations[name] = int(count)
@@ -119,11 +115,7 @@ class ProbeStandards:
                 {"correction": r.correction}, reason))
             self._on_change()
         name = alarm_name(r.probe)
-        if r.failing != (r.probe in self.failing):
-            if r.failing:
-                self.failing.add(r.probe)
-            else:
-                self.failing.discard(r.probe)
+        if r.failing != r.was_failing:
             text = "; ".join(r.reasons) if r.failing else "passes its reference check again"
             self._outside.set(now, name, active=r.failing,
                               priority=standard.config.priority,
