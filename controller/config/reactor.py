@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from controller.alarms.defaults import default_alarms
 from controller.alarms.spec import AlarmBoardConfig, AlarmConfig, AlarmEntry, AlarmRemoval
 from controller.config.loops import LoopConfig
+from controller.config.recipe import RecipeConfig, recipe_reads
 from controller.config.safety import (
     InterlocksConfig,
     QualityConfig,
@@ -49,6 +50,9 @@ class ReactorConfig(StrictModel):
         description="`[reactor.standardisation.<channel>]`: probes re-standardised against an "
         "offline reference (ph and do_pct_air by default)")
     soft_sensor: SoftSensorConfig = Field(default_factory=SoftSensorConfig)
+    recipe: RecipeConfig | None = Field(
+        default=None, description="`[reactor.recipe]`: phases that run the culture by its "
+        "state (docs/recipes.md); replaces the schedule's perfusion and boluses")
 
     @staticmethod
     def _default_standardisation() -> dict[str, ProbeStandardisationConfig]:
@@ -101,6 +105,34 @@ class ReactorConfig(StrictModel):
                                      f"{', '.join(defaults)})")
         return entries
 
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_fits_the_loops(cls, recipe: RecipeConfig | None,
+                               info: ValidationInfo) -> RecipeConfig | None:
+        """A phase's loop settings name this reactor's loops, within their operator bounds."""
+        loops = info.data.get("loops")
+        if recipe is None or loops is None:
+            return recipe
+        sensor = info.data.get("soft_sensor")
+        reads = recipe_reads(recipe)
+        estimates = sorted(name for name in reads if name.startswith("est_"))
+        if estimates and sensor is not None and not sensor.enabled:
+            raise ValueError(f"reads {', '.join(estimates)}, and [reactor.soft_sensor] is "
+                             "disabled: those estimates would never come (enable it)")
+        for i, phase in enumerate(recipe.phase):
+            for name, setting in phase.loops.items():
+                where = f"phase[{i}] ({phase.name}).loops.{name}"
+                if name not in loops:
+                    raise ValueError(f"{where}: no loop {name!r} (allowed: "
+                                     f"{', '.join(loops) or 'no loops'})")
+                loop = loops[name]
+                low, high = loop.min_setpoint, loop.max_setpoint
+                if setting.setpoint is not None and not low <= setting.setpoint <= high:
+                    raise ValueError(f"{where}.setpoint = {setting.setpoint}: outside the "
+                                     f"loop's operator bounds (allowed: {low} <= value <= "
+                                     f"{high})")
+        return recipe
+
     @field_validator("quality")
     @classmethod
     def _quality_on_inputs(cls, tables: dict[str, QualityConfig]) -> dict[str, QualityConfig]:
@@ -129,6 +161,12 @@ class ReactorConfig(StrictModel):
                 raise ValueError(f"loops {owners[loop.mv]!r} and {name!r} both drive {loop.mv}")
             owners[loop.mv] = name
         scheduled = set(PUMPS) & owners.keys()
-        if scheduled and (self.schedule.perfusion or self.schedule.bolus):
-            raise ValueError(f"{sorted(scheduled)} driven by both a loop and the schedule")
+        feeds = self.schedule.perfusion or self.schedule.bolus or self.recipe is not None
+        if scheduled and feeds:
+            raise ValueError(f"{sorted(scheduled)} driven by both a loop and the "
+                             + ("recipe" if self.recipe is not None else "schedule"))
+        if self.recipe is not None and (self.schedule.perfusion or self.schedule.bolus):
+            raise ValueError("recipe: a reactor feeds by its recipe or by "
+                             "[reactor.schedule]'s perfusion and boluses, not both (the "
+                             "recipe's phases give rates and boluses)")
         return self
