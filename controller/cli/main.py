@@ -212,9 +212,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     for reactor in config.reactor:
         loops = ", ".join(f"{n} ({lc.pv} -> {lc.mv}, SP {lc.setpoint:g})"
                           for n, lc in reactor.loops.items())
-        print(f"  reactor {reactor.id} on {reactor.device}: loops {loops or 'none'}; "
-              f"{len(reactor.schedule.perfusion)} perfusion steps, "
-              f"{len(reactor.schedule.bolus)} boluses")
+        recipe = reactor.recipe
+        feeds = (f"{len(reactor.schedule.perfusion)} perfusion steps, "
+                 f"{len(reactor.schedule.bolus)} boluses" if recipe is None else
+                 f"recipe {recipe.name} ({len(recipe.phase)} phases: "
+                 f"{', '.join(p.name for p in recipe.phase)})")
+        print(f"  reactor {reactor.id} on {reactor.device}: loops {loops or 'none'}; {feeds}")
     return 0
 
 

@@ -72,7 +72,7 @@ class InhibitorDilutionFeed(StrictModel):
     strategy: Literal["inhibitor_dilution"]
     source: str = "est_inhibitor_ng_per_ml"
     setpoint: Number = Field(gt=0)
-    kp_ml_per_h: Number = Field(default=0.2, gt=0, le=100.0)
+    kp_ml_per_h: Number = Field(default=50.0, gt=0, le=10000.0)
     """mL/h of perfusion per unit (ng/mL) of inhibitor above the setpoint."""
     ti_s: Seconds = Field(default=21600.0, gt=0)
     min_ml_per_h: Number = Field(default=0.0, ge=0, le=FEED_MAX_ML_PER_H)

@@ -71,6 +71,11 @@ class FeedSchedule:
         ]
         self.ordered_boluses: list[BolusState] = []
         """Boluses an operator ordered during the run (not in the config's schedule)."""
+        self.recipe_boluses: list[BolusState] = []
+        """Boluses a recipe's phases gave (`r<k>`: the k-th of the run)."""
+        self.boluses_wait = False
+        """A recipe holds: boluses neither start nor pump (given late, never dropped); the
+        base rates stand."""
         self._active: list[BolusState] = []
         self._next_bolus = 0
         self.paused = False
@@ -103,11 +108,12 @@ class FeedSchedule:
             changed = True
         boluses = self.boluses
         # Paused, a bolus that falls due waits to be started: given late, never dropped.
-        while (not self.paused and self._next_bolus < len(boluses)
+        while (not self.paused and not self.boluses_wait and self._next_bolus < len(boluses)
                and boluses[self._next_bolus].at_s <= t_s):
             self._start(boluses[self._next_bolus])
             self._next_bolus += 1
-        if changed or self._active or self._rates_paused is not self.paused:
+        if changed or (self._active and not self.boluses_wait) \
+                or self._rates_paused is not self.paused:
             if self._rates_paused is not self.paused:
                 self.ledger_version += 1
             self._rates = self._compute(horizon_s)
@@ -124,13 +130,35 @@ class FeedSchedule:
         if self.paused:
             return dict.fromkeys(PUMPS, 0.0)
         rates = dict(self.base_rates)
-        for bolus in self._active:
+        for bolus in () if self.boluses_wait else self._active:
             remaining_ml_per_h = self._to_command_ml(bolus) * 3600.0 / horizon_s
             if remaining_ml_per_h > 0.0:
                 rates[bolus.channel] += min(bolus.rate_ml_per_h, remaining_ml_per_h)
         for name in PUMPS:
             rates[name] = min(rates[name], channel(name).maximum)
         return rates
+
+    def set_base_rates(self, rates: Mapping[str, float]) -> None:
+        """A recipe's rates (mL/h) in place of the perfusion profile, from now on. Called after
+        `account`, which shares the last interval out by the rates that stood in it."""
+        if any(self.base_rates[name] != value for name, value in rates.items()):
+            self.base_rates.update(rates)
+            self._bolus_finished = True  # recompute the rates on the next call
+
+    def set_boluses_wait(self, wait: bool) -> None:
+        if wait is not self.boluses_wait:
+            self.boluses_wait = wait
+            self._bolus_finished = True
+
+    def add_recipe_bolus(self, bolus_id: str, volume_ml: float, channel_name: str,
+                         rate_ml_per_h: float | None, at_s: float) -> None:
+        """A recipe phase's bolus, due now, delivered like a scheduled one."""
+        bolus = BolusState(bolus_id, at_s, channel_name, volume_ml,
+                           channel(channel_name).maximum if rate_ml_per_h is None
+                           else rate_ml_per_h)
+        self.recipe_boluses.append(bolus)
+        self._start(bolus)
+        self._bolus_finished = True
 
     def add_bolus(self, volume_ml: float, channel_name: str, at_s: float) -> None:
         """A bolus ordered now (an operator's), delivered like a scheduled one."""
@@ -270,7 +298,8 @@ class FeedSchedule:
 
     @property
     def boluses_done(self) -> int:
-        return sum(b.done for b in self.boluses)
+        """The config's and the recipe's boluses done (an operator's are not counted)."""
+        return sum(b.done for b in [*self.boluses, *self.recipe_boluses])
 
     def snapshot(self) -> dict[str, Any]:
         """The ledger as JSON-able data: what was started, how much of each was commanded and
@@ -280,6 +309,7 @@ class FeedSchedule:
             "started": [[b.commanded_ml, b.delivered_ml, b.state, b.judging]
                         for b in self.boluses[:self._next_bolus]],
             "ordered": [asdict(b) for b in self.ordered_boluses],
+            "recipe": [asdict(b) for b in self.recipe_boluses],
             "paused": self.paused,
         }
 
@@ -301,8 +331,10 @@ class FeedSchedule:
             bolus.judging = bool(judging)
         self._next_bolus = started
         self.ordered_boluses = [BolusState(**b) for b in state["ordered"]]
+        self.recipe_boluses = [BolusState(**b) for b in state.get("recipe", [])]
         self._active = sorted(
-            (b for b in [*self.boluses[:started], *self.ordered_boluses] if b.state in PUMPING),
+            (b for b in [*self.boluses[:started], *self.ordered_boluses, *self.recipe_boluses]
+             if b.state in PUMPING),
             key=lambda b: b.at_s)
         self.paused = bool(state["paused"])
         self._bolus_finished = True

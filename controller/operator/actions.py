@@ -13,6 +13,7 @@ from controller.alarms.state_machine import Transition
 from controller.operator.bounds import BOARD_ACTIONS
 from controller.operator.protocol import (
     FORBIDDEN,
+    RECIPE_ACTIONS,
     UNKNOWN_ACTION,
     UNKNOWN_TARGET,
     WRONG_MODE,
@@ -95,6 +96,10 @@ class CommandTarget(Protocol):
     @property
     def interlocks(self) -> InterlocksTarget: ...
     def record_interlock_reset(self, trip: Any) -> None: ...
+    def recipe_command(self, action: str, operator: str, reason: str,
+                       t_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The recipe's state before and after; KeyError without a recipe, ValueError (why)
+        when its state does not allow the command."""
 
 
 def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
@@ -147,6 +152,16 @@ def apply(command: Command, target: CommandTarget, now_s: float) -> Change:
                       {"alarm": p["alarm"], "unacknowledged": False})
     if action == "reset_interlock":
         return _reset_interlock(command, target, now_s)
+    if action in RECIPE_ACTIONS:
+        try:
+            before, after = target.recipe_command(action, command.operator, command.reason,
+                                                  now_s)
+        except KeyError:
+            raise CommandRefused(UNKNOWN_TARGET, "this reactor runs no recipe",
+                                 claimed_of(command)) from None
+        except ValueError as exc:
+            raise CommandRefused(WRONG_STATE, str(exc), claimed_of(command)) from None
+        return Change(before, after)
     raise CommandRefused(UNKNOWN_ACTION, f"unknown action {action!r}", claimed_of(command))
 
 

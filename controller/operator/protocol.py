@@ -40,8 +40,10 @@ Checks, in order (the first failure is the refusal code):
 
 `apply()` adds `wrong_mode` (`set_output` on a loop in auto mode) and `wrong_state` (unshelving
 an alarm that is not shelved, shelving one that is out of service, resetting an interlock that
-is not tripped, whose condition persists or whose reading is not GOOD), because only the tick
-knows the loop's mode and the alarm's state at the moment of application.
+is not tripped, whose condition persists or whose reading is not GOOD, a recipe command the
+procedure's state does not allow), because only the tick knows the loop's mode and the alarm's
+and the procedure's state at the moment of application; `unknown_target` for a recipe command
+to a reactor without a recipe.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ MAX_COMMAND_BYTES = 8192
 FIELDS = frozenset({"operator", "reactor", "action", "params", "reason", "ts", "nonce", "sig"})
 MODES = ("auto", "manual")
 BOLUS_CHANNELS = ("feed_ml_per_h", "base_ml_per_h")
+RECIPE_ACTIONS = frozenset({"start", "hold", "restart", "stop", "abort", "confirm"})
 
 NONCE_PATTERN = re.compile(r"[0-9a-f]{16,128}")
 SIG_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -95,6 +98,13 @@ ACTIONS: Mapping[str, Mapping[str, str | tuple[str, ...]]] = {
     "remove_alarm_from_service": {"alarm": NAME},
     "return_alarm_to_service": {"alarm": NAME},
     "reset_interlock": {"interlock": NAME},
+    # The recipe's procedure (docs/recipes.md, "States and commands").
+    "start": {},
+    "hold": {},
+    "restart": {},
+    "stop": {},
+    "abort": {},
+    "confirm": {},
 }
 """Each action's params: NUMBER (finite int/float, carried as float), NAME (a short identifier),
 or a tuple of the allowed strings."""

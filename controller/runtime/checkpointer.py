@@ -19,6 +19,7 @@ from controller.clock import Clock
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet
 from controller.control.schedule import BolusState, FeedSchedule
+from controller.procedure.procedure import Procedure
 from controller.runtime.delivery import DeliveryMonitor
 from controller.runtime.device_link import ReactorCounters
 from controller.runtime.journal import ReactorJournal
@@ -36,11 +37,13 @@ class Checkpointer:
                  counters: ReactorCounters, journal: ReactorJournal, clock: Clock,
                  schedule_fingerprint: str, interval_s: float, control_period_s: float,
                  session: Callable[[], int | None] = lambda: None,
-                 standards: ProbeStandards | None = None) -> None:
+                 standards: ProbeStandards | None = None,
+                 procedure: Procedure | None = None) -> None:
         """`session()`: the driver's lease token, carried so a restart is the same master;
         `standards`: the probes' corrections, so a restart does not step the pH the loop
         holds back to the uncorrected probe."""
         self._standards = standards
+        self._procedure = procedure
         self._loops = loops
         self._session = session
         self._schedule = schedule
@@ -98,6 +101,7 @@ class Checkpointer:
             "device_session": self._session(),
             "standardisation": (None if self._standards is None
                                 else self._standards.snapshot()),
+            "recipe": None if self._procedure is None else self._procedure.snapshot(),
         }
 
     def _telemetry_seq_now(self) -> int:
@@ -136,6 +140,8 @@ class Checkpointer:
         self.telemetry_seq = state["telemetry_seq"] + 2 + int(
             (now - checkpoint.t_s) / self._period_s)
         unfinished = self._schedule.restore(state["schedule"])
+        if self._procedure is not None and state.get("recipe") is not None:
+            self._procedure.restore(state["recipe"], now)
         self._delivery.restore(state["delivery"])
         self.holding_for_operator = bool(state["holding_for_operator"]) or policy == "hold"
         if self.holding_for_operator:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -40,6 +41,7 @@ from controller.operator.protocol import (
 )
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify
+from controller.procedure.procedure import Procedure
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
 from drivers.contract.errors import DriverError
@@ -57,9 +59,12 @@ class CommandDesk:
                  board: AlarmBoard, outside: OutsideAlarms, bounds: CommandBounds,
                  journal: ReactorJournal, clock: Clock,
                  interlocks: InterlockSet | None = None,
-                 on_interlock: Callable[[Trip, float], None] | None = None) -> None:
+                 on_interlock: Callable[[Trip, float], None] | None = None,
+                 procedure: Procedure | None = None) -> None:
         """`interlocks`: the reactor's, for `reset_interlock`; `on_interlock(trip, now)` puts
-        an applied reset on record like any trip."""
+        an applied reset on record like any trip; `procedure`: the recipe's, for its
+        commands (start, hold, restart, stop, abort, confirm)."""
+        self._procedure = procedure
         self._interlocks = interlocks if interlocks is not None else InterlockSet([], {})
         self._on_interlock = on_interlock
         self._loops = {loop.name: loop for loop in loops}
@@ -206,6 +211,12 @@ class CommandDesk:
     @property
     def interlocks(self) -> InterlockSet:
         return self._interlocks
+
+    def recipe_command(self, action: str, operator: str, reason: str,
+                       t_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self._procedure is None:
+            raise KeyError("recipe")
+        return self._procedure.command(action, t_s, operator, reason)
 
     def record_interlock_reset(self, trip: Trip) -> None:
         if self._on_interlock is not None:

@@ -27,8 +27,11 @@ DEFAULT_PRIORITY = "high"
 
 
 class OutsideAlarms:
-    def __init__(self, journal: ReactorJournal, on_change: Callable[[], None]) -> None:
-        """`on_change` is called when something worth a checkpoint changed."""
+    def __init__(self, journal: ReactorJournal, on_change: Callable[[], None],
+                 on_raise: Callable[[float, str, str], None] | None = None) -> None:
+        """`on_change` is called when something worth a checkpoint changed; `on_raise(now,
+        name, priority)` when an alarm is raised (the recipe's reaction)."""
+        self._on_raise = on_raise
         self._journal = journal
         self._on_change = on_change
         self.names = set(OUTSIDE_ALARMS)
@@ -48,6 +51,8 @@ class OutsideAlarms:
         if priority is not None:
             data["priority"] = priority
         if active:
+            if self._on_raise is not None:
+                self._on_raise(now, name, priority or DEFAULT_PRIORITY)
             self.unacknowledged.add(name)
             if name not in self.first_raised:
                 self.first_raised[name] = (priority or DEFAULT_PRIORITY, now)

@@ -9,16 +9,19 @@ outside the board (`OutsideAlarms`), checkpoints (`Checkpointer`), records (`Rea
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 import structlog
 
 from controller.alarms.setup import alarm_board
+from controller.alarms.state_machine import AlarmState
 from controller.alarms.tick_overrun import ALARM as OVERRUN_ALARM
 from controller.alarms.tick_overrun import PRIORITY as OVERRUN_PRIORITY
 from controller.alarms.tick_overrun import TickOverrun
 from controller.clock import Clock
 from controller.config import ReactorConfig
 from controller.config.hard_limits import configured_interlocks
+from controller.config.recipe import PhaseLoop
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet, Trip, supply_interlocks
 from controller.control.quality import QualityJudge
@@ -31,6 +34,7 @@ from controller.mqtt.outbox import OutboxFullError
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.bounds import bounds_from_config
 from controller.operator.replay import ReplayGuard
+from controller.procedure.procedure import Procedure
 from controller.runtime.checkpointer import Checkpointer
 from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk
 from controller.runtime.delivery import DeliveryMonitor
@@ -40,7 +44,7 @@ from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OUTSIDE_ALARMS, OutsideAlarms
 from controller.runtime.probe_standards import ProbeStandards
 from controller.runtime.recovery import ReactorCheckpoint, schedule_fingerprint
-from drivers.contract.datasheet import RELAY_CLOSED, channel
+from drivers.contract.datasheet import PUMPS, RELAY_CLOSED, channel
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverError
 from drivers.contract.reading import Reading
@@ -87,8 +91,13 @@ class Reactor:
         self.overrun = TickOverrun(control_period_s)
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
+        self.procedure = (Procedure(config.recipe,
+                                    {pump: config.safe_state[pump] for pump in PUMPS})
+                          if config.recipe is not None else None)
+        """The recipe's procedure (docs/recipes.md); None: the schedule alone feeds."""
         self.outside_alarms = OutsideAlarms(self.journal,
-                                            on_change=lambda: self.checkpoints.request())
+                                            on_change=lambda: self.checkpoints.request(),
+                                            on_raise=self._react_to_outside_alarm)
         self.standards = ProbeStandards(config.standardisation, self.journal,
                                         self.outside_alarms, clock.wall_time,
                                         on_change=lambda: self.checkpoints.request())
@@ -101,11 +110,13 @@ class Reactor:
             outside=self.outside_alarms, interlocks=self.interlocks, counters=self.counters,
             journal=self.journal, clock=clock, schedule_fingerprint=schedule_fingerprint(config),
             interval_s=checkpoint_interval_s, control_period_s=control_period_s,
-            session=lambda: self.link.driver.session_token, standards=self.standards)
+            session=lambda: self.link.driver.session_token, standards=self.standards,
+            procedure=self.procedure)
         self.commands = CommandDesk(
             loops=self.loops, schedule=self.schedule, board=self.alarms,
             outside=self.outside_alarms, journal=self.journal, clock=clock,
             interlocks=self.interlocks, on_interlock=self._record_trip,
+            procedure=self.procedure,
             bounds=bounds_from_config(config, self.alarms, bolus_max_ml=BOLUS_MAX_ML,
                                       outside_alarms=(*OUTSIDE_ALARMS,
                                                       *self.standards.alarm_names),
@@ -325,6 +336,10 @@ class Reactor:
         if transitions:
             self.checkpoints.request()
             self.journal.alarm_transitions(transitions)
+            if self.procedure is not None:
+                for tr in transitions:
+                    if tr.to_state is AlarmState.UNACK and tr.alarm != "flood":
+                        self.procedure.react("alarm", tr.alarm, tr.priority, now)
         overrun = self.overrun.observe(now, self.counters.skipped_ticks)
         if overrun is not None:
             self.outside_alarms.set(now, OVERRUN_ALARM, active=overrun, priority=OVERRUN_PRIORITY,
@@ -348,6 +363,8 @@ class Reactor:
             schedule.account(delivery.commanded_rates, measured_ml, now - self._last_tick_s,
                              fresh=delivery.fresh)
         self._last_tick_s = now
+        if self.procedure is not None:  # after `account`: the last interval's rates stood
+            self._step_procedure(readings, now)
         outputs: dict[str, float] = {}
         for loop in self.loops:  # a plain loop: a comprehension is a call of its own in 3.11
             outputs[loop.mv] = loop.step(readings, now)
@@ -365,6 +382,45 @@ class Reactor:
         delivery.commanded(outputs)
         return outputs
 
+    def _step_procedure(self, readings: dict[str, Reading], now: float) -> None:
+        """The recipe's tick: its rates and boluses to the feed schedule, a new phase's loop
+        settings to the loops, its transitions on record."""
+        procedure = self.procedure
+        assert procedure is not None
+        step = procedure.step(readings, now)
+        schedule = self.schedule
+        schedule.set_base_rates(step.rates)
+        schedule.set_boluses_wait(step.boluses_wait)
+        for order in step.boluses:
+            schedule.add_recipe_bolus(order.id, order.volume_ml, order.channel,
+                                      order.rate_ml_per_h, now)
+        if step.loop_settings:
+            self._apply_loop_settings(step.loop_settings, now)
+        if procedure.events:
+            self.checkpoints.request()
+            for t_s, message, data in procedure.events:
+                log.info(message, reactor=self.id, t_s=t_s)
+                self.journal.event(t_s, "recipe", message, data)
+            procedure.events.clear()
+
+    def _apply_loop_settings(self, settings: Mapping[str, PhaseLoop], now: float) -> None:
+        loops = {loop.name: loop for loop in self.loops}
+        for name, setting in settings.items():
+            pid = loops[name].pid
+            if setting.setpoint is not None:
+                pid.setpoint = setting.setpoint
+            if setting.mode == "manual":
+                assert setting.output is not None  # the config requires it
+                pid.set_manual(setting.output)
+            elif setting.mode == "auto" and pid.manual:
+                pid.set_auto()
+        self.journal.setpoints(now, self.loops)
+        self.publish_settings()
+
+    def _react_to_outside_alarm(self, now: float, name: str, priority: str) -> None:
+        if self.procedure is not None:
+            self.procedure.react("alarm", name, priority, now)
+
     def _record_trip(self, trip: Trip, now: float) -> None:
         self.checkpoints.request()
         event = trip.event
@@ -381,6 +437,8 @@ class Reactor:
                            {"interlock": trip.name, "tripped": trip.tripped, "event": event,
                             "latched": trip.name in self.interlocks.latched,
                             "value": trip.value, "by": trip.by, "reason": trip.reason or None})
+        if self.procedure is not None and event == "tripped":
+            self.procedure.react("interlock", trip.name, None, now)
         if trip.priority is not None and event != "cleared":  # no board alarm covers it
             self.outside_alarms.set(now, trip.name, active=trip.tripped, priority=trip.priority,
                                     message=f"{trip.name}: interlock {text}")
@@ -406,7 +464,8 @@ class Reactor:
         try:
             presence.tick(now, {**readings, **self.standards.telemetry},
                           {lp.name: lp.setpoint for lp in self.loops},
-                          written, {lp.name: lp.mode for lp in self.loops})
+                          written, {lp.name: lp.mode for lp in self.loops},
+                          recipe=None if self.procedure is None else self.procedure.telemetry)
         except OutboxFullError as exc:
             # The historian still has every tick; telemetry resumes once there is room.
             if "outbox_full" not in self.outside_alarms.unacknowledged:

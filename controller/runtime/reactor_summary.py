@@ -26,11 +26,12 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
         "soft_sensor": _soft_sensor(reactor),
         "boluses_done": reactor.schedule.boluses_done,
         "restarts": counters.restarts,
-        "boluses_scheduled": len(reactor.schedule.boluses),
+        "boluses_scheduled": len(reactor.schedule.boluses) + len(reactor.schedule.recipe_boluses),
         "boluses": [{"id": b.id, "channel": b.channel, "due_t_s": b.at_s,
                      "volume_ml": b.volume_ml, "commanded_ml": b.commanded_ml,
                      "delivered_ml": b.delivered_ml, "state": b.state}
-                    for b in [*reactor.schedule.boluses, *reactor.schedule.ordered_boluses]],
+                    for b in [*reactor.schedule.boluses, *reactor.schedule.recipe_boluses,
+                              *reactor.schedule.ordered_boluses]],
         "delivery_ml": {pump: {"commanded": commanded_ml, "measured": measured_ml}
                         for pump, (commanded_ml, measured_ml)
                         in reactor.delivery.totals_ml.items()},
@@ -51,6 +52,7 @@ def reactor_summary(reactor: Reactor, diagnostics: dict[str, float]) -> dict[str
                         "by": t.by, "tripped_at_end": t.name in reactor.interlocks.tripped}
                        for t in reactor.interlocks.history],
         "standardisation": reactor.standards.summary(),
+        "recipe": None if reactor.procedure is None else reactor.procedure.summary(),
         "tick_lateness_s": _percentiles(reactor.lateness_s),
         "loops": {
             loop.name: {

@@ -89,9 +89,12 @@ class Recovery:
 
 
 def schedule_fingerprint(reactor: ReactorConfig) -> str:
-    """The feed ledger indexes boluses by their place in the schedule: a continued run must have
-    the schedule it started with."""
-    text = json.dumps(reactor.schedule.model_dump(mode="json"), sort_keys=True)
+    """The feed ledger indexes boluses by their place in the schedule, and the recipe's position
+    by its phases: a continued run must have the schedule and the recipe it started with."""
+    feeds = reactor.schedule.model_dump(mode="json")
+    if reactor.recipe is not None:
+        feeds = {"schedule": feeds, "recipe": reactor.recipe.model_dump(mode="json")}
+    text = json.dumps(feeds, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -145,5 +148,6 @@ def check_continuable(recovery: Recovery, reactors: list[ReactorConfig],
                               f"{sorted(recovery.checkpoints)})")
         if checkpoint.state["schedule_fingerprint"] != schedule_fingerprint(reactor):
             raise ConfigError(
-                f"reactor[{index}].schedule differs from the one run {recovery.run_id} started "
-                "with: its feed ledger cannot be continued (restart with the same config)")
+                f"reactor[{index}].schedule or .recipe differs from the one run "
+                f"{recovery.run_id} started with: its feed ledger and recipe cannot be "
+                "continued (restart with the same config)")

@@ -1,0 +1,108 @@
+"""A phase's exits watched tick by tick: the conditions of controller/config/conditions.py
+evaluated against judged readings, with a hold-timer per comparison.
+
+Three-valued (Kleene) logic, because a reading that is not GOOD says nothing: a comparison on
+it is *unknown*, and so is `not` of it; `and` is false if any term is false, `or` true if any is
+true, and otherwise unknown propagates. Only a condition that is *true* ends a phase, so a
+failed probe can neither end a phase (`glucose_mm < 5` on a dead probe) nor, through `not`,
+make a negated condition hold. A comparison's hold-timer (`for 6h`) restarts whenever the
+comparison is not true, including when its reading goes bad.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from controller.config.conditions import (
+    CLOCKS,
+    All,
+    AnyOf,
+    Compare,
+    Condition,
+    Confirmed,
+    Not,
+    comparisons,
+)
+from controller.config.recipe import PhaseExit
+from drivers.contract.reading import Quality, Reading
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """The times a condition may compare: the phase's running time and the run clock."""
+
+    phase_time_s: float
+    run_time_s: float
+    confirmed: bool
+
+
+class ExitWatch:
+    """The exits of one phase: which one holds first, remembering since when each comparison
+    has been true (the hold-timers, checkpointed)."""
+
+    def __init__(self, exits: Sequence[PhaseExit]) -> None:
+        self._exits = [(exit_.when, exit_.condition) for exit_ in exits]
+        self._compares: list[Compare] = [c for _, cond in self._exits for c in comparisons(cond)]
+        self.true_since_s: list[float | None] = [None] * len(self._compares)
+        """Per comparison, in reading order over all exits: since when it has been true."""
+        self._k = 0
+
+    def first_holding(self, readings: Mapping[str, Reading], now_s: float,
+                      clocks: Clocks) -> int | None:
+        """The index of the first exit whose condition holds now, or None."""
+        self._k = 0
+        found = None
+        for i, (_, condition) in enumerate(self._exits):
+            # Every exit is evaluated, so every hold-timer runs whichever exit wins.
+            if self._eval(condition, readings, now_s, clocks) is True and found is None:
+                found = i
+        return found
+
+    def when_of(self, index: int) -> str:
+        return self._exits[index][0]
+
+    def reset(self) -> None:
+        """Restart every hold-timer (a hold or a restart: a condition must hold anew)."""
+        self.true_since_s = [None] * len(self._compares)
+
+    def _eval(self, condition: Condition, readings: Mapping[str, Reading], now_s: float,
+              clocks: Clocks) -> bool | None:
+        if isinstance(condition, Compare):
+            return self._compare(condition, readings, now_s, clocks)
+        if isinstance(condition, Confirmed):
+            return clocks.confirmed
+        if isinstance(condition, Not):
+            inner = self._eval(condition.term, readings, now_s, clocks)
+            return None if inner is None else not inner
+        results = [self._eval(term, readings, now_s, clocks) for term in condition.terms]
+        if isinstance(condition, All):
+            if False in results:
+                return False
+            return None if None in results else True
+        assert isinstance(condition, AnyOf)
+        if True in results:
+            return True
+        return None if None in results else False
+
+    def _compare(self, compare: Compare, readings: Mapping[str, Reading], now_s: float,
+                 clocks: Clocks) -> bool | None:
+        k = self._k
+        self._k += 1
+        value = _value_of(compare.operand, readings, clocks)
+        if value is None or not compare.holds(value):
+            self.true_since_s[k] = None
+            return None if value is None else False
+        since = self.true_since_s[k]
+        if since is None:
+            self.true_since_s[k] = since = now_s
+        return now_s - since >= compare.for_s
+
+
+def _value_of(operand: str, readings: Mapping[str, Reading],
+              clocks: Clocks) -> float | None:
+    if operand in CLOCKS:
+        return clocks.phase_time_s if operand == "phase_time" else clocks.run_time_s
+    reading = readings.get(operand)
+    if reading is None or reading.quality is not Quality.GOOD:
+        return None
+    return reading.value

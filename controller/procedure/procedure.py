@@ -1,0 +1,332 @@
+"""The running recipe: which phase, in which state, and what it asks of the reactor this tick.
+
+Pure logic, given the judged readings and the run clock's time each tick (`step`), and operator
+commands and alarm news between ticks. It owns no actuator: `step` returns a `RecipeStep` (the
+pump rates, boluses to give, loop settings on a phase's entry) that the reactor hands to the
+feed schedule and the loops, so every output still passes through the interlocks after it.
+
+Time in a phase (`phase_time`) counts only the ticks it ran: a hold, or a controller outage,
+stops it, so a phase of "2 days of perfusion" gives two days of perfusion. Everything that
+position depends on (state, phase, its time, the hold-timers, the dilution loop's output, the
+boluses given, the phases so far) is in `snapshot()`, written with the feed ledger in one
+checkpoint, so a bolus is never given twice (docs/recipes.md, "Durability").
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from controller.config.conditions import uses_confirmation
+from controller.config.recipe import PhaseConfig, PhaseLoop, RecipeConfig
+from controller.procedure.exits import Clocks, ExitWatch
+from controller.procedure.feeding import Feeding
+from controller.procedure.states import (
+    ADVANCING,
+    FINAL,
+    PAUSED,
+    SETTLES,
+    TRANSITIONS,
+    State,
+    target,
+)
+from drivers.contract.reading import Reading
+
+CONFIRM = "confirm"
+
+
+@dataclass(frozen=True, slots=True)
+class BolusOrder:
+    """A phase's bolus, due now."""
+
+    id: str
+    channel: str
+    volume_ml: float
+    rate_ml_per_h: float | None
+
+
+@dataclass(slots=True)
+class PhaseRecord:
+    name: str
+    index: int
+    started_s: float
+    ended_s: float | None = None
+    ended_by: str | None = None
+
+
+@dataclass(slots=True)
+class RecipeStep:
+    """What the recipe asks of the reactor this tick."""
+
+    rates: Mapping[str, float]
+    """Base pump rates (mL/h) in place of a schedule's perfusion profile."""
+    boluses_wait: bool
+    """Boluses neither start nor pump (held, stopped, aborted, ...); none is dropped."""
+    boluses: list[BolusOrder] = field(default_factory=list)
+    loop_settings: Mapping[str, PhaseLoop] = field(default_factory=dict)
+    """On a phase's entry: the loops' setpoints and modes it sets."""
+
+
+class Procedure:
+    def __init__(self, config: RecipeConfig, safe_rates: Mapping[str, float]) -> None:
+        """`safe_rates`: the reactor's safe pump rates, applied on abort."""
+        self.config = config
+        self._safe_rates = dict(safe_rates)
+        self.state = State.IDLE
+        self.phase_index: int | None = None
+        self.history: list[PhaseRecord] = []
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        """(t_s, message, data) since the runtime last emptied it: transitions, on record."""
+        self.phase_time_s = 0.0
+        self._last_running_s: float | None = None
+        self._entered_s = float("-inf")
+        """When the state was entered: an acting state completes at a later tick."""
+        self._watch: ExitWatch | None = None
+        self._feeding: Feeding | None = None
+        self._given = 0
+        """Boluses of this phase given so far (its boluses in order of `after`)."""
+        self._boluses_ordered = 0
+        self.confirmed = False
+        self._started = False
+        self._settings_due = False
+        """A phase was entered: its loop settings go out with the next step."""
+        self._telemetry: dict[str, Any] = {}
+        self._update_telemetry()
+
+    # --- what others read --------------------------------------------------------------------
+    @property
+    def phase(self) -> PhaseConfig | None:
+        return None if self.phase_index is None else self.config.phase[self.phase_index]
+
+    @property
+    def telemetry(self) -> dict[str, Any]:
+        """`{"state", "phase"}` for every telemetry message (the same dict until it changes)."""
+        return self._telemetry
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.config.name, "state": self.state.value,
+                "phase": None if self.phase is None else self.phase.name,
+                "phases": [{"name": r.name, "started_s": r.started_s, "ended_s": r.ended_s,
+                            "ended_by": r.ended_by} for r in self.history]}
+
+    # --- commands and reactions (between ticks) ----------------------------------------------
+    def command(self, action: str, now_s: float, by: str, reason: str = ""
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An operator's command: (before, after); a ValueError saying why it is refused."""
+        before = dict(self._telemetry)
+        if action == CONFIRM:
+            self._confirm(now_s, by)
+        else:
+            self._move(target(action, self.state), now_s, f"operator:{by}",
+                       f"{action} by {by}" + (f": {reason}" if reason else ""))
+        return before, dict(self._telemetry)
+
+    def _confirm(self, now_s: float, by: str) -> None:
+        phase = self.phase
+        if self.state is not State.RUNNING or phase is None:
+            raise ValueError(f"confirm is for a running phase; the recipe is {self.state.value}")
+        if not any(uses_confirmation(e.condition) for e in phase.exit):
+            raise ValueError(f"phase {phase.name!r} waits for no confirmation (none of its "
+                             "exits reads `confirmed`)")
+        if self.confirmed:
+            raise ValueError(f"phase {phase.name!r} is already confirmed")
+        self.confirmed = True
+        self._event(now_s, f"recipe phase {phase.name} confirmed by {by}",
+                    {"event": "confirmed", "phase": phase.name, "by": f"operator:{by}"})
+
+    def react(self, kind: str, name: str, priority: str | None, now_s: float) -> None:
+        """A newly raised alarm (`kind` "alarm", its priority) or interlock trip ("interlock"):
+        what the running phase declares for it (nothing, hold or abort)."""
+        phase = self.phase if self.phase is not None else self.config.phase[0]
+        if kind == "interlock":
+            reaction = phase.on_interlock
+        else:
+            reaction = getattr(phase.on_alarm, priority or "low")
+        if reaction == "nothing" or self.state not in TRANSITIONS[reaction]:
+            return
+        self._move(TRANSITIONS[reaction][self.state], now_s, f"{kind}:{name}",
+                   f"{reaction} on {kind} {name}" + (f" ({priority})" if priority else ""))
+
+    # --- the tick ----------------------------------------------------------------------------
+    def step(self, readings: Mapping[str, Reading], now_s: float) -> RecipeStep:
+        """Advance the procedure to `now_s`; what it asks of the reactor for this tick."""
+        state = self.state
+        if state in SETTLES and now_s > self._entered_s:
+            self._move(SETTLES[state], now_s, "recipe", "state complete")
+        elif state is State.IDLE and self.config.autostart and not self._started:
+            self._move(State.RUNNING, now_s, "recipe", "autostart")
+        step = RecipeStep(rates={}, boluses_wait=self.state not in (State.RUNNING,
+                                                                     State.RESTARTING))
+        if self.state is State.RUNNING:
+            self._advance(readings, now_s, step)
+        if self._settings_due and self.phase is not None:
+            step.loop_settings = self.phase.loops
+            self._settings_due = False
+        step.rates = self._rates(readings, now_s)
+        return step
+
+    def _advance(self, readings: Mapping[str, Reading], now_s: float, step: RecipeStep) -> None:
+        if self._last_running_s is not None:
+            self.phase_time_s += now_s - self._last_running_s
+        self._last_running_s = now_s
+        watch, index = self._watch, self.phase_index
+        assert watch is not None and index is not None
+        exit_index = watch.first_holding(
+            readings, now_s, Clocks(self.phase_time_s, now_s, self.confirmed))
+        if exit_index is not None:
+            phase = self.config.phase[index]
+            following = self.config.next_of(index, phase.exit[exit_index])
+            self._end_phase(now_s, watch.when_of(exit_index))
+            if following is None:
+                self._move(State.COMPLETE, now_s, "recipe",
+                           f"phase {phase.name} ended by {watch.when_of(exit_index)!r}")
+                return
+            self._enter(following, now_s)
+        self._give_boluses(step)
+
+    def _give_boluses(self, step: RecipeStep) -> None:
+        phase = self.phase
+        assert phase is not None
+        boluses = sorted(phase.bolus, key=lambda b: b.after)
+        while self._given < len(boluses) and boluses[self._given].after <= self.phase_time_s:
+            bolus = boluses[self._given]
+            step.boluses.append(BolusOrder(f"r{self._boluses_ordered}", bolus.channel,
+                                           bolus.volume_ml, bolus.rate_ml_per_h))
+            self._given += 1
+            self._boluses_ordered += 1
+
+    def _rates(self, readings: Mapping[str, Reading], now_s: float) -> Mapping[str, float]:
+        state = self.state
+        if state in (State.RUNNING, State.RESTARTING):
+            assert self._feeding is not None
+            return self._feeding.step(readings, now_s)
+        if state in (State.ABORTING, State.ABORTED):
+            return self._safe_rates
+        phase = self.phase if self.phase is not None else self.config.phase[0]
+        assert state in PAUSED or state is State.IDLE
+        return phase.hold.model_dump()
+
+    # --- phases and states -------------------------------------------------------------------
+    def _enter(self, index: int, now_s: float) -> None:
+        phase = self.config.phase[index]
+        self.phase_index = index
+        self.phase_time_s = 0.0
+        self._last_running_s = now_s
+        self._watch = ExitWatch(phase.exit)
+        self._feeding = Feeding(phase.feed)
+        self._given = 0
+        self.confirmed = False
+        self.history.append(PhaseRecord(phase.name, index, now_s))
+        self._settings_due = True
+        self._update_telemetry()
+        self._event(now_s, f"recipe phase {phase.name} started",
+                    {"event": "phase_started", "phase": phase.name, "index": index})
+
+    def _end_phase(self, now_s: float, ended_by: str) -> None:
+        record = self.history[-1]
+        record.ended_s = now_s
+        record.ended_by = ended_by
+        self._event(now_s, f"recipe phase {record.name} ended by {ended_by}",
+                    {"event": "phase_ended", "phase": record.name, "index": record.index,
+                     "started_s": record.started_s, "ended_by": ended_by})
+
+    def _move(self, to: State, now_s: float, by: str, why: str) -> None:
+        old = self.state
+        self.state = to
+        self._entered_s = now_s
+        if to is State.RUNNING and old is State.IDLE:
+            self._started = True
+            self._enter(0, now_s)
+        if old in ADVANCING and to not in ADVANCING:
+            self._pause()
+        if to is State.RUNNING:
+            self._last_running_s = now_s
+        if to in (State.STOPPING, State.ABORTING) and self.history \
+                and self.history[-1].ended_s is None:
+            self._end_phase(now_s, why)
+        self._update_telemetry()
+        phase = self.phase
+        self._event(now_s, f"recipe {old.value} -> {to.value} ({why})",
+                    {"event": "state", "state": to.value, "from_state": old.value,
+                     "phase": None if phase is None else phase.name, "by": by})
+
+    def _pause(self) -> None:
+        """Leaving `running`: the phase's clock stops, every hold-timer restarts and the
+        dilution loop freezes, so nothing counts the time the phase did not run."""
+        self._last_running_s = None
+        if self._watch is not None:
+            self._watch.reset()
+        if self._feeding is not None:
+            self._feeding.pause()
+
+    def _event(self, now_s: float, message: str, data: dict[str, Any]) -> None:
+        self.events.append((now_s, message, data))
+
+    def _update_telemetry(self) -> None:
+        phase = self.phase
+        self._telemetry = {"state": self.state.value,
+                           "phase": None if phase is None else phase.name}
+
+    # --- durability --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "phase_index": self.phase_index,
+            "phase_time_s": self.phase_time_s,
+            "history": [asdict(r) for r in self.history],
+            "true_since_s": None if self._watch is None else list(self._watch.true_since_s),
+            "feeding": None if self._feeding is None else self._feeding.snapshot(),
+            "given": self._given,
+            "boluses_ordered": self._boluses_ordered,
+            "confirmed": self.confirmed,
+            "started": self._started,
+        }
+
+    def restore(self, snapshot: Mapping[str, Any], now_s: float) -> None:
+        """Carry on from `snapshot()` after a controller restart, under `on_restart`: `held`
+        (the default) comes back held wherever it was moving, and says where it was."""
+        self.history = [PhaseRecord(**r) for r in snapshot["history"]]
+        index = snapshot["phase_index"]
+        self._started = bool(snapshot["started"])
+        if index is not None:
+            phase = self.config.phase[int(index)]
+            self.phase_index = int(index)
+            self._watch = ExitWatch(phase.exit)
+            self._watch.true_since_s = list(snapshot["true_since_s"])
+            self._feeding = Feeding(phase.feed)
+            self._feeding.restore(snapshot["feeding"])
+        self.phase_time_s = float(snapshot["phase_time_s"])
+        self._given = int(snapshot["given"])
+        self._boluses_ordered = int(snapshot["boluses_ordered"])
+        self.confirmed = bool(snapshot["confirmed"])
+        was = State(snapshot["state"])
+        self.state = was
+        self._last_running_s = None  # the outage is not phase time
+        self._entered_s = now_s
+        where = (f"phase {self.phase.name} after {self.phase_time_s / 3600.0:.2f} h of it"
+                 if self.phase is not None else "no phase yet")
+        if was in SETTLES:
+            settled = SETTLES[was]
+            to = State.HELD if was is State.RESTARTING and self.config.on_restart == "held" \
+                else settled
+        elif was is State.RUNNING and self.config.on_restart == "held":
+            to = State.HELD
+        else:
+            to = was
+        if was is State.RUNNING and to is State.HELD:
+            self._pause()
+        elif to is not was and self._feeding is not None:
+            self._feeding.pause()
+        self.state = to
+        self._update_telemetry()
+        self._event(now_s, f"recipe restored {to.value} at {where} (was {was.value}; "
+                    f"on_restart = {self.config.on_restart})",
+                    {"event": "state", "state": to.value, "from_state": was.value,
+                     "phase": None if self.phase is None else self.phase.name,
+                     "by": "restart", "phase_time_s": self.phase_time_s})
+        if to is State.RUNNING:
+            self._last_running_s = now_s
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
