@@ -14,8 +14,9 @@ MAX_ALARMS_SHOWN = 10
 
 
 def render(state: WatchState, now_s: float) -> str:
-    """The whole screen: per reactor its state and data age, readings, loops with units,
-    outputs with units, the alarm board by priority, recent events and command replies."""
+    """The whole screen: per reactor its state and data age, its recipe's state and phase (when
+    it runs one), readings, loops with units, outputs with units, the alarm board by priority,
+    recent events and command replies."""
     lines: list[str] = []
     if not state.reactors:
         lines.append("waiting for bioreactor/... messages")
@@ -40,6 +41,9 @@ def _reactor(reactor_id: str, view: ReactorView, now_s: float) -> list[str]:
     if view.gaps:
         head += f"  GAPS={view.gaps}"
     lines = [head]
+    if tel.recipe is not None:
+        phase = f"phase {tel.recipe.phase}" if tel.recipe.phase is not None else "no phase"
+        lines.append(f"  recipe {tel.recipe.state}, {phase}")
     for name in sorted(tel.readings):
         r = tel.readings[name]
         flag = "" if r.quality == "good" else f"  [{r.quality.upper()}]"

@@ -64,6 +64,16 @@ class Note:
     message: str
 
 
+@dataclass(frozen=True)
+class RecipeStatus:
+    """Where a reactor's recipe is, from its latest telemetry."""
+
+    state: str
+    """The procedure's state (`running`, `held`, ...), or `?` when the message named none."""
+    phase: str | None
+    """The running phase's name; None between phases (before `start`, after the last)."""
+
+
 @dataclass
 class Telemetry:
     seq: int | None = None
@@ -74,6 +84,8 @@ class Telemetry:
     setpoints: dict[str, float | None] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, float | None] = field(default_factory=dict)
+    recipe: RecipeStatus | None = None
+    """None for a reactor without a recipe (its telemetry has no `recipe`)."""
 
 
 @dataclass
@@ -158,7 +170,8 @@ class WatchState:
             readings={name: _reading(r) for name, r in _bounded(body.get("readings"))},
             setpoints={name: number(v) for name, v in _bounded(body.get("setpoints"))},
             modes={name: text(m, 12) or "?" for name, m in _bounded(body.get("modes"))},
-            outputs={name: number(v) for name, v in _bounded(body.get("outputs"))})
+            outputs={name: number(v) for name, v in _bounded(body.get("outputs"))},
+            recipe=_recipe(body["recipe"]) if "recipe" in body else None)
         view.telemetry_at_s = now_s
         if view.telemetry.run_id:
             view.run_id = view.telemetry.run_id
@@ -168,6 +181,14 @@ def _bounded(value: Any) -> list[tuple[str, Any]]:
     """The first MAX_ENTRIES items of a JSON object, names made printable."""
     items = list(mapping(value).items())[:MAX_ENTRIES]
     return [(text(name, 40) or "?", item) for name, item in items]
+
+
+def _recipe(value: Any) -> RecipeStatus:
+    """A `recipe` of the wrong type still says the reactor has one, in an unknown state."""
+    r = mapping(value)
+    phase = r.get("phase")
+    return RecipeStatus(text(r.get("state"), 20) or "?",
+                        None if phase is None else text(phase, 40) or "?")
 
 
 def _reading(value: Any) -> Reading:

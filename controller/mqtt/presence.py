@@ -76,13 +76,16 @@ class ReactorPresence:
     def tick(
         self, t_s: float, readings: Mapping[str, Reading], setpoints: Mapping[str, float],
         outputs: Mapping[str, float], modes: Mapping[str, str],
+        recipe: Mapping[str, Any] | None = None,
     ) -> None:
+        """Queue one telemetry message; `recipe` (state and phase) only for a reactor with one."""
         self.seq += 1
         payload = telemetry_payload(
             seq=self.seq, wall_ts=self.clock.wall_time(), t_s=t_s,
             readings={name: (r.value, r.unit, r.quality.name.lower())
                       for name, r in readings.items()},
             setpoints=setpoints, outputs=outputs, modes=modes, run_id=self.run_id,
+            recipe=recipe,
         )
         self.outbox.append(self.topics.telemetry, payload)
         self.maybe_commit()

@@ -155,12 +155,16 @@ def telemetry_payload(
     outputs: Mapping[str, float | None] | None = None,
     modes: Mapping[str, str] | None = None,
     run_id: str | None = None,
+    recipe: Mapping[str, Any] | None = None,
 ) -> bytes:
     """One control tick. `seq` starts at 1 per run of a reactor and has no gaps: a consumer
     detects loss; `run_id` tells one run's seq 1 from the next run's (and from a replay of
     an older run's backlog).
 
-    A reading is a (value, unit, quality) triple or a mapping with those keys.
+    A reading is a (value, unit, quality) triple or a mapping with those keys. `recipe` is the
+    procedure's `{"state": ..., "phase": ...}` for a reactor that runs one: it rides on every
+    tick so a viewer that joins late sees where the recipe is without replaying its events;
+    the key is absent for a reactor without a recipe.
     """
     if seq < 1:
         raise ValueError(f"telemetry seq starts at 1, got {seq}")
@@ -183,6 +187,7 @@ def telemetry_payload(
         "setpoints": {k: finite(v) for k, v in (setpoints or {}).items()},
         "outputs": {k: finite(v) for k, v in (outputs or {}).items()},
         "modes": dict(modes or {}),
+        **({} if recipe is None else {"recipe": dict(recipe)}),
     })
 
 

@@ -9,16 +9,19 @@ from controller.report.plots import first_marks
 from controller.report.run_db import (
     EVENT_LIMIT,
     Events,
+    PhaseSpan,
+    RecipeTimeline,
     Run,
     bucket_ticks,
     bucket_ticks_parallel,
     loop_band,
     open_run_db,
     read_marks,
+    read_recipe,
     read_run,
     read_samples,
 )
 
-__all__ = ["EVENT_LIMIT", "Events", "Run", "bucket_ticks", "bucket_ticks_parallel", "first_marks",
-           "loop_band", "open_run_db", "read_marks", "read_run", "read_samples", "render_html",
-           "write_report"]
+__all__ = ["EVENT_LIMIT", "Events", "PhaseSpan", "RecipeTimeline", "Run", "bucket_ticks",
+           "bucket_ticks_parallel", "first_marks", "loop_band", "open_run_db", "read_marks",
+           "read_recipe", "read_run", "read_samples", "render_html", "write_report"]

@@ -14,6 +14,7 @@ from controller.report.plots import DAY_S, Figures, plot_reactor, run_time_text
 from controller.report.run_db import (
     Events,
     Mark,
+    RecipeTimeline,
     Run,
     as_mapping,
     open_run_db,
@@ -118,9 +119,23 @@ def _marks_html(marks: Sequence[Mark]) -> str:
     return table + more
 
 
+def _recipe_html(recipe: RecipeTimeline | None) -> str:
+    """The recipe's phases, what ended each, and when it was held: the key to the shading."""
+    if not recipe:
+        return ""
+    rows = [(_e(p.name), run_time_text(p.start_s), run_time_text(p.end_s),
+             _e(p.ended_by) if p.ended_by is not None else "(still running at the end)")
+            for p in recipe.phases]
+    held = ", ".join(f"{run_time_text(start)} to {run_time_text(end)}"
+                     for start, end in recipe.held)
+    return ("<h3>Recipe</h3>"
+            + (_table(("phase", "started", "ended", "ended by"), rows, set()) if rows else "")
+            + f"<p>Held (hatched on the plots): {held or 'never'}.</p>")
+
+
 def _reactor_html(fig: Figures) -> str:
     notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in fig.notes)
-    marks = f"<h3>Alarms and interlocks</h3>{_marks_html(fig.marks)}"
+    marks = _recipe_html(fig.recipe) + f"<h3>Alarms and interlocks</h3>{_marks_html(fig.marks)}"
     images = "".join(
         f"<figure><img src='{_e(quote(name))}' alt='{_e(fig.reactor_id)}: {_e(caption)}'>"
         f"<figcaption>{_e(caption)}</figcaption></figure>"

@@ -23,6 +23,7 @@ from controller.report.run_db import (
     Estimate,
     LoopHistory,
     Mark,
+    RecipeTimeline,
     Run,
     Series,
     bucket_ticks_parallel,
@@ -31,6 +32,7 @@ from controller.report.run_db import (
     read_estimates,
     read_loops,
     read_marks,
+    read_recipe,
     read_restandardisations,
     read_samples,
     table_columns,
@@ -158,6 +160,37 @@ def _draw_marks(axes: Sequence[Axes], marks: Sequence[Mark]) -> str:
     return "upper right"
 
 
+PHASE_GID = "recipe-phase"
+HELD_GID = "recipe-held"
+"""The artists' gids: what the recipe shading drew is found by them (tests, notebooks)."""
+_PHASE_FILLS = ("tab:blue", "tab:olive")
+HELD_HATCH = "//"
+
+
+def _draw_recipe(axes: Sequence[Axes], recipe: RecipeTimeline | None) -> None:
+    """The recipe's phases as alternating light fills through every axes, each named at the
+    top of the first, and the spans it was held hatched, so a step in a plot can be read
+    against the phase that caused it. Nothing at all for a reactor without a recipe."""
+    if not recipe:
+        return
+    if recipe.phases:
+        _headroom(axes[0], 0.12)
+    for i, phase in enumerate(recipe.phases):
+        start, end = phase.start_s / DAY_S, phase.end_s / DAY_S
+        for ax in axes:
+            ax.axvspan(start, end, color=_PHASE_FILLS[i % 2], alpha=0.08, linewidth=0,
+                       zorder=0, gid=PHASE_GID)
+        axes[0].text((start + end) / 2, 0.985, phase.name, transform=axes[0].get_xaxis_transform(),
+                     ha="center", va="top", fontsize=7, color="dimgray", clip_on=True,
+                     gid=PHASE_GID)
+    for k, (start_s, end_s) in enumerate(recipe.held):
+        for ax in axes:
+            ax.axvspan(start_s / DAY_S, end_s / DAY_S, facecolor="none",
+                       edgecolor=(0.4, 0.4, 0.4, 0.45), hatch=HELD_HATCH, linewidth=0,
+                       zorder=0.5, gid=HELD_GID,
+                       label="recipe held" if k == 0 and ax is axes[0] else None)
+
+
 def _headroom(ax: Axes, fraction: float) -> None:
     """Raise the top of the y axis by `fraction` of its span (in decades on a log axis)."""
     low, high = ax.get_ylim()
@@ -179,7 +212,8 @@ def _finish(axes: Sequence[Axes], t_end_s: float, title: str, legend: bool = Tru
 
 
 def plot_loop(path: Path, reactor_id: str, loop: LoopHistory, band: float | None, buckets: Buckets,
-              t_end_s: float, marks: Sequence[Mark] = (), truth: Series | None = None) -> Path:
+              t_end_s: float, marks: Sequence[Mark] = (), truth: Series | None = None,
+              recipe: RecipeTimeline | None = None) -> Path:
     """PV envelope against the setpoint step function and its band; the output below. With
     the device's ground truth of the PV (an emulator's), that too: where the sensor reads out
     of range or bad, only the truth shows how far the process went."""
@@ -198,13 +232,15 @@ def plot_loop(path: Path, reactor_id: str, loop: LoopHistory, band: float | None
     ax.set_ylabel(_label(loop.pv))
     _draw_envelope(ax_mv, buckets.t_s, buckets.columns[loop.mv], "tab:orange", loop.mv)
     ax_mv.set_ylabel(_label(loop.mv))
+    _draw_recipe([ax, ax_mv], recipe)
     _finish([ax, ax_mv], t_end_s, f"{reactor_id}: loop {loop.name}",
             legend_loc=_draw_marks([ax, ax_mv], marks))
     return _save(fig, path)
 
 
 def plot_cells(path: Path, reactor_id: str, buckets: Buckets, samples: Mapping[str, Series],
-               truth: Mapping[str, Series], t_end_s: float, marks: Sequence[Mark] = ()) -> Path:
+               truth: Mapping[str, Series], t_end_s: float, marks: Sequence[Mark] = (),
+               recipe: RecipeTimeline | None = None) -> Path:
     """Optical total density, at-line viable counts and, if known, the true live and dead cells."""
     fig, (ax,) = _new_figure()
     if "total_cells_per_ml" in buckets.columns:
@@ -219,13 +255,14 @@ def plot_cells(path: Path, reactor_id: str, buckets: Buckets, samples: Mapping[s
                       "viable (at-line)")
     _log_if_positive(ax)
     ax.set_ylabel("cells/mL")
+    _draw_recipe([ax], recipe)
     _finish([ax], t_end_s, f"{reactor_id}: cells", legend_loc=_draw_marks([ax], marks))
     return _save(fig, path)
 
 
 def plot_metabolites(path: Path, reactor_id: str, samples: Mapping[str, Series],
                      truth: Mapping[str, Series], t_end_s: float,
-                     marks: Sequence[Mark] = ()) -> Path:
+                     marks: Sequence[Mark] = (), recipe: RecipeTimeline | None = None) -> Path:
     """At-line glucose and lactate at their sample times, over the true concentrations if known."""
     fig, (ax,) = _new_figure()
     for name in _METABOLITE_TRUTH:
@@ -236,12 +273,13 @@ def plot_metabolites(path: Path, reactor_id: str, samples: Mapping[str, Series],
         if name in samples:
             _draw_samples(ax, samples[name], name, f"{name} (at-line)")
     ax.set_ylabel("mM")
+    _draw_recipe([ax], recipe)
     _finish([ax], t_end_s, f"{reactor_id}: metabolites", legend_loc=_draw_marks([ax], marks))
     return _save(fig, path)
 
 
 def plot_feeds(path: Path, reactor_id: str, buckets: Buckets, t_end_s: float,
-               marks: Sequence[Mark] = ()) -> Path:
+               marks: Sequence[Mark] = (), recipe: RecipeTimeline | None = None) -> Path:
     """Pump rates, with the culture volume they produce on a second axis."""
     fig, (ax,) = _new_figure()
     for name in PUMPS:
@@ -253,6 +291,9 @@ def plot_feeds(path: Path, reactor_id: str, buckets: Buckets, t_end_s: float,
         _draw_envelope(ax_vol, buckets.t_s, buckets.columns["volume_ml"], _COLORS["volume_ml"],
                        "volume_ml")
         ax_vol.set_ylabel(_label("volume_ml"))
+    _draw_recipe([ax], recipe)  # under both: the volume axes is transparent
+    if recipe and recipe.phases and len(fig.axes) > 1:  # the phase names above the volume too
+        _headroom(fig.axes[-1], 0.12)
     if marks and len(fig.axes) > 1:  # the volume axes is drawn over the rates: mark on it
         _headroom(ax, 0.7)
     legend_loc = _draw_marks(fig.axes[::-1], marks)
@@ -294,7 +335,8 @@ def _draw_truth(ax: Axes, series: Series | None, color: str, label: str,
 
 def plot_product(path: Path, reactor_id: str, truth: Mapping[str, Series],
                  samples: Mapping[str, Series], estimates: Mapping[str, Estimate],
-                 restandardised: Sequence[tuple[float, str, float]], t_end_s: float) -> Path:
+                 restandardised: Sequence[tuple[float, str, float]], t_end_s: float,
+                 recipe: RecipeTimeline | None = None) -> Path:
     """Product quality in three panels: the populations, the CD34+ and primitive shares
     (at-line cytometry points over the truth and the soft sensor's estimate), and the growth
     rate and inhibitor the soft sensor estimates between samples. Probe re-standardisations are
@@ -337,6 +379,7 @@ def plot_product(path: Path, reactor_id: str, truth: Mapping[str, Series],
         for ax in (ax_cells, ax_frac, ax_rate):
             ax.axvline(t_s / DAY_S, color="tab:cyan", linestyle=":", linewidth=1.0,
                        label="probe re-standardised" if i == 0 and ax is ax_cells else None)
+    _draw_recipe([ax_cells, ax_frac, ax_rate], recipe)
     _finish([ax_cells, ax_frac, ax_rate], t_end_s, f"{reactor_id}: product quality")
     if ax_inh.get_legend_handles_labels()[0]:
         ax_inh.legend(loc="lower right", fontsize="small")
@@ -367,6 +410,8 @@ class Figures:
     """The product-quality plot (for the product page), if the run has anything to show."""
     restandardised: list[tuple[float, str, float]] = field(default_factory=list)
     """Probe re-standardisations: (t_s, probe, new correction)."""
+    recipe: RecipeTimeline | None = None
+    """The recipe's phases and held spans, shaded on every plot; None without ticks."""
 
 
 def _slug(text: str) -> str:
@@ -391,22 +436,23 @@ def plot_reactor(con: sqlite3.Connection, db_path: Path, run: Run, reactor_id: s
                                                *(loop.pv for loop in loops)])
     marks = read_marks(con, reactor_id)
     shown = first_marks(marks)
+    recipe = read_recipe(con, reactor_id, span[1])
     if not truth:
         notes.append("no ground-truth diagnostics recorded")
     prefix, t_end = _slug(reactor_id), span[1]
     images = [
         (plot_loop(out_dir / f"{prefix}-loop-{_slug(loop.name)}.png", reactor_id, loop,
                    loop_band(run, reactor_id, loop.name), buckets, t_end, shown,
-                   truth.get(loop.pv)).name,
+                   truth.get(loop.pv), recipe).name,
          f"loop {loop.name}: {loop.pv} → {loop.mv}")
         for loop in loops
     ]
     images.append((plot_cells(out_dir / f"{prefix}-cells.png", reactor_id, buckets, samples,
-                              truth, t_end, shown).name, "cells"))
+                              truth, t_end, shown, recipe).name, "cells"))
     images.append((plot_metabolites(out_dir / f"{prefix}-metabolites.png", reactor_id, samples,
-                                    truth, t_end, shown).name, "metabolites"))
+                                    truth, t_end, shown, recipe).name, "metabolites"))
     images.append((plot_feeds(out_dir / f"{prefix}-feeds.png", reactor_id, buckets, t_end,
-                              shown).name, "feeds and volume"))
+                              shown, recipe).name, "feeds and volume"))
     product_truth = read_diagnostics(con, reactor_id, _PRODUCT_TRUTH)
     estimates = read_estimates(con, reactor_id)
     restandardised = read_restandardisations(con, reactor_id)
@@ -415,8 +461,9 @@ def plot_reactor(con: sqlite3.Connection, db_path: Path, run: Run, reactor_id: s
                                          if n in samples):
         product_image = plot_product(out_dir / f"{prefix}-product.png", reactor_id,
                                      product_truth, samples, estimates, restandardised,
-                                     t_end).name
-    return Figures(reactor_id, device_url, images, notes, marks, product_image, restandardised)
+                                     t_end, recipe).name
+    return Figures(reactor_id, device_url, images, notes, marks, product_image, restandardised,
+                   recipe)
 
 
 def _plottable_loops(loops: list[LoopHistory], known: set[str]

@@ -421,3 +421,86 @@ def read_restandardisations(con: sqlite3.Connection, reactor_id: str
                 correction, (int, float)):
             out.append((float(t_s), data["probe"], float(correction)))
     return out
+
+
+HELD_STATES = frozenset({"holding", "held"})
+"""Procedure states in which the recipe's outputs are in their hold state (docs/recipes.md)."""
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """One phase of a reactor's recipe, as its events recorded it."""
+
+    name: str
+    index: int | None
+    start_s: float
+    end_s: float
+    """When it ended; for a phase still running when the run stopped, the last tick's time."""
+    ended_by: str | None
+    """The exit's condition or the command that ended it; None if the run stopped inside it."""
+
+
+@dataclass(frozen=True)
+class RecipeTimeline:
+    """A reactor's recipe over the run: its phases and the spans it was held, both in time
+    order. Empty for a reactor without a recipe, so its plots draw as they always did."""
+
+    phases: list[PhaseSpan]
+    held: list[tuple[float, float]]
+    """(from, to) run times of each stretch in `holding` or `held`."""
+
+    def __bool__(self) -> bool:
+        return bool(self.phases or self.held)
+
+
+def read_recipe(con: sqlite3.Connection, reactor_id: str, end_s: float) -> RecipeTimeline:
+    """A reactor's phases and held spans from its `recipe` events; `end_s` (the last tick)
+    closes a phase or a hold the run stopped inside.
+
+    A phase runs from its `phase_started` to its `phase_ended`. A start repeated for the phase
+    already open (a restarted controller announcing where it is) keeps the first; a new phase
+    starting over an open one (its end lost with a killed process) closes that one there, ended
+    by nothing known; an end with no start on record starts at its own `started_s`. A hold runs
+    from the state event into `holding` or `held` to the next state event out of both.
+    """
+    rows = con.execute(
+        "SELECT t_s, data_json FROM events WHERE reactor_id = ? AND kind = 'recipe' "
+        "ORDER BY t_s, rowid", (reactor_id,))
+    phases: list[PhaseSpan] = []
+    held: list[tuple[float, float]] = []
+    open_phase: tuple[str, int | None, float] | None = None
+    held_since: float | None = None
+    for t_s, data_json in rows:
+        data = as_mapping(_parse_json(data_json))
+        event, name, index = data.get("event"), data.get("phase"), data.get("index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else None
+        if event == "state" and isinstance(data.get("state"), str):
+            if data["state"] in HELD_STATES and held_since is None:
+                held_since = float(t_s)
+            elif data["state"] not in HELD_STATES and held_since is not None:
+                held.append((held_since, float(t_s)))
+                held_since = None
+        elif event == "phase_started" and isinstance(name, str):
+            if open_phase is not None and open_phase[:2] == (name, index):
+                continue
+            if open_phase is not None:
+                phases.append(PhaseSpan(*open_phase, float(t_s), None))
+            open_phase = (name, index, float(t_s))
+        elif event == "phase_ended" and isinstance(name, str):
+            ended_by = data.get("ended_by")
+            ended_by = ended_by if isinstance(ended_by, str) else None
+            if open_phase is not None and open_phase[0] == name:
+                phases.append(PhaseSpan(name, index, open_phase[2], float(t_s), ended_by))
+                open_phase = None
+            elif phases and phases[-1].name == name and phases[-1].ended_by is None:
+                # the next phase's start was recorded first, at the same moment
+                phases[-1] = PhaseSpan(name, index, phases[-1].start_s, phases[-1].end_s,
+                                       ended_by)
+            elif isinstance(data.get("started_s"), (int, float)):
+                phases.append(PhaseSpan(name, index, float(data["started_s"]), float(t_s),
+                                        ended_by))
+    if open_phase is not None:
+        phases.append(PhaseSpan(*open_phase, max(end_s, open_phase[2]), None))
+    if held_since is not None:
+        held.append((held_since, max(end_s, held_since)))
+    return RecipeTimeline(sorted(phases, key=lambda phase: phase.start_s), held)

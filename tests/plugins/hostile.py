@@ -14,7 +14,8 @@ from plugins.telemetry import sample_telemetry
 SEED = 20261102
 KEYS = ("state", "run_id", "seq", "t_s", "wall_ts", "readings", "value", "unit", "quality",
         "setpoints", "outputs", "modes", "name", "severity", "priority", "active", "message",
-        "kind", "data", "ok", "code", "nonce", "temperature", "heater_pct", "flood")
+        "kind", "data", "ok", "code", "nonce", "temperature", "heater_pct", "flood",
+        "recipe", "phase")
 SUFFIXES = ("status", "telemetry", "alarms", "events", "cmd", "cmd/reply", "settings/x",
             "settings/x/set", "settings/a/b", "unknown/deeper/topic")
 VALID = (sample_telemetry(3), status_payload("running", run_id="run-1"),

@@ -17,6 +17,7 @@ from controller.mqtt.topics import (
     event_payload,
     setting_payload,
     status_payload,
+    telemetry_payload,
 )
 
 T = Topics("r1")
@@ -72,6 +73,24 @@ def test_render_shows_state_age_units_alarms_events_and_replies() -> None:
     assert render(state, 90_005.0).count("data age 1d 01:00:03") == 1  # the age keeps counting
 
 
+def test_a_recipe_shows_its_state_and_phase_and_a_reactor_without_one_shows_none() -> None:
+    state = WatchState()
+    state.update(T.telemetry, telemetry_payload(
+        seq=1, wall_ts=0, t_s=60.0, readings={},
+        recipe={"state": "held", "phase": "perfusion_ramp"}), 0.0)
+    state.update(Topics("r2").telemetry, sample_telemetry(1), 0.0)
+    text = render(state, 0.0)
+    r1, r2 = text.split("== r2")
+    assert "\n  recipe held, phase perfusion_ramp\n" in r1
+    assert "recipe" not in r2
+    state.update(T.telemetry, telemetry_payload(
+        seq=2, wall_ts=0, t_s=120.0, readings={}, recipe={"state": "complete", "phase": None}),
+        0.0)
+    assert "  recipe complete, no phase\n" in render(state, 0.0)
+    state.update(T.telemetry, sample_telemetry(3), 0.0)  # the recipe's key gone: nothing shown
+    assert "recipe" not in render(state, 0.0)
+
+
 def test_a_priority_field_wins_over_the_severity() -> None:
     state = WatchState()
     body = json.loads(_alarm("feed_delivery_mismatch", "alarm", "unack: off by 0.4 mL"))
@@ -84,13 +103,15 @@ def test_wrong_types_show_as_unknown_not_as_a_crash() -> None:
     state.update(T.status, b'{"state": {"x": 1}, "run_id": 7}', 0.0)
     state.update(T.telemetry, json.dumps({
         "seq": "5", "t_s": True, "readings": [1, 2], "setpoints": {"temperature": "hot"},
-        "outputs": {"heater_pct": [1]}, "modes": {"temperature": 3}}).encode(), 0.0)
+        "outputs": {"heater_pct": [1]}, "modes": {"temperature": 3},
+        "recipe": {"state": 4, "phase": ["x"]}}).encode(), 0.0)
     state.update(T.alarms, b'{"name": ["a"], "active": "yes", "severity": 3}', 0.0)
     state.update(T.events, b'{"t_s": -5, "kind": null}', 0.0)
     state.update(T.cmd_reply, b'{"ok": 1}', 0.0)
     text = render(state, 0.0)
     assert "== r1  state=?  seq=null  run time ?" in text
     assert "setpoint null" in text and "mode ?" in text and "heater_pct=null %" in text
+    assert "  recipe ?, phase ?\n" in text
     assert "?        cleared        ?" not in text  # an inactive alarm of no state is not shown
     assert "?  ?: " in text and "REFUSED ?: " in text
 
@@ -112,8 +133,11 @@ def test_hostile_payloads_are_refused_by_reason_and_change_nothing() -> None:
 def test_control_characters_cannot_reach_the_terminal() -> None:
     state = WatchState()
     state.update("bioreactor/r\x1b[2J/status", b'{"state": "running\\u001b[2J\\u0007"}', 0.0)
+    state.update(T.telemetry, json.dumps({"seq": 1, "recipe": {
+        "state": "held\x1b[2J", "phase": "seed\x07"}}).encode(), 0.0)
     text = render(state, 0.0)
     assert "\x1b" not in text and "\x07" not in text and "state=running?[2J?" in text
+    assert "recipe held?[2J, phase seed?" in text
 
 
 def test_nesting_depth_ignores_brackets_inside_strings() -> None:

@@ -52,3 +52,14 @@ async def test_alarms_and_events_name_their_run_and_severity(tmp_path: Path) -> 
     p.outbox.close()
     assert (alarm["run_id"], alarm["severity"], alarm["value"]) == ("run-a", "critical", 38.6)
     assert event["run_id"] == "run-a"
+
+
+async def test_telemetry_says_where_the_recipe_is_when_the_reactor_has_one(tmp_path: Path) -> None:
+    p = presence(tmp_path / "outbox.sqlite", "run-a")
+    p.tick(1.0, {}, {}, {}, {}, recipe={"state": "running", "phase": "seed"})
+    p.tick(2.0, {}, {}, {}, {})
+    p.outbox.commit()
+    with_recipe, without = (json.loads(m.payload) for m in p.outbox.peek(10))
+    p.outbox.close()
+    assert with_recipe["recipe"] == {"state": "running", "phase": "seed"}
+    assert "recipe" not in without

@@ -82,6 +82,16 @@ def test_telemetry_payload_nan_is_null() -> None:
         telemetry_payload(seq=1, wall_ts=0, t_s=0, readings={}, modes={"x": "cascade"})
 
 
+def test_telemetry_carries_the_recipe_only_for_a_reactor_with_one() -> None:
+    body = json.loads(telemetry_payload(seq=1, wall_ts=0, t_s=0, readings={},
+                                        recipe={"state": "held", "phase": "expansion"}))
+    assert body["recipe"] == {"state": "held", "phase": "expansion"}
+    idle = json.loads(telemetry_payload(seq=1, wall_ts=0, t_s=0, readings={},
+                                        recipe={"state": "idle", "phase": None}))
+    assert idle["recipe"] == {"state": "idle", "phase": None}
+    assert "recipe" not in json.loads(telemetry_payload(seq=1, wall_ts=0, t_s=0, readings={}))
+
+
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_any_float_serializes_to_strict_json(x: float) -> None:
     raw = telemetry_payload(seq=1, wall_ts=0, t_s=0, readings={"a": (x, "u", "good")})
