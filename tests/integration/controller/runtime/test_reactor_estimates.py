@@ -27,7 +27,7 @@ class _Telemetry:
     def alarm(self, *_: Any, **__: Any) -> None:
         pass
 
-    def tick(self, t_s: float, readings: dict, *_: Any) -> None:
+    def tick(self, t_s: float, readings: dict, *_: Any, **__: Any) -> None:
         self.readings = dict(readings)
 
 
