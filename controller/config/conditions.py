@@ -138,8 +138,11 @@ class _Parser:
         while pos < end:
             match = _TOKEN.match(text, pos)
             if match is None or match.end() == pos:
-                raise ConditionError(f"unexpected {text[pos:].strip()[:20]!r} at column "
-                                     f"{pos + 1} of {text!r}")
+                bad = text[pos:end].lstrip()
+                hint = (" (no equality: readings are floats, so compare with <, <=, > or >=)"
+                        if bad.startswith(("=", "!=")) else "")
+                raise ConditionError(f"unexpected {bad[:20]!r} at column "
+                                     f"{end - len(bad) + 1} of {text!r}{hint}")
             kind = match.lastgroup or ""
             tokens.append((kind, match.group(kind), match.start(kind)))
             pos = match.end()
