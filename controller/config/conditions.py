@@ -139,7 +139,7 @@ class _Parser:
             match = _TOKEN.match(text, pos)
             if match is None or match.end() == pos:
                 bad = text[pos:end].lstrip()
-                hint = (" (no equality: readings are floats, so compare with <, <=, > or >=)"
+                hint = (" (the operators are <, <=, > and >=: no equality, readings are floats)"
                         if bad.startswith(("=", "!=")) else "")
                 raise ConditionError(f"unexpected {bad[:20]!r} at column "
                                      f"{end - len(bad) + 1} of {text!r}{hint}")

@@ -160,10 +160,11 @@ def test_comparisons_keeps_repeats_apart() -> None:
     ("   ", "an empty condition"),
     ("volume_ml", "expected a comparison after 'volume_ml' (one of <=, >=, <, >), found the "
                   "end at column 10 of 'volume_ml'"),
-    ("volume_ml == 5", "unexpected '== 5' at column 11 of 'volume_ml == 5' (no equality: "
-                       "readings are floats, so compare with <, <=, > or >=)"),
-    ("volume_ml = 5", "unexpected '= 5' at column 11 of 'volume_ml = 5' (no equality"),
-    ("volume_ml != 5", "unexpected '!= 5' at column 11 of 'volume_ml != 5' (no equality"),
+    ("volume_ml == 5", "unexpected '== 5' at column 11 of 'volume_ml == 5' (the operators "
+                       "are <, <=, > and >=: no equality, readings are floats)"),
+    ("volume_ml = 5", "unexpected '= 5' at column 11 of 'volume_ml = 5' (the operators are"),
+    ("volume_ml != 5", "unexpected '!= 5' at column 11 of 'volume_ml != 5' (the operators are"),
+    ("volume_ml => 5", "unexpected '=> 5' at column 11 of 'volume_ml => 5' (the operators are"),
     ("volume_ml >= 5 =", "unexpected '=' at column 16"),
     ("volume_ml >", "expected a number, found the end at column 12 of 'volume_ml >'"),
     ("phase_time >", "expected a number or a duration, found the end at column 13"),
