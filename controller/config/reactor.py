@@ -141,6 +141,11 @@ class ReactorConfig(StrictModel):
                     raise ValueError(f"{where}.setpoint = {setting.setpoint}: outside the "
                                      f"loop's operator bounds (allowed: {low} <= value <= "
                                      f"{high})")
+                out_low, out_high = loop.output_min, loop.output_max
+                if setting.output is not None and not out_low <= setting.output <= out_high:
+                    raise ValueError(f"{where}.output = {setting.output}: outside the loop's "
+                                     f"output range (allowed: {out_low} <= value <= {out_high} "
+                                     f"{loop.mv})")
         return recipe
 
     @field_validator("quality")

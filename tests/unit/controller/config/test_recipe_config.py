@@ -207,6 +207,12 @@ def test_an_output_without_manual_mode() -> None:
                     "in manual mode only (add mode = 'manual')")
 
 
+def test_a_manual_output_outside_the_loops_output_range() -> None:
+    line = problem_of(config_text(("setpoint = 37.0", 'mode = "manual"\noutput = 120.0')))
+    assert line == ("reactor[0].recipe.phase[1] (growth).loops.temperature.output = 120.0: "
+                    "outside the loop's output range (allowed: 0.0 <= value <= 100.0 heater_pct)")
+
+
 def test_manual_mode_with_an_output_loads() -> None:
     text = config_text(("setpoint = 37.0", 'mode = "manual"\noutput = 20.0'))
     recipe = parse_config(text).reactor[0].recipe
