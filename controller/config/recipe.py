@@ -96,7 +96,17 @@ class PhaseBolus(StrictModel):
     after: Seconds = Field(ge=0)
     volume_ml: Number = Field(gt=0, le=100)
     channel: Literal["feed_ml_per_h", "base_ml_per_h"] = "feed_ml_per_h"
-    rate_ml_per_h: Number | None = Field(default=None, gt=0, le=FEED_MAX_ML_PER_H)
+    rate_ml_per_h: Number | None = Field(default=None, gt=0)
+    """The pump's rate while the bolus runs (default: the pump's maximum, as the schedule's)."""
+
+    @model_validator(mode="after")
+    def _rate_within_pump(self) -> PhaseBolus:
+        """Against the bolus's own pump: the base pump tops out at 10 mL/h, not the feed's 60."""
+        maximum = channel(self.channel).maximum
+        if self.rate_ml_per_h is not None and self.rate_ml_per_h > maximum:
+            raise ValueError(f"rate_ml_per_h {self.rate_ml_per_h} above {self.channel}'s "
+                             f"maximum {maximum}")
+        return self
 
 
 class PhaseExit(StrictModel):

@@ -280,6 +280,23 @@ def test_a_recipe_with_no_phase() -> None:
         "reactor[0].recipe.phase: required key missing")
 
 
+@pytest.mark.parametrize(("pump", "rate", "problem"), [
+    ("feed_ml_per_h", 60.0, None),
+    ("feed_ml_per_h", 61.0, "rate_ml_per_h = 61.0: above feed_ml_per_h's maximum 60.0"),
+    ("base_ml_per_h", 10.0, None),
+    ("base_ml_per_h", 30.0, "rate_ml_per_h = 30.0: above base_ml_per_h's maximum 10.0"),
+])
+def test_a_phase_bolus_rate_within_its_own_pump(pump: str, rate: float,
+                                                problem: str | None) -> None:
+    text = config_text(after=f'[[reactor.recipe.phase.bolus]]\nafter = "1d"\nvolume_ml = 2.0\n'
+                             f'channel = "{pump}"\nrate_ml_per_h = {rate}\n')
+    if problem is None:
+        recipe = parse_config(text).reactor[0].recipe
+        assert recipe is not None and recipe.phase[1].bolus[0].rate_ml_per_h == rate
+    else:
+        assert problem_of(text) == f"reactor[0].recipe.phase[1].bolus[0].{problem}"
+
+
 # --- the command line -------------------------------------------------------------------------
 
 
