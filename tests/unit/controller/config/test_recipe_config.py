@@ -4,9 +4,11 @@ the key, as docs/recipes.md ("Config errors") shows; `bioreactor check-config` p
 and exits 2."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from plugins.configs import REPO
 
 from controller.cli.main import main
 from controller.config import ConfigError, parse_config
@@ -328,3 +330,83 @@ def test_check_config_passes_a_good_recipe(tmp_path: Path,
     path.write_text(config_text())
     assert main(["check-config", str(path)]) == 0
     assert f"{path}: OK" in capsys.readouterr().out
+
+
+# --- docs/recipes.md stays true ---------------------------------------------------------------
+
+DOCS = REPO / "docs" / "recipes.md"
+LOOPS = REACTOR + """
+[reactor.loops.do]
+pv = "do_pct_air"
+mv = "o2_pct"
+setpoint = 25.0
+setpoint_min = 10.0
+setpoint_max = 60.0
+kp = 0.6
+ti_s = 900.0
+out_max = 60.0
+band = 2.0
+
+[reactor.loops.ph]
+pv = "ph"
+mv = "co2_pct"
+setpoint = 7.30
+setpoint_min = 7.00
+setpoint_max = 7.50
+kp = 40.0
+ti_s = 1000.0
+output_raises_pv = false
+out_max = 15.0
+band = 0.05
+"""
+DOC_EDITS: dict[str, tuple[str, str]] = {
+    "unknown": ('when = "est_viable_cells_per_ml >= 1e6', 'when = "est_viable_cells >= 1e6'),
+    "parse": ('when = "phase_time >= 2d"', 'when = "phase_time => 2d"'),
+    "unreachable": ('when = "phase_time >= 2d"', 'when = "phase_time >= 2d"\nnext = "dilution"'),
+    "noexit": ('[[reactor.recipe.phase.exit]]\nwhen = "run_time >= 14d"\n', ""),
+    "next": ('when = "phase_time >= 2d"', 'when = "phase_time >= 2d"\nnext = "grow"'),
+    "dup": ('name = "dilution"', 'name = "growth"'),
+    "complete": ('name = "dilution"', 'name = "complete"'),
+    "bounds": ("setpoint = 25.0", "setpoint = 5.0"),
+    "noloop": ("loops.do]", "loops.oxygen]"),
+    "manual": ("setpoint = 25.0", 'mode = "manual"'),
+    "output": ("setpoint = 25.0", "output = 30.0"),
+    "outrange": ("setpoint = 25.0", 'mode = "manual"\noutput = 80.0'),
+    "source": ("nl_per_cell_per_d = 0.1", 'nl_per_cell_per_d = 0.1\nsource = "glucose_mm"'),
+    "schedule": ("[reactor.recipe]\n",
+                 '[[reactor.schedule.perfusion]]\nat = "0d"\nfeed_ml_per_h = 1.0\n\n'
+                 "[reactor.recipe]\n"),
+    "nosensor": ("[reactor.recipe]\n", "[reactor.soft_sensor]\nenabled = false\n\n"
+                                       "[reactor.recipe]\n"),
+}
+
+
+def _documented_errors() -> dict[str, str]:
+    """{file stem: problem line} of every `error: <stem>.toml` block in the docs."""
+    found = re.findall(r"^    error: (\w+)\.toml: 1 problem\(s\)\n      (.+)$", DOCS.read_text(),
+                       re.MULTILINE)
+    return dict(found)
+
+
+def test_the_worked_example_loads() -> None:
+    [example] = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    recipe = parse_config(LOOPS + example).reactor[0].recipe
+    assert recipe is not None
+    assert [p.name for p in recipe.phase] == ["seed", "growth", "dilution"]
+
+
+def test_every_documented_error_is_documented_and_edited_here() -> None:
+    assert set(_documented_errors()) == set(DOC_EDITS)
+
+
+@pytest.mark.parametrize("stem", sorted(DOC_EDITS))
+def test_the_documented_error_lines_are_what_check_config_prints(stem: str) -> None:
+    [example] = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    old, new = DOC_EDITS[stem]
+    assert old in example, old
+    line = problem_of(LOOPS + example.replace(old, new, 1))
+    documented = _documented_errors()[stem]
+    # The docs cut the long list of allowed names short with "...": compare up to there.
+    assert line.startswith(documented.split(", ...")[0]), (line, documented)
+    if ", ..." not in documented:
+        assert line == documented
