@@ -15,7 +15,9 @@ combines such comparisons with `and`, `or`, `not` and parentheses:
 NAME is a device input (`volume_ml`), a soft-sensor estimate (`est_inhibitor_ng_per_ml`) or one
 of the clocks `phase_time` (how long the phase has run, holds excluded) and `run_time` (the run
 clock). NUMBER is a decimal with an optional exponent (`1.5e6`); DURATION a number with a unit
-(`90s`, `30m`, `6h`, `2d`). `confirmed` holds once an operator has sent `confirm` in this phase.
+(`90s`, `30m` or `30min`, `6h`, `1.5d`: the run's one duration parser, so no exponent and no
+sign). `confirmed` holds once an operator has sent `confirm` in this phase. A condition nests at
+most MAX_DEPTH deep (parentheses and `not`): deeper is a config error, not a RecursionError.
 
 Why a grammar of our own rather than Python's `ast` with a whitelist: the language is five
 productions, its errors can name the position and what was expected, and nothing the parser
@@ -24,6 +26,7 @@ floats, and `ph == 7.3` would hold by accident or never.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -34,10 +37,13 @@ CLOCKS = ("phase_time", "run_time")
 CONFIRMED = "confirmed"
 KEYWORDS = frozenset({"and", "or", "not", "for", CONFIRMED})
 OPERATORS = ("<=", ">=", "<", ">")
+MAX_DEPTH = 32
+"""Parentheses and `not`s nested deeper than this are refused: no recipe needs it, and the
+recursive descent must end in a ConditionError, not Python's recursion limit."""
 
 _TOKEN = re.compile(r"""
     \s*(?:
-      (?P<duration>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?[smhd])(?![A-Za-z0-9_])
+      (?P<duration>\d+(?:\.\d*)?(?:min|[smhd]))(?![A-Za-z0-9_])
     | (?P<number>-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?![A-Za-z0-9_])
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<op><=|>=|<|>)
@@ -123,6 +129,7 @@ class _Parser:
         self.text = text
         self.tokens = self._tokenise(text)
         self.i = 0
+        self.depth = 0
 
     def _tokenise(self, text: str) -> list[tuple[str, str, int]]:
         tokens: list[tuple[str, str, int]] = []
@@ -131,8 +138,11 @@ class _Parser:
         while pos < end:
             match = _TOKEN.match(text, pos)
             if match is None or match.end() == pos:
-                raise ConditionError(f"unexpected {text[pos:].strip()[:20]!r} at column "
-                                     f"{pos + 1} of {text!r}")
+                bad = text[pos:end].lstrip()
+                hint = (" (the operators are <, <=, > and >=: no equality, readings are floats)"
+                        if bad.startswith(("=", "!=")) else "")
+                raise ConditionError(f"unexpected {bad[:20]!r} at column "
+                                     f"{end - len(bad) + 1} of {text!r}{hint}")
             kind = match.lastgroup or ""
             tokens.append((kind, match.group(kind), match.start(kind)))
             pos = match.end()
@@ -177,6 +187,19 @@ class _Parser:
         return terms[0] if len(terms) == 1 else All(tuple(terms))
 
     def _unary(self) -> Condition:
+        token = self._peek()
+        nests = token is not None and (token[0], token[1]) in (("name", "not"), ("paren", "("))
+        if nests and self.depth >= MAX_DEPTH:
+            assert token is not None
+            raise ConditionError(f"more than {MAX_DEPTH} nested parentheses or 'not's at column "
+                                 f"{token[2] + 1} of {self.text!r}")
+        self.depth += nests
+        try:
+            return self._nested_unary()
+        finally:
+            self.depth -= nests
+
+    def _nested_unary(self) -> Condition:
         if self._keyword("not"):
             return Not(self._unary())
         if self._keyword(CONFIRMED):
@@ -212,12 +235,14 @@ class _Parser:
                 self._fail("a duration after 'for' (like 30m, 6h, 2d)")
             assert duration is not None
             self.i += 1
-            for_s = parse_duration_s(duration[1])
+            for_s = self._duration_s(duration[1])
         return Compare(operand, op[1], value, for_s)
 
     def _value(self, operand: str) -> float:
         token = self._peek()
         if token is not None and token[0] == "number":
+            if not math.isfinite(float(token[1])):
+                self._fail("a finite number")
             self.i += 1
             return float(token[1])
         if token is not None and token[0] == "duration":
@@ -225,6 +250,16 @@ class _Parser:
                 self._fail(f"a number: {operand!r} is not a time, so {token[1]!r} has no "
                            "meaning here")
             self.i += 1
-            return parse_duration_s(token[1])
+            return self._duration_s(token[1])
         self._fail("a number" + (" or a duration" if operand in CLOCKS else ""))
         raise AssertionError  # unreachable: _fail raises
+
+    def _duration_s(self, text: str) -> float:
+        """The project's one duration parser; its ValueError (a duration too long to be finite)
+        as a ConditionError, so a bad condition is always a config error with a column."""
+        try:
+            return parse_duration_s(text)
+        except ValueError:
+            self.i -= 1
+            self._fail("a finite duration")
+            raise AssertionError from None  # unreachable: _fail raises

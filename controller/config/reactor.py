@@ -13,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from controller.alarms.defaults import default_alarms
 from controller.alarms.spec import AlarmBoardConfig, AlarmConfig, AlarmEntry, AlarmRemoval
 from controller.config.loops import LoopConfig
-from controller.config.recipe import RecipeConfig, recipe_reads
+from controller.config.recipe import RecipeConfig, recipe_reads_where
 from controller.config.safety import (
     InterlocksConfig,
     QualityConfig,
@@ -109,19 +109,29 @@ class ReactorConfig(StrictModel):
     @classmethod
     def _recipe_fits_the_loops(cls, recipe: RecipeConfig | None,
                                info: ValidationInfo) -> RecipeConfig | None:
-        """A phase's loop settings name this reactor's loops, within their operator bounds."""
-        loops = info.data.get("loops")
-        if recipe is None or loops is None:
+        """A phase's loop settings name this reactor's loops, within their operator bounds; the
+        estimates it reads come from an enabled soft sensor; the schedule does not feed too.
+        Errors start `.phase[i] (name).key` so the line names the phase and the key."""
+        if recipe is None:
             return recipe
+        schedule = info.data.get("schedule")
+        if schedule is not None and (schedule.perfusion or schedule.bolus):
+            raise ValueError("a reactor feeds by its recipe or by [reactor.schedule]'s "
+                             "perfusion and boluses, not both (remove the schedule's: the "
+                             "recipe's phases give rates and boluses)")
         sensor = info.data.get("soft_sensor")
-        reads = recipe_reads(recipe)
-        estimates = sorted(name for name in reads if name.startswith("est_"))
-        if estimates and sensor is not None and not sensor.enabled:
-            raise ValueError(f"reads {', '.join(estimates)}, and [reactor.soft_sensor] is "
-                             "disabled: those estimates would never come (enable it)")
+        if sensor is not None and not sensor.enabled:
+            for where, name in recipe_reads_where(recipe):
+                if name.startswith("est_"):
+                    raise ValueError(f".{where}: reads {name}, and [reactor.soft_sensor] "
+                                     "enabled = false: the estimate would never come (enable "
+                                     "the soft sensor, or read an input)")
+        loops = info.data.get("loops")
+        if loops is None:
+            return recipe
         for i, phase in enumerate(recipe.phase):
             for name, setting in phase.loops.items():
-                where = f"phase[{i}] ({phase.name}).loops.{name}"
+                where = f".phase[{i}] ({phase.name}).loops.{name}"
                 if name not in loops:
                     raise ValueError(f"{where}: no loop {name!r} (allowed: "
                                      f"{', '.join(loops) or 'no loops'})")
@@ -131,6 +141,11 @@ class ReactorConfig(StrictModel):
                     raise ValueError(f"{where}.setpoint = {setting.setpoint}: outside the "
                                      f"loop's operator bounds (allowed: {low} <= value <= "
                                      f"{high})")
+                out_low, out_high = loop.output_min, loop.output_max
+                if setting.output is not None and not out_low <= setting.output <= out_high:
+                    raise ValueError(f"{where}.output = {setting.output}: outside the loop's "
+                                     f"output range (allowed: {out_low} <= value <= {out_high} "
+                                     f"{loop.mv})")
         return recipe
 
     @field_validator("quality")
@@ -165,8 +180,4 @@ class ReactorConfig(StrictModel):
         if scheduled and feeds:
             raise ValueError(f"{sorted(scheduled)} driven by both a loop and the "
                              + ("recipe" if self.recipe is not None else "schedule"))
-        if self.recipe is not None and (self.schedule.perfusion or self.schedule.bolus):
-            raise ValueError("recipe: a reactor feeds by its recipe or by "
-                             "[reactor.schedule]'s perfusion and boluses, not both (the "
-                             "recipe's phases give rates and boluses)")
         return self

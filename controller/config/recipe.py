@@ -96,7 +96,17 @@ class PhaseBolus(StrictModel):
     after: Seconds = Field(ge=0)
     volume_ml: Number = Field(gt=0, le=100)
     channel: Literal["feed_ml_per_h", "base_ml_per_h"] = "feed_ml_per_h"
-    rate_ml_per_h: Number | None = Field(default=None, gt=0, le=FEED_MAX_ML_PER_H)
+    rate_ml_per_h: Number | None = Field(default=None, gt=0)
+    """The pump's rate while the bolus runs (default: the pump's maximum, as the schedule's)."""
+
+    @model_validator(mode="after")
+    def _rate_within_pump(self) -> PhaseBolus:
+        """Against the bolus's own pump: the base pump tops out at 10 mL/h, not the feed's 60."""
+        maximum = channel(self.channel).maximum
+        if self.rate_ml_per_h is not None and self.rate_ml_per_h > maximum:
+            raise ValueError(f"rate_ml_per_h {self.rate_ml_per_h} above {self.channel}'s "
+                             f"maximum {maximum}")
+        return self
 
 
 class PhaseExit(StrictModel):
@@ -126,15 +136,8 @@ class PhaseLoop(StrictModel):
     setpoint: Number | None = None
     mode: Literal["auto", "manual"] | None = None
     output: Number | None = None
-    """The output held in manual mode (required with mode = "manual")."""
-
-    @model_validator(mode="after")
-    def _manual_has_output(self) -> PhaseLoop:
-        if self.mode == "manual" and self.output is None:
-            raise ValueError("mode = 'manual' needs an output to hold")
-        if self.output is not None and self.mode != "manual":
-            raise ValueError("output is held in manual mode only: add mode = 'manual'")
-        return self
+    """The output held in manual mode (required with mode = "manual"); checked by RecipeConfig,
+    so its error can name the phase."""
 
 
 class OnAlarm(StrictModel):
@@ -184,6 +187,7 @@ class RecipeConfig(StrictModel):
             names[phase.name] = i
         for i, phase in enumerate(phases):
             _check_reads(i, phase)
+            _check_manual(i, phase)
         for i, phase in enumerate(phases):
             if not phase.exit:
                 raise ValueError(f"[{i}] ({phase.name}).exit: the phase has no way out: give it "
@@ -212,14 +216,33 @@ class RecipeConfig(StrictModel):
 
 def recipe_reads(recipe: RecipeConfig) -> set[str]:
     """Every channel or estimate the recipe's conditions and strategies read."""
-    names: set[str] = set()
-    for phase in recipe.phase:
-        for exit_ in phase.exit:
-            names.update(c.operand for c in comparisons(exit_.condition)
-                         if c.operand not in CLOCKS)
+    return {name for _, name in recipe_reads_where(recipe)}
+
+
+def recipe_reads_where(recipe: RecipeConfig) -> list[tuple[str, str]]:
+    """(key, name) of every channel or estimate the recipe reads, in file order: the key
+    (`phase[1] (growth).exit[0].when = '...'`) for an error that names the phase."""
+    reads: list[tuple[str, str]] = []
+    for i, phase in enumerate(recipe.phase):
+        where = f"phase[{i}] ({phase.name})"
+        for k, exit_ in enumerate(phase.exit):
+            reads.extend((f"{where}.exit[{k}].when = {exit_.when!r}", c.operand)
+                         for c in comparisons(exit_.condition) if c.operand not in CLOCKS)
         if not isinstance(phase.feed, FixedFeed):
-            names.add(phase.feed.source)
-    return names
+            reads.append((f"{where}.feed.source = {phase.feed.source!r}", phase.feed.source))
+    return reads
+
+
+def _check_manual(i: int, phase: PhaseConfig) -> None:
+    """A loop in manual mode holds an output, and only manual mode holds one."""
+    for name, setting in phase.loops.items():
+        where = f"[{i}] ({phase.name}).loops.{name}"
+        if setting.mode == "manual" and setting.output is None:
+            raise ValueError(f"{where}.mode = 'manual': needs an output to hold (add output = "
+                             "the value to hold, in the loop's output unit)")
+        if setting.output is not None and setting.mode != "manual":
+            raise ValueError(f"{where}.output = {setting.output}: held in manual mode only "
+                             "(add mode = 'manual')")
 
 
 def _check_reads(i: int, phase: PhaseConfig) -> None:

@@ -92,8 +92,11 @@ class _Walker:
         allowed = self.allowed_range(loc)
         if allowed and error["type"] in _BOUND_ERRORS:
             message = f"{message} (allowed: {allowed})"
-        if isinstance(value, list) and message.startswith("["):
-            return f"{key}{message}"  # a list's rule pointing at an element: `[2].name = 'x': ...`
+        if (isinstance(value, list) and message.startswith("[")) \
+                or (isinstance(value, dict) and message.startswith(".")):
+            # A rule pointing inside the value: a list's at an element (`[2].name = 'x': ...`),
+            # a table's at a key below it (`.phase[1] (growth).loops.ph: ...`).
+            return f"{key}{message}"
         if isinstance(value, (dict, list)):
             return f"{key}: {message}"
         return f"{key} = {value!r}: {message}"
