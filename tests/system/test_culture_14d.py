@@ -1,19 +1,24 @@
 """The whole product, as a user meets it: the default 14-day culture, closed loop, in-process,
-at 1 g and in microgravity. Each run is made once here (module-scoped fixtures) and every
-acceptance number that depends on it is checked against it: control bands, records, the product
-quality fit (issue 12, shared/science/hsc-quality.md), the true pH held by probe
-standardisation, and the soft sensor's accuracy against the emulator's truth.
+at 1 g and in microgravity, and the inhibitor-dilution recipe against it. Each run is made once
+here (module-scoped fixtures) and every acceptance number that depends on it is checked against
+it: control bands, records, the product quality fit (issue 12, shared/science/hsc-quality.md),
+the true pH held by probe standardisation, the soft sensor's accuracy against the emulator's
+truth, and the recipes' phases (issue 13).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
-from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
+from plugins.configs import DEFAULT_CONFIG_PATH, REPO, load_default, run_config
+from plugins.processes import BIN
 
 from controller.config import load_config
+from controller.config.conditions import CLOCKS, comparisons, parse_condition
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -166,3 +171,52 @@ def test_the_estimates_and_their_sds_are_recorded(culture_1g: tuple[dict, Path])
     assert rows == dict.fromkeys(("est_viable_cells_per_ml", "est_growth_rate_per_d",
                                   "est_inhibitor_ng_per_ml", "est_primitive_fraction"), updates)
     assert bad == 0
+
+
+# --- recipes (issue 13) ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dilution_recipe(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`bioreactor run configs/hsc_recipe_dilution.toml --duration 14d --summary-json S`, as
+    the issue's done-when types it (same seed as the default config)."""
+    tmp = tmp_path_factory.mktemp("dilution")
+    result = subprocess.run(
+        [BIN / "bioreactor", "run", str(REPO / "configs" / "hsc_recipe_dilution.toml"),
+         "--duration", "14d", "--quiet", "--db", str(tmp / "run.sqlite"),
+         "--summary-json", str(tmp / "summary.json")],
+        capture_output=True, text=True, timeout=1100)
+    assert result.returncode == 0, result.stderr
+    return json.loads((tmp / "summary.json").read_text())
+
+
+def test_the_default_culture_runs_its_recipe_to_completion(
+        culture_1g: tuple[dict, Path]) -> None:
+    """The default config is a recipe of timed phases; it completes 1 h before the run ends."""
+    recipe = _reactor(culture_1g[0])["recipe"]
+    assert recipe["state"] == "complete"
+    assert [p["name"] for p in recipe["phases"]] == [
+        "seed", "expand-1", "expand-2", "expand-3", "production"]
+    assert [p["started_s"] for p in recipe["phases"]] == [0.0, 2 * DAY_S, 5 * DAY_S, 8 * DAY_S,
+                                                          11 * DAY_S]
+
+
+def test_the_dilution_recipe_completes_on_the_cultures_state_with_more_primitive_cells(
+        dilution_recipe: dict, culture_1g: tuple[dict, Path]) -> None:
+    config = load_config(REPO / "configs" / "hsc_recipe_dilution.toml")
+    assert config.run.seed == load_config(DEFAULT_CONFIG_PATH).run.seed
+    reactor = _reactor(dilution_recipe)
+    recipe = reactor["recipe"]
+    assert dilution_recipe["stopped_by"] == "completed"
+    assert recipe["state"] == "complete"
+    phases = recipe["phases"]
+    assert len(phases) >= 3
+    assert [p["name"] for p in phases] == [p.name for p in config.reactor[0].recipe.phase]
+    for before, after in itertools.pairwise(phases):
+        assert before["ended_s"] == after["started_s"]
+    ended_by_state = [p for p in phases
+                      if not any(c.operand in CLOCKS for c in
+                                 comparisons(parse_condition(p["ended_by"])))]
+    assert ended_by_state, [p["ended_by"] for p in phases]
+    assert _product(dilution_recipe)["primitive_fold_expansion"] > \
+        _product(culture_1g[0])["primitive_fold_expansion"]
+    assert reactor["errors"] == {"read": 0, "write": 0, "tick": 0}
+    assert reactor["boluses_done"] == sum(len(p.bolus) for p in config.reactor[0].recipe.phase)

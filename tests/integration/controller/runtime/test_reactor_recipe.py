@@ -1,0 +1,126 @@
+"""A recipe run by a real Reactor over the in-process emulated chamber, in virtual time: the
+phase's rates reach the pumps, its bolus is given and booked as measured, a new phase's
+setpoint reaches its loop, a signed-and-verified hold puts the pumps at the hold outputs on the
+tick it is applied, and the whole of it is on record and in the checkpoint."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.reactors import first_reactor
+
+from controller import clock as clock_module
+from controller.clock import Clock
+from controller.config import parse_config
+from controller.operator.protocol import Command
+from controller.runtime.historian import Historian
+from controller.runtime.reactor import Reactor
+
+RECIPE = """# The recipe (docs/recipes.md)
+[reactor.recipe]
+name = "short"
+
+[[reactor.recipe.phase]]
+name = "a"
+feed = { strategy = "fixed", feed_ml_per_h = 6.0 }
+[[reactor.recipe.phase.bolus]]
+after = "60s"
+volume_ml = 0.5
+rate_ml_per_h = 30.0
+[[reactor.recipe.phase.exit]]
+when = "phase_time >= 10m"
+
+[[reactor.recipe.phase]]
+name = "b"
+loops = { do = { setpoint = 20.0 } }
+feed = { strategy = "fixed", feed_ml_per_h = 2.0 }
+hold = { feed_ml_per_h = 0.5, harvest_ml_per_h = 0.5 }
+[[reactor.recipe.phase.exit]]
+when = "confirmed"
+
+"""
+
+
+def recipe_reactor(db: Path, clock: Clock) -> tuple[Reactor, Historian]:
+    text = DEFAULT_CONFIG_PATH.read_text()
+    start = text.index("# The recipe (docs/recipes.md)")
+    end = text.index("# Verified delivery")
+    return first_reactor(parse_config(text[:start] + RECIPE + text[end:]), db, clock)
+
+
+def command(action: str, nonce: str) -> Command:
+    return Command("alice", "hsc-1", action, {}, "test", 0.0, nonce)
+
+
+async def _scenario(tmp_path: Path) -> dict[str, Any]:
+    clock = Clock()
+    reactor, historian = recipe_reactor(tmp_path / "run.sqlite", clock)
+    seen: dict[str, Any] = {}
+    await reactor.start()
+    for _ in range(600):  # phase a: 10 min (t = 0-599 s), its bolus at 1 min
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    seen["a_written"] = dict(reactor.link.written)
+    seen["a_bolus"] = next(b for b in reactor.schedule.recipe_boluses if b.id == "r0")
+    for _ in range(5):
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    seen["b_telemetry"] = dict(reactor.procedure.telemetry)  # type: ignore[union-attr]
+    seen["b_written"] = dict(reactor.link.written)
+    seen["do_setpoint"] = next(lp.setpoint for lp in reactor.loops if lp.name == "do")
+    reactor.commands.inbox.append(command("hold", "0" * 16))
+    await reactor.tick()
+    seen["holding"] = (dict(reactor.procedure.telemetry), dict(reactor.link.written))  # type: ignore[union-attr]
+    await asyncio.sleep(1.0)
+    await reactor.tick()
+    seen["held"] = dict(reactor.procedure.telemetry)  # type: ignore[union-attr]
+    seen["checkpoint"] = reactor.checkpoints.state()["recipe"]
+    reactor.commands.inbox.append(command("confirm", "1" * 16))  # refused: not running
+    reactor.commands.inbox.append(command("restart", "2" * 16))
+    for _ in range(2):  # restarting on the tick it is applied, running on the next
+        await asyncio.sleep(1.0)
+        await reactor.tick()
+    await asyncio.sleep(1.0)
+    reactor.commands.inbox.append(command("confirm", "3" * 16))
+    await reactor.tick()
+    seen["end"] = reactor.procedure.summary()  # type: ignore[union-attr]
+    seen["end_written"] = dict(reactor.link.written)
+    await reactor.go_safe("test")
+    historian.close()
+    return seen
+
+
+def test_a_recipe_drives_the_pumps_the_loops_and_the_records(tmp_path: Path) -> None:
+    seen = clock_module.run(_scenario(tmp_path), None)
+    assert seen["a_written"]["feed_ml_per_h"] == 6.0
+    assert seen["a_written"]["harvest_ml_per_h"] == 6.0
+    bolus = seen["a_bolus"]
+    assert bolus.state == "done" and abs(bolus.delivered_ml - 0.5) < 0.05
+    assert seen["b_telemetry"] == {"state": "running", "phase": "b"}
+    assert seen["b_written"]["feed_ml_per_h"] == 2.0
+    assert seen["do_setpoint"] == 20.0
+    telemetry, written = seen["holding"]
+    assert telemetry == {"state": "holding", "phase": "b"}
+    assert written["feed_ml_per_h"] == 0.5 and written["harvest_ml_per_h"] == 0.5
+    assert seen["held"] == {"state": "held", "phase": "b"}
+    assert seen["checkpoint"]["state"] == "held" and seen["checkpoint"]["phase_index"] == 1
+    assert seen["end"]["state"] == "complete"
+    assert [(p["name"], p["ended_by"]) for p in seen["end"]["phases"]] == [
+        ("a", "phase_time >= 10m"), ("b", "confirmed")]
+    assert seen["end_written"]["feed_ml_per_h"] == 0.5  # complete: the last phase's hold
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        audit = con.execute("SELECT action, outcome FROM audit WHERE operator = 'alice' "
+                            "ORDER BY rowid").fetchall()
+        events = [json.loads(d) for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'recipe' ORDER BY rowid")]
+        (do_at,) = con.execute("SELECT t_s FROM setpoints WHERE loop = 'do' "
+                               "AND setpoint = 20.0 ORDER BY t_s").fetchone()
+    assert audit == [("hold", "applied"), ("confirm", "wrong_state"), ("restart", "applied"),
+                     ("confirm", "applied")]
+    assert [e["event"] for e in events if e["event"] != "state"] == [
+        "phase_started", "phase_ended", "phase_started", "confirmed", "phase_ended"]
+    assert do_at == 600.0  # on record when phase b set it
