@@ -1,7 +1,8 @@
 """What the config check says about safety, beyond each table's own rules: a safe state that
-is not safe and a setpoint the limits would fight are errors; a safety function switched off,
-a schedule entry the run never reaches and an alarm on the wrong side of its setpoint are
-warnings (docs/alarms.md, "What the config check refuses and warns about").
+is not safe and a setpoint the limits would fight (a loop's or one a recipe phase sets) are
+errors; a safety function switched off, a schedule entry the run never reaches, an alarm on the
+wrong side of its setpoint, a recipe phase with no time fallback and a hold that does not keep
+the volume are warnings (docs/alarms.md, "What the config check refuses and warns about").
 
 Each line reads like the tables' own errors (drivers/contract/validation.py): the key, the
 value, what is wrong and what is allowed. The thresholds are read from where they are defined:
@@ -15,8 +16,10 @@ from typing import Any
 from controller.alarms.defaults import LIMIT_ALARMS, default_alarms
 from controller.alarms.setup import configured_alarms
 from controller.alarms.spec import AlarmConfig, AlarmRemoval
+from controller.config.conditions import CLOCKS, comparisons
 from controller.config.hard_limits import default_interlocks
 from controller.config.reactor import ReactorConfig
+from controller.config.recipe import RecipeConfig
 from drivers.contract.datasheet import PUMPS
 from drivers.contract.durations import format_duration
 
@@ -60,40 +63,54 @@ def _in_effect(reactor: ReactorConfig) -> list[AlarmConfig]:
 
 def setpoint_errors(prefix: str, reactor: ReactorConfig) -> list[str]:
     """A setpoint at or beyond a hard limit's trip point, or outside an absolute-limit alarm
-    in effect: the interlock would override the loop all run, or the alarm stand all run."""
+    in effect: the interlock would override the loop all run, or the alarm stand all run. The
+    loops' own setpoints and every setpoint a recipe phase sets on its entry."""
     out = []
     alarms = [a for a in _in_effect(reactor) if a.name in LIMIT_ALARMS]
     for name, loop in reactor.loops.items():
-        sp = loop.setpoint
-        low, high = float("-inf"), float("inf")
-        reasons = []
-        for lock in default_interlocks():
-            if lock.channel != loop.pv:
-                continue
-            if lock.high:
-                high = min(high, lock.trip_at)
-            else:
-                low = max(low, lock.trip_at)
-            if lock.trips(sp):
-                reasons.append(f"the {lock.name} interlock trips at {lock.trip_at:g}")
-        for alarm in alarms:
-            if alarm.channel != loop.pv or alarm.limit is None:
-                continue
-            if alarm.kind == "high":
-                high = min(high, alarm.limit)
-                if sp >= alarm.limit:
-                    reasons.append(f"the {alarm.name} alarm stands above {alarm.limit:g}")
-            elif alarm.kind == "low":
-                low = max(low, alarm.limit)
-                if sp <= alarm.limit:
-                    reasons.append(f"the {alarm.name} alarm stands below {alarm.limit:g}")
-        if reasons:
-            allowed = " ".join(p for p in (f"{low:g} <" if low > float("-inf") else "",
-                                           "value",
-                                           f"< {high:g}" if high < float("inf") else "") if p)
-            out.append(f"{prefix}.loops.{name}.setpoint = {sp!r}: at or beyond a safety "
-                       f"limit: {'; '.join(reasons)} (allowed: {allowed})")
+        settings = [(f"{prefix}.loops.{name}.setpoint", loop.setpoint)]
+        if reactor.recipe is not None:
+            settings += [(f"{prefix}.recipe.phase[{i}] ({phase.name}).loops.{name}.setpoint",
+                          phase.loops[name].setpoint)
+                         for i, phase in enumerate(reactor.recipe.phase)
+                         if name in phase.loops and phase.loops[name].setpoint is not None]
+        for key, sp in settings:
+            line = _beyond_a_limit(loop.pv, sp, alarms)  # type: ignore[arg-type]
+            if line:
+                out.append(f"{key} = {sp!r}: at or beyond a safety limit: {line}")
     return out
+
+
+def _beyond_a_limit(pv: str, sp: float, alarms: list[AlarmConfig]) -> str:
+    """Why `sp` fights a hard limit or an absolute-limit alarm on `pv`, and what is allowed;
+    empty if it does not."""
+    low, high = float("-inf"), float("inf")
+    reasons = []
+    for lock in default_interlocks():
+        if lock.channel != pv:
+            continue
+        if lock.high:
+            high = min(high, lock.trip_at)
+        else:
+            low = max(low, lock.trip_at)
+        if lock.trips(sp):
+            reasons.append(f"the {lock.name} interlock trips at {lock.trip_at:g}")
+    for alarm in alarms:
+        if alarm.channel != pv or alarm.limit is None:
+            continue
+        if alarm.kind == "high":
+            high = min(high, alarm.limit)
+            if sp >= alarm.limit:
+                reasons.append(f"the {alarm.name} alarm stands above {alarm.limit:g}")
+        elif alarm.kind == "low":
+            low = max(low, alarm.limit)
+            if sp <= alarm.limit:
+                reasons.append(f"the {alarm.name} alarm stands below {alarm.limit:g}")
+    if not reasons:
+        return ""
+    allowed = " ".join(p for p in (f"{low:g} <" if low > float("-inf") else "", "value",
+                                   f"< {high:g}" if high < float("inf") else "") if p)
+    return f"{'; '.join(reasons)} (allowed: {allowed})"
 
 
 def reactor_warnings(prefix: str, reactor: ReactorConfig, duration_s: float) -> list[str]:
@@ -118,6 +135,8 @@ def reactor_warnings(prefix: str, reactor: ReactorConfig, duration_s: float) -> 
                 out.append(f"{prefix}.schedule.{kind}[{i}].at = {format_duration(entry.at)}: "
                            f"at or after the run's end ({end}); it never happens "
                            f"(allowed: value < {end})")
+    if reactor.recipe is not None:
+        out += recipe_warnings(f"{prefix}.recipe", reactor.recipe)
     setpoints = {loop.pv: loop.setpoint for loop in reactor.loops.values()}
     for i, entry in enumerate(reactor.alarm):
         if not isinstance(entry, AlarmConfig) or entry.name in LIMIT_ALARMS \
@@ -132,6 +151,28 @@ def reactor_warnings(prefix: str, reactor: ReactorConfig, duration_s: float) -> 
             out.append(f"{prefix}.alarm[{i}].limit = {entry.limit!r}: a low alarm at or "
                        f"above its loop's setpoint {sp:g} stands all run "
                        f"(expected: value < {sp:g})")
+    return out
+
+
+def recipe_warnings(prefix: str, recipe: RecipeConfig) -> list[str]:
+    """A recipe that can leave an unattended culture stuck: a phase whose exits all wait on the
+    culture (no time fallback: if the cells never get there, the phase never ends), a hold
+    that pumps in more than it takes out or the reverse (a long hold over- or under-fills
+    the chamber until the volume interlocks act)."""
+    out = []
+    for i, phase in enumerate(recipe.phase):
+        where = f"{prefix}.phase[{i}] ({phase.name})"
+        timed = any(c.operand in CLOCKS for e in phase.exit for c in comparisons(e.condition))
+        if not timed:
+            out.append(f"{where}.exit: no exit on phase_time or run_time: if the culture never "
+                       "meets its conditions the phase never ends (add a time fallback exit)")
+        hold = phase.hold
+        net_ml_per_h = hold.feed_ml_per_h + hold.base_ml_per_h - hold.harvest_ml_per_h
+        if net_ml_per_h != 0.0:
+            verb = "fills" if net_ml_per_h > 0 else "drains"
+            out.append(f"{where}.hold: holding {verb} the chamber at {abs(net_ml_per_h):g} "
+                       "mL/h (feed + base - harvest); a long hold reaches the volume "
+                       "interlocks (expected: harvest_ml_per_h = feed + base)")
     return out
 
 

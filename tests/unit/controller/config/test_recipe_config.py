@@ -363,7 +363,7 @@ DOC_EDITS: dict[str, tuple[str, str]] = {
     "unknown": ('when = "est_viable_cells_per_ml >= 1e6', 'when = "est_viable_cells >= 1e6'),
     "parse": ('when = "phase_time >= 2d"', 'when = "phase_time => 2d"'),
     "unreachable": ('when = "phase_time >= 2d"', 'when = "phase_time >= 2d"\nnext = "dilution"'),
-    "noexit": ('[[reactor.recipe.phase.exit]]\nwhen = "run_time >= 14d"\n', ""),
+    "noexit": ('[[reactor.recipe.phase.exit]]\nwhen = "run_time >= 13.5d"\n', ""),
     "next": ('when = "phase_time >= 2d"', 'when = "phase_time >= 2d"\nnext = "grow"'),
     "dup": ('name = "dilution"', 'name = "growth"'),
     "complete": ('name = "dilution"', 'name = "complete"'),
