@@ -10,7 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from plugins.configs import DEFAULT_CONFIG_PATH
+import pytest
+from plugins.configs import DEFAULT_CONFIG_PATH, run_default_with_fault
 from plugins.reactors import first_reactor
 
 from controller import clock as clock_module
@@ -124,3 +125,54 @@ def test_a_recipe_drives_the_pumps_the_loops_and_the_records(tmp_path: Path) -> 
     assert [e["event"] for e in events if e["event"] != "state"] == [
         "phase_started", "phase_ended", "phase_started", "confirmed", "phase_ended"]
     assert do_at == 600.0  # on record when phase b set it
+
+
+async def _hold_mid_bolus(tmp_path: Path) -> dict[str, Any]:
+    clock = Clock()
+    reactor, historian = recipe_reactor(tmp_path / "run.sqlite", clock)
+    await reactor.start()
+    seen: dict[str, Any] = {}
+    for _ in range(90):  # the bolus starts at 60 s and pumps for 60 s at 30 mL/h
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    bolus = reactor.schedule.recipe_boluses[0]
+    seen["before"] = (bolus.state, bolus.delivered_ml)
+    reactor.commands.inbox.append(command("hold", "4" * 16))
+    for _ in range(300):  # five minutes held
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    seen["held"] = (bolus.state, bolus.delivered_ml, dict(reactor.link.written))
+    reactor.commands.inbox.append(command("restart", "5" * 16))
+    for _ in range(120):
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    seen["after"] = (bolus.state, bolus.delivered_ml, bolus.commanded_ml)
+    await reactor.go_safe("test")
+    historian.close()
+    return seen
+
+
+def test_a_hold_mid_bolus_pauses_it_and_the_restart_finishes_its_volume(tmp_path: Path) -> None:
+    seen = clock_module.run(_hold_mid_bolus(tmp_path), None)
+    state, delivered = seen["before"]
+    assert state == "running" and 0.1 < delivered < 0.4
+    state, held_ml, written = seen["held"]
+    assert state == "running" and held_ml == pytest.approx(delivered, abs=0.01)
+    assert written["feed_ml_per_h"] == 0.0  # phase a's hold: the default, pumps stopped
+    state, delivered, commanded = seen["after"]
+    assert state == "done"
+    assert commanded == pytest.approx(0.5, abs=1e-6)
+    assert delivered == pytest.approx(0.5, abs=0.05)
+
+
+def test_an_interlock_trip_holds_a_running_recipe(tmp_path: Path) -> None:
+    """A heater stuck on at 1 h: overtemp_limit trips and the recipe (default: on_interlock =
+    hold) stops moving on; the whole culture, physics and all, in virtual time."""
+    summary = run_default_with_fault("heater_stuck_on@1h", tmp_path / "run.sqlite", "2h")
+    recipe = summary["reactors"]["hsc-1"]["recipe"]
+    assert recipe["state"] == "held" and recipe["phase"] == "seed"
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        moves = [json.loads(d) for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'recipe' ORDER BY rowid")]
+    held = [m for m in moves if m["event"] == "state" and m["state"] == "holding"]
+    assert [m["by"] for m in held] == ["interlock:overtemp_limit"]
