@@ -71,6 +71,10 @@ def summary_table(summary: dict[str, Any]) -> str:
         if viable is not None:
             growth += f", final viable density {viable:.3g} cells/mL"
         lines.append(growth)
+        recipe = reactor.get("recipe")
+        if recipe is not None:
+            phases = " > ".join(p["name"] for p in recipe["phases"]) or "none run"
+            lines.append(f"  recipe {recipe['name']}: {recipe['state']} (phases {phases})")
         errors = reactor["errors"]
         if any(errors.values()):
             lines.append(f"  errors: {errors}")

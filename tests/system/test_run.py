@@ -165,6 +165,8 @@ def test_cli_run_writes_summary_and_report(tmp_path: Path) -> None:
     for loop in summary["loops"].values():
         assert {"setpoint", "within_band_fraction", "iae", "max_abs_error"} <= loop.keys()
     assert "fold expansion" in result.stdout and "temperature" in result.stdout
+    assert "recipe expansion-timetable: running (phases seed)" in result.stdout
+    assert summary["reactors"]["hsc-1"]["recipe"]["phases"][0]["ended_s"] is None
     assert "100.0%" in result.stderr  # the progress line reached the end
 
     out = tmp_path / "report"
