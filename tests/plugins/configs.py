@@ -12,6 +12,10 @@ from controller.runtime.run import Run, RunOptions
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = REPO / "configs" / "hsc_expansion.toml"
+# The pre-recipe default, feeding by [[reactor.schedule.perfusion]] and [[reactor.schedule.bolus]]
+# tables: the schedule is still a supported way to feed (hil configs use it), and its tests
+# need a full culture config that uses it.
+TIMETABLE_CONFIG_PATH = REPO / "tests" / "data" / "hsc_timetable.toml"
 
 
 @pytest.fixture
@@ -37,7 +41,18 @@ def run_default_with_fault(fault: str | None, db_path: Path, duration: str) -> d
 
 def load_default(**edits: str) -> Config:
     """The default config with text substitutions `old=new` applied, for variations."""
-    text = DEFAULT_CONFIG_PATH.read_text()
+    return load_edited(DEFAULT_CONFIG_PATH, **edits)
+
+
+def load_timetable(**edits: str) -> Config:
+    """The schedule-fed timetable config with text substitutions `old=new` applied, for
+    variations that test the schedule tables."""
+    return load_edited(TIMETABLE_CONFIG_PATH, **edits)
+
+
+def load_edited(path: Path, **edits: str) -> Config:
+    """The config at `path` with text substitutions `old=new` applied; each `old` must occur."""
+    text = path.read_text()
     for old, new in edits.items():
         assert old in text, old
         text = text.replace(old, new)

@@ -16,8 +16,10 @@ from controller.cli.main import apply_overrides
 from controller.config import Config
 
 HOUR = 3600.0
-EARLY_PERFUSION = {'at = "2d"': 'at = "1h"', 'at = "4d"': 'at = "4h"'}
-"""Perfusion (1 mL/h) from 1 h and the first 2 mL bolus at 4 h, so a few hours show them."""
+EARLY_PERFUSION = {'when = "phase_time >= 2d"': 'when = "phase_time >= 1h"',
+                   'after = "2d"': 'after = "3h"'}
+"""The recipe's seed phase an hour long: perfusion (1 mL/h) from 1 h and the first 2 mL bolus
+3 h into expand-1, at 4 h, so a few hours show them."""
 
 
 def run_with(fault: str, tmp_path: Path, duration: str, config: Config | None = None) -> dict:

@@ -6,8 +6,9 @@ What is asserted, with the values measured when this was written (seed 42):
 - the `co2_supply_lost` interlock within 30 min: 60 s, from the device's readbacks (the CO2
   supply pressure reads 0 for readback_for_s), with its high-priority alarm; the loop-based
   detection (16.4 min) is the fallback only (tests/system/test_protection_scenarios.py);
-- the reaction from the trip to the end: base, feed and harvest stopped, CO2 left with the
-  loop, at its maximum from 10 min on, so a returning supply pulls the pH straight back;
+- the reaction from the trip to the end: base, feed and harvest stopped (the recipe held in
+  its expand-1 phase), CO2 left with the loop, at its maximum from 10 min on, so a returning
+  supply pulls the pH straight back;
 - the cells: nothing keeps the pH of a bicarbonate medium below ~8.2 without CO2 (the pH peaks
   at 10.1), so they die at the model's full pH-stress rate (~0.63 /d) whatever the controller
   does. The reaction keeps every cell in the chamber (no wash-out) and ends with 2.5 % of the
@@ -110,9 +111,12 @@ def test_the_reaction_stops_base_and_perfusion_and_keeps_co2_at_the_maximum(runs
         # fault): the loop carries on to its maximum by itself.
         co2 = con.execute("SELECT MIN(co2_pct) FROM ticks WHERE t_s > ?",
                           (FAULT_S + 10 * MINUTE,)).fetchone()[0]
-    assert before == 1.0  # the schedule's perfusion was running
+    assert before == 1.0  # the recipe's expand-1 perfusion was running
     feed, harvest, base = after
     assert (feed, harvest, base) == (0.0, 0.0, 0.0)  # boluses on days 4 and 7 included
+    # the trip held the recipe where it was (its phases' default on_interlock), for good
+    assert reactor(faulted)["recipe"]["state"] == "held"
+    assert reactor(faulted)["recipe"]["phase"] == "expand-1"
     assert co2 >= 14.25  # the pH loop at its 15 % maximum (give or take its noise)
     harvested = [v for _, v in truth(db, "cells_harvested", tripped + 600)]
     assert harvested[0] == harvested[-1]  # no cell washed out after the trip

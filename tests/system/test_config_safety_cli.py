@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.configs import DEFAULT_CONFIG_PATH, REPO
+from tests.plugins.configs import DEFAULT_CONFIG_PATH, REPO, TIMETABLE_CONFIG_PATH
 
 
 def bioreactor(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -18,8 +18,8 @@ def bioreactor(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-def edited(tmp_path: Path, old: str, new: str) -> Path:
-    text = DEFAULT_CONFIG_PATH.read_text()
+def edited(tmp_path: Path, old: str, new: str, base: Path = DEFAULT_CONFIG_PATH) -> Path:
+    text = base.read_text()
     assert old in text
     path = tmp_path / "edited.toml"
     path.write_text(text.replace(old, new))
@@ -45,8 +45,10 @@ def test_check_config_and_run_refuse_an_unsafe_config(tmp_path: Path, old: str, 
 
 
 def test_warnings_are_printed_and_recorded(tmp_path: Path) -> None:
+    # the schedule-fed timetable: its schedule entries after a shortened run's end warn too
     path = edited(tmp_path, "[reactor.safe_state]",
-                  "[reactor.interlocks.o2_supply_lost]\nenabled = false\n\n[reactor.safe_state]")
+                  "[reactor.interlocks.o2_supply_lost]\nenabled = false\n\n[reactor.safe_state]",
+                  base=TIMETABLE_CONFIG_PATH)
     check = bioreactor("check-config", path)
     assert check.returncode == 0, check.stderr
     assert "warning: reactor[0].interlocks.o2_supply_lost.enabled = False" in check.stderr

@@ -17,8 +17,8 @@ HOUR = 3600.0
 DAY = 24 * HOUR
 MINUTE = 60.0
 BOLUS_AT_S = 4 * DAY
-"""The first bolus of configs/hsc_expansion.toml: 2 mL at 30 mL/h (4 min) at 4 d, on top of
-the 1 mL/h perfusion that runs from 2 d."""
+"""The first bolus of configs/hsc_expansion.toml's recipe (id r0, 2 d into its expand-1 phase):
+2 mL at 30 mL/h (4 min) at 4 d, on top of the 1 mL/h perfusion that runs from 2 d."""
 
 
 def reactor(summary: dict) -> dict:
@@ -55,12 +55,12 @@ def test_a_feed_pump_clogged_during_the_day_4_bolus_is_booked_short_and_alarmed(
     assert "feed_delivery_mismatch" in alarms, alarms
     # Judged the tick after its 2 mL were commanded (4 min): nothing but the totaliser needed.
     assert BOLUS_AT_S + 4 * MINUTE < alarms["feed_delivery_mismatch"] <= BOLUS_AT_S + 5 * MINUTE
-    given = bolus(summary, "s0")
+    given = bolus(summary, "r0")
     assert given["commanded_ml"] == pytest.approx(2.0, abs=1e-9)
     assert given["delivered_ml"] == pytest.approx(0.0, abs=1e-6)
     assert given["state"] == "short"  # open, not done: `stop` commands no more than 2 mL
     assert reactor(summary)["boluses_done"] == 0
-    assert feed_ledger(db, "s0") == ["started", "mismatch", "short"]
+    assert feed_ledger(db, "r0") == ["started", "mismatch", "short"]
     first = alarm_data(db, "feed_delivery_mismatch")[0]
     assert first["pump"] == "feed_ml_per_h" and first["priority"] == "high"
     assert (first["commanded_ml"], first["measured_ml"]) == (pytest.approx(2.0), 0.0)
@@ -97,13 +97,13 @@ def test_an_underdelivering_pump_is_completed_to_the_measured_volume(tmp_path: P
     summary = run_config(config, db, duration="97h")
     alarms = raised(summary)
     assert BOLUS_AT_S + 4 * MINUTE < alarms["feed_delivery_mismatch"] <= BOLUS_AT_S + 5 * MINUTE
-    given = bolus(summary, "s0")
+    given = bolus(summary, "r0")
     assert given["state"] == "done"
     assert given["delivered_ml"] == pytest.approx(2.0, abs=1e-3)
     # 60 % delivered: 2 / 0.6 = 3.33 mL commanded, a little more for the perfusion's share
     # (as short), within the cap of 2x (4 mL).
     assert 2.0 / 0.6 < given["commanded_ml"] < 3.6
-    assert feed_ledger(db, "s0") == ["started", "mismatch", "completing", "done"]
+    assert feed_ledger(db, "r0") == ["started", "mismatch", "completing", "done"]
 
 
 def test_a_device_reboot_is_alarmed_and_every_output_written_afresh(tmp_path: Path) -> None:

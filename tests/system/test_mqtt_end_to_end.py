@@ -337,8 +337,9 @@ priority = "low"
 
 def _with_alarms(config: Path, tables: str) -> Path:
     text = config.read_text()
-    assert "# Perfusion:" in text
-    config.write_text(text.replace("# Perfusion:", tables + "\n# Perfusion:", 1))
+    anchor = "# The recipe (docs/recipes.md)"
+    assert anchor in text
+    config.write_text(text.replace(anchor, tables + "\n" + anchor, 1))
     return config
 
 

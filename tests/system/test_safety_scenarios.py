@@ -301,7 +301,7 @@ the 90 min on-delay of `volume_rate`."""
 
 @pytest.fixture(scope="module")
 def clog(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    # Perfusion (feed = harvest = 1 mL/h) starts at 2 d in the default schedule.
+    # Perfusion (feed = harvest = 1 mL/h) starts at 2 d, with the default recipe's expand-1.
     return scenario(tmp_path_factory, "pump_clogged@2d:pump=feed", 48 * HOUR, "50.5h")
 
 

@@ -55,7 +55,7 @@ priority = "low"
 
 def config_with(extra: str) -> Config:
     text = DEFAULT_CONFIG_PATH.read_text()
-    anchor = "# Perfusion:"
+    anchor = "# The recipe (docs/recipes.md)"
     assert anchor in text
     return parse_config(text.replace(anchor, extra + "\n" + anchor, 1))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plugins.configs import REPO
+from plugins.configs import REPO, TIMETABLE_CONFIG_PATH
 from pydantic import ValidationError
 
 from controller.config import (
@@ -23,6 +23,12 @@ DAY = 86400.0
 @pytest.fixture(scope="module")
 def default_text() -> str:
     return DEFAULT_PATH.read_text()
+
+
+@pytest.fixture(scope="module")
+def timetable_text() -> str:
+    """The schedule-fed config: the schedule tables' checks are tested on it."""
+    return TIMETABLE_CONFIG_PATH.read_text()
 
 
 def edited(text: str, *edits: tuple[str, str]) -> str:
@@ -67,7 +73,30 @@ def test_default_config_loads() -> None:
     ph = reactor.loops["ph"]
     assert ph.output_raises_pv is False
     assert (ph.output_min, ph.output_max) == (0.0, 15.0)
+    # the culture is a recipe of timed phases, not a schedule
+    assert reactor.schedule.perfusion == [] and reactor.schedule.bolus == []
+    recipe = reactor.recipe
+    assert recipe is not None and recipe.name == "expansion-timetable"
+    assert (recipe.autostart, recipe.on_restart) == (True, "held")
+    phases = recipe.phase
+    assert [p.name for p in phases] == ["seed", "expand-1", "expand-2", "expand-3", "production"]
+    assert [p.feed.strategy for p in phases] == ["fixed"] * 5
+    assert [p.feed.feed_ml_per_h for p in phases] == [0.0, 1.0, 2.0, 4.0, 6.0]
+    assert [[e.when for e in p.exit] for p in phases] == [
+        ["phase_time >= 2d"], ["phase_time >= 3d"], ["phase_time >= 3d"], ["phase_time >= 3d"],
+        ["run_time >= 335h"]]
+    # one 2 mL bolus 2 days into each expand phase: days 4, 7 and 10 of the run
+    assert [[(b.after, b.volume_ml, b.rate_ml_per_h) for b in p.bolus] for p in phases] == [
+        [], [(2 * DAY, 2.0, 30.0)], [(2 * DAY, 2.0, 30.0)], [(2 * DAY, 2.0, 30.0)], []]
+    # complete an hour before the run ends, and keep the cells perfused after
+    assert (phases[-1].hold.feed_ml_per_h, phases[-1].hold.harvest_ml_per_h) == (6.0, 6.0)
+
+
+def test_the_timetable_fixture_is_the_schedule_fed_default() -> None:
+    reactor = load_config(TIMETABLE_CONFIG_PATH).reactor[0]
+    assert reactor.recipe is None
     assert [p.at for p in reactor.schedule.perfusion] == [0.0, 2 * DAY, 5 * DAY, 8 * DAY, 11 * DAY]
+    assert [p.feed_ml_per_h for p in reactor.schedule.perfusion] == [0.0, 1.0, 2.0, 4.0, 6.0]
     assert [b.at for b in reactor.schedule.bolus] == [4 * DAY, 7 * DAY, 10 * DAY]
 
 
@@ -102,15 +131,34 @@ def test_unknown_loop_key_names_it_and_lists_allowed_keys(default_text: str) -> 
         ('id = "hsc-1"', 'id = "hsc-1"\nname = "x"', "reactor[0].name",
          ["id", "device", "chamber", "loops", "schedule", "safe_state"]),
         ("[run]", "[runn]\n[run]", "runn", ["run", "reactor"]),
+        ('name = "expand-2"', 'name = "expand-2"\nrate = 2.0', "reactor[0].recipe.phase[2].rate",
+         ["name", "description", "loops", "feed", "bolus", "exit", "hold"]),
+        ("volume_ml = 2.0", "volume_ml = 2.0\nvolume = 2.0",
+         "reactor[0].recipe.phase[1].bolus[0].volume",
+         ["after", "volume_ml", "channel", "rate_ml_per_h"]),
+    ],
+)
+def test_unknown_keys_everywhere(default_text: str, old: str, new: str, key: str,
+                                 allowed: list[str]) -> None:
+    assert_unknown_key(error_of(edited(default_text, (old, new))), key, allowed)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "allowed"),
+    [
         ('at = "5d"', 'at = "5d"\nfeed = 2.0', "reactor[0].schedule.perfusion[2].feed",
          ["at", "feed_ml_per_h", "harvest_ml_per_h", "base_ml_per_h"]),
         ("volume_ml = 2.0", "volume_ml = 2.0\nvolume = 2.0", "reactor[0].schedule.bolus[0].volume",
          ["at", "volume_ml", "channel", "rate_ml_per_h"]),
     ],
 )
-def test_unknown_keys_everywhere(default_text: str, old: str, new: str, key: str,
-                                 allowed: list[str]) -> None:
-    message = error_of(edited(default_text, (old, new)))
+def test_unknown_keys_in_the_schedule(timetable_text: str, old: str, new: str, key: str,
+                                      allowed: list[str]) -> None:
+    assert_unknown_key(error_of(edited(timetable_text, (old, new))), key, allowed)
+
+
+def assert_unknown_key(message: str, key: str, allowed: list[str]) -> None:
+    """The message names `key` as unknown and lists (at least) the `allowed` keys."""
     assert f"{key}: unknown key (allowed here: " in message
     listed = message.split("allowed here: ")[1].split(")")[0].split(", ")
     assert listed == allowed or set(allowed) <= set(listed)
@@ -153,15 +201,17 @@ def test_unknown_channel_in_chamber_is_passed_through(default_text: str) -> None
          ["reactor[0].loops.temperature.ti_s = 0.0", "greater than 0"]),
         ("band = 0.1", "band = -0.1",
          ["reactor[0].loops.temperature.band = -0.1", "greater than 0"]),
-        ("feed_ml_per_h = 6.0", "feed_ml_per_h = 75.0",
-         ["reactor[0].schedule.perfusion[4].feed_ml_per_h = 75.0", "[0.0, 60.0]", "mL/h"]),
-        ("harvest_ml_per_h = 1.0", "harvest_ml_per_h = -1.0",
-         ["reactor[0].schedule.perfusion[1].harvest_ml_per_h = -1.0",
+        ("feed_ml_per_h = 6.0 }", "feed_ml_per_h = 75.0 }",
+         ["reactor[0].recipe.phase[4].feed.fixed.feed_ml_per_h = 75.0",
+          "less than or equal to 60"]),
+        ("hold = { feed_ml_per_h = 6.0, harvest_ml_per_h = 6.0 }",
+         "hold = { feed_ml_per_h = 6.0, harvest_ml_per_h = -1.0 }",
+         ["reactor[0].recipe.phase[4].hold.harvest_ml_per_h = -1.0",
           "greater than or equal to 0"]),
         ("rate_ml_per_h = 30.0", "rate_ml_per_h = 90.0",
-         ["reactor[0].schedule.bolus[0].rate_ml_per_h = 90.0", "maximum 60.0"]),
+         ["reactor[0].recipe.phase[1].bolus[0].rate_ml_per_h = 90.0", "maximum 60.0"]),
         ("volume_ml = 2.0", "volume_ml = 0.0",
-         ["reactor[0].schedule.bolus[0].volume_ml = 0.0", "greater than 0"]),
+         ["reactor[0].recipe.phase[1].bolus[0].volume_ml = 0.0", "greater than 0"]),
         ("out_max = 60.0", "out_max = 60.0\nout_min = 70.0",
          ["reactor[0].loops.do.out_min = 70.0", "below out_max 60.0"]),
         ("out_max = 60.0", "out_max = 30.0\nout_min = 30.0",
@@ -185,18 +235,44 @@ def test_out_of_range_values_name_key_value_and_rule(default_text: str, old: str
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "key"),
+    ("old", "new", "expected"),
     [
-        ("kp = 30.0", "kp = inf", "reactor[0].loops.temperature.kp"),
-        ('at = "0d"', "at = nan", "reactor[0].schedule.perfusion[0].at"),
-        ('at = "4d"', "at = nan", "reactor[0].schedule.bolus[0].at"),
+        ("feed_ml_per_h = 6.0", "feed_ml_per_h = 75.0",
+         ["reactor[0].schedule.perfusion[4].feed_ml_per_h = 75.0", "[0.0, 60.0]", "mL/h"]),
+        ("harvest_ml_per_h = 1.0", "harvest_ml_per_h = -1.0",
+         ["reactor[0].schedule.perfusion[1].harvest_ml_per_h = -1.0",
+          "greater than or equal to 0"]),
+        ("rate_ml_per_h = 30.0", "rate_ml_per_h = 90.0",
+         ["reactor[0].schedule.bolus[0].rate_ml_per_h = 90.0", "maximum 60.0"]),
+        ("volume_ml = 2.0", "volume_ml = 0.0",
+         ["reactor[0].schedule.bolus[0].volume_ml = 0.0", "greater than 0"]),
     ],
 )
-def test_non_finite_numbers_are_rejected(default_text: str, old: str, new: str, key: str) -> None:
+def test_out_of_range_schedule_values_name_key_value_and_rule(timetable_text: str, old: str,
+                                                              new: str,
+                                                              expected: list[str]) -> None:
+    message = error_of(edited(timetable_text, (old, new)))
+    assert "1 problem(s)" in message
+    for part in expected:
+        assert part in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "on_timetable"),
+    [
+        ("kp = 30.0", "kp = inf", "reactor[0].loops.temperature.kp", False),
+        ('after = "2d"', "after = nan", "reactor[0].recipe.phase[1].bolus[0].after", False),
+        ('at = "0d"', "at = nan", "reactor[0].schedule.perfusion[0].at", True),
+        ('at = "4d"', "at = nan", "reactor[0].schedule.bolus[0].at", True),
+    ],
+)
+def test_non_finite_numbers_are_rejected(default_text: str, timetable_text: str, old: str,
+                                         new: str, key: str, on_timetable: bool) -> None:
     # TOML has inf and nan literals and pydantic floats accept them by default. `kp = inf` makes
     # every output inf/nan; `at = nan` passes the time-order check (nan compares false) and the
-    # point never becomes due, which also blocks every later point (FeedSchedule walks in order).
-    message = error_of(edited(default_text, (old, new)))
+    # point never becomes due, which also blocks every later point (FeedSchedule walks in order);
+    # a phase bolus `after = nan` would never be given.
+    message = error_of(edited(timetable_text if on_timetable else default_text, (old, new)))
     assert key in message
 
 
@@ -251,10 +327,16 @@ def test_two_loops_cannot_drive_one_actuator(default_text: str) -> None:
     assert "'temperature' and 'do' both drive heater_pct" in message
 
 
-def test_loop_and_schedule_cannot_both_drive_a_pump(default_text: str) -> None:
-    message = error_of(edited(default_text, ('mv = "o2_pct"', 'mv = "feed_ml_per_h"')))
+def test_loop_and_schedule_cannot_both_drive_a_pump(timetable_text: str) -> None:
+    message = error_of(edited(timetable_text, ('mv = "o2_pct"', 'mv = "feed_ml_per_h"')))
     assert "reactor[0]" in message
     assert "['feed_ml_per_h'] driven by both a loop and the schedule" in message
+
+
+def test_loop_and_recipe_cannot_both_drive_a_pump(default_text: str) -> None:
+    message = error_of(edited(default_text, ('mv = "o2_pct"', 'mv = "feed_ml_per_h"')))
+    assert "reactor[0]" in message
+    assert "['feed_ml_per_h'] driven by both a loop and the recipe" in message
 
 
 def test_a_loop_may_drive_a_pump_when_no_schedule() -> None:
@@ -283,7 +365,9 @@ def test_multiple_reactor_tables(default_text: str) -> None:
     config = parse_config(_second_reactor(default_text, "hsc-2"))
     assert [r.id for r in config.reactor] == ["hsc-1", "hsc-2"]
     assert set(config.reactor[1].loops) == {"temperature", "do", "ph"}
-    assert len(config.reactor[1].schedule.bolus) == 3
+    recipe = config.reactor[1].recipe
+    assert recipe is not None and len(recipe.phase) == 5
+    assert sum(len(phase.bolus) for phase in recipe.phase) == 3
 
 
 def test_duplicate_reactor_ids(default_text: str) -> None:
@@ -307,7 +391,8 @@ def test_invalid_toml(default_text: str, tmp_path: Path) -> None:
     message = str(info.value)
     assert str(path) in message
     assert "not valid TOML" in message
-    assert "line 12" in message
+    line = default_text[:default_text.index('id = "hsc-1"')].count("\n") + 1
+    assert f"at line {line}," in message
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -326,7 +411,7 @@ def test_config_error_is_a_value_error() -> None:
 
 def test_safe_state_defaults_are_filled_in(default_text: str) -> None:
     start = default_text.index("[reactor.safe_state]")
-    end = default_text.index("# Perfusion")
+    end = default_text.index("# The recipe (docs/recipes.md)")
     partial = default_text[:start] + "[reactor.safe_state]\nco2_pct = 8.0\n\n" + default_text[end:]
     state = parse_config(partial).reactor[0].safe_state
     assert state == {"heater_pct": 0.0, "o2_pct": 21.0, "co2_pct": 8.0, "feed_ml_per_h": 0.0,
@@ -359,8 +444,8 @@ def test_bad_duration_names_key_and_forms(default_text: str) -> None:
     assert "'14d'" in message
 
 
-def test_perfusion_points_must_be_in_time_order(default_text: str) -> None:
-    message = error_of(edited(default_text, ('at = "11d"', 'at = "1d"')))
+def test_perfusion_points_must_be_in_time_order(timetable_text: str) -> None:
+    message = error_of(edited(timetable_text, ('at = "11d"', 'at = "1d"')))
     assert "reactor[0].schedule.perfusion" in message and "time order" in message
 
 
@@ -374,7 +459,8 @@ def test_config_is_frozen(default_text: str) -> None:
 
 
 def _with_alarms(default_text: str, tables: str) -> str:
-    return edited(default_text, ("# Perfusion:", tables + "\n# Perfusion:"))
+    anchor = "# The recipe (docs/recipes.md)"
+    return edited(default_text, (anchor, tables + "\n" + anchor))
 
 
 ALARM_TABLES = """

@@ -8,11 +8,13 @@ from controller.alarms.defaults import PH_HIGH, TEMPERATURE_HIGH_C
 from controller.config import SAFE_GAS_PCT, Config, ConfigError, safety_warnings
 from controller.config.hard_limits import Interlock, default_interlocks
 from controller.control import interlocks
-from tests.plugins.configs import DEFAULT_CONFIG_PATH, load_default
+from tests.plugins.configs import DEFAULT_CONFIG_PATH, load_default, load_timetable
 
 SAFE_O2 = "o2_pct = 21.0\nco2_pct = 5.0\nfeed_ml_per_h"
 TEMP_SP = "setpoint = 37.0"
 PH_SP = "setpoint = 7.30"
+RECIPE = "# The recipe (docs/recipes.md)"
+"""The default config's line after its alarm-table comments: tables are inserted before it."""
 
 
 OPERATOR_BOUNDS = {line: "" for line in DEFAULT_CONFIG_PATH.read_text().splitlines(True)
@@ -109,8 +111,8 @@ def test_a_ph_setpoint_outside_the_alarm_limits_is_refused(sp: str, reason: str)
     assert reason in message
 
 
-REPLACE_PH_HIGH = ('# Perfusion: feed', '[[reactor.alarm]]\nname = "ph_high"\nchannel = "ph"\n'
-                   'kind = "high"\nlimit = 7.8\n\n# Perfusion: feed')
+REPLACE_PH_HIGH = (RECIPE, '[[reactor.alarm]]\nname = "ph_high"\nchannel = "ph"\n'
+                   f'kind = "high"\nlimit = 7.8\n\n{RECIPE}')
 
 
 def test_a_replaced_alarm_limit_is_the_one_checked() -> None:
@@ -131,7 +133,11 @@ def test_the_run_builds_the_board_of_a_replaced_limit() -> None:
 
 
 def warnings_of(duration: float | None = None, **edits: str) -> list[str]:
-    config = load_default(**edits)
+    return warnings_on(load_default(**edits), duration)
+
+
+def warnings_on(config: Config, duration: float | None = None) -> list[str]:
+    """The config's safety warning lines, with the run shortened to `duration` if given."""
     if duration is not None:
         config = config.model_copy(update={"run": config.run.model_copy(
             update={"duration": duration})})
@@ -148,20 +154,21 @@ def test_a_disabled_supply_interlock_warns(gas: str) -> None:
 
 
 def test_removing_the_critical_temperature_alarm_warns() -> None:
-    lines = warnings_of(**{"# Perfusion: feed": '[[reactor.alarm]]\nname = "temperature_high"\n'
-                                                'enabled = false\n\n# Perfusion: feed'})
+    lines = warnings_of(**{RECIPE: '[[reactor.alarm]]\nname = "temperature_high"\n'
+                                   f'enabled = false\n\n{RECIPE}'})
     assert len(lines) == 1
     assert lines[0].startswith("reactor[0].alarm[0].enabled = False: the critical "
                                "temperature_high alarm is removed")
 
 
 def test_removing_another_default_does_not_warn() -> None:
-    assert warnings_of(**{"# Perfusion: feed": '[[reactor.alarm]]\nname = "do_stale"\n'
-                                               'enabled = false\n\n# Perfusion: feed'}) == []
+    assert warnings_of(**{RECIPE: '[[reactor.alarm]]\nname = "do_stale"\n'
+                                  f'enabled = false\n\n{RECIPE}'}) == []
 
 
 def test_schedule_entries_at_or_after_the_end_warn() -> None:
-    lines = warnings_of(duration=7 * 86400.0)  # the 8d, 11d steps; the 7d and 10d boluses
+    # the schedule-fed timetable: the 8d, 11d steps; the 7d and 10d boluses
+    lines = warnings_on(load_timetable(), duration=7 * 86400.0)
     keys = [line.split(" = ")[0] for line in lines]
     assert keys == ["reactor[0].schedule.perfusion[3].at", "reactor[0].schedule.perfusion[4].at",
                     "reactor[0].schedule.bolus[1].at", "reactor[0].schedule.bolus[2].at"]
@@ -175,8 +182,8 @@ def test_schedule_entries_at_or_after_the_end_warn() -> None:
 def test_an_alarm_on_the_wrong_side_of_its_setpoint_warns(kind: str, limit: float,
                                                           warns: bool) -> None:
     table = (f'[[reactor.alarm]]\nname = "do_{kind}"\nchannel = "do_pct_air"\nkind = "{kind}"\n'
-             f"limit = {limit}\n\n# Perfusion: feed")
-    lines = warnings_of(**{"# Perfusion: feed": table})
+             f"limit = {limit}\n\n{RECIPE}")
+    lines = warnings_of(**{RECIPE: table})
     if not warns:
         assert lines == []
         return

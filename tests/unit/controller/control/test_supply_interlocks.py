@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from plugins.configs import DEFAULT_CONFIG_PATH, load_default, run_config
+from plugins.configs import DEFAULT_CONFIG_PATH, load_default, load_timetable, run_config
 
 from controller.cli.main import apply_overrides
 from controller.config import ConfigError, load_config, parse_config
@@ -231,8 +231,13 @@ def test_a_table_changes_only_the_keys_it_gives(default_config_text: str) -> Non
 
 
 # --- through the whole controller -----------------------------------------------------------
-def run_with(fault: str, tmp_path: Path, duration: str) -> tuple[dict, Path]:
-    config = apply_overrides(load_default(**UNLATCHED), duration=None, speed=None,
+def run_with(fault: str, tmp_path: Path, duration: str, *, timetable: bool = False,
+             **edits: str) -> tuple[dict, Path]:
+    """Run the default config (the schedule-fed timetable if `timetable`), its supply
+    interlocks unlatched and `edits` applied, with `fault`; the reactor's summary and the
+    historian's path."""
+    load = load_timetable if timetable else load_default
+    config = apply_overrides(load(**UNLATCHED, **edits), duration=None, speed=None,
                              seed=None, faults=[fault])
     db = tmp_path / "run.sqlite"
     return run_config(config, db, duration=duration)["reactors"]["hsc-1"], db
@@ -267,10 +272,21 @@ def test_o2_lost_in_a_run_trips_alarms_gives_air_and_resumes_bumplessly(tmp_path
         (reset_s, {"alarm": "o2_supply_lost", "active": False, "priority": "high"})]
 
 
-def test_co2_back_resets_the_interlock_and_perfusion_resumes(tmp_path: Path) -> None:
+CO2_LOST_DAY_2 = "co2_supply_lost@49h:duration=4h"
+
+
+@pytest.mark.parametrize("feeding", ["schedule", "recipe that does nothing on an interlock"])
+def test_co2_back_resets_the_interlock_and_perfusion_resumes(tmp_path: Path,
+                                                            feeding: str) -> None:
     """CO2 lost for 4 h on day 2 (perfusion 1 mL/h from day 2): stopped while tripped, back
-    as the readbacks show the supply back (pressure and flow)."""
-    reactor, db = run_with("co2_supply_lost@49h:duration=4h", tmp_path, "56h")
+    as the readbacks show the supply back (pressure and flow). The schedule feeds on; so does a
+    recipe whose phase is told to do nothing on an interlock."""
+    if feeding == "schedule":
+        reactor, db = run_with(CO2_LOST_DAY_2, tmp_path, "56h", timetable=True)
+    else:
+        reactor, db = run_with(CO2_LOST_DAY_2, tmp_path, "56h", **{
+            'name = "expand-1"\n': 'name = "expand-1"\non_interlock = "nothing"\n'})
+        assert (reactor["recipe"]["state"], reactor["recipe"]["phase"]) == ("running", "expand-1")
     changes = [(t["name"], t["tripped"], t["t_s"]) for t in reactor["interlocks"]
                if t["name"] == "co2_supply_lost"]
     assert [c[:2] for c in changes] == [("co2_supply_lost", True), ("co2_supply_lost", False)]
@@ -285,6 +301,30 @@ def test_co2_back_resets_the_interlock_and_perfusion_resumes(tmp_path: Path) -> 
     assert during == (0.0, 0.0)
     assert after[0] == 1.0
     assert after[1] > 6.9  # the loop comes back from its maximum without an acid dip
+
+
+def test_co2_lost_holds_the_default_recipe_until_an_operator_restarts_it(tmp_path: Path) -> None:
+    """The default recipe's phases hold on an interlock trip (the safe default): after the
+    supply is back the interlock resets, but the procedure stays held with the pumps at the
+    phase's hold outputs (none given: stopped) until an operator's `restart`."""
+    reactor, db = run_with(CO2_LOST_DAY_2, tmp_path, "56h")
+    changes = [(t["name"], t["tripped"], t["t_s"]) for t in reactor["interlocks"]
+               if t["name"] == "co2_supply_lost"]
+    assert [c[:2] for c in changes] == [("co2_supply_lost", True), ("co2_supply_lost", False)]
+    trip_s, reset_s = changes[0][2], changes[1][2]
+    assert (reactor["recipe"]["state"], reactor["recipe"]["phase"]) == ("held", "expand-1")
+    with sqlite3.connect(db) as con:
+        after = con.execute("SELECT MAX(feed_ml_per_h), MAX(harvest_ml_per_h) FROM ticks "
+                            "WHERE t_s > ?", (reset_s + 1,)).fetchone()
+        states = [(t, json.loads(d)) for t, d in con.execute(
+            "SELECT t_s, data_json FROM events WHERE kind = 'recipe' ORDER BY t_s, rowid")]
+    assert after == (0.0, 0.0)
+    changes_of_state = [(t, e) for t, e in states if e["event"] == "state"]
+    assert changes_of_state[1:] == [
+        (trip_s, {"event": "state", "state": "holding", "from_state": "running",
+                  "phase": "expand-1", "by": "interlock:co2_supply_lost"}),
+        (trip_s + 1, {"event": "state", "state": "held", "from_state": "holding",
+                      "phase": "expand-1", "by": "recipe"})]  # the reset moves nothing on
 
 
 # --- from the readbacks (issue 10) ---------------------------------------------------------

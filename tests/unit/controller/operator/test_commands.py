@@ -33,6 +33,7 @@ from controller.operator.protocol import (
 )
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify
+from controller.procedure.procedure import Procedure
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 KEY = bytes(range(32))
@@ -95,6 +96,7 @@ class FakeReactor:
     schedule: FeedSchedule
     boluses: list[tuple[float, str, float]] = field(default_factory=list)
     alarms: set[str] = field(default_factory=lambda: {"comm_loss"})
+    procedure: Procedure | None = None
 
     def loop(self, name: str) -> ControlLoop:
         return self.loops[name]
@@ -106,6 +108,12 @@ class FakeReactor:
         active = name in self.alarms
         self.alarms.discard(name)
         return active
+
+    def recipe_command(self, action: str, operator: str, reason: str,
+                       t_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.procedure is None:  # as the runtime's command desk does without a recipe
+            raise KeyError("recipe")
+        return self.procedure.command(action, t_s, operator, reason)
 
 
 @pytest.fixture
@@ -174,13 +182,57 @@ def test_bolus_pause_resume_and_ack(reactor: FakeReactor) -> None:
     assert reactor.alarms == set()
 
 
+def test_recipe_commands_apply_to_the_procedure_or_are_refused_with_the_reason(
+        reactor: FakeReactor) -> None:
+    """start, hold, restart, stop, abort, confirm carry no params and move the default
+    config's recipe by its state table; a command its state does not allow is refused
+    (wrong_state) with the procedure's reason, and one to a reactor without a recipe is an
+    unknown target. Every command in every state is covered in tests/unit/controller/procedure."""
+    recipe = load_default().reactor[0].recipe
+    assert recipe is not None
+    guard = ReplayGuard()
+    nonces = iter(f"{i:02x}" * 8 for i in range(1, 100))
+
+    def command(action: str) -> Command:
+        return check(raw(body(action, {}, nonce=next(nonces))), guard)
+
+    assert command("hold").params == {}
+    with pytest.raises(CommandRefused) as info:
+        apply(command("hold"), reactor, 10.0)
+    assert info.value.code == "unknown_target" and "runs no recipe" in info.value.message
+    reactor.procedure = Procedure(recipe, {"feed_ml_per_h": 0.0, "harvest_ml_per_h": 0.0,
+                                           "base_ml_per_h": 0.0})
+    reactor.procedure.step({}, 0.0)  # autostart: running the first phase
+    change = apply(command("hold"), reactor, 60.0)
+    assert change.old == {"state": "running", "phase": "seed"}
+    assert change.new == {"state": "holding", "phase": "seed"}
+    with pytest.raises(CommandRefused) as info:
+        apply(command("start"), reactor, 60.0)
+    assert info.value.code == "wrong_state"
+    assert "start is not allowed while the recipe is holding" in info.value.message
+    reactor.procedure.step({}, 120.0)  # holding -> held
+    assert apply(command("restart"), reactor, 180.0).new["state"] == "restarting"
+    reactor.procedure.step({}, 180.0)
+    reactor.procedure.step({}, 240.0)
+    with pytest.raises(CommandRefused) as info:
+        apply(command("restart"), reactor, 300.0)
+    assert info.value.code == "wrong_state" and "restart is not allowed while the recipe is " \
+        "running (allowed in: held)" in info.value.message
+    with pytest.raises(CommandRefused) as info:
+        apply(command("confirm"), reactor, 300.0)
+    assert info.value.code == "wrong_state" and "waits for no confirmation" in info.value.message
+    assert apply(command("stop"), reactor, 300.0).new == {"state": "stopping", "phase": "seed"}
+    assert apply(command("abort"), reactor, 360.0).new["state"] == "aborting"
+
+
 def test_every_action_is_covered_by_the_tests_above() -> None:
     """The alarm board's actions are covered in test_alarm_commands.py, reset_interlock in
     test_interlock_commands.py."""
     assert set(ACTIONS) == {"set_setpoint", "set_mode", "set_output", "bolus", "pause_schedule",
                             "resume_schedule", "ack_alarm", "shelve_alarm", "unshelve_alarm",
                             "remove_alarm_from_service", "return_alarm_to_service",
-                            "reset_interlock"}
+                            "reset_interlock", "start", "hold", "restart", "stop", "abort",
+                            "confirm"}
 
 
 def test_replies() -> None:

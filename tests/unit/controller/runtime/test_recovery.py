@@ -4,16 +4,17 @@ real kills, is in test_crash_recovery.py."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from plugins.configs import load_default, run_config
+from plugins.configs import load_default, load_timetable, run_config
 
 from controller import clock
 from controller.alarms.board import AlarmBoard
 from controller.alarms.spec import AlarmConfig
 from controller.alarms.state_machine import AlarmState
-from controller.config import ConfigError, ScheduleConfig
+from controller.config import Config, ConfigError, ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule
 from controller.runtime.recovery import RunLock, check_continuable, load_recovery
@@ -156,16 +157,21 @@ def test_an_in_process_chamber_cannot_be_continued(tmp_path: Path) -> None:
         clock.run(Run(options).execute(), None)
 
 
-def test_a_changed_schedule_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("load", "edit"), [
+    (load_timetable, {'at = "4d"': 'at = "5d"'}),  # a schedule bolus a day later
+    (load_default, {'after = "2d"': 'after = "1d"'}),  # a recipe phase's bolus a day earlier
+], ids=["schedule", "recipe"])
+def test_a_changed_schedule_or_recipe_is_refused(tmp_path: Path, load: Callable[..., Config],
+                                                 edit: dict[str, str]) -> None:
     db = tmp_path / "run.sqlite"
-    summary = run_config(load_default(), db, duration="30m")
+    summary = run_config(load(), db, duration="30m")
     _stop_as_if_killed(db)
     recovery = load_recovery(db, summary["run_id"])
     assert recovery is not None and recovery.checkpoints["hsc-1"].t_s > 0
-    changed = load_default(**{'at = "4d"': 'at = "5d"'})
-    with pytest.raises(ConfigError, match=r"reactor\[0\].schedule differs"):
+    changed = load(**edit)
+    with pytest.raises(ConfigError, match=r"reactor\[0\]\.schedule or \.recipe differs"):
         check_continuable(recovery, changed.reactor, [False])
-    check_continuable(recovery, load_default().reactor, [False])  # the same config is fine
+    check_continuable(recovery, load().reactor, [False])  # the same config is fine
 
 
 def test_one_controller_per_run(tmp_path: Path) -> None:
