@@ -73,6 +73,7 @@ class FeedSchedule:
         """Boluses an operator ordered during the run (not in the config's schedule)."""
         self.recipe_boluses: list[BolusState] = []
         """Boluses a recipe's phases gave (`r<k>`: the k-th of the run)."""
+        self._given_rates: Mapping[str, float] | None = None
         self.boluses_wait = False
         """A recipe holds: boluses neither start nor pump (given late, never dropped); the
         base rates stand."""
@@ -140,7 +141,11 @@ class FeedSchedule:
 
     def set_base_rates(self, rates: Mapping[str, float]) -> None:
         """A recipe's rates (mL/h) in place of the perfusion profile, from now on. Called after
-        `account`, which shares the last interval out by the rates that stood in it."""
+        `account`, which shares the last interval out by the rates that stood in it. A recipe
+        hands the same dict until its rates change, so most ticks cost one identity check."""
+        if rates is self._given_rates:
+            return
+        self._given_rates = rates
         if any(self.base_rates[name] != value for name, value in rates.items()):
             self.base_rates.update(rates)
             self._bolus_finished = True  # recompute the rates on the next call

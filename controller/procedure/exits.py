@@ -11,10 +11,8 @@ comparison is not true, including when its reading goes bad.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from controller.config.conditions import (
-    CLOCKS,
     All,
     AnyOf,
     Compare,
@@ -27,15 +25,6 @@ from controller.config.recipe import PhaseExit
 from drivers.contract.reading import Quality, Reading
 
 
-@dataclass(frozen=True, slots=True)
-class Clocks:
-    """The times a condition may compare: the phase's running time and the run clock."""
-
-    phase_time_s: float
-    run_time_s: float
-    confirmed: bool
-
-
 class ExitWatch:
     """The exits of one phase: which one holds first, remembering since when each comparison
     has been true (the hold-timers, checkpointed)."""
@@ -46,15 +35,20 @@ class ExitWatch:
         self.true_since_s: list[float | None] = [None] * len(self._compares)
         """Per comparison, in reading order over all exits: since when it has been true."""
         self._k = 0
+        self._phase_time_s = 0.0
+        self._confirmed = False
 
     def first_holding(self, readings: Mapping[str, Reading], now_s: float,
-                      clocks: Clocks) -> int | None:
-        """The index of the first exit whose condition holds now, or None."""
+                      phase_time_s: float, confirmed: bool) -> int | None:
+        """The index of the first exit whose condition holds now, or None. `now_s` is also
+        the run clock (`run_time`); `phase_time_s` the phase's running time."""
         self._k = 0
+        self._phase_time_s = phase_time_s
+        self._confirmed = confirmed
         found = None
         for i, (_, condition) in enumerate(self._exits):
             # Every exit is evaluated, so every hold-timer runs whichever exit wins.
-            if self._eval(condition, readings, now_s, clocks) is True and found is None:
+            if self._eval(condition, readings, now_s) is True and found is None:
                 found = i
         return found
 
@@ -65,16 +59,16 @@ class ExitWatch:
         """Restart every hold-timer (a hold or a restart: a condition must hold anew)."""
         self.true_since_s = [None] * len(self._compares)
 
-    def _eval(self, condition: Condition, readings: Mapping[str, Reading], now_s: float,
-              clocks: Clocks) -> bool | None:
+    def _eval(self, condition: Condition, readings: Mapping[str, Reading],
+              now_s: float) -> bool | None:
         if isinstance(condition, Compare):
-            return self._compare(condition, readings, now_s, clocks)
+            return self._compare(condition, readings, now_s)
         if isinstance(condition, Confirmed):
-            return clocks.confirmed
+            return self._confirmed
         if isinstance(condition, Not):
-            inner = self._eval(condition.term, readings, now_s, clocks)
+            inner = self._eval(condition.term, readings, now_s)
             return None if inner is None else not inner
-        results = [self._eval(term, readings, now_s, clocks) for term in condition.terms]
+        results = [self._eval(term, readings, now_s) for term in condition.terms]
         if isinstance(condition, All):
             if False in results:
                 return False
@@ -84,11 +78,19 @@ class ExitWatch:
             return True
         return None if None in results else False
 
-    def _compare(self, compare: Compare, readings: Mapping[str, Reading], now_s: float,
-                 clocks: Clocks) -> bool | None:
+    def _compare(self, compare: Compare, readings: Mapping[str, Reading],
+                 now_s: float) -> bool | None:
         k = self._k
         self._k += 1
-        value = _value_of(compare.operand, readings, clocks)
+        operand = compare.operand
+        if operand == "phase_time":
+            value: float | None = self._phase_time_s
+        elif operand == "run_time":
+            value = now_s
+        else:
+            reading = readings.get(operand)
+            value = (reading.value if reading is not None and reading.quality is Quality.GOOD
+                     else None)
         if value is None or not compare.holds(value):
             self.true_since_s[k] = None
             return None if value is None else False
@@ -97,12 +99,3 @@ class ExitWatch:
             self.true_since_s[k] = since = now_s
         return now_s - since >= compare.for_s
 
-
-def _value_of(operand: str, readings: Mapping[str, Reading],
-              clocks: Clocks) -> float | None:
-    if operand in CLOCKS:
-        return clocks.phase_time_s if operand == "phase_time" else clocks.run_time_s
-    reading = readings.get(operand)
-    if reading is None or reading.quality is not Quality.GOOD:
-        return None
-    return reading.value

@@ -14,12 +14,13 @@ checkpoint, so a bolus is never given twice (docs/recipes.md, "Durability").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 from controller.config.conditions import uses_confirmation
 from controller.config.recipe import PhaseConfig, PhaseLoop, RecipeConfig
-from controller.procedure.exits import Clocks, ExitWatch
+from controller.procedure.exits import ExitWatch
 from controller.procedure.feeding import Feeding
 from controller.procedure.states import (
     ADVANCING,
@@ -54,7 +55,10 @@ class PhaseRecord:
     ended_by: str | None = None
 
 
-@dataclass(slots=True)
+NO_SETTINGS: Mapping[str, PhaseLoop] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class RecipeStep:
     """What the recipe asks of the reactor this tick."""
 
@@ -62,9 +66,9 @@ class RecipeStep:
     """Base pump rates (mL/h) in place of a schedule's perfusion profile."""
     boluses_wait: bool
     """Boluses neither start nor pump (held, stopped, aborted, ...); none is dropped."""
-    boluses: list[BolusOrder] = field(default_factory=list)
-    loop_settings: Mapping[str, PhaseLoop] = field(default_factory=dict)
-    """On a phase's entry: the loops' setpoints and modes it sets."""
+    boluses: list[BolusOrder]
+    loop_settings: Mapping[str, PhaseLoop]
+    """On a phase's entry: the loops' setpoints and modes it sets (else empty)."""
 
 
 class Procedure:
@@ -85,6 +89,9 @@ class Procedure:
         self._feeding: Feeding | None = None
         self._given = 0
         """Boluses of this phase given so far (its boluses in order of `after`)."""
+        self._boluses: list[Any] = []
+        """The running phase's boluses in order of `after`."""
+        self._hold_rates = {phase.name: phase.hold.model_dump() for phase in config.phase}
         self._boluses_ordered = 0
         self.confirmed = False
         self._started = False
@@ -149,62 +156,69 @@ class Procedure:
 
     # --- the tick ----------------------------------------------------------------------------
     def step(self, readings: Mapping[str, Reading], now_s: float) -> RecipeStep:
-        """Advance the procedure to `now_s`; what it asks of the reactor for this tick."""
+        """Advance the procedure to `now_s`; what it asks of the reactor for this tick.
+
+        On the hot path of every tick: it allocates one small object and evaluates the exits;
+        a bolus or a phase's settings only when one is due."""
         state = self.state
         if state in SETTLES and now_s > self._entered_s:
             self._move(SETTLES[state], now_s, "recipe", "state complete")
         elif state is State.IDLE and self.config.autostart and not self._started:
             self._move(State.RUNNING, now_s, "recipe", "autostart")
-        step = RecipeStep(rates={}, boluses_wait=self.state not in (State.RUNNING,
-                                                                     State.RESTARTING))
-        if self.state is State.RUNNING:
-            self._advance(readings, now_s, step)
-        if self._settings_due and self.phase is not None:
-            step.loop_settings = self.phase.loops
+        state = self.state
+        boluses: list[BolusOrder] = []
+        if state is State.RUNNING:
+            self._advance(readings, now_s)
+            state = self.state
+            if self._given < len(self._boluses):
+                boluses = self._due_boluses()
+        settings: Mapping[str, PhaseLoop] = NO_SETTINGS
+        if self._settings_due:
             self._settings_due = False
-        step.rates = self._rates(readings, now_s)
-        return step
+            settings = self.config.phase[self.phase_index].loops  # type: ignore[index]
+        if state is State.RUNNING or state is State.RESTARTING:
+            rates = self._feeding.step(readings, now_s)  # type: ignore[union-attr]
+        else:
+            rates = self._rates_not_running(state)
+        return RecipeStep(rates, state is not State.RUNNING and state is not State.RESTARTING,
+                          boluses, settings)
 
-    def _advance(self, readings: Mapping[str, Reading], now_s: float, step: RecipeStep) -> None:
+    def _advance(self, readings: Mapping[str, Reading], now_s: float) -> None:
         if self._last_running_s is not None:
             self.phase_time_s += now_s - self._last_running_s
         self._last_running_s = now_s
         watch, index = self._watch, self.phase_index
         assert watch is not None and index is not None
-        exit_index = watch.first_holding(
-            readings, now_s, Clocks(self.phase_time_s, now_s, self.confirmed))
-        if exit_index is not None:
-            phase = self.config.phase[index]
-            following = self.config.next_of(index, phase.exit[exit_index])
-            self._end_phase(now_s, watch.when_of(exit_index))
-            if following is None:
-                self._move(State.COMPLETE, now_s, "recipe",
-                           f"phase {phase.name} ended by {watch.when_of(exit_index)!r}")
-                return
-            self._enter(following, now_s)
-        self._give_boluses(step)
+        exit_index = watch.first_holding(readings, now_s, self.phase_time_s, self.confirmed)
+        if exit_index is None:
+            return
+        phase = self.config.phase[index]
+        following = self.config.next_of(index, phase.exit[exit_index])
+        self._end_phase(now_s, watch.when_of(exit_index))
+        if following is None:
+            self._move(State.COMPLETE, now_s, "recipe",
+                       f"phase {phase.name} ended by {watch.when_of(exit_index)!r}")
+            return
+        self._enter(following, now_s)
 
-    def _give_boluses(self, step: RecipeStep) -> None:
-        phase = self.phase
-        assert phase is not None
-        boluses = sorted(phase.bolus, key=lambda b: b.after)
+    def _due_boluses(self) -> list[BolusOrder]:
+        """The phase's boluses whose offset the phase's time has reached, each once."""
+        due = []
+        boluses = self._boluses
         while self._given < len(boluses) and boluses[self._given].after <= self.phase_time_s:
             bolus = boluses[self._given]
-            step.boluses.append(BolusOrder(f"r{self._boluses_ordered}", bolus.channel,
-                                           bolus.volume_ml, bolus.rate_ml_per_h))
+            due.append(BolusOrder(f"r{self._boluses_ordered}", bolus.channel,
+                                  bolus.volume_ml, bolus.rate_ml_per_h))
             self._given += 1
             self._boluses_ordered += 1
+        return due
 
-    def _rates(self, readings: Mapping[str, Reading], now_s: float) -> Mapping[str, float]:
-        state = self.state
-        if state in (State.RUNNING, State.RESTARTING):
-            assert self._feeding is not None
-            return self._feeding.step(readings, now_s)
-        if state in (State.ABORTING, State.ABORTED):
+    def _rates_not_running(self, state: State) -> Mapping[str, float]:
+        if state is State.ABORTING or state is State.ABORTED:
             return self._safe_rates
-        phase = self.phase if self.phase is not None else self.config.phase[0]
         assert state in PAUSED or state is State.IDLE
-        return phase.hold.model_dump()
+        phase = self.phase if self.phase is not None else self.config.phase[0]
+        return self._hold_rates[phase.name]
 
     # --- phases and states -------------------------------------------------------------------
     def _enter(self, index: int, now_s: float) -> None:
@@ -215,6 +229,7 @@ class Procedure:
         self._watch = ExitWatch(phase.exit)
         self._feeding = Feeding(phase.feed)
         self._given = 0
+        self._boluses = sorted(phase.bolus, key=lambda b: b.after)
         self.confirmed = False
         self.history.append(PhaseRecord(phase.name, index, now_s))
         self._settings_due = True
@@ -295,6 +310,7 @@ class Procedure:
             self._watch.true_since_s = list(snapshot["true_since_s"])
             self._feeding = Feeding(phase.feed)
             self._feeding.restore(snapshot["feeding"])
+            self._boluses = sorted(phase.bolus, key=lambda b: b.after)
         self.phase_time_s = float(snapshot["phase_time_s"])
         self._given = int(snapshot["given"])
         self._boluses_ordered = int(snapshot["boluses_ordered"])
