@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from controller.config.conditions import uses_confirmation
-from controller.config.recipe import PhaseConfig, PhaseLoop, RecipeConfig
+from controller.config.recipe import PhaseBolus, PhaseConfig, PhaseLoop, RecipeConfig
 from controller.procedure.exits import ExitWatch
 from controller.procedure.feeding import Feeding
 from controller.procedure.states import (
@@ -89,7 +89,7 @@ class Procedure:
         self._feeding: Feeding | None = None
         self._given = 0
         """Boluses of this phase given so far (its boluses in order of `after`)."""
-        self._boluses: list[Any] = []
+        self._boluses: list[PhaseBolus] = []
         """The running phase's boluses in order of `after`."""
         self._hold_rates = {phase.name: phase.hold.model_dump() for phase in config.phase}
         self._boluses_ordered = 0
