@@ -1,6 +1,7 @@
 """The shipped recipes compared over donor seeds, at 1 g and in microgravity (docs/recipes.md).
 
-    .venv/bin/python scripts/compare_recipes.py --seeds 10 --workers 2 --period 5 > table.md
+    .venv/bin/python scripts/compare_recipes.py --seeds 10 --workers 2 --period 5 \
+        --rows runs/recipes.jsonl > table.md
 
 Each run is the shipped config with `donor_variability = true` (each seed a different donor:
 the emulator draws the donor's kinetic parameters from their ranges), the given `--seed`, and
@@ -9,6 +10,8 @@ second; 5 s, the HIL configs' period, makes the 60 runs five times cheaper). Run
 process pool, each in virtual time with its historian in a temporary folder. The table: mean
 (min-max) of the total, CD34+ and primitive fold expansions, the medium fed (mL, measured by the
 feed totaliser), the runs whose recipe completed, and the alarms raised (all runs together).
+Each run's row is appended to `--rows` as it finishes, so an interrupted comparison goes on
+where it stopped.
 """
 from __future__ import annotations
 
@@ -17,11 +20,12 @@ import json
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from controller import clock
+from controller.cli.logs import configure_logging
 from controller.cli.main import apply_overrides
 from controller.config import parse_config
 from controller.runtime.run import Run, RunOptions
@@ -31,6 +35,7 @@ RECIPES = ("hsc_expansion.toml", "hsc_recipe_perfusion.toml", "hsc_recipe_diluti
 
 
 def one_run(config_name: str, seed: int, microgravity: bool, period_s: float) -> dict[str, Any]:
+    configure_logging("warning")
     text = (REPO / "configs" / config_name).read_text()
     for old, new in (("donor_variability = false", "donor_variability = true"),
                      ("microgravity = false", f"microgravity = {str(microgravity).lower()}"),
@@ -80,14 +85,26 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--period", type=float, default=5.0)
-    parser.add_argument("--json", type=Path, help="also write every run's row here")
+    parser.add_argument("--rows", type=Path, required=True,
+                        help="every run's row, one JSON line each, appended as runs finish; "
+                             "cases already there are not run again (resumable)")
     args = parser.parse_args()
+    done = ([json.loads(line) for line in args.rows.read_text().splitlines() if line]
+            if args.rows.exists() else [])
+    have = {(r["config"], r["seed"], r["microgravity"]) for r in done}
     cases = [(name, seed, micro, args.period) for name in RECIPES
-             for micro in (False, True) for seed in range(1, args.seeds + 1)]
-    with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(one_run, *zip(*cases, strict=True)))
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
+             for micro in (False, True) for seed in range(1, args.seeds + 1)
+             if (name, seed, micro) not in have]
+    rows = list(done)
+    with ProcessPoolExecutor(args.workers) as pool, args.rows.open("a") as out:
+        futures = [pool.submit(one_run, *case) for case in cases]
+        for future in as_completed(futures):
+            row = future.result()
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            rows.append(row)
+            print(f"{len(rows)}/{len(done) + len(cases)} {row['config']} seed {row['seed']}"
+                  f"{' microgravity' if row['microgravity'] else ''}", file=sys.stderr)
     print(f"`{' '.join(['scripts/compare_recipes.py', *sys.argv[1:]])}`: {args.seeds} donor "
           f"seeds, 14 days, control period {args.period:g} s\n")
     print(table(rows))

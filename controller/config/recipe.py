@@ -138,6 +138,9 @@ class PhaseLoop(StrictModel):
     output: Number | None = None
     """The output held in manual mode (required with mode = "manual"); checked by RecipeConfig,
     so its error can name the phase."""
+    ramp_per_h: Number | None = Field(default=None, gt=0)
+    """Move the setpoint there at this rate (setpoint units per hour) instead of at once, so
+    the process follows and no deviation alarm stands while it does (needs a setpoint)."""
 
 
 class OnAlarm(StrictModel):
@@ -243,6 +246,9 @@ def _check_manual(i: int, phase: PhaseConfig) -> None:
         if setting.output is not None and setting.mode != "manual":
             raise ValueError(f"{where}.output = {setting.output}: held in manual mode only "
                              "(add mode = 'manual')")
+        if setting.ramp_per_h is not None and setting.setpoint is None:
+            raise ValueError(f"{where}.ramp_per_h = {setting.ramp_per_h}: ramps the setpoint, "
+                             "and none is given (add setpoint = the value to ramp to)")
 
 
 def _check_reads(i: int, phase: PhaseConfig) -> None:

@@ -88,6 +88,10 @@ class ControlLoop:
         self.safe_output = self._resolve_safe_output(config, safe_state)
         """None when the loop holds on bad input."""
         self.safe_after_s = config.safe_after_s
+        self.ramp: tuple[float, float] | None = None
+        """(target, rate per second): the setpoint moving toward a target (a recipe phase's
+        `ramp_per_h`), so the process can follow it and no deviation alarm stands meanwhile."""
+        self._ramp_sp = 0.0
         self._blind_since: float | None = None
         """When the input went bad, until the loop acts again (a flicker of good samples too
         few to resume does not restart the count)."""
@@ -151,7 +155,8 @@ class ControlLoop:
         included), the output the loop was applying, and the running statistics."""
         stats = self.stats
         return {"setpoint": self.pid.setpoint, "mode": self.mode, "output": self.pid.output,
-                "stats": {name: getattr(stats, name) for name in _STATS_FIELDS}}
+                "stats": {name: getattr(stats, name) for name in _STATS_FIELDS},
+                "ramp": None if self.ramp is None else list(self.ramp)}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from `snapshot()`: the loop applies the checkpointed output until its input
@@ -163,6 +168,9 @@ class ControlLoop:
         self.pid.hold()
         self._good_streak = 0
         self.stats = LoopStats(**state["stats"])
+        ramp = state.get("ramp")  # absent in a checkpoint written before ramps existed
+        if ramp is not None:
+            self.ramp_to(float(ramp[0]), float(ramp[1]))
 
     @property
     def setpoint(self) -> float:
@@ -172,6 +180,25 @@ class ControlLoop:
     def mode(self) -> str:
         return "manual" if self.pid.manual else "auto"
 
+    def ramp_to(self, target: float, rate_per_s: float) -> None:
+        """Move the setpoint to `target` at `rate_per_s`, a step each tick. A setpoint set
+        by anyone else meanwhile (an operator's command) ends the ramp: theirs stands."""
+        self.ramp = (target, rate_per_s)
+        self._ramp_sp = self.pid.setpoint
+
+    def _move_setpoint(self, dt_s: float) -> None:
+        pid = self.pid
+        target, rate = self.ramp  # type: ignore[misc]
+        if pid.setpoint != self._ramp_sp:  # set by someone else since the last step
+            self.ramp = None
+            return
+        step = rate * dt_s
+        sp = pid.setpoint
+        sp = min(sp + step, target) if target > sp else max(sp - step, target)
+        pid.setpoint = self._ramp_sp = sp
+        if sp == target:
+            self.ramp = None
+
     def step(self, readings: dict[str, Reading], now_s: float) -> float:
         """The output for this tick. A bad or stale input holds the output and freezes the loop
         (or, configured so, takes it to the safe output); it acts again only after
@@ -179,6 +206,8 @@ class ControlLoop:
         reading = readings.get(self.pv)
         dt_s = now_s - self._last_t if self._last_t is not None else 0.0
         self._last_t = now_s
+        if self.ramp is not None:
+            self._move_setpoint(dt_s)
         if (
             reading is None
             or reading.quality is not Quality.GOOD

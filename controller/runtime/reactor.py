@@ -406,8 +406,12 @@ class Reactor:
     def _apply_loop_settings(self, settings: Mapping[str, PhaseLoop], now: float) -> None:
         loops = {loop.name: loop for loop in self.loops}
         for name, setting in settings.items():
-            pid = loops[name].pid
-            if setting.setpoint is not None:
+            loop = loops[name]
+            pid = loop.pid
+            if setting.setpoint is not None and setting.ramp_per_h is not None:
+                loop.ramp_to(setting.setpoint, setting.ramp_per_h / 3600.0)
+            elif setting.setpoint is not None:
+                loop.ramp = None
                 pid.setpoint = setting.setpoint
             if setting.mode == "manual":
                 assert setting.output is not None  # the config requires it
