@@ -215,6 +215,21 @@ def test_a_manual_output_outside_the_loops_output_range() -> None:
                     "outside the loop's output range (allowed: 0.0 <= value <= 100.0 heater_pct)")
 
 
+def test_a_ramp_without_a_setpoint() -> None:
+    line = problem_of(config_text(("setpoint = 37.0", "ramp_per_h = 0.5")))
+    assert line == ("reactor[0].recipe.phase[1] (growth).loops.temperature.ramp_per_h = 0.5: "
+                    "ramps the setpoint, and none is given (add setpoint = the value to ramp "
+                    "to)")
+
+
+def test_a_ramp_with_its_setpoint_loads() -> None:
+    recipe = parse_config(config_text(("setpoint = 37.0", "setpoint = 36.0\nramp_per_h = 0.5"))
+                          ).reactor[0].recipe
+    assert recipe is not None
+    setting = recipe.phase[1].loops["temperature"]
+    assert (setting.setpoint, setting.ramp_per_h) == (36.0, 0.5)
+
+
 def test_manual_mode_with_an_output_loads() -> None:
     text = config_text(("setpoint = 37.0", 'mode = "manual"\noutput = 20.0'))
     recipe = parse_config(text).reactor[0].recipe
