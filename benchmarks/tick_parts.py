@@ -11,9 +11,11 @@ from typing import Any
 
 from controller.clock import Clock, VirtualTimeEventLoop
 from controller.config import load_config
+from controller.procedure.procedure import Procedure
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.run import open_reactor_driver
+from drivers.contract.datasheet import PUMPS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "hsc_expansion.toml"
 
@@ -43,6 +45,15 @@ async def _measure(n: int, db: Path) -> dict[str, float]:
         await driver.write({"heater_pct": outputs["heater_pct"] + (i & 1) * 0.01,
                             "o2_pct": outputs["o2_pct"], "co2_pct": outputs["co2_pct"]})
     results["driver_write_3_outputs_us"] = (time.perf_counter() - started) / n * 1e6
+
+    # The recipe's share of a tick: a fresh procedure of the default recipe (five timed phases,
+    # one exit each) stepped on the emulator's readings; the reactor's own is left untouched.
+    procedure = Procedure(config.reactor[0].recipe, dict.fromkeys(PUMPS, 0.0))  # type: ignore[arg-type]
+    readings = await driver.read()
+    started = time.perf_counter()
+    for i in range(n):
+        procedure.step(readings, float(i))
+    results["recipe_step_us"] = (time.perf_counter() - started) / n * 1e6
 
     started = time.perf_counter()
     started_cpu = time.process_time()
