@@ -311,3 +311,20 @@ def test_inhibitor_dilution_raises_perfusion_above_its_setpoint_within_bounds() 
     assert all(a <= b for a, b in itertools.pairwise(rates))
     snap = proc.snapshot()
     assert snap["feeding"]["output"] == 12.0
+
+
+@pytest.mark.parametrize(("was", "comes_back"), [
+    (State.HOLDING, State.HELD), (State.HELD, State.HELD), (State.RESTARTING, State.HELD),
+    (State.STOPPING, State.STOPPED), (State.ABORTING, State.ABORTED),
+    (State.COMPLETE, State.COMPLETE), (State.STOPPED, State.STOPPED)])
+def test_a_crash_in_any_state_comes_back_settled_and_never_moving(
+        was: State, comes_back: State) -> None:
+    proc = Procedure(recipe(), SAFE)
+    run(proc, 0.0, 3600.0)
+    snap = {**proc.snapshot(), "state": was.value}
+    again = Procedure(recipe(), SAFE)
+    again.restore(snap, 7200.0)
+    assert again.state is comes_back
+    step = again.step(cells(1e5, 7260.0), 7260.0)
+    assert again.state is comes_back  # nothing moves on by itself after a restart
+    assert step.boluses_wait and not step.boluses
