@@ -220,3 +220,6 @@ def test_the_dilution_recipe_completes_on_the_cultures_state_with_more_primitive
         _product(culture_1g[0])["primitive_fold_expansion"]
     assert reactor["errors"] == {"read": 0, "write": 0, "tick": 0}
     assert reactor["boluses_done"] == sum(len(p.bolus) for p in config.reactor[0].recipe.phase)
+    # The DO setpoint ramps down to 12 % air: the loop follows, no deviation alarm stands.
+    assert reactor["alarms"] == []
+    assert reactor["loops"]["do"]["setpoint"] == 12.0
