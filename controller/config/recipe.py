@@ -217,11 +217,6 @@ class RecipeConfig(StrictModel):
         return [p.name for p in self.phase].index(exit_.next)
 
 
-def recipe_reads(recipe: RecipeConfig) -> set[str]:
-    """Every channel or estimate the recipe's conditions and strategies read."""
-    return {name for _, name in recipe_reads_where(recipe)}
-
-
 def recipe_reads_where(recipe: RecipeConfig) -> list[tuple[str, str]]:
     """(key, name) of every channel or estimate the recipe reads, in file order: the key
     (`phase[1] (growth).exit[0].when = '...'`) for an error that names the phase."""

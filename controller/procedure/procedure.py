@@ -24,7 +24,6 @@ from controller.procedure.exits import ExitWatch
 from controller.procedure.feeding import Feeding
 from controller.procedure.states import (
     ADVANCING,
-    FINAL,
     PAUSED,
     SETTLES,
     TRANSITIONS,
@@ -342,7 +341,3 @@ class Procedure:
                      "by": "restart", "phase_time_s": self.phase_time_s})
         if to is State.RUNNING:
             self._last_running_s = now_s
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL

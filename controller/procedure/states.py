@@ -32,9 +32,6 @@ class State(StrEnum):
     ABORTED = "aborted"
 
 
-COMMANDS = ("start", "hold", "restart", "stop", "abort")
-"""Operator commands that move the state (`confirm` is a condition's input, not a move)."""
-
 TRANSITIONS: dict[str, dict[State, State]] = {
     "start": {State.IDLE: State.RUNNING},
     "hold": {State.RUNNING: State.HOLDING, State.RESTARTING: State.HOLDING},
@@ -54,7 +51,6 @@ SETTLES: dict[State, State] = {
 }
 """An acting state and the state it completes to at the next tick."""
 
-FINAL = frozenset({State.COMPLETE, State.STOPPED, State.ABORTED})
 ADVANCING = frozenset({State.RUNNING})
 """The states in which the phase's time runs, its exits are watched and its boluses given."""
 PAUSED = frozenset({State.HOLDING, State.HELD, State.STOPPING, State.STOPPED, State.COMPLETE})

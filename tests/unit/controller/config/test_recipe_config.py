@@ -16,7 +16,7 @@ from controller.config.recipe import (
     CellSpecificFeed,
     FixedFeed,
     InhibitorDilutionFeed,
-    recipe_reads,
+    recipe_reads_where,
 )
 
 HOUR = 3600.0
@@ -96,7 +96,7 @@ def test_a_recipe_loads_with_its_defaults() -> None:
     assert growth.loops["temperature"].mode is None  # what is not given stays
     assert recipe.next_of(0, seed.exit[0]) == 1
     assert recipe.next_of(1, growth.exit[0]) is None  # after the last: complete
-    assert recipe_reads(recipe) == {"est_viable_cells_per_ml"}
+    assert {name for _, name in recipe_reads_where(recipe)} == {"est_viable_cells_per_ml"}
 
 
 def test_exits_jump_by_name_and_to_complete() -> None:

