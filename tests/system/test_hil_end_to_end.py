@@ -48,7 +48,7 @@ def test_a_culture_over_the_wire_holds_the_bands(kind: str, tmp_path: Path) -> N
     # of 34,560 over two days at 600x); here the other test worker shares the two cores and, at
     # 8 ms of wall time a tick, takes a share that varies with what it runs (CI once made 79 %).
     periods = periods_after_first_tick(tmp_path / "run.sqlite", 6 * 3600, 5.0)
-    assert summary["ticks"] + reactor["skipped_ticks"] == periods
+    assert summary["ticks"] + reactor["skipped_ticks"] in periods
 
 
 def test_killing_the_controller_puts_the_device_in_its_safe_state(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
     # so the benchmarks' to measure (make bench): at 2.5 ms of wall time a tick, the other test
     # worker on the two cores takes a share that varies with what it runs.
     periods = periods_after_first_tick(db, 86400, 1.0)
-    assert ticks + summary["reactors"]["hsc-1"]["skipped_ticks"] == periods
+    assert ticks + summary["reactors"]["hsc-1"]["skipped_ticks"] in periods
 
 
 def _telemetry_in_outbox(outbox: Path) -> int:
