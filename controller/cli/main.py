@@ -20,6 +20,7 @@ from controller.config import (
     ConfigError,
     MqttConfig,
     RunConfig,
+    fleet,
     format_speed,
     load_config,
     parse_speed,
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                      "see docs/faults.md")
     run.add_argument("--device", help="device URL for a single-reactor config, e.g. "
                      "modbus-tcp://127.0.0.1:5020; overrides [[reactor]].device")
+    run.add_argument("--reactors", type=int, metavar="N",
+                     help="run N copies of a single-reactor config (ids ID-0001...): a fleet")
     run.add_argument("--db", type=Path, help="historian file (default runs/RUN_ID.sqlite)")
     run.add_argument("--run-id", type=_run_id, help="name the run (default: a fresh random id); "
                      "an unfinished run of this id is continued from its checkpoint under "
@@ -151,6 +154,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed,
                              device=args.device, mqtt=args.mqtt, faults=args.fault)
+    if args.reactors is not None:
+        config = fleet(config, args.reactors)
     for index in range(len(config.reactor)):
         open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
     print_warnings(config)  # the run records them too, as config_warning events

@@ -2,11 +2,13 @@
 
 One module per part of the file: `run` ([run] and the speed parser), `loops`, `schedule`,
 `safety` (quality, interlocks, safe state), `reactor` ([[reactor]]), `remote` ([mqtt],
-[[operator]]), `loading` (the root table, load and parse); `hard_limits` (the interlocks' trip
-points, as data) and `safety_check` (the safe state and the setpoints against those limits and
-the alarms: errors; what is allowed but unsafe: warnings). The alarm tables' models are the
-alarms' own (controller/alarms/spec.py). Import from here: `from controller.config import ...`.
+[[operator]]), `loading` (the root table, load and parse), `fleet` (N copies of one reactor);
+`hard_limits` (the interlocks' trip points, as data) and `safety_check` (the safe state and
+the setpoints against those limits and the alarms: errors; what is allowed but unsafe:
+warnings). The alarm tables' models are the alarms' own (controller/alarms/spec.py). Import
+from here: `from controller.config import ...`.
 """
+from controller.config.fleet import fleet
 from controller.config.loading import (
     DEFAULT_CONFIG,
     Config,
@@ -30,5 +32,5 @@ from controller.config.schedule import Bolus, PerfusionPoint, ScheduleConfig
 __all__ = ["DEFAULT_CONFIG", "SAFE_GAS_PCT", "Bolus", "Config", "ConfigError", "InterlocksConfig",
            "LoopConfig", "MqttConfig", "OperatorConfig", "PerfusionPoint", "QualityConfig",
            "ReactorConfig", "RunConfig", "ScheduleConfig", "SupplyLostConfig",
-           "default_safe_state", "format_speed", "load_config", "parse_config", "parse_speed",
-           "safety_warnings"]
+           "default_safe_state", "fleet", "format_speed", "load_config", "parse_config",
+           "parse_speed", "safety_warnings"]
