@@ -26,7 +26,13 @@ from controller.config import (
     parse_speed,
     safety_warnings,
 )
-from controller.runtime.run import Run, RunOptions, default_db_path, open_reactor_driver
+from controller.runtime.run import (
+    Run,
+    RunOptions,
+    config_devices,
+    default_db_path,
+    open_reactor_driver,
+)
 from drivers.contract.durations import format_duration, parse_duration_s
 from drivers.contract.errors import DeviceError
 
@@ -156,8 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              device=args.device, mqtt=args.mqtt, faults=args.fault)
     if args.reactors is not None:
         config = fleet(config, args.reactors)
-    for index in range(len(config.reactor)):
-        open_reactor_driver(config, index, now=lambda: 0.0)  # fail before starting anything
+    check_devices(config)  # fail before starting anything
     print_warnings(config)  # the run records them too, as config_warning events
     progress = None if args.quiet else ProgressLine()
     options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
@@ -175,6 +180,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0 if summary["stopped_by"] == "completed" else 130
+
+
+def check_devices(config: Config) -> None:
+    """Build every reactor's driver once, unconnected: a bad URL or chamber table is a
+    ConfigError before anything starts."""
+    for index, device in enumerate(config_devices(config)):
+        open_reactor_driver(config, index, lambda: 0.0, device)
 
 
 def print_warnings(config: Config) -> None:
@@ -207,8 +219,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    for index in range(len(config.reactor)):
-        open_reactor_driver(config, index, now=lambda: 0.0)
+    check_devices(config)
     run = config.run
     print(f"{args.config}: OK")
     print_warnings(config)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import math
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.reactor_summary import reactor_summary
 from controller.runtime.recovery import Recovery, RunLock, check_continuable, load_recovery
+from controller.runtime.tick_groups import tick_forever, tick_groups
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverNotFoundError
 from drivers.contract.registry import driver_factory
@@ -52,10 +52,16 @@ def reactor_seed(run_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([run_seed, index]).generate_state(1, dtype=np.uint64)[0])
 
 
+Device = tuple[DeviceAddress, Callable[..., Driver]]
+"""A reactor's device address and the factory of its driver."""
+
+
 def open_reactor_driver(
-    config: Config, index: int, now: Callable[[], float]
+    config: Config, index: int, now: Callable[[], float], device: Device | None = None
 ) -> Driver:
     """Build reactor `index`'s driver; a bad device URL or chamber table is a ConfigError.
+
+    `device`: the reactor's entry of `config_devices(config)`, when the caller has them.
 
     Virtual time is only for in-process devices: a wire driver waiting on a real link under
     virtual time would see every timeout fire at once.
@@ -65,7 +71,7 @@ def open_reactor_driver(
     if speed is None and config.mqtt is not None:
         raise ConfigError("mqtt: publishing to a broker needs real or scaled time (run.speed or "
                           "--speed a number, e.g. 1 or 100), not 'max'")
-    address, factory = _device_factory(config, index)
+    address, factory = device if device is not None else config_devices(config, [index])[0]
     if speed is None and not getattr(factory, "in_process", False):
         raise ConfigError(
             f"reactor[{index}].device = {reactor.device!r} is a real link: run it in real or "
@@ -82,18 +88,29 @@ def open_reactor_driver(
         raise ConfigError(f"reactor[{index}].chamber: {exc}") from None
 
 
-def _device_factory(config: Config, index: int) -> tuple[DeviceAddress, Callable[..., Driver]]:
-    reactor = config.reactor[index]
-    try:
-        address = parse_device_url(reactor.device)
-        return address, driver_factory(address.scheme)
-    except (ValueError, DriverNotFoundError) as exc:
-        raise ConfigError(f"reactor[{index}].device = {reactor.device!r}: {exc}") from None
+def config_devices(config: Config, indices: Sequence[int] | None = None) -> list[Device]:
+    """The reactors' (all, or those of `indices`) devices; a bad URL is a ConfigError.
+
+    Each scheme's driver is looked up once: the entry-point scan behind a lookup takes
+    milliseconds, seconds for a fleet of a thousand reactors.
+    """
+    factories: dict[str, Callable[..., Driver]] = {}
+    devices = []
+    for index in range(len(config.reactor)) if indices is None else indices:
+        reactor = config.reactor[index]
+        try:
+            address = parse_device_url(reactor.device)
+            if address.scheme not in factories:
+                factories[address.scheme] = driver_factory(address.scheme)
+        except (ValueError, DriverNotFoundError) as exc:
+            raise ConfigError(f"reactor[{index}].device = {reactor.device!r}: {exc}") from None
+        devices.append((address, factories[address.scheme]))
+    return devices
 
 
-def device_in_process(config: Config, index: int) -> bool:
-    """Whether reactor `index`'s device lives inside this process (and dies with it)."""
-    return bool(getattr(_device_factory(config, index)[1], "in_process", False))
+def in_process(device: Device) -> bool:
+    """Whether the device lives inside this process (and dies with it)."""
+    return bool(getattr(device[1], "in_process", False))
 
 
 def default_db_path(run_id: str) -> Path:
@@ -111,6 +128,7 @@ class Run:
         self.resumed_from_s = 0.0
         """Where this process took the run over: later than 0 when continued after a crash."""
         self._stop = asyncio.Event()
+        self._in_process: list[bool] = []
 
     async def execute(self) -> dict[str, Any]:
         """Run to the end (or a stop); a run id found on disk is continued (recovery.py)."""
@@ -123,11 +141,12 @@ class Run:
 
     async def _execute(self, lock: RunLock, recovery: Recovery | None) -> dict[str, Any]:
         run_cfg = self.config.run
+        devices = config_devices(self.config)
+        self._in_process = [in_process(d) for d in devices]
         start_s = 0.0
         if recovery is not None:
             check_continuable(recovery, self.config.reactor,
-                              [device_in_process(self.config, i)
-                               for i in range(len(self.config.reactor))])
+                              self._in_process)
             start_s = recovery.start_s(Clock.wall_time(), run_cfg.speed or 1.0)
             log.warning("continuing run", run_id=self.options.run_id, t_s=start_s,
                         previous_stop=recovery.previous_stop or "killed",
@@ -146,7 +165,7 @@ class Run:
         reactors = [
             Reactor(
                 rc,
-                open_reactor_driver(self.config, i, clock.now),
+                open_reactor_driver(self.config, i, clock.now, devices[i]),
                 clock,
                 historian,
                 control_period_s=run_cfg.control_period_s,
@@ -216,8 +235,12 @@ class Run:
     ) -> None:
         run_cfg = self.config.run
         async with asyncio.TaskGroup() as group:
-            ticks = [group.create_task(self._tick_forever(clock, r), name=f"tick-{r.id}")
-                     for r in reactors]
+            ticks = [group.create_task(self._tick_forever(clock, [reactors[i] for i in g.members],
+                                                          g.offset_s),
+                                       name=f"tick-{reactors[g.members[0]].id}")
+                     for g in tick_groups(self._in_process,
+                                          virtual_time=run_cfg.speed is None,
+                                          period_s=run_cfg.control_period_s)]
             helpers = [
                 group.create_task(self._record_forever(clock, reactors, historian)),
                 group.create_task(self._progress_forever(clock, reactors)),
@@ -232,30 +255,11 @@ class Run:
         log.info("run ended", stopped_by=self.stopped_by, t_s=clock.now(),
                  duration_s=run_cfg.duration)
 
-    async def _tick_forever(self, clock: Clock, reactor: Reactor) -> None:
-        period = self.config.run.control_period_s
-        duration = self.config.run.duration
-        n = 0
-        t = clock.now()
-        start = t  # later than 0 for a run continued after a crash
-        periods = math.ceil((duration - start) / period)  # every one a tick made or skipped
-        lateness = reactor.lateness_s
-        stop = self._stop
-        # The stop flag is checked as well as cancellation: a library that swallows a
-        # CancelledError (asyncio.wait_for on 3.11 can, in a race) must not keep a run alive.
-        while t < duration and not stop.is_set():
-            lateness.append(clock.now() - t)
-            await reactor.tick()
-            n += 1
-            t = start + n * period
-            now = clock.now()
-            if now > t:  # overran: skip the ticks we missed rather than bunch them up
-                skip_to = int((now - start) // period) + 1
-                # Only periods inside the run count as skipped, not those past its end.
-                reactor.counters.skipped_ticks += min(skip_to, periods) - n
-                n = skip_to
-                t = start + n * period
-            await clock.sleep_until(t)
+    async def _tick_forever(self, clock: Clock, reactors: list[Reactor],
+                            offset_s: float = 0.0) -> None:
+        await tick_forever(clock, reactors, offset_s=offset_s,
+                           period_s=self.config.run.control_period_s,
+                           duration_s=self.config.run.duration, stopped=self._stop)
 
     async def _record_forever(
         self, clock: Clock, reactors: list[Reactor], historian: Historian

@@ -14,6 +14,7 @@ from controller import clock
 from controller.clock import Clock
 from controller.runtime.device_link import ReactorCounters
 from controller.runtime.run import Run, RunOptions
+from controller.runtime.tick_groups import REAL_TIME_GROUP_SIZE, TickGroup, tick_groups
 
 
 @dataclass
@@ -35,14 +36,20 @@ class SlowReactor:
 
 
 def schedule(duration_s: float, work_s: dict[int, float]) -> SlowReactor:
+    return schedule_group(duration_s, [work_s])[0]
+
+
+def schedule_group(duration_s: float, work_s: list[dict[int, float]],
+                   offset_s: float = 0.0) -> list[SlowReactor]:
+    """Reactors ticking back to back in one task, as in-process reactors do."""
     config = load_default(**{'duration = "14d"': f"duration = {duration_s}"})
     run = Run(RunOptions(config=config, config_text=""))
 
-    async def main() -> SlowReactor:
+    async def main() -> list[SlowReactor]:
         c = Clock()
-        reactor = SlowReactor(c, work_s)
-        await run._tick_forever(c, reactor)  # type: ignore[arg-type]
-        return reactor
+        reactors = [SlowReactor(c, work) for work in work_s]
+        await run._tick_forever(c, reactors, offset_s)  # type: ignore[arg-type]
+        return reactors
 
     return clock.run(main(), None)
 
@@ -66,3 +73,44 @@ def test_an_overrun_past_the_end_counts_only_the_periods_inside_the_run(work_s: 
     assert reactor.started_at == pytest.approx([float(i) for i in range(9)])
     assert reactor.counters.skipped_ticks == 1  # t=9; not the periods after the end
     assert reactor.counters.ticks + reactor.counters.skipped_ticks == math.ceil(10.0 / 1.0)
+
+
+def test_a_group_ticks_back_to_back_and_each_reactor_has_its_own_lateness() -> None:
+    first, second = schedule_group(3.0, [{1: 0.25}, {}])
+    assert first.started_at == pytest.approx([0.0, 1.0, 2.0])
+    assert second.started_at == pytest.approx([0.0, 1.25, 2.0])
+    assert list(second.lateness_s) == pytest.approx([0.0, 0.25, 0.0])
+    assert list(first.lateness_s) == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_an_overrun_in_a_group_skips_the_period_for_every_member() -> None:
+    reactors = schedule_group(10.0, [{}, {3: 2.5}])
+    for reactor in reactors:
+        assert reactor.counters.skipped_ticks == 2
+        assert reactor.counters.ticks + reactor.counters.skipped_ticks == 10
+
+
+def test_a_group_offset_into_the_period_ticks_there_until_the_end() -> None:
+    (reactor,) = schedule_group(3.0, [{}], offset_s=0.5)
+    assert reactor.started_at == pytest.approx([0.5, 1.5, 2.5])
+    assert reactor.counters.skipped_ticks == 0
+
+
+def test_in_virtual_time_every_in_process_reactor_ticks_in_one_group() -> None:
+    groups = tick_groups([True] * 100, virtual_time=True, period_s=1.0)
+    assert groups == [TickGroup(tuple(range(100)), 0.0)]
+
+
+def test_in_real_time_groups_are_small_and_spread_over_the_period() -> None:
+    groups = tick_groups([True] * 1000, virtual_time=False, period_s=1.0)
+    assert max(len(g.members) for g in groups) <= REAL_TIME_GROUP_SIZE
+    assert sorted(i for g in groups for i in g.members) == list(range(1000))
+    offsets = [g.offset_s for g in groups]
+    assert offsets == sorted(set(offsets)) and offsets[0] == 0.0 and offsets[-1] < 1.0
+    assert offsets[1] == pytest.approx(1.0 / len(groups))
+
+
+def test_a_reactor_on_a_real_link_ticks_alone_at_the_start_of_the_period() -> None:
+    groups = tick_groups([True, False, True, False], virtual_time=False, period_s=2.0)
+    assert TickGroup((1,), 0.0) in groups and TickGroup((3,), 0.0) in groups
+    assert TickGroup((0, 2), 0.0) in groups
