@@ -110,6 +110,13 @@ class RunInfo:
     """(reactor_id, device_url) pairs."""
 
 
+FLUSH_TICK_ROWS = 1000
+"""A batch goes to the writer once it holds this many tick rows, even before the run's flush
+period: a fleet of 1,000 reactors makes 60,000 rows a minute, and pickling and sending those
+at once would hold the event loop for a tenth of a second, making every tick behind it late.
+A single reactor at 1 s never gets here (60 rows a minute)."""
+
+
 class Historian:
     """Batched SQLite recorder for one run, written by a child process."""
 
@@ -144,7 +151,8 @@ class Historian:
             inputs = self._inputs_of(readings)
         except KeyError:  # a device that did not return every channel: record the gaps as bad
             inputs = tuple(readings.get(name, _MISSING) for name in _INPUT_NAMES)
-        self._batches["ticks"].append((
+        ticks = self._batches["ticks"]
+        ticks.append((
             reactor_id, t_s,
             *[r.value for r in inputs],
             # A plain int binds 2x faster than an IntEnum in the writer; the dict gets it 3x
@@ -153,6 +161,8 @@ class Historian:
             *[inputs[i].timestamp_s for i in _SAMPLED_INDEX],
             *[outputs.get(name) for name in _OUTPUT_NAMES],
         ))
+        if len(ticks) >= FLUSH_TICK_ROWS:
+            self.flush()
 
     def record_setpoint(
         self, reactor_id: str, t_s: float, loop: str, pv: str, mv: str, setpoint: float, mode: str
@@ -248,18 +258,26 @@ def _write_forever(pipe: Connection) -> None:
             )
             con.executemany("INSERT OR IGNORE INTO reactors VALUES (?, ?)", run.reactors)
         chain = audit.AuditChain(con)  # audit rows are linked here, where written in order
+        waiting: tuple[str, Any] | None = None
         while True:
-            try:
-                kind, payload = pipe.recv()
-            except EOFError:  # the controller died: keep what was committed, add the index
-                kind, payload = "close", None
+            if waiting is not None:
+                (kind, payload), waiting = waiting, None
+            else:
+                kind, payload = _receive_or_close(pipe)
             if kind == "batch":
+                # Batches that already wait go into the same transaction: a fleet's urgent
+                # checkpoints come a thousand at once, and a commit each would let the pipe
+                # fill and block the controller's send, and with it every tick.
                 with con:
-                    for table, batch in payload.items():
-                        if table == "audit":
-                            batch = chain.link_all(batch)
-                        con.executemany(_INSERT[table], batch)
-                        rows += len(batch)
+                    rows += _insert_batch(con, chain, payload)
+                    for _ in range(MAX_BATCHES_PER_COMMIT - 1):
+                        if not pipe.poll(0):
+                            break
+                        kind, payload = _receive_or_close(pipe)
+                        if kind != "batch":
+                            waiting = kind, payload
+                            break
+                        rows += _insert_batch(con, chain, payload)
                 continue
             with con:
                 if payload is not None:
@@ -271,6 +289,28 @@ def _write_forever(pipe: Connection) -> None:
             return
     except Exception as exc:
         _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+MAX_BATCHES_PER_COMMIT = 256
+"""Bounds a transaction (and so what a crash of the writer could take back) under a flood."""
+
+
+def _receive_or_close(pipe: Connection) -> tuple[str, Any]:
+    try:
+        return pipe.recv()  # type: ignore[no-any-return]
+    except EOFError:  # the controller died: keep what was committed, add the index
+        return "close", None
+
+
+def _insert_batch(con: sqlite3.Connection, chain: audit.AuditChain,
+                  batches: dict[str, list[tuple[Any, ...]]]) -> int:
+    rows = 0
+    for table, batch in batches.items():
+        if table == "audit":
+            batch = chain.link_all(batch)
+        con.executemany(_INSERT[table], batch)
+        rows += len(batch)
+    return rows
 
 
 def _send_quietly(pipe: Connection, message: tuple[str, Any]) -> None:

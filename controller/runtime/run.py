@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import signal
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,23 @@ def in_process(device: Device) -> bool:
     return bool(getattr(device[1], "in_process", False))
 
 
+@contextlib.contextmanager
+def _start_up_frozen() -> Iterator[None]:
+    """The objects built before the first tick (configs, models, a fleet's reactors: half a
+    million for 1,000) are left out of garbage collection while the run ticks.
+
+    They live as long as the run, but every full collection would walk them again: measured
+    with 1,000 reactors at 1 Hz, one took 0.4-0.6 s, making a period's ticks that late.
+    Unfrozen after the run, so a process that runs several runs (the tests) frees them.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def default_db_path(run_id: str) -> Path:
     return Path("runs") / f"{run_id}.sqlite"
 
@@ -183,7 +201,7 @@ class Run:
                     None if recovery is None else recovery.checkpoints[reactor.id],
                     run_cfg.restart_policy)
                 self._attach_presence(reactor, clock)
-            with self._signals_stop():
+            with self._signals_stop(), _start_up_frozen():
                 await self._run_tasks(clock, reactors, historian)
         finally:
             diagnostics = {}
@@ -270,6 +288,7 @@ class Run:
             now = clock.now()
             if now >= next_diag:
                 for reactor in reactors:
+                    await asyncio.sleep(0)  # a fleet's ticks go on between two reactors
                     truth = await reactor.driver.diagnostics()
                     historian.record_diagnostics(reactor.id, now, truth)
                     if truth and reactor.soft_sensor is not None:

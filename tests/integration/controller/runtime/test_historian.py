@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from plugins.waiting import wait_until
 
-from controller.runtime.historian import Historian, RunInfo, tick_columns
+from controller.runtime.historian import FLUSH_TICK_ROWS, Historian, RunInfo, tick_columns
 from drivers import CHANNELS, Quality, Reading
 
 RUN = RunInfo("run-1", "2026-11-27T00:00:00+00:00", 5, 1.0, "[run]\n", [("r1", "sim://")])
@@ -60,3 +61,40 @@ def test_a_writer_failure_surfaces_on_the_next_flush(tmp_path: Path) -> None:
     historian._process.wait(timeout=30)  # the writer reports its failure and exits
     with pytest.raises(RuntimeError, match=r"historian .* failed: OperationalError"):
         historian.flush()
+
+
+def _ticks_on_disk(path: Path) -> int:
+    with sqlite3.connect(path) as con:
+        try:
+            return int(con.execute("SELECT count(*) FROM ticks").fetchone()[0])
+        except sqlite3.OperationalError:  # the writer has not made the table yet
+            return 0
+
+
+def test_a_full_batch_of_tick_rows_goes_to_the_writer_without_waiting_for_a_flush(
+        tmp_path: Path) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN)
+    for t in range(FLUSH_TICK_ROWS - 1):
+        historian.record_tick("r1", float(t), _readings(float(t)), {})
+    assert historian._batches["ticks"], "one row short of a batch: still held"
+    historian.record_tick("r1", float(FLUSH_TICK_ROWS), _readings(0.0), {})
+    assert not historian._batches["ticks"]
+    wait_until(lambda: _ticks_on_disk(tmp_path / "h.sqlite") == FLUSH_TICK_ROWS,
+               timeout_s=30, what="the full batch committed by the writer")
+    historian.close()
+
+
+def test_a_flood_of_small_batches_is_written_whole_and_in_order(
+        tmp_path: Path) -> None:
+    """A fleet's urgent checkpoints arrive a thousand at once; the writer takes those that
+    wait into one transaction and loses none, nor their order."""
+    historian = Historian(tmp_path / "h.sqlite", RUN)
+    for t in range(3000):
+        historian.record_tick("r1", float(t), _readings(float(t)), {})
+        historian.record_checkpoint("r1", float(t), 0.0, {"t": t}, urgent=True)
+    historian.close()
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        ticks = [r[0] for r in con.execute("SELECT t_s FROM ticks ORDER BY rowid")]
+        (checkpoint,) = con.execute("SELECT state_json FROM checkpoints").fetchone()
+    assert ticks == [float(t) for t in range(3000)]
+    assert json.loads(checkpoint) == {"t": 2999}
