@@ -26,3 +26,4 @@ def test_every_reactor_of_a_fleet_ticks_every_period_with_its_own_records(
     assert per_reactor == dict.fromkeys(reactors, 600)
     assert temperatures == 12, "each reactor has its own chamber and noise"
     assert gc.get_freeze_count() == 0, "the start-up objects are collectable again"
+    assert gc.isenabled()
