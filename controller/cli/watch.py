@@ -22,7 +22,7 @@ from controller.cli.watch_payload import text
 from controller.cli.watch_render import render
 from controller.cli.watch_state import WatchState
 from controller.mqtt.link import MqttSettings
-from controller.mqtt.topics import subscription
+from controller.mqtt.topics import node_subscription, subscription
 from drivers.wire.backoff import Backoff
 
 log = structlog.get_logger(__name__)
@@ -55,6 +55,8 @@ async def _receive_forever(state: WatchState, changed: asyncio.Event, settings: 
             async with aiomqtt.Client(**client_settings.client_kwargs()) as client:
                 backoff.reset()
                 await client.subscribe(subscription(reactor), qos=1)
+                if reactor is not None:  # `bioreactor/+/#` has the nodes' statuses already
+                    await client.subscribe(node_subscription(), qos=1)
                 state.link = f"connected to {settings.url}"
                 changed.set()
                 async for message in client.messages:

@@ -21,7 +21,8 @@ def render(state: WatchState, now_s: float) -> str:
     if not state.reactors:
         lines.append("waiting for bioreactor/... messages")
     for reactor_id in sorted(state.reactors):
-        lines += _reactor(reactor_id, state.reactors[reactor_id], now_s)
+        view = state.reactors[reactor_id]
+        lines += _reactor(reactor_id, view, state.shown_state(view), now_s)
     if state.rejected:
         counts = ", ".join(f"{reason} {n}" for reason, n in sorted(state.rejected.items()))
         lines.append(f"ignored messages: {counts}")
@@ -29,8 +30,10 @@ def render(state: WatchState, now_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _reactor(reactor_id: str, view: ReactorView, now_s: float) -> list[str]:
-    head = f"== {reactor_id}  state={view.state}"
+def _reactor(reactor_id: str, view: ReactorView, shown_state: str, now_s: float) -> list[str]:
+    head = f"== {reactor_id}  state={shown_state}"
+    if shown_state != view.state:
+        head += f" (node {view.node} lost)"
     if view.run_id:
         head += f"  run={view.run_id}"
     tel = view.telemetry

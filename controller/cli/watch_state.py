@@ -21,11 +21,12 @@ from controller.cli.watch_payload import (
     number,
     text,
 )
-from controller.mqtt.topics import parse_topic
+from controller.mqtt.topics import NODE, parse_topic
 
 log = structlog.get_logger(__name__)
 
 MAX_REACTORS = 64
+MAX_NODES = 64
 MAX_ENTRIES = 64
 """Per reactor: readings, loops, outputs, settings and alarms kept (a peer may invent names)."""
 RECENT = 5
@@ -91,7 +92,10 @@ class Telemetry:
 @dataclass
 class ReactorView:
     state: str = "?"
+    """As the reactor's own retained status says; `WatchState.shown_state` applies its node's."""
     run_id: str | None = None
+    node: str | None = None
+    """The daemon (node) whose connection carries this reactor, from its status."""
     telemetry: Telemetry | None = None
     telemetry_at_s: float | None = None
     """When the last telemetry arrived, on the watch's clock: the data age is measured from it."""
@@ -110,6 +114,8 @@ class ReactorView:
 @dataclass
 class WatchState:
     reactors: dict[str, ReactorView] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)
+    """Each node's state, from `bioreactor/_node/<node>/status` (`lost`: its will)."""
     rejected: Counter[str] = field(default_factory=Counter)
     """Messages not read, by reason (too_large, not_utf8, too_deep, not_json, ...)."""
     link: str = "connecting to the broker"
@@ -121,6 +127,8 @@ class WatchState:
         if parsed is None:
             return False
         reactor_id, rest = parsed
+        if reactor_id == NODE:
+            return self._node_status(rest, payload)
         if rest == "cmd" or rest.endswith("/set"):
             return False  # operators' requests: the controller's replies and settings tell
         try:
@@ -136,6 +144,7 @@ class WatchState:
         if rest == "status":
             view.state = text(body.get("state"), 20) or "?"
             view.run_id = text(body.get("run_id"), 40) or view.run_id
+            view.node = text(body.get("node"), 64) or view.node
         elif rest == "telemetry":
             self._telemetry(view, body, now_s)
         elif rest == "alarms":
@@ -150,6 +159,30 @@ class WatchState:
             view.settings[name] = (number(body.get("value")), text(body.get("unit"), 16) or "")
         else:
             return False
+        return True
+
+    def shown_state(self, view: ReactorView) -> str:
+        """The reactor's state as a user should read it: `lost` when its node is lost (the
+        node's will speaks for all its reactors, Sparkplug's NDEATH), unless the reactor had
+        finished (`done`) before; otherwise its own status."""
+        if view.node is not None and self.nodes.get(view.node) == "lost" and view.state != "done":
+            return "lost"
+        return view.state
+
+    def _node_status(self, rest: str, payload: bytes) -> bool:
+        node, _, leaf = rest.partition("/")
+        if leaf != "status" or not node:
+            return False
+        try:
+            body = decode_object(payload)
+        except PayloadRejected as exc:
+            self.rejected[exc.reason] += 1
+            return True
+        name = text(node, 64) or "?"
+        if name not in self.nodes and len(self.nodes) >= MAX_NODES:
+            self.rejected["too_many_nodes"] += 1
+            return True
+        self.nodes[name] = text(body.get("state"), 20) or "?"
         return True
 
     def _view(self, reactor_id: str) -> ReactorView | None:

@@ -32,7 +32,7 @@ from drivers.contract.validation import StrictModel, check_channel
 
 
 class ReactorConfig(StrictModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    id: str = Field(pattern=r"^[A-Za-z0-9.-][A-Za-z0-9_.-]{0,63}$")  # "_": the nodes' topics
     device: str = "sim://"
     chamber: dict[str, Any] = Field(default_factory=dict)
     loops: dict[str, LoopConfig] = Field(default_factory=dict)

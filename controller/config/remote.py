@@ -13,12 +13,16 @@ class MqttConfig(StrictModel):
 
     url: str = Field(description="mqtt://[USER:PASS@]HOST:PORT or mqtts://...")
     client_id: str | None = None
+    node_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9.-][A-Za-z0-9_.-]{0,63}$",
+        description="this daemon's name on the broker (bioreactor/_node/NODE/status, its "
+        "last will); default: client_id, else the run id")
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     outbox: str | None = Field(
         default=None, description="durable store-and-forward queue (kept across restarts); "
-        "default: outbox-REACTOR.sqlite beside the run's database")
+        "default: outbox.sqlite beside the run's database; one per daemon")
     max_skew_s: float = Field(default=30.0, gt=0, le=3600,
                               description="commands older or newer than this are refused")
 

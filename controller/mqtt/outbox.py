@@ -141,6 +141,29 @@ class Outbox:
         if callback in self._listeners:
             self._listeners.remove(callback)
 
+    def adopt(self, other_path: str | Path) -> int:
+        """Move every message of another outbox file to the end of this one, in its order,
+        and delete that file; return how many. For an older layout's outboxes (one per
+        reactor): what a killed run left there goes out, before this process's birth, with the
+        messages this file inherited. Call before anything is appended.
+
+        At least once, like the rest: a crash between this commit and the delete sends those
+        messages twice (the consumers deduplicate by `seq` and `run_id`).
+        """
+        other_path = Path(other_path)
+        if self._buffer:
+            raise OutboxError(f"outbox {self.path}: adopt {other_path} before appending")
+        with Outbox(other_path) as other:
+            messages = other.peek(other.committed_depth)
+        for m in messages:
+            self.append(m.topic, m.payload, m.qos, m.retain)
+        self.commit()
+        if messages:
+            self.inherited_through_seq = self._next_seq - 1
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{other_path}{suffix}").unlink(missing_ok=True)
+        return len(messages)
+
     # -- consumer side (the publisher) ----------------------------------------------------
     def peek(self, limit: int = 100, *, after: int = 0) -> list[OutboxMessage]:
         """Up to `limit` committed, unacked messages with seq > `after`, oldest first."""

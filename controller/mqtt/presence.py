@@ -1,24 +1,20 @@
-"""One reactor's MQTT presence: telemetry every tick, lifecycle status, settings, events, replies.
+"""One reactor's face on its node's MQTT connection: telemetry every tick, lifecycle status,
+settings, events, replies.
 
-Everything goes through the reactor's durable outbox first (`Outbox.append`, memory only, cheap
-on the tick); `maybe_commit()` makes it durable at most every COMMIT_EVERY_WALL_S of wall time and
-wakes the publisher, which sends in order and deletes a message only once the broker has
-acknowledged it. One MQTT connection per reactor, so each reactor has its own last will.
+The reactor only appends to the node's durable outbox (`Outbox.append`, memory only, cheap on
+the tick); the node (node.py) makes it durable at most every COMMIT_EVERY_WALL_S of wall time
+for all its reactors at once and owns the one broker connection. The reactor keeps its own
+topics, its own telemetry `seq` and its own retained status, which names the node: the node's
+will (`lost`) is every one of its reactors' (docs/mqtt.md, "Nodes").
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from controller.clock import Clock
-from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
-from controller.mqtt.publisher import MqttPublisher
 from controller.mqtt.topics import (
-    LOST_PAYLOAD,
     SEVERITY_OF_PRIORITY,
     Topics,
     alarm_payload,
@@ -28,49 +24,38 @@ from controller.mqtt.topics import (
     telemetry_payload,
 )
 from drivers.contract.reading import Reading
-from drivers.wire.backoff import Backoff
-
-COMMIT_EVERY_WALL_S = 0.05
 
 
 class ReactorPresence:
+    """Made by `NodePresence.add_reactor`; the Reactor's only way to the broker."""
+
     def __init__(
         self,
         reactor_id: str,
-        settings: MqttSettings,
-        outbox_path: Path,
+        outbox: Outbox,
         clock: Clock,
         *,
         run_id: str,
-        time_scale: float,
-        on_command: Callable[[str, bytes, bool], None],
+        node_id: str,
+        commit: Callable[[], None],
     ) -> None:
+        """`commit`: the node's `maybe_commit` (one commit for every reactor of the node)."""
         self.topics = Topics(reactor_id)
+        self.outbox = outbox
         self.clock = clock
         self.run_id = run_id
+        self.node_id = node_id
+        self.maybe_commit = commit
         self.seq = 0
-        self.outbox = Outbox(outbox_path)
-        self._last_commit_wall = float("-inf")
-        self._scale = time_scale
-        self.publisher = MqttPublisher(
-            settings.with_client_id(f"{settings.client_id or 'bioreactor'}-{reactor_id}"),
-            self.outbox,
-            will=(self.topics.status, LOST_PAYLOAD),
-            birth=lambda: [(self.topics.status, self._status("running"), True)],
-            subscriptions=[self.topics.cmd, self.topics.settings_set_filter],
-            on_message=on_command,
-            backoff=Backoff(0.2 * time_scale, 5.0 * time_scale),
-            poll_s=0.5 * time_scale,
-            publish_timeout_s=10.0 * time_scale,
-        )
-        self._task: asyncio.Task[None] | None = None
-        self._depth_at_close: int | None = None
+        self.published = 0
+        """This reactor's outbox messages the broker acknowledged (counted by the node)."""
+        self.final_state: str | None = None
+        """The state `stop()` published; None while the reactor runs."""
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.publisher.run(), name=f"mqtt-{self.topics.base}")
-
-    def _status(self, state: str) -> bytes:
-        return status_payload(state, wall_ts=self.clock.wall_time(), run_id=self.run_id)
+    def status(self, state: str) -> bytes:
+        """This reactor's retained status, naming its run and its node."""
+        return status_payload(state, wall_ts=self.clock.wall_time(), run_id=self.run_id,
+                              node=self.node_id)
 
     # --- on the tick: append only ------------------------------------------------------------
     def tick(
@@ -113,28 +98,14 @@ class ReactorPresence:
             value=value, unit=unit, minimum=minimum, maximum=maximum, settable=True,
             description=description), retain=True)
 
-    def maybe_commit(self) -> None:
-        wall = self.clock.wall_monotonic()
-        if wall - self._last_commit_wall >= COMMIT_EVERY_WALL_S:
-            self._last_commit_wall = wall
-            self.outbox.commit()
-
     def summary(self) -> dict[str, Any]:
-        stats = self.publisher.stats
-        depth = self._depth_at_close if self._depth_at_close is not None else self.outbox.depth
-        return {"telemetry_messages": self.seq, "published": stats.published,
-                "reconnects": stats.reconnects, "outbox_depth": depth}
+        """This reactor's share; the connection's own counters are the node's (once a run)."""
+        return {"telemetry_messages": self.seq, "published": self.published,
+                "node": self.node_id}
 
     # --- shutdown --------------------------------------------------------------------------
-    async def stop(self, state: str = "done", timeout_s: float = 10.0) -> None:
-        """Send everything committed and the final retained status, then disconnect."""
-        self.outbox.commit()
-        drained = await self.publisher.stop(final_status=(self.topics.status, self._status(state)),
-                                            timeout_s=timeout_s * self._scale)
-        if self._task is not None:
-            if not drained:
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._depth_at_close = self.outbox.depth
-        self.outbox.close()
+    def stop(self, state: str = "done") -> None:
+        """Queue the final retained status after everything this reactor sent (the node sends
+        it, then its own, when it stops); the node's births leave a stopped reactor out."""
+        self.final_state = state
+        self.outbox.append(self.topics.status, self.status(state), retain=True)

@@ -60,13 +60,16 @@ class MqttPublisher:
         birth: BirthSource = (),
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes, bool], None] | None = None,
+        on_acked: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
         window: int = 128,
         poll_s: float = 1.0,
         publish_timeout_s: float = 10.0,
     ) -> None:
         """`window`: publishes in flight. `poll_s`: how often the outbox is re-read even
-        without a commit notification (covers a producer in another process)."""
+        without a commit notification (covers a producer in another process). `on_acked`:
+        called with the topic of each outbox message the broker acknowledged (a node counts
+        what each of its reactors got out)."""
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.settings = settings
@@ -75,6 +78,7 @@ class MqttPublisher:
         self.birth = birth
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
+        self.on_acked = on_acked
         self.backoff = backoff or Backoff(0.2, 10.0)
         self.window = window
         self.poll_s = poll_s
@@ -167,9 +171,13 @@ class MqttPublisher:
                 await self._drain(client, receiver,
                                   through_seq=self.outbox.inherited_through_seq)
                 self.outbox.inherited_through_seq = 0
-            births = self.birth() if callable(self.birth) else self.birth
-            for topic, payload, retain in births:
-                await client.publish(topic, payload, qos=1, retain=retain)
+            births = list(self.birth() if callable(self.birth) else self.birth)
+            # A node's birth is one status per reactor: `window` of them in flight at a time
+            # (sent in order on the one connection), not one round trip each.
+            for start in range(0, len(births), self.window):
+                await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=retain)
+                                       for topic, payload, retain
+                                       in births[start:start + self.window]))
             for sub in self.subscriptions:
                 await client.subscribe(sub, qos=1)
             await self._drain(client, receiver)
@@ -205,16 +213,19 @@ class MqttPublisher:
         every message up to that seq is acked; raises MqttError when the connection drops (the
         receiver sees the disconnect first and its error is re-raised).
         """
-        in_flight: deque[tuple[int, asyncio.Task[None]]] = deque()
+        in_flight: deque[tuple[int, str, asyncio.Task[None]]] = deque()
+        on_acked = self.on_acked
         cursor = 0
         try:
             while True:
                 # Ack every finished publish at the head, in order.
-                while in_flight and in_flight[0][1].done():
-                    seq, task = in_flight.popleft()
+                while in_flight and in_flight[0][2].done():
+                    seq, topic, task = in_flight.popleft()
                     task.result()  # raises MqttError on a failed publish
                     self.outbox.ack(seq)
                     self.stats.published += 1
+                    if on_acked is not None:
+                        on_acked(topic)
                 room = self.window - len(in_flight)
                 if room > 0:
                     self._wake.clear()
@@ -223,7 +234,7 @@ class MqttPublisher:
                             break
                         task = asyncio.ensure_future(client.publish(
                             msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
-                        in_flight.append((msg.seq, task))
+                        in_flight.append((msg.seq, msg.topic, task))
                         cursor = msg.seq
                 self.stats.depth = self.outbox.depth
                 if not in_flight:
@@ -237,15 +248,15 @@ class MqttPublisher:
                         receiver.result()
                         raise aiomqtt.MqttError("receiver stopped")
                     continue
-                head = in_flight[0][1]
+                head = in_flight[0][2]
                 done, _ = await asyncio.wait({head, receiver}, return_when=asyncio.FIRST_COMPLETED)
                 if receiver in done:
                     receiver.result()  # the disconnect error
                     raise aiomqtt.MqttError("receiver stopped")
         finally:
-            for _, task in in_flight:
+            for _, _, task in in_flight:
                 task.cancel()
-            for _, task in in_flight:
+            for _, _, task in in_flight:
                 with contextlib.suppress(BaseException):
                     await task
             self.outbox.flush_acks()

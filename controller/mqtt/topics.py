@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 ROOT = "bioreactor"
+NODE = "_node"
+"""The segment under ROOT that holds the daemons' (nodes') own topics,
+`bioreactor/_node/<node_id>/status`. A reactor id may not start with `_` (check_reactor_id), so
+no reactor's topics can ever be a node's."""
 STATES = ("init", "running", "paused", "stopping", "done", "lost")
 MODES = ("auto", "manual")
 SEVERITIES = ("info", "warning", "alarm", "critical")
@@ -45,7 +49,7 @@ class Topics:
     reactor_id: str
 
     def __post_init__(self) -> None:
-        check_name("reactor_id", self.reactor_id)
+        check_reactor_id(self.reactor_id)
 
     @property
     def base(self) -> str:
@@ -95,6 +99,25 @@ def check_name(what: str, name: str) -> None:
                          "leading '$'")
 
 
+def check_reactor_id(reactor_id: str) -> None:
+    """A topic-safe name that does not start with `_` (reserved for `bioreactor/_node/...`)."""
+    check_name("reactor_id", reactor_id)
+    if reactor_id.startswith("_"):
+        raise ValueError(f"reactor_id {reactor_id!r} must not start with '_': "
+                         f"'{ROOT}/{NODE}/...' holds the nodes' topics")
+
+
+def node_status_topic(node_id: str) -> str:
+    """A daemon's retained status (its connection's last will): `bioreactor/_node/<id>/status`."""
+    check_name("node id", node_id)
+    return f"{ROOT}/{NODE}/{node_id}/status"
+
+
+def node_subscription() -> str:
+    """The filter for every node's status (a watcher needs it to tell a lost node's reactors)."""
+    return f"{ROOT}/{NODE}/+/status"
+
+
 def subscription(reactor_id: str | None = None) -> str:
     """The filter for everything of one reactor, or of all reactors when None."""
     return f"{ROOT}/{reactor_id}/#" if reactor_id else f"{ROOT}/+/#"
@@ -131,8 +154,10 @@ def _run(run_id: str | None) -> dict[str, str]:
 
 
 def status_payload(state: str, *, wall_ts: float | None = None, run_id: str | None = None,
-                   detail: str | None = None) -> bytes:
-    """Retained lifecycle status; `{"state": "lost"}` alone is the will (see LOST_PAYLOAD)."""
+                   detail: str | None = None, node: str | None = None,
+                   reactors: Sequence[str] | None = None) -> bytes:
+    """Retained lifecycle status of a reactor (naming its `node`, whose loss is the reactor's)
+    or of a node (listing its `reactors`); `{"state": "lost"}` alone is the node's will."""
     if state not in STATES:
         raise ValueError(f"status state {state!r} not one of {', '.join(STATES)}")
     body: dict[str, Any] = {"state": state}
@@ -140,6 +165,10 @@ def status_payload(state: str, *, wall_ts: float | None = None, run_id: str | No
         body["wall_ts"] = iso_utc(wall_ts)
     if run_id is not None:
         body["run_id"] = run_id
+    if node is not None:
+        body["node"] = node
+    if reactors is not None:
+        body["reactors"] = list(reactors)
     if detail is not None:
         body["detail"] = detail
     return _dumps(body)

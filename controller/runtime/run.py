@@ -19,7 +19,7 @@ import structlog
 from controller.clock import Clock
 from controller.config import Config, ConfigError, safety_warnings
 from controller.mqtt.link import MqttSettings
-from controller.mqtt.presence import ReactorPresence
+from controller.mqtt.node import NodePresence
 from controller.operator.nonce_store import FILE_NAME as NONCE_FILE
 from controller.operator.nonce_store import NonceStore
 from controller.operator.replay import ReplayGuard
@@ -160,6 +160,8 @@ class Run:
         """Where this process took the run over: later than 0 when continued after a crash."""
         self._stop = asyncio.Event()
         self._in_process: list[bool] = []
+        self._node: NodePresence | None = None
+        """The daemon's one MQTT connection and outbox, once a reactor is attached."""
 
     async def execute(self) -> dict[str, Any]:
         """Run to the end (or a stop); a run id found on disk is continued (recovery.py)."""
@@ -221,14 +223,18 @@ class Run:
                 await self._run_tasks(clock, reactors, historian)
         finally:
             diagnostics = {}
+            final_state = "done" if self.stopped_by == "completed" else "stopping"
             for reactor in reactors:
                 diagnostics[reactor.id] = await reactor.driver.diagnostics()
                 historian.record_diagnostics(reactor.id, clock.now(), diagnostics[reactor.id])
                 await reactor.go_safe(self.stopped_by)
                 if reactor.presence is not None:
-                    await reactor.presence.stop("done" if self.stopped_by == "completed"
-                                                 else "stopping")
+                    reactor.presence.stop(final_state)
+            if self._node is not None:  # each reactor's final status, then the node's
+                await self._node.stop(final_state)
             summary = self._summary(clock, reactors, diagnostics, wall_start)
+            if self._node is not None:
+                summary["mqtt"] = self._node.summary()
             await asyncio.to_thread(historian.close, summary)
             summary["wall_seconds"] = clock.wall_monotonic() - wall_start
         return summary
@@ -238,23 +244,36 @@ class Run:
         mqtt = self.config.mqtt
         if mqtt is None:
             return
-        settings = MqttSettings.from_url(mqtt.url, ca_file=mqtt.ca_file, cert_file=mqtt.cert_file,
-                                         key_file=mqtt.key_file, client_id=mqtt.client_id)
-        presence = ReactorPresence(
-            reactor.id, settings, self._outbox_path(mqtt.outbox, reactor.id), clock,
-            run_id=self.options.run_id,
-            time_scale=self.config.run.speed or 1.0,
-            on_command=reactor.commands.receive,
-        )
+        if self._node is None:
+            settings = MqttSettings.from_url(mqtt.url, ca_file=mqtt.ca_file,
+                                             cert_file=mqtt.cert_file, key_file=mqtt.key_file,
+                                             client_id=mqtt.client_id)
+            node_id = mqtt.node_id or mqtt.client_id or self.options.run_id
+            try:
+                self._node = NodePresence(
+                    node_id, settings, self._outbox_path(mqtt.outbox), clock,
+                    run_id=self.options.run_id, time_scale=self.config.run.speed or 1.0,
+                    legacy_outboxes=[self._legacy_outbox_path(mqtt.outbox, rc.id)
+                                     for rc in self.config.reactor])
+            except ValueError as exc:
+                raise ConfigError(f"mqtt.node_id (default: mqtt.client_id, else the run id) "
+                                  f"{node_id!r}: {exc}") from None
+        node = self._node
+        presence = node.add_reactor(reactor.id, reactor.commands.receive)
         reactor.attach_presence(presence, {op.name: op.key() for op in self.config.operator},
                                 ReplayGuard(mqtt.max_skew_s, store=NonceStore(
                                     self.db_path.parent / NONCE_FILE, reactor.id),
                                     now_wall_s=clock.wall_time()))
-        presence.start()
+        if len(node.reactors) == len(self.config.reactor):
+            node.start()  # every reactor on board: the birth lists them all
 
-    def _outbox_path(self, configured: str | None, reactor_id: str) -> Path:
-        """One outbox per reactor, shared by its runs (so a killed run's unsent messages go out
+    def _outbox_path(self, configured: str | None) -> Path:
+        """One outbox per daemon, shared by its runs (so a killed run's unsent messages go out
         with the next run's), beside the run's database unless the config names one."""
+        return self.db_path.parent / "outbox.sqlite" if configured is None else Path(configured)
+
+    def _legacy_outbox_path(self, configured: str | None, reactor_id: str) -> Path:
+        """Where the older layout kept a reactor's own outbox (drained into the node's)."""
         if configured is None:
             return self.db_path.parent / f"outbox-{reactor_id}.sqlite"
         outbox = Path(configured)

@@ -26,7 +26,7 @@ from controller.cli.cmd import build_command, parse_params
 from controller.clock import Clock
 from controller.config import Config, parse_config
 from controller.mqtt.link import MqttSettings
-from controller.mqtt.presence import ReactorPresence
+from controller.mqtt.node import NodePresence
 from controller.operator.actions import apply
 from controller.operator.audit import read_audit
 from controller.operator.bounds import bounds_from_config
@@ -280,9 +280,9 @@ async def _scenario(config: Config, tmp_path: Path, script: dict[float, list[byt
                           RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
     reactor = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
                       historian, control_period_s=1.0, stats_after_s=0.0)
-    telemetry = ReactorPresence("hsc-1", MqttSettings.from_url("mqtt://127.0.0.1:9"),
-                                tmp_path / "outbox.sqlite", clock, run_id="t", time_scale=1.0,
-                                on_command=reactor.commands.receive)  # never started
+    telemetry = NodePresence("n", MqttSettings.from_url("mqtt://127.0.0.1:9"),
+                             tmp_path / "outbox.sqlite", clock, run_id="t", time_scale=1.0,
+                             ).add_reactor("hsc-1", reactor.commands.receive)  # never started
     await reactor.start()
     reactor.attach_presence(telemetry, {"alice": KEY}, ReplayGuard())
     t = 0.0

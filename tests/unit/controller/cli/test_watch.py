@@ -15,6 +15,7 @@ from controller.mqtt.topics import (
     Topics,
     alarm_payload,
     event_payload,
+    node_status_topic,
     setting_payload,
     status_payload,
     telemetry_payload,
@@ -71,6 +72,25 @@ def test_render_shows_state_age_units_alarms_events_and_replies() -> None:
     assert "== r2  state=lost  no telemetry yet" in text
     assert "ignored messages: not_json 1" in text
     assert render(state, 90_005.0).count("data age 1d 01:00:03") == 1  # the age keeps counting
+
+
+def test_a_lost_node_shows_its_reactors_lost_but_not_those_done() -> None:
+    """Sparkplug's NDEATH: the node's will speaks for every reactor whose status names it."""
+    state = WatchState()
+    for rid, reactor_state in (("r1", "running"), ("r2", "done"), ("r3", "running")):
+        state.update(Topics(rid).status, status_payload(
+            reactor_state, run_id="run-a", node="lab-a" if rid != "r3" else "lab-b"), 0.0)
+    state.update(node_status_topic("lab-a"), status_payload("running", reactors=["r1", "r2"]),
+                 0.0)
+    assert "== r1  state=running  run=run-a" in render(state, 1.0)
+    state.update(node_status_topic("lab-a"), LOST_PAYLOAD, 2.0)
+    text = render(state, 3.0)
+    assert "== r1  state=lost (node lab-a lost)  run=run-a" in text
+    assert "== r2  state=done  run=run-a" in text
+    assert "== r3  state=running  run=run-a" in text  # another node's reactor
+    assert state.nodes == {"lab-a": "lost"}
+    state.update(node_status_topic("lab-a"), status_payload("running", reactors=["r1"]), 4.0)
+    assert "== r1  state=running  run=run-a" in render(state, 5.0)  # the node's birth
 
 
 def test_a_recipe_shows_its_state_and_phase_and_a_reactor_without_one_shows_none() -> None:

@@ -1,4 +1,4 @@
-"""ReactorPresence: what one reactor's messages say about whose they are."""
+"""ReactorPresence: what one reactor's messages say about whose they are (run and node)."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,18 @@ from pathlib import Path
 
 from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
+from controller.mqtt.node import NodePresence
 from controller.mqtt.presence import ReactorPresence
 
 NEVER_STARTED = MqttSettings.from_url("mqtt://127.0.0.1:9")
 
 
+def node(outbox: Path, run_id: str) -> NodePresence:
+    return NodePresence("n1", NEVER_STARTED, outbox, Clock(), run_id=run_id, time_scale=1.0)
+
+
 def presence(outbox: Path, run_id: str) -> ReactorPresence:
-    return ReactorPresence("r1", NEVER_STARTED, outbox, Clock(), run_id=run_id, time_scale=1.0,
-                           on_command=lambda topic, payload: None)
+    return node(outbox, run_id).add_reactor("r1", lambda topic, payload, retained: None)
 
 
 def ticks(p: ReactorPresence, n: int) -> None:
@@ -63,3 +67,14 @@ async def test_telemetry_says_where_the_recipe_is_when_the_reactor_has_one(tmp_p
     p.outbox.close()
     assert with_recipe["recipe"] == {"state": "running", "phase": "seed"}
     assert "recipe" not in without
+
+
+async def test_a_reactors_status_names_its_node(tmp_path: Path) -> None:
+    p = presence(tmp_path / "outbox.sqlite", "run-a")
+    p.stop("done")
+    p.outbox.commit()
+    (status,) = p.outbox.peek(10)
+    p.outbox.close()
+    assert (status.topic, status.retain) == ("bioreactor/r1/status", True)
+    assert json.loads(status.payload).items() >= {"state": "done", "run_id": "run-a",
+                                                  "node": "n1"}.items()

@@ -1,0 +1,173 @@
+"""A daemon's one MQTT presence (its "node", Sparkplug-style): one broker connection and one
+durable outbox for every reactor it runs.
+
+Why: a connection and an outbox per reactor meant, at 1,000 reactors, 1,000 TCP sessions and
+1,000 SQLite commits every 50 ms. Here the reactors append to the node's outbox (memory, on the
+tick) and the node commits it at most every COMMIT_EVERY_WALL_S of wall time for all of them.
+Each reactor keeps its topics and its lifecycle (presence.py); the connection's last will is
+the node's status `lost`, which a consumer applies to every reactor whose status names the
+node (docs/mqtt.md, "Nodes"). On every (re)connect the birth is the node's status `running`
+(listing its reactors), then each running reactor's status. Commands arrive on two wildcard
+subscriptions, whatever the number of reactors, and go to the reactor they name; one for a
+reactor this node does not run is ignored, counted and logged (once per name).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.clock import Clock
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.outbox import Outbox
+from controller.mqtt.presence import ReactorPresence
+from controller.mqtt.publisher import Birth, MqttPublisher
+from controller.mqtt.topics import (
+    LOST_PAYLOAD,
+    ROOT,
+    check_name,
+    node_status_topic,
+    parse_topic,
+    status_payload,
+)
+from drivers.wire.backoff import Backoff
+
+COMMIT_EVERY_WALL_S = 0.05
+COMMAND_FILTERS = (f"{ROOT}/+/cmd", f"{ROOT}/+/settings/+/set")
+"""Two subscriptions for any number of reactors (per-reactor filters would be 2,000 at 1,000
+reactors, all re-sent on every reconnect)."""
+MAX_UNKNOWN_LOGGED = 100
+"""Names of unknown reactors logged once each; past this, only counted (a peer may invent)."""
+
+CommandHandler = Callable[[str, bytes, bool], None]
+log = structlog.get_logger(__name__)
+
+
+class NodePresence:
+    """Build, `add_reactor` for each reactor, `start()`, and `await stop(state)` at the end."""
+
+    def __init__(
+        self,
+        node_id: str,
+        settings: MqttSettings,
+        outbox_path: Path,
+        clock: Clock,
+        *,
+        run_id: str,
+        time_scale: float,
+        legacy_outboxes: Iterable[Path] = (),
+    ) -> None:
+        """`legacy_outboxes`: per-reactor outbox files of the older layout; what they hold is
+        moved into this node's outbox (and the files deleted) so it goes out first."""
+        check_name("node id", node_id)
+        self.node_id = node_id
+        self.clock = clock
+        self.run_id = run_id
+        self.status_topic = node_status_topic(node_id)
+        self.outbox = Outbox(outbox_path)
+        self.adopted = sum(self.outbox.adopt(p) for p in legacy_outboxes if p.exists())
+        self.reactors: dict[str, ReactorPresence] = {}
+        self._handlers: dict[str, CommandHandler] = {}
+        self.ignored_commands = 0
+        """Commands for a reactor this node does not run."""
+        self._unknown_logged: set[str] = set()
+        self._last_commit_wall = float("-inf")
+        self._scale = time_scale
+        self.publisher = MqttPublisher(
+            settings.with_client_id(settings.client_id or f"bioreactor-{node_id}"),
+            self.outbox,
+            will=(self.status_topic, LOST_PAYLOAD),
+            birth=self._birth,
+            subscriptions=COMMAND_FILTERS,
+            on_message=self._dispatch,
+            on_acked=self._acked,
+            backoff=Backoff(0.2 * time_scale, 5.0 * time_scale),
+            poll_s=0.5 * time_scale,
+            publish_timeout_s=10.0 * time_scale,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._depth_at_close: int | None = None
+
+    def add_reactor(self, reactor_id: str, on_command: CommandHandler) -> ReactorPresence:
+        """The reactor's face; its commands go to `on_command(topic, payload, retained)`."""
+        if reactor_id in self.reactors:
+            raise ValueError(f"reactor {reactor_id!r} is already on node {self.node_id!r}")
+        face = ReactorPresence(reactor_id, self.outbox, self.clock, run_id=self.run_id,
+                               node_id=self.node_id, commit=self.maybe_commit)
+        self.reactors[reactor_id] = face
+        self._handlers[reactor_id] = on_command
+        return face
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.publisher.run(), name=f"mqtt-node-{self.node_id}")
+
+    def _status(self, state: str) -> bytes:
+        return status_payload(state, wall_ts=self.clock.wall_time(), run_id=self.run_id,
+                              reactors=list(self.reactors))
+
+    def _birth(self) -> Birth:
+        """The node first (a consumer then knows the node is back), then each reactor still
+        running, all retained."""
+        return [(self.status_topic, self._status("running"), True),
+                *((face.topics.status, face.status("running"), True)
+                  for face in self.reactors.values() if face.final_state is None)]
+
+    # --- from the connection -----------------------------------------------------------------
+    def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
+        parsed = parse_topic(topic)
+        handler = None if parsed is None else self._handlers.get(parsed[0])
+        if handler is not None:
+            handler(topic, payload, retained)
+            return
+        self.ignored_commands += 1
+        name = "?" if parsed is None else parsed[0]
+        if name not in self._unknown_logged and len(self._unknown_logged) < MAX_UNKNOWN_LOGGED:
+            self._unknown_logged.add(name)
+            log.warning("mqtt.command_for_unknown_reactor", node=self.node_id, reactor=name,
+                        topic=topic[:200], note="ignored; further ones for it only counted")
+
+    def _acked(self, topic: str) -> None:
+        parsed = parse_topic(topic)
+        face = None if parsed is None else self.reactors.get(parsed[0])
+        if face is not None:
+            face.published += 1
+
+    # --- from the ticks ----------------------------------------------------------------------
+    def maybe_commit(self) -> None:
+        """Commit every reactor's appended messages, at most every COMMIT_EVERY_WALL_S."""
+        wall = self.clock.wall_monotonic()
+        if wall - self._last_commit_wall >= COMMIT_EVERY_WALL_S:
+            self._last_commit_wall = wall
+            self.outbox.commit()
+
+    def summary(self) -> dict[str, Any]:
+        """The connection's counters, once per run (each reactor's share is in its own)."""
+        stats = self.publisher.stats
+        depth = self._depth_at_close if self._depth_at_close is not None else self.outbox.depth
+        return {"node": self.node_id, "reactors": len(self.reactors),
+                "published": stats.published, "reconnects": stats.reconnects,
+                "outbox_depth": depth, "ignored_commands": self.ignored_commands,
+                "adopted_from_legacy_outboxes": self.adopted}
+
+    # --- shutdown --------------------------------------------------------------------------
+    async def stop(self, state: str = "done", timeout_s: float = 10.0) -> None:
+        """Each reactor's final status (those not stopped yet), everything committed, then
+        the node's own final status; then disconnect (no will)."""
+        for face in self.reactors.values():
+            if face.final_state is None:
+                face.stop(state)
+        self.outbox.commit()
+        if self._task is not None:  # never started: it all waits in the outbox for next time
+            drained = await self.publisher.stop(
+                final_status=(self.status_topic, self._status(state)),
+                timeout_s=timeout_s * self._scale)
+            if not drained:
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._depth_at_close = self.outbox.depth
+        self.outbox.close()

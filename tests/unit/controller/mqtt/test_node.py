@@ -1,0 +1,108 @@
+"""NodePresence without a broker: one outbox for many reactors, commands to the right one,
+the birth, and an older layout's per-reactor outboxes taken over."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.clock import Clock
+from controller.mqtt.link import MqttSettings
+from controller.mqtt.node import COMMAND_FILTERS, NodePresence
+from controller.mqtt.outbox import Outbox
+from controller.mqtt.topics import check_reactor_id, node_status_topic
+
+NEVER_STARTED = MqttSettings.from_url("mqtt://127.0.0.1:9")
+
+
+def make_node(tmp_path: Path, **kwargs: object) -> NodePresence:
+    return NodePresence("lab-a", NEVER_STARTED, tmp_path / "outbox.sqlite", Clock(),
+                        run_id="run-a", time_scale=1.0, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_reactors_share_one_outbox_and_keep_their_own_order_and_seq(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    faces = [node.add_reactor(f"r{i}", lambda *a: None) for i in range(3)]
+    for t in range(4):
+        for face in faces:
+            face.tick(float(t), {}, {}, {}, {})
+    node.outbox.commit()
+    by_reactor: dict[str, list[int]] = {}
+    for m in node.outbox.peek(100):
+        by_reactor.setdefault(m.topic.split("/")[1], []).append(json.loads(m.payload)["seq"])
+    node.outbox.close()
+    assert by_reactor == {f"r{i}": [1, 2, 3, 4] for i in range(3)}
+
+
+async def test_commands_go_to_their_reactor_and_others_are_counted(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    got: dict[str, list[str]] = {"r1": [], "r2": []}
+    for rid in got:
+        node.add_reactor(rid, lambda topic, payload, retained, rid=rid: got[rid].append(topic))
+    node._dispatch("bioreactor/r2/cmd", b"{}", False)
+    node._dispatch("bioreactor/r1/settings/temperature.setpoint/set", b"{}", False)
+    node._dispatch("bioreactor/elsewhere/cmd", b"{}", False)
+    node._dispatch("bioreactor/elsewhere/cmd", b"{}", False)
+    node.outbox.close()
+    assert got == {"r1": ["bioreactor/r1/settings/temperature.setpoint/set"],
+                   "r2": ["bioreactor/r2/cmd"]}
+    assert node.ignored_commands == 2
+    assert node.summary()["ignored_commands"] == 2
+    assert COMMAND_FILTERS == ("bioreactor/+/cmd", "bioreactor/+/settings/+/set")
+
+
+async def test_birth_is_the_node_then_each_running_reactor(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    node.add_reactor("r1", lambda *a: None)
+    node.add_reactor("r2", lambda *a: None).stop("done")
+    birth = node._birth()
+    node.outbox.close()
+    assert [(topic, retain) for topic, _, retain in birth] == [
+        ("bioreactor/_node/lab-a/status", True), ("bioreactor/r1/status", True)]
+    assert json.loads(birth[0][1]).items() >= {
+        "state": "running", "run_id": "run-a", "reactors": ["r1", "r2"]}.items()
+    assert json.loads(birth[1][1])["node"] == "lab-a"
+
+
+async def test_the_acks_are_counted_per_reactor(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    r1 = node.add_reactor("r1", lambda *a: None)
+    node._acked("bioreactor/r1/telemetry")
+    node._acked("bioreactor/r1/events")
+    node._acked("bioreactor/gone/telemetry")
+    node.outbox.close()
+    assert r1.summary() == {"telemetry_messages": 0, "published": 2, "node": "lab-a"}
+
+
+async def test_an_older_layouts_outboxes_go_out_first_in_their_order(tmp_path: Path) -> None:
+    legacy = {}
+    for rid in ("r1", "r2"):
+        legacy[rid] = tmp_path / f"outbox-{rid}.sqlite"
+        with Outbox(legacy[rid]) as old:
+            for seq in (1, 2, 3):
+                old.append(f"bioreactor/{rid}/telemetry", json.dumps({"seq": seq}).encode())
+            old.commit()
+    node = make_node(tmp_path, legacy_outboxes=[*legacy.values(), tmp_path / "outbox-r3.sqlite"])
+    node.add_reactor("r1", lambda *a: None).tick(0.0, {}, {}, {}, {})
+    node.outbox.commit()
+    messages = node.outbox.peek(100)
+    inherited = node.outbox.inherited_through_seq
+    node.outbox.close()
+    assert node.adopted == 6
+    assert not any(p.exists() for p in legacy.values())
+    assert [(m.topic.split("/")[1], json.loads(m.payload)["seq"]) for m in messages] == [
+        ("r1", 1), ("r1", 2), ("r1", 3), ("r2", 1), ("r2", 2), ("r2", 3), ("r1", 1)]
+    assert inherited == messages[5].seq  # the older run's, sent before this run's birth
+
+
+@pytest.mark.parametrize("name", ["_node", "_x"])
+def test_a_reactor_cannot_take_the_nodes_topics(name: str) -> None:
+    with pytest.raises(ValueError, match="must not start with '_'"):
+        check_reactor_id(name)
+
+
+def test_a_node_id_is_topic_safe() -> None:
+    assert node_status_topic("lab-a") == "bioreactor/_node/lab-a/status"
+    with pytest.raises(ValueError, match="node id 'a/b'"):
+        node_status_topic("a/b")
