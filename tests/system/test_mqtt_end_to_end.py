@@ -89,7 +89,7 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
         sub.close()
     assert "Traceback" not in err
     assert list(empty.iterdir()) == [], "the run wrote into the folder it was started from"
-    assert (db.parent / "outbox-hsc-1.sqlite").is_file()
+    assert (db.parent / "outbox.sqlite").is_file()  # the daemon's one outbox
     assert {m["run_id"] for m in sub.messages()} == {summary["run_id"]}
     seqs = first_deliveries([m["seq"] for m in sub.messages()])
     assert seqs == list(range(1, ticks + 1)), f"{ticks - len(seqs)} missing or out of order"
@@ -101,7 +101,7 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
 
 
 def _telemetry_in_outbox(outbox: Path) -> int:
-    """Committed telemetry messages waiting in a reactor's outbox (0 before the run made it)."""
+    """Committed telemetry messages waiting in the daemon's outbox (0 before the run made it)."""
     if not outbox.exists():
         return 0
     with contextlib.closing(sqlite3.connect(outbox)) as con:
@@ -114,7 +114,7 @@ def _telemetry_in_outbox(outbox: Path) -> int:
 def test_a_killed_runs_unsent_messages_go_out_before_the_next_runs_birth(
     broker, tmp_path: Path, stopper: list
 ) -> None:
-    """A run killed (-9) while the broker was away left telemetry in the reactor's outbox; the
+    """A run killed (-9) while the broker was away left telemetry in the daemon's outbox; the
     next run (a new run id, the same folder) sends all of it first, then its own birth, then its
     own messages from seq 1: a consumer never sees the older run after the newer one began."""
     b = broker()
@@ -123,7 +123,7 @@ def test_a_killed_runs_unsent_messages_go_out_before_the_next_runs_birth(
     first = start_run(DEFAULT_CONFIG_PATH, tmp_path, speed="100", duration="1d",
                       db=runs / "first.sqlite", options=("--mqtt", b.url, "--run-id", "first"))
     stopper.append(first)
-    outbox = runs / "outbox-hsc-1.sqlite"
+    outbox = runs / "outbox.sqlite"
     wait_until(lambda: _telemetry_in_outbox(outbox) >= 20, 60, "20 telemetry messages queued")
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -152,20 +152,29 @@ def test_a_killed_runs_unsent_messages_go_out_before_the_next_runs_birth(
     assert first_deliveries([m["seq"] for m in after if "seq" in m]) == list(range(1, ticks + 1))
 
 
-def test_kill_9_of_the_controller_publishes_lost(broker, tmp_path: Path, stopper: list) -> None:
+def test_kill_9_of_the_controller_publishes_its_nodes_lost(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    """The will is the daemon's (its node's) status; the reactor's status names the node, so a
+    consumer knows the reactor is lost with it (docs/mqtt.md, "Nodes")."""
     b = broker()
-    run = start_run(write_config(tmp_path, b.url), tmp_path, speed="100", duration="1d")
+    run = start_run(write_config(tmp_path, b.url), tmp_path, speed="100", duration="1d",
+                    options=("--run-id", "kill-me"))
     stopper.append(run)
-    status = tmp_path / "status.txt"
+    status, node_status = tmp_path / "status.txt", tmp_path / "node.txt"
     sub = Subscriber(b, "bioreactor/hsc-1/status", status)
+    node_sub = Subscriber(b, "bioreactor/_node/kill-me/status", node_status)
     try:
         wait_until(lambda: '"running"' in status.read_text(), 30, "the running status")
         run.send_signal(signal.SIGKILL)
         run.wait()
-        wait_until(lambda: '"lost"' in status.read_text(), 30, "the lost will")
+        wait_until(lambda: '"lost"' in node_status.read_text(), 30, "the lost will")
     finally:
         sub.close()
-    assert sub.messages()[-1] == {"state": "lost"}
+        node_sub.close()
+    assert node_sub.messages()[0].items() >= {"state": "running", "reactors": ["hsc-1"]}.items()
+    assert node_sub.messages()[-1] == {"state": "lost"}
+    assert sub.messages()[-1].items() >= {"state": "running", "node": "kill-me"}.items()
 
 
 def _signed(action: str, params: dict, *, key: str = KEY, reason: str = "test") -> dict:
@@ -321,7 +330,8 @@ def test_tls_and_password_broker(broker, tmp_path: Path, stopper: list) -> None:
     assert len(seqs) == 20 and seqs == sorted(seqs)
     summary = json.loads((tmp_path / "summary.json").read_text())
     mqtt = summary["reactors"]["hsc-1"]["mqtt"]
-    assert mqtt["outbox_depth"] == 0 and mqtt["published"] >= mqtt["telemetry_messages"]
+    assert mqtt["published"] >= mqtt["telemetry_messages"]
+    assert summary["mqtt"]["outbox_depth"] == 0 and summary["mqtt"]["reactors"] == 1
 
 
 # --- the alarm board over MQTT ----------------------------------------------------------------
