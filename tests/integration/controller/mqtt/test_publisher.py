@@ -405,6 +405,7 @@ async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:
         await try_publish("operator1", T.telemetry, b'{"seq":667}')
         await try_publish("viewer", T.cmd, b"viewer-cmd")
         await try_publish("operator1", T.cmd, b"operator-cmd")
+        await ctl.publish("bioreactor/_node/lab-a/status", b'{"state":"running"}', qos=1)
         await ctl.publish(T.telemetry, b'{"seq":1}', qos=1)
         seen: list[tuple[str, bytes]] = []
         ctl_seen: list[bytes] = []
@@ -417,6 +418,7 @@ async def test_docs_acl_only_controller_publishes_telemetry(broker) -> None:
                 ctl_seen.append(m.payload)  # type: ignore[arg-type]
                 break
     assert (T.telemetry, b'{"seq":1}') in seen
+    assert ("bioreactor/_node/lab-a/status", b'{"state":"running"}') in seen  # the node's too
     assert (T.cmd, b"operator-cmd") in seen
     assert not any(p in (b'{"seq":666}', b'{"seq":667}', b"viewer-cmd") for _, p in seen)
     assert ctl_seen == [b"operator-cmd"]
