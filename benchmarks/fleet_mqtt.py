@@ -83,12 +83,15 @@ def bench_fleet_mqtt(reactors: int, seconds: float) -> dict:
                           for line in broker.log().splitlines())
         finally:
             broker.stop()
-    per = summary["reactors"].values()
+    per = list(summary["reactors"].values())
     return {
         "reactors": reactors, "seconds": seconds, "wall_s": round(wall, 1),
         "skipped_ticks": sum(r["skipped_ticks"] for r in per),
         "ticks_per_reactor": summary["ticks"],
         "worst_p99_lateness_ms": round(1000 * max(r["tick_lateness_s"]["p99"] for r in per), 1),
+        "median_reactor_p99_lateness_ms": round(1000 * sorted(
+            r["tick_lateness_s"]["p99"] for r in per)[len(per) // 2], 1),
+        "reactors_p99_over_20ms": sum(r["tick_lateness_s"]["p99"] > 0.020 for r in per),
         "worst_max_lateness_ms": round(1000 * max(r["tick_lateness_s"]["max"] for r in per), 1),
         "telemetry_sent": sum(sent.values()),
         "telemetry_received_distinct": sum(len(s) for s in seqs.values()),
