@@ -14,6 +14,7 @@ from controller.alarms.defaults import default_alarms
 from controller.alarms.spec import AlarmBoardConfig, AlarmConfig, AlarmEntry, AlarmRemoval
 from controller.config.loops import LoopConfig
 from controller.config.recipe import RecipeConfig, recipe_reads_where
+from controller.config.remote import TOPIC_ID_PATTERN
 from controller.config.safety import (
     InterlocksConfig,
     QualityConfig,
@@ -32,7 +33,7 @@ from drivers.contract.validation import StrictModel, check_channel
 
 
 class ReactorConfig(StrictModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9.-][A-Za-z0-9_.-]{0,63}$")  # "_": the nodes' topics
+    id: str = Field(pattern=TOPIC_ID_PATTERN)
     device: str = "sim://"
     chamber: dict[str, Any] = Field(default_factory=dict)
     loops: dict[str, LoopConfig] = Field(default_factory=dict)

@@ -1,11 +1,16 @@
 """`[mqtt]` and `[[operator]]`: telemetry to a broker, and who may send signed commands."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drivers.contract.validation import StrictModel
+
+TOPIC_ID_PATTERN = r"^[A-Za-z0-9.-][A-Za-z0-9_.-]{0,63}$"
+"""A reactor id or a node id: topic-safe, and no leading `_` (`bioreactor/_node/...` is the
+nodes')."""
 
 
 class MqttConfig(StrictModel):
@@ -14,7 +19,7 @@ class MqttConfig(StrictModel):
     url: str = Field(description="mqtt://[USER:PASS@]HOST:PORT or mqtts://...")
     client_id: str | None = None
     node_id: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9.-][A-Za-z0-9_.-]{0,63}$",
+        default=None, pattern=TOPIC_ID_PATTERN,
         description="this daemon's name on the broker (bioreactor/_node/NODE/status, its "
         "last will); default: client_id, else the run id")
     ca_file: str | None = None
@@ -25,6 +30,14 @@ class MqttConfig(StrictModel):
         "default: outbox.sqlite beside the run's database; one per daemon")
     max_skew_s: float = Field(default=30.0, gt=0, le=3600,
                               description="commands older or newer than this are refused")
+
+    @model_validator(mode="after")
+    def _client_id_names_the_node(self) -> MqttConfig:
+        if self.node_id is None and self.client_id is not None and not re.match(
+                TOPIC_ID_PATTERN, self.client_id):
+            raise ValueError(f"client_id {self.client_id!r} is also the node id unless node_id "
+                             f"is set: set node_id (pattern {TOPIC_ID_PATTERN})")
+        return self
 
     @field_validator("url")
     @classmethod
