@@ -156,16 +156,20 @@ class NodePresence:
     # --- shutdown --------------------------------------------------------------------------
     async def stop(self, state: str = "done", timeout_s: float = 10.0) -> None:
         """Each reactor's final status (those not stopped yet), everything committed, then
-        the node's own final status; then disconnect (no will)."""
+        the node's own final status; then disconnect (no will). A backlog that cannot be sent
+        within `timeout_s` stays in the outbox for the next run, and the final statuses are
+        then sent directly, so no reactor of a stopped node is left `running` at the broker."""
         for face in self.reactors.values():
             if face.final_state is None:
                 face.stop(state)
         self.outbox.commit()
         if self._task is not None:  # never started: it all waits in the outbox for next time
-            drained = await self.publisher.stop(
+            await self.publisher.stop(
                 final_status=(self.status_topic, self._status(state)),
-                timeout_s=timeout_s * self._scale)
-            if not drained:
+                timeout_s=timeout_s * self._scale,
+                urgent=[face.final_status for face in self.reactors.values()
+                        if face.final_status is not None])
+            if not self._task.done():
                 self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -51,6 +51,9 @@ class ReactorPresence:
         """This reactor's outbox messages the broker acknowledged (counted by the node)."""
         self.final_state: str | None = None
         """The state `stop()` published; None while the reactor runs."""
+        self.final_status: tuple[str, bytes] | None = None
+        """That status message (topic, payload), for the node to send directly when its
+        outbox cannot be drained in time."""
 
     def status(self, state: str) -> bytes:
         """This reactor's retained status, naming its run and its node."""
@@ -108,4 +111,5 @@ class ReactorPresence:
         """Queue the final retained status after everything this reactor sent (the node sends
         it, then its own, when it stops); the node's births leave a stopped reactor out."""
         self.final_state = state
-        self.outbox.append(self.topics.status, self.status(state), retain=True)
+        self.final_status = (self.topics.status, self.status(state))
+        self.outbox.append(*self.final_status, retain=True)

@@ -87,6 +87,8 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._final: tuple[str, bytes] | None = None
+        self._urgent: list[tuple[str, bytes]] = []
+        self._give_up = asyncio.Event()
         self._finished = asyncio.Event()
         outbox.add_listener(self.notify)
 
@@ -96,21 +98,35 @@ class MqttPublisher:
         self._wake.set()
 
     async def stop(self, final_status: tuple[str, bytes] | None = None,
-                   timeout_s: float = 5.0) -> bool:
+                   timeout_s: float = 5.0, *,
+                   urgent: Sequence[tuple[str, bytes]] = ()) -> bool:
         """Drain what is committed, publish `final_status` (retained), disconnect cleanly.
 
-        Returns True when all of it happened within `timeout_s`; otherwise False (run() is
-        then left to the caller to cancel; unsent messages stay in the outbox for next time).
+        Returns True when all of it happened within `timeout_s`. Otherwise, connected but
+        behind (a backlog longer than the time allowed), it stops draining, publishes `urgent`
+        and then `final_status` directly (retained; e.g. the final statuses that wait in the
+        outbox behind the backlog), so the broker does not keep saying `running` for a process
+        that is gone, disconnects cleanly and returns False; the unsent messages stay in the
+        outbox for next time. Not connected at all, it returns False and run() is left to the
+        caller to cancel.
         """
         self._final = final_status
         self._stopping.set()
         self._wake.set()
+        finished = asyncio.ensure_future(self._finished.wait())
         try:
-            await asyncio.wait_for(self._finished.wait(), timeout_s)
+            await asyncio.wait_for(asyncio.shield(finished), timeout_s)
             return True
         except TimeoutError:
-            log.warning("mqtt.stop_timeout", depth=self.outbox.depth, timeout_s=timeout_s)
-            return False
+            log.warning("mqtt.stop_timeout", depth=self.outbox.depth, timeout_s=timeout_s,
+                        connected=self.stats.connected)
+        if self.stats.connected:
+            self._urgent = list(urgent)
+            self._give_up.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(finished), timeout_s)
+        finished.cancel()
+        return False
 
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -171,13 +187,9 @@ class MqttPublisher:
                 await self._drain(client, receiver,
                                   through_seq=self.outbox.inherited_through_seq)
                 self.outbox.inherited_through_seq = 0
-            births = list(self.birth() if callable(self.birth) else self.birth)
-            # A node's birth is one status per reactor: `window` of them in flight at a time
-            # (sent in order on the one connection), not one round trip each.
-            for start in range(0, len(births), self.window):
-                await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=retain)
-                                       for topic, payload, retain
-                                       in births[start:start + self.window]))
+            births = [] if self._give_up.is_set() else list(
+                self.birth() if callable(self.birth) else self.birth)
+            await self._publish_all(client, births)
             for sub in self.subscriptions:
                 await client.subscribe(sub, qos=1)
             await self._drain(client, receiver)
@@ -185,10 +197,20 @@ class MqttPublisher:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await receiver
-        if self._final is not None:
-            topic, payload = self._final
-            await client.publish(topic, payload, qos=1, retain=True)
+        finals = [*(self._urgent if self._give_up.is_set() else []),
+                  *([] if self._final is None else [self._final])]
+        await self._publish_all(client, [(topic, payload, True) for topic, payload in finals])
         self._finished.set()
+
+    async def _publish_all(self, client: aiomqtt.Client, messages: Birth) -> None:
+        """Publish (topic, payload, retain) messages in order, `window` of them in flight at a
+        time: a node's birth and final statuses are one per reactor, and a round trip each
+        would take seconds for a thousand."""
+        messages = list(messages)
+        for start in range(0, len(messages), self.window):
+            await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=retain)
+                                   for topic, payload, retain
+                                   in messages[start:start + self.window]))
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Hand incoming messages to on_message; a failing handler never drops the link."""
@@ -210,8 +232,9 @@ class MqttPublisher:
         """Send committed messages oldest first, `window` in flight, ack in order.
 
         Returns when stopping and everything committed is acked, or (with `through_seq`) once
-        every message up to that seq is acked; raises MqttError when the connection drops (the
-        receiver sees the disconnect first and its error is re-raised).
+        every message up to that seq is acked, or when stop() gives up waiting; raises
+        MqttError when the connection drops (the receiver sees the disconnect first and its
+        error is re-raised).
         """
         in_flight: deque[tuple[int, str, asyncio.Task[None]]] = deque()
         on_acked = self.on_acked
@@ -226,6 +249,8 @@ class MqttPublisher:
                     self.stats.published += 1
                     if on_acked is not None:
                         on_acked(topic)
+                if self._give_up.is_set():  # stop() ran out of time: the rest waits
+                    return
                 room = self.window - len(in_flight)
                 if room > 0:
                     self._wake.clear()

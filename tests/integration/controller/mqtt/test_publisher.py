@@ -296,6 +296,36 @@ async def test_graceful_stop_drains_and_publishes_final_status(broker, tmp_path:
     outbox.close()
 
 
+async def test_a_stop_that_cannot_drain_in_time_still_says_where_things_stand(
+    broker, tmp_path: Path
+) -> None:
+    """A backlog longer than the stop may take stays in the outbox for next time, and the final
+    statuses go out directly: the broker does not keep a stopped process `running`."""
+    b = broker()
+    outbox = Outbox(tmp_path / "o.db")
+    pub = make_publisher(MqttSettings.from_url(b.url, client_id="ctrl-late"), outbox)
+    task = asyncio.create_task(pub.run())
+    await produce(outbox, 1, 20_000)
+    async with asyncio.timeout(10):
+        while pub.stats.published == 0:  # connected and draining
+            await asyncio.sleep(0.01)
+    r2 = Topics("r2").status
+    drained = await pub.stop((T.status, status_payload("done")), timeout_s=0.05,
+                             urgent=[(r2, status_payload("stopping"))])
+    await asyncio.wait_for(task, 10)
+    assert not drained and outbox.depth > 0
+    async with aiomqtt.Client("127.0.0.1", b.port, identifier="after-late-stop") as c:
+        await c.subscribe("bioreactor/+/status", qos=1)
+        retained: dict[str, str] = {}
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                retained[str(m.topic)] = json.loads(m.payload)["state"]
+                if len(retained) == 2:
+                    break
+    assert retained == {T.status: "done", r2: "stopping"}
+    outbox.close()
+
+
 async def test_incoming_messages_reach_on_message(broker, tmp_path: Path) -> None:
     b = broker()
     got: list[tuple[str, bytes, bool]] = []
