@@ -162,6 +162,9 @@ class Run:
         self._in_process: list[bool] = []
         self._node: NodePresence | None = None
         """The daemon's one MQTT connection and outbox, once a reactor is attached."""
+        self._outbox_lock: RunLock | None = None
+        """Held while this daemon owns its outbox: two daemons draining one file would send
+        each other's messages and delete each other's rows."""
 
     async def execute(self) -> dict[str, Any]:
         """Run to the end (or a stop); a run id found on disk is continued (recovery.py)."""
@@ -232,6 +235,8 @@ class Run:
                     reactor.presence.stop(final_state)
             if self._node is not None:  # each reactor's final status, then the node's
                 await self._node.stop(final_state)
+            if self._outbox_lock is not None:
+                self._outbox_lock.release()
             summary = self._summary(clock, reactors, diagnostics, wall_start)
             if self._node is not None:
                 summary["mqtt"] = self._node.summary()
@@ -249,9 +254,16 @@ class Run:
                                              cert_file=mqtt.cert_file, key_file=mqtt.key_file,
                                              client_id=mqtt.client_id)
             node_id = mqtt.node_id or mqtt.client_id or self.options.run_id
+            outbox = self._outbox_path(mqtt.outbox)
+            try:
+                self._outbox_lock = RunLock(outbox, wait_s=0.0)
+            except ConfigError:
+                raise ConfigError(
+                    f"mqtt outbox {outbox} is in use by another running controller: give each "
+                    "daemon its own --db folder or [mqtt] outbox") from None
             try:
                 self._node = NodePresence(
-                    node_id, settings, self._outbox_path(mqtt.outbox), clock,
+                    node_id, settings, outbox, clock,
                     run_id=self.options.run_id, time_scale=self.config.run.speed or 1.0,
                     legacy_outboxes=[self._legacy_outbox_path(mqtt.outbox, rc.id)
                                      for rc in self.config.reactor])

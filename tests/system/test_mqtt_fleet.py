@@ -171,3 +171,23 @@ def test_a_command_reaches_its_reactor_and_one_for_a_stranger_is_counted(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["mqtt"]["ignored_commands"] == 1
 
+
+
+def test_a_second_daemon_on_the_same_outbox_is_refused(
+    broker, tmp_path: Path, procs: list
+) -> None:
+    """Two daemons draining one outbox would send and delete each other's messages."""
+    b = broker()
+    first = fleet_run(tmp_path, b, 2, speed="20", duration="1d", run_id="first")
+    procs.append(first)
+    wait_until(lambda: len(retained(b, "bioreactor/+/status", 2)) == 2, 60, "the first's birth")
+    second = subprocess.run(
+        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--mqtt", b.url, "--speed", "20",
+         "--duration", "1m", "--quiet", "--db", str(tmp_path / "runs" / "second.sqlite")],
+        capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert "outbox.sqlite is in use by another running controller" in second.stderr
+    assert "Traceback" not in second.stderr
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
