@@ -17,6 +17,9 @@ from controller.sweep.spec import CONFIG, FAULTS, SEED, Sweep, SweepError
 RUN_ID_HEX = 12
 """48 bits of the config's hash: a collision among a million runs has odds of about 1 in 500."""
 
+MAX_CASE_PROBLEMS = 10
+"""Refused cases listed; a bad value on an axis of a large sweep refuses hundreds alike."""
+
 
 @dataclass(frozen=True)
 class Case:
@@ -49,8 +52,11 @@ def build_cases(sweep: Sweep) -> list[Case]:
         except ConfigError as exc:
             problems.append(f"case {index} ({case_label(values)}): {exc}")
     if problems:
-        raise SweepError("\n".join([f"{sweep.path}: {len(problems)} case(s) refused",
-                                    *problems]))
+        shown = problems[:MAX_CASE_PROBLEMS]
+        if len(problems) > len(shown):
+            shown.append(f"... and {len(problems) - len(shown)} more case(s)")
+        raise SweepError("\n  ".join([f"{sweep.path}: {len(problems)} case(s) refused",
+                                      *(p.replace("\n", "\n    ") for p in shown)]))
     seen: dict[str, Case] = {}
     for case in cases:
         if case.run_id in seen:

@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 RUNS = "runs"
 PARQUET = "results.parquet"
 CSV = "results.csv"
+OK = "ok"
+FAILED = "failed"
 LOST = "lost"
-"""A run whose worker died (not the run's own failure): run again on resume."""
+"""A run whose worker died under it (killed, out of memory, the cluster gone)."""
 
 
 class SweepStore:
@@ -33,12 +35,13 @@ class SweepStore:
         return self.runs / f"{run_id}.json"
 
     def finished(self, run_id: str) -> dict[str, Any] | None:
-        """The run's record if it finished (ok or failed by itself); None to run it."""
+        """The run's record if it finished ok; None to run it (again, if it failed: a failure
+        may be the machine's, a full disk, and a deterministic one costs one more attempt)."""
         try:
             record = json.loads(self.record_path(run_id).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        return None if record.get("status") == LOST else record
+        return record if record.get("status") == OK else None
 
     def save(self, record: dict[str, Any]) -> None:
         path = self.record_path(record["run_id"])

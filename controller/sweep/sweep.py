@@ -11,8 +11,7 @@ from controller.sweep.cases import Case, build_cases
 from controller.sweep.executors import Executor, LocalPool, Setup
 from controller.sweep.page import write_page
 from controller.sweep.spec import Sweep, load_sweep
-from controller.sweep.store import LOST, SweepStore, table_rows
-from controller.sweep.task import OK
+from controller.sweep.store import LOST, OK, SweepStore, table_rows
 
 SweepProgress = Callable[[int, int, dict[str, Any]], None]
 """progress(finished, total, record) after each run ends (and once for the runs found done)."""

@@ -17,9 +17,8 @@ from controller.clock import Clock
 from controller.config import Config
 from controller.runtime.run import Run, RunOptions
 from controller.sweep.metrics import reactor_metrics
+from controller.sweep.store import FAILED, OK
 
-OK = "ok"
-FAILED = "failed"
 _DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
