@@ -203,8 +203,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from controller.sweep import SweepOptions, run_sweep
     from controller.sweep.executors import DaskCluster, Executor, LocalPool
+    from controller.sweep.sweep import SweepOptions, run_sweep
 
     executor: Executor = (LocalPool(args.workers) if args.scheduler is None
                           else DaskCluster(args.scheduler))

@@ -5,8 +5,7 @@
 run's summary into table rows, `store` keeps each finished run's record and writes the tables,
 `executors` are the local pool and the Dask cluster, `page` the summary plot and HTML page, and
 `sweep` ties them together (`run_sweep`).
-"""
-from controller.sweep.spec import SweepError, load_sweep
-from controller.sweep.sweep import SweepOptions, SweepResult, run_sweep
 
-__all__ = ["SweepError", "SweepOptions", "SweepResult", "load_sweep", "run_sweep"]
+Nothing is imported here: a worker process unpickling `task.run_case` imports this package
+first, and should not pay for matplotlib and pyarrow, which only the sweep's own process uses.
+"""

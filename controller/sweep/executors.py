@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
-from controller.sweep.store import LOST
-from controller.sweep.task import run_case
+from controller.sweep.task import LOST, run_case
 
 Setup = Callable[[], None]
 """Called once per task in the worker before the run (e.g. logging); must be picklable."""

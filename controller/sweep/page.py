@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from controller.report.html import CSS, escape, html_table, num
 from controller.sweep.metrics import BAND_PREFIX, PRODUCT_COLUMNS
 from controller.sweep.spec import Sweep
-from controller.sweep.store import CSV, OK, PARQUET, table_rows
+from controller.sweep.store import CSV, PARQUET, table_rows
+from controller.sweep.task import OK
 from drivers.contract.durations import format_duration
 
 PAGE = "index.html"

@@ -13,13 +13,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from controller.sweep.task import OK
+
 RUNS = "runs"
 PARQUET = "results.parquet"
 CSV = "results.csv"
-OK = "ok"
-FAILED = "failed"
-LOST = "lost"
-"""A run whose worker died under it (killed, out of memory, the cluster gone)."""
 
 
 class SweepStore:

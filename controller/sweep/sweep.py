@@ -10,8 +10,9 @@ from typing import Any
 from controller.sweep.cases import Case, build_cases
 from controller.sweep.executors import Executor, LocalPool, Setup
 from controller.sweep.page import write_page
-from controller.sweep.spec import Sweep, load_sweep
-from controller.sweep.store import LOST, OK, SweepStore, table_rows
+from controller.sweep.spec import load_sweep
+from controller.sweep.store import SweepStore, table_rows
+from controller.sweep.task import LOST, OK
 
 SweepProgress = Callable[[int, int, dict[str, Any]], None]
 """progress(finished, total, record) after each run ends (and once for the runs found done)."""
@@ -76,5 +77,3 @@ def task_of(case: Case, store: SweepStore) -> dict[str, Any]:
             "config": case.config.model_dump(mode="json"), "config_text": case.config_text,
             "db": str(store.db_path(case.run_id).resolve())}
 
-
-__all__ = ["Sweep", "SweepOptions", "SweepResult", "run_sweep"]

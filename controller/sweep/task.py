@@ -17,8 +17,12 @@ from controller.clock import Clock
 from controller.config import Config
 from controller.runtime.run import Run, RunOptions
 from controller.sweep.metrics import reactor_metrics
-from controller.sweep.store import FAILED, OK
 
+OK = "ok"
+FAILED = "failed"
+"""The run itself failed: its error is in the record; the sweep runs it again on resume."""
+LOST = "lost"
+"""The run's worker died under it (killed, out of memory, the cluster gone)."""
 _DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 

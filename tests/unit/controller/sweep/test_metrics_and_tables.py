@@ -8,7 +8,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from controller.sweep.metrics import reactor_metrics
-from controller.sweep.store import LOST, SweepStore, table_rows
+from controller.sweep.store import SweepStore, table_rows
+from controller.sweep.task import LOST
 
 
 def reactor_part(**over: Any) -> dict[str, Any]:
