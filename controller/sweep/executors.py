@@ -58,15 +58,16 @@ class DaskCluster:
     must have this package installed, and DIR on a file system they share (the historians are
     written by the workers; the records and tables by this process)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, connect_timeout_s: float = 10.0) -> None:
         self.address = address
+        self.connect_timeout_s = connect_timeout_s
 
     def run(self, tasks: list[dict[str, Any]], setup: Setup | None) -> Iterator[dict[str, Any]]:
         if not tasks:
             return
         from distributed import Client, as_completed  # imported only for a cluster: it is slow
 
-        with Client(self.address, timeout="10s") as client:
+        with Client(self.address, timeout=f"{self.connect_timeout_s}s") as client:
             futures = client.map(run_case, tasks, setup=setup, pure=False,
                                  key=[f"sweep-run-{task['run_id']}" for task in tasks])
             by_key = {future.key: task for future, task in zip(futures, tasks, strict=True)}
