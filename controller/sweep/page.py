@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from controller.report.html import CSS, escape, html_table, num
+from controller.sweep.groups import alarms_text, group_over_seeds, markdown, spread_text
 from controller.sweep.metrics import BAND_PREFIX, PRODUCT_COLUMNS
 from controller.sweep.spec import Sweep
 from controller.sweep.store import CSV, PARQUET, table_rows
@@ -21,6 +22,7 @@ from controller.sweep.task import OK
 from drivers.contract.durations import format_duration
 
 PAGE = "index.html"
+OVER_SEEDS = "over_seeds.md"
 TABLE_ROW_LIMIT = 500
 """Rows listed on the page; a larger sweep's table is in results.csv and results.parquet."""
 _COUNTS = ("alarms_raised", "interlocks_tripped", "medium_ml")
@@ -44,8 +46,13 @@ def write_page(out: Path, sweep: Sweep, records: list[dict[str, Any]],
         values = list(dict.fromkeys(r[axis] for r in ok_rows))
         if len(values) > 1 and metrics:
             figures.append((axis, _plot_axis(out, axis, values, ok_rows, metrics)))
+    grouped = group_over_seeds(rows, sweep.axes, metrics)
+    over_seeds = ""
+    if grouped is not None:
+        (out / OVER_SEEDS).write_text(markdown(*grouped, metrics), encoding="utf-8")
+        over_seeds = _over_seeds_html(*grouped, metrics)
     page = out / PAGE
-    page.write_text(_html(sweep, rows, columns, figures), encoding="utf-8")
+    page.write_text(_html(sweep, rows, columns, figures, over_seeds), encoding="utf-8")
     return page
 
 
@@ -84,8 +91,20 @@ def _short(value: Any) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
+def _over_seeds_html(axes: list[str], groups: list[Any], metrics: list[str]) -> str:
+    table = html_table([*(escape(a) for a in axes), "runs", *(escape(m) for m in metrics),
+                        "recipe completed", "alarms raised (runs)"],
+                       ([*(escape(v) for v in g.values), escape(g.runs),
+                         *(escape(spread_text(g.spreads[m])) for m in metrics),
+                         escape(f"{g.completed}/{g.runs}"), escape(alarms_text(g.alarms))]
+                        for g in groups), set())
+    return (f"<h2>Over seeds</h2><p>Mean (min-max) over the seeds of each combination of the "
+            f"other axes (also as Markdown: <a href='{OVER_SEEDS}'>{OVER_SEEDS}</a>).</p>"
+            + table)
+
+
 def _html(sweep: Sweep, rows: list[dict[str, Any]], columns: list[str],
-          figures: list[tuple[str, str]]) -> str:
+          figures: list[tuple[str, str]], over_seeds: str) -> str:
     runs = list(dict.fromkeys(r["run_id"] for r in rows))
     failed = [r for r in rows if r["status"] != OK]
     about = html_table(None, [
@@ -115,5 +134,5 @@ def _html(sweep: Sweep, rows: list[dict[str, Any]], columns: list[str],
     title = f"Sweep {escape(sweep.path.name)}"
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{title}</title><style>{CSS}</style></head><body><h1>{title}</h1>{about}"
-            f"<h2>Metrics by axis</h2>{plots}<h2>Failed runs</h2>{errors}"
+            f"{over_seeds}<h2>Metrics by axis</h2>{plots}<h2>Failed runs</h2>{errors}"
             f"<h2>Results</h2>{more}{table}</body></html>\n")

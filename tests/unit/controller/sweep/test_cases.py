@@ -92,3 +92,14 @@ def test_two_cases_of_one_config_are_refused(tmp_path: Path) -> None:
 
 def test_case_label() -> None:
     assert case_label({"seed": 1, "x.y": True, "faults": []}) == "seed=1, x.y=true, faults=[]"
+
+
+def test_the_shipped_recipe_comparison_sweep() -> None:
+    """configs/sweeps/recipes.toml: docs/recipes.md's 60 runs."""
+    cases = build_cases(load_sweep(DEFAULT_CONFIG_PATH.parent / "sweeps" / "recipes.toml"))
+    assert len(cases) == 60
+    assert len({c.config_text for c in cases}) == 60  # three configs, each case its own
+    assert all(c.config.reactor[0].chamber["donor_variability"] for c in cases)
+    assert sum(c.config.reactor[0].chamber["microgravity"] for c in cases) == 30
+    assert {c.config.run.control_period_s for c in cases} == {5.0}
+    assert {c.config.run.duration for c in cases} == {14 * 86400.0}
