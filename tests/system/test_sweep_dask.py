@@ -2,59 +2,21 @@
 with two worker processes on loopback, against the same sweep on the local pool."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import Client
-from plugins.processes import BIN, LOOPBACK, free_port
+from plugins.dask_cluster import dask_cluster
 from plugins.sweeps import metrics_by_case, read_results, run_sweep_command, write_sweep
 
 AXES = ("seed", "reactor.chamber.microgravity")
-START_S = 60
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """The process and whatever it started (a worker's nanny starts the worker processes)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture
 def dask_scheduler(tmp_path: Path) -> Iterator[str]:
-    """The address of a scheduler with two single-threaded worker processes, all stopped after
-    the test whatever its outcome."""
-    port = free_port()
-    address = f"tcp://{LOOPBACK}:{port}"
-    logs = tmp_path / "dask-logs"
-    logs.mkdir()
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        for name, command in (
-            ("scheduler", ["scheduler", "--host", LOOPBACK, "--port", str(port),
-                           "--no-dashboard"]),
-            ("worker", ["worker", address, "--nworkers", "2", "--nthreads", "1",
-                        "--host", LOOPBACK, "--no-dashboard",
-                        "--local-directory", str(tmp_path / "dask-scratch")]),
-        ):
-            with (logs / f"{name}.log").open("wb") as log:
-                processes.append(subprocess.Popen([str(BIN / "dask"), *command],
-                                                  stdout=log, stderr=subprocess.STDOUT,
-                                                  start_new_session=True))
-        with Client(address, timeout=f"{START_S}s") as client:
-            client.wait_for_workers(2, timeout=START_S)
+    """A scheduler with two single-threaded worker processes, stopped whatever the outcome."""
+    with dask_cluster(tmp_path / "dask-cluster", workers=2) as address:
         yield address
-    finally:
-        for process in reversed(processes):
-            _stop(process)
 
 
 def test_a_dask_cluster_gives_the_local_pools_metrics(tmp_path: Path,
