@@ -217,6 +217,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except OSError as exc:  # the scheduler cannot be reached, DIR cannot be written
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the runs in flight stop safely; the finished ones are kept
+        print(f"\ninterrupted: the finished runs are in {args.out / 'runs'} and the tables; "
+              "run the same command again to finish the rest", file=sys.stderr)
+        return 130
     finally:
         if progress is not None:
             progress.finish()

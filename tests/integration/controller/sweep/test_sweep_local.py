@@ -104,3 +104,15 @@ def test_a_killed_sweep_run_again_finishes_only_the_missing_runs(tmp_path: Path)
     assert [r["seed"] for r in rows] == ["1", "2", "3", "4"]
     assert all(r["status"] == "ok" for r in rows)
     assert json.loads(after[rows[0]["run_id"]])["status"] == "ok"
+
+
+def test_a_bad_sweep_file_is_exit_2_with_the_problems_and_runs_nothing(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, '"run.sed" = [1]\n')
+    done = run_sweep_command(sweep, tmp_path / "out")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {sweep}: 1 problem(s)",
+        "  axes.run.sed: run has no key 'sed' (allowed: band_after_s, checkpoint_interval_s, "
+        "control_period_s, diagnostics_interval_s, duration, flush_interval_s, "
+        "restart_policy, seed, speed)"]
+    assert not (tmp_path / "out").exists()
