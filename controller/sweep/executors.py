@@ -7,6 +7,7 @@ of memory, the cluster gone) is a `lost` record made here, run again when the sw
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
@@ -68,8 +69,11 @@ class DaskCluster:
         from distributed import Client, as_completed  # imported only for a cluster: it is slow
 
         with Client(self.address, timeout=f"{self.connect_timeout_s}s") as client:
+            # Keys unique to this sweep: the same case swept into another DIR at the same time
+            # is another task (another historian), not one Dask may share between them.
+            batch = uuid.uuid4().hex[:8]
             futures = client.map(run_case, tasks, setup=setup, pure=False,
-                                 key=[f"sweep-run-{task['run_id']}" for task in tasks])
+                                 key=[f"sweep-{batch}-{task['run_id']}" for task in tasks])
             by_key = {future.key: task for future, task in zip(futures, tasks, strict=True)}
             try:
                 for future in as_completed(futures):

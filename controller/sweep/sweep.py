@@ -73,7 +73,7 @@ def run_sweep(options: SweepOptions) -> SweepResult:
 
 def task_of(case: Case, store: SweepStore) -> dict[str, Any]:
     """What a worker needs, as plain data: no open objects cross a process boundary."""
-    return {"run_id": case.run_id, "case": case.values, "index": case.index,
+    return {"run_id": case.run_id, "case": case.values,
             "config": case.config.model_dump(mode="json"), "config_text": case.config_text,
             "db": str(store.db_path(case.run_id).resolve())}
 
