@@ -116,3 +116,34 @@ def test_a_bad_sweep_file_is_exit_2_with_the_problems_and_runs_nothing(tmp_path:
         "control_period_s, diagnostics_interval_s, duration, flush_interval_s, "
         "restart_policy, seed, speed)"]
     assert not (tmp_path / "out").exists()
+
+
+def _pool_workers(pid: int) -> list[int]:
+    """The sweep's pool processes: its children started by multiprocessing's spawn."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_worker_killed_under_its_run_is_a_lost_row(tmp_path: Path) -> None:
+    """A lost run is run again on resume, as a failed one is (store's unit tests)."""
+    sweep = write_sweep(tmp_path, "seed = [1, 2, 3]\n", duration="6h")
+    out = tmp_path / "out"
+    process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        worker = wait_until(lambda: _pool_workers(process.pid), 60, "the pool's worker")[0]
+        # Killed mid-run (the runs' historians appear once a run has started).
+        wait_until(lambda: list((out / "runs").glob("*.sqlite")), 60, "a run to start")
+        os.kill(worker, signal.SIGKILL)
+        stdout, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert process.returncode == 1
+    assert "0 failed, 3 lost" in stdout
+    rows = read_results(out)
+    assert [r["status"] for r in rows] == ["lost"] * 3
+    assert rows[0]["error"].startswith("worker lost: BrokenProcessPool")
