@@ -91,12 +91,11 @@ def load_sweep(path: Path | str) -> Sweep:
     problems = [problem for axis in axes if (problem := axis_problem(axis)) is not None]
     if problems:
         raise SweepError("\n  ".join([f"{path}: {len(problems)} problem(s)", *problems]))
-    where = "axes" if spec.axes else "case"
     base = None if spec.base is None else path.parent / spec.base
     for i, case in enumerate(cases):
         for key in (CONFIG, FAULTS):
             if key in case:
-                _check_kind(path, f"{where}.{key}" if spec.axes else f"case[{i}].{key}",
+                _check_kind(path, f"axes.{key}" if spec.axes else f"case[{i}].{key}",
                             key, case[key])
     return Sweep(path, base, spec.duration, axes, tuple(cases))
 
