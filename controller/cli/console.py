@@ -43,6 +43,40 @@ class ProgressLine:
             self.stream.flush()
 
 
+class SweepProgressLine:
+    """A sweep's progress: runs finished of the total, the last run's case and outcome, and the
+    time left at the pace so far. Redrawn in place on a terminal; a plain line per run (each
+    run takes seconds to minutes) when piped to a file."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self._interactive = stream.isatty()
+        self._started = time.perf_counter()
+        self._first: int | None = None  # runs already finished when this sweep began
+
+    def __call__(self, finished: int, total: int, record: dict[str, Any]) -> None:
+        if self._first is None:
+            self._first = finished - (1 if record else 0)
+        fraction = finished / total if total else 1.0
+        filled = int(fraction * _BAR_WIDTH)
+        wall_s = time.perf_counter() - self._started
+        ran = finished - self._first
+        left = f"  ~{format_duration(wall_s / ran * (total - finished))} left" if ran else ""
+        last = (f"  last: {record['run_id']} {record['status']}" if record
+                else "  (found finished in the output folder)")
+        text = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {finished}/{total} runs{left}{last}"
+        if self._interactive:
+            self.stream.write("\r\x1b[K" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self._interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """The end-of-run table: per reactor, each loop's band performance and the growth result."""
     resumed_s = summary.get("resumed_from_s", 0.0)

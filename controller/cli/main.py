@@ -1,10 +1,12 @@
-"""The `bioreactor` command line: run, report, check-config."""
+"""The `bioreactor` command line: run, sweep, report, check-config."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 from controller import clock
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
-from controller.cli.console import ProgressLine, summary_table
+from controller.cli.console import ProgressLine, SweepProgressLine, summary_table
 from controller.cli.logs import configure_logging
 from controller.config import (
     DEFAULT_CONFIG,
@@ -96,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--reactor", metavar="ID", help="only this reactor")
     watch.set_defaults(func=_cmd_watch)
 
+    sweep = sub.add_parser("sweep", help="many virtual cultures from a sweep file (seeds, "
+                           "config values, faults), in parallel; docs/sweeps.md")
+    sweep.add_argument("sweep", type=Path, metavar="SWEEP.toml")
+    sweep.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="results.parquet, results.csv, index.html and runs/ go here; "
+                       "re-running into the same DIR runs only the missing runs")
+    sweep.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+                       metavar="N", help="local worker processes (default: the number of cores)")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on this Dask distributed scheduler's workers instead")
+    sweep.add_argument("--quiet", action="store_true", help="no progress line")
+    sweep.set_defaults(func=_cmd_sweep)
+
     add_cmd_parser(sub)
     add_audit_parser(sub)
 
@@ -112,6 +127,16 @@ def _run_id(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r}: 1 to 64 letters, digits, '-' or '_'")
     return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
 
 
 def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
@@ -187,6 +212,35 @@ def check_devices(config: Config) -> None:
     ConfigError before anything starts."""
     for index, device in enumerate(config_devices(config)):
         open_reactor_driver(config, index, lambda: 0.0, device)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from controller.sweep.executors import DaskCluster, Executor, LocalPool
+    from controller.sweep.sweep import SweepOptions, run_sweep
+
+    executor: Executor = (LocalPool(args.workers) if args.scheduler is None
+                          else DaskCluster(args.scheduler))
+    progress = None if args.quiet else SweepProgressLine()
+    options = SweepOptions(args.sweep, args.out, executor,
+                           setup=functools.partial(configure_logging, args.log_level),
+                           progress=progress)
+    try:
+        result = run_sweep(options)
+    except OSError as exc:  # the scheduler cannot be reached, DIR cannot be written
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the runs in flight stop safely; the finished ones are kept
+        print(f"\ninterrupted: the finished runs are in {args.out / 'runs'} and the tables; "
+              "run the same command again to finish the rest", file=sys.stderr)
+        return 130
+    finally:
+        if progress is not None:
+            progress.finish()
+    print(f"sweep {args.sweep}: {result.total} runs ({result.reused} found finished, "
+          f"{result.ran} run now); {result.failed} failed, {result.lost} lost")
+    print(f"results: {args.out / 'results.csv'}, {args.out / 'results.parquet'}")
+    print(f"summary: {result.page}")
+    return 0 if result.failed == 0 and result.lost == 0 else 1
 
 
 def print_warnings(config: Config) -> None:

@@ -15,6 +15,7 @@ from controller.config.loading import (
     ConfigError,
     load_config,
     parse_config,
+    validate_config,
 )
 from controller.config.loops import LoopConfig
 from controller.config.reactor import ReactorConfig
@@ -33,4 +34,4 @@ __all__ = ["DEFAULT_CONFIG", "SAFE_GAS_PCT", "Bolus", "Config", "ConfigError", "
            "LoopConfig", "MqttConfig", "OperatorConfig", "PerfusionPoint", "QualityConfig",
            "ReactorConfig", "RunConfig", "ScheduleConfig", "SupplyLostConfig",
            "default_safe_state", "fleet", "format_speed", "load_config", "parse_config",
-           "parse_speed", "safety_warnings"]
+           "parse_speed", "safety_warnings", "validate_config"]

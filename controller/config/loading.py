@@ -82,6 +82,11 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return validate_config(data, source)
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """A config's tables, already read (a sweep edits them first), checked as a file's are."""
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

@@ -2,14 +2,13 @@
 page beside its PNGs."""
 from __future__ import annotations
 
-import html
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from controller.report.html import CSS, escape, html_table, num
 from controller.report.plots import DAY_S, Figures, plot_reactor, run_time_text
 from controller.report.run_db import (
     Events,
@@ -27,56 +26,25 @@ MARK_LIMIT = 500
 """Alarm and interlock rows listed per reactor; a chattering alarm is counted, not listed."""
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1040px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; border: 1px solid #eee; }
-figure { margin: 1em 0; }
-.note { color: #a60; }
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, fmt: str = ".4g") -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "n/a" if value is None else _e(value)
-    return "n/a" if math.isnan(value) else format(value, fmt)
-
-
-def _table(header: Iterable[str] | None, rows: Iterable[Iterable[str]], numeric: set[int]) -> str:
-    """An HTML table of cells that are already escaped; `numeric` columns align right."""
-    head = "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join(
-        "<tr>" + "".join(f"<td class='num'>{c}</td>" if i in numeric else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
-    return f"<table>{head}{body}</table>"
-
-
 def _run_html(run: Run, reactors: Sequence[tuple[str, str]]) -> str:
-    rows = [("run id", _e(run.run_id)), ("started (wall clock)", _e(run.started_wall_iso)),
-            ("seed", _e(run.seed)), ("control period", f"{_num(run.control_period_s)} s"),
-            ("reactors", _e(", ".join(r for r, _ in reactors)))]
+    rows = [("run id", escape(run.run_id)), ("started (wall clock)", escape(run.started_wall_iso)),
+            ("seed", escape(run.seed)), ("control period", f"{num(run.control_period_s)} s"),
+            ("reactors", escape(", ".join(r for r, _ in reactors)))]
     if run.summary:
         for key, label in (("stopped_by", "stopped by"), ("ticks", "ticks per reactor")):
             if key in run.summary:
-                rows.append((label, _e(run.summary[key])))
+                rows.append((label, escape(run.summary[key])))
         if "simulated_seconds" in run.summary:
             simulated_s = float(run.summary["simulated_seconds"])
-            rows.append(("simulated", _e(run_time_text(simulated_s))))
-    return _table(None, rows, set())
+            rows.append(("simulated", escape(run_time_text(simulated_s))))
+    return html_table(None, rows, set())
 
 
 def _summary_html(run: Run, reactor_ids: Sequence[str]) -> str:
     if not run.summary:
         return "<p class='note'>No summary recorded (the run did not close cleanly).</p>"
     per_reactor = as_mapping(run.summary.get("reactors"))
-    parts = [f"<h3>{_e(r)}</h3>{_reactor_summary_html(per_reactor[r])}"
+    parts = [f"<h3>{escape(r)}</h3>{_reactor_summary_html(per_reactor[r])}"
              for r in reactor_ids if isinstance(per_reactor.get(r), Mapping)]
     return "".join(parts) or _reactor_summary_html(run.summary)  # a one-reactor summary
 
@@ -84,36 +52,36 @@ def _summary_html(run: Run, reactor_ids: Sequence[str]) -> str:
 def _reactor_summary_html(part: Mapping[str, Any]) -> str:
     loops = part.get("loops") if isinstance(part.get("loops"), Mapping) else {}
     rows = [
-        (_e(name), _num(s.get("setpoint")), _num(s.get("band")),
-         _percent(s.get("within_band_fraction")), _num(s.get("iae")),
-         _num(s.get("max_abs_error")))
+        (escape(name), num(s.get("setpoint")), num(s.get("band")),
+         _percent(s.get("within_band_fraction")), num(s.get("iae")),
+         num(s.get("max_abs_error")))
         for name, s in loops.items() if isinstance(s, Mapping)
     ]
-    html_ = _table(("loop", "setpoint", "band ±", "within band", "IAE", "max |error|"), rows,
+    html_ = html_table(("loop", "setpoint", "band ±", "within band", "IAE", "max |error|"), rows,
                    {1, 2, 3, 4, 5}) if rows else ""
-    growth = [f"fold expansion: <b>{_num(part.get('fold_expansion'), '.4g')}</b>"]
+    growth = [f"fold expansion: <b>{num(part.get('fold_expansion'), '.4g')}</b>"]
     if part.get("viable_cells_per_ml_final") is not None:
-        growth.append(f"final viable density: {_num(part['viable_cells_per_ml_final'], '.3g')} "
+        growth.append(f"final viable density: {num(part['viable_cells_per_ml_final'], '.3g')} "
                       "cells/mL")
     errors = part.get("errors")
     if isinstance(errors, Mapping) and any(errors.values()):
-        growth.append(f"errors: {_e(json.dumps(errors, sort_keys=True))}")
+        growth.append(f"errors: {escape(json.dumps(errors, sort_keys=True))}")
     return html_ + "<p>" + "; ".join(growth) + "</p>"
 
 
 def _percent(fraction: Any) -> str:
     if isinstance(fraction, (int, float)) and not isinstance(fraction, bool):
         return f"{100 * fraction:.1f} %"
-    return _num(fraction)
+    return num(fraction)
 
 
 def _marks_html(marks: Sequence[Mark]) -> str:
     """Every alarm and interlock change of a reactor, with the time to find it on the plots."""
     if not marks:
         return "<p>No alarm raised and no interlock tripped.</p>"
-    rows = [(run_time_text(m.t_s), f"{m.t_s / DAY_S:.3f}", _e(m.kind), _e(m.name),
-             _e(m.detail), _e(m.priority or "")) for m in marks[:MARK_LIMIT]]
-    table = _table(("time", "day", "kind", "name", "what", "priority"), rows, {1})
+    rows = [(run_time_text(m.t_s), f"{m.t_s / DAY_S:.3f}", escape(m.kind), escape(m.name),
+             escape(m.detail), escape(m.priority or "")) for m in marks[:MARK_LIMIT]]
+    table = html_table(("time", "day", "kind", "name", "what", "priority"), rows, {1})
     rest = len(marks) - MARK_LIMIT
     more = f"<p class='note'>… and {rest} more not shown.</p>" if rest > 0 else ""
     return table + more
@@ -123,34 +91,35 @@ def _recipe_html(recipe: RecipeTimeline | None) -> str:
     """The recipe's phases, what ended each, and when it was held: the key to the shading."""
     if not recipe:
         return ""
-    rows = [(_e(p.name), run_time_text(p.start_s), run_time_text(p.end_s),
-             _e(p.ended_by) if p.ended_by is not None else "(still running at the end)")
+    rows = [(escape(p.name), run_time_text(p.start_s), run_time_text(p.end_s),
+             escape(p.ended_by) if p.ended_by is not None else "(still running at the end)")
             for p in recipe.phases]
     held = ", ".join(f"{run_time_text(start)} to {run_time_text(end)}"
                      for start, end in recipe.held)
     return ("<h3>Recipe</h3>"
-            + (_table(("phase", "started", "ended", "ended by"), rows, set()) if rows else "")
+            + (html_table(("phase", "started", "ended", "ended by"), rows, set()) if rows else "")
             + f"<p>Held (hatched on the plots): {held or 'never'}.</p>")
 
 
 def _reactor_html(fig: Figures) -> str:
-    notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in fig.notes)
+    notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in fig.notes)
     marks = _recipe_html(fig.recipe) + f"<h3>Alarms and interlocks</h3>{_marks_html(fig.marks)}"
     images = "".join(
-        f"<figure><img src='{_e(quote(name))}' alt='{_e(fig.reactor_id)}: {_e(caption)}'>"
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f"<figure><img src='{escape(quote(name))}' "
+        f"alt='{escape(fig.reactor_id)}: {escape(caption)}'>"
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
         for name, caption in fig.images)
-    return (f"<h2>Reactor {_e(fig.reactor_id)} <small>{_e(fig.device_url)}</small></h2>"
+    return (f"<h2>Reactor {escape(fig.reactor_id)} <small>{escape(fig.device_url)}</small></h2>"
             f"{notes}{marks}{images}")
 
 
 def _events_html(events: Events) -> str:
     if not events.total:
         return "<p>No events recorded.</p>"
-    counts = ", ".join(f"{_e(kind)} {n}" for kind, n in events.by_kind.items())
-    rows = [(_e(r), run_time_text(t), _e(kind), _e(message), _e(data or ""))
+    counts = ", ".join(f"{escape(kind)} {n}" for kind, n in events.by_kind.items())
+    rows = [(escape(r), run_time_text(t), escape(kind), escape(message), escape(data or ""))
             for r, t, kind, message, data in events.rows]
-    table = _table(("reactor", "time", "kind", "message", "data"), rows, set())
+    table = html_table(("reactor", "time", "kind", "message", "data"), rows, set())
     rest = events.total - len(events.rows)
     more = f"<p class='note'>… and {rest} more events not shown.</p>" if rest > 0 else ""
     return f"<p>{events.total} events by kind: {counts}</p>{table}{more}"
@@ -175,8 +144,8 @@ def _product_table(part: Mapping[str, Any]) -> str:
         section = part.get(block)
         if isinstance(section, Mapping) and key in section:
             value = section[key]
-            rows.append((_e(label), _percent(value) if fmt == "%" else _num(value, fmt)))
-    return _table(("quantity", "value"), rows, {1}) if rows else (
+            rows.append((escape(label), _percent(value) if fmt == "%" else num(value, fmt)))
+    return html_table(("quantity", "value"), rows, {1}) if rows else (
         "<p class='note'>No product-quality figures in the summary (not an emulated run, or "
         "the run did not close cleanly).</p>")
 
@@ -184,9 +153,9 @@ def _product_table(part: Mapping[str, Any]) -> str:
 def _restandardised_html(fig: Figures) -> str:
     if not fig.restandardised:
         return "<p>No probe was re-standardised.</p>"
-    rows = [(run_time_text(t_s), f"{t_s / DAY_S:.3f}", _e(probe), _num(correction, "+.4g"))
+    rows = [(run_time_text(t_s), f"{t_s / DAY_S:.3f}", escape(probe), num(correction, "+.4g"))
             for t_s, probe, correction in fig.restandardised]
-    return _table(("time", "day", "probe", "correction now"), rows, {1, 3})
+    return html_table(("time", "day", "probe", "correction now"), rows, {1, 3})
 
 
 def render_product_html(run: Run, figures: Sequence[Figures]) -> str:
@@ -196,17 +165,18 @@ def render_product_html(run: Run, figures: Sequence[Figures]) -> str:
     sections = []
     for fig in figures:
         part = as_mapping(per_reactor.get(fig.reactor_id))
-        image = (f"<figure><img src='{_e(quote(fig.product_image))}' alt='{_e(fig.reactor_id)}: "
+        image = (f"<figure><img src='{escape(quote(fig.product_image))}' "
+                 f"alt='{escape(fig.reactor_id)}: "
                  "product quality'><figcaption>populations, CD34+ and primitive shares, growth "
                  "rate and inhibitor: truth dashed (emulated runs), at-line points, soft-sensor "
                  "estimates with +-2 SD bands, re-standardisations dotted</figcaption></figure>"
                  if fig.product_image else "<p class='note'>Nothing to plot.</p>")
-        sections.append(f"<h2>Reactor {_e(fig.reactor_id)}</h2>{_product_table(part)}{image}"
+        sections.append(f"<h2>Reactor {escape(fig.reactor_id)}</h2>{_product_table(part)}{image}"
                         f"<h3>Probe re-standardisations</h3>{_restandardised_html(fig)}")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Run {_e(run.run_id)}: product quality</title><style>{_CSS}</style></head>"
-        f"<body><h1>Run {_e(run.run_id)}: product quality</h1>"
+        f"<title>Run {escape(run.run_id)}: product quality</title><style>{CSS}</style></head>"
+        f"<body><h1>Run {escape(run.run_id)}: product quality</h1>"
         "<p><a href='index.html'>back to the run</a></p>" + "".join(sections)
         + "</body></html>\n")
 
@@ -215,8 +185,8 @@ def render_html(run: Run, figures: Sequence[Figures], events: Events) -> str:
     reactors = [(f.reactor_id, f.device_url) for f in figures]
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Run {_e(run.run_id)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>Run {_e(run.run_id)}</h1>{_run_html(run, reactors)}"
+        f"<title>Run {escape(run.run_id)}</title><style>{CSS}</style></head><body>"
+        f"<h1>Run {escape(run.run_id)}</h1>{_run_html(run, reactors)}"
         f"<p><a href='{PRODUCT_PAGE}'>Product quality</a>: populations, cytometry, soft-sensor "
         "estimates, probe re-standardisations</p>"
         f"<h2>Summary</h2>{_summary_html(run, [r for r, _ in reactors])}"

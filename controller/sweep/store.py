@@ -1,0 +1,94 @@
+"""Where a sweep keeps its results: one JSON record per finished run under DIR/runs/ (written
+as each run ends, atomically, so a killed sweep loses only the runs in flight), and the tables
+DIR/results.parquet and DIR/results.csv rebuilt from all the records."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from controller.sweep.task import OK
+
+RUNS = "runs"
+PARQUET = "results.parquet"
+CSV = "results.csv"
+
+
+class SweepStore:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.runs = out / RUNS
+        self.runs.mkdir(parents=True, exist_ok=True)
+
+    def db_path(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.sqlite"
+
+    def record_path(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.json"
+
+    def finished(self, run_id: str) -> dict[str, Any] | None:
+        """The run's record if it finished ok; None to run it (again, if it failed: a failure
+        may be the machine's, a full disk, and a deterministic one costs one more attempt)."""
+        try:
+            record = json.loads(self.record_path(run_id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return record if record.get("status") == OK else None
+
+    def save(self, record: dict[str, Any]) -> None:
+        path = self.record_path(record["run_id"])
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(partial, path)  # a reader sees the whole record or none
+
+    def write_tables(self, rows: list[dict[str, Any]]) -> list[str]:
+        """results.parquet and results.csv; the columns, in order."""
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        full = [{c: row.get(c) for c in columns} for row in rows]
+        arrays = [pa.array([row[c] for row in full]) for c in columns]
+        # A column with no value yet (no run failed: no error) is text, not pyarrow's null type.
+        arrays = [a.cast(pa.string()) if pa.types.is_null(a.type) else a for a in arrays]
+        table = pa.table(dict(zip(columns, arrays, strict=True)))
+        pq.write_table(table, self.out / PARQUET)
+        with (self.out / CSV).open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(full)
+        return columns
+
+
+def table_rows(axes: Iterable[str], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run and reactor: the axis values, the run, its status and its metrics."""
+    axes = list(axes)
+    rows = []
+    for record in records:
+        head = {axis: _cell(record["case"].get(axis)) for axis in axes}
+        head.update(run_id=record["run_id"], status=record["status"], error=record["error"],
+                    wall_seconds=record["wall_seconds"])
+        for metrics in record["reactors"] or [{}]:
+            rows.append({**head, **metrics})
+    return _uniform(rows, axes)
+
+
+def _cell(value: Any) -> Any:
+    """Scalars as they are; a fault list (or any table) as its JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _uniform(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
+    """An axis column of mixed kinds (1 and "1h") as text, so the table has one type a column."""
+    for axis in axes:
+        kinds = {type(row[axis]) for row in rows if row.get(axis) is not None}
+        if len(kinds - {int, float}) > 1 or (len(kinds) > 1 and kinds - {int, float}):
+            for row in rows:
+                if row.get(axis) is not None:
+                    row[axis] = json.dumps(row[axis])
+    return rows

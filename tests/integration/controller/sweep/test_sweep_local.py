@@ -1,0 +1,149 @@
+"""`bioreactor sweep` on the local process pool, as a user runs it: the tables, the page, a
+failing run as a row, and a sweep killed half-way and run again."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from plugins.sweeps import (
+    metrics_by_case,
+    read_results,
+    run_sweep_command,
+    sweep_command,
+    write_sweep,
+)
+from plugins.waiting import wait_until
+
+from controller.sweep.cases import build_cases
+from controller.sweep.spec import load_sweep
+
+AXES = ("seed", "reactor.chamber.microgravity")
+
+
+def records(out: Path) -> dict[str, str]:
+    """Each finished run's record file, by run id, as text."""
+    return {p.stem: p.read_text() for p in (out / "runs").glob("*.json")}
+
+
+def test_a_sweep_writes_one_row_per_run_and_a_summary_page(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, 'seed = [1, 2]\n"reactor.chamber.microgravity" = '
+                                  '[false, true]\n')
+    out = tmp_path / "out"
+    done = run_sweep_command(sweep, out, "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert "4 runs (0 found finished, 4 run now); 0 failed, 0 lost" in done.stdout
+    rows = read_results(out)
+    assert [(r["seed"], r["reactor.chamber.microgravity"]) for r in rows] == [
+        ("1", "False"), ("1", "True"), ("2", "False"), ("2", "True")]  # the cases' order
+    for row in rows:
+        assert row["status"] == "ok" and row["error"] == ""
+        assert (out / "runs" / f"{row['run_id']}.sqlite").exists()
+        assert float(row["wall_seconds"]) > 0
+        assert 0.9 < float(row["total_fold"]) < 1.1  # two hours: barely any growth yet
+        assert row["in_band_ph"] != "" and row["alarms_raised"] == "0"
+    # Microgravity is the only difference within a seed, and it changes the culture.
+    by_case = metrics_by_case(rows, AXES)
+    assert by_case[("1", "False")]["total_fold"] != by_case[("1", "True")]["total_fold"]
+    table = pq.read_table(out / "results.parquet")
+    assert table.column_names == list(rows[0])
+    assert table.column("seed").to_pylist() == [1, 1, 2, 2]
+    assert table.column("reactor.chamber.microgravity").to_pylist() == [False, True] * 2
+    page = (out / "index.html").read_text()
+    assert "by_seed.png" in page and "by_reactor_chamber_microgravity.png" in page
+    assert (out / "by_seed.png").stat().st_size > 10_000
+    assert "Failed runs</h2><p>None.</p>" in page
+
+
+def test_a_failed_run_is_a_row_and_is_tried_again_on_resume(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, "seed = [1, 2]\n", duration="1h")
+    out = tmp_path / "out"
+    ids = [case.run_id for case in build_cases(load_sweep(sweep))]
+    # Seed 2's historian cannot be written (a folder stands where its file goes): that run
+    # fails; the sweep goes on.
+    (out / "runs" / f"{ids[1]}.sqlite").mkdir(parents=True)
+    failed = run_sweep_command(sweep, out, "--workers", "1")
+    assert failed.returncode == 1
+    assert "2 runs (0 found finished, 2 run now); 1 failed, 0 lost" in failed.stdout
+    rows = read_results(out)
+    assert [(r["run_id"], r["status"]) for r in rows] == [(ids[0], "ok"), (ids[1], "failed")]
+    assert rows[1]["error"].startswith("IsADirectoryError: ")
+    assert rows[1]["total_fold"] == ""
+    assert ids[1] in (out / "index.html").read_text().split("Failed runs")[1]
+    (out / "runs" / f"{ids[1]}.sqlite").rmdir()
+    again = run_sweep_command(sweep, out, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert "2 runs (1 found finished, 1 run now); 0 failed, 0 lost" in again.stdout
+    assert [r["status"] for r in read_results(out)] == ["ok", "ok"]
+
+
+def test_a_killed_sweep_run_again_finishes_only_the_missing_runs(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, "seed = [1, 2, 3, 4]\n", duration="1h")
+    out = tmp_path / "out"
+    process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        wait_until(lambda: records(out), 120, "the first run's record")
+    finally:  # the sweep and its pool's worker, all of its session
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    before = records(out)
+    assert 1 <= len(before) < 4
+    again = run_sweep_command(sweep, out, "--workers", "2")
+    assert again.returncode == 0, again.stderr
+    assert (f"4 runs ({len(before)} found finished, {4 - len(before)} run now); "
+            "0 failed, 0 lost") in again.stdout
+    after = records(out)
+    assert len(after) == 4
+    assert {k: after[k] for k in before} == before  # the finished runs were not run again
+    rows = read_results(out)
+    assert [r["seed"] for r in rows] == ["1", "2", "3", "4"]
+    assert all(r["status"] == "ok" for r in rows)
+    assert json.loads(after[rows[0]["run_id"]])["status"] == "ok"
+
+
+def test_a_bad_sweep_file_is_exit_2_with_the_problems_and_runs_nothing(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, '"run.sed" = [1]\n')
+    done = run_sweep_command(sweep, tmp_path / "out")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {sweep}: 1 problem(s)",
+        "  axes.run.sed: run has no key 'sed' (allowed: band_after_s, checkpoint_interval_s, "
+        "control_period_s, diagnostics_interval_s, duration, flush_interval_s, "
+        "restart_policy, seed, speed)"]
+    assert not (tmp_path / "out").exists()
+
+
+def _pool_workers(pid: int) -> list[int]:
+    """The sweep's pool processes: its children started by multiprocessing's spawn."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_worker_killed_under_its_run_is_a_lost_row(tmp_path: Path) -> None:
+    """A lost run is run again on resume, as a failed one is (store's unit tests)."""
+    sweep = write_sweep(tmp_path, "seed = [1, 2, 3]\n", duration="6h")
+    out = tmp_path / "out"
+    process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        worker = wait_until(lambda: _pool_workers(process.pid), 60, "the pool's worker")[0]
+        # Killed mid-run (the runs' historians appear once a run has started).
+        wait_until(lambda: list((out / "runs").glob("*.sqlite")), 60, "a run to start")
+        os.kill(worker, signal.SIGKILL)
+        stdout, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert process.returncode == 1
+    assert "0 failed, 3 lost" in stdout
+    rows = read_results(out)
+    assert [r["status"] for r in rows] == ["lost"] * 3
+    assert rows[0]["error"].startswith("worker lost: BrokenProcessPool")
