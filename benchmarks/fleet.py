@@ -105,14 +105,20 @@ def virtual_time(config: Path, reactors: int, duration: str) -> dict[str, Any]:
             "cpu_us_per_reactor_tick": round(run["cpu_s"] / (reactors * ticks) * 1e6, 2)}
 
 
-def _lateness(summary: dict[str, Any]) -> dict[str, Any]:
-    """Across the reactors: the worst and the median reactor's p99 lateness, skipped ticks."""
+def _lateness(summary: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """Across the reactors: the worst and the median reactor's p99 lateness, skipped ticks, and
+    the periods that passed before a reactor's first tick (start-up: counted neither as ticks
+    nor as skipped, since the run counts periods from when it began ticking)."""
     reactors = list(summary["reactors"].values())
+    periods = duration_s / summary["control_period_s"]
     p99_ms = [r["tick_lateness_s"]["p99"] * 1e3 for r in reactors if r["tick_lateness_s"]]
     max_ms = [r["tick_lateness_s"]["max"] * 1e3 for r in reactors if r["tick_lateness_s"]]
     return {
         "ticks_per_reactor_min": min(r["ticks"] for r in reactors),
+        "ticks_per_reactor_max": max(r["ticks"] for r in reactors),
         "skipped_ticks": sum(r["skipped_ticks"] for r in reactors),
+        "startup_periods_max": round(max(periods - r["ticks"] - r["skipped_ticks"]
+                                         for r in reactors)),
         "p99_lateness_ms_worst_reactor": round(max(p99_ms), 2) if p99_ms else None,
         "p99_lateness_ms_median_reactor": round(statistics.median(p99_ms), 2) if p99_ms else None,
         "max_lateness_ms": round(max(max_ms), 2) if max_ms else None,
@@ -182,7 +188,7 @@ def real_time(config: Path, reactors: int, duration: str, mqtt: bool) -> dict[st
             run = _run_fleet(config, reactors, duration, "1", tmp)
             summary = run.pop("summary", None)
             return {"reactors": reactors, "mqtt": False, **run,
-                    **(_lateness(summary) if summary else {})}
+                    **(_lateness(summary, parse_duration_s(duration)) if summary else {})}
         broker = Broker(tmp).start()
         counter = None
         try:
@@ -205,7 +211,7 @@ def real_time(config: Path, reactors: int, duration: str, mqtt: bool) -> dict[st
             broker_log = broker.log()
             result = {
                 "reactors": reactors, "mqtt": True, **run,
-                **(_lateness(summary) if summary else {}),
+                **(_lateness(summary, parse_duration_s(duration)) if summary else {}),
                 "telemetry_expected": sum(expected.values()),
                 "telemetry_received": sum(len(s) for s in got.values()),
                 "reactors_missing_telemetry": sum(1 for m in missing.values() if m),
