@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,17 +64,28 @@ def _run_fleet(config: Path, reactors: int, duration: str, speed: str, tmp: Path
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         halfway_result = None
         try:
+            reaped: tuple[int, resource.struct_rusage] | None = None
             if halfway is not None:
-                half_s = parse_duration_s(duration) / 2
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(half_s)  # the run's own pace: half its real-time duration
-                if proc.poll() is None:
+                # Half the run's real-time duration, polled with wait4 so that a run ending
+                # early is reaped here with its resource usage (Popen.wait would lose it).
+                half_at = started + parse_duration_s(duration) / 2
+                while reaped is None and time.perf_counter() < half_at:
+                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                    if pid:
+                        reaped = (status, usage)
+                    else:
+                        time.sleep(0.1)  # the run's own pace sets the halfway point
+                if reaped is None:
                     halfway_result = halfway()
-            _, status, usage = os.wait4(proc.pid, 0)
+            if reaped is None:
+                _, status, usage = os.wait4(proc.pid, 0)
+            else:
+                status, usage = reaped
             proc.returncode = os.waitstatus_to_exitcode(status)
         except BaseException:
-            proc.kill()
-            proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
             raise
     wall_s = time.perf_counter() - started
     result: dict[str, Any] = {
