@@ -30,7 +30,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short spans: a look, not a measure")
     parser.add_argument("--no-fleet", action="store_true",
-                        help="skip the fleets (the longest part: ~12 min of both cores)")
+                        help="skip the fleets (the longest part: 10-15 min)")
     args = parser.parse_args()
     configure_logging("warning")
     quick = args.quick
