@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/hsc_expansion.toml
 ARGS   ?=
 
-.PHONY: run test lint bench install install-test system-tools clean
+.PHONY: run test lint bench naive-venv install install-test system-tools clean
 
 $(BIN)/bioreactor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,21 @@ lint: $(VENV)/.test-deps
 test: install-test lint
 	$(BIN)/python -m pytest -n 2 $(ARGS)
 
-bench: install
-	$(BIN)/python benchmarks/run_all.py
+# The naive hand-written loop that `make bench` compares against runs in its own venv, from its
+# own requirements (scipy, simple-pid): it is a user's script, not a dependency of the project.
+NAIVE_VENV := benchmarks/naive_loop/.venv
+
+$(NAIVE_VENV)/.installed: benchmarks/naive_loop/requirements.txt
+	$(PYTHON) -m venv $(NAIVE_VENV)
+	$(NAIVE_VENV)/bin/pip install --quiet -r benchmarks/naive_loop/requirements.txt
+	@touch $@
+
+naive-venv: $(NAIVE_VENV)/.installed
+
+# The benchmarks start a private Mosquitto (the tests' plugin), hence the test install.
+# `make bench ARGS=--quick` for short spans; `ARGS=--no-fleet` skips the fleets.
+bench: install-test naive-venv
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) $(NAIVE_VENV) build *.egg-info runs
