@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from plugins.mosquitto import Broker
+from plugins.mosquitto import Broker, Subscriber
 from plugins.processes import LOOPBACK
 from plugins.waiting import wait_until
 
@@ -137,37 +137,12 @@ def _lateness(summary: dict[str, Any], duration_s: float) -> dict[str, Any]:
     }
 
 
-class TelemetryCounter:
-    """An independent subscriber: `mosquitto_sub -v`, QoS 1, persistent session, all telemetry."""
-
-    def __init__(self, broker: Broker, out: Path) -> None:
-        self.out = out
-        self.proc = subprocess.Popen(
-            ["mosquitto_sub", "-h", LOOPBACK, "-p", str(broker.port), "-c", "-i",
-             f"fleet-bench-{os.getpid()}", "-q", "1", "-v", "-t", "bioreactor/+/telemetry",
-             "-t", "probe/fleet"], stdout=out.open("w"), stderr=subprocess.DEVNULL)
-
-        def probe_arrived() -> bool:
-            subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(broker.port), "-q", "1",
-                            "-t", "probe/fleet", "-m", "probe"], check=True)
-            time.sleep(0.05)  # the probe's round trip, before looking for it
-            return "probe" in out.read_text()
-
-        wait_until(probe_arrived, 30.0, "mosquitto_sub to subscribe")
-
-    def seqs(self) -> dict[str, set[int]]:
-        """The telemetry seqs received, by reactor id (the topic's middle level)."""
-        got: dict[str, set[int]] = defaultdict(set)
-        with self.out.open() as lines:
-            for line in lines:
-                topic, _, payload = line.partition(" ")
-                if topic.endswith("/telemetry") and payload.endswith("\n"):
-                    got[topic.split("/")[1]].add(json.loads(payload)["seq"])
-        return got
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+def _seqs(subscriber: Subscriber) -> dict[str, set[int]]:
+    """The telemetry seqs an independent subscriber received, by reactor id."""
+    got: dict[str, set[int]] = defaultdict(set)
+    for topic, payload in subscriber.topic_messages():
+        got[topic.split("/")[1]].add(payload["seq"])
+    return got
 
 
 def retained_statuses(broker: Broker) -> dict[str, Any]:
@@ -204,20 +179,21 @@ def real_time(config: Path, reactors: int, duration: str, mqtt: bool) -> dict[st
         broker = Broker(tmp).start()
         counter = None
         try:
-            counter = TelemetryCounter(broker, tmp / "telemetry.txt")
+            counter = Subscriber(broker, "bioreactor/+/telemetry", tmp / "telemetry.txt",
+                                 with_topics=True)
             run = _run_fleet(config, reactors, duration, "1", tmp, mqtt_url=broker.url,
                              halfway=lambda: retained_statuses(broker))
             summary = run.pop("summary", None)
             expected = _expected_telemetry(summary) if summary else {}
 
             def all_arrived() -> bool:
-                got = counter.seqs()
+                got = _seqs(counter)
                 return all(got.get(r, set()) >= set(range(1, n + 1))
                            for r, n in expected.items())
 
             with contextlib.suppress(AssertionError):
                 wait_until(all_arrived, 60.0, "every telemetry message at the subscriber", 0.5)
-            got = counter.seqs()
+            got = _seqs(counter)
             missing = {r: n - len(got.get(r, set()) & set(range(1, n + 1)))
                        for r, n in expected.items()}
             broker_log = broker.log()

@@ -68,18 +68,17 @@ async def tick_forever(clock: Clock, reactors: Sequence[Tickable], *, offset_s: 
     (asyncio.wait_for on 3.11 can, in a race) must not keep a run alive.
     """
     n = 0
-    start = clock.now()  # later than 0 for a run continued after a crash
-    t = start + offset_s
-    periods = math.ceil((duration_s - t) / period_s)
+    first = clock.now() + offset_s  # later than 0 for a run continued after a crash
+    t = first
+    periods = math.ceil((duration_s - first) / period_s)
     is_set = stopped.is_set
-    if t > start:
-        await clock.sleep_until(t)
+    if offset_s > 0.0:
+        await clock.sleep_until(first)
     while t < duration_s and not is_set():
         for reactor in reactors:
             reactor.lateness_s.append(clock.now() - t)
             await reactor.tick()
         n += 1
-        first = start + offset_s
         t = first + n * period_s
         now = clock.now()
         if now > t:  # overran: skip the ticks we missed rather than bunch them up

@@ -182,20 +182,31 @@ def broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
             b.stop()
 
 
+PROBE_TOPIC = "probe/e2e"
+"""Published until a new subscriber hears it: then it has subscribed."""
+
+
 class Subscriber:
     """mosquitto_sub with a persistent session (QoS 1): the broker queues for it across restarts
-    of the controller, and it reconnects by itself across restarts of the broker."""
+    of the controller, and it reconnects by itself across restarts of the broker.
 
-    def __init__(self, b: Broker, topic: str, out: Path) -> None:
+    `topics`: one filter or several. `with_topics`: each line is `topic payload` (`-v`), read
+    back with `topic_messages()`; otherwise payloads only, read back with `messages()`.
+    """
+
+    def __init__(self, b: Broker, topics: str | list[str], out: Path, *,
+                 with_topics: bool = False) -> None:
         self.out = out
+        filters = [topics] if isinstance(topics, str) else topics
         self.proc = subprocess.Popen(
             ["mosquitto_sub", "-h", LOOPBACK, "-p", str(b.port), "-c", "-i",
-             f"e2e-{secrets.token_hex(3)}", "-q", "1", "-t", topic, "-t", "probe/e2e"],
+             f"e2e-{secrets.token_hex(3)}", "-q", "1", *(["-v"] if with_topics else []),
+             *[a for t in [*filters, PROBE_TOPIC] for a in ("-t", t)]],
             stdout=out.open("w"), stderr=subprocess.DEVNULL)
 
         def probe_arrived() -> bool:
             subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1",
-                            "-t", "probe/e2e", "-m", '{"probe": 1}'], check=True)
+                            "-t", PROBE_TOPIC, "-m", '{"probe": 1}'], check=True)
             time.sleep(0.05)  # the probe's round trip, before looking for it
             return "probe" in out.read_text()
 
@@ -204,6 +215,15 @@ class Subscriber:
     def messages(self) -> list[dict]:
         return [json.loads(line) for line in self.out.read_text().splitlines()
                 if line and "probe" not in line]
+
+    def topic_messages(self) -> list[tuple[str, dict]]:
+        """`(topic, payload)` of each whole line, for a subscriber made `with_topics`."""
+        found = []
+        for line in self.out.read_text().splitlines():
+            topic, _, payload = line.partition(" ")
+            if topic != PROBE_TOPIC and payload.endswith("}"):
+                found.append((topic, json.loads(payload)))
+        return found
 
     def close(self) -> None:
         self.proc.terminate()

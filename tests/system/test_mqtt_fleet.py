@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
-from plugins.mosquitto import KEY, Broker
+from plugins.mosquitto import KEY, Broker, Subscriber
 from plugins.processes import BIN, LOOPBACK
 from plugins.waiting import wait_until
 
@@ -31,38 +30,6 @@ def fleet_run(tmp_path: Path, b: Broker, reactors: int, *, speed: str, duration:
          "--db", str(tmp_path / "runs" / "run.sqlite"),
          "--summary-json", str(tmp_path / "summary.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-class TopicSubscriber:
-    """mosquitto_sub -v (topic and payload per line), persistent QoS 1 session."""
-
-    def __init__(self, b: Broker, topics: list[str], out: Path) -> None:
-        self.out = out
-        args = [a for t in [*topics, "probe/fleet"] for a in ("-t", t)]
-        self.proc = subprocess.Popen(
-            ["mosquitto_sub", "-h", LOOPBACK, "-p", str(b.port), "-c", "-i",
-             f"fleet-{time.monotonic_ns() % 10**9}", "-q", "1", "-v", *args],
-            stdout=out.open("w"), stderr=subprocess.DEVNULL)
-
-        def probe_arrived() -> bool:
-            subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1",
-                            "-t", "probe/fleet", "-m", "{}"], check=True)
-            time.sleep(0.05)  # the probe's round trip, before looking for it
-            return "probe/fleet" in out.read_text()
-
-        wait_until(probe_arrived, 30.0, "mosquitto_sub to subscribe")
-
-    def messages(self) -> list[tuple[str, dict]]:
-        out = []
-        for line in self.out.read_text().splitlines():
-            topic, _, payload = line.partition(" ")
-            if topic != "probe/fleet" and payload.endswith("}"):
-                out.append((topic, json.loads(payload)))
-        return out
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def retained(b: Broker, topic: str, count: int) -> list[tuple[str, dict]]:
@@ -88,7 +55,8 @@ def test_fifty_reactors_share_one_connection_and_every_telemetry_message_arrives
     broker, tmp_path: Path, procs: list
 ) -> None:
     b = broker()
-    sub = TopicSubscriber(b, ["bioreactor/+/telemetry"], tmp_path / "telemetry.txt")
+    sub = Subscriber(b, "bioreactor/+/telemetry", tmp_path / "telemetry.txt",
+                     with_topics=True)
     try:
         run = fleet_run(tmp_path, b, 50, speed="10", duration="2m", run_id="fifty")
         procs.append(run)
@@ -96,12 +64,12 @@ def test_fifty_reactors_share_one_connection_and_every_telemetry_message_arrives
         assert run.returncode == 0, err
         summary = json.loads((tmp_path / "summary.json").read_text())
         sent = {rid: r["mqtt"]["telemetry_messages"] for rid, r in summary["reactors"].items()}
-        wait_until(lambda: len(sub.messages()) >= sum(sent.values()), 60,
+        wait_until(lambda: len(sub.topic_messages()) >= sum(sent.values()), 60,
                    "every telemetry message at the subscriber", poll_s=0.2)
     finally:
         sub.close()
     seqs: dict[str, set[int]] = {}
-    for topic, body in sub.messages():
+    for topic, body in sub.topic_messages():
         seqs.setdefault(topic.split("/")[1], set()).add(body["seq"])
     assert len(sent) == 50 and min(sent.values()) > 0
     assert {rid: sorted(s) for rid, s in seqs.items()} == {
@@ -143,13 +111,15 @@ def test_a_command_reaches_its_reactor_and_one_for_a_stranger_is_counted(
     broker, tmp_path: Path, procs: list
 ) -> None:
     b = broker()
-    replies = TopicSubscriber(b, ["bioreactor/+/cmd/reply"], tmp_path / "replies.txt")
-    telemetry = TopicSubscriber(b, ["bioreactor/hsc-1-0002/telemetry"], tmp_path / "tel.txt")
+    replies = Subscriber(b, "bioreactor/+/cmd/reply", tmp_path / "replies.txt",
+                         with_topics=True)
+    telemetry = Subscriber(b, "bioreactor/hsc-1-0002/telemetry", tmp_path / "tel.txt",
+                           with_topics=True)
     run = fleet_run(tmp_path, b, 3, speed="20", duration="1d", run_id="cmds")
     procs.append(run)
     try:
         # Commands are heard once the node has subscribed, which precedes its telemetry.
-        wait_until(telemetry.messages, 60, "the fleet's telemetry")
+        wait_until(telemetry.topic_messages, 60, "the fleet's telemetry")
         # The stranger's first: the broker hands both to the node in that order, so once the
         # good one is answered the stranger's has been seen.
         subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1", "-t",
@@ -159,14 +129,14 @@ def test_a_command_reaches_its_reactor_and_one_for_a_stranger_is_counted(
              "--operator", "alice", "--key", KEY, "--reason", "warmer", "set_setpoint",
              "loop=temperature", "value=37.2"], capture_output=True, text=True, timeout=60)
         assert good.returncode == 0, good.stderr
-        wait_until(replies.messages, 30, "the reply at the independent subscriber")
+        wait_until(replies.topic_messages, 30, "the reply at the independent subscriber")
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=60)
         assert run.returncode == 130, err
     finally:
         replies.close()
         telemetry.close()
-    assert [t for t, _ in replies.messages()] == ["bioreactor/hsc-1-0002/cmd/reply"]
+    assert [t for t, _ in replies.topic_messages()] == ["bioreactor/hsc-1-0002/cmd/reply"]
     assert json.loads(good.stdout)["new"] == {"setpoint": 37.2}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["mqtt"]["ignored_commands"] == 1
