@@ -23,6 +23,7 @@ from typing import Any
 
 import aiomqtt
 
+from controller.mqtt.client import Client
 from controller.mqtt.link import ACCEPTED_FORM, MqttSettings
 from controller.mqtt.topics import Topics
 from controller.operator.protocol import ACTIONS, NAME, NUMBER, parse_key, sign
@@ -121,7 +122,7 @@ async def send_command(settings: MqttSettings, command: Mapping[str, Any], *,
     """
     topics = Topics(command["reactor"])
     async with asyncio.timeout(timeout_s):
-        async with aiomqtt.Client(**settings.client_kwargs()) as client:
+        async with Client(**settings.client_kwargs()) as client:
             await client.subscribe(topics.cmd_reply, qos=1)
             await client.publish(topics.cmd, json.dumps(command).encode(), qos=1)
             async for message in client.messages:

@@ -21,6 +21,7 @@ import structlog
 from controller.cli.watch_payload import text
 from controller.cli.watch_render import render
 from controller.cli.watch_state import WatchState
+from controller.mqtt.client import Client
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.topics import node_subscription, subscription
 from drivers.wire.backoff import Backoff
@@ -52,7 +53,7 @@ async def _receive_forever(state: WatchState, changed: asyncio.Event, settings: 
     client_settings = settings.with_client_id(f"watch-{uuid.uuid4().hex[:8]}")
     while True:
         try:
-            async with aiomqtt.Client(**client_settings.client_kwargs()) as client:
+            async with Client(**client_settings.client_kwargs()) as client:
                 backoff.reset()
                 await client.subscribe(subscription(reactor), qos=1)
                 if reactor is not None:  # `bioreactor/+/#` has the nodes' statuses already

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import aiomqtt
 import structlog
 
+from controller.mqtt.client import Client
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
 from drivers.wire.backoff import Backoff
@@ -168,7 +169,7 @@ class MqttPublisher:
 
     def _client(self) -> aiomqtt.Client:
         topic, payload = self.will
-        client = aiomqtt.Client(
+        client = Client(
             **self.settings.client_kwargs(),
             will=aiomqtt.Will(topic, payload, qos=1, retain=True),
             max_inflight_messages=self.window,
