@@ -17,9 +17,10 @@ install: $(BIN)/bioreactor
 
 # System tools the tests drive as a user would, as command:debian-package pairs: mbpoll (a
 # third-party Modbus master), socat (a serial/TCP terminal, as docs/serial-protocol.md uses it),
-# Mosquitto (the MQTT broker the tests start) and its command-line clients, openssl (test certs).
+# Mosquitto (the MQTT broker the tests start) and its command-line clients, openssl (test certs),
+# Chromium and its WebDriver (the dashboard's browser tests, driven by Selenium).
 SYSTEM_TOOLS := mbpoll:mbpoll socat:socat mosquitto:mosquitto mosquitto_sub:mosquitto-clients \
-	openssl:openssl
+	openssl:openssl chromium:chromium chromedriver:chromium-driver
 
 $(VENV)/.test-deps: $(BIN)/bioreactor
 	$(BIN)/pip install --quiet -e '.[test]'

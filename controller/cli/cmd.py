@@ -1,8 +1,8 @@
 """`bioreactor cmd`: sign an operator command, publish it, wait for the controller's reply.
 
-The pure half (`parse_params`, `build_command`) is separate from the MQTT half
-(`send_command`) so what gets signed is tested without a broker. The reply topic is shared by
-every operator of a reactor; the client picks its own reply out by nonce.
+The pure half (`parse_params`, `build_command`: controller/operator/outgoing.py) is separate
+from the MQTT half (`send_command`: controller/mqtt/command_sender.py) so what gets signed is
+tested without a broker; the dashboard uses both too.
 
 Exit codes: 0 applied, 1 refused by the controller, 2 usage error, bad key, broker
 unreachable or no reply within --timeout (the command may still have been applied: check the
@@ -17,17 +17,17 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
-from controller.mqtt.client import Client
+from controller.mqtt.command_sender import send_command
 from controller.mqtt.link import ACCEPTED_FORM, MqttSettings
 from controller.mqtt.topics import Topics
-from controller.operator.protocol import ACTIONS, NAME, NUMBER, parse_key, sign
-from drivers.contract.durations import parse_duration_s
+from controller.operator.outgoing import build_command, parse_params
+from controller.operator.protocol import ACTIONS, parse_key
 
 DEFAULT_TIMEOUT_S = 15.0
 """Long enough for the next control tick at the default 1 s period, plus a slow broker."""
@@ -58,81 +58,6 @@ def add_cmd_parser(sub: Any) -> argparse.ArgumentParser:
     cmd.add_argument("params", nargs="*", metavar="k=v", help="the action's params")
     cmd.set_defaults(func=run_cmd)
     return cmd
-
-
-def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
-    """`["loop=ph", "value=7.2"]` to `{"loop": "ph", "value": 7.2}`, typed by the action's spec.
-
-    Raises ValueError for what the controller would refuse as malformed, so a typo is caught
-    before anything is signed or sent.
-    """
-    spec = ACTIONS.get(action)
-    if spec is None:
-        raise ValueError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
-    params: dict[str, Any] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"params are k=v, got {item!r}")
-        if name not in spec:
-            raise ValueError(f"unknown param {name} for {action} (takes: "
-                             f"{', '.join(spec) or 'none'})")
-        kind = spec[name]
-        if kind == NUMBER and name.endswith("_s"):
-            # A time: `duration_s=2h` as well as `duration_s=7200`; sent as seconds.
-            params[name] = parse_duration_s(text, name)
-        elif kind == NUMBER:
-            try:
-                params[name] = float(text)
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {text!r}") from None
-        elif kind == NAME or text in kind:
-            params[name] = text
-        else:
-            raise ValueError(f"{name} must be one of {', '.join(kind)}, got {text!r}")
-    missing = [name for name in spec if name not in params]
-    if missing:
-        raise ValueError(f"{action}: missing {', '.join(missing)}")
-    return params
-
-
-def build_command(
-    *,
-    operator: str,
-    reactor: str,
-    action: str,
-    params: Mapping[str, Any],
-    reason: str,
-    key: bytes,
-    now_wall_s: float,
-    nonce: str,
-) -> dict[str, Any]:
-    """The signed command, ready to publish as JSON."""
-    body = {"operator": operator, "reactor": reactor, "action": action, "params": dict(params),
-            "reason": reason, "ts": now_wall_s, "nonce": nonce}
-    return sign(body, key)
-
-
-async def send_command(settings: MqttSettings, command: Mapping[str, Any], *,
-                       timeout_s: float) -> dict[str, Any]:
-    """Publish `command` (QoS 1) and return the reply carrying its nonce.
-
-    Subscribes before publishing, so a fast reply cannot be missed. Raises TimeoutError when no
-    reply arrives in `timeout_s`, aiomqtt.MqttError when the broker cannot be reached.
-    """
-    topics = Topics(command["reactor"])
-    async with asyncio.timeout(timeout_s):
-        async with Client(**settings.client_kwargs()) as client:
-            await client.subscribe(topics.cmd_reply, qos=1)
-            await client.publish(topics.cmd, json.dumps(command).encode(), qos=1)
-            async for message in client.messages:
-                try:
-                    reply = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    continue
-                if isinstance(reply, dict) and reply.get("nonce") == command["nonce"]:
-                    return reply
-    raise TimeoutError("the broker closed the subscription")  # pragma: no cover
 
 
 def read_key(args: argparse.Namespace) -> bytes:

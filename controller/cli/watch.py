@@ -1,7 +1,7 @@
 """`bioreactor watch`: a live terminal view of one or all reactors, straight from the MQTT topics.
 
 Read-only and independent of the controller process: anyone with a broker account can watch. The
-pieces: watch_payload.py reads a possibly hostile payload, watch_state.py folds messages into a
+pieces: view/payload.py reads a possibly hostile payload, view/fleet_state.py folds messages into a
 view state, watch_render.py draws it (pure, tested without a terminal); this module only feeds
 them. The screen is redrawn when a message changes it (at most every `min_interval_s`, so a fast
 telemetry stream does not flood a slow terminal) and at least every `refresh_s` without any
@@ -18,12 +18,12 @@ from typing import TextIO
 import aiomqtt
 import structlog
 
-from controller.cli.watch_payload import text
 from controller.cli.watch_render import render
-from controller.cli.watch_state import WatchState
 from controller.mqtt.client import Client
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.topics import node_subscription, subscription
+from controller.view.fleet_state import FleetState
+from controller.view.payload import text
 from drivers.wire.backoff import Backoff
 
 log = structlog.get_logger(__name__)
@@ -38,7 +38,7 @@ async def watch(settings: MqttSettings, reactor: str | None, out: TextIO = sys.s
     Receiving and drawing are two tasks of one group: should either fail, watch ends rather
     than leave a frozen screen that looks live.
     """
-    state = WatchState()
+    state = FleetState()
     changed = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         group.create_task(_redraw_forever(state, out, changed, min_interval_s, refresh_s))
@@ -46,7 +46,7 @@ async def watch(settings: MqttSettings, reactor: str | None, out: TextIO = sys.s
                                            backoff or Backoff(0.2, 5.0)))
 
 
-async def _receive_forever(state: WatchState, changed: asyncio.Event, settings: MqttSettings,
+async def _receive_forever(state: FleetState, changed: asyncio.Event, settings: MqttSettings,
                            reactor: str | None, backoff: Backoff) -> None:
     loop = asyncio.get_running_loop()
     # Its own client id: never take over the controller's session.
@@ -74,7 +74,7 @@ async def _receive_forever(state: WatchState, changed: asyncio.Event, settings: 
             await asyncio.sleep(delay)
 
 
-async def _redraw_forever(state: WatchState, out: TextIO, changed: asyncio.Event,
+async def _redraw_forever(state: FleetState, out: TextIO, changed: asyncio.Event,
                           min_interval_s: float, refresh_s: float) -> None:
     tty = out.isatty()
     loop = asyncio.get_running_loop()

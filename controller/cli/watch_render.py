@@ -6,14 +6,14 @@ Run times and ages are shown as `2d 03:14:05` (drivers/contract/durations.py).
 """
 from __future__ import annotations
 
-from controller.cli.watch_state import PRIORITIES, Alarm, Note, ReactorView, WatchState
+from controller.view.fleet_state import PRIORITIES, Alarm, FleetState, Note, ReactorView
 from drivers.contract.datasheet import channel
 from drivers.contract.durations import format_duration
 
 MAX_ALARMS_SHOWN = 10
 
 
-def render(state: WatchState, now_s: float) -> str:
+def render(state: FleetState, now_s: float) -> str:
     """The whole screen: per reactor its state and data age, its recipe's state and phase (when
     it runs one), readings, loops with units, outputs with units, the alarm board by priority,
     recent events and command replies."""

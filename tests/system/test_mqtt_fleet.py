@@ -15,7 +15,7 @@ from plugins.processes import BIN, LOOPBACK
 from plugins.waiting import wait_until
 
 from controller.cli.watch_render import render
-from controller.cli.watch_state import WatchState
+from controller.view.fleet_state import FleetState
 
 
 def fleet_run(tmp_path: Path, b: Broker, reactors: int, *, speed: str, duration: str,
@@ -98,7 +98,7 @@ def test_kill_9_of_a_fleet_shows_every_reactor_lost(broker, tmp_path: Path, proc
     run.wait()
     wait_until(lambda: retained(b, "bioreactor/_node/doomed/status", 1)[0][1]
                == {"state": "lost"}, 30, "the node's will")
-    state = WatchState()  # what `bioreactor watch` folds the retained messages into
+    state = FleetState()  # what `bioreactor watch` folds the retained messages into
     for topic, body in [*retained(b, "bioreactor/+/status", 5),
                         *retained(b, "bioreactor/_node/+/status", 1)]:
         state.update(topic, json.dumps(body).encode(), 0.0)

@@ -22,7 +22,6 @@ from controller import clock as clock_module
 from controller.alarms.board import AlarmBoard
 from controller.alarms.setup import alarm_board
 from controller.alarms.state_machine import AlarmState, Transition
-from controller.cli.cmd import build_command, parse_params
 from controller.clock import Clock
 from controller.config import Config, parse_config
 from controller.mqtt.link import MqttSettings
@@ -30,6 +29,7 @@ from controller.mqtt.node import NodePresence
 from controller.operator.actions import apply
 from controller.operator.audit import read_audit
 from controller.operator.bounds import bounds_from_config
+from controller.operator.outgoing import build_command, parse_params
 from controller.operator.protocol import Command, CommandRefused, sign
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify

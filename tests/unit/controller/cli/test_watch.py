@@ -7,9 +7,7 @@ import json
 
 from plugins.telemetry import sample_telemetry
 
-from controller.cli.watch_payload import nesting_depth
 from controller.cli.watch_render import render
-from controller.cli.watch_state import WatchState
 from controller.mqtt.topics import (
     LOST_PAYLOAD,
     Topics,
@@ -20,6 +18,8 @@ from controller.mqtt.topics import (
     status_payload,
     telemetry_payload,
 )
+from controller.view.fleet_state import FleetState
+from controller.view.payload import nesting_depth
 
 T = Topics("r1")
 
@@ -30,7 +30,7 @@ def _alarm(name: str, severity: str, message: str, *, active: bool = True) -> by
 
 
 def test_render_shows_state_age_units_alarms_events_and_replies() -> None:
-    state = WatchState()
+    state = FleetState()
     assert "waiting" in render(state, 0.0)
     state.update(T.status, status_payload("running", run_id="run-0007"), 0.0)
     state.update(T.setting("temperature.setpoint"), setting_payload(
@@ -76,7 +76,7 @@ def test_render_shows_state_age_units_alarms_events_and_replies() -> None:
 
 def test_a_lost_node_shows_its_reactors_lost_but_not_those_done() -> None:
     """Sparkplug's NDEATH: the node's will speaks for every reactor whose status names it."""
-    state = WatchState()
+    state = FleetState()
     for rid, reactor_state in (("r1", "running"), ("r2", "done"), ("r3", "running")):
         state.update(Topics(rid).status, status_payload(
             reactor_state, run_id="run-a", node="lab-a" if rid != "r3" else "lab-b"), 0.0)
@@ -94,7 +94,7 @@ def test_a_lost_node_shows_its_reactors_lost_but_not_those_done() -> None:
 
 
 def test_a_recipe_shows_its_state_and_phase_and_a_reactor_without_one_shows_none() -> None:
-    state = WatchState()
+    state = FleetState()
     state.update(T.telemetry, telemetry_payload(
         seq=1, wall_ts=0, t_s=60.0, readings={},
         recipe={"state": "held", "phase": "perfusion_ramp"}), 0.0)
@@ -112,14 +112,14 @@ def test_a_recipe_shows_its_state_and_phase_and_a_reactor_without_one_shows_none
 
 
 def test_a_priority_field_wins_over_the_severity() -> None:
-    state = WatchState()
+    state = FleetState()
     body = json.loads(_alarm("feed_delivery_mismatch", "alarm", "unack: off by 0.4 mL"))
     state.update(T.alarms, json.dumps({**body, "priority": "low", "run_id": "r-9"}).encode(), 0)
     assert "LOW      unack          feed_delivery_mismatch" in render(state, 0.0)
 
 
 def test_wrong_types_show_as_unknown_not_as_a_crash() -> None:
-    state = WatchState()
+    state = FleetState()
     state.update(T.status, b'{"state": {"x": 1}, "run_id": 7}', 0.0)
     state.update(T.telemetry, json.dumps({
         "seq": "5", "t_s": True, "readings": [1, 2], "setpoints": {"temperature": "hot"},
@@ -137,7 +137,7 @@ def test_wrong_types_show_as_unknown_not_as_a_crash() -> None:
 
 
 def test_hostile_payloads_are_refused_by_reason_and_change_nothing() -> None:
-    state = WatchState()
+    state = FleetState()
     state.update(T.telemetry, sample_telemetry(1), 0.0)
     before = render(state, 0.0)
     deep = b"[" * 8000 + b"]" * 8000
@@ -151,7 +151,7 @@ def test_hostile_payloads_are_refused_by_reason_and_change_nothing() -> None:
 
 
 def test_control_characters_cannot_reach_the_terminal() -> None:
-    state = WatchState()
+    state = FleetState()
     state.update("bioreactor/r\x1b[2J/status", b'{"state": "running\\u001b[2J\\u0007"}', 0.0)
     state.update(T.telemetry, json.dumps({"seq": 1, "recipe": {
         "state": "held\x1b[2J", "phase": "seed\x07"}}).encode(), 0.0)

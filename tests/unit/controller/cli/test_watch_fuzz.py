@@ -11,15 +11,15 @@ from plugins.hostile import SEED, any_topic, hostile_payload
 from plugins.telemetry import sample_telemetry
 
 from controller.cli.watch_render import render
-from controller.cli.watch_state import MAX_REACTORS, WatchState
 from controller.mqtt.topics import Topics
+from controller.view.fleet_state import MAX_REACTORS, FleetState
 
 CASES = 3000
 
 
 def test_any_payload_on_any_topic_is_folded_and_drawn() -> None:
     rng = random.Random(SEED)
-    state = WatchState()
+    state = FleetState()
     for case in range(CASES):
         topic, payload = any_topic(rng), hostile_payload(rng)
         try:

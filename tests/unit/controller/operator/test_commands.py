@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from plugins.configs import REPO, load_default
 
 from controller.alarms.setup import alarm_board
-from controller.cli.cmd import build_command, parse_params
 from controller.config import ScheduleConfig
 from controller.control.control_loop import ControlLoop
 from controller.control.schedule import FeedSchedule
 from controller.operator import protocol
 from controller.operator.actions import apply
 from controller.operator.bounds import CommandBounds, LoopBounds, bounds_from_config
+from controller.operator.outgoing import build_command, parse_params
 from controller.operator.protocol import (
     ACTIONS,
     MAX_COMMAND_BYTES,

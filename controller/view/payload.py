@@ -1,4 +1,4 @@
-"""Reading a message that anyone with publish rights may have written, for the watch view.
+"""Reading a message that anyone with publish rights may have written, for a fleet view.
 
 `watch` subscribes to every topic of a reactor, including the operator-writable `cmd` and
 `settings/+/set`, and a retained message there greets every new viewer. So a payload is hostile

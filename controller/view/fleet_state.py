@@ -1,4 +1,5 @@
-"""What the watch view knows about each reactor, folded from MQTT messages one at a time.
+"""What a subscriber (`bioreactor watch`, the dashboard) knows of each reactor, folded from
+MQTT messages one at a time.
 
 Every field is normalised when the message arrives (types checked, strings made printable,
 collections bounded), so the renderer formats plain values and can never meet a wrong type. A
@@ -13,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from controller.cli.watch_payload import (
+from controller.mqtt.topics import NODE, parse_topic
+from controller.view.payload import (
     PayloadRejected,
     decode_object,
     integer,
@@ -21,7 +23,6 @@ from controller.cli.watch_payload import (
     number,
     text,
 )
-from controller.mqtt.topics import NODE, parse_topic
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +93,7 @@ class Telemetry:
 @dataclass
 class ReactorView:
     state: str = "?"
-    """As the reactor's own retained status says; `WatchState.shown_state` applies its node's."""
+    """As the reactor's own retained status says; `FleetState.shown_state` applies its node's."""
     run_id: str | None = None
     node: str | None = None
     """The daemon (node) whose connection carries this reactor, from its status."""
@@ -112,7 +113,7 @@ class ReactorView:
 
 
 @dataclass
-class WatchState:
+class FleetState:
     reactors: dict[str, ReactorView] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)
     """Each node's state, from `bioreactor/_node/<node>/status` (`lost`: its will)."""
