@@ -32,6 +32,9 @@ MAX_ENTRIES = 64
 """Per reactor: readings, loops, outputs, settings and alarms kept (a peer may invent names)."""
 RECENT = 5
 """Events and command replies shown."""
+TREND_POINTS = 1800
+"""Per reactor: recent telemetry points kept for live trends (the dashboard's; the historian
+holds the rest), so a subscriber's memory stays bounded however long it runs."""
 PRIORITIES = ("critical", "high", "medium", "low")
 _PRIORITY_OF_SEVERITY = {"critical": "critical", "alarm": "high", "warning": "medium",
                          "info": "low"}
@@ -76,6 +79,14 @@ class RecipeStatus:
     """The running phase's name; None between phases (before `start`, after the last)."""
 
 
+@dataclass(frozen=True)
+class TrendPoint:
+    """One telemetry message's numbers, flat: `readings`, `sp.<loop>`, `out.<output>`."""
+
+    t_s: float
+    values: dict[str, float | None]
+
+
 @dataclass
 class Telemetry:
     seq: int | None = None
@@ -106,6 +117,8 @@ class ReactorView:
     replies: deque[Note] = field(default_factory=lambda: deque(maxlen=RECENT))
     gaps: int = 0
     """Telemetry seq numbers skipped (a lost message would show here)."""
+    trend: deque[TrendPoint] = field(default_factory=lambda: deque(maxlen=TREND_POINTS))
+    """Recent telemetry, oldest first, for live trends."""
 
     def setpoint_unit(self, loop: str) -> str:
         """A loop's unit, from its retained setting (telemetry carries setpoints bare)."""
@@ -207,8 +220,17 @@ class FleetState:
             outputs={name: number(v) for name, v in _bounded(body.get("outputs"))},
             recipe=_recipe(body["recipe"]) if "recipe" in body else None)
         view.telemetry_at_s = now_s
+        if view.telemetry.t_s is not None:
+            view.trend.append(_trend_point(view.telemetry))
         if view.telemetry.run_id:
             view.run_id = view.telemetry.run_id
+
+
+def _trend_point(t: Telemetry) -> TrendPoint:
+    values: dict[str, float | None] = {name: r.value for name, r in t.readings.items()}
+    values.update({f"sp.{name}": v for name, v in t.setpoints.items()})
+    values.update({f"out.{name}": v for name, v in t.outputs.items()})
+    return TrendPoint(t.t_s or 0.0, values)
 
 
 def _bounded(value: Any) -> list[tuple[str, Any]]:

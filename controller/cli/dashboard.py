@@ -1,0 +1,108 @@
+"""`bioreactor dashboard` (the web dashboard, docs/dashboard.md) and `bioreactor
+dashboard-passwd` (a password hash for its config).
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 2 usage error (bad --mqtt or --http, port in use,
+unreadable TLS files, bad CONFIG), each as one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from controller.mqtt.link import ACCEPTED_FORM
+
+DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+def add_dashboard_parsers(sub: Any) -> None:
+    """Add `dashboard` and `dashboard-passwd` to the `bioreactor` subparsers."""
+    dash = sub.add_parser(
+        "dashboard", help="web dashboard of every reactor publishing on MQTT",
+        description="Serve the web dashboard (docs/dashboard.md). Without CONFIG it is "
+                    "read-only and open to anyone who can reach it, like `watch`.")
+    dash.add_argument("--mqtt", required=True, metavar="URL", help=ACCEPTED_FORM)
+    dash.add_argument("--ca-file", type=Path, help="CA bundle for an mqtts:// broker")
+    dash.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                      help=f"where to serve (default {DEFAULT_HTTP})")
+    dash.add_argument("--runs", type=Path, metavar="DIR",
+                      help="folder of run files (RUN_ID.sqlite): history, audit, export, report")
+    dash.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this "
+                      "certificate (PEM); operator actions off a loopback bind need it")
+    dash.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM)")
+    dash.add_argument("config", nargs="?", type=Path, metavar="CONFIG",
+                      help="accounts ([[account]]: name, key_hex|key_file, role, password_hash)")
+    dash.set_defaults(func=run_dashboard)
+
+    passwd = sub.add_parser(
+        "dashboard-passwd", help="hash a dashboard password (argon2id) for CONFIG",
+        description="Reads the password from stdin (or asks, on a terminal) and prints its "
+                    "argon2id hash for an [[account]]'s password_hash.")
+    passwd.set_defaults(func=run_passwd)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from controller.dashboard.accounts import DashboardConfigError, load_dashboard_config
+    from controller.dashboard.app import DashboardOptions
+    from controller.dashboard.run_files import RunFiles
+    from controller.dashboard.server import ServeError, ServeOptions, serve
+    from controller.mqtt.link import MqttSettings
+    from drivers.contract.urls import split_host_port
+
+    try:
+        settings = MqttSettings.from_url(args.mqtt, ca_file=args.ca_file)
+    except ValueError as exc:
+        return _error(f"--mqtt: {exc}")
+    try:
+        host, port = split_host_port(args.http, default_port=8080)
+    except ValueError as exc:
+        return _error(f"--http: {exc}; expected HOST:PORT, e.g. {DEFAULT_HTTP}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return _error("--tls-cert and --tls-key go together: give both or neither")
+    if args.runs is not None and not args.runs.is_dir():
+        return _error(f"--runs {args.runs}: no such folder")
+    config = None
+    if args.config is not None:
+        try:
+            config = load_dashboard_config(args.config)
+        except DashboardConfigError as exc:
+            return _error(str(exc))
+    options = ServeOptions(mqtt=settings, host=host, port=port,
+                           app=DashboardOptions(runs=RunFiles(args.runs)), config=config,
+                           tls_cert=args.tls_cert, tls_key=args.tls_key)
+    scheme = "https" if args.tls_cert else "http"
+    print(f"dashboard: {scheme}://{host}:{port}/ ({'read-only' if config is None else 'login'})",
+          flush=True)
+    # SIGTERM stops it like Ctrl-C: uvicorn finishes, then re-raises the signal it caught.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(options))
+    except ServeError as exc:
+        return _error(str(exc))
+    return 0
+
+
+def run_passwd(args: argparse.Namespace) -> int:
+    from controller.dashboard.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            return _error("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        return _error("empty password")
+    print(hash_password(password))
+    return 0

@@ -1,0 +1,101 @@
+"""`bioreactor dashboard`: the web server and the MQTT subscriber on one asyncio loop.
+
+uvicorn is started programmatically (`uvicorn.Server.serve()` as a task), not through its CLI,
+so the feed that folds MQTT messages and the routes that read it share one loop and one
+FleetState with no locks, and both stop together: SIGINT/SIGTERM make uvicorn finish (open
+live feeds are cut after GRACE_S), then the feed task is cancelled.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from controller.dashboard.accounts import DashboardConfig
+from controller.dashboard.app import DashboardOptions, create_app
+from controller.dashboard.feed import Feed
+from controller.dashboard.gate import Gate
+from controller.mqtt.link import MqttSettings
+
+log = structlog.get_logger(__name__)
+GRACE_S = 2.0
+
+
+class ServeError(Exception):
+    """The server cannot start (port in use, TLS files unreadable): one line for the user."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    mqtt: MqttSettings
+    host: str
+    port: int
+    app: DashboardOptions
+    config: DashboardConfig | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts so a busy port is a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"--http {host}:{port}: the port is in use") from None
+        raise ServeError(f"--http {host}:{port}: cannot listen there ({exc.strerror})") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation)."""
+    tls = options.tls_cert is not None
+    for name, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):
+        if path is not None and not path.is_file():
+            raise ServeError(f"{name} {path}: no such file")
+    sock = bind(options.host, options.port)
+    loop = asyncio.get_running_loop()
+    feed = Feed(options.mqtt)
+    gate = Gate(options.config, options.host, tls, now_s=loop.time)
+    app = create_app(feed, gate, options.app)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off",
+        timeout_graceful_shutdown=int(GRACE_S), server_header=False,
+        ssl_certfile=str(options.tls_cert) if tls else None,
+        ssl_keyfile=str(options.tls_key) if options.tls_key else None)
+    try:
+        config.load()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        sock.close()
+        raise ServeError(f"--tls-cert/--tls-key: cannot load them ({exc})") from None
+    server = uvicorn.Server(config)
+    feed_task = asyncio.create_task(feed.run_forever(), name="dashboard-feed")
+    watcher = asyncio.create_task(_announce(server, started))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+        feed_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed_task
+        sock.close()
+        app.state.reports.close()
+
+
+async def _announce(server: uvicorn.Server, started: asyncio.Event | None) -> None:
+    while not server.started:
+        await asyncio.sleep(0.05)
+    if started is not None:
+        started.set()
