@@ -106,14 +106,19 @@ class DashboardConfig(StrictModel):
     idle_ttl_s: Seconds = Field(default=30 * 60.0, ge=60, le=86400,
                                 description="a session unused this long is closed")
 
-    @model_validator(mode="after")
-    def _coherent(self) -> DashboardConfig:
-        repeated = duplicate_names(self.account)
+    @field_validator("account")
+    @classmethod
+    def _unique_names(cls, accounts: list[Account]) -> list[Account]:
+        repeated = duplicate_names(accounts)
         if repeated:
-            raise ValueError(f"account names must be unique; repeated: {repeated}")
+            raise ValueError(f"names must be unique; repeated: {repeated}")
+        return accounts
+
+    @model_validator(mode="after")
+    def _idle_within_session(self) -> DashboardConfig:
         if self.idle_ttl_s > self.session_ttl_s:
-            raise ValueError(f"idle_ttl_s {self.idle_ttl_s:g} is longer than session_ttl_s "
-                             f"{self.session_ttl_s:g}")
+            raise ValueError(f"idle_ttl_s must not be longer than session_ttl_s "
+                             f"({self.session_ttl_s:g} s)")
         return self
 
     def find(self, name: str) -> Account | None:

@@ -142,6 +142,10 @@ class LoginThrottle:
         self._failures: dict[str, list[float]] = {}
         """Failure times within the window (the last `max_failures` of them), by name."""
 
+    def __len__(self) -> int:
+        """Names remembered (at most `max_names`)."""
+        return len(self._failures)
+
     def allowed(self, name: str) -> bool:
         return len(self._recent(name)) < self._max_failures
 
