@@ -1,5 +1,4 @@
-"""`bioreactor dashboard` (the web dashboard, docs/dashboard.md) and `bioreactor
-dashboard-passwd` (a password hash for its config).
+"""`bioreactor dashboard`: the web dashboard (docs/dashboard.md).
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 2 usage error (bad --mqtt or --http, port in use,
 unreadable TLS files, bad CONFIG), each as one line on stderr.
@@ -9,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import signal
 import sys
 from pathlib import Path
@@ -20,8 +18,8 @@ from controller.mqtt.link import ACCEPTED_FORM
 DEFAULT_HTTP = "127.0.0.1:8080"
 
 
-def add_dashboard_parsers(sub: Any) -> None:
-    """Add `dashboard` and `dashboard-passwd` to the `bioreactor` subparsers."""
+def add_dashboard_parser(sub: Any) -> None:
+    """Add `dashboard` to the `bioreactor` subparsers (`dashboard-passwd`: dashboard_passwd.py)."""
     dash = sub.add_parser(
         "dashboard", help="web dashboard of every reactor publishing on MQTT",
         description="Serve the web dashboard (docs/dashboard.md). Without CONFIG it is "
@@ -38,12 +36,6 @@ def add_dashboard_parsers(sub: Any) -> None:
     dash.add_argument("config", nargs="?", type=Path, metavar="CONFIG",
                       help="accounts ([[account]]: name, key_hex|key_file, role, password_hash)")
     dash.set_defaults(func=run_dashboard)
-
-    passwd = sub.add_parser(
-        "dashboard-passwd", help="hash a dashboard password (argon2id) for CONFIG",
-        description="Reads the password from stdin (or asks, on a terminal) and prints its "
-                    "argon2id hash for an [[account]]'s password_hash.")
-    passwd.set_defaults(func=run_passwd)
 
 
 def _error(message: str) -> int:
@@ -90,19 +82,4 @@ def run_dashboard(args: argparse.Namespace) -> int:
             asyncio.run(serve(options))
     except ServeError as exc:
         return _error(str(exc))
-    return 0
-
-
-def run_passwd(args: argparse.Namespace) -> int:
-    from controller.dashboard.passwords import hash_password
-
-    if sys.stdin.isatty():
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            return _error("the two passwords differ")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        return _error("empty password")
-    print(hash_password(password))
     return 0

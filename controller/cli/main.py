@@ -12,10 +12,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from controller import clock
+from controller.cli import dashboard_passwd
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
 from controller.cli.console import ProgressLine, SweepProgressLine, summary_table
-from controller.cli.dashboard import add_dashboard_parsers
+from controller.cli.dashboard import add_dashboard_parser
 from controller.cli.logs import configure_logging
 from controller.config import (
     DEFAULT_CONFIG,
@@ -114,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_cmd_parser(sub)
     add_audit_parser(sub)
-    add_dashboard_parsers(sub)
+    add_dashboard_parser(sub)
+    dashboard_passwd.add_parser(sub)
 
     # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
     # so the controller never imports a backend.

@@ -51,7 +51,6 @@ from controller.dashboard.reactor_json import (
 from controller.dashboard.reports import ReportCache
 from controller.dashboard.run_files import RunFiles, valid_run_id
 from controller.dashboard.sessions import Session
-from controller.operator.protocol import ACTIONS
 
 PACKAGE = files("controller.dashboard")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -320,9 +319,7 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
             raise HTTPException(403, why)
         known_reactor(reactor_id)
         name = str(form.get("action", ""))
-        if name not in ACTIONS:
-            raise HTTPException(400, f"action: unknown {name!r} (known: {', '.join(ACTIONS)})")
-        params = {k: str(form[k]) for k in ACTIONS[name] if str(form.get(k, "")) != ""}
+        params = {k: str(v) for k, v in form.items() if k not in RESERVED_FIELDS}
         account = gate.account(session)
         if account is None:
             raise HTTPException(403, "this account is no longer configured")
