@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.dashboard.passwords import hash_password
+from plugins.controller_runs import start_run, write_config
+from plugins.mosquitto import KEY, Broker
 from plugins.processes import BIN, LOOPBACK, free_port
 from plugins.waiting import wait_until
 
@@ -24,6 +26,15 @@ class Login:
     key_hex: str
     role: str
     password: str
+
+
+ALICE = Login("alice", KEY, "operator", "alice-correct-horse")
+VIC = Login("vic", "ffeeddccbbaa99887766554433221100", "viewer", "vic-battery-staple")
+REACTOR = "hsc-1"
+FAULT = "sensor_dropout@2m:channel=ph"
+"""The pH probe drops out 2 simulated minutes in: alarm `ph_bad_quality` (high) 10 s later,
+standing for the rest of the run (the temperature stays live)."""
+FAULT_ALARM = "ph_bad_quality"
 
 
 def write_dashboard_config(path: Path, logins: list[Login]) -> Path:
@@ -111,3 +122,54 @@ def running_dashboard(mqtt_url: str, workdir: Path, *, config: Path | None = Non
     finally:
         dashboard.stop()
     assert "Traceback" not in dashboard.stderr(), dashboard.stderr()
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A broker, a controller run publishing to it, and two dashboards watching it."""
+
+    broker: Broker
+    db: Path
+    """The run's historian file (its audit trail), in the dashboards' --runs folder."""
+    open_dashboard: Dashboard
+    """No CONFIG: read-only, anyone may look."""
+    dashboard: Dashboard
+    """With ALICE (operator) and VIC (viewer) accounts."""
+
+
+@contextmanager
+def running_stack(tmp: Path, *, speed: str = "60", duration: str = "2d",
+                  fault: str = FAULT) -> Iterator[Stack]:
+    """Mosquitto, `bioreactor run --speed SPEED` (the default config, `[[operator]]` alice and
+    vic, `fault` injected) and two `bioreactor dashboard`s; all stopped afterwards, the
+    controller by SIGINT as Ctrl-C. When the body ended well, the controller printed no
+    traceback."""
+    broker = Broker(tmp).start()
+    try:
+        runs = tmp / "runs"
+        config = write_config(tmp, broker.url, operators=operators([ALICE, VIC]))
+        db = runs / "dashboard.sqlite"
+        run = start_run(config, tmp, speed=speed, duration=duration, db=db,
+                        options=("--run-id", "dashboard", "--fault", fault))
+        try:
+            accounts = write_dashboard_config(tmp / "dashboard.toml", [ALICE, VIC])
+            with running_dashboard(broker.url, tmp, runs=runs) as open_dashboard, \
+                    running_dashboard(broker.url, tmp, config=accounts, runs=runs) as dashboard:
+                yield Stack(broker, db, open_dashboard, dashboard)
+        finally:
+            err = _stop_run(run)
+        assert "Traceback" not in err, err
+    finally:
+        broker.stop()
+
+
+def _stop_run(run: subprocess.Popen) -> str:
+    """SIGINT, SIGKILL if it hangs; its stderr."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+    try:
+        _, err = run.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        _, err = run.communicate()
+    return err

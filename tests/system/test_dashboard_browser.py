@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import re
 import secrets
-import signal
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from plugins.browser import dump_dom, texts_with
-from plugins.controller_runs import start_run, write_config
 from plugins.dashboard import (
+    ALICE,
+    FAULT_ALARM,
+    REACTOR,
+    VIC,
     Dashboard,
     Login,
-    operators,
-    running_dashboard,
-    write_dashboard_config,
+    Stack,
+    running_stack,
 )
-from plugins.mosquitto import KEY, Broker
 from plugins.waiting import wait_until
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -35,54 +33,18 @@ from selenium.webdriver.remote.webelement import WebElement
 
 from controller.operator.audit import read_audit
 
-REACTOR = "hsc-1"
-ALARM = "ph_bad_quality"
-"""Raised 10 s (simulated) after the pH probe drops out (the injected fault, at 2 min)."""
-FAULT = "sensor_dropout@2m:channel=ph"
-ALICE = Login("alice", KEY, "operator", "alice-correct-horse")
-VIC = Login("vic", "ffeeddccbbaa99887766554433221100", "viewer", "vic-battery-staple")
+ALARM = FAULT_ALARM
+"""Raised by the injected fault, standing for the rest of the run."""
 WAIT_S = 60.0
 """Bound on every wait: generous for a loaded 2-core machine; an idle one takes seconds."""
 POLL_S = 0.2
 """Between looks at the browser (each look is a round trip to chromedriver)."""
 
 
-@dataclass(frozen=True)
-class Stack:
-    broker: Broker
-    db: Path
-    open_dashboard: Dashboard
-    """No CONFIG: read-only, anyone may look."""
-    dashboard: Dashboard
-    """With ALICE (operator) and VIC (viewer) accounts."""
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("dashboard-stack")
-    broker = Broker(tmp).start()
-    try:
-        runs = tmp / "runs"
-        config = write_config(tmp, broker.url, operators=operators([ALICE, VIC]))
-        db = runs / "browser.sqlite"
-        run = start_run(config, tmp, speed="60", duration="2d", db=db,
-                        options=("--run-id", "browser", "--fault", FAULT))
-        try:
-            accounts = write_dashboard_config(tmp / "dashboard.toml", [ALICE, VIC])
-            with running_dashboard(broker.url, tmp, runs=runs) as open_dashboard, \
-                    running_dashboard(broker.url, tmp, config=accounts, runs=runs) as dashboard:
-                yield Stack(broker, db, open_dashboard, dashboard)
-        finally:
-            if run.poll() is None:
-                run.send_signal(signal.SIGINT)
-            try:
-                _, err = run.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                run.kill()
-                _, err = run.communicate()
-        assert "Traceback" not in err, err
-    finally:
-        broker.stop()
+    with running_stack(tmp_path_factory.mktemp("dashboard-stack")) as running:
+        yield running
 
 
 def _temperature(text: str) -> float | None:
