@@ -37,18 +37,27 @@ def _flags(profile_dir: Path, window_px: tuple[int, int]) -> list[str]:
 
 @contextmanager
 def chrome(profile_dir: Path, window_px: tuple[int, int] = WINDOW_PX) -> Iterator[WebDriver]:
-    """A Selenium 4 Chrome driving the system's chromium; always quit, even on failure."""
+    """A Selenium 4 Chrome driving the system's chromium, its page `window_px` big; always
+    quit, even on failure."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in _flags(profile_dir, window_px):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
-        driver.set_window_size(*window_px)
+        _fit_viewport(driver, window_px)
         driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
         yield driver
     finally:
         driver.quit()
+
+
+def _fit_viewport(driver: WebDriver, window_px: tuple[int, int]) -> None:
+    """Size the window so the page itself (and so a screenshot) is `window_px`: even headless,
+    the window counts a toolbar's height the page does not get."""
+    driver.set_window_size(*window_px)
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight];")
+    driver.set_window_size(2 * window_px[0] - inner[0], 2 * window_px[1] - inner[1])
 
 
 @pytest.hookimpl(hookwrapper=True)
