@@ -12,4 +12,4 @@ from __future__ import annotations
 # modules with "SystemError: AST constructor recursion depth mismatch" after the tests passed.
 import hypothesis  # noqa: F401
 
-pytest_plugins = ("plugins.configs", "plugins.mosquitto")
+pytest_plugins = ("plugins.configs", "plugins.mosquitto", "plugins.browser")

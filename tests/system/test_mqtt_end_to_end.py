@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.controller_runs import start_run, write_config
 from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
 from plugins.processes import BIN
 from plugins.records import periods_after_first_tick
@@ -21,29 +22,6 @@ from plugins.waiting import wait_until
 
 from controller.operator.audit import read_audit
 from controller.operator.protocol import sign
-
-
-def write_config(tmp_path: Path, broker_url: str, *, period_s: float = 5.0,
-                 max_skew_s: float = 30.0) -> Path:
-    text = DEFAULT_CONFIG_PATH.read_text().replace(
-        "control_period_s = 1.0", f"control_period_s = {period_s}")
-    text += (f'\n[mqtt]\nurl = "{broker_url}"\noutbox = "{tmp_path / "outbox.sqlite"}"\n'
-             f'max_skew_s = {max_skew_s}\n'
-             f'\n[[operator]]\nname = "alice"\nkey_hex = "{KEY}"\n')
-    path = tmp_path / "mqtt.toml"
-    path.write_text(text)
-    return path
-
-
-def start_run(config: Path, tmp_path: Path, *, speed: str, duration: str,
-              db: Path | None = None, cwd: Path | None = None,
-              options: tuple[str, ...] = ()) -> subprocess.Popen:
-    """`bioreactor run` as a user types it; `options` such as ("--mqtt", URL, "--run-id", ID)."""
-    return subprocess.Popen(
-        [BIN / "bioreactor", "run", str(config), "--speed", speed, "--duration", duration,
-         "--quiet", "--db", str(db or tmp_path / "run.sqlite"),
-         "--summary-json", str(tmp_path / "summary.json"), *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
 
 
 @pytest.fixture
