@@ -7,6 +7,10 @@ developers: pymodbus writes `>>>>> send: ...` frame dumps, `Repeating....` and a
 failed connect, all of which the drivers already turn into counted, typed errors in our words.
 So library records reach the console only at `--log-level debug`; handlers a driver attaches to
 a library logger itself (to count what the library swallowed) still get every record.
+
+A record carrying an exception (asyncio's "Exception in callback ..." for a library's callback
+that failed, say) shows it as one `error=` field, not a traceback: an operator's console gets a
+line that says what failed, and `--log-level debug` gives developers the whole traceback.
 """
 from __future__ import annotations
 
@@ -22,10 +26,19 @@ LIBRARY_LOGGERS = ("pymodbus", "mqtt")
 class _ToStructlog(logging.Handler):
     """Hands a standard `logging` record to structlog, so it is rendered like ours."""
 
+    def __init__(self, *, tracebacks: bool) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            structlog.get_logger(record.name).log(record.levelno, record.getMessage(),
-                                                  exc_info=record.exc_info or False)
+            logger = structlog.get_logger(record.name)
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is None or self.tracebacks:
+                logger.log(record.levelno, record.getMessage(), exc_info=record.exc_info or False)
+            else:
+                logger.log(record.levelno, " ".join(record.getMessage().split("\n")),
+                           error=repr(exc))
         except Exception:  # a log line must never take the program down
             self.handleError(record)
 
@@ -53,7 +66,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
         root.removeHandler(handler)  # configured again (tests, benchmarks): one handler
-    handler = _ToStructlog()
+    handler = _ToStructlog(tracebacks=levelno <= logging.DEBUG)
     if levelno > logging.DEBUG:
         handler.addFilter(_NotLibraries())
     root.addHandler(handler)

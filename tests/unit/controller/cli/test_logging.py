@@ -51,3 +51,33 @@ def test_library_lines_stay_off_the_console_unless_debugging(monkeypatch) -> Non
     assert ">>>>> send" in debugging.getvalue()
     configure("warning")  # one handler, however often configured
     assert sum(type(h).__name__ == "_ToStructlog" for h in logging.getLogger().handlers) == 1
+
+
+def test_an_exception_in_a_library_callback_is_one_line_unless_debugging(monkeypatch) -> None:
+    """asyncio logs a failed callback with its traceback; an operator gets one line naming the
+    error (CI once saw aiomqtt's EBADF race print a whole traceback across a broker restart)."""
+    import asyncio
+    import logging
+
+    from controller.cli.logs import configure_logging as configure
+
+    def failing_callback_logged(stream: io.StringIO) -> str:
+        monkeypatch.setattr(sys, "stderr", stream)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.call_soon(lambda: (_ for _ in ()).throw(OSError(9, "Bad file descriptor")))
+            loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            loop.close()
+        return stream.getvalue()
+
+    configure("warning")
+    shown = failing_callback_logged(io.StringIO())
+    assert "Exception in callback" in shown
+    assert "error=\"OSError(9, 'Bad file descriptor')\"" in shown
+    assert "Traceback" not in shown and len(shown.strip().splitlines()) == 1
+
+    configure("debug")
+    assert "Traceback" in failing_callback_logged(io.StringIO())
+    configure("warning")
+    assert logging.getLogger().level == logging.WARNING
