@@ -14,8 +14,8 @@ from controller.view.fleet_state import PRIORITIES, FleetState, ReactorView
 STALE_AFTER_S = 30.0
 """Telemetry older than this is marked stale (the controller publishes every control period)."""
 
-KEY_READINGS = ("temperature", "do", "ph")
-"""Shown first on the overview; any other readings follow."""
+KEY_LOOPS = ("temperature", "do", "ph")
+"""Key readings come first, in this order; then any other loop's."""
 
 PRIORITY_SYMBOL = {"critical": "!!!", "high": "!!", "medium": "!", "low": "i", "?": "?"}
 """Priorities are told apart by text and symbol, not colour alone."""
@@ -36,7 +36,7 @@ def reactor_json(fleet: FleetState, reactor_id: str, now_s: float, *,
     age_s = None if view.telemetry_at_s is None else max(now_s - view.telemetry_at_s, 0.0)
     readings = {} if t is None else {
         name: {"value": r.value, "unit": r.unit, "quality": r.quality}
-        for name, r in sorted(t.readings.items(), key=lambda kv: _reading_order(kv[0]))}
+        for name, r in sorted(t.readings.items())}
     body: dict[str, Any] = {
         "id": reactor_id,
         "state": fleet.shown_state(view),
@@ -49,6 +49,7 @@ def reactor_json(fleet: FleetState, reactor_id: str, now_s: float, *,
         "gaps": view.gaps,
         "recipe": None if t is None or t.recipe is None else
         {"state": t.recipe.state, "phase": t.recipe.phase},
+        "key_readings": {} if t is None else key_readings(view),
         "readings": readings,
         "setpoints": {} if t is None else dict(t.setpoints),
         "modes": {} if t is None else dict(t.modes),
@@ -81,8 +82,36 @@ def fleet_json(fleet: FleetState, now_s: float) -> dict[str, Any]:
             "reactors": [reactor_json(fleet, rid, now_s) for rid in sorted(fleet.reactors)]}
 
 
-def _reading_order(name: str) -> tuple[int, str]:
-    return (KEY_READINGS.index(name) if name in KEY_READINGS else len(KEY_READINGS), name)
+def loop_reading(view: ReactorView, loop: str) -> str | None:
+    """The reading a loop controls (its PV), by name: telemetry does not say which it is.
+
+    The loop's own name if a reading has it (`ph`), else the shortest reading named
+    `<loop>_...` (`temperature_c`, `do_pct_air`, not `do_pct_air_correction`), preferring one
+    in the unit of the loop's retained setpoint setting.
+    """
+    readings = view.telemetry.readings if view.telemetry else {}
+    if loop in readings:
+        return loop
+    named = sorted((n for n in readings if n.startswith(f"{loop}_")), key=lambda n: (len(n), n))
+    unit = view.setpoint_unit(loop)
+    same_unit = [n for n in named if unit and readings[n].unit == unit]
+    return (same_unit or named or [None])[0]
+
+
+def key_readings(view: ReactorView) -> dict[str, dict[str, Any]]:
+    """Each loop's measurement, keyed by loop name, the key loops first."""
+    t = view.telemetry
+    if t is None:
+        return {}
+    loops = sorted(t.setpoints, key=lambda n: (KEY_LOOPS.index(n) if n in KEY_LOOPS
+                                               else len(KEY_LOOPS), n))
+    shown: dict[str, dict[str, Any]] = {}
+    for loop in loops:
+        name = loop_reading(view, loop)
+        if name is not None:
+            r = t.readings[name]
+            shown[loop] = {"pv": name, "value": r.value, "unit": r.unit, "quality": r.quality}
+    return shown
 
 
 def _note(note: Any) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def _csrf(page: str) -> str:
 
 
 def _temperature(page: str) -> float | None:
-    match = re.search(r'data-reading="temperature" data-quality="[a-z?]+">(-?\d+\.\d+) ', page)
+    match = re.search(r'data-reading="temperature" data-quality="[a-z?]+"[^>]*>(-?\d+\.\d+) ', page)
     return float(match.group(1)) if match else None
 
 
@@ -174,11 +174,11 @@ def test_unknown_reactors_and_runs_are_404_pages_not_tracebacks(
         stack: Stack, open_client: httpx.Client) -> None:
     page = open_client.get("/reactors/no-such-reactor")
     assert page.status_code == 404
-    assert "no reactor 'no-such-reactor'" in page.text and "Traceback" not in page.text
+    assert "no reactor &#39;no-such-reactor&#39;" in page.text and "Traceback" not in page.text
     api = open_client.get("/api/reactors/no-such-reactor")
     assert api.status_code == 404 and "no-such-reactor" in api.json()["error"]
     run = open_client.get("/runs/no-such-run")
-    assert run.status_code == 404 and "no run 'no-such-run'" in run.text
+    assert run.status_code == 404 and "no run &#39;no-such-run&#39;" in run.text
 
 
 def test_the_open_dashboard_refuses_every_action(stack: Stack,

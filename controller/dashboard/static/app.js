@@ -59,21 +59,23 @@
     s.dataset.state = state;
     s.replaceChildren(el("span", { class: "state state-" + state }, (SYMBOLS[state] || "•") + " " + state));
   }
-  function setReadings(root, readings) {
-    const list = root.querySelector(".readings");
-    if (!list) return;
+  function setReadings(root, list, attr, readings) {
+    const dl = root.querySelector('[data-list="' + list + '"]');
+    if (!dl) return;
     for (const [name, r] of Object.entries(readings)) {
-      let dd = byData(list, "data-reading", name);
+      let dd = byData(dl, attr, name);
       if (!dd) {
         const div = el("div", { class: "reading" });
         div.append(el("dt", {}, name));
-        dd = el("dd", { "data-reading": name });
-        div.append(dd);
-        list.append(div);
+        dd = el("dd", { [attr]: name });
+        div.append(dd, el("span", { class: "qlabel" }));
+        dl.append(div);
       }
       dd.textContent = num(r.value) + " " + r.unit;
       dd.dataset.quality = r.quality;
       dd.parentElement.className = "reading q-" + r.quality;
+      const q = dd.parentElement.querySelector(".qlabel");
+      if (q) q.textContent = r.quality === "good" ? "" : r.quality;
     }
   }
   function alarmRow(a, withForm) {
@@ -113,7 +115,9 @@
     setAge(root, r.age_s);
     const phase = root.querySelector('[data-field="phase"]');
     if (phase) phase.textContent = r.recipe && r.recipe.phase ? r.recipe.phase : "–";
-    setReadings(root, r.readings);
+    setReadings(root, "key-readings", "data-reading", r.key_readings);
+    setReadings(root, "sensors", "data-sensor", r.readings);
+    for (const [loop, k] of Object.entries(r.key_readings)) trends.setPv(loop, k.pv);
     setAlarms(root, r.alarms);
     for (const [loop, sp] of Object.entries(r.setpoints)) {
       const s = byData(root, "data-setpoint", loop); if (s) s.textContent = num(sp);
@@ -218,7 +222,8 @@
                   [x, e.value, lo, hi], fig);
       }
     }
-    return { fromHistory: fromHistory, fromLive: fromLive, addPoint: addPoint };
+    function setPv(loop, pv) { if (!(loop in pvOf)) pvOf[loop] = pv; }
+    return { fromHistory: fromHistory, fromLive: fromLive, addPoint: addPoint, setPv: setPv };
   })();
 
   async function loadTrends(root, window) {
@@ -230,7 +235,10 @@
     }
     const r = await fetch("/api/reactors/" + encodeURIComponent(id) + "?trend=1",
                           { headers: { Accept: "application/json" } });
-    if (r.ok) trends.fromLive((await r.json()).trend || []);
+    if (!r.ok) return;
+    const body = await r.json();
+    for (const [loop, k] of Object.entries(body.key_readings || {})) trends.setPv(loop, k.pv);
+    trends.fromLive(body.trend || []);
   }
 
   // --- wiring ----------------------------------------------------------------------------------
