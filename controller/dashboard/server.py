@@ -67,7 +67,7 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
             raise ServeError(f"{name} {path}: no such file")
     sock = bind(options.host, options.port)
     loop = asyncio.get_running_loop()
-    feed = Feed(options.mqtt)
+    feed = Feed(options.mqtt, runs=options.app.runs)
     gate = Gate(options.config, options.host, tls, now_s=loop.time)
     app = create_app(feed, gate, options.app)
     config = uvicorn.Config(
