@@ -18,6 +18,10 @@ TOKEN_BYTES = 32
 """Session ids and CSRF tokens: 256 random bits from `secrets`, url-safe base64."""
 MAX_SESSIONS = 1000
 """More than a site's staff would ever hold open; beyond it the least recently used goes."""
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW_S = 300.0
+"""Five wrong passwords for a name in five minutes, then that name waits: a person who mistypes
+is not stopped, a guesser gets about 1400 tries a day per name instead of thousands a minute."""
 MAX_THROTTLED_NAMES = 10000
 """Names a LoginThrottle remembers at most (guessed names included): memory stays bounded."""
 
@@ -131,8 +135,9 @@ class LoginThrottle:
     the throttle does not tell which names exist. A successful login clears the name's count.
     """
 
-    def __init__(self, *, max_failures: int, window_s: float,
-                 now_s: Callable[[], float], max_names: int = MAX_THROTTLED_NAMES) -> None:
+    def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES,
+                 window_s: float = LOGIN_WINDOW_S, now_s: Callable[[], float],
+                 max_names: int = MAX_THROTTLED_NAMES) -> None:
         if not (max_failures >= 1 and window_s > 0 and max_names >= 1):
             raise ValueError("max_failures and max_names must be >= 1, window_s > 0")
         self._max_failures = max_failures
