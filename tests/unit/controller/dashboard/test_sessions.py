@@ -2,6 +2,8 @@
 time; the login throttle counts failures per name; memory stays bounded."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from controller.dashboard.accounts import Role
@@ -138,3 +140,23 @@ def test_a_flood_of_made_up_names_does_not_wipe_a_real_names_count(clock: FakeCl
     clock.t_s += 301
     throttle.failed("bob")
     assert len(throttle) == 1 and throttle.allowed("alice")
+
+
+def test_logins_in_worker_threads_while_requests_are_served(clock: FakeClock) -> None:
+    """A server verifies passwords off its event loop and opens sessions from there."""
+    store = sessions(clock, max_sessions=50)
+    throttle = LoginThrottle(now_s=clock, max_names=50)
+    opened: list[str] = []
+
+    def login(worker: int) -> None:
+        for i in range(300):
+            opened.append(store.open(f"user{worker}", Role.OPERATOR).id)
+            throttle.failed(f"guess-{worker}-{i}")
+            store.get(opened[-1])
+            store.purge()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(login, range(4)))
+    assert len(opened) == 1200 and len(set(opened)) == 1200
+    assert len(store) == 50 and len(throttle) <= 50
+    assert all(store.get(sid) is not None for sid in opened[-1:])
