@@ -69,7 +69,8 @@ class Sessions:
         """Least recently used first."""
         self._lock = threading.RLock()
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """Sessions held (a method, not `__len__`: an object with none must stay truthy)."""
         with self._lock:
             return len(self._entries)
 
@@ -163,7 +164,7 @@ class LoginThrottle:
         """Failure times within the window (the last `max_failures` of them), by name."""
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
+    def names_held(self) -> int:
         """Names remembered (at most `max_names`)."""
         with self._lock:
             return len(self._failures)
