@@ -252,6 +252,8 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
                     except TimeoutError:
                         yield ": keepalive\n\n"
                         continue
+                    if feed.closing:
+                        return
                     link = listener.link_changed
                     listener.link_changed = False
                     for rid in sorted(listener.take()):

@@ -62,12 +62,16 @@ class Feed:
         self._seeded: set[tuple[str, str]] = set()
         self._live_alarms: dict[str, set[str]] = {}
         self._seeding: set[asyncio.Task[None]] = set()
+        self.closing = False
+        """Set at shutdown: every live feed ends, so the server stops without cutting them."""
         self._backoff = backoff or Backoff(0.2, 5.0)
         self._listeners: set[Listener] = set()
         self.connected = asyncio.Event()
 
     def listen(self) -> Listener:
         """A new client's listener, already pending on every known reactor (its first view)."""
+        if self.closing:
+            raise TooManyListeners("the dashboard is shutting down")
         if len(self._listeners) >= MAX_LISTENERS:
             raise TooManyListeners(f"{MAX_LISTENERS} live feeds are open already")
         listener = Listener()
@@ -75,6 +79,12 @@ class Feed:
         listener.wake.set()
         self._listeners.add(listener)
         return listener
+
+    def close(self) -> None:
+        """End every live feed (they see `closing` when woken) and refuse new ones."""
+        self.closing = True
+        for listener in self._listeners:
+            listener.wake.set()
 
     def unlisten(self, listener: Listener) -> None:
         self._listeners.discard(listener)

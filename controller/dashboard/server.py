@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import errno
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import structlog
 import uvicorn
@@ -59,7 +61,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) -> None:
+async def serve(options: ServeOptions) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation)."""
     tls = options.tls_cert is not None
     for name, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):
@@ -80,13 +82,11 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         sock.close()
         raise ServeError(f"--tls-cert/--tls-key: cannot load them ({exc})") from None
-    server = uvicorn.Server(config)
+    server = _Server(config, lambda: loop.call_soon_threadsafe(feed.close))
     feed_task = asyncio.create_task(feed.run_forever(), name="dashboard-feed")
-    watcher = asyncio.create_task(_announce(server, started))
     try:
         await server.serve(sockets=[sock])
     finally:
-        watcher.cancel()
         feed_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feed_task
@@ -94,8 +94,15 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
         app.state.reports.close()
 
 
-async def _announce(server: uvicorn.Server, started: asyncio.Event | None) -> None:
-    while not server.started:
-        await asyncio.sleep(0.05)
-    if started is not None:
-        started.set()
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the feed when a signal asks it to stop: open live feeds end
+    at once instead of being cut after the grace period."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], object]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+

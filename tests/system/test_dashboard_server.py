@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +21,16 @@ from contextlib import contextmanager
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from plugins.dashboard import ALICE, FAULT_ALARM, REACTOR, VIC, Login, Stack, running_stack
+from plugins.dashboard import (
+    ALICE,
+    FAULT_ALARM,
+    REACTOR,
+    VIC,
+    Dashboard,
+    Login,
+    Stack,
+    running_stack,
+)
 from plugins.processes import BIN, LOOPBACK
 from plugins.waiting import wait_until
 
@@ -276,3 +286,19 @@ def test_a_busy_port_is_one_line_and_exit_2(tmp_path) -> None:
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: --http {LOOPBACK}:{port}: the port is in use"
+
+
+def test_sigterm_stops_it_cleanly_with_open_live_feeds(stack: Stack, tmp_path) -> None:
+    """SIGTERM as a service manager sends it: exit 0, no traceback, even with an SSE client
+    connected (uvicorn cuts it after its grace period)."""
+    dashboard = Dashboard(stack.broker.url, tmp_path).start()
+    try:
+        with httpx.Client(base_url=dashboard.url, timeout=30) as client, \
+                client.stream("GET", "/events") as feed:
+            assert feed.status_code == 200
+            assert dashboard.proc is not None
+            dashboard.proc.send_signal(signal.SIGTERM)
+            assert dashboard.proc.wait(30) == 0
+    finally:
+        dashboard.stop()
+    assert "Traceback" not in dashboard.stderr() and "error" not in dashboard.stderr().lower()
