@@ -139,6 +139,10 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
                                 if valid_run_id(run_id) else "not a run id")
         return path
 
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(status_code=204)  # none: but no 404 in every browser's console
+
     # --- pages ------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
     async def overview(request: Request) -> Response:
