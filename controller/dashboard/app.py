@@ -149,7 +149,7 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
         session = gate.session(request)
         return templates.TemplateResponse(request, "overview.html", {
             **base_context(request, session), "fleet": fleet_json(feed.state, now_s()),
-            "runs": options.runs.run_ids()[:20]})
+            "runs": await asyncio.to_thread(options.runs.run_ids, 20)})
 
     @app.get("/reactors/{reactor_id}", response_class=HTMLResponse)
     async def reactor_page(request: Request, reactor_id: str) -> Response:

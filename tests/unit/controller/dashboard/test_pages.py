@@ -118,10 +118,21 @@ def test_a_symlink_out_of_the_runs_folder_is_not_followed(tmp_path: Path) -> Non
     runs.mkdir()
     (tmp_path / "secret.sqlite").write_text("")
     (runs / "leak.sqlite").symlink_to(tmp_path / "secret.sqlite")
-    (runs / "good.sqlite").write_text("")
     files = RunFiles(runs)
     assert files.path("leak") is None
-    assert files.path("good") == (runs / "good.sqlite").resolve()
+
+
+def test_only_historian_files_are_runs(tmp_path: Path) -> None:
+    """replay_nonces.sqlite sits beside the runs; neither it nor a non-SQLite file is a run."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "replay_nonces.sqlite")
+    con.execute("CREATE TABLE nonces (nonce TEXT)")
+    con.close()
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    files = RunFiles(tmp_path)
+    assert files.path("replay_nonces") is None and files.path("junk") is None
+    assert files.run_ids() == []
 
 
 def _accounts_app(tls: bool, bind_host: str) -> TestClient:
