@@ -61,8 +61,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(options: ServeOptions) -> None:
-    """Serve until SIGINT/SIGTERM (or cancellation)."""
+async def serve(options: ServeOptions, announce: Callable[[str], object] = print) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation); `announce` gets the URL once the port
+    and the TLS files are known good."""
     tls = options.tls_cert is not None
     for name, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):
         if path is not None and not path.is_file():
@@ -83,6 +84,9 @@ async def serve(options: ServeOptions) -> None:
         sock.close()
         raise ServeError(f"--tls-cert/--tls-key: cannot load them ({exc})") from None
     server = _Server(config, lambda: loop.call_soon_threadsafe(feed.close))
+    scheme = "https" if tls else "http"
+    mode = "read-only" if options.config is None else "login"
+    announce(f"dashboard: {scheme}://{options.host}:{options.port}/ ({mode})")
     feed_task = asyncio.create_task(feed.run_forever(), name="dashboard-feed")
     try:
         await server.serve(sockets=[sock])
