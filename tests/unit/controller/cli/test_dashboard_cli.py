@@ -30,7 +30,8 @@ def test_tls_files_that_cannot_be_loaded_are_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "not.pem"
     bad.write_text("not a certificate")
-    assert main(["dashboard", "--mqtt", "mqtt://127.0.0.1:1", "--http", f"{LOOPBACK}:{free_port()}",
+    assert main(["dashboard", "--mqtt", "mqtt://127.0.0.1:1",
+                 "--http", f"{LOOPBACK}:{free_port()}",
                  "--tls-cert", str(bad), "--tls-key", str(bad)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: --")
