@@ -8,6 +8,8 @@ from the caller (`now_s`, the watch's loop clock): the data age is a difference 
 """
 from __future__ import annotations
 
+import math
+from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,7 @@ MAX_ENTRIES = 64
 """Per reactor: readings, loops, outputs, settings and alarms kept (a peer may invent names)."""
 RECENT = 5
 """Events and command replies shown."""
-TREND_POINTS = 1800
+TREND_POINTS = 900
 """Per reactor: recent telemetry points kept for live trends (the dashboard's; the historian
 holds the rest), so a subscriber's memory stays bounded however long it runs."""
 PRIORITIES = ("critical", "high", "medium", "low")
@@ -79,12 +81,21 @@ class RecipeStatus:
     """The running phase's name; None between phases (before `start`, after the last)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrendPoint:
-    """One telemetry message's numbers, flat: `readings`, `sp.<loop>`, `out.<output>`."""
+    """One telemetry message's numbers, flat: readings, `sp.<loop>`, `out.<output>`.
+
+    Stored compactly (the names tuple shared with the previous point when they are the same,
+    the numbers in a float array, NaN for none): a full fleet's rings stay tens of MB."""
 
     t_s: float
-    values: dict[str, float | None]
+    names: tuple[str, ...]
+    data: array
+
+    @property
+    def values(self) -> dict[str, float | None]:
+        return {n: None if math.isnan(v) else v for n, v in zip(self.names, self.data,
+                                                                  strict=True)}
 
 
 @dataclass
@@ -221,16 +232,25 @@ class FleetState:
             recipe=_recipe(body["recipe"]) if "recipe" in body else None)
         view.telemetry_at_s = now_s
         if view.telemetry.t_s is not None:
-            view.trend.append(_trend_point(view.telemetry))
+            view.trend.append(_trend_point(view.telemetry,
+                                           view.trend[-1].names if view.trend else ()))
         if view.telemetry.run_id:
             view.run_id = view.telemetry.run_id
 
 
-def _trend_point(t: Telemetry) -> TrendPoint:
-    values: dict[str, float | None] = {name: r.value for name, r in t.readings.items()}
+def _trend_point(t: Telemetry, previous: tuple[str, ...]) -> TrendPoint:
+    """Only what a loop's trend draws: the readings named after a loop (`ph`, `temperature_c`,
+    `do_pct_air...`), the setpoints and the outputs; a point of all 40-odd readings would make
+    a 64-reactor fleet's rings hundreds of MB."""
+    loops = tuple(t.setpoints)
+    values: dict[str, float | None] = {
+        name: r.value for name, r in t.readings.items()
+        if any(name == loop or name.startswith(f"{loop}_") for loop in loops)}
     values.update({f"sp.{name}": v for name, v in t.setpoints.items()})
     values.update({f"out.{name}": v for name, v in t.outputs.items()})
-    return TrendPoint(t.t_s or 0.0, values)
+    names = tuple(values)
+    return TrendPoint(t.t_s or 0.0, previous if names == previous else names,
+                      array("d", (math.nan if v is None else v for v in values.values())))
 
 
 def _bounded(value: Any) -> list[tuple[str, Any]]:
