@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from controller import clock
+from controller.cli import dashboard_passwd
 from controller.cli.audit import add_audit_parser
 from controller.cli.cmd import add_cmd_parser
 from controller.cli.console import ProgressLine, SweepProgressLine, summary_table
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_cmd_parser(sub)
     add_audit_parser(sub)
+    dashboard_passwd.add_parser(sub)
 
     # Subcommands from installed packages (e.g. `emulate` from sim_hardware), by entry point,
     # so the controller never imports a backend.

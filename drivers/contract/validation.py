@@ -54,14 +54,17 @@ _BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 
 
 def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel],
-                            tagged: Mapping[str, type[BaseModel]] | None = None) -> str:
+                            tagged: Mapping[str, type[BaseModel]] | None = None,
+                            secret: frozenset[str] = frozenset()) -> str:
     """Every problem of `exc`, one per line under `source`: `key = value: message (allowed: ...)`.
 
     `root` is the model that was validated (to find each field's declared bounds and, for an
     unknown key, the keys allowed there); `tagged` maps the tags of discriminated unions, which
-    pydantic puts into error locations, to their member models.
+    pydantic puts into error locations, to their member models. The values of keys named in
+    `secret` (a key, a password hash, or a password typed where a hash belongs) are never
+    printed: an error message ends up in terminals, logs and bug reports.
     """
-    walker = _Walker(root, dict(tagged or {}))
+    walker = _Walker(root, dict(tagged or {}), secret)
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for error in exc.errors():
         lines.append("  " + walker.describe(error))
@@ -69,9 +72,11 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
 
 
 class _Walker:
-    def __init__(self, root: type[BaseModel], tagged: dict[str, type[BaseModel]]) -> None:
+    def __init__(self, root: type[BaseModel], tagged: dict[str, type[BaseModel]],
+                 secret: frozenset[str] = frozenset()) -> None:
         self.root = root
         self.tagged = tagged
+        self.secret = secret
 
     def describe(self, error: Any) -> str:
         loc = error["loc"]
@@ -97,7 +102,7 @@ class _Walker:
             # A rule pointing inside the value: a list's at an element (`[2].name = 'x': ...`),
             # a table's at a key below it (`.phase[1] (growth).loops.ph: ...`).
             return f"{key}{message}"
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)) or key.rsplit(".", 1)[-1] in self.secret:
             return f"{key}: {message}"
         return f"{key} = {value!r}: {message}"
 
