@@ -24,7 +24,8 @@ def test_a_hash_with_other_parameters_verifies_by_its_own() -> None:
 
 
 @pytest.mark.parametrize("stored", [
-    pytest.param(None, id="a-real-hash-of-pw"), "", "pw", "$argon2id$", "$argon2id$v=19$m=8,t=1,p=1$AAAA$BBBB",
+    pytest.param(None, id="a-real-hash-of-pw"), "", "pw", "$argon2id$",
+    "$argon2id$v=19$m=8,t=1,p=1$AAAA$BBBB",
     "$2b$12$abcdefghijklmnopqrstuu5iDn1PYBI9dNtFXVq2yIuHJs1Sy3Mq6",
 ])
 @pytest.mark.parametrize("password", ["wrong", "", "pw\x00", "ü" * 500])
