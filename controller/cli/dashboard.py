@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -72,14 +73,11 @@ def run_dashboard(args: argparse.Namespace) -> int:
     options = ServeOptions(mqtt=settings, host=host, port=port,
                            app=DashboardOptions(runs=RunFiles(args.runs)), config=config,
                            tls_cert=args.tls_cert, tls_key=args.tls_key)
-    scheme = "https" if args.tls_cert else "http"
-    print(f"dashboard: {scheme}://{host}:{port}/ ({'read-only' if config is None else 'login'})",
-          flush=True)
     # SIGTERM stops it like Ctrl-C: uvicorn finishes, then re-raises the signal it caught.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(options))
+            asyncio.run(serve(options, functools.partial(print, flush=True)))
     except ServeError as exc:
         return _error(str(exc))
     return 0

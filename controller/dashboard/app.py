@@ -139,13 +139,17 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
                                 if valid_run_id(run_id) else "not a run id")
         return path
 
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(status_code=204)  # none: but no 404 in every browser's console
+
     # --- pages ------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
     async def overview(request: Request) -> Response:
         session = gate.session(request)
         return templates.TemplateResponse(request, "overview.html", {
             **base_context(request, session), "fleet": fleet_json(feed.state, now_s()),
-            "runs": options.runs.run_ids()[:20]})
+            "runs": await asyncio.to_thread(options.runs.run_ids, 20)})
 
     @app.get("/reactors/{reactor_id}", response_class=HTMLResponse)
     async def reactor_page(request: Request, reactor_id: str) -> Response:
@@ -252,6 +256,8 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
                     except TimeoutError:
                         yield ": keepalive\n\n"
                         continue
+                    if feed.closing:
+                        return
                     link = listener.link_changed
                     listener.link_changed = False
                     for rid in sorted(listener.take()):

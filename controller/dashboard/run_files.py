@@ -7,8 +7,11 @@ directly in DIR: no `..`, no absolute path, no symlink out of DIR can name anoth
 """
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from controller.report.run_db import open_run_db
 
 RUN_SUFFIX = ".sqlite"
 MAX_RUN_ID = 64
@@ -31,15 +34,26 @@ class RunFiles:
             return None
         root = self.directory.resolve()
         candidate = (root / f"{run_id}{RUN_SUFFIX}").resolve()
-        if candidate.parent != root or not candidate.is_file():
+        if candidate.parent != root or not candidate.is_file() or not _is_run_db(candidate):
             return None
         return candidate
 
-    def run_ids(self) -> list[str]:
-        """Every run file's id in DIR, newest first (by modification time)."""
+    def run_ids(self, limit: int = 50) -> list[str]:
+        """The ids of the newest `limit` run files in DIR, newest first (by modification
+        time)."""
         if self.directory is None or not self.directory.is_dir():
             return []
         files = [p for p in self.directory.iterdir()
                  if p.suffix == RUN_SUFFIX and p.is_file() and valid_run_id(p.stem)]
         files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        return [p.stem for p in files]
+        return [p.stem for p in files[:limit] if _is_run_db(p)]
+
+
+def _is_run_db(path: Path) -> bool:
+    """A historian file, not another SQLite file beside the runs (replay_nonces.sqlite, an
+    outbox) nor something else named .sqlite."""
+    try:
+        open_run_db(path).close()
+    except (OSError, ValueError, sqlite3.Error):
+        return False
+    return True

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import errno
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import structlog
 import uvicorn
@@ -59,15 +61,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or cancellation)."""
+async def serve(options: ServeOptions, announce: Callable[[str], object] = print) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation); `announce` gets the URL once the port
+    and the TLS files are known good."""
     tls = options.tls_cert is not None
     for name, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):
         if path is not None and not path.is_file():
             raise ServeError(f"{name} {path}: no such file")
     sock = bind(options.host, options.port)
     loop = asyncio.get_running_loop()
-    feed = Feed(options.mqtt)
+    feed = Feed(options.mqtt, runs=options.app.runs)
     gate = Gate(options.config, options.host, tls, now_s=loop.time)
     app = create_app(feed, gate, options.app)
     config = uvicorn.Config(
@@ -80,13 +83,14 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         sock.close()
         raise ServeError(f"--tls-cert/--tls-key: cannot load them ({exc})") from None
-    server = uvicorn.Server(config)
+    server = _Server(config, lambda: loop.call_soon_threadsafe(feed.close))
+    scheme = "https" if tls else "http"
+    mode = "read-only" if options.config is None else "login"
+    announce(f"dashboard: {scheme}://{options.host}:{options.port}/ ({mode})")
     feed_task = asyncio.create_task(feed.run_forever(), name="dashboard-feed")
-    watcher = asyncio.create_task(_announce(server, started))
     try:
         await server.serve(sockets=[sock])
     finally:
-        watcher.cancel()
         feed_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feed_task
@@ -94,8 +98,15 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
         app.state.reports.close()
 
 
-async def _announce(server: uvicorn.Server, started: asyncio.Event | None) -> None:
-    while not server.started:
-        await asyncio.sleep(0.05)
-    if started is not None:
-        started.set()
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the feed when a signal asks it to stop: open live feeds end
+    at once instead of being cut after the grace period."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], object]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+

@@ -3,11 +3,16 @@
 Server-side (the cookie holds only a random id) so a logout or an expiry ends the session at
 once, and a role is never taken from anything the browser sent. Time comes only through the
 injected `now_s` (monotonic seconds in the server, a fake clock in tests).
+
+Sessions and LoginThrottle are safe to call from several threads (each method holds the
+object's lock): a server verifies passwords in a worker thread, off its event loop, and may open
+the session from there while the loop serves other requests.
 """
 from __future__ import annotations
 
 import hmac
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +23,10 @@ TOKEN_BYTES = 32
 """Session ids and CSRF tokens: 256 random bits from `secrets`, url-safe base64."""
 MAX_SESSIONS = 1000
 """More than a site's staff would ever hold open; beyond it the least recently used goes."""
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW_S = 300.0
+"""Five wrong passwords for a name in five minutes, then that name waits: a person who mistypes
+is not stopped, a guesser gets about 1400 tries a day per name instead of thousands a minute."""
 MAX_THROTTLED_NAMES = 10000
 """Names a LoginThrottle remembers at most (guessed names included): memory stays bounded."""
 
@@ -58,54 +67,65 @@ class Sessions:
         self._max = max_sessions
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         """Least recently used first."""
+        self._lock = threading.RLock()
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def count(self) -> int:
+        """Sessions held (a method, not `__len__`: an object with none must stay truthy)."""
+        with self._lock:
+            return len(self._entries)
 
     def open(self, account: str, role: Role) -> Session:
         """A new session (a fresh id: never reuse one from before the login, against
         session fixation); expired ones are purged, and the least recently used dropped when
         `max_sessions` are open."""
-        now = self._now_s()
-        self.purge()
-        while len(self._entries) >= self._max:
-            self._entries.popitem(last=False)
-        session = Session(id=secrets.token_urlsafe(TOKEN_BYTES), account=account, role=role,
-                          csrf_token=secrets.token_urlsafe(TOKEN_BYTES), expires_at_s=0.0)
-        entry = _Entry(session, now + self._ttl_s, now)
-        entry.session = replace(session, expires_at_s=self._expiry(entry))
-        self._entries[session.id] = entry
-        return entry.session
+        with self._lock:
+            now = self._now_s()
+            self.purge()
+            while len(self._entries) >= self._max:
+                self._entries.popitem(last=False)
+            session = Session(id=secrets.token_urlsafe(TOKEN_BYTES), account=account,
+                              role=role, csrf_token=secrets.token_urlsafe(TOKEN_BYTES),
+                              expires_at_s=0.0)
+            entry = _Entry(session, now + self._ttl_s, now)
+            entry.session = replace(session, expires_at_s=self._expiry(entry))
+            self._entries[session.id] = entry
+            return entry.session
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session, touching its idle timer; None when unknown or expired."""
         if not session_id:
             return None
-        entry = self._entries.get(session_id)
-        if entry is None:
-            return None
-        now = self._now_s()
-        if now >= entry.session.expires_at_s:
-            del self._entries[session_id]
-            return None
-        entry.last_used_s = now
-        entry.session = replace(entry.session, expires_at_s=self._expiry(entry))
-        self._entries.move_to_end(session_id)
-        return entry.session
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is None:
+                return None
+            now = self._now_s()
+            if now >= entry.session.expires_at_s:
+                del self._entries[session_id]
+                return None
+            entry.last_used_s = now
+            entry.session = replace(entry.session, expires_at_s=self._expiry(entry))
+            self._entries.move_to_end(session_id)
+            return entry.session
 
     def close(self, session_id: str) -> None:
-        self._entries.pop(session_id, None)
+        with self._lock:
+            self._entries.pop(session_id, None)
 
     def close_account(self, account: str) -> None:
         """End every session of `account` (its password or role changed, or it was removed)."""
-        for sid in [sid for sid, e in self._entries.items() if e.session.account == account]:
-            del self._entries[sid]
+        with self._lock:
+            for sid in [sid for sid, e in self._entries.items()
+                        if e.session.account == account]:
+                del self._entries[sid]
 
     def purge(self) -> None:
         """Forget every expired session."""
-        now = self._now_s()
-        for sid in [sid for sid, e in self._entries.items() if now >= e.session.expires_at_s]:
-            del self._entries[sid]
+        with self._lock:
+            now = self._now_s()
+            for sid in [sid for sid, e in self._entries.items()
+                        if now >= e.session.expires_at_s]:
+                del self._entries[sid]
 
     def _expiry(self, entry: _Entry) -> float:
         return min(entry.absolute_deadline_s, entry.last_used_s + self._idle_ttl_s)
@@ -131,8 +151,9 @@ class LoginThrottle:
     the throttle does not tell which names exist. A successful login clears the name's count.
     """
 
-    def __init__(self, *, max_failures: int, window_s: float,
-                 now_s: Callable[[], float], max_names: int = MAX_THROTTLED_NAMES) -> None:
+    def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES,
+                 window_s: float = LOGIN_WINDOW_S, now_s: Callable[[], float],
+                 max_names: int = MAX_THROTTLED_NAMES) -> None:
         if not (max_failures >= 1 and window_s > 0 and max_names >= 1):
             raise ValueError("max_failures and max_names must be >= 1, window_s > 0")
         self._max_failures = max_failures
@@ -141,20 +162,24 @@ class LoginThrottle:
         self._max_names = max_names
         self._failures: dict[str, list[float]] = {}
         """Failure times within the window (the last `max_failures` of them), by name."""
+        self._lock = threading.Lock()
 
-    def __len__(self) -> int:
+    def names_held(self) -> int:
         """Names remembered (at most `max_names`)."""
-        return len(self._failures)
+        with self._lock:
+            return len(self._failures)
 
     def allowed(self, name: str) -> bool:
-        return len(self._recent(name)) < self._max_failures
+        with self._lock:
+            return len(self._recent(name)) < self._max_failures
 
     def failed(self, name: str) -> None:
-        times = self._recent(name)
-        times.append(self._now_s())
-        self._failures[name] = times[-self._max_failures:]
-        if len(self._failures) > self._max_names:
-            self._make_room()
+        with self._lock:
+            times = self._recent(name)
+            times.append(self._now_s())
+            self._failures[name] = times[-self._max_failures:]
+            if len(self._failures) > self._max_names:
+                self._make_room()
 
     def _make_room(self) -> None:
         """Forget names whose window passed; if that is not enough, the name with the fewest
@@ -168,7 +193,8 @@ class LoginThrottle:
             del self._failures[weakest]
 
     def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
+        with self._lock:
+            self._failures.pop(name, None)
 
     def _recent(self, name: str) -> list[float]:
         """This name's failures still inside the window (older ones forgotten)."""

@@ -19,6 +19,7 @@ from controller.mqtt.link import MqttSettings
 from controller.mqtt.topics import Topics, alarm_payload, status_payload, telemetry_payload
 
 REACTOR = "r-1"
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 
 def _feed() -> Feed:
@@ -117,7 +118,82 @@ def test_a_symlink_out_of_the_runs_folder_is_not_followed(tmp_path: Path) -> Non
     runs.mkdir()
     (tmp_path / "secret.sqlite").write_text("")
     (runs / "leak.sqlite").symlink_to(tmp_path / "secret.sqlite")
-    (runs / "good.sqlite").write_text("")
     files = RunFiles(runs)
     assert files.path("leak") is None
-    assert files.path("good") == (runs / "good.sqlite").resolve()
+
+
+def test_only_historian_files_are_runs(tmp_path: Path) -> None:
+    """replay_nonces.sqlite sits beside the runs; neither it nor a non-SQLite file is a run."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "replay_nonces.sqlite")
+    con.execute("CREATE TABLE nonces (nonce TEXT)")
+    con.close()
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    files = RunFiles(tmp_path)
+    assert files.path("replay_nonces") is None and files.path("junk") is None
+    assert files.run_ids() == []
+
+
+def _accounts_app(tls: bool, bind_host: str) -> TestClient:
+    from controller.dashboard.accounts import Account, DashboardConfig, Role
+    from controller.dashboard.passwords import hash_password
+
+    config = DashboardConfig(account=[Account(name="alice", key_hex="00" * 16,
+                                              role=Role.OPERATOR,
+                                              password_hash=hash_password("pw"))])
+    gate = Gate(config, bind_host, tls, now_s=lambda: 0.0)
+    app = create_app(_feed(), gate, DashboardOptions(runs=RunFiles(None)))
+    return TestClient(app, base_url="https://testserver" if tls else "http://testserver",
+                      follow_redirects=False)
+
+
+def test_under_tls_the_cookie_is_secure_and_actions_are_offered() -> None:
+    with _accounts_app(True, "0.0.0.0") as client:
+        login = client.post("/login", data={"username": "alice", "password": "pw"})
+        assert login.status_code == 303
+        assert "secure" in login.headers["set-cookie"].lower()
+        assert "strict-transport-security" in login.headers
+        page = client.get(f"/reactors/{REACTOR}").text
+        assert 'data-action="ack_alarm"' in page and 'data-action="shelve_alarm"' in page
+
+
+def test_plain_http_off_loopback_offers_no_action_and_says_why() -> None:
+    with _accounts_app(False, "0.0.0.0") as client:
+        assert client.post("/login", data={"username": "alice",
+                                           "password": "pw"}).status_code == 303
+        page = client.get(f"/reactors/{REACTOR}").text
+        assert "data-action=" not in page and "operator actions are off" in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token  # the logout form's
+        refused = client.post(f"/reactors/{REACTOR}/actions",
+                              data={"action": "ack_alarm", "alarm": "ph_bad_quality",
+                                    "reason": "x", "csrf_token": token.group(1)},
+                              headers={"Accept": "application/json"})
+        assert refused.status_code == 403 and "plain HTTP" in refused.json()["error"]
+
+
+def test_each_listener_holds_a_set_of_changed_reactors_not_a_queue() -> None:
+    feed = _feed()
+    listener = feed.listen()
+    assert listener.take() == {REACTOR}  # the first view of every known reactor
+    topics = Topics(REACTOR)
+    for seq in range(2, 1002):  # a thousand messages while the client is slow
+        feed.fold(topics.telemetry, telemetry_payload(
+            seq=seq, wall_ts=0.0, t_s=60.0 + seq, readings={"ph": (7.0, "pH", "good")},
+            setpoints={"ph": 7.3}), float(seq))
+    assert listener.wake.is_set()
+    assert listener.take() == {REACTOR}  # one pending update: the latest view
+    assert not listener.wake.is_set()
+    feed.unlisten(listener)
+    assert feed.listeners == 0
+
+
+def test_too_many_listeners_are_refused() -> None:
+    from controller.dashboard.feed import MAX_LISTENERS, TooManyListeners
+
+    feed = _feed()
+    for _ in range(MAX_LISTENERS):
+        feed.listen()
+    with pytest.raises(TooManyListeners):
+        feed.listen()

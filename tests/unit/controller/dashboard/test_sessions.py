@@ -2,6 +2,8 @@
 time; the login throttle counts failures per name; memory stays bounded."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from controller.dashboard.accounts import Role
@@ -50,7 +52,7 @@ def test_idle_expiry_is_reset_by_use(clock: FakeClock) -> None:
     clock.t_s += 600
     assert store.get(session.id) is None
     clock.t_s -= 600  # gone is gone, even if asked earlier again
-    assert store.get(session.id) is None and len(store) == 0
+    assert store.get(session.id) is None and store.count() == 0
 
 
 def test_absolute_expiry_however_busy(clock: FakeClock) -> None:
@@ -81,11 +83,11 @@ def test_expired_sessions_are_purged_and_the_count_capped(clock: FakeClock) -> N
     old = [store.open("alice", Role.VIEWER) for _ in range(3)]
     clock.t_s += 601
     fresh = store.open("bob", Role.VIEWER)
-    assert len(store) == 1  # the three idle ones were purged, not kept until asked for
+    assert store.count() == 1  # the three idle ones were purged, not kept until asked for
     more = [store.open("bob", Role.VIEWER) for _ in range(2)]
     store.get(fresh.id)  # now the most recently used
     newest = store.open("carol", Role.VIEWER)
-    assert len(store) == 3
+    assert store.count() == 3
     assert store.get(more[0].id) is None  # the least recently used went
     assert all(store.get(s.id) is not None for s in (fresh, more[1], newest))
     assert all(store.get(s.id) is None for s in old)
@@ -134,7 +136,33 @@ def test_a_flood_of_made_up_names_does_not_wipe_a_real_names_count(clock: FakeCl
     for i in range(1000):
         throttle.failed(f"guess-{i}")
     assert not throttle.allowed("alice")
-    assert len(throttle) <= 100  # bounded memory
+    assert throttle.names_held() <= 100  # bounded memory
     clock.t_s += 301
     throttle.failed("bob")
-    assert len(throttle) == 1 and throttle.allowed("alice")
+    assert throttle.names_held() == 1 and throttle.allowed("alice")
+
+
+def test_logins_in_worker_threads_while_requests_are_served(clock: FakeClock) -> None:
+    """A server verifies passwords off its event loop and opens sessions from there."""
+    store = sessions(clock, max_sessions=50)
+    throttle = LoginThrottle(now_s=clock, max_names=50)
+    opened: list[str] = []
+
+    def login(worker: int) -> None:
+        for i in range(300):
+            opened.append(store.open(f"user{worker}", Role.OPERATOR).id)
+            throttle.failed(f"guess-{worker}-{i}")
+            store.get(opened[-1])
+            store.purge()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(login, range(4)))
+    assert len(opened) == 1200 and len(set(opened)) == 1200
+    assert store.count() == 50 and throttle.names_held() <= 50
+    assert all(store.get(sid) is not None for sid in opened[-1:])
+
+
+def test_empty_stores_are_still_truthy(clock: FakeClock) -> None:
+    """`assert self.sessions and self.throttle` in a server must not fail before the first
+    login: neither defines `__len__`."""
+    assert sessions(clock) and LoginThrottle(now_s=clock)
