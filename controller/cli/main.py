@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import functools
 import json
+import multiprocessing
 import os
+import signal
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -218,6 +220,17 @@ def check_devices(config: Config) -> None:
         open_reactor_driver(config, index, lambda: 0.0, device)
 
 
+def _interrupt_sweep(signum: int, frame: object) -> None:
+    """SIGTERM (a service manager, `kill`) stops a sweep as Ctrl-C does: Ctrl-C reaches the
+    pool's workers through the terminal's process group, SIGTERM only this process, so it is
+    handed on to them as SIGINT (each run in flight stops safely, as `bioreactor run` does on
+    Ctrl-C) instead of leaving them running on as orphans."""
+    for worker in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGINT)  # type: ignore[arg-type]
+    raise KeyboardInterrupt
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from controller.sweep.executors import DaskCluster, Executor, LocalPool
     from controller.sweep.sweep import SweepOptions, run_sweep
@@ -228,6 +241,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     options = SweepOptions(args.sweep, args.out, executor,
                            setup=functools.partial(configure_logging, args.log_level),
                            progress=progress)
+    signal.signal(signal.SIGTERM, _interrupt_sweep)
     try:
         result = run_sweep(options)
     except OSError as exc:  # the scheduler cannot be reached, DIR cannot be written

@@ -9,6 +9,7 @@ controller/operator/outgoing.py and send it with controller/mqtt/command_sender.
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from controller.mqtt.command_sender import send_command
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.topics import Topics
 from controller.operator.outgoing import build_command, parse_params
-from controller.operator.protocol import ACTIONS
+from controller.operator.protocol import ACTIONS, NAME_PATTERN
 
 MAX_REASON_CHARS = 1000
 """The controller refuses a longer reason (controller/operator/verify.py): refused here first."""
@@ -52,10 +53,15 @@ def prepare(account: Account, *, reactor: str, action: str, params: Mapping[str,
         Topics(reactor)
     except ValueError as exc:
         raise ActionRefused("malformed", f"reactor: {exc}") from None
+    if not NAME_PATTERN.fullmatch(reactor):  # what the controller checks in a command
+        raise ActionRefused("malformed", f"reactor: {reactor!r:.80} is not a name of 1-64 "
+                            "characters [A-Za-z0-9_.@:-]")
     reason = reason.strip()
     if not reason:
         raise ActionRefused("malformed", "reason: required (every action is on record with "
                             "why)")
+    if not _one_line_of_text(reason):
+        raise ActionRefused("malformed", "reason: one line of text, no control characters")
     if len(reason) > MAX_REASON_CHARS:
         raise ActionRefused("malformed", f"reason: {len(reason)} characters, at most "
                             f"{MAX_REASON_CHARS}")
@@ -81,6 +87,13 @@ async def act(account: Account, *, reactor: str, action: str, params: Mapping[st
                             params=typed, reason=reason, key=account.key(),
                             now_wall_s=wall_clock(), nonce=new_nonce())
     return await send_command(settings, command, timeout_s=timeout_s)
+
+
+def _one_line_of_text(text: str) -> bool:
+    """No control characters (a reason is shown in terminals: no escape sequences, no line
+    breaks forging the next audit row) and no lone surrogates (not Unicode: the controller
+    refuses them, and no UTF-8 form can carry one)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 def transport_allows_actions(bind_host: str, tls: bool) -> bool:

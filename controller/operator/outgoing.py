@@ -5,10 +5,11 @@
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.operator.protocol import ACTIONS, NAME, NUMBER, sign
+from controller.operator.protocol import ACTIONS, NAME, NAME_PATTERN, NUMBER, sign
 from drivers.contract.durations import parse_duration_s
 
 
@@ -35,10 +36,18 @@ def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
             params[name] = parse_duration_s(text, name)
         elif kind == NUMBER:
             try:
-                params[name] = float(text)
+                value = float(text)
             except ValueError:
                 raise ValueError(f"{name} must be a number, got {text!r}") from None
-        elif kind == NAME or text in kind:
+            if not math.isfinite(value):  # the controller refuses NaN/infinity as malformed
+                raise ValueError(f"{name} must be a finite number, got {text!r}")
+            params[name] = value
+        elif kind == NAME:
+            if not NAME_PATTERN.fullmatch(text):  # as the controller checks it
+                raise ValueError(f"{name} must be a name of 1-64 characters "
+                                 f"[A-Za-z0-9_.@:-], got {text!r:.80}")
+            params[name] = text
+        elif text in kind:
             params[name] = text
         else:
             raise ValueError(f"{name} must be one of {', '.join(kind)}, got {text!r}")

@@ -61,8 +61,11 @@ class RunLock:
                 time.sleep(0.02)
 
     def release(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        """Idempotent: a second call must not close a descriptor number reused since."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -170,10 +170,14 @@ class Run:
         """Run to the end (or a stop); a run id found on disk is continued (recovery.py)."""
         lock = RunLock(self.db_path)
         try:
+            # Before anything is written: a daemon refused its outbox leaves no run behind.
+            self._outbox_lock = self._lock_outbox()
             recovery = load_recovery(self.db_path, self.options.run_id)
             with StartUpObjects() as start_up:
                 return await self._execute(lock, recovery, start_up)
         finally:
+            if self._outbox_lock is not None:
+                self._outbox_lock.release()
             lock.release()
 
     async def _execute(self, lock: RunLock, recovery: Recovery | None,
@@ -235,8 +239,6 @@ class Run:
                     reactor.presence.stop(final_state)
             if self._node is not None:  # each reactor's final status, then the node's
                 await self._node.stop(final_state)
-            if self._outbox_lock is not None:
-                self._outbox_lock.release()
             summary = self._summary(clock, reactors, diagnostics, wall_start)
             if self._node is not None:
                 summary["mqtt"] = self._node.summary()
@@ -256,12 +258,6 @@ class Run:
             node_id = mqtt.node_id or mqtt.client_id or self.options.run_id
             outbox = self._outbox_path(mqtt.outbox)
             try:
-                self._outbox_lock = RunLock(outbox, wait_s=0.0)
-            except ConfigError:
-                raise ConfigError(
-                    f"mqtt outbox {outbox} is in use by another running controller: give each "
-                    "daemon its own --db folder or [mqtt] outbox") from None
-            try:
                 self._node = NodePresence(
                     node_id, settings, outbox, clock,
                     run_id=self.options.run_id, time_scale=self.config.run.speed or 1.0,
@@ -278,6 +274,19 @@ class Run:
                                     now_wall_s=clock.wall_time()))
         if len(node.reactors) == len(self.config.reactor):
             node.start()  # every reactor on board: the birth lists them all
+
+    def _lock_outbox(self) -> RunLock | None:
+        """The daemon's outbox, locked (None without a broker); ConfigError when another
+        running controller holds it."""
+        if self.config.mqtt is None:
+            return None
+        outbox = self._outbox_path(self.config.mqtt.outbox)
+        try:
+            return RunLock(outbox, wait_s=0.0)
+        except ConfigError:
+            raise ConfigError(
+                f"mqtt outbox {outbox} is in use by another running controller: give each "
+                "daemon its own --db folder or [mqtt] outbox") from None
 
     def _outbox_path(self, configured: str | None) -> Path:
         """One outbox per daemon, shared by its runs (so a killed run's unsent messages go out

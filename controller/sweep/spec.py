@@ -88,7 +88,11 @@ def load_sweep(path: Path | str) -> Sweep:
     else:
         axes = tuple(dict.fromkeys(k for case in spec.case for k in case))
         cases = [{k: case.get(k) for k in axes if k in case} for case in spec.case]
-    problems = [problem for axis in axes if (problem := axis_problem(axis)) is not None]
+    where = ({axis: f"axes.{axis}" for axis in axes} if spec.axes else
+             {axis: f"case[{next(i for i, c in enumerate(spec.case) if axis in c)}].{axis}"
+              for axis in axes})
+    problems = [problem for axis in axes
+                if (problem := axis_problem(axis, where[axis])) is not None]
     if problems:
         raise SweepError("\n  ".join([f"{path}: {len(problems)} problem(s)", *problems]))
     base = None if spec.base is None else path.parent / spec.base
@@ -118,21 +122,23 @@ def _check_kind(path: Path, key: str, axis: str, value: Any) -> None:
                          "(docs/faults.md); [] for none")
 
 
-def axis_problem(axis: str) -> str | None:
-    """Why `axis` names no config value (None when it does)."""
+def axis_problem(axis: str, where: str | None = None) -> str | None:
+    """Why `axis` names no config value (None when it does); the message starts with `where`,
+    the key as the file wrote it (`axes.<axis>`, or `case[i].<axis>` for [[case]] tables)."""
+    where = where or f"axes.{axis}"
     if axis in SPECIAL_AXES:
         return None
     if axis in _SET_BY_SWEEP:
-        return f"axes.{axis}: cannot be swept: {_SET_BY_SWEEP[axis]}"
+        return f"{where}: cannot be swept: {_SET_BY_SWEEP[axis]}"
     root, _, rest = axis.partition(".")
     roots = {"run": RunConfig, "reactor": ReactorConfig}
     allowed = f"{', '.join(sorted(SPECIAL_AXES))}, run.<key>, reactor.<key>"
     if root not in roots or not rest:
-        return f"axes.{axis}: unknown axis (allowed: {allowed})"
-    return _path_problem(roots[root], root, rest.split("."), axis)
+        return f"{where}: unknown axis (allowed: {allowed})"
+    return _path_problem(roots[root], root, rest.split("."), where)
 
 
-def _path_problem(annotation: Any, at: str, parts: list[str], axis: str) -> str | None:
+def _path_problem(annotation: Any, at: str, parts: list[str], where: str) -> str | None:
     """Walk `parts` through a model's fields, dicts (any key) and optionals."""
     if not parts:
         return None
@@ -141,15 +147,15 @@ def _path_problem(annotation: Any, at: str, parts: list[str], axis: str) -> str 
         head = parts[0]
         fields = annotation.model_fields
         if head not in fields:
-            return (f"axes.{axis}: {at} has no key {head!r} (allowed: "
+            return (f"{where}: {at} has no key {head!r} (allowed: "
                     f"{', '.join(sorted(fields))})")
-        return _path_problem(fields[head].annotation, f"{at}.{head}", parts[1:], axis)
+        return _path_problem(fields[head].annotation, f"{at}.{head}", parts[1:], where)
     if typing.get_origin(annotation) is dict:
         value_type = typing.get_args(annotation)[1]
-        return _path_problem(value_type, f"{at}.{parts[0]}", parts[1:], axis)
+        return _path_problem(value_type, f"{at}.{parts[0]}", parts[1:], where)
     if annotation is Any:
         return None  # a table its backend validates (reactor.chamber): checked per case
-    return f"axes.{axis}: {at} is a single value, it has no key {parts[0]!r}"
+    return f"{where}: {at} is a single value, it has no key {parts[0]!r}"
 
 
 def _unwrap(annotation: Any) -> Any:

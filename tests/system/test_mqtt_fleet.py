@@ -158,6 +158,7 @@ def test_a_second_daemon_on_the_same_outbox_is_refused(
     assert second.returncode == 2, second.stderr
     assert "outbox.sqlite is in use by another running controller" in second.stderr
     assert "Traceback" not in second.stderr
+    assert not (tmp_path / "runs" / "second.sqlite").exists()  # refused before writing anything
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err

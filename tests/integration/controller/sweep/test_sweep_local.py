@@ -147,3 +147,30 @@ def test_a_worker_killed_under_its_run_is_a_lost_row(tmp_path: Path) -> None:
     rows = read_results(out)
     assert [r["status"] for r in rows] == ["lost"] * 3
     assert rows[0]["error"].startswith("worker lost: BrokenProcessPool")
+
+
+def test_sigterm_stops_a_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A service manager stops with SIGTERM, to the sweep's process only: its pool's workers
+    must stop too (not run on as orphans), the finished runs are kept, and a re-run finishes
+    the rest."""
+    sweep = write_sweep(tmp_path, "seed = [1, 2, 3, 4]\n", duration="6h")
+    out = tmp_path / "out"
+    process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        worker = wait_until(lambda: _pool_workers(process.pid), 60, "the pool's worker")[0]
+        wait_until(lambda: list((out / "runs").glob("*.sqlite")), 60, "a run to start")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted: the finished runs are in" in stderr
+    assert "Traceback" not in stderr
+    wait_until(lambda: not Path(f"/proc/{worker}").exists(), 30, "the worker to end")
+    again = run_sweep_command(sweep, out, "--workers", "2")
+    assert again.returncode == 0, again.stderr
+    assert [r["status"] for r in read_results(out)] == ["ok"] * 4

@@ -54,6 +54,11 @@ def test_a_role_without_the_action_is_forbidden(role: Role, action: str) -> None
     ({"loop": "ph", "value": "7.2"}, "x" * 1001, "hsc-1", "reason: 1001 characters, at most "
                                                           "1000"),
     ({"loop": "ph", "value": "7.2"}, "why", "../hsc-1/#", "reactor:"),
+    ({"loop": "ph", "value": "7.2"}, "why", "réacteur", "is not a name of 1-64"),
+    ({"loop": "ph", "value": "nan"}, "why", "hsc-1", "value must be a finite number"),
+    ({"loop": "p h", "value": "7.2"}, "why", "hsc-1", "loop must be a name of 1-64"),
+    ({"loop": "ph", "value": "7.2"}, "ok\nforged: row", "hsc-1", "no control characters"),
+    ({"loop": "ph", "value": "7.2"}, "\x1b[2J", "hsc-1", "no control characters"),
 ])
 def test_malformed_actions_are_refused_with_why(params: dict[str, str], reason: str,
                                                 reactor: str, expected: str) -> None:

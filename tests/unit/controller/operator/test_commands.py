@@ -512,6 +512,8 @@ def test_client_builds_a_command_the_controller_accepts(reactor: FakeReactor) ->
     ("set_setpoint", ["loop=temperature", "value=hot"], "value must be a number"),
     ("set_setpoint", ["loop=temperature", "value=1", "x=2"], "unknown param x"),
     ("set_setpoint", ["loop"], "k=v"),
+    ("set_setpoint", ["loop=ph", "value=nan"], "value must be a finite number"),
+    ("bolus", ["volume_ml=1e999", "channel=feed_ml_per_h"], "volume_ml must be a finite"),
     ("fly", [], "unknown action"),
 ])
 def test_client_refuses_bad_params_before_sending(action: str, args: list[str],

@@ -82,6 +82,8 @@ def test_axis_paths_are_checked_against_the_config_models(axis: str,
      "case[1].faults = 'x@1h': each value a list of faults"),
     ('duration = "1h"\n[axes]\n"run.sed" = [1]\nfoo = [2]\n',
      "2 problem(s)\n  axes.run.sed: run has no key 'sed'"),
+    ('duration = "1h"\n[[case]]\nseed = 1\n[[case]]\n"reactor.chamber_x" = 2\n',
+     "case[1].reactor.chamber_x: reactor has no key 'chamber_x'"),
 ])
 def test_a_bad_sweep_file_names_the_key_and_what_is_allowed(
         tmp_path: Path, body: str, message: str) -> None:
