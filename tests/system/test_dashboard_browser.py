@@ -24,6 +24,7 @@ from plugins.dashboard import (
     Dashboard,
     Login,
     Stack,
+    running_dashboard,
     running_stack,
 )
 from plugins.waiting import wait_until
@@ -213,3 +214,19 @@ def test_a_bad_password_is_refused_and_no_session_is_set(
     assert [c["name"] for c in browser.get_cookies() if "session" in c["name"].lower()] == []
     browser.get(stack.dashboard.url + "/")
     assert browser.find_elements(By.CSS_SELECTOR, "form#login"), "a page served without login"
+
+
+def test_a_dashboard_started_after_the_alarm_shows_it_from_the_run_file(
+    stack: Stack, browser: WebDriver, tmp_path: Path
+) -> None:
+    """Alarm messages are not retained on the broker: a dashboard opened after the alarm was
+    raised (a night shift's laptop) finds it standing in the run's historian (--runs)."""
+    browser.get(stack.open_dashboard.url + "/")
+    wait_until(lambda: _alarm_row(browser), WAIT_S, f"{ALARM} on the first dashboard",
+               poll_s=POLL_S)
+    with running_dashboard(stack.broker.url, tmp_path, runs=stack.db.parent) as late:
+        browser.get(late.url + "/")
+        row = wait_until(lambda: _alarm_row(browser), WAIT_S,
+                         f"{ALARM} on the dashboard started after it", poll_s=POLL_S)
+        assert row.get_attribute("data-priority") == "high"
+        assert row.get_attribute("data-state") in ("unack", "acked")  # acked if test 3 ran
