@@ -164,7 +164,8 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
         reply = replies.get((session.id, reactor_id)) if session else None
         return templates.TemplateResponse(request, "reactor.html", {
             **base_context(request, session), "r": view, "audit": audit,
-            "history_events": events, "phases": phases, "has_history": db is not None,
+            "events": _merged_events(view["events"], events), "phases": phases,
+            "has_history": db is not None,
             "actions": gate.actions_for(session), "reply": reply,
             "windows": list(WINDOWS_S)})
 
@@ -354,6 +355,17 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
         return RedirectResponse(f"/reactors/{reactor_id}#reply", status_code=303)
 
     return app
+
+
+def _merged_events(live: list[dict[str, Any]], stored: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """The run file's events and the live ones it does not have yet, newest first, once each
+    (the file has most live events too; a dashboard without --runs has only the live ones)."""
+    key = "{t_s}|{label}|{message}".format_map
+    seen = {key(n) for n in stored}
+    return sorted([*stored, *(n for n in live if key(n) not in seen)],
+                  key=lambda n: n["t_s"] if n["t_s"] is not None else float("-inf"),
+                  reverse=True)
 
 
 def _csrf(request: Request, form: Any) -> str | None:

@@ -132,9 +132,12 @@
   function setNotes(root, list, notes) {
     const ul = root.querySelector('[data-list="' + list + '"]');
     if (!ul || !notes) return;
-    const seen = shownNotes.get(list) || new Set();
+    let seen = shownNotes.get(list);
+    if (!seen) { // what the server rendered is shown already
+      seen = new Set([...ul.querySelectorAll("[data-key]")].map((li) => li.dataset.key));
+    }
     for (const n of notes) {
-      const key = n.t_s + "|" + n.label + "|" + n.message;
+      const key = (n.t_s === null ? "None" : n.t_s) + "|" + n.label + "|" + n.message;
       if (seen.has(key)) continue;
       seen.add(key);
       const li = el("li", {}, hours(n.t_s) + " ");
