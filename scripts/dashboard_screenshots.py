@@ -2,7 +2,7 @@
 with the pH probe dropping out (an alarm to show), `bioreactor dashboard` with accounts, and
 headless Chromium logged in as the operator alice, at 1280x800.
 
-    .venv/bin/python scripts/dashboard_screenshots.py [--out docs/img] [--settle-s 40]
+    .venv/bin/python scripts/dashboard_screenshots.py [--out docs/img] [--settle-s 60]
 
 It starts everything the way the browser tests do (tests/plugins/dashboard.py and browser.py,
 imported, not copied) and stops it all on the way out.
@@ -29,9 +29,9 @@ WAIT_S = 60.0
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
-    parser.add_argument("--speed", default="120",
-                        help="the controller's speed factor (default 120: 2 simulated min/s)")
-    parser.add_argument("--settle-s", type=float, default=40.0,
+    parser.add_argument("--speed", default="60",
+                        help="the controller's speed factor (default 60, as the tests run it)")
+    parser.add_argument("--settle-s", type=float, default=60.0,
                         help="wall seconds of culture before the shots, for the trends to fill")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +56,9 @@ def main() -> int:
             driver.get(f"{base}/reactors/{REACTOR}")
             wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-trend] canvas"),
                        WAIT_S, "the trends drawn", poll_s=0.2)
+            # Past the readings to the alarm (with its actions) and the trends below it.
+            driver.execute_script("arguments[0].closest('section').scrollIntoView();",
+                                  driver.find_element(By.CSS_SELECTOR, '[data-list="alarms"]'))
             driver.save_screenshot(str(args.out / "dashboard-reactor.png"))
     for name in ("dashboard-overview.png", "dashboard-reactor.png"):
         print(args.out / name)

@@ -147,18 +147,21 @@ def running_stack(tmp: Path, *, speed: str = "60", duration: str = "2d",
     broker = Broker(tmp).start()
     try:
         runs = tmp / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
         config = write_config(tmp, broker.url, operators=operators([ALICE, VIC]))
-        db = runs / "dashboard.sqlite"
-        run = start_run(config, tmp, speed=speed, duration=duration, db=db,
-                        options=("--run-id", "dashboard", "--fault", fault))
-        try:
-            accounts = write_dashboard_config(tmp / "dashboard.toml", [ALICE, VIC])
-            with running_dashboard(broker.url, tmp, runs=runs) as open_dashboard, \
-                    running_dashboard(broker.url, tmp, config=accounts, runs=runs) as dashboard:
+        accounts = write_dashboard_config(tmp / "dashboard.toml", [ALICE, VIC])
+        # The dashboards first: alarms are not retained on the broker, so a dashboard started
+        # after the fault's alarm would not know of it.
+        with running_dashboard(broker.url, tmp, runs=runs) as open_dashboard, \
+                running_dashboard(broker.url, tmp, config=accounts, runs=runs) as dashboard:
+            db = runs / "dashboard.sqlite"
+            run = start_run(config, tmp, speed=speed, duration=duration, db=db,
+                            options=("--run-id", "dashboard", "--fault", fault))
+            try:
                 yield Stack(broker, db, open_dashboard, dashboard)
-        finally:
-            err = _stop_run(run)
-        assert "Traceback" not in err, err
+            finally:
+                err = _stop_run(run)
+            assert "Traceback" not in err, err
     finally:
         broker.stop()
 
