@@ -41,8 +41,6 @@ RUN_ID = "dashboard"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # The fault's alarm is raised before the dashboards subscribe (alarms are not retained):
-    # they learn it from the run file in --runs.
     with running_stack(tmp_path_factory.mktemp("dashboard-server")) as running:
         yield running
 
