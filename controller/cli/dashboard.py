@@ -46,6 +46,7 @@ def _error(message: str) -> int:
 
 def run_dashboard(args: argparse.Namespace) -> int:
     from controller.dashboard.accounts import DashboardConfigError, load_dashboard_config
+    from controller.dashboard.acting import transport_allows_actions
     from controller.dashboard.app import DashboardOptions
     from controller.dashboard.run_files import RunFiles
     from controller.dashboard.server import ServeError, ServeOptions, serve
@@ -70,6 +71,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
             config = load_dashboard_config(args.config)
         except DashboardConfigError as exc:
             return _error(str(exc))
+    if config is not None and args.tls_cert is None and not transport_allows_actions(host, False):
+        return _error(f"--http {args.http}: with accounts, plain HTTP off loopback would send "
+                      "passwords and session cookies in clear: give --tls-cert/--tls-key, or "
+                      "bind to loopback (127.0.0.1; a TLS proxy in front for other hosts)")
     options = ServeOptions(mqtt=settings, host=host, port=port,
                            app=DashboardOptions(runs=RunFiles(args.runs)), config=config,
                            tls_cert=args.tls_cert, tls_key=args.tls_key)

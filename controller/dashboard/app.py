@@ -8,6 +8,7 @@ script; static/app.js then keeps it live from `/events`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import secrets
 import time
@@ -36,7 +37,7 @@ from controller.dashboard.acting import ActionRefused, act
 from controller.dashboard.export import csv_chunks, parquet_chunks
 from controller.dashboard.feed import Feed, TooManyListeners
 from controller.dashboard.formatting import FILTERS
-from controller.dashboard.gate import SESSION_COOKIE, Gate, LoginRequired
+from controller.dashboard.gate import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Gate, LoginRequired
 from controller.dashboard.history import (
     reactor_history,
     recent_audit,
@@ -280,19 +281,27 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
     async def login_page(request: Request) -> Response:
         if gate.read_only:
             return RedirectResponse("/", status_code=303)
-        return templates.TemplateResponse(request, "login.html", {
-            **base_context(request, None), "error": None})
+        token = secrets.token_urlsafe(32)
+        response = templates.TemplateResponse(request, "login.html", {
+            **base_context(request, None), "error": None, "login_csrf": token})
+        response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                            secure=gate.tls, path="/login")
+        return response
 
     @app.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
         if gate.read_only:
             raise HTTPException(403, "read-only: no accounts configured")
         form = await request.form()
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        given = str(form.get("csrf_token", ""))
+        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         session = await asyncio.to_thread(gate.login, username, password)
         if session is None:
             return templates.TemplateResponse(request, "login.html", {
-                **base_context(request, None),
+                **base_context(request, None), "login_csrf": expected,
                 "error": "wrong name or password (or too many tries: wait a few minutes)"},
                 status_code=401)
         response = RedirectResponse("/", status_code=303)

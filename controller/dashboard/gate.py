@@ -19,8 +19,9 @@ from controller.dashboard.sessions import LoginThrottle, Session, Sessions, csrf
 from controller.operator.protocol import ACTIONS
 
 SESSION_COOKIE = "dashboard_session"
-LOGIN_FAILURES = 5
-LOGIN_WINDOW_S = 300.0
+LOGIN_CSRF_COOKIE = "dashboard_login_csrf"
+"""Login's CSRF token before there is a session (double-submit: cookie and form must match),
+so another site cannot log a browser in under the attacker's account."""
 
 
 class LoginRequired(Exception):
@@ -40,8 +41,7 @@ class Gate:
         if self.config is not None:
             self.sessions = Sessions(ttl_s=self.config.session_ttl_s,
                                      idle_ttl_s=self.config.idle_ttl_s, now_s=self.now_s)
-            self.throttle = LoginThrottle(max_failures=LOGIN_FAILURES, window_s=LOGIN_WINDOW_S,
-                                          now_s=self.now_s)
+            self.throttle = LoginThrottle(now_s=self.now_s)
 
     @property
     def read_only(self) -> bool:

@@ -2,6 +2,7 @@
 the screenshot script: a free loopback port, ready when it answers HTTP, always stopped."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import urllib.error
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controller.dashboard.passwords import hash_password
 from plugins.controller_runs import start_run, write_config
@@ -35,6 +37,16 @@ FAULT = "sensor_dropout@2m:channel=ph"
 """The pH probe drops out 2 simulated minutes in: alarm `ph_bad_quality` (high) 10 s later,
 standing for the rest of the run (the temperature stays live)."""
 FAULT_ALARM = "ph_bad_quality"
+
+
+def post_login(client: Any, name: str, password: str) -> Any:
+    """Log in as the login page does: GET /login (its CSRF token, as cookie and form field),
+    then post the form. `client` is an httpx.Client or Starlette's TestClient."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, f"no CSRF token on the login page ({page.status_code})"
+    return client.post("/login", data={"username": name, "password": password,
+                                       "csrf_token": token.group(1)})
 
 
 def write_dashboard_config(path: Path, logins: list[Login]) -> Path:

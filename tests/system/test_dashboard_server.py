@@ -29,6 +29,7 @@ from plugins.dashboard import (
     Dashboard,
     Login,
     Stack,
+    post_login,
     running_stack,
 )
 from plugins.processes import BIN, LOOPBACK
@@ -54,8 +55,7 @@ def open_client(stack: Stack) -> Iterator[httpx.Client]:
 @contextmanager
 def _login(stack: Stack, login: Login) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.dashboard.url, timeout=30) as client:
-        response = client.post("/login",
-                                data={"username": login.name, "password": login.password})
+        response = post_login(client, login.name, login.password)
         assert response.status_code == 303, response.text
         yield client
 
@@ -213,7 +213,7 @@ def test_with_accounts_pages_need_a_login_and_a_bad_password_is_refused(stack: S
         assert client.get("/").headers["location"] == "/login"
         assert client.get("/api/fleet").status_code == 401
         assert client.get(f"/runs/{RUN_ID}/export.csv").status_code in (303, 401)
-        refused = client.post("/login", data={"username": ALICE.name, "password": "wrong"})
+        refused = post_login(client, ALICE.name, "wrong")
         assert refused.status_code == 401
         assert 'data-field="login-error"' in refused.text
         assert "dashboard_session" not in refused.headers.get("set-cookie", "")
@@ -222,10 +222,23 @@ def test_with_accounts_pages_need_a_login_and_a_bad_password_is_refused(stack: S
         assert home.status_code == 200 and f"{ALICE.name} (operator)" in home.text
 
 
+def test_a_login_without_the_login_pages_token_is_refused(stack: Stack) -> None:
+    """Login CSRF: another site's form could log the browser in under the attacker's account
+    (and the operator would act, signed, as the attacker). The token is a double-submit: the
+    login page's cookie and its form field must match."""
+    with httpx.Client(base_url=stack.dashboard.url, timeout=30) as client:
+        forged = {"username": ALICE.name, "password": ALICE.password}
+        assert client.post("/login", data=forged).status_code == 403
+        client.get("/login")  # the cookie alone is not enough, nor a token of one's own
+        refused = client.post("/login", data={**forged, "csrf_token": "x" * 43})
+        assert refused.status_code == 403
+        assert "dashboard_session" not in refused.headers.get("set-cookie", "")
+        assert post_login(client, ALICE.name, ALICE.password).status_code == 303
+
+
 def test_session_cookie_is_httponly_and_samesite_strict(stack: Stack) -> None:
     with httpx.Client(base_url=stack.dashboard.url, timeout=30) as client:
-        response = client.post("/login",
-                               data={"username": ALICE.name, "password": ALICE.password})
+        response = post_login(client, ALICE.name, ALICE.password)
         cookie = response.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert "secure" not in cookie  # plain HTTP on loopback; TLS would add it

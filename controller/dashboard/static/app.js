@@ -18,6 +18,11 @@
     if (s < 5400) return Math.round(s / 60) + " min ago";
     return (s / 3600).toFixed(1) + " h ago";
   }
+  // As many decimals as the tick spacing needs (0.05 h apart: two), so no two ticks read alike.
+  function hourTicks(u, splits, axisIdx, space, incr) {
+    const decimals = Math.max(0, Math.min(3, Math.ceil(-Math.log10(incr) - 1e-9)));
+    return splits.map((x) => x.toFixed(decimals));
+  }
   function hours(t) { return t === null || t === undefined ? "–" : (t / 3600).toFixed(2) + " h"; }
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
@@ -159,7 +164,7 @@
       const opts = {
         width: width, height: 220,
         scales: { x: { time: false }, out: {} },
-        axes: [{ label: "run time (h)", values: (u, v) => v.map((x) => x.toFixed(1)) },
+        axes: [{ label: "run time (h)", values: hourTicks },
                { label: loop }, { scale: "out", side: 1, label: "output", grid: { show: false } }],
         series: [{ label: "h" },
                  { label: "measurement", stroke: "#1f5fbf", width: 1.5 },

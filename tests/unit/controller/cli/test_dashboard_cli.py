@@ -36,3 +36,16 @@ def test_tls_files_that_cannot_be_loaded_are_one_line(
     captured = capsys.readouterr()
     assert captured.err.startswith("error: --")
     assert "dashboard: https://" not in captured.out  # nothing announced that never served
+
+
+def test_accounts_over_plain_http_off_loopback_are_refused_at_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A login form on 0.0.0.0 without TLS would take passwords in clear from the network."""
+    from plugins.dashboard import ALICE, write_dashboard_config
+
+    config = write_dashboard_config(tmp_path / "dashboard.toml", [ALICE])
+    assert main(["dashboard", "--mqtt", "mqtt://127.0.0.1:1", "--http", "0.0.0.0:8080",
+                 str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --http 0.0.0.0:8080: with accounts, plain HTTP off "
+                          "loopback would send passwords") and err.count("\n") == 1, err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from plugins.dashboard import post_login
 
 from controller.dashboard.app import DashboardOptions, create_app
 from controller.dashboard.feed import Feed
@@ -150,7 +151,7 @@ def _accounts_app(tls: bool, bind_host: str) -> TestClient:
 
 def test_under_tls_the_cookie_is_secure_and_actions_are_offered() -> None:
     with _accounts_app(True, "0.0.0.0") as client:
-        login = client.post("/login", data={"username": "alice", "password": "pw"})
+        login = post_login(client, "alice", "pw")
         assert login.status_code == 303
         assert "secure" in login.headers["set-cookie"].lower()
         assert "strict-transport-security" in login.headers
@@ -160,8 +161,7 @@ def test_under_tls_the_cookie_is_secure_and_actions_are_offered() -> None:
 
 def test_plain_http_off_loopback_offers_no_action_and_says_why() -> None:
     with _accounts_app(False, "0.0.0.0") as client:
-        assert client.post("/login", data={"username": "alice",
-                                           "password": "pw"}).status_code == 303
+        assert post_login(client, "alice", "pw").status_code == 303
         page = client.get(f"/reactors/{REACTOR}").text
         assert "data-action=" not in page and "operator actions are off" in page
         token = re.search(r'name="csrf_token" value="([^"]+)"', page)
