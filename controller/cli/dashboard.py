@@ -17,6 +17,8 @@ from typing import Any
 from controller.mqtt.link import ACCEPTED_FORM
 
 DEFAULT_HTTP = "127.0.0.1:8080"
+DEFAULT_MAX_REACTORS = 256
+MAX_MAX_REACTORS = 10_000
 
 
 def add_dashboard_parser(sub: Any) -> None:
@@ -34,6 +36,9 @@ def add_dashboard_parser(sub: Any) -> None:
     dash.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this "
                       "certificate (PEM); operator actions off a loopback bind need it")
     dash.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM)")
+    dash.add_argument("--max-reactors", type=int, default=DEFAULT_MAX_REACTORS, metavar="N",
+                      help=f"reactors kept and shown (default {DEFAULT_MAX_REACTORS}, at most "
+                           f"{MAX_MAX_REACTORS}; about 0.3 MB each with their trends)")
     dash.add_argument("config", nargs="?", type=Path, metavar="CONFIG",
                       help="accounts ([[account]]: name, key_hex|key_file, role, password_hash)")
     dash.set_defaults(func=run_dashboard)
@@ -61,6 +66,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
         host, port = split_host_port(args.http, default_port=8080)
     except ValueError as exc:
         return _error(f"--http: {exc}; expected HOST:PORT, e.g. {DEFAULT_HTTP}")
+    if not 1 <= args.max_reactors <= MAX_MAX_REACTORS:
+        return _error(f"--max-reactors {args.max_reactors}: must be between 1 and "
+                      f"{MAX_MAX_REACTORS}")
     if (args.tls_cert is None) != (args.tls_key is None):
         return _error("--tls-cert and --tls-key go together: give both or neither")
     if args.runs is not None and not args.runs.is_dir():
@@ -77,7 +85,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
                       "bind to loopback (127.0.0.1; a TLS proxy in front for other hosts)")
     options = ServeOptions(mqtt=settings, host=host, port=port,
                            app=DashboardOptions(runs=RunFiles(args.runs)), config=config,
-                           tls_cert=args.tls_cert, tls_key=args.tls_key)
+                           tls_cert=args.tls_cert, tls_key=args.tls_key,
+                           max_reactors=args.max_reactors)
     # SIGTERM stops it like Ctrl-C: uvicorn finishes, then re-raises the signal it caught.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -22,7 +22,7 @@ from controller.dashboard.run_files import RunFiles
 from controller.mqtt.client import Client
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.topics import NODE, Topics, parse_topic, subscription
-from controller.view.fleet_state import FleetState
+from controller.view.fleet_state import MAX_REACTORS, FleetState
 from controller.view.payload import PayloadRejected, decode_object, text
 from drivers.wire.backoff import Backoff
 
@@ -55,10 +55,10 @@ class Feed:
     """Subscribes to every reactor's topics and keeps `state` current until cancelled."""
 
     def __init__(self, settings: MqttSettings, *, runs: RunFiles | None = None,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, max_reactors: int = MAX_REACTORS) -> None:
         self.settings = settings
         self.runs = runs or RunFiles(None)
-        self.state = FleetState()
+        self.state = FleetState(max_reactors=max_reactors)
         self._seeded: set[tuple[str, str]] = set()
         self._live_alarms: dict[str, set[str]] = {}
         self._seeding: set[asyncio.Task[None]] = set()

@@ -79,7 +79,9 @@ def alarms_json(view: ReactorView) -> list[dict[str, Any]]:
 
 def fleet_json(fleet: FleetState, now_s: float) -> dict[str, Any]:
     return {"link": fleet.link, "nodes": dict(fleet.nodes),
-            "reactors": [reactor_json(fleet, rid, now_s) for rid in sorted(fleet.reactors)]}
+            "reactors": [reactor_json(fleet, rid, now_s) for rid in sorted(fleet.reactors)],
+            "max_reactors": fleet.max_reactors,
+            "rejected": dict(sorted(fleet.rejected.items()))}
 
 
 def loop_reading(view: ReactorView, loop: str) -> str | None:

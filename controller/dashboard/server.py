@@ -24,6 +24,7 @@ from controller.dashboard.app import DashboardOptions, create_app
 from controller.dashboard.feed import Feed
 from controller.dashboard.gate import Gate
 from controller.mqtt.link import MqttSettings
+from controller.view.fleet_state import MAX_REACTORS
 
 log = structlog.get_logger(__name__)
 GRACE_S = 2.0
@@ -42,6 +43,7 @@ class ServeOptions:
     config: DashboardConfig | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    max_reactors: int = MAX_REACTORS
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -70,7 +72,7 @@ async def serve(options: ServeOptions, announce: Callable[[str], object] = print
             raise ServeError(f"{name} {path}: no such file")
     sock = bind(options.host, options.port)
     loop = asyncio.get_running_loop()
-    feed = Feed(options.mqtt, runs=options.app.runs)
+    feed = Feed(options.mqtt, runs=options.app.runs, max_reactors=options.max_reactors)
     gate = Gate(options.config, options.host, tls, now_s=loop.time)
     app = create_app(feed, gate, options.app)
     config = uvicorn.Config(

@@ -29,6 +29,9 @@ from controller.view.payload import (
 log = structlog.get_logger(__name__)
 
 MAX_REACTORS = 64
+"""Reactors kept by default (`watch`'s screen); the dashboard sets its own (--max-reactors). A
+publisher may invent reactor ids: the cap bounds the memory they can take; messages of
+reactors beyond it are counted in `rejected` as `too_many_reactors`."""
 MAX_NODES = 64
 MAX_ENTRIES = 64
 """Per reactor: readings, loops, outputs, settings and alarms kept (a peer may invent names)."""
@@ -139,6 +142,7 @@ class ReactorView:
 @dataclass
 class FleetState:
     reactors: dict[str, ReactorView] = field(default_factory=dict)
+    max_reactors: int = MAX_REACTORS
     nodes: dict[str, str] = field(default_factory=dict)
     """Each node's state, from `bioreactor/_node/<node>/status` (`lost`: its will)."""
     rejected: Counter[str] = field(default_factory=Counter)
@@ -212,7 +216,7 @@ class FleetState:
 
     def _view(self, reactor_id: str) -> ReactorView | None:
         name = text(reactor_id, 40) or "?"
-        if name not in self.reactors and len(self.reactors) >= MAX_REACTORS:
+        if name not in self.reactors and len(self.reactors) >= self.max_reactors:
             return None
         return self.reactors.setdefault(name, ReactorView())
 

@@ -16,6 +16,8 @@ from controller.cli.main import main
      "error: --runs /no/such/folder: no such folder"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--tls-cert", "cert.pem"],
      "error: --tls-cert and --tls-key go together"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--max-reactors", "0"],
+     "error: --max-reactors 0: must be between 1 and 10000"),
     (["--mqtt", "mqtt://127.0.0.1:1", "/no/such/accounts.toml"],
      "error: /no/such/accounts.toml: no such file"),
 ])

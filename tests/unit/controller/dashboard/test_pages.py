@@ -197,3 +197,19 @@ def test_too_many_listeners_are_refused() -> None:
         feed.listen()
     with pytest.raises(TooManyListeners):
         feed.listen()
+
+
+def test_reactors_beyond_the_cap_are_counted_and_said_on_the_overview(tmp_path: Path) -> None:
+    """A publisher may invent reactor ids: the dashboard keeps --max-reactors of them and says
+    that others were left out (and how to see them), instead of dropping them silently."""
+    feed = Feed(MqttSettings.from_url("mqtt://127.0.0.1:1"), max_reactors=2)
+    for name in ("a", "b", "c"):
+        feed.fold(Topics(name).status, status_payload("running", run_id=f"run-{name}"), 0.0)
+    assert sorted(feed.state.reactors) == ["a", "b"]
+    gate = Gate(None, "127.0.0.1", False, now_s=lambda: 0.0)
+    app = create_app(feed, gate, DashboardOptions(runs=RunFiles(None)))
+    with TestClient(app) as client:
+        page = client.get("/").text
+    assert 'data-reactor="c"' not in page
+    assert re.search(r'data-field="rejected">.*too_many_reactors 1', page, re.S)
+    assert "than the 2 this dashboard keeps: start it with a larger --max-reactors" in page
