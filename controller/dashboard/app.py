@@ -34,6 +34,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from controller.dashboard.acting import ActionRefused, act
+from controller.dashboard.export import TABLES as EXPORT_TABLES
 from controller.dashboard.export import csv_chunks, parquet_chunks
 from controller.dashboard.feed import Feed, TooManyListeners
 from controller.dashboard.formatting import FILTERS
@@ -177,22 +178,31 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
         reactors = [rid for rid, v in feed.state.reactors.items() if v.run_id == run_id]
         return templates.TemplateResponse(request, "run.html", {
             **base_context(request, session), "run_id": run_id, "size": path.stat().st_size,
-            "reactors": reactors})
+            "reactors": reactors, "tables": EXPORT_TABLES[1:]})
+
+    def export_name(run_id: str, table: str, suffix: str) -> str:
+        """`RUN_ID.csv` for the ticks, `RUN_ID-TABLE.csv` for another table; 400 for a table
+        that is not a record table."""
+        if table not in EXPORT_TABLES:
+            raise HTTPException(400, f"table={table!r:.40}: allowed {', '.join(EXPORT_TABLES)}")
+        return f"{run_id}{'' if table == 'ticks' else '-' + table}.{suffix}"
 
     @app.get("/runs/{run_id}/export.csv")
-    async def export_csv(request: Request, run_id: str) -> Response:
+    async def export_csv(request: Request, run_id: str, table: str = "ticks") -> Response:
         gate.session(request)
         path = run_path(run_id)
-        return StreamingResponse(csv_chunks(path), media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="{run_id}.csv"'})
+        name = export_name(run_id, table, "csv")
+        return StreamingResponse(csv_chunks(path, table), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.get("/runs/{run_id}/export.parquet")
-    async def export_parquet(request: Request, run_id: str) -> Response:
+    async def export_parquet(request: Request, run_id: str, table: str = "ticks") -> Response:
         gate.session(request)
         path = run_path(run_id)
-        return StreamingResponse(parquet_chunks(path), media_type="application/vnd.apache.parquet",
-                                 headers={"Content-Disposition":
-                                          f'attachment; filename="{run_id}.parquet"'})
+        name = export_name(run_id, table, "parquet")
+        return StreamingResponse(parquet_chunks(path, table),
+                                 media_type="application/vnd.apache.parquet",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.get("/runs/{run_id}/report/{name}")
     async def report_file(request: Request, run_id: str, name: str) -> Response:

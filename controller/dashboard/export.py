@@ -1,4 +1,6 @@
-"""A run's records (every tick of every reactor, the `ticks` table) as CSV or Parquet, streamed.
+"""A run's records as CSV or Parquet, streamed: one table of the historian at a time (every
+tick of every reactor by default; the events, setpoint changes, soft-sensor estimates, the
+audit trail and the diagnostics on request).
 
 Rows are read from SQLite in batches and written out batch by batch, so exporting a two-week
 run (a million rows per reactor) holds one batch in memory, never the run. Both generators are
@@ -20,12 +22,21 @@ from controller.report.run_db import open_run_db
 
 BATCH_ROWS = 20_000
 CHUNK_BYTES = 1 << 16
+TABLES = ("ticks", "events", "setpoints", "estimates", "audit", "diagnostics")
+"""The record tables one may export (the names are never taken from a request unchecked)."""
+_ARROW_TYPES = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
 
 
-def _rows(db_path: Path) -> tuple[list[str], Iterator[list[tuple]]]:
+def _rows(db_path: Path, table: str) -> tuple[pa.Schema, Iterator[list[tuple]]]:
+    """The table's schema, typed as the historian declared it, and its rows in batches: per
+    reactor, in time, then in the order written (the audit trail's chain order)."""
+    if table not in TABLES:
+        raise ValueError(f"table {table!r}: allowed {', '.join(TABLES)}")
     con = open_run_db(db_path)
-    cursor = con.execute("SELECT * FROM ticks ORDER BY reactor_id, t_s")
-    columns = [d[0] for d in cursor.description]
+    declared = con.execute(f"PRAGMA table_info({table})").fetchall()
+    schema = pa.schema([(row[1], _ARROW_TYPES.get(row[2].upper(), pa.string()))
+                        for row in declared])
+    cursor = con.execute(f"SELECT * FROM {table} ORDER BY reactor_id, t_s, rowid")
 
     def batches() -> Iterator[list[tuple]]:
         try:
@@ -34,15 +45,15 @@ def _rows(db_path: Path) -> tuple[list[str], Iterator[list[tuple]]]:
         finally:
             con.close()
 
-    return columns, batches()
+    return schema, batches()
 
 
-def csv_chunks(db_path: Path) -> Iterator[bytes]:
+def csv_chunks(db_path: Path, table: str = "ticks") -> Iterator[bytes]:
     """The header, then the rows, as UTF-8 CSV in chunks of a batch each."""
-    columns, batches = _rows(db_path)
+    schema, batches = _rows(db_path, table)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow(schema.names)
     yield buffer.getvalue().encode()
     for batch in batches:
         buffer.seek(0)
@@ -51,17 +62,10 @@ def csv_chunks(db_path: Path) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
-def _schema(columns: list[str]) -> pa.Schema:
-    """Typed as the historian types them: text id, integer quality codes, floats otherwise."""
-    return pa.schema([(c, pa.string() if c == "reactor_id" else
-                       pa.int64() if c.endswith("_q") else pa.float64()) for c in columns])
-
-
-def parquet_chunks(db_path: Path) -> Iterator[bytes]:
+def parquet_chunks(db_path: Path, table: str = "ticks") -> Iterator[bytes]:
     """A Parquet file, one row group per batch, spooled to a temporary file (the format's footer
     comes last) and streamed from there."""
-    columns, batches = _rows(db_path)
-    schema = _schema(columns)
+    schema, batches = _rows(db_path, table)
     with tempfile.TemporaryFile() as spool:
         with pq.ParquetWriter(spool, schema) as writer:
             for batch in batches:

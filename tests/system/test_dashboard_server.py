@@ -141,8 +141,11 @@ def test_history_comes_from_the_historian(stack: Stack, open_client: httpx.Clien
 def test_exports_are_the_runs_records_as_csv_and_parquet(stack: Stack,
                                                           open_client: httpx.Client) -> None:
     wait_until(lambda: _reactor_known(open_client), WAIT_S, "the reactor's first telemetry")
+    # The historian's writer creates the file's tables with its first commit, a moment later.
+    wait_until(lambda: open_client.get(f"/runs/{RUN_ID}").status_code == 200, WAIT_S,
+               "the run file")
     response = open_client.get(f"/runs/{RUN_ID}/export.csv")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert f'filename="{RUN_ID}.csv"' in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert rows and {"reactor_id", "t_s", "temperature_c"} <= set(rows[0])
@@ -155,13 +158,25 @@ def test_exports_are_the_runs_records_as_csv_and_parquet(stack: Stack,
     assert table.column_names == list(rows[0])
     assert table.num_rows >= len(rows)  # the run went on between the two exports
     assert set(table.column("reactor_id").to_pylist()) == {REACTOR}
+    # The other records too: the run's events (its start at least) as CSV and Parquet.
+    events = open_client.get(f"/runs/{RUN_ID}/export.csv", params={"table": "events"})
+    assert f'filename="{RUN_ID}-events.csv"' in events.headers["content-disposition"]
+    event_rows = list(csv.DictReader(io.StringIO(events.text)))
+    assert event_rows and set(event_rows[0]) == {"reactor_id", "t_s", "kind", "message",
+                                                 "data_json"}
+    audit = pq.read_table(io.BytesIO(open_client.get(
+        f"/runs/{RUN_ID}/export.parquet", params={"table": "audit"}).content))
+    assert "reactor_id" in audit.column_names
+    bad = open_client.get(f"/runs/{RUN_ID}/export.csv", params={"table": "checkpoints"})
+    assert bad.status_code == 400 and "allowed ticks, events" in bad.text
 
 
 def test_the_run_page_links_the_report_and_the_report_is_written_on_demand(
         stack: Stack, open_client: httpx.Client) -> None:
+    wait_until(lambda: open_client.get(f"/runs/{RUN_ID}").status_code == 200, WAIT_S,
+               "the run file")
     page = open_client.get(f"/runs/{RUN_ID}")
-    assert page.status_code == 200
-    for link in ("report", "export.csv", "export.parquet"):
+    for link in ("report", "export.csv", "export.parquet", "export.csv?table=audit"):
         assert f'href="/runs/{RUN_ID}/{link}"' in page.text
     report = open_client.get(f"/runs/{RUN_ID}/report", follow_redirects=True)
     assert report.status_code == 200 and f"Run {RUN_ID}" in report.text
