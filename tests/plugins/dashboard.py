@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -67,13 +68,17 @@ class Dashboard:
     """One `bioreactor dashboard --mqtt URL --http 127.0.0.1:PORT [--runs DIR] [CONFIG]`."""
 
     def __init__(self, mqtt_url: str, workdir: Path, *, config: Path | None = None,
-                 runs: Path | None = None) -> None:
+                 runs: Path | None = None, tls: Mapping[str, Path] | None = None) -> None:
+        """`tls`: make_tls_files()'s paths (plugins/mosquitto.py): served over HTTPS."""
         self.port = free_port()
+        self.tls = tls
         workdir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = workdir / f"dashboard-{self.port}.stderr"
         self.args = [str(BIN / "bioreactor"), "dashboard", "--mqtt", mqtt_url,
                      "--http", f"{LOOPBACK}:{self.port}",
                      *(["--runs", str(runs)] if runs else []),
+                     *(["--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
+                       if tls else []),
                      *([str(config)] if config else [])]
         # The page every visitor may load: a dashboard with accounts sends others to it.
         self.ready_path = "/login" if config else "/"
@@ -81,7 +86,7 @@ class Dashboard:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> Dashboard:
         """Start and wait until it serves its first page with 200."""
@@ -100,8 +105,10 @@ class Dashboard:
         if self.proc.poll() is not None:
             raise RuntimeError(f"bioreactor dashboard exited with {self.proc.returncode}: "
                                f"{self.stderr()}")
+        context = ssl.create_default_context(cafile=str(self.tls["ca"])) if self.tls else None
         try:
-            with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as response:
+            with urllib.request.urlopen(self.url + self.ready_path, timeout=2,
+                                        context=context) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -124,10 +131,11 @@ class Dashboard:
 
 @contextmanager
 def running_dashboard(mqtt_url: str, workdir: Path, *, config: Path | None = None,
-                      runs: Path | None = None) -> Iterator[Dashboard]:
+                      runs: Path | None = None,
+                      tls: Mapping[str, Path] | None = None) -> Iterator[Dashboard]:
     """A started dashboard, stopped afterwards whatever happened; when the body ended well,
     its stderr must hold no traceback."""
-    dashboard = Dashboard(mqtt_url, workdir, config=config, runs=runs)
+    dashboard = Dashboard(mqtt_url, workdir, config=config, runs=runs, tls=tls)
     dashboard.start()
     try:
         yield dashboard
