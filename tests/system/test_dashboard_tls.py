@@ -19,7 +19,8 @@ def test_a_dashboard_with_accounts_serves_https_with_secure_cookies(
     config = write_dashboard_config(tmp_path / "dashboard.toml", [ALICE])
     with running_dashboard(b.url, tmp_path, config=config, tls=tls) as dashboard:
         assert dashboard.url.startswith("https://")
-        with httpx.Client(base_url=dashboard.url, verify=ssl.create_default_context(cafile=str(tls["ca"])), timeout=30) as client:
+        trusted = ssl.create_default_context(cafile=str(tls["ca"]))
+        with httpx.Client(base_url=dashboard.url, verify=trusted, timeout=30) as client:
             response = post_login(client, ALICE.name, ALICE.password)
             assert response.status_code == 303, response.text
             cookie = response.headers["set-cookie"].lower()
