@@ -300,6 +300,19 @@ def test_an_operator_acts_only_with_the_csrf_token_and_gets_the_controllers_repl
         assert posted.status_code == 303
         shown = client.get(posted.headers["location"]).text
         assert 'data-field="reply"' in shown
+        # An operator may not take a supervisor's action: refused before anything is signed.
+        forbidden = client.post(f"/reactors/{REACTOR}/actions", headers=json_accept, data={
+            "action": "set_mode", "loop": "ph", "mode": "manual", "reason": "try",
+            "csrf_token": _csrf(page)})
+        assert forbidden.status_code == 403 and forbidden.json()["code"] == "forbidden"
+        # Shelve, from the same row's form: applied, and the row shows it shelved.
+        shelved = client.post(f"/reactors/{REACTOR}/actions", headers=json_accept,
+                              data={**form, "action": "shelve_alarm", "duration_s": "2h",
+                                    "csrf_token": _csrf(page)})
+        assert shelved.status_code == 200 and shelved.json()["code"] == "applied", shelved.text
+        wait_until(lambda: re.search(rf'data-alarm="{FAULT_ALARM}"[^>]*data-state="shelved"',
+                                     client.get(f"/reactors/{REACTOR}").text),
+                   WAIT_S, "the alarm shown shelved")
 
 
 def test_a_busy_port_is_one_line_and_exit_2(tmp_path) -> None:
