@@ -212,14 +212,20 @@ class Subscriber:
 
         wait_until(probe_arrived, 30.0, "mosquitto_sub to subscribe")
 
+    def _whole_lines(self) -> list[str]:
+        """The lines mosquitto_sub has finished writing: the file is read while it writes, and
+        a last line without its newline yet is a message cut short (CI once read one)."""
+        text = self.out.read_text()
+        return text[:text.rfind("\n") + 1].splitlines()
+
     def messages(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.read_text().splitlines()
+        return [json.loads(line) for line in self._whole_lines()
                 if line and "probe" not in line]
 
     def topic_messages(self) -> list[tuple[str, dict]]:
         """`(topic, payload)` of each whole line, for a subscriber made `with_topics`."""
         found = []
-        for line in self.out.read_text().splitlines():
+        for line in self._whole_lines():
             topic, _, payload = line.partition(" ")
             if topic != PROBE_TOPIC and payload.endswith("}"):
                 found.append((topic, json.loads(payload)))
