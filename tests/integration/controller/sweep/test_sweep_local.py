@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -125,23 +127,30 @@ def _pool_workers(pid: int) -> list[int]:
             if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
-def test_a_worker_killed_under_its_run_is_a_lost_row(tmp_path: Path) -> None:
-    """A lost run is run again on resume, as a failed one is (store's unit tests)."""
-    sweep = write_sweep(tmp_path, "seed = [1, 2, 3]\n", duration="6h")
-    out = tmp_path / "out"
+@contextmanager
+def _sweep_mid_run(sweep: Path, out: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A one-worker sweep, its pool's worker, once a run has started (its historian appears);
+    the sweep's whole session killed afterwards if it still runs."""
     process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
         worker = wait_until(lambda: _pool_workers(process.pid), 60, "the pool's worker")[0]
-        # Killed mid-run (the runs' historians appear once a run has started).
         wait_until(lambda: list((out / "runs").glob("*.sqlite")), 60, "a run to start")
-        os.kill(worker, signal.SIGKILL)
-        stdout, _ = process.communicate(timeout=120)
+        yield process, worker
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+
+
+def test_a_worker_killed_under_its_run_is_a_lost_row(tmp_path: Path) -> None:
+    """A lost run is run again on resume, as a failed one is (store's unit tests)."""
+    sweep = write_sweep(tmp_path, "seed = [1, 2, 3]\n", duration="6h")
+    out = tmp_path / "out"
+    with _sweep_mid_run(sweep, out) as (process, worker):
+        os.kill(worker, signal.SIGKILL)
+        stdout, _ = process.communicate(timeout=120)
     assert process.returncode == 1
     assert "0 failed, 3 lost" in stdout
     rows = read_results(out)
@@ -155,18 +164,9 @@ def test_sigterm_stops_a_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) ->
     the rest."""
     sweep = write_sweep(tmp_path, "seed = [1, 2, 3, 4]\n", duration="6h")
     out = tmp_path / "out"
-    process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        worker = wait_until(lambda: _pool_workers(process.pid), 60, "the pool's worker")[0]
-        wait_until(lambda: list((out / "runs").glob("*.sqlite")), 60, "a run to start")
+    with _sweep_mid_run(sweep, out) as (process, worker):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
     assert process.returncode == 130, stderr
     assert "interrupted: the finished runs are in" in stderr
     assert "Traceback" not in stderr
