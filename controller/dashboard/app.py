@@ -8,7 +8,6 @@ script; static/app.js then keeps it live from `/events`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import secrets
 import time
@@ -52,7 +51,7 @@ from controller.dashboard.reactor_json import (
 )
 from controller.dashboard.reports import ReportCache
 from controller.dashboard.run_files import RunFiles, valid_run_id
-from controller.dashboard.sessions import Session
+from controller.dashboard.sessions import Session, tokens_match
 
 PACKAGE = files("controller.dashboard")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -303,9 +302,8 @@ def create_app(feed: Feed, gate: Gate, options: DashboardOptions) -> FastAPI:
         if gate.read_only:
             raise HTTPException(403, "read-only: no accounts configured")
         form = await request.form()
-        expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        given = str(form.get("csrf_token", ""))
-        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+        if not tokens_match(expected, str(form.get("csrf_token", ""))):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page")
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         session = await asyncio.to_thread(gate.login, username, password)

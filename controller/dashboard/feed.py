@@ -17,7 +17,7 @@ from pathlib import Path
 import aiomqtt
 import structlog
 
-from controller.dashboard.history import alarm_board
+from controller.dashboard.history import standing_alarms
 from controller.dashboard.run_files import RunFiles
 from controller.mqtt.client import Client
 from controller.mqtt.link import MqttSettings
@@ -138,7 +138,7 @@ class Feed:
 
     async def _seed(self, reactor_id: str, db: Path) -> None:
         try:
-            board = await asyncio.to_thread(alarm_board, db, reactor_id)
+            board = await asyncio.to_thread(standing_alarms, db, reactor_id)
         except (OSError, ValueError, sqlite3.Error) as exc:
             log.warning("dashboard.alarm_seed_failed", reactor=reactor_id, error=str(exc))
             return

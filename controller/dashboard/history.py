@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from controller.alarms.state_machine import ACTIVE_STATES
 from controller.operator.audit import read_audit
 from controller.report.run_db import (
-    Series,
     as_mapping,
     bucket_ticks,
     loop_band,
@@ -39,11 +39,14 @@ def _floats(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else round(float(v), 6) for v in values]
 
 
-def _window(series: Series, lo: float, limit: int = N_BUCKETS) -> dict[str, list[float | None]]:
-    keep = series.t_s >= lo
-    t, v = series.t_s[keep], series.value[keep]
-    step = max(1, -(-len(t) // limit))
-    return {"t_s": _floats(t[::step]), "value": _floats(v[::step])}
+def _decimated(t_s: np.ndarray, lo: float, **columns: np.ndarray
+               ) -> dict[str, list[float | None]]:
+    """The points from `lo` on, every n-th so that at most N_BUCKETS remain (samples and
+    estimates are sparse enough not to need the ticks' bucketing)."""
+    keep = t_s >= lo
+    step = max(1, -(-int(keep.sum()) // N_BUCKETS))
+    return {"t_s": _floats(t_s[keep][::step]),
+            **{name: _floats(values[keep][::step]) for name, values in columns.items()}}
 
 
 def reactor_history(db_path: Path, reactor_id: str, window_s: float | None) -> dict[str, Any]:
@@ -73,16 +76,11 @@ def reactor_history(db_path: Path, reactor_id: str, window_s: float | None) -> d
                 "max": _floats(pv.maximum), "setpoint": _floats(lp.setpoint[at]),
                 "output": _floats(mv.mean)}
         sampled = [c.removesuffix("_t_s") for c in known if c.endswith("_t_s")]
-        body["samples"] = {name: _window(s, lo)
+        body["samples"] = {name: _decimated(s.t_s, lo, value=s.value)
                            for name, s in read_samples(con, reactor_id, sampled).items()
                            if len(s.t_s)}
-        body["estimates"] = {}
-        for name, est in read_estimates(con, reactor_id).items():
-            keep = est.t_s >= lo
-            step = max(1, -(-int(keep.sum()) // N_BUCKETS))
-            body["estimates"][name] = {"t_s": _floats(est.t_s[keep][::step]),
-                                       "value": _floats(est.value[keep][::step]),
-                                       "sd": _floats(est.sd[keep][::step])}
+        body["estimates"] = {name: _decimated(est.t_s, lo, value=est.value, sd=est.sd)
+                             for name, est in read_estimates(con, reactor_id).items()}
         body["phases"] = _phases(con, reactor_id, t1)
         return body
     finally:
@@ -121,7 +119,7 @@ def recent_phases(db_path: Path, reactor_id: str) -> list[dict[str, Any]]:
         con.close()
 
 
-def alarm_board(db_path: Path, reactor_id: str) -> list[dict[str, Any]]:
+def standing_alarms(db_path: Path, reactor_id: str) -> list[dict[str, Any]]:
     """Each alarm's latest board state from the historian's `alarm_state` events, as the body
     of an alarm message (name, priority, active, `state: reason` message), for a dashboard that
     subscribed after the alarm was raised: alarm messages are not retained on the broker."""
@@ -138,13 +136,9 @@ def alarm_board(db_path: Path, reactor_id: str) -> list[dict[str, Any]]:
         if not isinstance(name, str) or not isinstance(to, str):
             continue
         latest[name] = {"name": name, "priority": data.get("priority"), "t_s": t_s,
-                        "active": to in ACTIVE_STATES,
+                        "active": to in ACTIVE_STATES,  # as the controller publishes it
                         "message": f"{to}: {data.get('reason') or ''}"}
     return list(latest.values())
-
-
-ACTIVE_STATES = frozenset({"unack", "acked", "latched"})
-"""Board states whose condition still stands (rtn_unack: it cleared, unacknowledged)."""
 
 
 def _json_object(text: str | None) -> Any:

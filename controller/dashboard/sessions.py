@@ -131,11 +131,17 @@ class Sessions:
         return min(entry.absolute_deadline_s, entry.last_used_s + self._idle_ttl_s)
 
 
-def csrf_ok(session: Session, token: str | None) -> bool:
-    """Constant-time comparison of the request's token with the session's."""
-    if not isinstance(token, str) or not token:
+def tokens_match(expected: str | None, given: str | None) -> bool:
+    """Constant-time comparison of a request's token with the one it must equal; an empty or
+    missing token never matches."""
+    if not isinstance(expected, str) or not isinstance(given, str) or not expected or not given:
         return False
-    return hmac.compare_digest(session.csrf_token.encode(), token.encode())
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def csrf_ok(session: Session, token: str | None) -> bool:
+    """The request's token is the session's."""
+    return tokens_match(session.csrf_token, token)
 
 
 class LoginThrottle:

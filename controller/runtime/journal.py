@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from controller.alarms.spec import FLOOD
-from controller.alarms.state_machine import AlarmState, Transition
+from controller.alarms.state_machine import ACTIVE_STATES, Transition
 from controller.control.control_loop import ControlLoop
 from controller.mqtt.presence import ReactorPresence
 from controller.operator.audit import AuditRecord
@@ -37,7 +37,7 @@ class ReactorJournal:
                                         f"{tr.alarm}: {tr.from_state.value} -> "
                                         f"{tr.to_state.value} ({tr.reason})", tr.as_dict())
             if tr.notify and self.presence is not None:
-                active = tr.to_state in (AlarmState.UNACK, AlarmState.ACKED)
+                active = tr.to_state in ACTIVE_STATES
                 flood = ({"count": tr.count, "alarms": list(tr.alarms)}
                          if tr.alarm == FLOOD else None)
                 self.presence.alarm(tr.t_s, tr.alarm, priority=tr.priority, active=active,
