@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import replace
 
 from controller.config import QualityConfig
 from drivers.contract.datasheet import INPUTS, Kind
@@ -127,9 +126,9 @@ class QualityJudge:
             if bounds is not None:
                 value = reading.value
                 if now_s - reading.timestamp_s > bounds[0]:
-                    reading = replace(reading, quality=STALE)
+                    reading = reading.judged(STALE)
                 elif not bounds[1] <= value <= bounds[2]:  # also catches NaN
-                    reading = replace(reading, quality=OUT_OF_RANGE)
+                    reading = reading.judged(OUT_OF_RANGE)
                 judged[name] = reading
                 continue
             limits = limits_of.get(name)
@@ -144,7 +143,7 @@ class QualityJudge:
                     verdict = STALE
             else:
                 verdict = _verdict(reading.value, t_s, now_s, limits, history)
-            judged[name] = reading if verdict is GOOD else replace(reading, quality=verdict)
+            judged[name] = reading if verdict is GOOD else reading.judged(verdict)
         self.cell_count.apply(judged)
         return judged
 
@@ -296,7 +295,7 @@ class ReferenceCheck:
                 and reference.timestamp_s != self._reference_t):
             self._compare(reference.value, reference.timestamp_s)
         if self.inconsistent and online is not None:
-            judged[self.online] = replace(online, quality=INCONSISTENT)
+            judged[self.online] = online.judged(INCONSISTENT)
 
     def _compare(self, reference: float, drawn_t_s: float) -> None:
         self._reference_t = drawn_t_s

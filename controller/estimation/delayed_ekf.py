@@ -10,7 +10,9 @@ re-running the window's segments, a few milliseconds, once per sample.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -100,6 +102,38 @@ class DelayedEKF:
         index = bisect.bisect_left([s.t1_s for s in self._segments], earliest)
         self._rerun_from(index)
         return len(taken) + len(now) + used_early
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What a restart needs to carry on exactly, as plain JSON values: the window's base
+        posterior and every segment's inputs (time span, dilution, measurements) and the late
+        measurements. The segments' posteriors are left out: re-running the window from its
+        base gives them again, bit for bit, and they are nine-tenths of the size."""
+        t, x, p = self._base
+        return {
+            "base": [t, x.tolist(), p.tolist()],
+            "started_s": self._started_s,
+            "segments": [[s.t0_s, s.t1_s, [s.dilution.cells_per_d, s.dilution.liquid_per_d],
+                          [[o.kind, o.t_s, o.value] for o in s.observations]]
+                         for s in self._segments],
+            "late": [[o.kind, o.t_s, o.value] for o in self._late],
+            "too_late": self.too_late,
+        }
+
+    @classmethod
+    def restored(cls, model: CultureModel, state: Mapping[str, Any],
+                 history_s: float) -> DelayedEKF:
+        """The filter of a `snapshot()`, its window re-run from the base."""
+        t, x, p = state["base"]
+        ekf = cls(model, np.array(x, dtype=float), np.array(p, dtype=float), t, history_s)
+        ekf._started_s = state["started_s"]
+        ekf._segments = [Segment(t0, t1, Dilution(*dilution),
+                                 [Observation(*o) for o in observations])
+                         for t0, t1, dilution, observations in state["segments"]]
+        ekf._late = [Observation(*o) for o in state["late"]]
+        ekf.too_late = state["too_late"]
+        ekf._rerun_from(0)
+        return ekf
 
     def _rerun_from(self, index: int) -> None:
         if index == 0:

@@ -7,6 +7,8 @@ are added to the running means of the present segment; the filter itself runs on
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -89,6 +91,10 @@ class SoftSensor:
         sat = config.do_air_sat_mm
         self._o2_mm_per_gas_pct = sat / AIR_O2_PCT
         self._do_mm_per_pct = sat / 100.0
+        self._fingerprint = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+        self._snapshot: str | None = None
+        """The state as of the last filter update, as JSON: made once per update, not on every
+        checkpoint (a 48 h window is a few hundred segments)."""
 
     # --- on the tick --------------------------------------------------------------------------
     def observe(self, readings: dict[str, Reading], now: float) -> None:
@@ -154,7 +160,7 @@ class SoftSensor:
             self.filter = DelayedEKF(self.model, x0, p0, now, self.config.history_s)
             self._pumps_start = dict(self._pumps_last)
             self._measured_s = now
-            self._publish(now)
+            self._publish(now, seg.volume_ml)
             return
         ekf = self.filter
         if total is not None:
@@ -171,7 +177,7 @@ class SoftSensor:
                                 else o.value) for o in self._late]
             self._late = []
             ekf.add_late(late)
-        self._publish(now)
+        self._publish(now, seg.volume_ml)
 
     def _uptake(self, seg: _Segment) -> float | None:
         if seg.uptake_n == 0 or seg.do_first is None or seg.do_last is None:
@@ -200,24 +206,63 @@ class SoftSensor:
                                         * harvest),
                         liquid_per_d=inflow)
 
-    def _publish(self, now: float) -> None:
+    def _publish(self, now: float, volume_ml: float | None) -> None:
         ekf = self.filter
-        if ekf is None:
-            return
+        assert ekf is not None
         self.updates += 1
+        rows = self._hand_out(ekf, now)
+        if self.on_update is not None:
+            self.on_update(now, rows)
+        self._snapshot = json.dumps({
+            "config": self._fingerprint, "filter": ekf.snapshot(), "updates": self.updates,
+            "next_update_s": self._next_update_s, "measured_s": self._measured_s,
+            "seen_t_s": self._seen_t_s, "pumps_start": self._pumps_start,
+            "volume_ml": volume_ml,
+            "dilution_now": [self._dilution_now.cells_per_d, self._dilution_now.liquid_per_d]})
+
+    def _hand_out(self, ekf: DelayedEKF, now: float) -> dict[str, tuple[float, float]]:
+        """The filter's present estimates as this tick's readings, stamped with the filter's
+        time; STALE once no measurement has reached it for `stale_after_s`."""
         x, sd = ekf.x, np.sqrt(np.clip(np.diag(ekf.p), 0.0, None))
         rows: dict[str, tuple[float, float]] = {}
         estimates: dict[str, Reading] = {}
+        t_s = ekf.t_s
         quality = Quality.GOOD if now - self._measured_s <= self.config.stale_after_s \
             else Quality.STALE
         for name, (i, scale, unit) in ESTIMATES.items():
             value, spread = float(x[i] * scale), float(sd[i] * scale)
             rows[name] = (value, spread)
-            estimates[name] = Reading(value, unit, now, quality)
-            estimates[f"{name}_sd"] = Reading(spread, unit, now, quality)
+            estimates[name] = Reading(value, unit, t_s, quality)
+            estimates[f"{name}_sd"] = Reading(spread, unit, t_s, quality)
         self.estimates = estimates
-        if self.on_update is not None:
-            self.on_update(now, rows)
+        return rows
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def snapshot(self) -> str | None:
+        """The state as of the last filter update (JSON), or None before the filter started.
+        What was sampled since that update is not kept: after a restart the next update
+        covers the outage with what the pump totalisers say was delivered meanwhile."""
+        return self._snapshot
+
+    def restore(self, snapshot: str, now: float) -> bool:
+        """Carry on from `snapshot`; False (and nothing changed) if it was made under another
+        soft-sensor configuration, whose filter this one cannot continue."""
+        state = json.loads(snapshot)
+        if state["config"] != self._fingerprint:
+            return False
+        self.filter = ekf = DelayedEKF.restored(self.model, state["filter"],
+                                                self.config.history_s)
+        self.updates = state["updates"]
+        self._next_update_s = state["next_update_s"]
+        self._measured_s = state["measured_s"]
+        self._seen_t_s = dict(state["seen_t_s"])
+        self._pumps_start = dict(state["pumps_start"])
+        self._pumps_last = dict(state["pumps_start"])
+        self._segment = _Segment(volume_ml=state["volume_ml"])
+        self._dilution_now = Dilution(*state["dilution_now"])
+        self._snapshot = snapshot
+        self._hand_out(ekf, now)
+        return True
 
     def current(self, now: float) -> dict[str, float] | None:
         """The estimates and their SDs (`<name>_sd`) carried forward to `now` (no measurement),

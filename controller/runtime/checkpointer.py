@@ -19,6 +19,7 @@ from controller.clock import Clock
 from controller.control.control_loop import ControlLoop
 from controller.control.interlocks import InterlockSet
 from controller.control.schedule import BolusState, FeedSchedule
+from controller.estimation.soft_sensor import SoftSensor
 from controller.procedure.procedure import Procedure
 from controller.runtime.delivery import DeliveryMonitor
 from controller.runtime.device_link import ReactorCounters
@@ -38,11 +39,15 @@ class Checkpointer:
                  schedule_fingerprint: str, interval_s: float, control_period_s: float,
                  session: Callable[[], int | None] = lambda: None,
                  standards: ProbeStandards | None = None,
-                 procedure: Procedure | None = None) -> None:
+                 procedure: Procedure | None = None,
+                 soft_sensor: SoftSensor | None = None) -> None:
         """`session()`: the driver's lease token, carried so a restart is the same master;
         `standards`: the probes' corrections, so a restart does not step the pH the loop
-        holds back to the uncorrected probe."""
+        holds back to the uncorrected probe; `soft_sensor`: its filter, so the estimates a
+        recipe's exits and feeding read carry on at a restart instead of starting afresh
+        from the first density with a wide prior."""
         self._standards = standards
+        self._soft_sensor = soft_sensor
         self._procedure = procedure
         self._loops = loops
         self._session = session
@@ -102,7 +107,30 @@ class Checkpointer:
             "standardisation": (None if self._standards is None
                                 else self._standards.snapshot()),
             "recipe": None if self._procedure is None else self._procedure.snapshot(),
+            "soft_sensor": None if self._soft_sensor is None else self._soft_sensor.snapshot(),
         }
+
+    def _restore_soft_sensor(self, snapshot: str | None, now: float) -> None:
+        """The filter as of its last update before the crash. Not restored (an event says
+        why) when the checkpoint has none or was made under another soft-sensor
+        configuration: the filter then starts afresh on the first density, as in a new run."""
+        sensor = self._soft_sensor
+        if sensor is None:
+            return
+        if snapshot is None:
+            why = "the checkpoint holds no filter (made before it started, or by an older version)"
+        elif sensor.restore(snapshot, now):
+            filter_t_s = sensor.filter.t_s if sensor.filter is not None else now
+            self._journal.event(now, "estimation",
+                                f"soft sensor restored as of its update at {filter_t_s:.0f} s",
+                                {"filter_t_s": filter_t_s, "updates": sensor.updates})
+            return
+        else:
+            why = "the soft-sensor configuration changed since the checkpoint"
+        log.warning("soft sensor not restored: it starts afresh", reactor=self._journal.reactor_id,
+                    t_s=now, why=why)
+        self._journal.event(now, "estimation", f"soft sensor not restored: {why}; it starts "
+                            "afresh on the first density", {"restored": False})
 
     def _telemetry_seq_now(self) -> int:
         presence = self._journal.presence
@@ -143,6 +171,7 @@ class Checkpointer:
         if self._procedure is not None and state.get("recipe") is not None:
             self._procedure.restore(state["recipe"], now)
         self._delivery.restore(state["delivery"])
+        self._restore_soft_sensor(state.get("soft_sensor"), now)
         self.holding_for_operator = bool(state["holding_for_operator"]) or policy == "hold"
         if self.holding_for_operator:
             self._schedule.paused = True

@@ -105,13 +105,17 @@ class Reactor:
                                control_period_s=control_period_s, outside=self.outside_alarms)
         self.delivery = DeliveryMonitor(config.schedule.delivery, self.journal,
                                         self.outside_alarms, on_reboot=self.link.forget_written)
+        self.soft_sensor = SoftSensor(
+            config.soft_sensor,
+            on_update=lambda t_s, rows: historian.record_estimates(self.id, t_s, rows),
+        ) if config.soft_sensor.enabled else None
         self.checkpoints = Checkpointer(
             loops=self.loops, schedule=self.schedule, delivery=self.delivery, board=self.alarms,
             outside=self.outside_alarms, interlocks=self.interlocks, counters=self.counters,
             journal=self.journal, clock=clock, schedule_fingerprint=schedule_fingerprint(config),
             interval_s=checkpoint_interval_s, control_period_s=control_period_s,
             session=lambda: self.link.driver.session_token, standards=self.standards,
-            procedure=self.procedure)
+            procedure=self.procedure, soft_sensor=self.soft_sensor)
         self.commands = CommandDesk(
             loops=self.loops, schedule=self.schedule, board=self.alarms,
             outside=self.outside_alarms, journal=self.journal, clock=clock,
@@ -121,10 +125,6 @@ class Reactor:
                                       outside_alarms=(*OUTSIDE_ALARMS,
                                                       *self.standards.alarm_names),
                                       interlocks=[*self.interlocks.names, DEVICE_CUTOUT]))
-        self.soft_sensor = SoftSensor(
-            config.soft_sensor,
-            on_update=lambda t_s, rows: historian.record_estimates(self.id, t_s, rows),
-        ) if config.soft_sensor.enabled else None
         self.soft_sensor_score = AccuracyScore()
         """The estimates against the device's ground truth, when it has one (emulators)."""
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_WINDOW)

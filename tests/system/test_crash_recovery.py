@@ -250,6 +250,26 @@ def test_records_continue_without_overlap(killed_run: dict) -> None:
     assert len(times) >= summary["ticks"] > 1000
 
 
+def test_the_soft_sensor_carries_on_across_kills(killed_run: dict) -> None:
+    """Once its filter has run, every restart continues it from the checkpoint (the estimates
+    a recipe reads are never reset by a crash), each from an update that is on record."""
+    with sqlite3.connect(killed_run["db"]) as con:
+        events = [(kind, message, json.loads(data) if data else {}) for kind, message, data in
+                  con.execute("SELECT kind, message, data_json FROM events WHERE kind IN "
+                              "('run', 'estimation') ORDER BY rowid")]
+        updates = {t for (t,) in con.execute(
+            "SELECT t_s FROM estimates WHERE name = 'est_viable_cells_per_ml'")}
+    restarts = [i for i, (kind, message, _) in enumerate(events)
+                if kind == "run" and message.startswith("reactor restarted")]
+    verdicts = [events[i - 1] for i in restarts]  # the soft sensor's, just before each
+    assert all(kind == "estimation" for kind, _, _ in verdicts)
+    restored = ["filter_t_s" in data for _, _, data in verdicts]
+    first = restored.index(True)
+    assert all(restored[first:]), [m for _, m, _ in verdicts[first:]]
+    assert sum(restored) > KILLS // 2  # not a vacuous pass: most restarts came after it
+    assert {data["filter_t_s"] for _, _, data in verdicts[first:]} <= updates
+
+
 def test_a_restarted_controller_is_the_same_master(killed_run: dict) -> None:
     """A restart of the same run takes its predecessor's lease token from the checkpoint: the
     device's lease is its own, so it is never held out by the controller it replaces (which

@@ -3,6 +3,8 @@ covers the error about as often as it says, and a late at-line result is applied
 time, giving exactly what the filter would have had if the result had come at once."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from plugins.synthetic_culture import DAY_S, simulate
@@ -143,3 +145,33 @@ def test_unknown_observation_kind_is_refused_with_the_known_ones() -> None:
     x0, _ = model.initial(1e5)
     with pytest.raises(ValueError, match="known: total_cells"):
         model.measure("capacitance", x0, 1.0)
+
+
+def test_a_restored_filter_carries_on_exactly_as_the_one_it_was_taken_from() -> None:
+    """A checkpoint keeps the window's inputs, not its posteriors; re-running the window from
+    its base gives the same numbers bit for bit, so late results that reach back before the
+    restart are applied as they would have been without one."""
+    config = SoftSensorConfig(**VIABLE_SECRETE, history_s=6 * 3600.0)  # a window that prunes
+    rng = np.random.default_rng(7)
+    truth = simulate(config, 3.0, STEP_S, DILUTION)
+    model = CultureModel(config)
+    x0, p0 = model.initial((truth.viable[0] + truth.dead[0]) * 1e6)
+    ekf = DelayedEKF(model, x0, p0, 0.0, config.history_s)
+    restored: DelayedEKF | None = None
+    half = len(truth.t_s) // 2
+    for k in range(1, len(truth.t_s)):
+        t = truth.t_s[k]
+        obs = [Observation("total_cells", t, truth.viable[k] * (1 + 0.02 * rng.standard_normal()))]
+        late = ([Observation("viable_cells", truth.t_s[k - DELAY], truth.viable[k - DELAY])]
+                if k % COUNT_EVERY == 0 and k > DELAY else [])
+        for f in (ekf, restored):
+            if f is not None:
+                f.step(t, DILUTION, list(obs))
+                f.add_late(list(late))
+        if k == half:
+            restored = DelayedEKF.restored(model, json.loads(json.dumps(ekf.snapshot())),
+                                           config.history_s)
+            assert np.array_equal(restored.x, ekf.x) and np.array_equal(restored.p, ekf.p)
+            assert restored.t_s == ekf.t_s
+    assert restored is not None and restored.too_late == ekf.too_late
+    assert np.array_equal(restored.x, ekf.x) and np.array_equal(restored.p, ekf.p)
