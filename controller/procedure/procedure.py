@@ -13,7 +13,7 @@ checkpoint, so a bolus is never given twice (docs/recipes.md, "Durability").
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
@@ -33,6 +33,8 @@ from controller.procedure.states import (
 from drivers.contract.reading import Reading
 
 CONFIRM = "confirm"
+RUN_ACTIONS = ("start", "restart")
+"""Commands that set the recipe running: refused while something it would hold for stands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +118,21 @@ class Procedure:
                             "ended_by": r.ended_by} for r in self.history]}
 
     # --- commands and reactions (between ticks) ----------------------------------------------
-    def command(self, action: str, now_s: float, by: str, reason: str = ""
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """An operator's command: (before, after); a ValueError saying why it is refused."""
+    def command(self, action: str, now_s: float, by: str, reason: str = "",
+                standing: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An operator's command: (before, after); a ValueError saying why it is refused.
+
+        `standing`: what the running phase would hold or abort for that stands now (see
+        `standing`); `start` and `restart` are refused while there is any. Reactions act on
+        an alarm as it is raised, so a recipe restarted under a critical alarm still standing
+        would otherwise run on under it, and the next such alarm would hold it again at once.
+        """
         before = dict(self._telemetry)
+        blocking = list(standing) if action in RUN_ACTIONS else []
+        if blocking and self.state in TRANSITIONS.get(action, {}):
+            raise ValueError(
+                f"{action} refused: {'; '.join(blocking)} still stands and the phase would "
+                "hold for it; clear it, shelve the alarm or reset the interlock first")
         if action == CONFIRM:
             self._confirm(now_s, by)
         else:
@@ -139,6 +152,21 @@ class Procedure:
         self.confirmed = True
         self._event(now_s, f"recipe phase {phase.name} confirmed by {by}",
                     {"event": "confirmed", "phase": phase.name, "by": f"operator:{by}"})
+
+    def standing(self, alarms: Iterable[tuple[str, str]],
+                 interlocks: Iterable[str]) -> list[str]:
+        """Of the standing alarms (name, priority) and tripped interlocks, those the present
+        phase (the first before the recipe starts) would hold or abort for, in words."""
+        phase = self.phase if self.phase is not None else self.config.phase[0]
+        found = []
+        for name, priority in alarms:
+            reaction = getattr(phase.on_alarm, priority)
+            if reaction != "nothing":
+                found.append(f"{priority} alarm {name} (on_alarm.{priority} = {reaction})")
+        if phase.on_interlock != "nothing":
+            found.extend(f"interlock {name} (on_interlock = {phase.on_interlock})"
+                         for name in sorted(interlocks))
+        return found
 
     def react(self, kind: str, name: str, priority: str | None, now_s: float) -> None:
         """A newly raised alarm (`kind` "alarm", its priority) or interlock trip ("interlock"):

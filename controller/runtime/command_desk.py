@@ -214,9 +214,12 @@ class CommandDesk:
 
     def recipe_command(self, action: str, operator: str, reason: str,
                        t_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        if self._procedure is None:
+        procedure = self._procedure
+        if procedure is None:
             raise KeyError("recipe")
-        return self._procedure.command(action, t_s, operator, reason)
+        standing = procedure.standing(((a.name, a.priority) for a in self._board.active()),
+                                      self._interlocks.tripped)
+        return procedure.command(action, t_s, operator, reason, standing)
 
     def record_interlock_reset(self, trip: Trip) -> None:
         if self._on_interlock is not None:

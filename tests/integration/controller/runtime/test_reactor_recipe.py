@@ -16,7 +16,8 @@ from plugins.reactors import first_reactor
 
 from controller import clock as clock_module
 from controller.clock import Clock
-from controller.config import parse_config
+from controller.cli.main import apply_overrides
+from controller.config import load_config, parse_config
 from controller.operator.protocol import Command
 from controller.runtime.historian import Historian
 from controller.runtime.reactor import Reactor
@@ -176,3 +177,40 @@ def test_an_interlock_trip_holds_a_running_recipe(tmp_path: Path) -> None:
             "SELECT data_json FROM events WHERE kind = 'recipe' ORDER BY rowid")]
     held = [m for m in moves if m["event"] == "state" and m["state"] == "holding"]
     assert [m["by"] for m in held] == ["interlock:overtemp_limit"]
+
+
+async def _restart_under_a_trip(tmp_path: Path) -> dict[str, Any]:
+    config = apply_overrides(load_config(DEFAULT_CONFIG_PATH), duration=None, speed=None,
+                             seed=None, faults=["heater_stuck_on@10m"])
+    clock = Clock()
+    reactor, historian = first_reactor(config, tmp_path / "run.sqlite", clock)
+    await reactor.start()
+    procedure = reactor.procedure
+    assert procedure is not None
+    while procedure.state.value != "held":  # the trip holds it (minutes after the fault)
+        assert clock.now() < 3600.0, "the stuck heater never held the recipe"
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    tripped = sorted(reactor.interlocks.tripped)
+    reactor.commands.inbox.append(command("restart", "4" * 16))
+    await reactor.tick()
+    state_after = procedure.state.value
+    await reactor.go_safe("test")
+    historian.close()
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        audit = con.execute("SELECT action, outcome, message FROM audit WHERE operator = "
+                            "'alice' ORDER BY rowid").fetchall()
+    return {"tripped": tripped, "state_after": state_after, "audit": audit}
+
+
+def test_a_restart_is_refused_while_the_trip_that_held_the_recipe_stands(
+        tmp_path: Path) -> None:
+    """Reactions act on a trip as it happens: the refusal is what keeps an operator's restart
+    from running the recipe on under a latched over-temperature trip."""
+    seen = clock_module.run(_restart_under_a_trip(tmp_path), None)
+    assert "overtemp_limit" in seen["tripped"]
+    assert seen["state_after"] == "held"
+    [(action, outcome, message)] = seen["audit"]
+    assert (action, outcome) == ("restart", "wrong_state")
+    assert "interlock overtemp_limit (on_interlock = hold)" in message
+    assert "reset the interlock first" in message

@@ -222,6 +222,35 @@ def test_an_interlock_trip_holds_by_default() -> None:
     assert proc.events[-1][2]["by"] == "interlock:overtemp_limit"
 
 
+def test_restart_is_refused_while_what_held_the_recipe_still_stands() -> None:
+    """Reactions act on an alarm as it is raised: a restart under a critical alarm still
+    standing would run on under it. So start and restart are refused while a standing alarm
+    or tripped interlock is one the phase holds or aborts for, saying which."""
+    proc = Procedure(recipe(phase=[
+        {"name": "a", "on_alarm": {"high": "abort", "medium": "nothing"},
+         "on_interlock": "hold", "exit": [{"when": "phase_time >= 1d"}]},
+    ]), SAFE)
+    proc.step(cells(1e5, 0.0), 0.0)
+    proc.react("alarm", "temperature_high", "critical", 10.0)
+    run(proc, 60.0, 180.0)
+    assert proc.state is State.HELD
+    standing = proc.standing([("temperature_high", "critical"), ("ph_low", "medium")],
+                             {"overtemp_cut"})
+    assert standing == ["critical alarm temperature_high (on_alarm.critical = hold)",
+                        "interlock overtemp_cut (on_interlock = hold)"]
+    with pytest.raises(ValueError, match=r"restart refused: critical alarm temperature_high "
+                                         r".*still stands.*shelve the alarm"):
+        proc.command("restart", 200.0, "alice", "", standing)
+    assert proc.state is State.HELD
+    # A medium alarm the phase ignores does not block; nothing standing, the restart applies.
+    assert proc.standing([("ph_low", "medium")], ()) == []
+    proc.command("restart", 210.0, "alice", "", proc.standing([("ph_low", "medium")], ()))
+    assert proc.state is State.RESTARTING
+    # A command the state does not allow keeps its own reason, standing or not.
+    with pytest.raises(ValueError, match="restart is not allowed while the recipe is restarting"):
+        proc.command("restart", 220.0, "alice", "", standing)
+
+
 def test_confirm_ends_a_phase_that_waits_for_it_and_the_last_phase_completes() -> None:
     proc = Procedure(recipe(), SAFE)
     run(proc, 0.0, DAY + 60.0)
