@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.estimation.culture_model import CultureModel, Dilution, Observation
+from controller.estimation.culture_model import N_STATES, CultureModel, Dilution, Observation
 
 S_PER_D = 86400.0
 
@@ -123,9 +123,16 @@ class DelayedEKF:
     @classmethod
     def restored(cls, model: CultureModel, state: Mapping[str, Any],
                  history_s: float) -> DelayedEKF:
-        """The filter of a `snapshot()`, its window re-run from the base."""
+        """The filter of a `snapshot()`, its window re-run from the base; ValueError, KeyError
+        or TypeError for a state that is not one."""
         t, x, p = state["base"]
-        ekf = cls(model, np.array(x, dtype=float), np.array(p, dtype=float), t, history_s)
+        x, p = np.array(x, dtype=float), np.array(p, dtype=float)
+        n = N_STATES
+        if x.shape != (n,) or p.shape != (n, n) or not (np.isfinite(x).all()
+                                                        and np.isfinite(p).all()):
+            raise ValueError(f"the base posterior is not {n} finite states and their "
+                             f"{n}x{n} covariance")
+        ekf = cls(model, x, p, float(t), history_s)
         ekf._started_s = state["started_s"]
         ekf._segments = [Segment(t0, t1, Dilution(*dilution),
                                  [Observation(*o) for o in observations])

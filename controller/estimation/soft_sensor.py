@@ -246,20 +246,26 @@ class SoftSensor:
 
     def restore(self, snapshot: str, now: float) -> bool:
         """Carry on from `snapshot`; False (and nothing changed) if it was made under another
-        soft-sensor configuration, whose filter this one cannot continue."""
+        soft-sensor configuration, whose filter this one cannot continue; ValueError, KeyError
+        or TypeError (and nothing changed) if it is not a snapshot."""
         state = json.loads(snapshot)
         if state["config"] != self._fingerprint:
             return False
-        self.filter = ekf = DelayedEKF.restored(self.model, state["filter"],
-                                                self.config.history_s)
-        self.updates = state["updates"]
-        self._next_update_s = state["next_update_s"]
-        self._measured_s = state["measured_s"]
-        self._seen_t_s = dict(state["seen_t_s"])
-        self._pumps_start = dict(state["pumps_start"])
-        self._pumps_last = dict(state["pumps_start"])
-        self._segment = _Segment(volume_ml=state["volume_ml"])
-        self._dilution_now = Dilution(*state["dilution_now"])
+        # Everything read before anything is changed: a snapshot that fails half-way leaves
+        # the sensor as it was.
+        ekf = DelayedEKF.restored(self.model, state["filter"], self.config.history_s)
+        updates, next_update_s = int(state["updates"]), float(state["next_update_s"])
+        measured_s = float(state["measured_s"])
+        seen_t_s = {str(k): float(v) for k, v in state["seen_t_s"].items()}
+        pumps_start = {str(k): float(v) for k, v in state["pumps_start"].items()}
+        volume_ml = None if state["volume_ml"] is None else float(state["volume_ml"])
+        dilution_now = Dilution(*(float(v) for v in state["dilution_now"]))
+        self.filter = ekf
+        self.updates, self._next_update_s, self._measured_s = updates, next_update_s, measured_s
+        self._seen_t_s, self._pumps_start = seen_t_s, pumps_start
+        self._pumps_last = dict(pumps_start)
+        self._segment = _Segment(volume_ml=volume_ml)
+        self._dilution_now = dilution_now
         self._snapshot = snapshot
         self._hand_out(ekf, now)
         return True

@@ -110,23 +110,22 @@ class Checkpointer:
             "soft_sensor": None if self._soft_sensor is None else self._soft_sensor.snapshot(),
         }
 
-    def _restore_soft_sensor(self, snapshot: str | None, now: float) -> None:
+    def _restore_soft_sensor(self, snapshot: object, now: float) -> None:
         """The filter as of its last update before the crash. Not restored (an event says
-        why) when the checkpoint has none or was made under another soft-sensor
-        configuration: the filter then starts afresh on the first density, as in a new run."""
+        why) when the checkpoint has none, was made under another soft-sensor configuration,
+        or its part is unreadable: the filter then starts afresh on the first density, as in a
+        new run. Never raised: the estimates are not a safety layer, and control must start
+        whatever became of them."""
         sensor = self._soft_sensor
         if sensor is None:
             return
-        if snapshot is None:
-            why = "the checkpoint holds no filter (made before it started, or by an older version)"
-        elif sensor.restore(snapshot, now):
+        why = _why_not_restored(sensor, snapshot, now)
+        if why is None:
             filter_t_s = sensor.filter.t_s if sensor.filter is not None else now
             self._journal.event(now, "estimation",
                                 f"soft sensor restored as of its update at {filter_t_s:.0f} s",
                                 {"filter_t_s": filter_t_s, "updates": sensor.updates})
             return
-        else:
-            why = "the soft-sensor configuration changed since the checkpoint"
         log.warning("soft sensor not restored: it starts afresh", reactor=self._journal.reactor_id,
                     t_s=now, why=why)
         self._journal.event(now, "estimation", f"soft sensor not restored: {why}; it starts "
@@ -190,3 +189,16 @@ class Checkpointer:
             self._outside.set(now, "restart_hold", active=True,
                               message="restarted on hold: feed schedule paused until an "
                                       "operator sends resume_schedule")
+
+
+def _why_not_restored(sensor: SoftSensor, snapshot: object, now: float) -> str | None:
+    """None if `sensor` took `snapshot`; otherwise why not, in words."""
+    if snapshot is None:
+        return "the checkpoint holds no filter (made before it started, or by an older version)"
+    try:
+        if not isinstance(snapshot, str):
+            raise TypeError(f"a {type(snapshot).__name__}, not JSON text")
+        taken = sensor.restore(snapshot, now)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return f"its part of the checkpoint is unreadable ({exc})"
+    return None if taken else "the soft-sensor configuration changed since the checkpoint"

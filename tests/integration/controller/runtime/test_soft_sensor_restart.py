@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
 
 from controller import clock as clock_module
@@ -24,7 +25,23 @@ TICKS = 1300
 """Past the filter's start and two updates (every 10 min)."""
 
 
-async def _restart(tmp_path: Path, *, change_config: bool = False) -> dict[str, Any]:
+def _garble(how: str, snapshot: str) -> object:
+    state = json.loads(snapshot)
+    if how == "not json":
+        return snapshot[: len(snapshot) // 2]
+    if how == "a table":
+        return state
+    if how == "no filter":
+        del state["filter"]
+    elif how == "a short state":
+        state["filter"]["base"][1] = state["filter"]["base"][1][:3]
+    elif how == "nan covariance":
+        state["filter"]["base"][2][0][0] = float("nan")
+    return json.dumps(state)
+
+
+async def _restart(tmp_path: Path, *, change_config: bool = False,
+                   garble: str | None = None) -> dict[str, Any]:
     config = load_config(DEFAULT_CONFIG_PATH)
     clock = Clock()
     historian = Historian(tmp_path / "run.sqlite",
@@ -40,6 +57,8 @@ async def _restart(tmp_path: Path, *, change_config: bool = False) -> dict[str, 
     updates_before = first.soft_sensor.updates
     # What the historian stores and a restart reads: the state through JSON.
     state = json.loads(json.dumps(first.checkpoints.state()))
+    if garble is not None:
+        state["soft_sensor"] = _garble(garble, state["soft_sensor"])
     checkpoint_t_s = clock.now()
     await first.go_safe("crash")
     await clock.sleep_until(clock.now() + 120.0)  # two minutes down
@@ -54,11 +73,14 @@ async def _restart(tmp_path: Path, *, change_config: bool = False) -> dict[str, 
     sensor = second.soft_sensor
     right_after = dict(sensor.estimates)
     updates_right_after = sensor.updates
+    ticks_before = second.counters.ticks
     for _ in range(700):  # past the next update
         await second.tick()
         await clock.sleep_until(clock.now() + 1.0)
     out = {"before": before, "right_after": right_after, "updates_before": updates_before,
-           "updates_right_after": updates_right_after, "updates_after": sensor.updates}
+           "updates_right_after": updates_right_after, "updates_after": sensor.updates,
+           "tick_errors": second.counters.tick_errors,
+           "ticks": second.counters.ticks - ticks_before}
     await second.go_safe("test")
     historian.close()
     with sqlite3.connect(tmp_path / "run.sqlite") as db:
@@ -89,3 +111,17 @@ def test_a_checkpoint_of_another_soft_sensor_configuration_is_not_applied(
     assert out["updates_after"] >= 1
     [(message, data)] = out["events"]
     assert "configuration changed" in message and data == {"restored": False}
+
+
+@pytest.mark.parametrize("garble", ["not json", "a table", "no filter", "a short state",
+                                    "nan covariance"])
+def test_an_unreadable_soft_sensor_checkpoint_is_refused_and_control_carries_on(
+        tmp_path: Path, garble: str) -> None:
+    """A hand-edited or foreign soft-sensor part of a checkpoint: the reactor starts and
+    controls (no tick fails), the filter starts afresh, and an event says why."""
+    out = clock_module.run(_restart(tmp_path, garble=garble), None)
+    assert out["right_after"] == {}
+    assert out["tick_errors"] == 0 and out["ticks"] == 700
+    assert out["updates_after"] >= 1  # the new filter started on the first density
+    [(message, data)] = out["events"]
+    assert "unreadable" in message and data == {"restored": False}
