@@ -105,7 +105,13 @@ class PublisherProcess:
         self._reply: asyncio.Future[bool] | None = None
         self._stopping = False
         self._backoff = Backoff(0.2 * time_scale, 5.0 * time_scale)
+        self.wedged_after_wall_s = WEDGED_AFTER_WALL_S
         outbox.add_listener(self.notify)
+
+    @property
+    def pid(self) -> int | None:
+        """The current child's process id (None between children)."""
+        return None if self._process is None else self._process.pid
 
     # -- from the node ------------------------------------------------------------------------
     def notify(self) -> None:
@@ -180,13 +186,14 @@ class PublisherProcess:
             self._heard.clear()
             waiter = asyncio.ensure_future(self._heard.wait())
             gone = asyncio.ensure_future(self._gone.wait())
-            done, _ = await asyncio.wait({waiter, gone}, timeout=WEDGED_AFTER_WALL_S * self.scale,
+            done, _ = await asyncio.wait({waiter, gone},
+                                         timeout=self.wedged_after_wall_s * self.scale,
                                          return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             gone.cancel()
             if not done:
                 log.error("mqtt.publisher_process_wedged", node=self.config.node_id,
-                          silent_s=WEDGED_AFTER_WALL_S)
+                          silent_s=self.wedged_after_wall_s)
                 return
 
     def _readable(self) -> None:
