@@ -104,6 +104,7 @@ class PublisherProcess:
         self._gone = asyncio.Event()
         self._reply: asyncio.Future[bool] | None = None
         self._stopping = False
+        self._started = False
         self._backoff = Backoff(0.2 * time_scale, 5.0 * time_scale)
         self.wedged_after_wall_s = WEDGED_AFTER_WALL_S
         outbox.add_listener(self.notify)
@@ -126,6 +127,7 @@ class PublisherProcess:
     async def run(self) -> None:
         """Start the child; start it again whenever it dies or wedges, until `stop()`."""
         first = True
+        self._started = True
         try:
             while not self._stopping:
                 self._spawn(first)
@@ -153,6 +155,10 @@ class PublisherProcess:
         everything committed and the final status went out in time."""
         self._stopping = True
         ok = False
+        if self._started and (self._pipe is None or self._gone.is_set()):
+            # Died just now: one more child sends the backlog and the final statuses.
+            self._kill()
+            self._spawn(first=False)
         if self._pipe is not None and not self._gone.is_set():
             self._reply = asyncio.get_running_loop().create_future()
             self._send(("stop", final_status, timeout_s / self.scale, list(urgent)))
@@ -192,6 +198,8 @@ class PublisherProcess:
             waiter.cancel()
             gone.cancel()
             if not done:
+                if self._stopping:  # the stop's own timeout decides now
+                    return
                 log.error("mqtt.publisher_process_wedged", node=self.config.node_id,
                           silent_s=self.wedged_after_wall_s)
                 return
@@ -307,19 +315,25 @@ async def _serve(pipe: Connection, config: ChildConfig) -> None:
 
     loop.add_reader(pipe.fileno(), readable)
     task = asyncio.create_task(publisher.run())
-    while True:
-        with contextlib.suppress(TimeoutError):
-            _, final_status, timeout_s, urgent = await asyncio.wait_for(orders.get(),
-                                                                         BEAT_WALL_S)
-            ok = await publisher.stop(final_status, timeout_s, urgent=urgent)
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            outbox.close()
-            report("stopped", ok)
-            return
-        if task.done():  # run() ended without a stop: a bug; let the controller restart us
+    stopping: asyncio.Future[bool] | None = None
+    while True:  # a beat every BEAT_WALL_S, during the stop too (it may take a while)
+        if stopping is None:
+            with contextlib.suppress(TimeoutError):
+                _, final_status, timeout_s, urgent = await asyncio.wait_for(orders.get(),
+                                                                             BEAT_WALL_S)
+                stopping = asyncio.ensure_future(
+                    publisher.stop(final_status, timeout_s, urgent=urgent))
+        else:
+            await asyncio.wait({stopping}, timeout=BEAT_WALL_S)
+            if stopping.done():
+                if not task.done():  # never connected: nothing more to wait for
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                outbox.close()
+                report("stopped", stopping.result())
+                return
+        if task.done() and stopping is None:  # run() ended unasked: a bug; be restarted
             task.result()
             raise RuntimeError("publisher ended without a stop")
         report("beat")
