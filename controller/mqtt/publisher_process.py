@@ -14,7 +14,7 @@ historian's writer and for its reasons (no fork of a process that may have threa
 re-import of the caller's main module). The pipe between them carries only small messages:
 to the child `wake` (a commit), `stopped` (a reactor's final status is queued), `stop`; to the
 controller `msg` (a command from the broker, handed to the node's dispatch), `beat` (every
-BEAT_WALL_S: acks per reactor since the last, reconnects, connected, outbox depth), `stopped`.
+BEAT_WALL_S: acks per reactor since the last, reconnects, connected), `stopped`.
 
 A child that dies or stops beating for WEDGED_AFTER_WALL_S is logged, counted (`restarts`),
 killed and started again (the broker publishes the node's will when its connection drops, and
@@ -138,10 +138,12 @@ class PublisherProcess:
                 self.stats.restarts += 1
                 self.stats.connected = False
                 code = self._kill()
+                self.outbox.recount()  # the dead child's deletes (rare: one COUNT a restart)
+                self.stats.depth = self.outbox.committed_depth
                 delay = self._backoff.next_delay_s()
                 log.error("mqtt.publisher_process_restarted", node=self.config.node_id,
                           exit_code=code, restarts=self.stats.restarts,
-                          retry_in_s=delay / self.scale, depth=self.outbox.committed_depth,
+                          retry_in_s=delay / self.scale, depth=self.stats.depth,
                           note="unsent messages wait in the outbox; the new child sends them")
                 await asyncio.sleep(delay)
         finally:
@@ -218,15 +220,15 @@ class PublisherProcess:
         if kind == "msg":
             self.on_message(message[1], message[2], message[3])
         elif kind in ("beat", "stopped"):
-            acked, reconnects, connected, depth, last_error = message[1:6]
+            acked, reconnects, connected, last_error = message[1:5]
             if acked:
                 self.on_acked(acked)
                 self.stats.published += sum(acked.values())
             self.stats.reconnects += reconnects
-            self.stats.connected, self.stats.depth = connected, depth
+            self.stats.connected = connected
             self.stats.last_error = last_error
             if kind == "stopped" and self._reply is not None and not self._reply.done():
-                self._reply.set_result(message[6])
+                self._reply.set_result(message[5])
 
     def _closed(self) -> None:
         if self._pipe is not None:
@@ -293,7 +295,7 @@ async def _serve(pipe: Connection, config: ChildConfig) -> None:
         nonlocal reported_reconnects
         stats = publisher.stats
         pipe.send((kind, dict(acked), stats.reconnects - reported_reconnects, stats.connected,
-                   outbox.committed_depth, stats.last_error, *extra))
+                   stats.last_error, *extra))
         acked.clear()
         reported_reconnects = stats.reconnects
 
