@@ -527,3 +527,35 @@ async def test_a_dead_or_wedged_publisher_child_is_restarted_and_nothing_is_lost
     assert summary["publisher_restarts"] == 1
     assert summary["outbox_depth"] == 0
     assert face.published >= 601  # every telemetry message and the final status, acked
+
+
+
+async def test_a_publisher_child_dead_when_the_node_stops_is_replaced_for_the_final_statuses(
+        broker, tmp_path: Path) -> None:
+    """The stop does not wait for the supervisor's restart: one more child sends the backlog
+    and the final statuses, so the broker does not keep `lost` (the dead child's will)."""
+    b = broker()
+    node = NodePresence("lab-d", MqttSettings.from_url(b.url), tmp_path / "outbox.sqlite",
+                        Clock(), run_id="run-d", time_scale=1.0)
+    face = node.add_reactor("r1", lambda *a: None)
+    node.start()
+    try:
+        await node_ticks(face, node, 1, 50)
+        await async_wait_until(lambda: face.published > 0, 20, "the child to publish")
+        pid = node.publisher.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await node_ticks(face, node, 51, 50)
+    finally:
+        await node.stop("done", timeout_s=10)
+    assert node.summary()["outbox_depth"] == 0
+    async with aiomqtt.Client("127.0.0.1", b.port, identifier="after-dead-child") as c:
+        await c.subscribe("bioreactor/#", qos=1)
+        retained: dict[str, str] = {}
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                if str(m.topic).endswith("/status"):
+                    retained[str(m.topic)] = json.loads(m.payload)["state"]
+                if len(retained) == 2:
+                    break
+    assert retained == {"bioreactor/_node/lab-d/status": "done", "bioreactor/r1/status": "done"}
