@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,15 @@ from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
 from controller.mqtt.presence import ReactorPresence
-from controller.mqtt.publisher import Birth, MqttPublisher
+from controller.mqtt.publisher_process import ChildConfig, PublisherProcess
 from controller.mqtt.topics import (
-    LOST_PAYLOAD,
     ROOT,
     check_name,
+    node_birth,
     node_status_topic,
     parse_topic,
     status_payload,
 )
-from drivers.wire.backoff import Backoff
 
 COMMIT_EVERY_WALL_S = 0.05
 COMMAND_FILTERS = (f"{ROOT}/+/cmd", f"{ROOT}/+/settings/+/set")
@@ -77,18 +77,14 @@ class NodePresence:
         self._unknown_logged: set[str] = set()
         self._last_commit_wall = float("-inf")
         self._scale = time_scale
-        self.publisher = MqttPublisher(
-            settings.with_client_id(settings.client_id or f"bioreactor-{node_id}"),
-            self.outbox,
-            will=(self.status_topic, LOST_PAYLOAD),
-            birth=self._birth,
-            subscriptions=COMMAND_FILTERS,
-            on_message=self._dispatch,
-            on_acked=self._acked,
-            backoff=Backoff(0.2 * time_scale, 5.0 * time_scale),
-            poll_s=0.5 * time_scale,
-            publish_timeout_s=10.0 * time_scale,
-        )
+        self.publisher = PublisherProcess(
+            ChildConfig(
+                settings=settings.with_client_id(settings.client_id or f"bioreactor-{node_id}"),
+                outbox_path=str(outbox_path), node_id=node_id, run_id=run_id, reactors=(),
+                stopped=(), subscriptions=COMMAND_FILTERS,
+                inherited_through_seq=self.outbox.inherited_through_seq),
+            self.outbox, on_message=self._dispatch, on_acked=self._acked,
+            time_scale=time_scale)
         self._task: asyncio.Task[None] | None = None
         self._depth_at_close: int | None = None
 
@@ -103,18 +99,19 @@ class NodePresence:
         return face
 
     def start(self) -> None:
+        """Start the publisher child, with every reactor added by now in its birth."""
+        self.publisher.config = replace(self.publisher.config, reactors=tuple(self.reactors))
         self._task = asyncio.create_task(self.publisher.run(), name=f"mqtt-node-{self.node_id}")
 
     def _status(self, state: str) -> bytes:
         return status_payload(state, wall_ts=self.clock.wall_time(), run_id=self.run_id,
                               reactors=list(self.reactors))
 
-    def _birth(self) -> Birth:
-        """The node first (a consumer then knows the node is back), then each reactor still
-        running, all retained."""
-        return [(self.status_topic, self._status("running"), True),
-                *((face.topics.status, face.status("running"), True)
-                  for face in self.reactors.values() if face.final_state is None)]
+    def _birth(self) -> list[tuple[str, bytes, bool]]:
+        """What the publisher child sends on each connection (it builds the same itself)."""
+        return node_birth(self.node_id, self.run_id, list(self.reactors),
+                          [rid for rid, face in self.reactors.items()
+                           if face.final_state is not None], self.clock.wall_time())
 
     # --- from the connection -----------------------------------------------------------------
     def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
@@ -130,11 +127,12 @@ class NodePresence:
             log.warning("mqtt.command_for_unknown_reactor", node=self.node_id, reactor=name,
                         topic=topic[:200], note="ignored; further ones for it only counted")
 
-    def _acked(self, topic: str) -> None:
-        parsed = parse_topic(topic)
-        face = None if parsed is None else self.reactors.get(parsed[0])
-        if face is not None:
-            face.published += 1
+    def _acked(self, counts: dict[str, int]) -> None:
+        """The broker's acknowledgements since the child's last report, per reactor id."""
+        for reactor_id, n in counts.items():
+            face = self.reactors.get(reactor_id)
+            if face is not None:
+                face.published += n
 
     # --- from the ticks ----------------------------------------------------------------------
     def maybe_commit(self) -> None:
@@ -150,6 +148,7 @@ class NodePresence:
         depth = self._depth_at_close if self._depth_at_close is not None else self.outbox.depth
         return {"node": self.node_id, "reactors": len(self.reactors),
                 "published": stats.published, "reconnects": stats.reconnects,
+                "publisher_restarts": stats.restarts,
                 "outbox_depth": depth, "ignored_commands": self.ignored_commands,
                 "adopted_from_legacy_outboxes": self.adopted}
 
@@ -162,6 +161,8 @@ class NodePresence:
         for face in self.reactors.values():
             if face.final_state is None:
                 face.stop(state)
+        for reactor_id in self.reactors:  # births during the stop leave them out
+            self.publisher.reactor_stopped(reactor_id)
         self.outbox.commit()
         if self._task is not None:  # never started: it all waits in the outbox for next time
             await self.publisher.stop(
@@ -173,5 +174,6 @@ class NodePresence:
                 self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.outbox.recount()  # the child deleted what the broker acknowledged
         self._depth_at_close = self.outbox.depth
         self.outbox.close()

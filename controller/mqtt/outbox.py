@@ -52,7 +52,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 
 class Outbox:
-    """A FIFO of MQTT messages in a SQLite file (WAL). Use from one thread (the event loop)."""
+    """A FIFO of MQTT messages in a SQLite file (WAL). Use from one thread (the event loop).
+
+    Two processes may open one file: the controller appends and commits, its publisher child
+    (publisher_process.py) peeks and acks. Each write is one short IMMEDIATE transaction, so
+    the other waits (SQLite's busy timeout) for at most that, never for a deadlock."""
 
     def __init__(self, path: str | Path, *, max_page_count: int | None = None) -> None:
         """Open or create `path` (and its folder); messages left by a previous process are
@@ -109,7 +113,7 @@ class Outbox:
         if not batch and not self._acked:
             return 0
         try:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             if batch:
                 self._db.executemany(
                     "INSERT INTO outbox (seq, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)",
@@ -195,7 +199,7 @@ class Outbox:
         if not self._acked or self._closed:
             return
         try:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             self._delete_acked()
             self._db.execute("COMMIT")
         except sqlite3.OperationalError:
@@ -215,7 +219,11 @@ class Outbox:
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.OperationalError):
             self._db.execute("ROLLBACK")
-        # Recount: a rolled-back delete did not happen.
+        self.recount()  # a rolled-back delete did not happen
+
+    def recount(self) -> None:
+        """Count the stored messages again: after a rollback, or after another process (the
+        node's publisher child) deleted the acknowledged ones."""
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic)), 0) FROM outbox"
         ).fetchone()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -172,6 +172,17 @@ def status_payload(state: str, *, wall_ts: float | None = None, run_id: str | No
     if detail is not None:
         body["detail"] = detail
     return _dumps(body)
+
+
+def node_birth(node_id: str, run_id: str, reactors: Sequence[str], stopped: Collection[str],
+               wall_ts: float) -> list[tuple[str, bytes, bool]]:
+    """A node's birth, all retained: the node's status `running` first (a consumer then knows
+    the node is back, and which reactors it runs), then each reactor not stopped yet."""
+    return [(node_status_topic(node_id),
+             status_payload("running", wall_ts=wall_ts, run_id=run_id, reactors=reactors), True),
+            *((Topics(rid).status,
+               status_payload("running", wall_ts=wall_ts, run_id=run_id, node=node_id), True)
+              for rid in reactors if rid not in stopped)]
 
 
 def telemetry_payload(

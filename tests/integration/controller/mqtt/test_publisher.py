@@ -16,8 +16,11 @@ from plugins.configs import REPO
 from plugins.mosquitto import PASSWORD, USER, Broker
 from plugins.waiting import async_wait_until
 
+from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
+from controller.mqtt.node import NodePresence
 from controller.mqtt.outbox import Outbox
+from controller.mqtt.presence import ReactorPresence
 from controller.mqtt.publisher import MqttPublisher
 from controller.mqtt.topics import LOST_PAYLOAD, Topics, status_payload, telemetry_payload
 from drivers.wire.backoff import Backoff
@@ -481,3 +484,78 @@ async def test_docs_message_size_limit_drops_a_huge_command_at_the_broker(tmp_pa
         assert first.payload == b"y" * limit
     finally:
         b.stop()
+
+
+# --- a node's publisher child (controller/mqtt/publisher_process.py) ---------------------------
+async def node_ticks(face: ReactorPresence, node: NodePresence, start: int, count: int) -> None:
+    for t in range(start, start + count):
+        face.tick(float(t), {}, {}, {}, {})
+        if t % 20 == 0:
+            node.outbox.commit()
+            await asyncio.sleep(0.005)
+    node.outbox.commit()
+
+
+@pytest.mark.parametrize("fault", ["killed", "wedged"])
+async def test_a_dead_or_wedged_publisher_child_is_restarted_and_nothing_is_lost(
+        broker, tmp_path: Path, fault: str) -> None:
+    b = broker()
+    sub = await Sub(b, Topics("r1").telemetry, client_id=f"sub-child-{fault}").start()
+    node = NodePresence("lab-c", MqttSettings.from_url(b.url), tmp_path / "outbox.sqlite",
+                        Clock(), run_id="run-c", time_scale=1.0)
+    node.publisher.wedged_after_wall_s = 1.0
+    face = node.add_reactor("r1", lambda *a: None)
+    node.start()
+    try:
+        await node_ticks(face, node, 1, 300)
+        await async_wait_until(lambda: face.published > 0, 20, "the child to publish")
+        first_child = node.publisher.pid
+        assert first_child is not None
+        os.kill(first_child, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+        await node_ticks(face, node, 301, 300)  # appended while the child is dead or stuck
+        await async_wait_until(
+            lambda: node.publisher.stats.restarts == 1 and node.publisher.pid is not None, 20,
+            "the supervisor to notice and restart the child")
+        assert node.publisher.pid != first_child
+        assert_complete_in_order(await sub.wait_for(600, 30), 600)
+    finally:
+        try:
+            await node.stop("done", timeout_s=10)
+        finally:
+            await sub.close()
+    summary = node.summary()
+    assert summary["publisher_restarts"] == 1
+    assert summary["outbox_depth"] == 0
+    assert face.published >= 601  # every telemetry message and the final status, acked
+
+
+
+async def test_a_publisher_child_dead_when_the_node_stops_is_replaced_for_the_final_statuses(
+        broker, tmp_path: Path) -> None:
+    """The stop does not wait for the supervisor's restart: one more child sends the backlog
+    and the final statuses, so the broker does not keep `lost` (the dead child's will)."""
+    b = broker()
+    node = NodePresence("lab-d", MqttSettings.from_url(b.url), tmp_path / "outbox.sqlite",
+                        Clock(), run_id="run-d", time_scale=1.0)
+    face = node.add_reactor("r1", lambda *a: None)
+    node.start()
+    try:
+        await node_ticks(face, node, 1, 50)
+        await async_wait_until(lambda: face.published > 0, 20, "the child to publish")
+        pid = node.publisher.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await node_ticks(face, node, 51, 50)
+    finally:
+        await node.stop("done", timeout_s=10)
+    assert node.summary()["outbox_depth"] == 0
+    async with aiomqtt.Client("127.0.0.1", b.port, identifier="after-dead-child") as c:
+        await c.subscribe("bioreactor/#", qos=1)
+        retained: dict[str, str] = {}
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                if str(m.topic).endswith("/status"):
+                    retained[str(m.topic)] = json.loads(m.payload)["state"]
+                if len(retained) == 2:
+                    break
+    assert retained == {"bioreactor/_node/lab-d/status": "done", "bioreactor/r1/status": "done"}
