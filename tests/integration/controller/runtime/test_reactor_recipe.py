@@ -15,8 +15,8 @@ from plugins.configs import DEFAULT_CONFIG_PATH, run_default_with_fault
 from plugins.reactors import first_reactor
 
 from controller import clock as clock_module
-from controller.clock import Clock
 from controller.cli.main import apply_overrides
+from controller.clock import Clock
 from controller.config import load_config, parse_config
 from controller.operator.protocol import Command
 from controller.runtime.historian import Historian
