@@ -46,6 +46,9 @@ class RunOptions:
     db_path: Path | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     progress: ProgressCallback | None = None
+    historian_in_process: bool = False
+    """Write the records in this process rather than in a writer child (Historian's
+    `in_process`): for a sweep worker, whose siblings keep every core busy already."""
 
 
 def reactor_seed(run_seed: int, index: int) -> int:
@@ -218,7 +221,7 @@ class Run:
             control_period_s=run_cfg.control_period_s,
             config_toml=self.options.config_text,
             reactors=[(r.id, r.device) for r in self.config.reactor],
-        ), lock_fd=lock.fd)
+        ), lock_fd=lock.fd, in_process=self.options.historian_in_process)
         reactors = [
             Reactor(
                 rc,

@@ -36,8 +36,11 @@ def run_case(task: dict[str, Any], setup: Callable[[], None] | None = None) -> d
         db = Path(task["db"])
         remove_historian(db)  # an interrupted run starts again from the beginning
         config = Config.model_validate(task["config"])
+        # The records written here, not by a writer child: the sweep's workers fill the cores,
+        # and the child's unpickling cost more than the inserts (docs/benchmarks.md, Sweeps).
         summary = clock.run(Run(RunOptions(config=config, config_text=task["config_text"],
-                                           db_path=db, run_id=task["run_id"])).execute(),
+                                           db_path=db, run_id=task["run_id"],
+                                           historian_in_process=True)).execute(),
                             None)
         if summary["stopped_by"] != "completed":
             raise RuntimeError(f"the run stopped early: {summary['stopped_by']}")

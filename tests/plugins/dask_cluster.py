@@ -1,6 +1,7 @@
-"""A real Dask cluster on loopback, as a user starts one: `dask scheduler` and `dask worker`
-with N single-threaded worker processes, each in its own session so that stopping it stops the
-worker processes its nanny started. For tests (a fixture) and benchmarks alike."""
+"""A real Dask cluster on loopback, as docs/sweeps.md tells a user to start one: `dask
+scheduler` and `dask worker` with N single-threaded worker processes and the workers' profiler
+off, each in its own session so that stopping it stops the worker processes its nanny started.
+For tests (a fixture) and benchmarks alike."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,9 @@ from pathlib import Path
 from plugins.processes import BIN, LOOPBACK, free_port
 
 START_S = 60
+WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+"""docs/sweeps.md: the profiler samples the run's thread every 10 ms, and a run then took 26 %
+more CPU (docs/benchmarks.md, Sweeps)."""
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -46,6 +50,7 @@ def dask_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
             with (folder / f"{name}.log").open("wb") as log:
                 processes.append(subprocess.Popen([str(BIN / "dask"), *command],
                                                   stdout=log, stderr=subprocess.STDOUT,
+                                                  env={**os.environ, **WORKER_ENV},
                                                   start_new_session=True))
         with Client(address, timeout=f"{START_S}s") as client:
             client.wait_for_workers(workers, timeout=START_S)

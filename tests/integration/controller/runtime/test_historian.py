@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ def _readings(t: float) -> dict[str, Reading]:
             for i, c in enumerate(CHANNELS) if c.direction.value == "input"}
 
 
-def test_every_row_is_written_in_order(tmp_path: Path) -> None:
-    historian = Historian(tmp_path / "h.sqlite", RUN)
+@pytest.mark.parametrize("in_process", [False, True], ids=["writer-child", "in-process"])
+def test_every_row_is_written_in_order(tmp_path: Path, in_process: bool) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN, in_process=in_process)
     for t in range(2500):
         historian.record_tick("r1", float(t), _readings(float(t)), {"heater_pct": t % 100})
         if t % 1000 == 999:
@@ -45,8 +47,9 @@ def test_every_row_is_written_in_order(tmp_path: Path) -> None:
     assert diag == ("fold_expansion", 1.5)
 
 
-def test_missing_readings_are_recorded_as_bad(tmp_path: Path) -> None:
-    historian = Historian(tmp_path / "h.sqlite", RUN)
+@pytest.mark.parametrize("in_process", [False, True], ids=["writer-child", "in-process"])
+def test_missing_readings_are_recorded_as_bad(tmp_path: Path, in_process: bool) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN, in_process=in_process)
     historian.record_tick("r1", 0.0, {}, {})
     historian.close()
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
@@ -61,6 +64,27 @@ def test_a_writer_failure_surfaces_on_the_next_flush(tmp_path: Path) -> None:
     historian._process.wait(timeout=30)  # the writer reports its failure and exits
     with pytest.raises(RuntimeError, match=r"historian .* failed: OperationalError"):
         historian.flush()
+
+
+def test_an_in_process_writer_failure_is_the_same_error(tmp_path: Path) -> None:
+    target = tmp_path / "h.sqlite"
+    target.mkdir()
+    with pytest.raises(RuntimeError, match=r"historian .* failed: OperationalError"):
+        Historian(target, RUN, in_process=True)
+
+
+def test_in_process_each_flush_is_committed_at_once(tmp_path: Path) -> None:
+    """What a killed sweep worker leaves: every row flushed before it, readable by another
+    connection, with no writer child to wait for."""
+    historian = Historian(tmp_path / "h.sqlite", RUN, in_process=True)
+    for t in range(FLUSH_TICK_ROWS + 5):
+        historian.record_tick("r1", float(t), _readings(float(t)), {})
+    historian.record_checkpoint("r1", 5.0, 0.0, {"t": 5}, urgent=True)
+    assert _ticks_on_disk(tmp_path / "h.sqlite") == FLUSH_TICK_ROWS + 5
+    historian.record_event("r1", 6.0, "run", "ended")
+    with ThreadPoolExecutor(1) as thread:  # a run closes it off the loop's thread
+        thread.submit(historian.close).result()
+    assert historian.rows_written == FLUSH_TICK_ROWS + 5 + 2
 
 
 def _ticks_on_disk(path: Path) -> int:
