@@ -68,7 +68,8 @@ class NodePresence:
         self.clock = clock
         self.run_id = run_id
         self.status_topic = node_status_topic(node_id)
-        self.outbox = Outbox(outbox_path)
+        # The publisher child checkpoints the log (between its beats), not the commits here.
+        self.outbox = Outbox(outbox_path, wal_checkpoints=False)
         self.adopted = sum(self.outbox.adopt(p) for p in legacy_outboxes if p.exists())
         self.reactors: dict[str, ReactorPresence] = {}
         self._handlers: dict[str, CommandHandler] = {}

@@ -23,7 +23,10 @@ from controller.mqtt.topics import (
     status_payload,
     telemetry_payload,
 )
-from drivers.contract.reading import Reading
+from drivers.contract.reading import Quality, Reading
+
+QUALITY_WORD = {q: q.name.lower() for q in Quality}
+"""A reading's quality as the wire writes it (an enum's `.name` is a property: slow per tick)."""
 
 
 class ReactorPresence:
@@ -70,7 +73,7 @@ class ReactorPresence:
         self.seq += 1
         payload = telemetry_payload(
             seq=self.seq, wall_ts=self.clock.wall_time(), t_s=t_s,
-            readings={name: (r.value, r.unit, r.quality.name.lower())
+            readings={name: (r.value, r.unit, QUALITY_WORD[r.quality])
                       for name, r in readings.items()},
             setpoints=setpoints, outputs=outputs, modes=modes, run_id=self.run_id,
             recipe=recipe,

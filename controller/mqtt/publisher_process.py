@@ -338,6 +338,7 @@ async def _serve(pipe: Connection, config: ChildConfig) -> None:
         if task.done() and stopping is None:  # run() ended unasked: a bug; be restarted
             task.result()
             raise RuntimeError("publisher ended without a stop")
+        outbox.checkpoint_wal()  # the controller's commits leave it to this process
         report("beat")
 
 

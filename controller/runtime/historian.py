@@ -146,6 +146,7 @@ class Historian:
         # A plain child interpreter (not multiprocessing), so the caller's main module is never
         # re-imported and no fork happens in a process that may have threads.
         parent_end, child_end = socket.socketpair()
+        parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "controller.runtime.historian", str(child_end.fileno())],
             pass_fds=[child_end.fileno(), *([] if lock_fd is None else [lock_fd])],
@@ -229,6 +230,19 @@ class Historian:
             else:
                 self._pipe.send(("batch", batches))
             self._batches = {table: [] for table in _INSERT}
+
+    def drain(self) -> None:
+        """Hand over what is pending and wait until the writer has committed it: before a
+        fleet starts ticking, so the start's records (a thousand reactors' start events) are
+        not still being written when the first ticks' checkpoints come, which filled the pipe
+        and held the ticks for 20-45 ms (benchmarks/fleet_in_process.py)."""
+        self.flush()
+        if self._writer is not None:
+            return
+        self._pipe.send(("sync", None))
+        reply = self._receive()
+        if reply[0] != "synced":
+            raise RuntimeError(f"historian {self.path} failed: {self._error}")
 
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
         """Write everything still pending (and the run summary), then stop the writer."""
@@ -339,12 +353,20 @@ def _write_forever(pipe: Connection) -> None:
             if kind == "batch":
                 writer.write(batches_waiting(payload))
                 continue
+            if kind == "sync":
+                _send_quietly(pipe, ("synced", writer.rows))
+                continue
             rows = writer.close(payload)
             _send_quietly(pipe, ("closed", rows))
             return
     except Exception as exc:
         _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
 
+
+SEND_BUFFER_BYTES = 4 << 20
+"""What the controller may hand the writer before a send waits (the kernel caps it at
+net.core.wmem_max): a fleet's first ticks send a thousand checkpoints within a second or two,
+faster than the writer commits them, and a full pipe holds the ticks."""
 
 MAX_BATCHES_PER_COMMIT = 256
 """Bounds a transaction (and so what a crash of the writer could take back) under a flood."""

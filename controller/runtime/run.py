@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import gc
 import signal
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from controller.mqtt.node import NodePresence
 from controller.operator.nonce_store import FILE_NAME as NONCE_FILE
 from controller.operator.nonce_store import NonceStore
 from controller.operator.replay import ReplayGuard
+from controller.runtime.garbage_collection import SETTLE_PERIODS, StartUpObjects, TickCollections
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.reactor_summary import reactor_summary
@@ -117,49 +117,10 @@ def in_process(device: Device) -> bool:
     return bool(getattr(device[1], "in_process", False))
 
 
-SETTLE_PERIODS = 2
-"""Control periods into the run that garbage collection stays paused (StartUpObjects)."""
-
-
-class StartUpObjects:
-    """Garbage collection around the start: paused while the reactors are built, then the
-    objects built so far (configs, models, a fleet's reactors: half a million for 1,000) are
-    left out of it while the run ticks.
-
-    They live as long as the run, but every full collection would walk them again: measured
-    with 1,000 reactors, the start spent 1.3 s in six such collections, and one during the run
-    took 0.4-0.6 s, making a whole period's ticks that late. Everything is as it was after the
-    run, so a process that runs several runs (the tests) frees them.
-    """
-
-    def __enter__(self) -> StartUpObjects:
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-        return self
-
-    def built(self) -> None:
-        """The run is about to tick: freeze what exists (not collected first: that walk alone
-        took 0.5 s for 1,000 reactors, for the little garbage a start makes, which is freed
-        after the run). Collection stays paused through the first ticks (`settled`)."""
-        gc.freeze()
-
-    def settled(self) -> None:
-        """The first ticks are done: freeze what they built too, collect as usual from now on.
-
-        Why not at `built`: a reactor's first ticks build state that lives for the run
-        (recipe, checkpoints, the soft sensor's). Right after a freeze the old generation
-        counts as empty, so with collection on, ten young collections into those first ticks
-        already made a full one: 56 ms in the second period of 1,000 reactors (measured with
-        gc.callbacks), every reactor of the groups behind it that late, which was the worst
-        reactor's p99 lateness of a 60 s run."""
-        gc.freeze()
-        if self._was_enabled:
-            gc.enable()
-
-    def __exit__(self, *exc: object) -> None:
-        gc.unfreeze()
-        if self._was_enabled:
-            gc.enable()
+DIAGNOSTICS_FLUSH_EVERY = 10
+"""Reactors whose diagnostics (~80 rows each) go to the historian in one hand-over: a 1,000-
+reactor fleet's in one were 83,000 rows, 15-40 ms of pickling and sending that held the
+tick that carried them."""
 
 
 def default_db_path(run_id: str) -> Path:
@@ -243,6 +204,7 @@ class Run:
                     None if recovery is None else recovery.checkpoints[reactor.id],
                     run_cfg.restart_policy)
                 self._attach_presence(reactor, clock)
+            historian.drain()
             start_up.built()
             with self._signals_stop():
                 await self._run_tasks(clock, reactors, historian, start_up)
@@ -327,17 +289,25 @@ class Run:
         start_up: StartUpObjects,
     ) -> None:
         run_cfg = self.config.run
-        async with asyncio.TaskGroup() as group:
+        virtual_time = run_cfg.speed is None
+        # In virtual time no tick waits on another's pause, and collecting after every group
+        # would cost more than the allocation counts' own schedule.
+        collections = None if virtual_time else TickCollections(clock)
+        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
+            if collections is not None:
+                stack.enter_context(collections)
+            after_group = None if collections is None else collections.after_group
+            groups = tick_groups(self._in_process, virtual_time=virtual_time,
+                                 period_s=run_cfg.control_period_s, speed=run_cfg.speed or 1.0)
             ticks = [group.create_task(self._tick_forever(clock, [reactors[i] for i in g.members],
-                                                          g.offset_s),
+                                                          g.offset_s, after_group),
                                        name=f"tick-{reactors[g.members[0]].id}")
-                     for g in tick_groups(self._in_process,
-                                          virtual_time=run_cfg.speed is None,
-                                          period_s=run_cfg.control_period_s)]
+                     for g in groups]
+            last_start_s = max(g.offset_s for g in groups)
             helpers = [
                 group.create_task(self._record_forever(clock, reactors, historian)),
                 group.create_task(self._progress_forever(clock, reactors)),
-                group.create_task(self._settle(clock, start_up)),
+                group.create_task(self._settle(clock, start_up, collections, last_start_s)),
             ]
             stop_wait = group.create_task(self._stop.wait())
             done = asyncio.gather(*ticks)
@@ -349,11 +319,12 @@ class Run:
         log.info("run ended", stopped_by=self.stopped_by, t_s=clock.now(),
                  duration_s=run_cfg.duration)
 
-    async def _tick_forever(self, clock: Clock, reactors: list[Reactor],
-                            offset_s: float = 0.0) -> None:
+    async def _tick_forever(self, clock: Clock, reactors: list[Reactor], offset_s: float = 0.0,
+                            after_group: Callable[[], None] | None = None) -> None:
         await tick_forever(clock, reactors, offset_s=offset_s,
                            period_s=self.config.run.control_period_s,
-                           duration_s=self.config.run.duration, stopped=self._stop)
+                           duration_s=self.config.run.duration, stopped=self._stop,
+                           after_group=after_group)
 
     async def _record_forever(
         self, clock: Clock, reactors: list[Reactor], historian: Historian
@@ -363,21 +334,28 @@ class Run:
         while not self._stop.is_set():
             now = clock.now()
             if now >= next_diag:
-                for reactor in reactors:
+                for i, reactor in enumerate(reactors, 1):
                     await asyncio.sleep(0)  # a fleet's ticks go on between two reactors
                     truth = await reactor.driver.diagnostics()
                     historian.record_diagnostics(reactor.id, now, truth)
                     if truth and reactor.soft_sensor is not None:
                         reactor.soft_sensor_score.add(now, reactor.soft_sensor.current(now),
                                                       truth)
+                    if i % DIAGNOSTICS_FLUSH_EVERY == 0:
+                        historian.flush()
                 next_diag = now + run_cfg.diagnostics_interval_s
             historian.flush()
             await clock.sleep_until(now + run_cfg.flush_interval_s)
 
-    async def _settle(self, clock: Clock, start_up: StartUpObjects) -> None:
-        """Collection back on once every reactor has made its first SETTLE_PERIODS ticks."""
-        await clock.sleep_until(clock.now() + SETTLE_PERIODS * self.config.run.control_period_s)
+    async def _settle(self, clock: Clock, start_up: StartUpObjects,
+                      collections: TickCollections | None, last_start_s: float) -> None:
+        """Collection back on once every reactor has made its first SETTLE_PERIODS ticks (the
+        last group starts `last_start_s` into the run)."""
+        await clock.sleep_until(clock.now() + last_start_s
+                                + SETTLE_PERIODS * self.config.run.control_period_s)
         start_up.settled()
+        if collections is not None:
+            collections.start()
 
     async def _progress_forever(self, clock: Clock, reactors: list[Reactor]) -> None:
         progress = self.options.progress

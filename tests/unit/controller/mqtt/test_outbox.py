@@ -122,3 +122,22 @@ def test_messages_left_by_an_earlier_process_are_marked_inherited(tmp_path: Path
     with Outbox(tmp_path / "emptied.sqlite") as ob:
         assert ob.inherited_through_seq == 0
 
+
+
+def test_a_writer_without_wal_checkpoints_leaves_them_to_the_other_process(
+        tmp_path: Path) -> None:
+    """The controller's side commits without ever copying the log into the file (a commit
+    that checkpoints takes milliseconds, between a fleet's ticks); the publisher's side
+    copies it with a passive checkpoint, and every message is still there, in order."""
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path, wal_checkpoints=False) as writer, Outbox(path) as reader:
+        for k in range(1500):  # past SQLite's automatic checkpoint at 1,000 pages
+            writer.append("bioreactor/r/telemetry", b"x" * 4000)
+            if k % 100 == 99:
+                writer.commit()
+        busy, frames, copied = reader.checkpoint_wal()
+        assert busy == 0 and frames > 1000  # nothing was copied by the writer's commits
+        assert copied == frames
+        assert [m.seq for m in reader.peek(2000)] == list(range(1, 1501))
+    with Outbox(path) as again:  # and the file alone holds them after both closed
+        assert again.depth == 1500

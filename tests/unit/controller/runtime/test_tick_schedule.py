@@ -3,6 +3,7 @@ covered (never bunches them), and every period of the run is a tick made or a ti
 record: none lost, none counted past the run's end."""
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -14,7 +15,12 @@ from controller import clock
 from controller.clock import Clock
 from controller.runtime.device_link import ReactorCounters
 from controller.runtime.run import Run, RunOptions
-from controller.runtime.tick_groups import REAL_TIME_GROUP_SIZE, TickGroup, tick_groups
+from controller.runtime.tick_groups import (
+    REAL_TIME_GROUP_SIZE,
+    START_SLOT_WALL_S,
+    TickGroup,
+    tick_groups,
+)
 
 
 @dataclass
@@ -102,12 +108,29 @@ def test_in_virtual_time_every_in_process_reactor_ticks_in_one_group() -> None:
 
 
 def test_in_real_time_groups_are_small_and_spread_over_the_period() -> None:
-    groups = tick_groups([True] * 1000, virtual_time=False, period_s=1.0)
+    groups = tick_groups([True] * 100, virtual_time=False, period_s=1.0)
     assert max(len(g.members) for g in groups) <= REAL_TIME_GROUP_SIZE
-    assert sorted(i for g in groups for i in g.members) == list(range(1000))
+    assert sorted(i for g in groups for i in g.members) == list(range(100))
     offsets = [g.offset_s for g in groups]
     assert offsets == sorted(set(offsets)) and offsets[0] == 0.0 and offsets[-1] < 1.0
     assert offsets[1] == pytest.approx(1.0 / len(groups))
+
+
+def test_a_large_fleet_starts_over_several_periods_each_group_keeping_its_own_phase() -> None:
+    """First ticks cost several steady ones: 1,000 reactors' in one period overran their
+    slots. The groups start START_SLOT_WALL_S apart, over as many periods as that takes,
+    and from then on tick at phases spread evenly over the period, as a small fleet's."""
+    groups = tick_groups([True] * 1000, virtual_time=False, period_s=1.0)
+    assert sorted(i for g in groups for i in g.members) == list(range(1000))
+    count = len(groups)
+    phases = sorted(g.offset_s % 1.0 for g in groups)
+    assert phases == pytest.approx([g / count for g in range(count)])
+    starts = sorted(g.offset_s for g in groups)
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= START_SLOT_WALL_S - 1e-9
+    assert starts[-1] < count * START_SLOT_WALL_S
+    # Scaled time: a clock second is `speed` wall seconds' worth of the slot.
+    fast = tick_groups([True] * 1000, virtual_time=False, period_s=1.0, speed=10.0)
+    assert max(g.offset_s for g in fast) > 9 * max(g.offset_s for g in groups)
 
 
 def test_a_reactor_on_a_real_link_ticks_alone_at_the_start_of_the_period() -> None:
