@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import structlog
 
 from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
-from controller.mqtt.outbox import Outbox
+from controller.mqtt.outbox import BatchWriter, Outbox, OutboxError
 from controller.mqtt.presence import ReactorPresence
 from controller.mqtt.publisher_process import ChildConfig, PublisherProcess
 from controller.mqtt.topics import (
@@ -68,8 +69,14 @@ class NodePresence:
         self.clock = clock
         self.run_id = run_id
         self.status_topic = node_status_topic(node_id)
-        # The publisher child checkpoints the log (between its beats), not the commits here.
+        # The publisher child checkpoints the log (between its beats), not the commits here;
+        # the commits run in a thread of their own (`maybe_commit`).
         self.outbox = Outbox(outbox_path, wal_checkpoints=False)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"outbox-{node_id}")
+        self._writer: BatchWriter | None = None
+        """The commit thread's own connection (made and used in that thread only)."""
+        self._committing: Future[None] | None = None
+        self._committing_batch: list[tuple[int, str, bytes, int, int]] = []
         self.adopted = sum(self.outbox.adopt(p) for p in legacy_outboxes if p.exists())
         self.reactors: dict[str, ReactorPresence] = {}
         self._handlers: dict[str, CommandHandler] = {}
@@ -137,11 +144,61 @@ class NodePresence:
 
     # --- from the ticks ----------------------------------------------------------------------
     def maybe_commit(self) -> None:
-        """Commit every reactor's appended messages, at most every COMMIT_EVERY_WALL_S."""
+        """Commit every reactor's appended messages, at most every COMMIT_EVERY_WALL_S, in the
+        node's commit thread: a commit of a 1,000-reactor fleet's 50 ms of messages took up to
+        10 ms of SQLite work (and lock waits on the publisher child), which held whichever
+        tick made it. While one is being written the next messages wait for the next call.
+        The error of a failed commit (OutboxFullError on a full disk) is raised here, on the
+        next call after it, with its batch back in the buffer, as a synchronous commit's was."""
         wall = self.clock.wall_monotonic()
-        if wall - self._last_commit_wall >= COMMIT_EVERY_WALL_S:
-            self._last_commit_wall = wall
-            self.outbox.commit()
+        if wall - self._last_commit_wall < COMMIT_EVERY_WALL_S:
+            return
+        if not self._settle_commit():
+            return
+        self._last_commit_wall = wall
+        batch = self.outbox.take_batch()
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        self._committing_batch = batch
+        self._committing = future = self._committer.submit(self._write, batch)
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._committed, done, batch))
+
+    def _write(self, batch: list[tuple[int, str, bytes, int, int]]) -> None:
+        """In the commit thread."""
+        if self._writer is None:
+            self._writer = BatchWriter(self.outbox)
+        self._writer.write(batch)
+
+    def _committed(self, done: Future[None], batch: list[tuple[int, str, bytes, int, int]]
+                   ) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.outbox.counted_in(batch)
+
+    def _settle_commit(self) -> bool:
+        """Whether no commit is being written now; a finished one's error is raised."""
+        committing = self._committing
+        if committing is None:
+            return True
+        if not committing.done():
+            return False
+        self._committing = None
+        error = committing.exception()
+        if error is not None:
+            self.outbox.restore_batch(self._committing_batch)
+            raise error
+        return True
+
+    async def commit(self) -> None:
+        """Everything appended so far is durable when this returns: a commit being written in
+        the thread is waited for, then what is left is committed here."""
+        if self._committing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._committing)
+            with contextlib.suppress(OutboxError):
+                self._settle_commit()
+        self.outbox.commit()
 
     def summary(self) -> dict[str, Any]:
         """The connection's counters, once per run (each reactor's share is in its own)."""
@@ -164,7 +221,7 @@ class NodePresence:
                 face.stop(state)
         for reactor_id in self.reactors:  # births during the stop leave them out
             self.publisher.reactor_stopped(reactor_id)
-        self.outbox.commit()
+        await self.commit()
         if self._task is not None:  # never started: it all waits in the outbox for next time
             await self.publisher.stop(
                 final_status=(self.status_topic, self._status(state)),
@@ -178,3 +235,6 @@ class NodePresence:
         self.outbox.recount()  # the child deleted what the broker acknowledged
         self._depth_at_close = self.outbox.depth
         self.outbox.close()
+        if self._writer is not None:
+            self._committer.submit(self._writer.close).result()
+        self._committer.shutdown()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ACK_FLUSH_EVERY = 512
+ACK_FLUSH_EVERY = 32
 """Acked rows are deleted in one transaction per this many (or at commit/close)."""
 
 
@@ -80,6 +80,7 @@ class Outbox:
         self._db.execute(_SCHEMA)
         if not wal_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self.max_page_count = max_page_count
         if max_page_count is not None:
             self._db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
         row = self._db.execute(
@@ -123,27 +124,43 @@ class Outbox:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             if batch:
-                self._db.executemany(
-                    "INSERT INTO outbox (seq, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)",
-                    batch,
-                )
+                self._db.executemany(_INSERT, batch)
             self._delete_acked()
             self._db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             self._rollback()
-            if _is_full(exc):
-                raise OutboxFullError(
-                    f"outbox {self.path} is full ({exc}); {len(batch)} messages kept in memory, "
-                    f"{self._stored_count} stored: free disk space or the broker link must recover"
-                ) from exc
-            raise OutboxError(f"outbox {self.path}: commit failed: {exc}") from exc
+            raise self._commit_error(exc, len(batch)) from exc
         self._acked.clear()
         self._buffer = []
+        self.counted_in(batch)
+        return len(batch)
+
+    # -- a commit in another thread (the node's: NodePresence.maybe_commit) ------------------
+    def take_batch(self) -> list[tuple[int, str, bytes, int, int]]:
+        """The appended messages, handed over for `BatchWriter.write` (the buffer starts
+        afresh)."""
+        if self._closed:
+            raise OutboxError(f"outbox {self.path} is closed")
+        batch, self._buffer = self._buffer, []
+        return batch
+
+    def restore_batch(self, batch: list[tuple[int, str, bytes, int, int]]) -> None:
+        """A batch whose commit failed goes back before what was appended since, in order."""
+        self._buffer[:0] = batch
+
+    def counted_in(self, batch: list[tuple[int, str, bytes, int, int]]) -> None:
+        """`batch` is committed (here or by a BatchWriter): count it and tell the publishers."""
         self._stored_count += len(batch)
         self._stored_bytes += sum(len(t) + len(p) for _, t, p, _, _ in batch)
         for listener in list(self._listeners):
             listener()
-        return len(batch)
+
+    def _commit_error(self, exc: sqlite3.OperationalError, batch_size: int) -> OutboxError:
+        if _is_full(exc):
+            return OutboxFullError(
+                f"outbox {self.path} is full ({exc}); {batch_size} messages kept in memory, "
+                f"{self._stored_count} stored: free disk space or the broker link must recover")
+        return OutboxError(f"outbox {self.path}: commit failed: {exc}")
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call `callback()` after each commit (the publisher's non-blocking notify)."""
@@ -275,6 +292,37 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BatchWriter:
+    """Commits an outbox's batches from one other thread, on a connection of its own (a
+    sqlite3 connection must not be shared between threads). Build, `write` and `close` in that
+    thread; the outbox counts each written batch (`Outbox.counted_in`) on its own thread."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._db = sqlite3.connect(str(outbox.path), isolation_level=None)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the publisher child's (see Outbox)
+        if outbox.max_page_count is not None:
+            self._db.execute(f"PRAGMA max_page_count={int(outbox.max_page_count)}")
+
+    def write(self, batch: list[tuple[int, str, bytes, int, int]]) -> None:
+        """One transaction; OutboxFullError on a full disk, OutboxError on another failure."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(_INSERT, batch)
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("ROLLBACK")
+            raise self._outbox._commit_error(exc, len(batch)) from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+_INSERT = "INSERT INTO outbox (seq, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)"
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:

@@ -491,9 +491,9 @@ async def node_ticks(face: ReactorPresence, node: NodePresence, start: int, coun
     for t in range(start, start + count):
         face.tick(float(t), {}, {}, {}, {})
         if t % 20 == 0:
-            node.outbox.commit()
+            await node.commit()
             await asyncio.sleep(0.005)
-    node.outbox.commit()
+    await node.commit()
 
 
 @pytest.mark.parametrize("fault", ["killed", "wedged"])

@@ -2,6 +2,7 @@
 the birth, and an older layout's per-reactor outboxes taken over."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.node import COMMAND_FILTERS, NodePresence
-from controller.mqtt.outbox import Outbox
+from controller.mqtt.outbox import Outbox, OutboxFullError
 from controller.mqtt.topics import check_reactor_id, node_status_topic
+from drivers.contract.reading import Reading
 
 NEVER_STARTED = MqttSettings.from_url("mqtt://127.0.0.1:9")
 
@@ -27,7 +29,7 @@ async def test_reactors_share_one_outbox_and_keep_their_own_order_and_seq(tmp_pa
     for t in range(4):
         for face in faces:
             face.tick(float(t), {}, {}, {}, {})
-    node.outbox.commit()
+    await node.commit()
     by_reactor: dict[str, list[int]] = {}
     for m in node.outbox.peek(100):
         by_reactor.setdefault(m.topic.split("/")[1], []).append(json.loads(m.payload)["seq"])
@@ -83,7 +85,7 @@ async def test_an_older_layouts_outboxes_go_out_first_in_their_order(tmp_path: P
             old.commit()
     node = make_node(tmp_path, legacy_outboxes=[*legacy.values(), tmp_path / "outbox-r3.sqlite"])
     node.add_reactor("r1", lambda *a: None).tick(0.0, {}, {}, {}, {})
-    node.outbox.commit()
+    await node.commit()
     messages = node.outbox.peek(100)
     inherited = node.outbox.inherited_through_seq
     node.outbox.close()
@@ -104,3 +106,30 @@ def test_a_node_id_is_topic_safe() -> None:
     assert node_status_topic("lab-a") == "bioreactor/_node/lab-a/status"
     with pytest.raises(ValueError, match="node id 'a/b'"):
         node_status_topic("a/b")
+
+
+async def test_a_commit_in_the_nodes_thread_that_fails_is_raised_on_the_tick_and_loses_nothing(
+        tmp_path: Path) -> None:
+    """The node commits in a thread of its own; a full disk there is raised on a later tick
+    (where the reactor alarms it, as a synchronous commit's was), with the batch back in the
+    buffer ahead of newer messages, and everything goes out in order once there is room."""
+    node = make_node(tmp_path)
+    face = node.add_reactor("r1", lambda *a: None)
+    node.outbox.max_page_count = 8  # the commit thread's connection opens with this cap
+    big = {f"x{i}": Reading(1.0, "u" * 2000, 0.0) for i in range(4)}
+    raised = None
+    for t in range(200):  # until a later call finds the thread's commit failed
+        try:
+            face.tick(float(t), big, {}, {}, {})
+        except OutboxFullError as exc:
+            raised = exc
+            break
+        await asyncio.sleep(0.01)
+    assert raised is not None and "is full" in str(raised)
+    assert node.outbox.depth == face.seq  # not one message lost: all buffered again
+    node.outbox.max_page_count = None
+    node._writer = None  # the next commit opens a connection without the cap (same thread)
+    await node.commit()
+    seqs = [json.loads(m.payload)["seq"] for m in node.outbox.peek(1000)]
+    node.outbox.close()
+    assert seqs == list(range(1, face.seq + 1))

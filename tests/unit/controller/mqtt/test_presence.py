@@ -17,7 +17,11 @@ def node(outbox: Path, run_id: str) -> NodePresence:
 
 
 def presence(outbox: Path, run_id: str) -> ReactorPresence:
-    return node(outbox, run_id).add_reactor("r1", lambda topic, payload, retained: None)
+    """A node's reactor whose messages are committed when a test says (`outbox.commit()`):
+    the node's own commits, in its thread, are test_node.py's."""
+    face = node(outbox, run_id).add_reactor("r1", lambda topic, payload, retained: None)
+    face.maybe_commit = lambda: None  # type: ignore[method-assign]
+    return face
 
 
 def ticks(p: ReactorPresence, n: int) -> None:
