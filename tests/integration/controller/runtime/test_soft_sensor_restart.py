@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.reactors import first_reactor
 
 from controller import clock as clock_module
 from controller.clock import Clock
 from controller.config import load_config
-from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.recovery import ReactorCheckpoint
 from controller.runtime.run import open_reactor_driver
@@ -44,10 +44,7 @@ async def _restart(tmp_path: Path, *, change_config: bool = False,
                    garble: str | None = None) -> dict[str, Any]:
     config = load_config(DEFAULT_CONFIG_PATH)
     clock = Clock()
-    historian = Historian(tmp_path / "run.sqlite",
-                          RunInfo("t", "now", 1, 1.0, "", [("hsc-1", "sim://")]))
-    first = Reactor(config.reactor[0], open_reactor_driver(config, 0, clock.now), clock,
-                    historian, control_period_s=1.0, stats_after_s=0.0)
+    first, historian = first_reactor(config, tmp_path / "run.sqlite", clock)
     await first.start()
     for _ in range(TICKS):
         await first.tick()
