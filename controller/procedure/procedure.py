@@ -13,7 +13,7 @@ checkpoint, so a bolus is never given twice (docs/recipes.md, "Durability").
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
@@ -58,6 +58,9 @@ class PhaseRecord:
 
 NO_SETTINGS: Mapping[str, PhaseLoop] = MappingProxyType({})
 
+Standing = tuple[Iterable[tuple[str, str]], Iterable[str]]
+"""What stands now: the standing alarms (name, priority) and the tripped interlocks' names."""
+
 
 @dataclass(frozen=True, slots=True)
 class RecipeStep:
@@ -73,9 +76,12 @@ class RecipeStep:
 
 
 class Procedure:
-    def __init__(self, config: RecipeConfig, safe_rates: Mapping[str, float]) -> None:
-        """`safe_rates`: the reactor's safe pump rates, applied on abort."""
+    def __init__(self, config: RecipeConfig, safe_rates: Mapping[str, float],
+                 standing: Callable[[], Standing] | None = None) -> None:
+        """`safe_rates`: the reactor's safe pump rates, applied on abort. `standing`: what
+        stands now, asked as a phase begins (the reactor's alarm board and interlocks)."""
         self.config = config
+        self._standing_now = standing
         self._safe_rates = dict(safe_rates)
         self.state = State.IDLE
         self.phase_index: int | None = None
@@ -98,6 +104,8 @@ class Procedure:
         self._started = False
         self._settings_due = False
         """A phase was entered: its loop settings go out with the next step."""
+        self._entered_now = False
+        """A phase was entered in this step: what stands is checked against its reactions."""
         self._telemetry: dict[str, Any] = {}
         self._update_telemetry()
 
@@ -157,14 +165,22 @@ class Procedure:
                  interlocks: Iterable[str]) -> list[str]:
         """Of the standing alarms (name, priority) and tripped interlocks, those the present
         phase (the first before the recipe starts) would hold or abort for, in words."""
+        return [f"{priority} alarm {name} (on_alarm.{priority} = {reaction})"
+                if kind == "alarm" else f"interlock {name} (on_interlock = {reaction})"
+                for reaction, kind, name, priority in self._reactions(alarms, interlocks)]
+
+    def _reactions(self, alarms: Iterable[tuple[str, str]],
+                   interlocks: Iterable[str]) -> list[tuple[str, str, str, str | None]]:
+        """(reaction, kind, name, priority) of each standing alarm and tripped interlock the
+        present phase (the first before the recipe starts) would hold or abort for."""
         phase = self.phase if self.phase is not None else self.config.phase[0]
-        found = []
+        found: list[tuple[str, str, str, str | None]] = []
         for name, priority in alarms:
             reaction = getattr(phase.on_alarm, priority)
             if reaction != "nothing":
-                found.append(f"{priority} alarm {name} (on_alarm.{priority} = {reaction})")
+                found.append((reaction, "alarm", name, priority))
         if phase.on_interlock != "nothing":
-            found.extend(f"interlock {name} (on_interlock = {phase.on_interlock})"
+            found.extend((phase.on_interlock, "interlock", name, None)
                          for name in sorted(interlocks))
         return found
 
@@ -192,13 +208,15 @@ class Procedure:
             self._move(SETTLES[state], now_s, "recipe", "state complete")
         elif state is State.IDLE and self.config.autostart and not self._started:
             self._move(State.RUNNING, now_s, "recipe", "autostart")
-        state = self.state
         boluses: list[BolusOrder] = []
-        if state is State.RUNNING:
+        if self.state is State.RUNNING:
             self._advance(readings, now_s)
-            state = self.state
-            if self._given < len(self._boluses):
-                boluses = self._due_boluses()
+        if self._entered_now:
+            self._entered_now = False
+            self._react_to_standing(now_s)
+        state = self.state
+        if state is State.RUNNING and self._given < len(self._boluses):
+            boluses = self._due_boluses()
         settings: Mapping[str, PhaseLoop] = NO_SETTINGS
         if self._settings_due:
             self._settings_due = False
@@ -227,6 +245,25 @@ class Procedure:
                        f"phase {phase.name} ended by {watch.when_of(exit_index)!r}")
             return
         self._enter(following, now_s)
+
+    def _react_to_standing(self, now_s: float) -> None:
+        """A phase just begun reacts to what already stands, as it would had it been raised
+        now: reactions act on an alarm as it is raised, so without this an alarm a mild phase
+        ignored would go unanswered through a stricter phase after it. Abort before hold; done
+        before the phase's first rates and boluses go out."""
+        if self._standing_now is None:
+            return
+        reactions = self._reactions(*self._standing_now())
+        if not reactions:
+            return
+        reaction, kind, name, priority = min(reactions, key=lambda r: r[0] != "abort")
+        if self.state not in TRANSITIONS[reaction]:
+            return
+        phase = self.phase
+        assert phase is not None
+        self._move(TRANSITIONS[reaction][self.state], now_s, f"{kind}:{name}",
+                   f"{reaction} on {kind} {name}" + (f" ({priority})" if priority else "")
+                   + f", standing as phase {phase.name} began")
 
     def _due_boluses(self) -> list[BolusOrder]:
         """The phase's boluses whose offset the phase's time has reached, each once."""
@@ -260,6 +297,7 @@ class Procedure:
         self.confirmed = False
         self.history.append(PhaseRecord(phase.name, index, now_s))
         self._settings_due = True
+        self._entered_now = True
         self._update_telemetry()
         self._event(now_s, f"recipe phase {phase.name} started",
                     {"event": "phase_started", "phase": phase.name, "index": index})

@@ -41,7 +41,7 @@ from controller.operator.protocol import (
 )
 from controller.operator.replay import ReplayGuard
 from controller.operator.verify import verify
-from controller.procedure.procedure import Procedure
+from controller.procedure.procedure import Procedure, Standing
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
 from drivers.contract.errors import DriverError
@@ -53,6 +53,12 @@ UNACKNOWLEDGED = (AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED)
 DEVICE_CUTOUT = "heater_cutout"
 """The interlock name `reset_interlock` takes for the device's own over-temperature cut-out."""
 
+
+
+def standing_now(board: AlarmBoard, interlocks: InterlockSet) -> Standing:
+    """What stands that a recipe's phase may react to: the board's standing alarms (name,
+    priority; a shelved one does not stand) and the tripped interlocks."""
+    return [(a.name, a.priority) for a in board.active()], interlocks.tripped
 
 class CommandDesk:
     def __init__(self, *, loops: Sequence[ControlLoop], schedule: FeedSchedule,
@@ -217,8 +223,7 @@ class CommandDesk:
         procedure = self._procedure
         if procedure is None:
             raise KeyError("recipe")
-        standing = procedure.standing(((a.name, a.priority) for a in self._board.active()),
-                                      self._interlocks.tripped)
+        standing = procedure.standing(*standing_now(self._board, self._interlocks))
         return procedure.command(action, t_s, operator, reason, standing)
 
     def record_interlock_reset(self, trip: Trip) -> None:

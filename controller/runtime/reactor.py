@@ -36,7 +36,7 @@ from controller.operator.bounds import bounds_from_config
 from controller.operator.replay import ReplayGuard
 from controller.procedure.procedure import Procedure
 from controller.runtime.checkpointer import Checkpointer
-from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk
+from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk, standing_now
 from controller.runtime.delivery import DeliveryMonitor
 from controller.runtime.device_link import LINK_ERRORS, DeviceLink, ReactorCounters
 from controller.runtime.historian import Historian
@@ -92,7 +92,8 @@ class Reactor:
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
         self.procedure = (Procedure(config.recipe,
-                                    {pump: config.safe_state[pump] for pump in PUMPS})
+                                    {pump: config.safe_state[pump] for pump in PUMPS},
+                                    lambda: standing_now(self.alarms, self.interlocks))
                           if config.recipe is not None else None)
         """The recipe's procedure (docs/recipes.md); None: the schedule alone feeds."""
         self.outside_alarms = OutsideAlarms(self.journal,

@@ -214,3 +214,78 @@ def test_a_restart_is_refused_while_the_trip_that_held_the_recipe_stands(
     assert (action, outcome) == ("restart", "wrong_state")
     assert "interlock overtemp_limit (on_interlock = hold)" in message
     assert "reset the interlock first" in message
+
+
+MILD_THEN_STRICT = """# The recipe (docs/recipes.md)
+[reactor.recipe]
+name = "mild-then-strict"
+
+[[reactor.recipe.phase]]
+name = "mild"
+on_interlock = "nothing"
+on_alarm = { critical = "nothing" }
+[[reactor.recipe.phase.exit]]
+when = "phase_time >= 30m"
+
+[[reactor.recipe.phase]]
+name = "strict"
+feed = { strategy = "fixed", feed_ml_per_h = 2.0 }
+[[reactor.recipe.phase.bolus]]
+after = "0s"
+volume_ml = 0.5
+[[reactor.recipe.phase.exit]]
+when = "phase_time >= 1d"
+
+"""
+
+
+async def _strict_phase_under_a_trip(tmp_path: Path) -> dict[str, Any]:
+    text = DEFAULT_CONFIG_PATH.read_text()
+    start = text.index("# The recipe (docs/recipes.md)")
+    end = text.index("# Verified delivery")
+    config = apply_overrides(parse_config(text[:start] + MILD_THEN_STRICT + text[end:]),
+                             duration=None, speed=None, seed=None,
+                             faults=["heater_stuck_on@1m"])
+    clock = Clock()
+    reactor, historian = first_reactor(config, tmp_path / "run.sqlite", clock)
+    await reactor.start()
+    procedure = reactor.procedure
+    assert procedure is not None
+    tripped_in_mild: list[str] = []
+    while procedure.phase is None or procedure.phase.name == "mild":
+        assert clock.now() < 3600.0, "the mild phase never ended"
+        if reactor.interlocks.tripped and not tripped_in_mild:
+            tripped_in_mild = sorted(reactor.interlocks.tripped)
+            state_at_trip = procedure.state.value
+        await reactor.tick()
+        await asyncio.sleep(1.0)
+    seen = {"tripped_in_mild": tripped_in_mild, "state_at_trip": state_at_trip,
+            "tripped_at_strict": sorted(reactor.interlocks.tripped),
+            "state": procedure.state.value, "written": dict(reactor.link.written),
+            "boluses": list(reactor.schedule.recipe_boluses)}
+    await reactor.go_safe("test")
+    historian.close()
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        seen["moves"] = [json.loads(d) for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'recipe' ORDER BY rowid")]
+        seen["messages"] = [m for (m,) in con.execute(
+            "SELECT message FROM events WHERE kind = 'recipe' ORDER BY rowid")]
+    return seen
+
+
+def test_a_phase_begun_under_a_standing_trip_holds_for_it_at_once(tmp_path: Path) -> None:
+    """A trip the mild phase ignores still stands (latched) when the strict phase begins:
+    the strict phase holds at once, as if the trip were new, before its first rate or bolus
+    goes out. Before, the strict phase ran on under it."""
+    seen = clock_module.run(_strict_phase_under_a_trip(tmp_path), None)
+    assert "overtemp_limit" in seen["tripped_in_mild"]
+    assert seen["state_at_trip"] == "running"  # the mild phase ignored it
+    assert seen["state"] == "holding"
+    assert seen["written"]["feed_ml_per_h"] == 0.0  # the phase's hold outputs, not its 2 mL/h
+    assert seen["boluses"] == []  # its bolus at 0 s waits for the restart
+    held = [m for m in seen["moves"] if m["event"] == "state" and m["state"] == "holding"]
+    # Both over-temperature trips are latched; the first by name is the one on record.
+    first = seen["tripped_at_strict"][0]
+    assert [(m["by"], m["phase"]) for m in held] == [(f"interlock:{first}", "strict")]
+    assert any(f"hold on interlock {first}, standing as phase strict began" in text
+               for text in seen["messages"])

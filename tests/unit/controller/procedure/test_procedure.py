@@ -251,6 +251,50 @@ def test_restart_is_refused_while_what_held_the_recipe_still_stands() -> None:
         proc.command("restart", 220.0, "alice", "", standing)
 
 
+def test_a_phase_begun_under_what_stands_reacts_to_it_abort_before_hold() -> None:
+    """Reactions act on an alarm as it is raised; a phase that begins while one stands reacts
+    to it then, as if it were new, before its first rates and boluses go out."""
+    stands: dict[str, Any] = {"alarms": [("comm_loss", "high")], "interlocks": set()}
+    proc = Procedure(recipe(phase=[
+        {"name": "mild", "on_alarm": {"high": "nothing"}, "on_interlock": "nothing",
+         "exit": [{"when": "phase_time >= 1h"}]},
+        {"name": "strict", "on_alarm": {"high": "hold"}, "on_interlock": "abort",
+         "feed": {"strategy": "fixed", "feed_ml_per_h": 2.0},
+         "hold": {"feed_ml_per_h": 0.5, "harvest_ml_per_h": 0.5},
+         "bolus": [{"after": "0s", "volume_ml": 1.0}],
+         "exit": [{"when": "phase_time >= 1d"}]},
+    ]), SAFE, lambda: (stands["alarms"], stands["interlocks"]))
+    run(proc, 0.0, 3600.0)
+    assert proc.state is State.RUNNING and proc.phase.name == "mild"  # type: ignore[union-attr]
+    step = proc.step(cells(1e5, 3600.0), 3600.0)
+    assert proc.state is State.HOLDING and proc.phase.name == "strict"  # type: ignore[union-attr]
+    assert step.boluses == [] and step.boluses_wait
+    assert step.rates == {"feed_ml_per_h": 0.5, "harvest_ml_per_h": 0.5, "base_ml_per_h": 0.0}
+    assert proc.events[-1][1] == ("recipe running -> holding (hold on alarm comm_loss (high), "
+                                  "standing as phase strict began)")
+    assert proc.events[-1][2]["by"] == "alarm:comm_loss"
+    # Cleared, restarted: the phase's bolus at 0 s is given then, once.
+    stands["alarms"] = []
+    run(proc, 3660.0, 3720.0)
+    proc.command("restart", 3720.0, "alice")
+    given = [order for step in run(proc, 3780.0, 3900.0) for order in step.boluses]
+    assert proc.state is State.RUNNING and [o.volume_ml for o in given] == [1.0]
+    # A trip the phase aborts for, beside an alarm it holds for: abort wins.
+    stands["alarms"], stands["interlocks"] = [("comm_loss", "high")], {"overtemp_cut"}
+    proc2 = Procedure(proc.config, SAFE, lambda: (stands["alarms"], stands["interlocks"]))
+    run(proc2, 0.0, 3660.0)
+    assert proc2.state is State.ABORTING
+    assert proc2.events[-1][2]["by"] == "interlock:overtemp_cut"
+
+
+def test_a_phase_begun_with_nothing_standing_runs() -> None:
+    asked = []
+    proc = Procedure(recipe(), SAFE, lambda: asked.append(1) or ([("ph_low", "medium")], ()))
+    run(proc, 0.0, DAY + 120.0)
+    assert proc.state is State.RUNNING and proc.phase.name == "grow"  # type: ignore[union-attr]
+    assert len(asked) == 2  # asked as each phase began, not every tick
+
+
 def test_confirm_ends_a_phase_that_waits_for_it_and_the_last_phase_completes() -> None:
     proc = Procedure(recipe(), SAFE)
     run(proc, 0.0, DAY + 60.0)
