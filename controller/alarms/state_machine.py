@@ -108,6 +108,9 @@ class Alarm:
         self._slope_per_h: float | None = None
         self.first_raised_t_s: float | None = None
         self.last_change_t_s: float | None = None
+        self.last_reason = ""
+        """Why the alarm last moved, as its last notified transition said (the retained alarm
+        summary's message)."""
         self._judged_value: float | None = None  # value alarms: the last value compared
 
     # -- views ------------------------------------------------------------------------------
@@ -353,6 +356,8 @@ class Alarm:
                     operator: str | None = None, notify: bool = True) -> Transition:
         if before is not to:
             self.last_change_t_s = t_s
+        if notify:
+            self.last_reason = reason
         return Transition(self.name, before, to, t_s, reason, self.priority, notify, operator,
                           value=self._judged_value)
 

@@ -9,21 +9,16 @@ sends when it catches up is the latest view (coalescing), never a stale one.
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 import uuid
-from pathlib import Path
 
 import aiomqtt
 import structlog
 
-from controller.dashboard.history import standing_alarms
-from controller.dashboard.run_files import RunFiles
 from controller.mqtt.client import Client
 from controller.mqtt.link import MqttSettings
-from controller.mqtt.topics import NODE, Topics, parse_topic, subscription
+from controller.mqtt.topics import NODE, parse_topic, subscription
 from controller.view.fleet_state import MAX_REACTORS, FleetState
-from controller.view.payload import PayloadRejected, decode_object, text
+from controller.view.payload import text
 from drivers.wire.backoff import Backoff
 
 log = structlog.get_logger(__name__)
@@ -54,14 +49,10 @@ class Listener:
 class Feed:
     """Subscribes to every reactor's topics and keeps `state` current until cancelled."""
 
-    def __init__(self, settings: MqttSettings, *, runs: RunFiles | None = None,
+    def __init__(self, settings: MqttSettings, *,
                  backoff: Backoff | None = None, max_reactors: int = MAX_REACTORS) -> None:
         self.settings = settings
-        self.runs = runs or RunFiles(None)
         self.state = FleetState(max_reactors=max_reactors)
-        self._seeded: set[tuple[str, str]] = set()
-        self._live_alarms: dict[str, set[str]] = {}
-        self._seeding: set[asyncio.Task[None]] = set()
         self.closing = False
         """Set at shutdown: every live feed ends, so the server stops without cutting them."""
         self._backoff = backoff or Backoff(0.2, 5.0)
@@ -107,50 +98,7 @@ class Feed:
         else:
             name = text(reactor_id, 40) or "?"
             changed = {name} if name in self.state.reactors else set()
-            if rest == "alarms" and name in self.state.reactors:
-                alarm = self._alarm_name(payload)
-                self._live_alarms.setdefault(name, set()).add(alarm)
-            self._maybe_seed(name)
         self._notify(changed)
-
-    @staticmethod
-    def _alarm_name(payload: bytes) -> str:
-        try:
-            return text(decode_object(payload).get("name"), 40) or "?"
-        except PayloadRejected:
-            return "?"
-
-    def _maybe_seed(self, reactor_id: str) -> None:
-        """Once per run of a reactor: its standing alarms from the run file, if --runs has it."""
-        view = self.state.reactors.get(reactor_id)
-        if view is None or view.run_id is None or (reactor_id, view.run_id) in self._seeded:
-            return
-        self._seeded.add((reactor_id, view.run_id))
-        db = self.runs.path(view.run_id)
-        if db is None:
-            return
-        try:
-            task = asyncio.get_running_loop().create_task(self._seed(reactor_id, db))
-        except RuntimeError:  # folded outside a loop (a unit test): nothing to seed from
-            return
-        self._seeding.add(task)
-        task.add_done_callback(self._seeding.discard)
-
-    async def _seed(self, reactor_id: str, db: Path) -> None:
-        try:
-            board = await asyncio.to_thread(standing_alarms, db, reactor_id)
-        except (OSError, ValueError, sqlite3.Error) as exc:
-            log.warning("dashboard.alarm_seed_failed", reactor=reactor_id, error=str(exc))
-            return
-        view = self.state.reactors.get(reactor_id)
-        if view is None:
-            return
-        live = self._live_alarms.get(reactor_id, set())
-        topic = Topics(reactor_id).alarms
-        for body in board:
-            if body["name"] not in live:  # a live message is newer than the file's
-                self.state.update(topic, json.dumps(body).encode(), 0.0)
-        self._notify({reactor_id})
 
     def _notify(self, changed: set[str], *, link: bool = False) -> None:
         for listener in self._listeners:

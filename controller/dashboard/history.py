@@ -7,17 +7,14 @@ band (the one the run is scored against) and output; the page appends live point
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from controller.alarms.state_machine import ACTIVE_STATES
 from controller.operator.audit import read_audit
 from controller.report.run_db import (
-    as_mapping,
     bucket_ticks,
     loop_band,
     open_run_db,
@@ -117,32 +114,3 @@ def recent_phases(db_path: Path, reactor_id: str) -> list[dict[str, Any]]:
         return [] if span is None else _phases(con, reactor_id, span[1])
     finally:
         con.close()
-
-
-def standing_alarms(db_path: Path, reactor_id: str) -> list[dict[str, Any]]:
-    """Each alarm's latest board state from the historian's `alarm_state` events, as the body
-    of an alarm message (name, priority, active, `state: reason` message), for a dashboard that
-    subscribed after the alarm was raised: alarm messages are not retained on the broker."""
-    con = open_run_db(db_path)
-    try:
-        rows = con.execute("SELECT t_s, data_json FROM events WHERE reactor_id = ? AND "
-                           "kind = 'alarm_state' ORDER BY t_s, rowid", (reactor_id,)).fetchall()
-    finally:
-        con.close()
-    latest: dict[str, dict[str, Any]] = {}
-    for t_s, data_json in rows:
-        data = as_mapping(_json_object(data_json))
-        name, to = data.get("alarm"), data.get("to")
-        if not isinstance(name, str) or not isinstance(to, str):
-            continue
-        latest[name] = {"name": name, "priority": data.get("priority"), "t_s": t_s,
-                        "active": to in ACTIVE_STATES,  # as the controller publishes it
-                        "message": f"{to}: {data.get('reason') or ''}"}
-    return list(latest.values())
-
-
-def _json_object(text: str | None) -> Any:
-    try:
-        return json.loads(text or "null")
-    except ValueError:
-        return None

@@ -72,7 +72,7 @@ async def serve(options: ServeOptions, announce: Callable[[str], object] = print
             raise ServeError(f"{name} {path}: no such file")
     sock = bind(options.host, options.port)
     loop = asyncio.get_running_loop()
-    feed = Feed(options.mqtt, runs=options.app.runs, max_reactors=options.max_reactors)
+    feed = Feed(options.mqtt, max_reactors=options.max_reactors)
     gate = Gate(options.config, options.host, tls, now_s=loop.time)
     app = create_app(feed, gate, options.app)
     config = uvicorn.Config(

@@ -9,15 +9,17 @@ will (`lost`) is every one of its reactors' (docs/mqtt.md, "Nodes").
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controller.clock import Clock
 from controller.mqtt.outbox import Outbox
 from controller.mqtt.topics import (
     SEVERITY_OF_PRIORITY,
+    SummaryAlarm,
     Topics,
     alarm_payload,
+    alarm_summary_payload,
     event_payload,
     setting_payload,
     status_payload,
@@ -94,6 +96,12 @@ class ReactorPresence:
             wall_ts=self.clock.wall_time(), t_s=t_s, name=name,
             severity=SEVERITY_OF_PRIORITY[priority], active=active, message=message,
             value=value, flood=flood, run_id=self.run_id))
+
+    def alarm_summary(self, t_s: float, alarms: Sequence[SummaryAlarm]) -> None:
+        """Retained: a subscriber that connects later starts from the whole board."""
+        self.outbox.append(self.topics.alarm_summary, alarm_summary_payload(
+            wall_ts=self.clock.wall_time(), t_s=t_s, alarms=alarms, run_id=self.run_id),
+            retain=True)
 
     def reply(self, payload: bytes) -> None:
         self.outbox.append(self.topics.cmd_reply, payload)

@@ -69,6 +69,11 @@ class Topics:
         return f"{self.base}/alarms"
 
     @property
+    def alarm_summary(self) -> str:
+        """Retained: every alarm that needs attention, replaced whenever that changes."""
+        return f"{self.base}/alarms/summary"
+
+    @property
     def events(self) -> str:
         return f"{self.base}/events"
 
@@ -266,6 +271,34 @@ def alarm_payload(*, wall_ts: float, t_s: float, name: str, severity: str, activ
     if flood is not None:
         body["flood"] = dict(flood)
     return _dumps(body)
+
+
+class SummaryAlarm(NamedTuple):
+    """One alarm of the retained summary: its board state (`unack`, `acked`, `rtn_unack`,
+    `latched`, `shelved`, `out_of_service`), whether its condition stands, since when."""
+
+    name: str
+    priority: str
+    state: str
+    active: bool
+    message: str
+    t_s: float | None
+
+
+def alarm_summary_payload(*, wall_ts: float, t_s: float, alarms: Sequence[SummaryAlarm],
+                          run_id: str | None = None) -> bytes:
+    """Every alarm that needs attention as of `t_s`, each shaped like an alarm message (its
+    `message` starting with its state), so a subscriber that connects late starts from the
+    whole board and folds later alarm messages onto it."""
+    for alarm in alarms:
+        if alarm.priority not in SEVERITY_OF_PRIORITY:
+            raise ValueError(f"alarm priority {alarm.priority!r} not one of "
+                             f"{', '.join(SEVERITY_OF_PRIORITY)}")
+    return _dumps({**_run(run_id), "wall_ts": iso_utc(wall_ts), "t_s": finite(t_s),
+                   "alarms": [{"name": a.name, "severity": SEVERITY_OF_PRIORITY[a.priority],
+                               "priority": a.priority, "active": a.active,
+                               "message": f"{a.state}: {a.message}", "t_s": finite(a.t_s)}
+                              for a in alarms]})
 
 
 def event_payload(*, wall_ts: float, t_s: float, kind: str, message: str,

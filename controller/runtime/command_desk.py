@@ -55,10 +55,12 @@ DEVICE_CUTOUT = "heater_cutout"
 
 
 
-def standing_now(board: AlarmBoard, interlocks: InterlockSet) -> Standing:
-    """What stands that a recipe's phase may react to: the board's standing alarms (name,
-    priority; a shelved one does not stand) and the tripped interlocks."""
-    return [(a.name, a.priority) for a in board.active()], interlocks.tripped
+def standing_now(board: AlarmBoard, outside: OutsideAlarms, interlocks: InterlockSet) -> Standing:
+    """What stands that a recipe's phase may react to: the standing alarms (name, priority),
+    the board's (a shelved one does not stand) and those raised outside it, and the tripped
+    interlocks."""
+    return ([(a.name, a.priority) for a in board.active()] + outside.standing(),
+            interlocks.tripped)
 
 class CommandDesk:
     def __init__(self, *, loops: Sequence[ControlLoop], schedule: FeedSchedule,
@@ -223,7 +225,8 @@ class CommandDesk:
         procedure = self._procedure
         if procedure is None:
             raise KeyError("recipe")
-        standing = procedure.standing(*standing_now(self._board, self._interlocks))
+        standing = procedure.standing(*standing_now(self._board, self._outside,
+                                                    self._interlocks))
         return procedure.command(action, t_s, operator, reason, standing)
 
     def record_interlock_reset(self, trip: Trip) -> None:

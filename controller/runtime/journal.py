@@ -6,13 +6,14 @@ records the same way: an event is on record and on the wire, or (without a broke
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from controller.alarms.spec import FLOOD
 from controller.alarms.state_machine import ACTIVE_STATES, Transition
 from controller.control.control_loop import ControlLoop
 from controller.mqtt.presence import ReactorPresence
+from controller.mqtt.topics import SummaryAlarm
 from controller.operator.audit import AuditRecord
 from controller.runtime.historian import Historian
 
@@ -51,6 +52,11 @@ class ReactorJournal:
         self.historian.record_event(self.reactor_id, now, "alarm", message, data)
         if publish and self.presence is not None:
             self.presence.alarm(now, name, priority=priority, active=active, message=message)
+
+    def alarm_summary(self, now: float, alarms: Sequence[SummaryAlarm]) -> None:
+        """On MQTT only (retained): the historian has every transition already."""
+        if self.presence is not None:
+            self.presence.alarm_summary(now, alarms)
 
     def setpoints(self, now: float, loops: Iterable[ControlLoop]) -> None:
         for loop in loops:

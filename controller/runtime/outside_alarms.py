@@ -22,6 +22,9 @@ OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_l
                   "volume_balance", "feed_delivery_mismatch", "device_rebooted", "tick_overrun",
                   "device_held")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
+ONE_SHOT = frozenset({"outbox_full", "device_rebooted"})
+"""Raised by an event and never cleared by their source: an operator's acknowledgement ends
+them (else they would stand for the rest of the run)."""
 DEFAULT_PRIORITY = "high"
 """The priority of an outside alarm raised without one."""
 
@@ -40,6 +43,11 @@ class OutsideAlarms:
         self.unacknowledged: set[str] = set()
         self.first_raised: dict[str, tuple[str, float]] = {}
         """name -> (priority, first raised at)."""
+        self.active: dict[str, tuple[str, float, str]] = {}
+        """name -> (priority, raised at, message) of each alarm raised and not yet cleared (a
+        one-shot one: not yet acknowledged). Not checkpointed: after a restart each source
+        raises its alarm again if its condition still holds (a restored one whose source
+        starts afresh would never be cleared)."""
 
     def set(self, now: float, name: str, *, active: bool, message: str,
             priority: str | None = None, publish: bool = True,
@@ -57,6 +65,10 @@ class OutsideAlarms:
             if name not in self.first_raised:
                 self.first_raised[name] = (priority or DEFAULT_PRIORITY, now)
                 self._on_change()
+            since = self.active[name][1] if name in self.active else now
+            self.active[name] = (priority or DEFAULT_PRIORITY, since, message)
+        else:
+            self.active.pop(name, None)
         self._journal.outside_alarm(now, name, priority=priority or DEFAULT_PRIORITY,
                                     active=active, message=message, data=data, publish=publish)
 
@@ -70,10 +82,17 @@ class OutsideAlarms:
         """True if `name` was waiting for an acknowledgement, False if it is one of these
         alarms but was not (already acknowledged, or never raised), None if it is not one of
         these alarms (the board's, then)."""
+        if name in ONE_SHOT:
+            self.active.pop(name, None)
         if name in self.unacknowledged:
             self.unacknowledged.discard(name)
             return True
         return False if name in self.names else None
+
+    def standing(self) -> list[tuple[str, str]]:
+        """(name, priority) of each alarm raised here and not cleared: what a recipe's phase
+        may react to, beside the board's."""
+        return [(name, priority) for name, (priority, _, _) in sorted(self.active.items())]
 
     def snapshot(self) -> dict[str, Any]:
         return {"unacknowledged": sorted(self.unacknowledged), "first_raised": self.first_raised}

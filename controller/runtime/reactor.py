@@ -35,6 +35,7 @@ from controller.mqtt.presence import ReactorPresence
 from controller.operator.bounds import bounds_from_config
 from controller.operator.replay import ReplayGuard
 from controller.procedure.procedure import Procedure
+from controller.runtime.alarm_summary import AlarmSummary
 from controller.runtime.checkpointer import Checkpointer
 from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk, standing_now
 from controller.runtime.delivery import DeliveryMonitor
@@ -89,11 +90,14 @@ class Reactor:
         self.alarms = alarm_board(config.loops, config.alarm, config.alarm_board)
         self.balance = VolumeBalance(config.volume_balance)
         self.overrun = TickOverrun(control_period_s)
+        self.alarm_summary = AlarmSummary()
+        """The retained alarm summary last published (controller/runtime/alarm_summary.py)."""
         self.counters = ReactorCounters()
         self.journal = ReactorJournal(self.id, historian)
         self.procedure = (Procedure(config.recipe,
                                     {pump: config.safe_state[pump] for pump in PUMPS},
-                                    lambda: standing_now(self.alarms, self.interlocks))
+                                    lambda: standing_now(self.alarms, self.outside_alarms,
+                                                         self.interlocks))
                           if config.recipe is not None else None)
         """The recipe's procedure (docs/recipes.md); None: the schedule alone feeds."""
         self.outside_alarms = OutsideAlarms(self.journal,
@@ -325,6 +329,14 @@ class Reactor:
             self.checkpoints.holding_for_operator = False
             self.outside_alarms.resolve(now, "restart_hold",
                                         "feed schedule resumed by an operator")
+        self._publish_alarm_summary(now)  # an acknowledgement or a shelf shows at once
+
+    def _publish_alarm_summary(self, now: float) -> None:
+        if self.journal.presence is None:
+            return
+        changed = self.alarm_summary.changed(self.alarms, self.outside_alarms)
+        if changed is not None:
+            self.journal.alarm_summary(now, changed)
 
     def _evaluate_alarms(self, readings: dict[str, Reading], now: float) -> None:
         """The alarm board, every ALARM_PERIOD_S of clock time (its on-delays are longer)."""
@@ -351,6 +363,7 @@ class Reactor:
             self.outside_alarms.set(now, BALANCE_ALARM, active=change.active,
                                     priority=self.balance.config.priority,
                                     message=change.message)
+        self._publish_alarm_summary(now)
 
     def _control(self, readings: dict[str, Reading], now: float) -> dict[str, float]:
         """The outputs for this tick: loops, then the schedule, then the interlocks over both."""

@@ -178,6 +178,8 @@ class FleetState:
             self._telemetry(view, body, now_s)
         elif rest == "alarms":
             _fold_alarm(view.alarms, body)
+        elif rest == "alarms/summary":
+            view.alarms = _summary(body)
         elif rest == "events":
             view.events.append(Note(number(body.get("t_s")), text(body.get("kind"), 20) or "?",
                                     text(body.get("message")) or ""))
@@ -275,6 +277,18 @@ def _reading(value: Any) -> Reading:
     r = mapping(value)
     return Reading(number(r.get("value")), text(r.get("unit"), 16) or "",
                    text(r.get("quality"), 16) or "?")
+
+
+def _summary(body: dict[str, Any]) -> dict[str, Alarm]:
+    """The retained summary replaces what was known: it is the whole board at its `t_s`, and
+    alarm messages after it fold onto it (the controller sends both on one connection, in
+    order). Entries that are not objects are skipped."""
+    board: dict[str, Alarm] = {}
+    entries = body.get("alarms")
+    for entry in entries[:MAX_ENTRIES] if isinstance(entries, list) else ():
+        if isinstance(entry, dict):
+            _fold_alarm(board, entry)
+    return board
 
 
 def _fold_alarm(board: dict[str, Alarm], body: dict[str, Any]) -> None:

@@ -216,15 +216,16 @@ def test_a_bad_password_is_refused_and_no_session_is_set(
     assert browser.find_elements(By.CSS_SELECTOR, "form#login"), "a page served without login"
 
 
-def test_a_dashboard_started_after_the_alarm_shows_it_from_the_run_file(
+def test_a_dashboard_started_after_the_alarm_shows_it_from_the_retained_summary(
     stack: Stack, browser: WebDriver, tmp_path: Path
 ) -> None:
-    """Alarm messages are not retained on the broker: a dashboard opened after the alarm was
-    raised (a night shift's laptop) finds it standing in the run's historian (--runs)."""
+    """Alarm messages are a stream: a dashboard opened after the alarm was raised (a night
+    shift's laptop) finds it standing in the reactor's retained alarm summary, with no run
+    file at hand (no --runs)."""
     browser.get(stack.open_dashboard.url + "/")
     wait_until(lambda: _alarm_row(browser), WAIT_S, f"{ALARM} on the first dashboard",
                poll_s=POLL_S)
-    with running_dashboard(stack.broker.url, tmp_path, runs=stack.db.parent) as late:
+    with running_dashboard(stack.broker.url, tmp_path) as late:
         browser.get(late.url + "/")
         row = wait_until(lambda: _alarm_row(browser), WAIT_S,
                          f"{ALARM} on the dashboard started after it", poll_s=POLL_S)

@@ -16,7 +16,7 @@ import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
 from plugins.controller_runs import start_run, write_config
 from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
-from plugins.processes import BIN
+from plugins.processes import BIN, LOOPBACK
 from plugins.records import periods_after_first_tick
 from plugins.waiting import wait_until
 
@@ -331,6 +331,25 @@ def _with_alarms(config: Path, tables: str) -> Path:
     return config
 
 
+SUMMARY = "bioreactor/hsc-1/alarms/summary"
+
+
+def _retained(b: Broker, topic: str) -> dict:
+    """The retained message of `topic` as a new subscriber gets it ({} when there is none)."""
+    out = subprocess.run(["mosquitto_sub", "-h", LOOPBACK, "-p", str(b.port), "-t", topic,
+                          "-C", "1", "-W", "2", "--retained-only"],
+                         capture_output=True, text=True, timeout=30)
+    return json.loads(out.stdout) if out.stdout.strip() else {}
+
+
+def _summary_with(b: Broker, name: str, state: str) -> dict | None:
+    """The retained alarm summary if it shows `name` in `state` (its message starts with it)."""
+    body = _retained(b, SUMMARY)
+    shown = [a["message"].partition(":")[0] for a in body.get("alarms", [])
+             if a["name"] == name]
+    return body if shown == [state] else None
+
+
 def _cmd(b: Broker, action: str, *params: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator", "alice",
@@ -360,6 +379,12 @@ def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
     try:
         raised = _await(alarms, "volume_watch", "unack")
         assert raised["active"] is True
+        # A subscriber that comes later finds the standing alarm in the retained summary.
+        late = wait_until(lambda: _summary_with(b, "volume_watch", "unack"), 30,
+                          "volume_watch unack in the retained summary")
+        assert late["run_id"] == "shelving"
+        assert {"severity": "info", "priority": "low", "active": True}.items() <= \
+            next(a for a in late["alarms"] if a["name"] == "volume_watch").items()
         # a low-priority alarm, judged on the chamber's ~50 mL, from this run
         assert raised["severity"] == "info" and raised["value"] > 10.0
         assert raised["run_id"] == "shelving"
@@ -371,6 +396,8 @@ def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
         assert reply["new"]["state"] == "shelved" and until == reply["t_s"] + 120.0
         shelved = _await(alarms, "volume_watch", "shelved")
         assert shelved["active"] is False and "alice: e2e shelve_alarm" in shelved["message"]
+        wait_until(lambda: _summary_with(b, "volume_watch", "shelved"), 30,
+                   "the shelf in the retained summary")
         # refused: a critical alarm, too long a shelf, an alarm that does not exist
         critical = _cmd(b, "shelve_alarm", "alarm=temperature_high", "duration_s=60")
         assert critical.returncode == 1 and "forbidden" in critical.stderr
