@@ -127,6 +127,10 @@ class ReactorView:
     """When the last telemetry arrived, on the watch's clock: the data age is measured from it."""
     settings: dict[str, tuple[float | None, str]] = field(default_factory=dict)
     alarms: dict[str, Alarm] = field(default_factory=dict)
+    alarms_run_id: str | None = None
+    """The run the last alarm summary was of: a new run's board starts empty, so a summary
+    left on the broker by an earlier run of this reactor id is dropped once the new run is
+    known (whichever of the two retained messages arrives first)."""
     events: deque[Note] = field(default_factory=lambda: deque(maxlen=RECENT))
     replies: deque[Note] = field(default_factory=lambda: deque(maxlen=RECENT))
     gaps: int = 0
@@ -174,12 +178,15 @@ class FleetState:
             view.state = text(body.get("state"), 20) or "?"
             view.run_id = text(body.get("run_id"), 40) or view.run_id
             view.node = text(body.get("node"), 64) or view.node
+            _drop_other_runs_alarms(view)
         elif rest == "telemetry":
             self._telemetry(view, body, now_s)
         elif rest == "alarms":
             _fold_alarm(view.alarms, body)
         elif rest == "alarms/summary":
             view.alarms = _summary(body)
+            view.alarms_run_id = text(body.get("run_id"), 40)
+            _drop_other_runs_alarms(view)
         elif rest == "events":
             view.events.append(Note(number(body.get("t_s")), text(body.get("kind"), 20) or "?",
                                     text(body.get("message")) or ""))
@@ -242,6 +249,7 @@ class FleetState:
                                            view.trend[-1].names if view.trend else ()))
         if view.telemetry.run_id:
             view.run_id = view.telemetry.run_id
+            _drop_other_runs_alarms(view)
 
 
 def _trend_point(t: Telemetry, previous: tuple[str, ...]) -> TrendPoint:
@@ -277,6 +285,13 @@ def _reading(value: Any) -> Reading:
     r = mapping(value)
     return Reading(number(r.get("value")), text(r.get("unit"), 16) or "",
                    text(r.get("quality"), 16) or "?")
+
+
+def _drop_other_runs_alarms(view: ReactorView) -> None:
+    if view.alarms_run_id is not None and view.run_id is not None \
+            and view.alarms_run_id != view.run_id:
+        view.alarms = {}
+        view.alarms_run_id = None
 
 
 def _summary(body: dict[str, Any]) -> dict[str, Alarm]:

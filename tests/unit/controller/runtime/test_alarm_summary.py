@@ -9,7 +9,13 @@ import pytest
 
 from controller.alarms.board import AlarmBoard
 from controller.alarms.spec import AlarmConfig
-from controller.mqtt.topics import SummaryAlarm, Topics, alarm_payload, alarm_summary_payload
+from controller.mqtt.topics import (
+    SummaryAlarm,
+    Topics,
+    alarm_payload,
+    alarm_summary_payload,
+    status_payload,
+)
 from controller.runtime.alarm_summary import AlarmSummary, needing_attention
 from controller.runtime.command_desk import standing_now
 from controller.runtime.journal import ReactorJournal
@@ -127,3 +133,22 @@ def test_a_summary_of_an_unknown_priority_is_refused_before_it_is_sent() -> None
     with pytest.raises(ValueError, match="alarm priority 'urgent' not one of low, medium"):
         alarm_summary_payload(wall_ts=0, t_s=0.0,
                               alarms=[SummaryAlarm("x", "urgent", "unack", True, "", 0.0)])
+
+
+@pytest.mark.parametrize("summary_first", [True, False])
+def test_a_summary_left_by_an_earlier_run_is_dropped_once_the_new_run_is_known(
+        summary_first: bool) -> None:
+    """A new run publishes its own (empty) summary at its first alarm evaluation; until then
+    the broker still holds the last run's. The retained messages come in either order."""
+    old = alarm_summary_payload(wall_ts=0, t_s=900.0, run_id="run-a", alarms=[
+        SummaryAlarm("hot", "high", "unack", True, "temperature_c 38.4 > 38", 890.0)])
+    status = status_payload("running", wall_ts=0, run_id="run-b", node="n1")
+    state = FleetState()
+    for topic, payload in ([(T.alarm_summary, old), (T.status, status)] if summary_first
+                           else [(T.status, status), (T.alarm_summary, old)]):
+        state.update(topic, payload, 0.0)
+    assert state.reactors["r1"].alarms == {}
+    same_run = alarm_summary_payload(wall_ts=0, t_s=5.0, run_id="run-b", alarms=[
+        SummaryAlarm("hot", "high", "unack", True, "again", 5.0)])
+    state.update(T.alarm_summary, same_run, 1.0)
+    assert set(state.reactors["r1"].alarms) == {"hot"}
