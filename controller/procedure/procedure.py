@@ -79,7 +79,7 @@ class Procedure:
     def __init__(self, config: RecipeConfig, safe_rates: Mapping[str, float],
                  standing: Callable[[], Standing] | None = None) -> None:
         """`safe_rates`: the reactor's safe pump rates, applied on abort. `standing`: what
-        stands now, asked as a phase begins (the reactor's alarm board and interlocks)."""
+        stands now, asked as a phase begins (the reactor's alarms and interlocks)."""
         self.config = config
         self._standing_now = standing
         self._safe_rates = dict(safe_rates)

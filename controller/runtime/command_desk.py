@@ -54,13 +54,13 @@ DEVICE_CUTOUT = "heater_cutout"
 """The interlock name `reset_interlock` takes for the device's own over-temperature cut-out."""
 
 
-
 def standing_now(board: AlarmBoard, outside: OutsideAlarms, interlocks: InterlockSet) -> Standing:
     """What stands that a recipe's phase may react to: the standing alarms (name, priority),
     the board's (a shelved one does not stand) and those raised outside it, and the tripped
     interlocks."""
     return ([(a.name, a.priority) for a in board.active()] + outside.standing(),
             interlocks.tripped)
+
 
 class CommandDesk:
     def __init__(self, *, loops: Sequence[ControlLoop], schedule: FeedSchedule,
