@@ -8,13 +8,16 @@ Each reactor keeps its topics and its lifecycle (presence.py); the connection's 
 the node's status `lost`, which a consumer applies to every reactor whose status names the
 node (docs/mqtt.md, "Nodes"). On every (re)connect the birth is the node's status `running`
 (listing its reactors), then each running reactor's status. Commands arrive on two wildcard
-subscriptions, whatever the number of reactors, and go to the reactor they name; one for a
-reactor this node does not run is ignored, counted and logged (once per name).
+subscriptions, whatever the number of reactors, and go to the reactor they name. One for a
+reactor another running node names in its retained status (several daemons on one broker) is
+counted as the other node's; one for a reactor no node runs is ignored, counted and logged
+(once per name).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -29,10 +32,12 @@ from controller.mqtt.outbox import BatchWriter, Outbox, OutboxError
 from controller.mqtt.presence import ReactorPresence
 from controller.mqtt.publisher_process import ChildConfig, PublisherProcess
 from controller.mqtt.topics import (
+    NODE,
     ROOT,
     check_name,
     node_birth,
     node_status_topic,
+    node_subscription,
     parse_topic,
     status_payload,
 )
@@ -41,8 +46,16 @@ COMMIT_EVERY_WALL_S = 0.05
 COMMAND_FILTERS = (f"{ROOT}/+/cmd", f"{ROOT}/+/settings/+/set")
 """Two subscriptions for any number of reactors (per-reactor filters would be 2,000 at 1,000
 reactors, all re-sent on every reconnect)."""
+SUBSCRIPTIONS = (*COMMAND_FILTERS, node_subscription())
+"""The commands, and every node's retained status: which reactors the other nodes run."""
 MAX_UNKNOWN_LOGGED = 100
 """Names of unknown reactors logged once each; past this, only counted (a peer may invent)."""
+MAX_STATUS_BYTES = 1 << 20
+"""Another node's status is read only up to this size (1,000 reactors' names: ~20 kB)."""
+MAX_OTHER_NODES = 64
+MAX_OTHER_REACTORS = 10_000
+"""Other nodes, and reactors of each, remembered (a peer may invent them); past these a
+command for one of theirs counts as ignored."""
 
 CommandHandler = Callable[[str, bytes, bool], None]
 log = structlog.get_logger(__name__)
@@ -81,7 +94,11 @@ class NodePresence:
         self.reactors: dict[str, ReactorPresence] = {}
         self._handlers: dict[str, CommandHandler] = {}
         self.ignored_commands = 0
-        """Commands for a reactor this node does not run."""
+        """Commands for a reactor no node runs."""
+        self.other_nodes_commands = 0
+        """Commands for a reactor another running node runs (one broker, several daemons)."""
+        self._others: dict[str, frozenset[str]] = {}
+        """The reactors of each other node whose retained status says `running`."""
         self._unknown_logged: set[str] = set()
         self._last_commit_wall = float("-inf")
         self._scale = time_scale
@@ -89,7 +106,7 @@ class NodePresence:
             ChildConfig(
                 settings=settings.with_client_id(settings.client_id or f"bioreactor-{node_id}"),
                 outbox_path=str(outbox_path), node_id=node_id, run_id=run_id, reactors=(),
-                stopped=(), subscriptions=COMMAND_FILTERS,
+                stopped=(), subscriptions=SUBSCRIPTIONS,
                 inherited_through_seq=self.outbox.inherited_through_seq),
             self.outbox, on_message=self._dispatch, on_acked=self._acked,
             time_scale=time_scale)
@@ -128,12 +145,37 @@ class NodePresence:
         if handler is not None:
             handler(topic, payload, retained)
             return
-        self.ignored_commands += 1
+        if parsed is not None and parsed[0] == NODE:
+            self._node_status(parsed[1], payload)
+            return
         name = "?" if parsed is None else parsed[0]
+        if any(name in reactors for reactors in self._others.values()):
+            self.other_nodes_commands += 1
+            return
+        self.ignored_commands += 1
         if name not in self._unknown_logged and len(self._unknown_logged) < MAX_UNKNOWN_LOGGED:
             self._unknown_logged.add(name)
             log.warning("mqtt.command_for_unknown_reactor", node=self.node_id, reactor=name,
                         topic=topic[:200], note="ignored; further ones for it only counted")
+
+    def _node_status(self, rest: str, payload: bytes) -> None:
+        """Another node's retained status: the reactors it runs while `running`. Read as a
+        peer's: bounded, and anything unreadable forgets the node."""
+        node, _, leaf = rest.partition("/")
+        if leaf != "status" or node == self.node_id:
+            return
+        body: Any = None
+        if len(payload) <= MAX_STATUS_BYTES:
+            with contextlib.suppress(ValueError, RecursionError):
+                body = json.loads(payload)
+        if not isinstance(body, dict):
+            body = {}
+        reactors = body.get("reactors")
+        if body.get("state") != "running" or not isinstance(reactors, list):
+            self._others.pop(node, None)
+        elif node in self._others or len(self._others) < MAX_OTHER_NODES:
+            self._others[node] = frozenset(
+                r for r in reactors[:MAX_OTHER_REACTORS] if isinstance(r, str))
 
     def _acked(self, counts: dict[str, int]) -> None:
         """The broker's acknowledgements since the child's last report, per reactor id."""
@@ -208,6 +250,7 @@ class NodePresence:
                 "published": stats.published, "reconnects": stats.reconnects,
                 "publisher_restarts": stats.restarts,
                 "outbox_depth": depth, "ignored_commands": self.ignored_commands,
+                "other_nodes_commands": self.other_nodes_commands,
                 "adopted_from_legacy_outboxes": self.adopted}
 
     # --- shutdown --------------------------------------------------------------------------

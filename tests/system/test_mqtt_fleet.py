@@ -111,6 +111,11 @@ def test_a_command_reaches_its_reactor_and_one_for_a_stranger_is_counted(
     broker, tmp_path: Path, procs: list
 ) -> None:
     b = broker()
+    # Another daemon on the same broker, as its retained birth shows it: its reactor's
+    # commands are that daemon's, counted apart from a stranger's.
+    subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1", "-r", "-t",
+                    "bioreactor/_node/other-daemon/status", "-m",
+                    json.dumps({"state": "running", "reactors": ["theirs-1"]})], check=True)
     replies = Subscriber(b, "bioreactor/+/cmd/reply", tmp_path / "replies.txt",
                          with_topics=True)
     telemetry = Subscriber(b, "bioreactor/hsc-1-0002/telemetry", tmp_path / "tel.txt",
@@ -120,10 +125,11 @@ def test_a_command_reaches_its_reactor_and_one_for_a_stranger_is_counted(
     try:
         # Commands are heard once the node has subscribed, which precedes its telemetry.
         wait_until(telemetry.topic_messages, 60, "the fleet's telemetry")
-        # The stranger's first: the broker hands both to the node in that order, so once the
-        # good one is answered the stranger's has been seen.
-        subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1", "-t",
-                        "bioreactor/stranger/cmd", "-m", "{}"], check=True)
+        # The stranger's and the other daemon's first: the broker hands all three to the
+        # node in that order, so once the good one is answered the other two have been seen.
+        for reactor in ("stranger", "theirs-1"):
+            subprocess.run(["mosquitto_pub", "-h", LOOPBACK, "-p", str(b.port), "-q", "1",
+                            "-t", f"bioreactor/{reactor}/cmd", "-m", "{}"], check=True)
         good = subprocess.run(
             [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1-0002",
              "--operator", "alice", "--key", KEY, "--reason", "warmer", "set_setpoint",
@@ -140,6 +146,7 @@ def test_a_command_reaches_its_reactor_and_one_for_a_stranger_is_counted(
     assert json.loads(good.stdout)["new"] == {"setpoint": 37.2}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["mqtt"]["ignored_commands"] == 1
+    assert summary["mqtt"]["other_nodes_commands"] == 1
 
 
 

@@ -54,6 +54,35 @@ async def test_commands_go_to_their_reactor_and_others_are_counted(tmp_path: Pat
     assert COMMAND_FILTERS == ("bioreactor/+/cmd", "bioreactor/+/settings/+/set")
 
 
+async def test_a_command_for_another_running_nodes_reactor_is_counted_as_theirs(
+        tmp_path: Path) -> None:
+    """Several daemons on one broker each hear every command: one for a reactor another node's
+    retained status names while `running` is that node's, not an ignored command."""
+    node = make_node(tmp_path)
+    node.add_reactor("r1", lambda *a: None)
+
+    def status(node_id: str, body: object) -> None:
+        node._dispatch(node_status_topic(node_id), json.dumps(body).encode(), True)
+
+    status("lab-b", {"state": "running", "reactors": ["x1", "x2", 3, None]})
+    status("lab-a", {"state": "running", "reactors": ["mine-by-name-only"]})  # our own
+    node._dispatch("bioreactor/x1/cmd", b"{}", False)
+    node._dispatch("bioreactor/mine-by-name-only/cmd", b"{}", False)
+    assert (node.other_nodes_commands, node.ignored_commands) == (1, 1)
+    status("lab-b", {"state": "lost"})  # its will: nobody runs x1 now
+    node._dispatch("bioreactor/x1/cmd", b"{}", False)
+    assert (node.other_nodes_commands, node.ignored_commands) == (1, 2)
+    for garbage in (b"[" * 100_000, b"not json", b'"running"', b"{}" * 10):
+        node._dispatch(node_status_topic("lab-c"), garbage, True)
+    node._dispatch(node_status_topic("lab-c"), b"x" * (2 << 20), True)
+    status("lab-d", {"state": "running", "reactors": "x2"})  # not a list
+    node._dispatch("bioreactor/x2/cmd", b"{}", False)
+    assert (node.other_nodes_commands, node.ignored_commands) == (1, 3)
+    summary = node.summary()
+    node.outbox.close()
+    assert (summary["other_nodes_commands"], summary["ignored_commands"]) == (1, 3)
+
+
 async def test_birth_is_the_node_then_each_running_reactor(tmp_path: Path) -> None:
     node = make_node(tmp_path)
     node.add_reactor("r1", lambda *a: None)
