@@ -106,10 +106,11 @@ class ReactorPresence:
     def reply(self, payload: bytes) -> None:
         self.outbox.append(self.topics.cmd_reply, payload)
 
-    def setting(self, name: str, *, value: float, unit: str, minimum: float, maximum: float,
-                description: str) -> None:
+    def setting(self, name: str, *, value: float, unit: str, description: str,
+                minimum: float | None = None, maximum: float | None = None,
+                settable: bool = True) -> None:
         self.outbox.append(self.topics.setting(name), setting_payload(
-            value=value, unit=unit, minimum=minimum, maximum=maximum, settable=True,
+            value=value, unit=unit, minimum=minimum, maximum=maximum, settable=settable,
             description=description), retain=True)
 
     def summary(self) -> dict[str, Any]:

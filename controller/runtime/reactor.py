@@ -264,16 +264,21 @@ class Reactor:
         self.publish_settings()
 
     def publish_settings(self) -> None:
-        """Each loop's setpoint as a retained, self-describing setting (on start and on change)."""
+        """Each loop's setpoint as a retained, self-describing setting (on start and on change),
+        and its band, read-only: a live trend draws the band without the run file."""
         presence = self.journal.presence
         if presence is None:
             return
         for loop in self.loops:
-            bounds = self.config.loops[loop.name]
+            config = self.config.loops[loop.name]
+            unit = channel(loop.pv).unit
             presence.setting(
-                f"{loop.name}.setpoint", value=loop.setpoint, unit=channel(loop.pv).unit,
-                minimum=bounds.min_setpoint, maximum=bounds.max_setpoint,
+                f"{loop.name}.setpoint", value=loop.setpoint, unit=unit,
+                minimum=config.min_setpoint, maximum=config.max_setpoint,
                 description=f"setpoint of the {loop.name} loop ({loop.pv})")
+            presence.setting(
+                f"{loop.name}.band", value=config.band, unit=unit, settable=False,
+                description=f"the {loop.name} loop is in band within this of its setpoint")
 
     async def go_safe(self, reason: str) -> None:
         """Put every actuator in its configured safe state, then release the device."""

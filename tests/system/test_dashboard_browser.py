@@ -221,7 +221,7 @@ def test_a_dashboard_started_after_the_alarm_shows_it_from_the_retained_summary(
 ) -> None:
     """Alarm messages are a stream: a dashboard opened after the alarm was raised (a night
     shift's laptop) finds it standing in the reactor's retained alarm summary, with no run
-    file at hand (no --runs)."""
+    file at hand (no --runs); its live trends draw the loop's band all the same."""
     browser.get(stack.open_dashboard.url + "/")
     wait_until(lambda: _alarm_row(browser), WAIT_S, f"{ALARM} on the first dashboard",
                poll_s=POLL_S)
@@ -231,3 +231,9 @@ def test_a_dashboard_started_after_the_alarm_shows_it_from_the_retained_summary(
                          f"{ALARM} on the dashboard started after it", poll_s=POLL_S)
         assert row.get_attribute("data-priority") == "high"
         assert row.get_attribute("data-state") in ("unack", "acked")  # acked if test 3 ran
+        # Without the run file its trends are live only; the band comes from the loop's
+        # retained read-only setting (the default config's temperature band: 0.1 degC).
+        browser.get(f"{late.url}/reactors/{REACTOR}")
+        wait_until(lambda: [e.get_attribute("data-band") for e in browser.find_elements(
+            By.CSS_SELECTOR, '[data-trend="temperature"]')] == ["0.1"], WAIT_S,
+            "the live temperature trend drawn with its band", poll_s=POLL_S)

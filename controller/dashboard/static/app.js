@@ -174,6 +174,7 @@
                  { label: "output", stroke: "#c06c00", scale: "out" }],
       };
       const plot = new uPlot(opts, data, box);
+      box.dataset.band = band === null ? "" : String(band); // what the band lines were drawn with
       charts.set(loop, { plot: plot, data: data, band: band });
       return plot;
     }
@@ -188,14 +189,20 @@
       }
       estimates(h);
     }
-    function fromLive(points) {
+    function fromLive(points, settings) {
+      // The band from the loop's retained read-only setting (`<loop>.band`), when published.
       const loops = [...document.querySelectorAll("[data-trend]")].map((e) => e.dataset.trend);
       for (const loop of loops) {
         const pv = pvOf[loop] || loop;
-        const rows = points.map((p) => [p.t_s / 3600, p.values[pv] ?? null, p.values["sp." + loop] ?? null,
-                                         null, null, p.values["out." + loop] ?? null]);
+        const setting = settings[loop + ".band"];
+        const band = setting && typeof setting.value === "number" ? setting.value : null;
+        const rows = points.map((p) => {
+          const sp = p.values["sp." + loop] ?? null;
+          const b = bandOf(sp, band);
+          return [p.t_s / 3600, p.values[pv] ?? null, sp, b[0], b[1], p.values["out." + loop] ?? null];
+        });
         const data = [0, 1, 2, 3, 4, 5].map((i) => rows.map((r) => r[i]));
-        build(loop, data, null);
+        build(loop, data, band);
       }
     }
     function addPoint(p) {
@@ -246,7 +253,7 @@
     if (!r.ok) return;
     const body = await r.json();
     for (const [loop, k] of Object.entries(body.key_readings || {})) trends.setPv(loop, k.pv);
-    trends.fromLive(body.trend || []);
+    trends.fromLive(body.trend || [], body.settings || {});
   }
 
   // --- wiring ----------------------------------------------------------------------------------
