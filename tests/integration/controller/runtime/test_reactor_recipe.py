@@ -47,11 +47,16 @@ when = "confirmed"
 """
 
 
-def recipe_reactor(db: Path, clock: Clock) -> tuple[Reactor, Historian]:
+def with_recipe(recipe: str) -> str:
+    """The default config's text with its recipe replaced by `recipe`."""
     text = DEFAULT_CONFIG_PATH.read_text()
     start = text.index("# The recipe (docs/recipes.md)")
     end = text.index("# Verified delivery")
-    return first_reactor(parse_config(text[:start] + RECIPE + text[end:]), db, clock)
+    return text[:start] + recipe + text[end:]
+
+
+def recipe_reactor(db: Path, clock: Clock) -> tuple[Reactor, Historian]:
+    return first_reactor(parse_config(with_recipe(RECIPE)), db, clock)
 
 
 def command(action: str, nonce: str) -> Command:
@@ -240,12 +245,8 @@ when = "phase_time >= 1d"
 
 
 async def _strict_phase_under_a_trip(tmp_path: Path) -> dict[str, Any]:
-    text = DEFAULT_CONFIG_PATH.read_text()
-    start = text.index("# The recipe (docs/recipes.md)")
-    end = text.index("# Verified delivery")
-    config = apply_overrides(parse_config(text[:start] + MILD_THEN_STRICT + text[end:]),
-                             duration=None, speed=None, seed=None,
-                             faults=["heater_stuck_on@1m"])
+    config = apply_overrides(parse_config(with_recipe(MILD_THEN_STRICT)), duration=None,
+                             speed=None, seed=None, faults=["heater_stuck_on@1m"])
     clock = Clock()
     reactor, historian = first_reactor(config, tmp_path / "run.sqlite", clock)
     await reactor.start()
