@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from controller.alarms.spec import DEFAULT_MAX_SHELVE_S, FLOOD, AlarmConfig, Priority
 from controller.alarms.state_machine import (
-    ACTIVE_STATES,
+    STANDING_STATES,
     UNACKED_STATES,
     Alarm,
     AlarmState,
@@ -264,7 +264,7 @@ class AlarmBoard:
     def active(self) -> list[Alarm]:
         """Alarms standing: UNACK, ACKED, or LATCHED (returned but not yet reset), worst first."""
         return _by_priority(a for a in self.alarms.values()
-                            if a.state in ACTIVE_STATES or a.state is AlarmState.LATCHED)
+                            if a.state in STANDING_STATES)
 
     def unacknowledged(self) -> list[Alarm]:
         """Alarms waiting for an acknowledgement: UNACK, RTN_UNACK, LATCHED, worst first."""

@@ -55,6 +55,8 @@ class AlarmState(str, Enum):
 
 ACTIVE_STATES = frozenset({AlarmState.UNACK, AlarmState.ACKED})
 UNACKED_STATES = frozenset({AlarmState.UNACK, AlarmState.RTN_UNACK, AlarmState.LATCHED})
+STANDING_STATES = ACTIVE_STATES | {AlarmState.LATCHED}
+"""An alarm stands while active, acknowledged or not, or latched (returned, not yet reset)."""
 
 
 @dataclass(frozen=True, slots=True)

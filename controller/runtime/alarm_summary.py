@@ -10,7 +10,7 @@ command, so it trails a change by at most one evaluation period (5 s).
 from __future__ import annotations
 
 from controller.alarms.board import AlarmBoard
-from controller.alarms.state_machine import ACTIVE_STATES, AlarmState
+from controller.alarms.state_machine import STANDING_STATES, AlarmState
 from controller.mqtt.topics import SummaryAlarm
 from controller.runtime.outside_alarms import DEFAULT_PRIORITY, OutsideAlarms
 
@@ -18,10 +18,10 @@ from controller.runtime.outside_alarms import DEFAULT_PRIORITY, OutsideAlarms
 def needing_attention(board: AlarmBoard, outside: OutsideAlarms) -> tuple[SummaryAlarm, ...]:
     """The board's alarms not normal (shelved and out-of-service ones too: an operator put
     them there), and those raised outside it that are active or unacknowledged, by name."""
-    found = [SummaryAlarm(alarm.name, alarm.priority, alarm.state.value,
-                          alarm.state in ACTIVE_STATES or alarm.state is AlarmState.LATCHED,
+    found = [SummaryAlarm(alarm.name, alarm.priority, state.value, state in STANDING_STATES,
                           alarm.last_reason, alarm.last_change_t_s)
-             for alarm in board.alarms.values() if alarm.state is not AlarmState.NORMAL]
+             for alarm in board.alarms.values()
+             if (state := alarm.state) is not AlarmState.NORMAL]
     for name in sorted(outside.active.keys() | outside.unacknowledged):
         unacked = name in outside.unacknowledged
         if name in outside.active:
