@@ -45,9 +45,10 @@ class OutsideAlarms:
         """name -> (priority, first raised at)."""
         self.active: dict[str, tuple[str, float, str]] = {}
         """name -> (priority, raised at, message) of each alarm raised and not yet cleared (a
-        one-shot one: not yet acknowledged). Not checkpointed: after a restart each source
-        raises its alarm again if its condition still holds (a restored one whose source
-        starts afresh would never be cleared)."""
+        one-shot one: not yet acknowledged). Only the one-shot ones are checkpointed: nothing
+        would raise them again after a restart, while every other source raises its alarm
+        again if its condition still holds (a restored one whose source starts afresh would
+        never be cleared)."""
 
     def set(self, now: float, name: str, *, active: bool, message: str,
             priority: str | None = None, publish: bool = True,
@@ -95,9 +96,16 @@ class OutsideAlarms:
         return [(name, priority) for name, (priority, _, _) in sorted(self.active.items())]
 
     def snapshot(self) -> dict[str, Any]:
-        return {"unacknowledged": sorted(self.unacknowledged), "first_raised": self.first_raised}
+        return {"unacknowledged": sorted(self.unacknowledged), "first_raised": self.first_raised,
+                "one_shot_active": {name: raised for name, raised in self.active.items()
+                                    if name in ONE_SHOT}}
 
     def restore(self, state: dict[str, Any]) -> None:
+        """A checkpoint's alarms; one from before one-shot alarms were checkpointed has
+        none standing."""
         self.unacknowledged = set(state["unacknowledged"])
         self.first_raised = {name: (priority, t_s)
                              for name, (priority, t_s) in state["first_raised"].items()}
+        self.active = {name: (priority, since_s, message)
+                       for name, (priority, since_s, message)
+                       in state.get("one_shot_active", {}).items() if name in ONE_SHOT}
