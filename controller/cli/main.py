@@ -39,6 +39,7 @@ from controller.runtime.run import (
     default_db_path,
     open_reactor_driver,
 )
+from controller.runtime.writer_child import HistorianError
 from drivers.contract.durations import format_duration, parse_duration_s
 from drivers.contract.errors import DeviceError
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DeviceError as exc:  # a device that answers but cannot be driven (another map)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except HistorianError as exc:  # the records cannot be written: said, never a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -5,13 +5,16 @@ a writer *process* that owns the SQLite connection, so the tick never waits on t
 rather than a thread because binding a million rows holds the GIL: a writer thread would take
 that time from the control loop (measured: 7.5 us of every 1 s tick), a process runs on the other
 core. `close()` drains everything, so what was measured is recorded even on a signal-driven
-shutdown; if the controller dies, the writer still commits every batch it was handed.
+shutdown; if the controller dies, the writer still commits every batch it was handed. If the
+writer dies (or fails, or hangs), the run goes on: another writer is started and sent every
+batch not yet committed (controller/runtime/writer_child.py).
 
 `in_process=True` writes each batch in the caller's own process instead, one transaction a
 flush: for a sweep worker, where the other workers already keep every core busy, so the writer
 child has no idle core to run on, and handing it the rows costs more than writing them (one
 two-day run: pickling 0.3 s, unpickling in the writer 1.35 s, the inserts 0.7 s). The records
-are the same; a killed worker loses the rows not yet flushed, as a killed writer would.
+are the same; a killed worker loses the rows not yet flushed, and a write that fails raises
+HistorianError (the sweep's row for that run says so).
 
 Schema (documented in docs/architecture.md):
 - runs(run_id, started_wall_iso, seed, control_period_s, config_toml, summary_json)
@@ -31,6 +34,10 @@ Schema (documented in docs/architecture.md):
 - checkpoints(reactor_id, t_s, wall_time, state_json): the latest checkpoint of each reactor
   (controller/runtime/recovery.py), replaced in the same transaction as the rows recorded with
   it, so the feed ledger's events and the checkpoint that counts them can never disagree.
+- handovers(session, batch): the number of the last batch committed for each historian (a
+  controller process), in the same transaction as its rows: a writer started after one died
+  skips what its predecessor committed, so a batch sent again is written once
+  (controller/runtime/writer_child.py).
 
 A run continued after a crash opens its file again: the run and reactor rows are kept, the
 rest is appended.
@@ -41,9 +48,7 @@ import contextlib
 import json
 import operator
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +56,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controller.clock import Clock
 from controller.operator import audit
+from controller.runtime.writer_child import HistorianError, WriterChild
 from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
 from drivers.contract.reading import Quality, Reading
 
@@ -90,6 +97,7 @@ CREATE TABLE IF NOT EXISTS estimates (reactor_id TEXT NOT NULL, t_s REAL NOT NUL
     name TEXT NOT NULL, value REAL, sd REAL);
 CREATE TABLE IF NOT EXISTS checkpoints (reactor_id TEXT PRIMARY KEY, t_s REAL NOT NULL,
     wall_time REAL NOT NULL, state_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS handovers (session TEXT PRIMARY KEY, batch INTEGER NOT NULL);
 {audit.SCHEMA}"""
 
 _INSERT = {
@@ -128,33 +136,35 @@ class Historian:
     """Batched SQLite recorder for one run, written by a child process (or in process)."""
 
     def __init__(self, path: Path, run: RunInfo, *, lock_fd: int | None = None,
-                 in_process: bool = False) -> None:
+                 in_process: bool = False,
+                 wall_monotonic: Callable[[], float] = Clock.wall_monotonic) -> None:
         """`lock_fd`: an open file holding the run's lock (runtime/recovery.py), handed to
         the writer so the lock lasts until the last record is committed, even when the
         controller itself was killed. `in_process`: write in this process, no writer child
-        (see the module's docstring)."""
+        (see the module's docstring). `wall_monotonic`: the writer child's supervision
+        times its backoff and silence by it."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._batches: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _INSERT}
         self._inputs_of = operator.itemgetter(*_INPUT_NAMES)
         self._error: str | None = None
+        """Why the in-process writer failed (a writer child's failures are its own)."""
         self.rows_written = 0
         self._writer: RecordWriter | None = None
+        self._child: WriterChild | None = None
         if in_process:
             self._writer = self._write_here(lambda: RecordWriter(str(self.path), run))
             return
-        # A plain child interpreter (not multiprocessing), so the caller's main module is never
-        # re-imported and no fork happens in a process that may have threads.
-        parent_end, child_end = socket.socketpair()
-        parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "controller.runtime.historian", str(child_end.fileno())],
-            pass_fds=[child_end.fileno(), *([] if lock_fd is None else [lock_fd])],
-            stdin=subprocess.DEVNULL,
-        )
-        child_end.close()
-        self._pipe = Connection(parent_end.detach())
-        self._pipe.send((str(self.path), run))
+        try:
+            self._child = WriterChild(self.path, run, lock_fd=lock_fd,
+                                      wall_monotonic=wall_monotonic)
+        except OSError as exc:
+            raise HistorianError(f"historian {self.path}: writer not started: {exc}") from exc
+
+    @property
+    def writer(self) -> WriterChild | None:
+        """The writer child, supervised (None in process): its failures, for the alarm."""
+        return self._child
 
     # --- called on the tick: append only ----------------------------------------------------
     def record_tick(
@@ -220,68 +230,52 @@ class Historian:
     # --- off the tick -----------------------------------------------------------------------
     def flush(self) -> None:
         """Hand the current batches to the writer child, never waiting on the disk (or, in
-        process, write them in one transaction)."""
-        self._raise_writer_error()
+        process, write them in one transaction). A writer child that died is started again
+        here, and nothing raises for it (controller/runtime/writer_child.py)."""
         batches = {table: rows for table, rows in self._batches.items() if rows}
-        if batches:
+        child = self._child
+        if child is not None:
+            child.take_replies()
+            if batches:
+                child.send(batches)
+        elif batches:
             writer = self._writer
-            if writer is not None:
-                self._write_here(lambda: writer.write([batches]))
-            else:
-                self._pipe.send(("batch", batches))
+            assert writer is not None
+            self._write_here(lambda: writer.write([batches]))
+        if batches:
             self._batches = {table: [] for table in _INSERT}
 
     def drain(self) -> None:
         """Hand over what is pending and wait until the writer has committed it: before a
         fleet starts ticking, so the start's records (a thousand reactors' start events) are
         not still being written when the first ticks' checkpoints come, which filled the pipe
-        and held the ticks for 20-45 ms (benchmarks/fleet_in_process.py)."""
+        and held the ticks for 20-45 ms (benchmarks/fleet_in_process.py). HistorianError if
+        the writer fails here: a run whose records cannot be written does not start."""
         self.flush()
-        if self._writer is not None:
-            return
-        self._pipe.send(("sync", None))
-        reply = self._receive()
-        if reply[0] != "synced":
-            raise RuntimeError(f"historian {self.path} failed: {self._error}")
+        if self._child is not None:
+            self._child.sync()
 
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
-        """Write everything still pending (and the run summary), then stop the writer."""
+        """Write everything still pending (and the run summary), then stop the writer;
+        HistorianError if that cannot be done."""
         self.flush()
         summary_json = json.dumps(summary, sort_keys=True) if summary else None
-        if self._writer is not None:
-            writer = self._writer
-            self.rows_written = self._write_here(lambda: writer.close(summary_json))
+        if self._child is not None:
+            self.rows_written = self._child.close(summary_json)
             return
-        self._pipe.send(("close", summary_json))
-        reply = self._receive()
-        self._process.wait()
-        self._pipe.close()
-        if reply[0] != "closed":
-            raise RuntimeError(f"historian {self.path} failed: {self._error}")
-        self.rows_written = reply[1]
-
-    def _receive(self) -> tuple[str, Any]:
-        try:
-            reply = self._pipe.recv()
-        except EOFError:
-            reply = ("error", f"writer process exited with code {self._process.wait()}")
-        if reply[0] == "error":
-            self._error = reply[1]
-        return reply
+        writer = self._writer
+        assert writer is not None
+        self.rows_written = self._write_here(lambda: writer.close(summary_json))
 
     def _write_here(self, write: Callable[[], _T]) -> _T:
         """`write` here; its failure the same error as the writer child's."""
+        if self._error is not None:
+            raise HistorianError(f"historian {self.path} failed: {self._error}")
         try:
             return write()
         except (sqlite3.Error, OSError) as exc:
             self._error = f"{type(exc).__name__}: {exc}"
-            raise RuntimeError(f"historian {self.path} failed: {self._error}") from exc
-
-    def _raise_writer_error(self) -> None:
-        if self._writer is None and self._error is None and self._pipe.poll():
-            self._receive()
-        if self._error is not None:
-            raise RuntimeError(f"historian {self.path} failed: {self._error}")
+            raise HistorianError(f"historian {self.path} failed: {self._error}") from exc
 
 
 class RecordWriter:
@@ -313,6 +307,25 @@ class RecordWriter:
             for batch in batches:
                 self.rows += _insert_batch(self._con, self._chain, batch)
 
+    def committed(self, session: str) -> int:
+        """The number of the last batch of `session` committed to the file (0: none)."""
+        row = self._con.execute("SELECT batch FROM handovers WHERE session = ?",
+                                (session,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def write_numbered(self, session: str,
+                       batches: Iterable[tuple[int, dict[str, list[tuple[Any, ...]]]]]) -> int:
+        """The batches of `session` numbered past the last committed, in one transaction with
+        the new last number (returned): a batch sent again after a writer died is skipped."""
+        last = self.committed(session)
+        with self._con:
+            for number, batch in batches:
+                if number > last:
+                    self.rows += _insert_batch(self._con, self._chain, batch)
+                    last = number
+            self._con.execute("INSERT OR REPLACE INTO handovers VALUES (?, ?)", (session, last))
+        return last
+
     def close(self, summary_json: str | None) -> int:
         """The run's summary and the ticks' index written, the file closed; the rows written."""
         with self._con:
@@ -326,15 +339,16 @@ class RecordWriter:
 
 
 def _write_forever(pipe: Connection) -> None:
-    """The writer process: commit each batch as it arrives, until `close` or the parent dies."""
+    """The writer process: commit each numbered batch as it arrives and confirm it, until
+    `close` or the parent dies (controller/runtime/writer_child.py is the parent's side)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        path, run = pipe.recv()
+        path, run, session = pipe.recv()
         writer = RecordWriter(path, run)
         waiting: list[tuple[str, Any]] = []
 
-        def batches_waiting(first: dict[str, list[tuple[Any, ...]]]) -> Iterator[Any]:
+        def batches_waiting(first: tuple[int, Any]) -> Iterator[tuple[int, Any]]:
             # Batches that already wait go into the same transaction: a fleet's urgent
             # checkpoints come a thousand at once, and a commit each would let the pipe
             # fill and block the controller's send, and with it every tick.
@@ -351,7 +365,8 @@ def _write_forever(pipe: Connection) -> None:
         while True:
             kind, payload = waiting.pop() if waiting else _receive_or_close(pipe)
             if kind == "batch":
-                writer.write(batches_waiting(payload))
+                last = writer.write_numbered(session, batches_waiting(payload))
+                _send_quietly(pipe, ("committed", last))
                 continue
             if kind == "sync":
                 _send_quietly(pipe, ("synced", writer.rows))
@@ -362,11 +377,6 @@ def _write_forever(pipe: Connection) -> None:
     except Exception as exc:
         _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
 
-
-SEND_BUFFER_BYTES = 4 << 20
-"""What the controller may hand the writer before a send waits (the kernel caps it at
-net.core.wmem_max): a fleet's first ticks send a thousand checkpoints within a second or two,
-faster than the writer commits them, and a full pipe holds the ticks."""
 
 MAX_BATCHES_PER_COMMIT = 256
 """Bounds a transaction (and so what a crash of the writer could take back) under a flood."""

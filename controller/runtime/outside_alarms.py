@@ -6,7 +6,8 @@ the chamber's mass balance does not close (controller/control/volume_balance.py)
 measured delivery is off what was commanded, the device rebooted
 (controller/runtime/delivery.py), ticks keep overrunning their period
 (controller/alarms/tick_overrun.py), another controller holds the device
-(controller/runtime/device_link.py), a probe fails its blood-gas reference check
+(controller/runtime/device_link.py), the historian's writer failed and the records wait
+(controller/runtime/writer_child.py), a probe fails its blood-gas reference check
 (`<channel>_probe_failing`, controller/runtime/probe_standards.py). An operator acknowledges
 them like the board's (`ack_alarm`), they are on record as `alarm` events, on MQTT, in the
 checkpoint and in the summary.
@@ -20,7 +21,7 @@ from controller.runtime.journal import ReactorJournal
 
 OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
                   "volume_balance", "feed_delivery_mismatch", "device_rebooted", "tick_overrun",
-                  "device_held")
+                  "device_held", "historian_down")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
 ONE_SHOT = frozenset({"outbox_full", "device_rebooted"})
 """Raised by an event and never cleared by their source: an operator's acknowledgement ends

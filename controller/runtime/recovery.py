@@ -109,6 +109,8 @@ def load_recovery(db_path: Path, run_id: str) -> Recovery | None:
     """
     if not Path(db_path).exists():
         return None
+    if not Path(db_path).is_file():
+        raise ConfigError(f"{db_path}: not a run file (a folder or a device, not a file)")
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         rows = con.execute("SELECT run_id, summary_json FROM runs").fetchall()

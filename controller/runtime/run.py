@@ -28,6 +28,9 @@ from controller.runtime.reactor import Reactor
 from controller.runtime.reactor_summary import reactor_summary
 from controller.runtime.recovery import Recovery, RunLock, check_continuable, load_recovery
 from controller.runtime.tick_groups import tick_forever, tick_groups
+from controller.runtime.writer_child import ALARM as WRITER_ALARM
+from controller.runtime.writer_child import PRIORITY as WRITER_PRIORITY
+from controller.runtime.writer_child import DownAlarm
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverNotFoundError
 from drivers.contract.registry import driver_factory
@@ -331,6 +334,7 @@ class Run:
     ) -> None:
         run_cfg = self.config.run
         next_diag = 0.0
+        writer_down = DownAlarm()
         while not self._stop.is_set():
             now = clock.now()
             if now >= next_diag:
@@ -345,6 +349,12 @@ class Run:
                         historian.flush()
                 next_diag = now + run_cfg.diagnostics_interval_s
             historian.flush()
+            change = None if historian.writer is None else writer_down.change(historian.writer)
+            if change is not None:
+                active, message = change
+                for reactor in reactors:
+                    reactor.outside_alarms.set(now, WRITER_ALARM, active=active,
+                                               priority=WRITER_PRIORITY, message=message)
             await clock.sleep_until(now + run_cfg.flush_interval_s)
 
     async def _settle(self, clock: Clock, start_up: StartUpObjects,

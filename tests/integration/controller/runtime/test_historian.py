@@ -10,6 +10,7 @@ import pytest
 from plugins.waiting import wait_until
 
 from controller.runtime.historian import FLUSH_TICK_ROWS, Historian, RunInfo, tick_columns
+from controller.runtime.writer_child import HistorianError
 from drivers import CHANNELS, Quality, Reading
 
 RUN = RunInfo("run-1", "2026-11-27T00:00:00+00:00", 5, 1.0, "[run]\n", [("r1", "sim://")])
@@ -57,19 +58,20 @@ def test_missing_readings_are_recorded_as_bad(tmp_path: Path, in_process: bool) 
     assert quality == Quality.BAD
 
 
-def test_a_writer_failure_surfaces_on_the_next_flush(tmp_path: Path) -> None:
+def test_a_writer_that_cannot_open_the_file_fails_the_start(tmp_path: Path) -> None:
+    """`drain` comes before a run's first tick: records that cannot be written at all stop
+    the run from starting, with the reason (the CLI prints it; no traceback)."""
     target = tmp_path / "h.sqlite"
     target.mkdir()  # a directory where the database should be: sqlite cannot open it
     historian = Historian(target, RUN)
-    historian._process.wait(timeout=30)  # the writer reports its failure and exits
-    with pytest.raises(RuntimeError, match=r"historian .* failed: OperationalError"):
-        historian.flush()
+    with pytest.raises(HistorianError, match=r"historian .* failed: OperationalError"):
+        historian.drain()
 
 
 def test_an_in_process_writer_failure_is_the_same_error(tmp_path: Path) -> None:
     target = tmp_path / "h.sqlite"
     target.mkdir()
-    with pytest.raises(RuntimeError, match=r"historian .* failed: OperationalError"):
+    with pytest.raises(HistorianError, match=r"historian .* failed: OperationalError"):
         Historian(target, RUN, in_process=True)
 
 

@@ -183,3 +183,13 @@ def test_one_controller_per_run(tmp_path: Path) -> None:
     finally:
         first.release()
     RunLock(db, wait_s=0.2).release()  # free once the first is gone
+
+
+@pytest.mark.parametrize("make", [Path.mkdir, lambda p: p.write_bytes(b"not sqlite" * 100)],
+                         ids=["a-folder", "not-sqlite"])
+def test_a_db_path_that_is_no_run_file_is_a_clear_error(tmp_path: Path,
+                                                       make: Callable[[Path], object]) -> None:
+    db = tmp_path / "run.sqlite"
+    make(db)
+    with pytest.raises(ConfigError, match=r"run\.sqlite: not a (readable )?run file"):
+        load_recovery(db, "r1")

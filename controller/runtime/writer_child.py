@@ -1,0 +1,344 @@
+"""The historian's writer process as the controller sees it: started, fed numbered batches, and
+started again when it dies, with every batch it had not confirmed sent again.
+
+Why: the records must never cost the culture its control. A writer killed by the kernel's
+out-of-memory killer or a stray `kill -9`, or one whose disk failed, used to end the run: the
+next flush raised, the reactors went to their safe state and the run stopped, weeks into a
+culture. Now the run goes on and the records are kept:
+
+- Each batch is numbered and kept here until the writer confirms its commit. A writer started
+  after one died is sent every batch not confirmed, and skips those its predecessor committed
+  but could not confirm (the number of the last batch committed is written in the same
+  transaction as its rows: `RecordWriter.write_numbered`). So every row is written once.
+- A writer that confirms nothing for WRITER_SILENT_LIMIT_S while batches wait is taken for hung
+  (stopped, or on a disk that no longer answers): it is killed and started again.
+- Restarts back off: the first at once, then no sooner than 1, 2, 4 ... up to 60 s of wall time
+  after the one before, until a writer catches up.
+- While no writer takes them, batches wait here; past MAX_WAITING_ROWS rows the oldest batches'
+  bulk rows (ticks, diagnostics, estimates) are dropped and counted, never the events,
+  setpoints, audit rows or checkpoints, so a long outage cannot take the controller's memory.
+
+The run raises the `historian_down` alarm from `failures` and `caught_up`
+(controller/runtime/run.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+Batch = dict[str, list[tuple[Any, ...]]]
+
+SEND_BUFFER_BYTES = 4 << 20
+"""What the controller may hand the writer before a send waits (the kernel caps it at
+net.core.wmem_max): a fleet's first ticks send a thousand checkpoints within a second or two,
+faster than the writer commits them, and a full pipe holds the ticks."""
+
+WRITER_SILENT_LIMIT_S = 30.0
+"""[est] Wall seconds a writer may leave a batch unconfirmed before it is taken for hung: a
+fleet's largest commit takes well under a second."""
+
+RESTART_BACKOFF_FIRST_S = 1.0
+RESTART_BACKOFF_MAX_S = 60.0
+
+MAX_WAITING_ROWS = 500_000
+"""[est] Rows kept for a writer that is down before the oldest bulk rows are dropped: about
+0.7 GB of tick rows; 5.8 days of one reactor at 1 s, 8 minutes of 1,000."""
+
+BULK_TABLES = ("ticks", "diagnostics", "estimates")
+"""What may be dropped when batches wait too long: samples, not what happened or was done."""
+
+CLOSE_ATTEMPTS = 2
+CLOSE_TIMEOUT_S = 600.0
+"""[est] How long the last commit and the index of a long run may take at the end."""
+
+
+class HistorianError(RuntimeError):
+    """The records could not be written (the message says which file and why)."""
+
+
+@dataclass
+class _Waiting:
+    number: int
+    batch: Batch
+    rows: int
+    sent_s: float
+
+
+class WriterChild:
+    """The writer child of one historian, supervised."""
+
+    def __init__(self, path: Path, run: object, *, lock_fd: int | None,
+                 wall_monotonic: Callable[[], float]) -> None:
+        """`run`: the run's description, handed to each writer started; `lock_fd`: the run's
+        lock, inherited by each (docs/recovery.md); `wall_monotonic`: the clock's wall time,
+        for the backoff and the silence limit."""
+        self.path = path
+        self._run = run
+        self._lock_fd = lock_fd
+        self._wall = wall_monotonic
+        self._session = secrets.token_hex(8)
+        """This historian's batches in the file's `handovers` table."""
+        self._number = 0
+        self._waiting: deque[_Waiting] = deque()
+        self._waiting_rows = 0
+        self._at_risk_until = 0
+        """Batches up to this number were unconfirmed when a writer failed: caught up once
+        they are all confirmed."""
+        self._backoff_s = 0.0
+        self._next_start_s = float("-inf")
+        self.failures = 0
+        """Writers that died, failed or hung, over the historian's life."""
+        self.last_failure = ""
+        self.rows_dropped = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dying: list[subprocess.Popen[bytes]] = []
+        """Writers killed and not yet reaped."""
+        self._pipe: Connection | None = None
+        self._start()
+
+    @property
+    def caught_up(self) -> bool:
+        """A writer is up and has confirmed everything sent before the last failure."""
+        return self._pipe is not None and not (
+            self._waiting and self._waiting[0].number <= self._at_risk_until)
+
+    @property
+    def waiting_rows(self) -> int:
+        return self._waiting_rows
+
+    # --- the controller's side of the protocol ------------------------------------------------
+    def send(self, batch: Batch) -> None:
+        """Hand `batch` over (or keep it until a writer can take it); never raises. Call
+        `take_replies` first."""
+        self._number += 1
+        rows = sum(len(r) for r in batch.values())
+        waiting = _Waiting(self._number, batch, rows, self._wall())
+        self._waiting.append(waiting)
+        self._waiting_rows += rows
+        if self._pipe is None:
+            self._limit_waiting()
+            self._start_again()
+        else:
+            self._send(("batch", (waiting.number, batch)))
+
+    def take_replies(self) -> None:
+        """Read the writer's confirmations without waiting; notice a writer that died, failed
+        or hung, and start another when the backoff allows."""
+        if self._dying:
+            self._dying = [process for process in self._dying if process.poll() is None]
+        if self._pipe is None:
+            self._start_again()
+            return
+        pipe = self._pipe
+        while True:
+            try:
+                if not pipe.poll():
+                    break
+                reply = pipe.recv()
+            except (EOFError, OSError):
+                self._failed(self._exit_reason())
+                return
+            if not self._handle(reply):
+                return
+        if self._waiting and self._wall() - self._waiting[0].sent_s > WRITER_SILENT_LIMIT_S:
+            self._failed(f"writer hung: no batch confirmed for {WRITER_SILENT_LIMIT_S:g} s")
+
+    def sync(self) -> int:
+        """Wait until the writer has committed everything sent; the rows it wrote. For the
+        start, before the first tick: a writer that fails here is a run that cannot start."""
+        reply = self._ask(("sync", None), "synced", timeout_s=CLOSE_TIMEOUT_S)
+        if reply is None:
+            raise HistorianError(f"historian {self.path} failed: {self.last_failure}")
+        return int(reply)
+
+    def close(self, summary_json: str | None) -> int:
+        """Have everything written, the summary and the index, and stop the writer; the rows
+        it wrote. A writer that is down, or fails meanwhile, is started again for it, backoff
+        or not, CLOSE_ATTEMPTS times in all (the summary and the index are written again
+        harmlessly, and batches already committed are skipped)."""
+        reply = None
+        for _ in range(CLOSE_ATTEMPTS):
+            if self._pipe is None:
+                self._next_start_s = float("-inf")
+                self._start_again()
+            reply = self._ask(("close", summary_json), "closed", timeout_s=CLOSE_TIMEOUT_S)
+            if reply is not None:
+                break
+        if reply is None:
+            raise HistorianError(
+                f"historian {self.path} failed: {self.last_failure}; {self._waiting_rows} "
+                f"rows not written ({self.rows_dropped} dropped before)")
+        if self._process is not None:
+            self._process.wait()
+        self._close_pipe()
+        return int(reply)
+
+    # --- inside -------------------------------------------------------------------------------
+    def _start(self) -> None:
+        # A plain child interpreter (not multiprocessing), so the caller's main module is never
+        # re-imported and no fork happens in a process that may have threads.
+        parent_end, child_end = socket.socketpair()
+        parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "controller.runtime.historian", str(child_end.fileno())],
+                pass_fds=[child_end.fileno(),
+                          *([] if self._lock_fd is None else [self._lock_fd])],
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
+        self._pipe = Connection(parent_end.detach())
+        self._send((str(self.path), self._run, self._session))
+
+    def _start_again(self) -> None:
+        """A new writer, sent every batch waiting, if the backoff allows one now."""
+        now = self._wall()
+        if self._pipe is not None or now < self._next_start_s:
+            return
+        self._backoff_s = min(RESTART_BACKOFF_MAX_S,
+                              max(RESTART_BACKOFF_FIRST_S, 2.0 * self._backoff_s))
+        self._next_start_s = now + self._backoff_s
+        log.warning("historian writer started again", path=str(self.path),
+                    batches_waiting=len(self._waiting), rows_waiting=self._waiting_rows)
+        try:
+            self._start()
+        except OSError as exc:  # no process to be had (out of memory, out of processes)
+            self._failed(f"writer could not be started: {exc}")
+            return
+        if self._pipe is None:  # it failed its first message already
+            return
+        for waiting in self._waiting:
+            waiting.sent_s = now
+            if not self._send(("batch", (waiting.number, waiting.batch))):
+                return
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
+        assert self._pipe is not None
+        try:
+            self._pipe.send(message)
+        except OSError as exc:  # the writer is gone: its end is closed
+            self._failed(self._exit_reason(f"{type(exc).__name__}: {exc}"))
+            return False
+        return True
+
+    def _handle(self, reply: tuple[str, Any]) -> bool:
+        """Take one reply; False if the writer failed with it."""
+        kind, payload = reply
+        if kind == "committed":
+            waiting = self._waiting
+            while waiting and waiting[0].number <= payload:
+                self._waiting_rows -= waiting.popleft().rows
+            if self.caught_up:
+                self._backoff_s = 0.0
+                self._next_start_s = float("-inf")
+        elif kind == "error":
+            self._failed(str(payload))
+            return False
+        return True
+
+    def _ask(self, message: tuple[str, Any], answer: str, timeout_s: float) -> Any:
+        """Send `message` and wait for `answer`'s payload (None if the writer failed)."""
+        if self._pipe is None or not self._send(message):
+            return None
+        pipe = self._pipe
+        while True:
+            try:
+                if not pipe.poll(timeout_s):
+                    self._failed(f"writer gave no {answer!r} within {timeout_s:g} s")
+                    return None
+                kind, payload = pipe.recv()
+            except (EOFError, OSError):
+                self._failed(self._exit_reason())
+                return None
+            if kind == answer:
+                return payload
+            if not self._handle((kind, payload)):
+                return None
+
+    def _failed(self, reason: str) -> None:
+        """The writer is gone (or made gone): count it, say so, keep what waits."""
+        self.failures += 1
+        self.last_failure = reason
+        self._at_risk_until = self._number
+        log.error("historian writer failed: the run goes on, its records wait for a new writer",
+                  path=str(self.path), reason=reason, failures=self.failures,
+                  batches_waiting=len(self._waiting))
+        process = self._process
+        if process is not None and process.poll() is None:
+            # Killed, not waited for: this may run inside a tick, and a process stuck on its
+            # disk can take seconds to go. Reaped by `take_replies` (a zombie meanwhile).
+            process.kill()
+            self._dying.append(process)
+        self._process = None
+        self._close_pipe()
+
+    def _exit_reason(self, fallback: str = "") -> str:
+        """Why the writer's end closed, without waiting for it."""
+        code = None if self._process is None else self._process.poll()
+        if code is None:
+            return fallback or "writer closed its end of the pipe"
+        return f"writer process exited with code {code}"
+
+    def _close_pipe(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.close()
+            self._pipe = None
+
+    def _limit_waiting(self) -> None:
+        """Past MAX_WAITING_ROWS, the oldest batches' bulk rows go (counted)."""
+        for waiting in self._waiting:
+            if self._waiting_rows <= MAX_WAITING_ROWS:
+                return
+            for table in BULK_TABLES:
+                rows = waiting.batch.pop(table, None)
+                if rows:
+                    waiting.rows -= len(rows)
+                    self._waiting_rows -= len(rows)
+                    self.rows_dropped += len(rows)
+
+
+ALARM = "historian_down"
+"""Raised on every reactor of the run while its records wait for a writer (docs/alarms.md)."""
+PRIORITY = "high"
+
+
+class DownAlarm:
+    """When `historian_down` changes: raised at each new failure of a writer (with why), cleared
+    once a writer has committed everything that waited."""
+
+    def __init__(self) -> None:
+        self._failures_seen = 0
+        self.active = False
+
+    def change(self, writer: WriterChild) -> tuple[bool, str] | None:
+        """(active, message) if the alarm changes now, else None."""
+        if writer.failures != self._failures_seen:
+            self._failures_seen = writer.failures
+            self.active = True
+            return True, (f"historian writer failed ({writer.last_failure}): control goes on, "
+                          f"{writer.waiting_rows} records wait for a new writer "
+                          f"({writer.failures} failures in this run)")
+        if self.active and writer.caught_up:
+            self.active = False
+            dropped = (f"; {writer.rows_dropped} sample rows were dropped while it was down"
+                       if writer.rows_dropped else "")
+            return False, f"historian writer back: every record that waited is committed{dropped}"
+        return None

@@ -1,0 +1,220 @@
+"""The historian's writer child killed, hung or unable to write: the caller never sees an error,
+and every row ends up in the file exactly once (controller/runtime/writer_child.py).
+
+Real writer processes, killed with real signals; the supervision's wall time is a counter the
+test advances, so the backoff and the silence limit are met without waiting them out.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from plugins.waiting import wait_until
+
+from controller.runtime import writer_child
+from controller.runtime.historian import Historian, RecordWriter, RunInfo
+from controller.runtime.writer_child import DownAlarm, WriterChild
+from drivers import CHANNELS, Quality, Reading
+
+RUN = RunInfo("run-1", "2026-11-27T00:00:00+00:00", 5, 1.0, "[run]\n", [("r1", "sim://")])
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.t_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.t_s
+
+
+def _readings(t: float) -> dict[str, Reading]:
+    return {c.name: Reading(t, c.unit, t, Quality.GOOD)
+            for c in CHANNELS if c.direction.value == "input"}
+
+
+def _record(historian: Historian, start: int, stop: int) -> None:
+    for t in range(start, stop):
+        historian.record_tick("r1", float(t), _readings(float(t)), {"heater_pct": 1.0})
+    historian.record_event("r1", float(stop), "run", f"ticks to {stop}")
+
+
+def _writer(historian: Historian) -> WriterChild:
+    writer = historian.writer
+    assert writer is not None
+    return writer
+
+
+def _pid(historian: Historian) -> int:
+    process = _writer(historian)._process
+    assert process is not None
+    return process.pid
+
+
+def _kill(historian: Historian, sig: signal.Signals = signal.SIGKILL) -> None:
+    os.kill(_pid(historian), sig)
+    if sig is signal.SIGKILL:
+        process = _writer(historian)._process
+        assert process is not None
+        process.wait(timeout=30)
+
+
+def _on_disk(path: Path) -> tuple[list[float], list[str]]:
+    with sqlite3.connect(path) as con:
+        ticks = [t for (t,) in con.execute("SELECT t_s FROM ticks ORDER BY rowid")]
+        events = [m for (m,) in con.execute("SELECT message FROM events ORDER BY rowid")]
+    return ticks, events
+
+
+def _caught_up(historian: Historian) -> bool:
+    historian.flush()
+    return _writer(historian).caught_up
+
+
+def test_a_writer_killed_between_flushes_is_replaced_and_nothing_is_lost(
+        tmp_path: Path) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=WallClock())
+    _record(historian, 0, 100)
+    historian.drain()
+    _kill(historian)
+    _record(historian, 100, 200)
+    historian.flush()  # finds the writer dead: another is started and sent the batch
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
+    assert _writer(historian).failures == 1
+    assert "exited with code -9" in _writer(historian).last_failure
+    historian.close()
+    ticks, events = _on_disk(tmp_path / "h.sqlite")
+    assert ticks == [float(t) for t in range(200)]
+    assert events == ["ticks to 100", "ticks to 200"]
+
+
+def test_batches_a_writer_never_read_are_sent_again_to_the_next(tmp_path: Path) -> None:
+    """Stopped, then killed, with three batches in its pipe: the next writer gets them all."""
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=WallClock())
+    historian.drain()
+    _kill(historian, signal.SIGSTOP)
+    for k in range(3):
+        _record(historian, 100 * k, 100 * (k + 1))
+        historian.flush()
+    assert _writer(historian).waiting_rows == 303  # none confirmed: the writer is stopped
+    _kill(historian)
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
+    historian.close()
+    ticks, events = _on_disk(tmp_path / "h.sqlite")
+    assert ticks == [float(t) for t in range(300)]
+    assert events == ["ticks to 100", "ticks to 200", "ticks to 300"]
+
+
+def test_a_hung_writer_is_killed_after_the_silence_limit_and_replaced(tmp_path: Path) -> None:
+    wall = WallClock()
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=wall)
+    historian.drain()
+    hung = _pid(historian)
+    _kill(historian, signal.SIGSTOP)  # a disk that stopped answering, as far as we can tell
+    _record(historian, 0, 50)
+    historian.flush()
+    wall.t_s += writer_child.WRITER_SILENT_LIMIT_S - 1.0
+    historian.flush()
+    assert _writer(historian).failures == 0  # not yet: a slow commit is not a hung writer
+    wall.t_s += 2.0
+    historian.flush()
+    assert _writer(historian).failures == 1
+    assert "hung" in _writer(historian).last_failure
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
+    assert _pid(historian) != hung
+    wait_until(lambda: (historian.flush(), not _writer(historian)._dying)[1], timeout_s=30,
+               what="the hung writer reaped")
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)  # killed and reaped, not left stopped
+    historian.close()
+    assert _on_disk(tmp_path / "h.sqlite")[0] == [float(t) for t in range(50)]
+
+
+def test_while_no_writer_can_write_the_records_wait_and_only_samples_are_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's folder moved away under it: each new writer fails to open the file, the
+    restarts back off, the waiting rows are bounded by dropping the oldest tick rows (never an
+    event); once the folder is back, the next writer writes everything left, once."""
+    monkeypatch.setattr(writer_child, "MAX_WAITING_ROWS", 150)
+    wall = WallClock()
+    folder = tmp_path / "run"
+    historian = Historian(folder / "h.sqlite", RUN, wall_monotonic=wall)
+    _record(historian, 0, 10)
+    historian.drain()
+    _kill(historian)
+    folder.rename(tmp_path / "away")
+    folder.write_text("not a folder")  # sqlite cannot open run/h.sqlite now
+    _record(historian, 10, 110)
+    historian.flush()  # a new writer at once: it fails to open the file
+    wait_until(lambda: (historian.flush(), _writer(historian).failures)[1] == 2,
+               timeout_s=30, what="the second writer's failure")
+    assert "unable to open" in _writer(historian).last_failure
+    _record(historian, 110, 210)
+    historian.flush()  # within the backoff: no writer started, the rows wait
+    assert _writer(historian).failures == 2
+    assert _writer(historian).rows_dropped == 100  # the oldest batch's ticks, not its event
+    assert _writer(historian).waiting_rows == 102
+    folder.unlink()
+    (tmp_path / "away").rename(folder)
+    wall.t_s += writer_child.RESTART_BACKOFF_MAX_S
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="a writer caught up")
+    historian.close()
+    ticks, events = _on_disk(folder / "h.sqlite")
+    assert ticks == [float(t) for t in [*range(10), *range(110, 210)]]
+    assert events == ["ticks to 10", "ticks to 110", "ticks to 210"]
+
+
+def test_a_batch_committed_but_not_confirmed_is_skipped_by_the_next_writer(
+        tmp_path: Path) -> None:
+    """The writer died between its commit and its confirmation: the batch comes again, and
+    the file's `handovers` row says it is already there."""
+    path = str(tmp_path / "h.sqlite")
+    first = RecordWriter(path, RUN)
+    batch = {"events": [("r1", 1.0, "run", "one", None)]}
+    assert first.write_numbered("session-a", [(1, batch)]) == 1
+    second = RecordWriter(path, RUN)
+    later = {"events": [("r1", 2.0, "run", "two", None)]}
+    assert second.write_numbered("session-a", [(1, batch), (2, later)]) == 2
+    assert second.write_numbered("session-b", [(1, batch)]) == 1  # another controller's 1
+    second.close(None)
+    assert _on_disk(Path(path))[1] == ["one", "two", "one"]
+
+
+def test_the_alarm_rises_with_each_failure_and_clears_once_caught_up(tmp_path: Path) -> None:
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=WallClock())
+    alarm = DownAlarm()
+    assert alarm.change(_writer(historian)) is None
+    historian.drain()
+    _kill(historian)
+    _record(historian, 0, 10)
+    historian.flush()
+    active, message = alarm.change(_writer(historian)) or (None, "")
+    assert active is True and "exited with code -9" in message
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
+    assert alarm.change(_writer(historian)) == (
+        False, "historian writer back: every record that waited is committed")
+    assert alarm.change(_writer(historian)) is None
+    historian.close()
+
+
+def test_a_writer_killed_while_closing_the_run_is_replaced_for_the_close(
+        tmp_path: Path) -> None:
+    """The worst moment: the last rows and the run's summary handed over, the writer killed
+    before it confirms. `close` starts another and asks again."""
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=WallClock())
+    historian.drain()
+    _kill(historian, signal.SIGSTOP)
+    _record(historian, 0, 100)
+    with ThreadPoolExecutor(1) as thread:  # a run closes its historian off the loop's thread
+        closing = thread.submit(historian.close, {"fold_expansion": 2.0})
+        _kill(historian)
+        closing.result(timeout=60)
+    assert _writer(historian).failures == 1
+    ticks, events = _on_disk(tmp_path / "h.sqlite")
+    assert ticks == [float(t) for t in range(100)] and events == ["ticks to 100"]
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        (summary,) = con.execute("SELECT summary_json FROM runs").fetchone()
+    assert summary == '{"fold_expansion": 2.0}'
