@@ -9,12 +9,11 @@ handles the PUBACKs and deletes what the broker acknowledged. The outbox stays t
 message waits, so nothing about durability changes: what is committed is sent, now or after an
 outage, by this child or by the next run's.
 
-A plain child interpreter (`python -m controller.mqtt.publisher_process FD`), like the
-historian's writer and for its reasons (no fork of a process that may have threads, no
-re-import of the caller's main module). The pipe between them carries only small messages:
-to the child `wake` (a commit), `stopped` (a reactor's final status is queued), `stop`; to the
-controller `msg` (a command from the broker, handed to the node's dispatch), `beat` (every
-BEAT_WALL_S: acks per reactor since the last, reconnects, connected), `stopped`.
+A plain child interpreter (`python -m controller.mqtt.publisher_process FD`, started by
+controller/child_process.py), like the historian's writer. The pipe between them carries only
+small messages: to the child `wake` (a commit), `stopped` (a reactor's final status is queued),
+`stop`; to the controller `msg` (a command from the broker, handed to the node's dispatch),
+`beat` (every BEAT_WALL_S: acks per reactor since the last, reconnects, connected), `stopped`.
 
 A child that dies or stops beating for WEDGED_AFTER_WALL_S is logged, counted (`restarts`),
 killed and started again (the broker publishes the node's will when its connection drops, and
@@ -28,7 +27,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -39,6 +37,7 @@ from typing import Any
 
 import structlog
 
+from controller.child_process import start_child
 from controller.clock import Clock
 from controller.mqtt.link import MqttSettings
 from controller.mqtt.outbox import Outbox
@@ -176,12 +175,7 @@ class PublisherProcess:
 
     # -- the child ----------------------------------------------------------------------------
     def _spawn(self, first: bool) -> None:
-        parent_end, child_end = socket.socketpair()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "controller.mqtt.publisher_process", str(child_end.fileno())],
-            pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL)
-        child_end.close()
-        self._pipe = Connection(parent_end.detach())
+        self._process, self._pipe = start_child("controller.mqtt.publisher_process")
         self._gone.clear()
         config = self.config if first else _replace_for_restart(self.config,
                                                                  self._stopped_reactors)

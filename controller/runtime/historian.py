@@ -368,6 +368,9 @@ def _write_forever(pipe: Connection) -> None:
                 last = writer.write_numbered(session, batches_waiting(payload))
                 _send_quietly(pipe, ("committed", last))
                 continue
+            if kind == "batches":  # what waited for a new writer: one transaction
+                _send_quietly(pipe, ("committed", writer.write_numbered(session, payload)))
+                continue
             if kind == "sync":
                 _send_quietly(pipe, ("synced", writer.rows))
                 continue

@@ -218,3 +218,36 @@ def test_a_writer_killed_while_closing_the_run_is_replaced_for_the_close(
     with sqlite3.connect(tmp_path / "h.sqlite") as con:
         (summary,) = con.execute("SELECT summary_json FROM runs").fetchone()
     assert summary == '{"fold_expansion": 2.0}'
+
+
+def test_while_no_writer_can_write_only_each_reactors_newest_checkpoint_waits(
+        tmp_path: Path) -> None:
+    """A fleet's checkpoints are most of the bytes that wait: an older one goes once a newer
+    one of the same reactor waits; every event stays, and the file ends with the newest."""
+    wall = WallClock()
+    folder = tmp_path / "run"
+    historian = Historian(folder / "h.sqlite", RUN, wall_monotonic=wall)
+    historian.drain()
+    _kill(historian)
+    folder.rename(tmp_path / "away")
+    folder.write_text("not a folder")
+    historian.flush()  # finds the writer dead; the new one cannot open the file
+    wait_until(lambda: (historian.flush(), _writer(historian).failures)[1] == 2,
+               timeout_s=30, what="the second writer's failure")
+    for t in range(1, 4):
+        historian.record_event("r1", float(t), "feed", f"bolus {t} started")
+        historian.record_checkpoint("r1", float(t), 0.0, {"boluses_started": t})
+        historian.record_checkpoint("r2", float(t), 0.0, {"boluses_started": 0})
+    assert _writer(historian).waiting_rows == 3 + 2  # three events, one checkpoint each
+    folder.unlink()
+    (tmp_path / "away").rename(folder)
+    wall.t_s += writer_child.RESTART_BACKOFF_MAX_S
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="a writer caught up")
+    historian.close()
+    with sqlite3.connect(folder / "h.sqlite") as con:
+        checkpoints = con.execute(
+            "SELECT reactor_id, t_s, state_json FROM checkpoints ORDER BY reactor_id").fetchall()
+    assert checkpoints == [("r1", 3.0, '{"boluses_started": 3}'),
+                           ("r2", 3.0, '{"boluses_started": 0}')]
+    assert _on_disk(folder / "h.sqlite")[1] == [f"bolus {t} started" for t in range(1, 4)]
+    assert _writer(historian).rows_dropped == 0  # superseded, not lost
