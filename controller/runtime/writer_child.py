@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import pickle
 import secrets
 import subprocess
 from collections import deque
@@ -53,6 +54,12 @@ WRITER_SILENT_LIMIT_S = 30.0
 """[est] Wall seconds a writer may leave a batch unconfirmed before it is taken for hung: a
 fleet's largest commit takes well under a second."""
 
+READ_EVERY_WALL_S = 1.0
+READ_AFTER_BATCHES = 32
+"""The writer's confirmations are read once a wall second, or once this many batches wait,
+not at every flush: a poll and a read at each of a run's flushes (every simulated minute in
+virtual time) cost 7 % of a one-day run (profiled: 0.4 s of 9.5 s)."""
+
 RESTART_BACKOFF_FIRST_S = 1.0
 RESTART_BACKOFF_MAX_S = 60.0
 
@@ -74,10 +81,23 @@ class HistorianError(RuntimeError):
 
 @dataclass
 class _Waiting:
+    """A batch not yet confirmed: as rows while no writer takes it, else as the bytes sent
+    (compact, and bytes are not tracked by the garbage collector, where a batch's tuples kept
+    alive until their confirmation made it collect five times as often)."""
+
     number: int
-    batch: Batch
     rows: int
     sent_s: float
+    batch: Batch | None = None
+    sent: bytes | None = None
+
+    def rows_of(self) -> Batch:
+        """The batch as rows, taken back from the bytes sent if need be (a writer failed)."""
+        if self.batch is None:
+            assert self.sent is not None
+            self.batch = pickle.loads(self.sent)[1][1]
+            self.sent = None
+        return self.batch
 
 
 class WriterChild:
@@ -106,6 +126,7 @@ class WriterChild:
         they are all confirmed."""
         self._backoff_s = 0.0
         self._next_start_s = float("-inf")
+        self._next_read_s = float("-inf")
         self.failures = 0
         """Writers that died, failed or hung, over the historian's life."""
         self.last_failure = ""
@@ -132,15 +153,18 @@ class WriterChild:
         `take_replies` first."""
         self._number += 1
         rows = sum(len(r) for r in batch.values())
-        waiting = _Waiting(self._number, batch, rows, self._wall())
+        waiting = _Waiting(self._number, rows, self._wall())
         self._waiting.append(waiting)
         self._waiting_rows += rows
         if self._pipe is None:
+            waiting.batch = batch
             self._supersede_checkpoints(waiting)
             self._limit_waiting()
             self._start_again()
         else:
-            self._send(("batch", (waiting.number, batch)))
+            waiting.sent = pickle.dumps(("batch", (waiting.number, batch)),
+                                        pickle.HIGHEST_PROTOCOL)
+            self._send_bytes(waiting.sent)
 
     def take_replies(self) -> None:
         """Read the writer's confirmations without waiting; notice a writer that died, failed
@@ -150,6 +174,10 @@ class WriterChild:
         if self._pipe is None:
             self._start_again()
             return
+        now = self._wall()
+        if len(self._waiting) < READ_AFTER_BATCHES and now < self._next_read_s:
+            return  # a send finds a dead writer at once (its end is closed)
+        self._next_read_s = now + READ_EVERY_WALL_S
         pipe = self._pipe
         while True:
             try:
@@ -223,12 +251,17 @@ class WriterChild:
         # from the older batches, and the newest must land with every row recorded before it.
         for waiting in self._waiting:
             waiting.sent_s = now
-        self._send(("batches", [(waiting.number, waiting.batch) for waiting in self._waiting]))
+        self._send(("batches",
+                    [(waiting.number, waiting.rows_of()) for waiting in self._waiting]))
 
     def _send(self, message: tuple[Any, ...]) -> bool:
+        return self._send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    def _send_bytes(self, data: bytes) -> bool:
+        """What `Connection.send` does, from bytes already pickled."""
         assert self._pipe is not None
         try:
-            self._pipe.send(message)
+            self._pipe.send_bytes(data)
         except OSError as exc:  # the writer is gone: its end is closed
             self._failed(self._exit_reason(f"{type(exc).__name__}: {exc}"))
             return False
@@ -308,15 +341,16 @@ class WriterChild:
         a minute). Safe because the next writer gets every waiting batch in one transaction
         (`_start_again`): the newest checkpoint lands with every row recorded before it, or
         nothing does, so a restart never reads a checkpoint older than the feed events."""
-        for row in newest.batch.get("checkpoints", ()):
+        for row in newest.rows_of().get("checkpoints", ()):
             reactor_id = row[0]
             older = self._newest_checkpoint.get(reactor_id)
             self._newest_checkpoint[reactor_id] = newest
             if older is None or older is newest:
                 continue
-            rows = older.batch.get("checkpoints", [])
+            batch = older.rows_of()
+            rows = batch.get("checkpoints", [])
             kept = [r for r in rows if r[0] != reactor_id]
-            older.batch["checkpoints"] = kept
+            batch["checkpoints"] = kept
             older.rows -= len(rows) - len(kept)
             self._waiting_rows -= len(rows) - len(kept)
 
@@ -326,7 +360,7 @@ class WriterChild:
             if self._waiting_rows <= MAX_WAITING_ROWS:
                 return
             for table in BULK_TABLES:
-                rows = waiting.batch.pop(table, None)
+                rows = waiting.rows_of().pop(table, None)
                 if rows:
                     waiting.rows -= len(rows)
                     self._waiting_rows -= len(rows)
