@@ -64,6 +64,10 @@ MIN_REFERENCE_CELLS_PER_ML = 5.0e4
 """[est] Below this at-line count the comparison is not made: an optical probe is near its
 detection limit there and the ratio of two small counts says little."""
 
+NOISE_GAP_PERIODS = 5
+"""Samples further apart than this many control periods do not make a step of the noise
+estimate (`_too_noisy`)."""
+
 SAMPLED_STALE_AFTER_S = 3 * 6 * 3600.0
 """An at-line result older than three sampling intervals (6 h) is stale."""
 
@@ -94,6 +98,7 @@ class QualityJudge:
                 cfg.frozen_after_s if cfg.frozen_after_s is not None else inf,
                 # a step between two samples has twice the variance of one sample's noise
                 2.0 * noise_sd * noise_sd if noise_sd is not None else inf,
+                NOISE_GAP_PERIODS * control_period_s,
             )
         continuous = {ch.name for ch in INPUTS if ch.kind is Kind.CONTINUOUS}
         self._range_only: dict[str, tuple[float, float, float]] = {
@@ -159,7 +164,7 @@ def _merged(default: QualityConfig, override: QualityConfig | None) -> QualityCo
 
 def _verdict(value: float, t_s: float, now_s: float, limits: tuple[float, ...],
              history: list) -> Quality:
-    stale_after_s, low, high, max_rate, epsilon, frozen_after_s, step_var_limit = limits
+    stale_after_s, low, high, max_rate, epsilon, frozen_after_s, step_var_limit, gap_s = limits
     if now_s - t_s > stale_after_s:
         return STALE
     if not low <= value <= high:  # also catches NaN
@@ -181,7 +186,7 @@ def _verdict(value: float, t_s: float, now_s: float, limits: tuple[float, ...],
         # level shift is accepted once the allowed change (rate x elapsed time) covers it.
         history[0], history[1] = value, t_s
     if step_var_limit != INF:
-        noisy = _too_noisy(value, t_s, max_rate, step_var_limit, history)
+        noisy = _too_noisy(value, t_s, max_rate, step_var_limit, gap_s, history)
         if noisy and verdict is GOOD:  # a spike or a frozen value says more
             verdict = NOISY
     history[3], history[4] = t_s, verdict
@@ -189,7 +194,7 @@ def _verdict(value: float, t_s: float, now_s: float, limits: tuple[float, ...],
 
 
 def _too_noisy(value: float, t_s: float, max_rate: float, step_var_limit: float,
-               history: list) -> bool:
+               gap_s: float, history: list) -> bool:
     """Whether the last full window scattered more than the probe's noise limit.
 
     The estimate is the variance of the steps between successive samples about their mean over
@@ -201,11 +206,14 @@ def _too_noisy(value: float, t_s: float, max_rate: float, step_var_limit: float,
     to (last - first) / n, so removing it costs the noise estimate only a 1/n^2 part.
     Each step is clipped at the channel's plausible rate, so an isolated spike (already
     IMPLAUSIBLE on its own sample) cannot make a window noisy on its own.
+    A step over a gap longer than `gap_s` (the link was down, the controller stalled) is the
+    process moving meanwhile, not noise: the window starts afresh there, and the last full
+    window's verdict stands until the new one is full.
     """
     previous = history[5]
     history[5] = value
-    if previous != previous:  # the first sample
-        history[8] = t_s
+    if previous != previous or t_s - history[3] > gap_s:  # the first sample, or after a gap
+        history[6], history[7], history[8], history[10] = 0.0, 0, t_s, 0.0
         return history[9]
     step = value - previous
     cap = max_rate * (t_s - history[3])

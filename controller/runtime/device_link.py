@@ -54,6 +54,15 @@ HELD_ALARM = "device_held"
 HELD_PRIORITY = "high"
 """Another controller drives the process and this one's loops do not: not critical (the device
 is controlled, and its watchdog guards the other session), but an operator must act now."""
+SILENCE_CHECKED_WALL_S = 2.5
+"""[est] Wall seconds without a heartbeat through after which the device's status is read
+before the next: a device's watchdog fires after its own comm timeout (the emulator's default
+5 s), which the controller does not know, so it asks after any silence of more than two beats
+and a half (at speed 1; a slower clock spaces the beats wider)."""
+WENT_SAFE_ALARM = "device_went_safe"
+WENT_SAFE_PRIORITY = "medium"
+"""The culture went without heat, gas and feed for a while and control is back: an operator
+should learn why the heartbeats stopped (a stalled host, a link), not act at once."""
 LINK_ERRORS = (ConnectionLostError, CommTimeoutError, FrameError)
 """Errors that mean the link is down or unusable (as opposed to a device refusing a value)."""
 
@@ -122,6 +131,9 @@ class DeviceLink:
         self._refusals_logged: set[tuple[str, str]] = set()
         self._last_readback_error = ""
         self.next_heartbeat_s = float("-inf")
+        self._last_heartbeat_wall_s = float("inf")
+        """When a heartbeat last got through (wall clock); none yet: a run's start reads the
+        status itself (Reactor.start)."""
         self.spell: FailureSpell | None = None
         self._link_faults_seen: dict[str, int] = {}
         self._comm_failed_readings: dict[str, Reading] = {
@@ -227,8 +239,14 @@ class DeviceLink:
 
     async def heartbeat(self, now: float) -> None:
         """Feed the device's comm watchdog; due again HEARTBEAT_PERIOD_S later
-        (`next_heartbeat_s`, checked by the tick so an idle tick costs no call)."""
+        (`next_heartbeat_s`, checked by the tick so an idle tick costs no call). After a
+        silence long enough for the watchdog to have fired, its status is read first: the
+        heartbeat clears what it says."""
         self.next_heartbeat_s = now + HEARTBEAT_PERIOD_S
+        wall_s = self._clock.wall_monotonic()
+        silent_s = wall_s - self._last_heartbeat_wall_s
+        if silent_s > SILENCE_CHECKED_WALL_S:
+            await self._check_watchdog(now, silent_s)
         try:
             await self.driver.heartbeat()
         except DeviceHeldError as exc:
@@ -236,9 +254,27 @@ class DeviceLink:
         except DriverError as exc:
             self._failed(now, "heartbeat", exc)
         else:
+            self._last_heartbeat_wall_s = wall_s
             if self.held:
                 self._released(now)
         self._count_link_faults(now)
+
+    async def _check_watchdog(self, now: float, silent_s: float) -> None:
+        """The device's watchdog took it to its safe state while no heartbeat reached it (the
+        controller stalled, or the link was down): what the controller believes the device
+        holds is wrong, and outputs it does not change (a pump's constant rate, the heater's
+        closed relay) would stay at their safe values. So every output is written afresh,
+        and the trip is on record and alarmed."""
+        status = await self.read_status(now)
+        if status is None or not status & DeviceStatus.COMM_LOSS_SAFE:
+            return
+        self.written = {}
+        message = (f"device went to its safe state: no heartbeat reached it for "
+                   f"{silent_s:.1f} s (its comm-loss watchdog); every output is written again")
+        log.warning(message, reactor=self.reactor_id, t_s=now)
+        self._journal.event(now, "device", message, {"silent_wall_s": round(silent_s, 3)})
+        self._outside.set(now, WENT_SAFE_ALARM, active=True, priority=WENT_SAFE_PRIORITY,
+                          message=message)
 
     def _count_link_faults(self, now: float) -> None:
         """Add what the link absorbed since the last heartbeat to the counters; if it absorbed

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from plugins.hil import controller, emulator, stop, ticks_recorded
-from plugins.processes import free_port
+from plugins.processes import children, free_port
 from plugins.records import count_rows, periods_after_first_tick
 from plugins.waiting import wait_until
 
@@ -162,3 +164,45 @@ def test_controller_alarms_and_reconnects_when_the_device_restarts(tmp_path: Pat
     assert links[0].startswith("comm loss") and links[1].startswith("comm restored"), links
     assert bad > 0  # readings during the outage were marked as comm errors
     assert last_q == 0  # and good again after the reconnect
+
+
+def test_a_controller_stalled_past_the_watchdog_writes_every_output_again(
+        tmp_path: Path) -> None:
+    """The controller's host stalls (SIGSTOP: a VM paused, a swap storm) longer than the
+    device's comm timeout; its watchdog opens the heater relay and stops the pumps. The link
+    itself never failed, so before, the controller went on believing the relay closed: it
+    rewrote only outputs that changed, and the chamber cooled towards ambient under a heater
+    pinned at 100 % (27 C twenty minutes later, measured at 60x). Now the first heartbeat
+    after the silence reads the device's status first and every output is written again."""
+    config, listen = CONFIGS["modbus-tcp"]
+    with emulator(config, listen.format(port=0), comm_timeout_s=1.0) as (_, url):
+        run = controller(config, url, tmp_path, "3h")
+        try:
+            wait_until(lambda: ticks_recorded(tmp_path) >= 120, 60, "ten simulated minutes")
+            stalled = [run.pid, *children(run.pid)]  # the writer too: a whole host stalls
+            for pid in stalled:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(2.5)  # the scenario: 2.5 s of wall time without a heartbeat
+            for pid in stalled:
+                os.kill(pid, signal.SIGCONT)
+            _, err = run.communicate(timeout=180)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert run.returncode == 0, err
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        went_safe = con.execute(
+            "SELECT t_s FROM events WHERE kind = 'device' AND message LIKE "
+            "'device went to its safe state: no heartbeat reached it for %'").fetchall()
+        alarms = [json.loads(d) for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'alarm' AND message LIKE "
+            "'device went to its safe state%'")]
+        assert len(went_safe) == 1
+        (coldest,) = con.execute("SELECT MIN(temperature_c) FROM ticks WHERE t_s > ?",
+                                 went_safe[0]).fetchone()
+        (last,) = con.execute("SELECT temperature_c FROM ticks ORDER BY t_s DESC LIMIT 1"
+                              ).fetchone()
+    assert [(a["alarm"], a["active"], a["priority"]) for a in alarms] == [
+        ("device_went_safe", True, "medium")]
+    assert last > coldest + 1.0 and last > 36.0, (coldest, last)  # heating again

@@ -13,21 +13,9 @@ import subprocess
 from pathlib import Path
 
 from plugins.configs import DEFAULT_CONFIG_PATH
-from plugins.processes import BIN
+from plugins.processes import BIN, children
 from plugins.records import count_rows
 from plugins.waiting import wait_until
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_a_killed_writer_costs_neither_control_nor_a_record(tmp_path: Path) -> None:
@@ -41,7 +29,7 @@ def test_a_killed_writer_costs_neither_control_nor_a_record(tmp_path: Path) -> N
     try:
         wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
                    "five minutes of ticks on record")
-        [writer] = _children(proc.pid)
+        [writer] = children(proc.pid)
         subprocess.run(["kill", f"-{signal.SIGKILL.value}", str(writer)], check=True)
         _, stderr = proc.communicate(timeout=120)
     finally:

@@ -279,3 +279,30 @@ def test_probe_history_resumes_after_a_gap_longer_than_it_keeps() -> None:
     assert history.at(10 * 3600.0 + 30.0) == 2.0
     assert history.at(10 * 3600.0 + 61.0) == 3.0
     assert history.at(0.0) is None
+
+
+def test_a_step_across_a_gap_in_the_samples_is_not_noise() -> None:
+    """The controller stalled (or its link was down) for three minutes while the chamber
+    cooled 1.85 C: the step between the samples either side is the process, not the probe.
+    Before, it made the window NOISY and the loop held its output for two minutes."""
+    rng = random.Random(8)
+    judge = QualityJudge({}, 1.0)
+    times = [*range(0, 120), *range(300, 600)]
+    verdicts = []
+    for t in times:
+        value = (37.0 if t < 120 else 35.15 + 0.001 * (t - 300)) + rng.gauss(0, 0.015)
+        reading = Reading(value, "degC", float(t))
+        verdicts.append(judge.judge({"temperature_c": reading}, float(t))["temperature_c"].quality)
+    assert set(verdicts) == {Quality.GOOD}
+
+
+def test_noise_after_a_gap_is_still_caught() -> None:
+    rng = random.Random(9)
+    judge = QualityJudge({}, 1.0)
+    times = [*range(0, 120), *range(300, 600)]
+    verdicts = []
+    for t in times:
+        value = 37.0 + rng.gauss(0, 0.015 if t < 120 else 0.1)
+        reading = Reading(value, "degC", float(t))
+        verdicts.append(judge.judge({"temperature_c": reading}, float(t))["temperature_c"].quality)
+    assert Quality.NOISY in verdicts[120:120 + 2 * int(NOISE_WINDOW_S)]
