@@ -131,6 +131,7 @@ class DeviceLink:
         self._refusals_logged: set[tuple[str, str]] = set()
         self._last_readback_error = ""
         self.next_heartbeat_s = float("-inf")
+        self._safe_trip_reported = False
         self._last_heartbeat_wall_s = float("inf")
         """When a heartbeat last got through (wall clock); none yet: a run's start reads the
         status itself (Reactor.start)."""
@@ -255,6 +256,7 @@ class DeviceLink:
             self._failed(now, "heartbeat", exc)
         else:
             self._last_heartbeat_wall_s = wall_s
+            self._safe_trip_reported = False  # a heartbeat through clears the device's trip
             if self.held:
                 self._released(now)
         self._count_link_faults(now)
@@ -269,6 +271,9 @@ class DeviceLink:
         if status is None or not status & DeviceStatus.COMM_LOSS_SAFE:
             return
         self.written = {}
+        if self._safe_trip_reported:  # the heartbeat after the last look failed: the same trip
+            return
+        self._safe_trip_reported = True
         message = (f"device went to its safe state: no heartbeat reached it for "
                    f"{silent_s:.1f} s (its comm-loss watchdog); every output is written again")
         log.warning(message, reactor=self.reactor_id, t_s=now)

@@ -327,6 +327,22 @@ class Reactor:
         self.counters.ticks += 1
         self._record(readings, now)
 
+    async def keep_alive(self) -> None:
+        """A heartbeat between ticks, when one is due: a control period longer than the
+        device's comm timeout (10 s against the emulator's 5 s) would otherwise let its
+        watchdog take it safe every period. Never raises; not while the link is down (the next
+        good read resumes the heartbeats, as in the tick)."""
+        now = self.clock.now()
+        link = self.link
+        if self._awaiting_device or not link.comm_ok or now < link.next_heartbeat_s:
+            return
+        try:
+            await link.heartbeat(now)
+        except Exception as exc:  # as the tick: a heartbeat must not end the run
+            self.counters.tick_errors += 1
+            log.error("heartbeat failed", reactor=self.id, t_s=now, error=repr(exc))
+            self.journal.event(now, "error", f"heartbeat failed: {exc!r}")
+
     def _apply_commands(self, now: float) -> None:
         self.checkpoints.request()
         self.commands.apply_pending(now, on_applied=self.publish_settings)

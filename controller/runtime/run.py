@@ -120,6 +120,10 @@ def in_process(device: Device) -> bool:
     return bool(getattr(device[1], "in_process", False))
 
 
+KEEP_ALIVE_MIN_SLEEP_S = 0.1
+"""Clock seconds the keep-alive task waits at least between two looks: with the link down no
+heartbeat is sent (nor moves its due time), and the task must not spin meanwhile."""
+
 DIAGNOSTICS_FLUSH_EVERY = 10
 """Reactors whose diagnostics (~80 rows each) go to the historian in one hand-over: a 1,000-
 reactor fleet's in one were 83,000 rows, 15-40 ms of pickling and sending that held the
@@ -308,6 +312,10 @@ class Run:
                      for g in groups]
             last_start_s = max(g.offset_s for g in groups)
             helpers = [
+                *(group.create_task(self._keep_alive_forever(clock, reactor),
+                                    name=f"heartbeat-{reactor.id}")
+                  for reactor, local in zip(reactors, self._in_process, strict=True)
+                  if not local),
                 group.create_task(self._record_forever(clock, reactors, historian)),
                 group.create_task(self._progress_forever(clock, reactors)),
                 group.create_task(self._settle(clock, start_up, collections, last_start_s)),
@@ -328,6 +336,14 @@ class Run:
                            period_s=self.config.run.control_period_s,
                            duration_s=self.config.run.duration, stopped=self._stop,
                            after_group=after_group)
+
+    async def _keep_alive_forever(self, clock: Clock, reactor: Reactor) -> None:
+        """Heartbeats for a device on a real link between the ticks, whatever the period
+        (`Reactor.keep_alive`); with a period of a second or less the tick's own come first."""
+        while not self._stop.is_set():
+            await clock.sleep_until(max(reactor.link.next_heartbeat_s,
+                                        clock.now() + KEEP_ALIVE_MIN_SLEEP_S))
+            await reactor.keep_alive()
 
     async def _record_forever(
         self, clock: Clock, reactors: list[Reactor], historian: Historian

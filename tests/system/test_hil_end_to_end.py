@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from plugins.configs import REPO
 from plugins.hil import controller, emulator, stop, ticks_recorded
 from plugins.processes import children, free_port
 from plugins.records import count_rows, periods_after_first_tick
@@ -182,7 +183,7 @@ def test_a_controller_stalled_past_the_watchdog_writes_every_output_again(
             stalled = [run.pid, *children(run.pid)]  # the writer too: a whole host stalls
             for pid in stalled:
                 os.kill(pid, signal.SIGSTOP)
-            time.sleep(2.5)  # the scenario: 2.5 s of wall time without a heartbeat
+            time.sleep(4.0)  # the scenario: 4 s of wall time without a heartbeat
             for pid in stalled:
                 os.kill(pid, signal.SIGCONT)
             _, err = run.communicate(timeout=180)
@@ -206,3 +207,22 @@ def test_a_controller_stalled_past_the_watchdog_writes_every_output_again(
     assert [(a["alarm"], a["active"], a["priority"]) for a in alarms] == [
         ("device_went_safe", True, "medium")]
     assert last > coldest + 1.0 and last > 36.0, (coldest, last)  # heating again
+
+
+def test_a_control_period_longer_than_the_watchdog_does_not_trip_it(tmp_path: Path) -> None:
+    """Legal but dangerous: a 30 min control period at 600x is 3 s of wall time between ticks,
+    three times the device's comm timeout. Heartbeats came only with the ticks, so the device
+    went to its safe state every period; now they keep their own second between the ticks."""
+    config, listen = CONFIGS["modbus-tcp"]
+    slow = tmp_path / "slow.toml"
+    slow.write_text((REPO / "configs" / config).read_text().replace(
+        "control_period_s = 5.0", "control_period_s = 1800.0"))
+    with emulator(config, listen.format(port=0), comm_timeout_s=1.0) as (_, url):
+        run = controller(str(slow), url, tmp_path, "3h")
+        _, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ticks"] >= 5
+    went_safe = count_rows(tmp_path / "run.sqlite", "SELECT COUNT(*) FROM events WHERE kind = "
+                           "'device' AND message LIKE 'device went to its safe state%'")
+    assert went_safe == 0

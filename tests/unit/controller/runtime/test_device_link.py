@@ -9,7 +9,7 @@ from controller.clock import Clock
 from controller.runtime.device_link import DeviceLink, ReactorCounters
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OutsideAlarms
-from drivers import DeviceStatus, Driver, Reading
+from drivers import CommTimeoutError, DeviceStatus, Driver, Reading
 
 
 class Records:
@@ -102,3 +102,21 @@ async def test_a_device_that_went_safe_meanwhile_gets_every_output_again() -> No
     clock.wall_s = 7.0
     await dl.heartbeat(7.0)  # the next beat on time: no second look, no second alarm
     assert device.status_reads == 1 and len(records.events) == 2  # the event and the alarm
+
+
+async def test_a_trip_is_reported_once_though_the_heartbeat_after_it_fails() -> None:
+    dl, device, clock, records, _ = link()
+    await dl.connect()
+    await dl.heartbeat(0.0)
+    device.status = DeviceStatus.RUNNING | DeviceStatus.COMM_LOSS_SAFE
+
+    async def no_reply() -> None:
+        raise CommTimeoutError("heartbeat: no reply")
+
+    device.heartbeat = no_reply  # type: ignore[method-assign]
+    for t in (6.0, 7.0):
+        clock.wall_s = t
+        await dl.heartbeat(t)
+    assert device.status_reads == 2  # looked again: the device is still safe
+    went_safe = [m for kind, m in records.events if kind == "device"]
+    assert len(went_safe) == 1
