@@ -54,6 +54,10 @@ HELD_ALARM = "device_held"
 HELD_PRIORITY = "high"
 """Another controller drives the process and this one's loops do not: not critical (the device
 is controlled, and its watchdog guards the other session), but an operator must act now."""
+KEEP_ALIVE_WALL_S = HEARTBEAT_PERIOD_S
+"""Wall seconds between heartbeats at most when the ticks are further apart: the device's
+watchdog counts wall time, so a scaled clock's fast ticks beat often enough by themselves,
+and this adds none to them."""
 SILENCE_CHECKED_WALL_S = 2.5
 """[est] Wall seconds without a heartbeat through after which the device's status is read
 before the next: a device's watchdog fires after its own comm timeout (the emulator's default
@@ -132,6 +136,9 @@ class DeviceLink:
         self._last_readback_error = ""
         self.next_heartbeat_s = float("-inf")
         self._safe_trip_reported = False
+        self.heartbeat_sent_wall_s = float("-inf")
+        """When a heartbeat was last sent (wall clock), through or not: `Reactor.keep_alive`
+        sends one between ticks once a KEEP_ALIVE_WALL_S has passed without."""
         self._last_heartbeat_wall_s = float("inf")
         """When a heartbeat last got through (wall clock); none yet: a run's start reads the
         status itself (Reactor.start)."""
@@ -244,7 +251,7 @@ class DeviceLink:
         silence long enough for the watchdog to have fired, its status is read first: the
         heartbeat clears what it says."""
         self.next_heartbeat_s = now + HEARTBEAT_PERIOD_S
-        wall_s = self._clock.wall_monotonic()
+        wall_s = self.heartbeat_sent_wall_s = self._clock.wall_monotonic()
         silent_s = wall_s - self._last_heartbeat_wall_s
         if silent_s > SILENCE_CHECKED_WALL_S:
             await self._check_watchdog(now, silent_s)

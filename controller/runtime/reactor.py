@@ -39,7 +39,12 @@ from controller.runtime.alarm_summary import AlarmSummary
 from controller.runtime.checkpointer import Checkpointer
 from controller.runtime.command_desk import DEVICE_CUTOUT, CommandDesk, standing_now
 from controller.runtime.delivery import DeliveryMonitor
-from controller.runtime.device_link import LINK_ERRORS, DeviceLink, ReactorCounters
+from controller.runtime.device_link import (
+    KEEP_ALIVE_WALL_S,
+    LINK_ERRORS,
+    DeviceLink,
+    ReactorCounters,
+)
 from controller.runtime.historian import Historian
 from controller.runtime.journal import ReactorJournal
 from controller.runtime.outside_alarms import OUTSIDE_ALARMS, OutsideAlarms
@@ -328,13 +333,15 @@ class Reactor:
         self._record(readings, now)
 
     async def keep_alive(self) -> None:
-        """A heartbeat between ticks, when one is due: a control period longer than the
-        device's comm timeout (10 s against the emulator's 5 s) would otherwise let its
-        watchdog take it safe every period. Never raises; not while the link is down (the next
-        good read resumes the heartbeats, as in the tick)."""
+        """A heartbeat between ticks once KEEP_ALIVE_WALL_S of wall time has passed without
+        one: a control period longer than the device's comm timeout (10 s against the
+        emulator's 5 s) would otherwise let its watchdog take it safe every period. Never
+        raises; not while the link is down (the next good read resumes the heartbeats, as in
+        the tick)."""
         now = self.clock.now()
         link = self.link
-        if self._awaiting_device or not link.comm_ok or now < link.next_heartbeat_s:
+        if (self._awaiting_device or not link.comm_ok
+                or self.clock.wall_monotonic() - link.heartbeat_sent_wall_s < KEEP_ALIVE_WALL_S):
             return
         try:
             await link.heartbeat(now)

@@ -22,6 +22,7 @@ from controller.mqtt.node import NodePresence
 from controller.operator.nonce_store import FILE_NAME as NONCE_FILE
 from controller.operator.nonce_store import NonceStore
 from controller.operator.replay import ReplayGuard
+from controller.runtime.device_link import KEEP_ALIVE_WALL_S
 from controller.runtime.garbage_collection import SETTLE_PERIODS, StartUpObjects, TickCollections
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
@@ -119,10 +120,6 @@ def in_process(device: Device) -> bool:
     """Whether the device lives inside this process (and dies with it)."""
     return bool(getattr(device[1], "in_process", False))
 
-
-KEEP_ALIVE_MIN_SLEEP_S = 0.1
-"""Clock seconds the keep-alive task waits at least between two looks: with the link down no
-heartbeat is sent (nor moves its due time), and the task must not spin meanwhile."""
 
 DIAGNOSTICS_FLUSH_EVERY = 10
 """Reactors whose diagnostics (~80 rows each) go to the historian in one hand-over: a 1,000-
@@ -339,10 +336,11 @@ class Run:
 
     async def _keep_alive_forever(self, clock: Clock, reactor: Reactor) -> None:
         """Heartbeats for a device on a real link between the ticks, whatever the period
-        (`Reactor.keep_alive`); with a period of a second or less the tick's own come first."""
+        (`Reactor.keep_alive`): a look every half KEEP_ALIVE_WALL_S of wall time, which finds
+        the tick's own heartbeats enough when the ticks come a second apart or faster."""
+        step_s = 0.5 * KEEP_ALIVE_WALL_S * (self.config.run.speed or 1.0)  # wall to clock
         while not self._stop.is_set():
-            await clock.sleep_until(max(reactor.link.next_heartbeat_s,
-                                        clock.now() + KEEP_ALIVE_MIN_SLEEP_S))
+            await clock.sleep_until(clock.now() + step_s)
             await reactor.keep_alive()
 
     async def _record_forever(
