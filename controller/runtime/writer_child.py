@@ -225,7 +225,7 @@ class WriterChild:
     # --- inside -------------------------------------------------------------------------------
     def _start(self) -> None:
         self._process, self._pipe = start_child(
-            "controller.runtime.historian",
+            "controller.runtime.record_writer",
             pass_fds=[] if self._lock_fd is None else [self._lock_fd],
             send_buffer_bytes=SEND_BUFFER_BYTES)
         self._send((str(self.path), self._run, self._session))

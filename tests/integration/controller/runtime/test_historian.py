@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from plugins.waiting import wait_until
 
-from controller.runtime.historian import FLUSH_TICK_ROWS, Historian, RunInfo, tick_columns
+from controller.runtime.historian import FLUSH_TICK_ROWS, Historian, RunInfo
+from controller.runtime.record_writer import tick_columns
 from controller.runtime.writer_child import HistorianError
 from drivers import CHANNELS, Quality, Reading
 

@@ -16,7 +16,8 @@ import pytest
 from plugins.waiting import wait_until
 
 from controller.runtime import writer_child
-from controller.runtime.historian import Historian, RecordWriter, RunInfo
+from controller.runtime.historian import Historian, RunInfo
+from controller.runtime.record_writer import RecordWriter
 from controller.runtime.writer_child import DownAlarm, WriterChild
 from drivers import CHANNELS, Quality, Reading
 

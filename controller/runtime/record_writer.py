@@ -1,0 +1,239 @@
+"""The historian's writer process, and the schema it writes: run as
+`python -m controller.runtime.record_writer FD` by the controller's supervision of it
+(controller/runtime/writer_child.py), or used in the caller's own process (a sweep's runs).
+
+Its own module, with light imports, because the controller waits for a new writer at the start
+(`Historian.drain`): importing the controller's side too (structlog, the clock's asyncio) made
+each writer start 100 ms later, and a run's first tick with it.
+
+Schema (documented in docs/architecture.md):
+- runs(run_id, started_wall_iso, seed, control_period_s, config_toml, summary_json)
+- reactors(reactor_id, device_url)
+- ticks(reactor_id, t_s, <input>..., <input>_q..., <sampled input>_t_s..., <output>...): one
+  row per control tick: what the controller saw (value and quality code; for sampled inputs,
+  when the sample was drawn) and what it commanded.
+- setpoints(reactor_id, t_s, loop, pv, mv, setpoint, mode): one row per change.
+- events(reactor_id, t_s, kind, message, data_json)
+- diagnostics(reactor_id, t_s, name, value): a device's ground truth, when it has one.
+- audit(reactor_id, t_s, wall_iso, operator, action, params_json, old_json, new_json, reason,
+  outcome, nonce, cmd_ts, message, prev_hash, hash): every operator command, applied or
+  refused (see controller/operator/audit.py). Append-only: no UPDATE or DELETE path here, and
+  triggers refuse both. Hash-chained: the writer process links each row to the one before it
+  (audit.AuditChain, continued across batches and from an existing file's last row), and
+  `audit.verify_audit()` / `bioreactor audit verify` recompute the chain (docs/audit.md).
+- checkpoints(reactor_id, t_s, wall_time, state_json): the latest checkpoint of each reactor
+  (controller/runtime/recovery.py), replaced in the same transaction as the rows recorded with
+  it, so the feed ledger's events and the checkpoint that counts them can never disagree.
+- handovers(session, batch): the number of the last batch committed for each historian (a
+  controller process), in the same transaction as its rows: a writer started after one died
+  skips what its predecessor committed, so a batch sent again is written once
+  (controller/runtime/writer_child.py).
+
+A run continued after a crash opens its file again: the run and reactor rows are kept, the
+rest is appended.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sqlite3
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from controller.operator import audit
+from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
+
+SAMPLED = tuple(c.name for c in INPUTS if c.kind is Kind.SAMPLED)
+INPUT_NAMES = tuple(c.name for c in INPUTS)
+OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
+SAMPLED_INDEX = tuple(INPUT_NAMES.index(name) for name in SAMPLED)
+
+
+def tick_columns() -> list[str]:
+    """Column order of the `ticks` table after reactor_id and t_s."""
+    return [
+        *INPUT_NAMES,
+        *(f"{name}_q" for name in INPUT_NAMES),
+        *(f"{name}_t_s" for name in SAMPLED),
+        *OUTPUT_NAMES,
+    ]
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_wall_iso TEXT NOT NULL, seed INTEGER NOT NULL,
+    control_period_s REAL NOT NULL, config_toml TEXT NOT NULL, summary_json TEXT);
+CREATE TABLE IF NOT EXISTS reactors (reactor_id TEXT PRIMARY KEY, device_url TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ticks (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
+    {", ".join(f"{c} {'INTEGER' if c.endswith('_q') else 'REAL'}" for c in tick_columns())});
+CREATE TABLE IF NOT EXISTS setpoints (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
+    loop TEXT NOT NULL, pv TEXT NOT NULL, mv TEXT NOT NULL, setpoint REAL NOT NULL,
+    mode TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
+    kind TEXT NOT NULL, message TEXT NOT NULL, data_json TEXT);
+CREATE TABLE IF NOT EXISTS diagnostics (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
+    name TEXT NOT NULL, value REAL);
+CREATE TABLE IF NOT EXISTS estimates (reactor_id TEXT NOT NULL, t_s REAL NOT NULL,
+    name TEXT NOT NULL, value REAL, sd REAL);
+CREATE TABLE IF NOT EXISTS checkpoints (reactor_id TEXT PRIMARY KEY, t_s REAL NOT NULL,
+    wall_time REAL NOT NULL, state_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS handovers (session TEXT PRIMARY KEY, batch INTEGER NOT NULL);
+{audit.SCHEMA}"""
+
+INSERTS = {
+    "ticks": f"INSERT INTO ticks VALUES ({', '.join('?' * (2 + len(tick_columns())))})",
+    "setpoints": "INSERT INTO setpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "events": "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+    "diagnostics": "INSERT INTO diagnostics VALUES (?, ?, ?, ?)",
+    "estimates": "INSERT INTO estimates VALUES (?, ?, ?, ?, ?)",
+    "audit": audit.INSERT,
+    "checkpoints": "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    started_wall_iso: str
+    seed: int
+    control_period_s: float
+    config_toml: str
+    reactors: Sequence[tuple[str, str]]
+    """(reactor_id, device_url) pairs."""
+
+
+class RecordWriter:
+    """The SQLite side of a historian: opens (or continues) the run's file and writes batches,
+    one transaction a `write`. Run in the writer child, or in the caller's process."""
+
+    def __init__(self, path: str, run: RunInfo) -> None:
+        self._run_id = run.run_id
+        self.rows = 0
+        # One thread at a time, but not always the same one: a run closes its historian in a
+        # worker thread (asyncio.to_thread) so the loop is free while the last rows are written.
+        self._con = sqlite3.connect(path, check_same_thread=False)
+        con = self._con
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.executescript(_SCHEMA)
+        with con:
+            con.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, NULL)",
+                (run.run_id, run.started_wall_iso, run.seed, run.control_period_s,
+                 run.config_toml),
+            )
+            con.executemany("INSERT OR IGNORE INTO reactors VALUES (?, ?)", run.reactors)
+        self._chain = audit.AuditChain(con)  # audit rows are linked here, where written in order
+
+    def write(self, batches: Iterable[dict[str, list[tuple[Any, ...]]]]) -> None:
+        """Every batch of `batches` (taken as they come) in one transaction."""
+        with self._con:
+            for batch in batches:
+                self.rows += _insert_batch(self._con, self._chain, batch)
+
+    def committed(self, session: str) -> int:
+        """The number of the last batch of `session` committed to the file (0: none)."""
+        row = self._con.execute("SELECT batch FROM handovers WHERE session = ?",
+                                (session,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def write_numbered(self, session: str,
+                       batches: Iterable[tuple[int, dict[str, list[tuple[Any, ...]]]]]) -> int:
+        """The batches of `session` numbered past the last committed, in one transaction with
+        the new last number (returned): a batch sent again after a writer died is skipped."""
+        last = self.committed(session)
+        with self._con:
+            for number, batch in batches:
+                if number > last:
+                    self.rows += _insert_batch(self._con, self._chain, batch)
+                    last = number
+            self._con.execute("INSERT OR REPLACE INTO handovers VALUES (?, ?)", (session, last))
+        return last
+
+    def close(self, summary_json: str | None) -> int:
+        """The run's summary and the ticks' index written, the file closed; the rows written."""
+        with self._con:
+            if summary_json is not None:
+                self._con.execute("UPDATE runs SET summary_json = ? WHERE run_id = ?",
+                                  (summary_json, self._run_id))
+            self._con.execute(
+                "CREATE INDEX IF NOT EXISTS ticks_by_time ON ticks (reactor_id, t_s)")
+        self._con.close()
+        return self.rows
+
+
+def _write_forever(pipe: Connection) -> None:
+    """The writer process: commit each numbered batch as it arrives and confirm it, until
+    `close` or the parent dies (controller/runtime/writer_child.py is the parent's side)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        path, run, session = pipe.recv()
+        writer = RecordWriter(path, run)
+        waiting: list[tuple[str, Any]] = []
+
+        def batches_waiting(first: tuple[int, Any]) -> Iterator[tuple[int, Any]]:
+            # Batches that already wait go into the same transaction: a fleet's urgent
+            # checkpoints come a thousand at once, and a commit each would let the pipe
+            # fill and block the controller's send, and with it every tick.
+            yield first
+            for _ in range(MAX_BATCHES_PER_COMMIT - 1):
+                if not pipe.poll(0):
+                    return
+                kind, payload = _receive_or_close(pipe)
+                if kind != "batch":
+                    waiting.append((kind, payload))
+                    return
+                yield payload
+
+        while True:
+            kind, payload = waiting.pop() if waiting else _receive_or_close(pipe)
+            if kind == "batch":
+                last = writer.write_numbered(session, batches_waiting(payload))
+                _send_quietly(pipe, ("committed", last))
+                continue
+            if kind == "batches":  # what waited for a new writer: one transaction
+                _send_quietly(pipe, ("committed", writer.write_numbered(session, payload)))
+                continue
+            if kind == "sync":
+                _send_quietly(pipe, ("synced", writer.rows))
+                continue
+            rows = writer.close(payload)
+            _send_quietly(pipe, ("closed", rows))
+            return
+    except Exception as exc:
+        _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+MAX_BATCHES_PER_COMMIT = 256
+"""Bounds a transaction (and so what a crash of the writer could take back) under a flood."""
+
+
+def _receive_or_close(pipe: Connection) -> tuple[str, Any]:
+    try:
+        return pipe.recv()  # type: ignore[no-any-return]
+    except EOFError:  # the controller died: keep what was committed, add the index
+        return "close", None
+
+
+def _insert_batch(con: sqlite3.Connection, chain: audit.AuditChain,
+                  batches: dict[str, list[tuple[Any, ...]]]) -> int:
+    rows = 0
+    for table, batch in batches.items():
+        if table == "audit":
+            batch = chain.link_all(batch)
+        con.executemany(INSERTS[table], batch)
+        rows += len(batch)
+    return rows
+
+
+def _send_quietly(pipe: Connection, message: tuple[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        pipe.send(message)
+
+
+if __name__ == "__main__":
+    _write_forever(Connection(int(sys.argv[1])))
