@@ -39,7 +39,7 @@ from typing import Any
 
 import structlog
 
-from controller.child_process import start_child
+from controller.child_process import PipeSender, start_child
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +135,8 @@ class WriterChild:
         self._dying: list[subprocess.Popen[bytes]] = []
         """Writers killed and not yet reaped."""
         self._pipe: Connection | None = None
+        self._sender: PipeSender | None = None
+        """Sends on the pipe: a writer that stops reading never holds a flush (PipeSender)."""
         self._start()
 
     @property
@@ -173,6 +175,9 @@ class WriterChild:
             self._dying = [process for process in self._dying if process.poll() is None]
         if self._pipe is None:
             self._start_again()
+            return
+        if self._sender is not None and self._sender.error is not None:
+            self._failed(self._exit_reason(_described(self._sender.error)))
             return
         now = self._wall()
         if len(self._waiting) < READ_AFTER_BATCHES and now < self._next_read_s:
@@ -219,7 +224,7 @@ class WriterChild:
                 f"rows not written ({self.rows_dropped} dropped before)")
         if self._process is not None:
             self._process.wait()
-        self._close_pipe()
+        self._close_pipe(abandon=False)
         return int(reply)
 
     # --- inside -------------------------------------------------------------------------------
@@ -228,6 +233,7 @@ class WriterChild:
             "controller.runtime.record_writer",
             pass_fds=[] if self._lock_fd is None else [self._lock_fd],
             send_buffer_bytes=SEND_BUFFER_BYTES)
+        self._sender = PipeSender(self._pipe, "historian-writer-sender")
         self._send((str(self.path), self._run, self._session))
 
     def _start_again(self) -> None:
@@ -258,13 +264,16 @@ class WriterChild:
         return self._send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _send_bytes(self, data: bytes) -> bool:
-        """What `Connection.send` does, from bytes already pickled."""
-        assert self._pipe is not None
-        try:
-            self._pipe.send_bytes(data)
-        except OSError as exc:  # the writer is gone: its end is closed
-            self._failed(self._exit_reason(f"{type(exc).__name__}: {exc}"))
+        """What `Connection.send` does, from bytes already pickled; False if the writer is
+        found gone: exited, or its end closed under an earlier send."""
+        sender = self._sender
+        assert sender is not None
+        exited = self._process is not None and self._process.poll() is not None
+        if exited or sender.error is not None:
+            self._failed(self._exit_reason(
+                "" if sender.error is None else _described(sender.error)))
             return False
+        sender.send_bytes(data)
         return True
 
     def _handle(self, reply: tuple[str, Any]) -> bool:
@@ -319,7 +328,7 @@ class WriterChild:
             process.kill()
             self._dying.append(process)
         self._process = None
-        self._close_pipe()
+        self._close_pipe(abandon=True)
 
     def _exit_reason(self, fallback: str = "") -> str:
         """Why the writer's end closed, without waiting for it."""
@@ -328,7 +337,11 @@ class WriterChild:
             return fallback or "writer closed its end of the pipe"
         return f"writer process exited with code {code}"
 
-    def _close_pipe(self) -> None:
+    def _close_pipe(self, *, abandon: bool) -> None:
+        """Stop the sender (`abandon`: what it still holds is dropped) and close the pipe."""
+        sender, self._sender = self._sender, None
+        if sender is not None and not sender.stop(abandon=abandon):
+            log.error("historian writer's sender thread did not stop", path=str(self.path))
         if self._pipe is not None:
             with contextlib.suppress(OSError):
                 self._pipe.close()
@@ -366,6 +379,10 @@ class WriterChild:
                     self._waiting_rows -= len(rows)
                     self.rows_dropped += len(rows)
             self._stripped += 1
+
+
+def _described(error: OSError) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 ALARM = "historian_down"

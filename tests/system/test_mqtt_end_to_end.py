@@ -10,11 +10,13 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from plugins.configs import DEFAULT_CONFIG_PATH
+from plugins.configs import DEFAULT_CONFIG_PATH, REPO
 from plugins.controller_runs import start_run, write_config
+from plugins.hil import EMULATOR_SPEED, emulator
 from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
 from plugins.processes import BIN, LOOPBACK
 from plugins.records import periods_after_first_tick
@@ -350,6 +352,10 @@ def _summary_with(b: Broker, name: str, state: str) -> dict | None:
     return body if shown == [state] else None
 
 
+def _wall_s(body: dict) -> float:
+    return datetime.fromisoformat(body["wall_ts"].replace("Z", "+00:00")).timestamp()
+
+
 def _cmd(b: Broker, action: str, *params: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [BIN / "bioreactor", "cmd", "--mqtt", b.url, "--reactor", "hsc-1", "--operator", "alice",
@@ -439,6 +445,60 @@ def test_an_alarm_shelved_and_taken_out_of_service_by_operators(
                        ("unack", "out_of_service"), ("out_of_service", "normal"),
                        ("normal", "unack")]
 
+
+def test_a_killed_runs_standing_alarm_stays_on_the_broker_and_comes_back_as_it_was(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    """kill -9 with an acknowledged alarm standing. A subscriber that comes afterwards finds the
+    node lost and the alarm still in the reactor's retained summary, so the last word on the
+    broker is not "nothing wrong"; the run continued under the same id (its chamber served by
+    `bioreactor emulate`, so it outlives the controller) publishes it again as it stood:
+    acknowledged, not put back to the operator as new."""
+    b = broker()
+    config = tmp_path / "hil-mqtt.toml"
+    config.write_text((REPO / "configs" / "hil_modbus_tcp.toml").read_text() + VOLUME_WATCH
+                      + f'\n[mqtt]\nurl = "{b.url}"\noutbox = "{tmp_path / "outbox.sqlite"}"\n'
+                      + f'\n[[operator]]\nname = "alice"\nkey_hex = "{KEY}"\n')
+    with emulator("hil_modbus_tcp.toml", "modbus-tcp://127.0.0.1:0") as (_, url):
+        options = ("--device", url, "--run-id", "kill-alarms")
+        speed = str(EMULATOR_SPEED)
+        first = start_run(config, tmp_path, speed=speed, duration="2d", options=options)
+        stopper.append(first)
+        wait_until(lambda: _summary_with(b, "volume_watch", "unack"), 60,
+                   "volume_watch unack in the retained summary")
+        ack = _cmd(b, "ack_alarm", "alarm=volume_watch")
+        assert ack.returncode == 0, ack.stderr
+        wait_until(lambda: _summary_with(b, "volume_watch", "acked"), 30,
+                   "the ack in the summary")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_wall = time.time()
+        wait_until(lambda: _retained(b, "bioreactor/_node/kill-alarms/status")
+                   == {"state": "lost"}, 30, "the node's will")
+        left = _summary_with(b, "volume_watch", "acked")
+        assert left is not None and left["run_id"] == "kill-alarms"
+        assert _wall_s(left) < killed_wall
+
+        second = start_run(config, tmp_path, speed=speed, duration="2d", options=options)
+        stopper.append(second)
+        try:
+            again = wait_until(
+                lambda: (body := _retained(b, SUMMARY)) and _wall_s(body) > killed_wall
+                and body, 60, "the continued run's summary")
+        finally:
+            second.send_signal(signal.SIGINT)
+            _, err = second.communicate(timeout=60)
+    assert second.returncode == 130 and "Traceback" not in err, err  # stopped by its SIGINT
+    assert again["run_id"] == "kill-alarms"
+    assert [a["message"].partition(":")[0] for a in again["alarms"]
+            if a["name"] == "volume_watch"] == ["acked"]
+    assert again["t_s"] >= left["t_s"]  # the run's clock carried on, not from 0
+    with sqlite3.connect(tmp_path / "run.sqlite") as con:
+        raised = con.execute(
+            "SELECT COUNT(*) FROM events WHERE kind = 'alarm_state' AND "
+            "json_extract(data_json, '$.alarm') = 'volume_watch' AND "
+            "json_extract(data_json, '$.to') = 'unack'").fetchone()[0]
+    assert raised == 1  # raised once, by the first process; the restart did not raise it anew
 
 def test_an_alarm_flood_reaches_subscribers_as_one_summary_and_an_end(
     broker, tmp_path: Path, stopper: list

@@ -36,12 +36,52 @@ def test_a_killed_writer_costs_neither_control_nor_a_record(tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert_control_and_records_kept(proc, stderr, db, summary_path)
+
+
+def test_a_writer_stuck_on_its_disk_is_replaced_and_never_holds_the_ticks(
+        tmp_path: Path) -> None:
+    """The writer stops reading (stopped here, as a process waits on a disk that no longer
+    answers) while the run hands it more than the pipe holds. The ticks must go on, so that the
+    silence limit finds the writer hung and replaces it; before, the run waited on its pipe for
+    good once 4 MB of rows were queued: no control, and no end."""
+    db = tmp_path / "run.sqlite"
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen(  # 2,000 rows a wall second: the pipe is full within ~10 s
+        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", "1d",
+         "--speed", "2000", "--quiet", "--db", str(db), "--summary-json", str(summary_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    stuck = None
+    try:
+        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
+                   "five minutes of ticks on record")
+        [stuck] = children(proc.pid)
+        subprocess.run(["kill", f"-{signal.SIGSTOP.value}", str(stuck)], check=True)
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if stuck is not None:
+            subprocess.run(["kill", f"-{signal.SIGKILL.value}", str(stuck)], check=False)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert_control_and_records_kept(proc, stderr, db, summary_path)
+    with sqlite3.connect(db) as con:
+        (why,) = con.execute("SELECT message FROM events WHERE kind = 'alarm' AND message "
+                             "LIKE 'historian writer failed%'").fetchone()
+    assert "writer hung: no batch confirmed for 30 s" in why
+
+
+def assert_control_and_records_kept(proc: subprocess.Popen, stderr: str, db: Path,
+                                    summary_path: Path) -> None:
+    """The run completed, under control after its first ten minutes (the writer failed after
+    five), every tick on record once, and `historian_down` raised, then cleared."""
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     summary = json.loads(summary_path.read_text())
     assert summary["stopped_by"] == "completed"
     with sqlite3.connect(db) as con:
-        coldest, hottest = con.execute(  # the writer was killed after five minutes
+        coldest, hottest = con.execute(
             "SELECT MIN(temperature_c), MAX(temperature_c) FROM ticks WHERE t_s > 600"
         ).fetchone()
         ticks, distinct = con.execute(

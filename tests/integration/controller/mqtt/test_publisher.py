@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import aiomqtt
@@ -528,6 +529,49 @@ async def test_a_dead_or_wedged_publisher_child_is_restarted_and_nothing_is_lost
     assert summary["outbox_depth"] == 0
     assert face.published >= 601  # every telemetry message and the final status, acked
 
+
+
+async def test_a_publisher_child_that_stops_reading_never_holds_the_nodes_loop(
+        broker, tmp_path: Path) -> None:
+    """Stopped with more wakes sent than its pipe holds (~280: 14 s of commits): the sends must
+    not wait, or the loop, and the watchdog in it that finds the child wedged, stop too."""
+    b = broker()
+    sub = await Sub(b, Topics("r1").telemetry, client_id="sub-child-full").start()
+    node = NodePresence("lab-f", MqttSettings.from_url(b.url), tmp_path / "outbox.sqlite",
+                        Clock(), run_id="run-f", time_scale=1.0)
+    node.publisher.wedged_after_wall_s = 2.0
+    face = node.add_reactor("r1", lambda *a: None)
+    node.start()
+    try:
+        await node_ticks(face, node, 1, 100)
+        await async_wait_until(lambda: face.published > 0, 20, "the child to publish")
+        stopped = node.publisher.pid
+        assert stopped is not None
+        os.kill(stopped, signal.SIGSTOP)
+        sent = threading.Event()
+        freed: list[bool] = []
+
+        def free_a_waiting_send() -> None:  # a send that waits fails the test, not hangs it
+            if not sent.wait(10):
+                freed.append(True)
+                os.kill(stopped, signal.SIGKILL)
+
+        threading.Thread(target=free_a_waiting_send, daemon=True).start()
+        for _ in range(2_000):  # on the loop's thread, as the node's commits notify
+            node.publisher.notify()
+        sent.set()
+        assert not freed, "a send waited for the stopped child, and the loop with it"
+        await node_ticks(face, node, 101, 100)
+        await async_wait_until(
+            lambda: node.publisher.stats.restarts == 1 and node.publisher.pid is not None, 20,
+            "the supervisor to notice the stopped child and restart it")
+        assert_complete_in_order(await sub.wait_for(200, 30), 200)
+    finally:
+        try:
+            await node.stop("done", timeout_s=10)
+        finally:
+            await sub.close()
+    assert node.summary()["outbox_depth"] == 0
 
 
 async def test_a_publisher_child_dead_when_the_node_stops_is_replaced_for_the_final_statuses(

@@ -6,6 +6,7 @@ test advances, so the backoff and the silence limit are met without waiting them
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -279,3 +280,34 @@ def test_confirmations_are_read_once_a_second_or_once_enough_batches_wait(
     historian.flush()
     assert not _writer(historian)._waiting  # a second later: every confirmation read
     historian.close()
+
+
+def test_a_writer_that_stops_reading_never_holds_the_flush(tmp_path: Path) -> None:
+    """A writer stuck on its disk (here stopped) while more than the pipe's buffers hold is
+    handed over: a fleet's ~6 s of rows. The flushes must not wait on it, so that the silence
+    limit, which runs between them, can find it hung, replace it and hand everything over."""
+    wall = WallClock()
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=wall)
+    historian.drain()
+    _kill(historian, signal.SIGSTOP)
+    message = "x" * (64 << 10)
+    batches = 2 * writer_child.SEND_BUFFER_BYTES // len(message)  # twice what the pipe holds
+    stopped = _pid(historian)
+    thread = ThreadPoolExecutor(1)  # a flush that waits fails the test, not hangs it
+    try:
+        for k in range(batches):
+            historian.record_event("r1", float(k), "run", f"{k} {message}")
+            thread.submit(historian.flush).result(timeout=10)
+        assert _writer(historian).failures == 0
+        wall.t_s += writer_child.WRITER_SILENT_LIMIT_S + 1.0
+        thread.submit(historian.flush).result(timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGKILL)  # frees a flush still waiting, if one does
+        thread.shutdown()
+    assert _writer(historian).failures == 1
+    assert "hung" in _writer(historian).last_failure
+    wait_until(lambda: _caught_up(historian), timeout_s=60, what="the new writer caught up")
+    historian.close()
+    events = _on_disk(tmp_path / "h.sqlite")[1]
+    assert [int(e.split()[0]) for e in events] == list(range(batches))
