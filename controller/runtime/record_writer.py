@@ -35,6 +35,7 @@ rest is appended.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import signal
 import sqlite3
 import sys
@@ -195,8 +196,10 @@ def _write_forever(pipe: Connection) -> None:
                 last = writer.write_numbered(session, batches_waiting(payload))
                 _send_quietly(pipe, ("committed", last))
                 continue
-            if kind == "batches":  # what waited for a new writer: one transaction
-                _send_quietly(pipe, ("committed", writer.write_numbered(session, payload)))
+            if kind == "batches":  # what waited for a new writer: one transaction, its
+                # batches each a pickled `batch` message (as first sent), unpickled one by one
+                numbered = (pickle.loads(message)[1] for message in payload)
+                _send_quietly(pipe, ("committed", writer.write_numbered(session, numbered)))
                 continue
             if kind == "sync":
                 _send_quietly(pipe, ("synced", writer.rows))

@@ -39,8 +39,11 @@ SEED = 20261127
 BOLUS_EVERY_S = 900
 BOLUS_ML = 1.0
 BOLUS_ML_PER_H = 12.0  # 300 s of pumping: a third of the run has a bolus under way
-DURATION_H = 48
-"""Long enough for 50 kill cycles on a slow machine; the last process ends the run sooner."""
+DURATION_H = 96
+"""The run's end, as a ceiling only: the last process ends the run 30-45 simulated minutes after
+the 50th kill. 96 h is 576 s of wall time at 600x, where 50 kill cycles take 100-200 s; 48 h
+(288 s) ran out on a loaded machine, whose slower restarts let the run's clock pass its end
+before the last kills ("run already completed")."""
 DELIVERY_TOLERANCE_ML = 0.2
 """The default `[reactor.schedule.delivery] tolerance_ml` (1 mL boluses: max(0.2, 10 %))."""
 EARLY_KILLS = 0.2

@@ -18,7 +18,7 @@ from plugins.configs import DEFAULT_CONFIG_PATH, REPO
 from plugins.controller_runs import start_run, write_config
 from plugins.hil import EMULATOR_SPEED, emulator
 from plugins.mosquitto import KEY, PASSWORD, USER, Broker, Subscriber
-from plugins.processes import BIN, LOOPBACK
+from plugins.processes import BIN, LOOPBACK, children
 from plugins.records import periods_after_first_tick
 from plugins.waiting import wait_until
 
@@ -59,12 +59,8 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
         stopper.append(run)
         wait_until(lambda: len(sub.messages()) >= 2000, 120, "2000 telemetry messages")
         b.restart(down_s=3.0)  # the broker goes away for 3 s (3 simulated hours)
-        _, err = run.communicate(timeout=240)
-        assert run.returncode == 0, err
-        summary = json.loads((tmp_path / "summary.json").read_text())
+        err, summary = _completed_and_delivered(run, sub, tmp_path)
         ticks = summary["ticks"]
-        wait_until(lambda: len({m["seq"] for m in sub.messages()}) >= ticks, 60,
-                   "every tick's telemetry", poll_s=0.2)
     finally:
         sub.close()
     assert "Traceback" not in err
@@ -78,6 +74,56 @@ def test_a_day_of_telemetry_arrives_whole_across_a_broker_restart(
     # worker on the two cores takes a share that varies with what it runs.
     periods = periods_after_first_tick(db, 86400, 1.0)
     assert ticks + summary["reactors"]["hsc-1"]["skipped_ticks"] in periods
+
+
+def test_the_broker_and_the_records_writer_lost_at_once(
+    broker, tmp_path: Path, stopper: list
+) -> None:
+    """Two faults at once, as a host under memory pressure has them: the historian's writer
+    killed (-9) in the same moment as the broker goes away. Each of the controller's two
+    children is replaced on its own; control goes on; afterwards every tick's telemetry is at
+    an independent subscriber and every tick is on record, once."""
+    b = broker()
+    db = tmp_path / "run.sqlite"
+    sub = Subscriber(b, "bioreactor/hsc-1/telemetry", tmp_path / "sub.txt")
+    try:
+        run = start_run(DEFAULT_CONFIG_PATH, tmp_path, speed="600", duration="6h", db=db,
+                        options=("--mqtt", b.url))
+        stopper.append(run)
+        wait_until(lambda: len(sub.messages()) >= 600, 60, "ten minutes of telemetry")
+        [writer] = [pid for pid in children(run.pid)
+                    if b"record_writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        subprocess.run(["kill", f"-{signal.SIGKILL.value}", str(writer)], check=True)
+        b.restart(down_s=3.0)  # 30 simulated minutes without a broker
+        err, summary = _completed_and_delivered(run, sub, tmp_path)
+        ticks = summary["ticks"]
+    finally:
+        sub.close()
+    assert "Traceback" not in err
+    assert first_deliveries([m["seq"] for m in sub.messages()]) == list(range(1, ticks + 1))
+    with sqlite3.connect(db) as con:
+        on_record, distinct = con.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT t_s) FROM ticks").fetchone()
+        coldest, hottest = con.execute(
+            "SELECT MIN(temperature_c), MAX(temperature_c) FROM ticks WHERE t_s > 600"
+        ).fetchone()
+        down = [json.loads(d)["active"] for (d,) in con.execute(
+            "SELECT data_json FROM events WHERE kind = 'alarm' AND "
+            "json_extract(data_json, '$.alarm') = 'historian_down' ORDER BY rowid")]
+    assert on_record == distinct == ticks
+    assert coldest > 36.8 and hottest < 37.2
+    assert down == [True, False]
+
+
+def _completed_and_delivered(run: subprocess.Popen, sub: Subscriber,
+                             tmp_path: Path) -> tuple[str, dict]:
+    """The run's stderr and summary once it completed and every tick's telemetry arrived."""
+    _, err = run.communicate(timeout=240)
+    assert run.returncode == 0, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    wait_until(lambda: len({m["seq"] for m in sub.messages()}) >= summary["ticks"], 60,
+               "every tick's telemetry", poll_s=0.2)
+    return err, summary
 
 
 def _telemetry_in_outbox(outbox: Path) -> int:
