@@ -35,7 +35,6 @@ rest is appended.
 from __future__ import annotations
 
 import contextlib
-import pickle
 import signal
 import sqlite3
 import sys
@@ -190,16 +189,31 @@ def _write_forever(pipe: Connection) -> None:
                     return
                 yield payload
 
+        def batches_resent(count: int) -> Iterator[tuple[int, Any]]:
+            # What waited for this writer, in one transaction: the controller dropped the
+            # checkpoints superseded meanwhile, so a part of it alone could leave the file's
+            # checkpoint older than its feed events. Cut short, it is rolled back.
+            for _ in range(count):
+                kind, payload = _receive_or_close(pipe)
+                if kind != "batch":
+                    raise _ResendCutShort
+                yield payload
+
         while True:
             kind, payload = waiting.pop() if waiting else _receive_or_close(pipe)
             if kind == "batch":
-                last = writer.write_numbered(session, batches_waiting(payload))
+                last = writer.write_numbered(session, _telling_progress(
+                    pipe, batches_waiting(payload)))
                 _send_quietly(pipe, ("committed", last))
                 continue
-            if kind == "batches":  # what waited for a new writer: one transaction, its
-                # batches each a pickled `batch` message (as first sent), unpickled one by one
-                numbered = (pickle.loads(message)[1] for message in payload)
-                _send_quietly(pipe, ("committed", writer.write_numbered(session, numbered)))
+            if kind == "resend":
+                try:
+                    last = writer.write_numbered(session, _telling_progress(
+                        pipe, batches_resent(payload)))
+                except _ResendCutShort:  # the controller died mid-way
+                    writer.close(None)
+                    return
+                _send_quietly(pipe, ("committed", last))
                 continue
             if kind == "sync":
                 _send_quietly(pipe, ("synced", writer.rows))
@@ -213,6 +227,20 @@ def _write_forever(pipe: Connection) -> None:
 
 MAX_BATCHES_PER_COMMIT = 256
 """Bounds a transaction (and so what a crash of the writer could take back) under a flood."""
+
+
+class _ResendCutShort(Exception):
+    """The controller's end closed in the middle of a resend."""
+
+
+def _telling_progress(pipe: Connection,
+                      numbered: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    """`numbered`, with a `writing` message to the controller as each batch after the first is
+    taken: a long transaction (a backlog on a slow disk) is then seen working, not hung."""
+    for k, (number, batch) in enumerate(numbered):
+        if k:
+            _send_quietly(pipe, ("writing", number))
+        yield number, batch
 
 
 def _receive_or_close(pipe: Connection) -> tuple[str, Any]:

@@ -10,18 +10,23 @@ culture. Now the run goes on and the records are kept:
   after one died is sent every batch not confirmed, and skips those its predecessor committed
   but could not confirm (the number of the last batch committed is written in the same
   transaction as its rows: `RecordWriter.write_numbered`). So every row is written once.
-- A writer that confirms nothing for WRITER_SILENT_LIMIT_S while batches wait is taken for hung
-  (stopped, or on a disk that no longer answers): it is killed and started again.
+- A writer that says nothing for WRITER_SILENT_LIMIT_S while batches wait is taken for hung
+  (stopped, or on a disk that no longer answers): it is killed and started again. A slow one
+  that still says something (a commit confirmed, or a batch of a long transaction written) is
+  left to work: killing it would hand its successor an even longer transaction.
+- A writer that is up but behind (a slow disk) has the new batches' bulk rows dropped, counted
+  and alarmed, past MAX_WAITING_ROWS waiting rows, so the controller's memory stays bounded.
 - Restarts back off: the first at once, then no sooner than 1, 2, 4 ... up to 60 s of wall time
   after the one before, until a writer catches up.
-- While no writer takes them, batches wait here, and go to the next writer in one message and
-  one transaction. Meanwhile a reactor's older waiting checkpoints are dropped as newer ones
-  come (superseded, not lost), and past MAX_WAITING_ROWS rows the oldest batches' bulk rows
-  (ticks, diagnostics, estimates) are dropped and counted, never events, setpoints or audit
-  rows, so a long outage cannot take the controller's memory.
+- While no writer takes them, batches wait here, and go to the next writer in one transaction
+  (a `resend` header, then each batch as the bytes first sent). Meanwhile a reactor's older
+  waiting checkpoints are dropped as newer ones come (superseded, not lost), and past
+  MAX_WAITING_ROWS rows the oldest batches' bulk rows (ticks, diagnostics, estimates) are
+  dropped and counted, never events, setpoints or audit rows, so a long outage cannot take the
+  controller's memory.
 
-The run raises the `historian_down` alarm from `failures` and `caught_up`
-(controller/runtime/run.py).
+The run raises the `historian_down` alarm from `failures`, `rows_dropped` and `caught_up`
+(`DownAlarm`, used by controller/runtime/run.py).
 """
 from __future__ import annotations
 
@@ -51,8 +56,9 @@ net.core.wmem_max): a fleet's first ticks send a thousand checkpoints within a s
 faster than the writer commits them, and a full pipe holds the ticks."""
 
 WRITER_SILENT_LIMIT_S = 30.0
-"""[est] Wall seconds a writer may leave a batch unconfirmed before it is taken for hung: a
-fleet's largest commit takes well under a second."""
+"""[est] Wall seconds a writer that owes a confirmation may say nothing before it is taken for
+hung: a fleet's largest commit takes well under a second, and a long transaction tells its
+progress batch by batch."""
 
 READ_EVERY_WALL_S = 1.0
 READ_AFTER_BATCHES = 32
@@ -64,7 +70,7 @@ RESTART_BACKOFF_FIRST_S = 1.0
 RESTART_BACKOFF_MAX_S = 60.0
 
 MAX_WAITING_ROWS = 500_000
-"""[est] Rows kept for a writer that is down before the oldest bulk rows are dropped: about
+"""[est] Rows kept for a writer that is down, or behind, before bulk rows are dropped: about
 0.7 GB of tick rows; 5.8 days of one reactor at 1 s, 8 minutes of 1,000."""
 
 BULK_TABLES = ("ticks", "diagnostics", "estimates")
@@ -135,6 +141,8 @@ class WriterChild:
         self._backoff_s = 0.0
         self._next_start_s = float("-inf")
         self._next_read_s = float("-inf")
+        self._heard_s = float("-inf")
+        """When the writer last said something (a confirmation, or a batch written)."""
         self.failures = 0
         """Writers that died, failed or hung, over the historian's life."""
         self.last_failure = ""
@@ -170,8 +178,10 @@ class WriterChild:
             self._supersede_checkpoints(waiting)
             self._limit_waiting()
             self._start_again()
-        else:
-            self._send_bytes(waiting.keep_as_sent())
+            return
+        if self._waiting_rows - rows > MAX_WAITING_ROWS:  # up, but behind: what is sent stays
+            self._drop_samples(waiting)
+        self._send_bytes(waiting.keep_as_sent())
 
     def take_replies(self) -> None:
         """Read the writer's confirmations without waiting; notice a writer that died, failed
@@ -199,8 +209,11 @@ class WriterChild:
                 return
             if not self._handle(reply):
                 return
-        if self._waiting and self._wall() - self._waiting[0].sent_s > WRITER_SILENT_LIMIT_S:
-            self._failed(f"writer hung: no batch confirmed for {WRITER_SILENT_LIMIT_S:g} s")
+        if not self._waiting:
+            return
+        owed_since_s = max(self._heard_s, self._waiting[0].sent_s)
+        if now - owed_since_s > WRITER_SILENT_LIMIT_S:
+            self._failed(f"writer hung: nothing written for {WRITER_SILENT_LIMIT_S:g} s")
 
     def sync(self) -> int:
         """Wait until the writer has committed everything sent; the rows it wrote. For the
@@ -239,6 +252,7 @@ class WriterChild:
             pass_fds=[] if self._lock_fd is None else [self._lock_fd],
             send_buffer_bytes=SEND_BUFFER_BYTES)
         self._sender = PipeSender(self._pipe, "historian-writer-sender")
+        self._heard_s = self._wall()
         self._send((str(self.path), self._run, self._session))
 
     def _start_again(self) -> None:
@@ -258,13 +272,18 @@ class WriterChild:
             return
         if self._pipe is None or not self._waiting:  # (it failed its first message already)
             return
-        # All in one message, so in one transaction: checkpoints superseded meanwhile are gone
-        # from the older batches, and the newest must land with every row recorded before it.
-        # Each batch goes as its own pickled `batch` message, those already sent as they were:
-        # unpickling and pickling them again here held the loop ~0.3 s at 1,000 reactors.
+        # In one transaction: checkpoints superseded meanwhile are gone from the older batches,
+        # and the newest must land with every row recorded before it. Each batch goes as its
+        # own `batch` message, those already sent as the bytes they were: unpickling and
+        # pickling them again held the loop ~0.3 s at 1,000 reactors, and even one message of
+        # them all is a copy of up to MAX_WAITING_ROWS rows.
+        if not self._send(("resend", len(self._waiting))):
+            return
+        sender = self._sender
+        assert sender is not None
         for waiting in self._waiting:
             waiting.sent_s = now
-        self._send(("batches", [waiting.keep_as_sent() for waiting in self._waiting]))
+            sender.send_bytes(waiting.keep_as_sent())
 
     def _send(self, message: tuple[Any, ...]) -> bool:
         return self._send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
@@ -285,6 +304,7 @@ class WriterChild:
     def _handle(self, reply: tuple[str, Any]) -> bool:
         """Take one reply; False if the writer failed with it."""
         kind, payload = reply
+        self._heard_s = self._wall()
         if kind == "committed":
             waiting = self._waiting
             while waiting and waiting[0].number <= payload:
@@ -378,13 +398,17 @@ class WriterChild:
         for waiting in itertools.islice(self._waiting, self._stripped, None):
             if self._waiting_rows <= MAX_WAITING_ROWS:
                 return
-            for table in BULK_TABLES:
-                rows = waiting.rows_of().pop(table, None)
-                if rows:
-                    waiting.rows -= len(rows)
-                    self._waiting_rows -= len(rows)
-                    self.rows_dropped += len(rows)
+            self._drop_samples(waiting)
             self._stripped += 1
+
+    def _drop_samples(self, waiting: _Waiting) -> None:
+        """The bulk rows of a batch not yet sent go, counted."""
+        for table in BULK_TABLES:
+            rows = waiting.rows_of().pop(table, None)
+            if rows:
+                waiting.rows -= len(rows)
+                self._waiting_rows -= len(rows)
+                self.rows_dropped += len(rows)
 
 
 def _described(error: OSError) -> str:
@@ -397,24 +421,32 @@ PRIORITY = "high"
 
 
 class DownAlarm:
-    """When `historian_down` changes: raised at each new failure of a writer (with why), cleared
-    once a writer has committed everything that waited."""
+    """When `historian_down` changes: raised at each new failure of a writer (with why), or when
+    sample rows start being dropped for a writer that is up but behind; cleared once a writer
+    has committed everything that waited at the failure and is no longer behind."""
 
     def __init__(self) -> None:
         self._failures_seen = 0
+        self._dropped_seen = 0
         self.active = False
 
     def change(self, writer: WriterChild) -> tuple[bool, str] | None:
         """(active, message) if the alarm changes now, else None."""
+        dropped_more = writer.rows_dropped != self._dropped_seen
+        self._dropped_seen = writer.rows_dropped
         if writer.failures != self._failures_seen:
             self._failures_seen = writer.failures
             self.active = True
             return True, (f"historian writer failed ({writer.last_failure}): control goes on, "
                           f"{writer.waiting_rows} records wait for a new writer "
                           f"({writer.failures} failures in this run)")
-        if self.active and writer.caught_up:
+        if dropped_more and not self.active:
+            self.active = True
+            return True, (f"historian writer cannot keep up: {writer.waiting_rows} records "
+                          f"wait, and sample rows are dropped ({writer.rows_dropped} so far)")
+        if self.active and writer.caught_up and writer.waiting_rows <= MAX_WAITING_ROWS // 2:
             self.active = False
-            dropped = (f"; {writer.rows_dropped} sample rows were dropped while it was down"
-                       if writer.rows_dropped else "")
+            dropped = (f"; {writer.rows_dropped} sample rows were dropped while it was down "
+                       f"or behind" if writer.rows_dropped else "")
             return False, f"historian writer back: every record that waited is committed{dropped}"
         return None

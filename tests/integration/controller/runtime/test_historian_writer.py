@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from plugins.waiting import wait_until
 
+from controller.child_process import start_child
 from controller.runtime import writer_child
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.record_writer import RecordWriter
@@ -311,3 +316,145 @@ def test_a_writer_that_stops_reading_never_holds_the_flush(tmp_path: Path) -> No
     historian.close()
     events = _on_disk(tmp_path / "h.sqlite")[1]
     assert [int(e.split()[0]) for e in events] == list(range(batches))
+
+
+def test_a_writer_heard_from_is_not_hung_however_long_the_batch_it_owes_has_waited(
+        tmp_path: Path) -> None:
+    """A disk slower than the run's rows: the writer confirms, but the oldest batch it owes
+    has waited longer than the silence limit. Killing it would hand the next writer a longer
+    transaction still, so the limit counts from when the writer was last heard from."""
+    wall = WallClock()
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=wall)
+    historian.drain()
+    pipe = _writer(historian)._pipe
+    assert pipe is not None
+    _record(historian, 0, 10)
+    historian.flush()  # batch 1, at 1000 s
+    wait_until(pipe.poll, timeout_s=30, what="batch 1 confirmed (not yet read)")
+    _kill(historian, signal.SIGSTOP)
+    _record(historian, 10, 20)
+    historian.flush()  # batch 2, at 1000 s: it waits, the writer is stopped
+    wall.t_s += writer_child.WRITER_SILENT_LIMIT_S - 5.0
+    historian.flush()  # batch 1's confirmation read: heard from at 1025 s
+    wall.t_s += 15.0
+    historian.flush()  # batch 2 has waited 40 s, but the writer spoke 15 s ago
+    assert _writer(historian).failures == 0
+    wall.t_s += 16.0
+    historian.flush()  # 31 s of silence
+    assert _writer(historian).failures == 1
+    assert "nothing written for 30 s" in _writer(historian).last_failure
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
+    historian.close()
+    assert _on_disk(tmp_path / "h.sqlite")[0] == [float(t) for t in range(20)]
+
+
+def test_a_writer_up_but_behind_has_the_new_samples_dropped_counted_and_alarmed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that is up but cannot keep up (stopped here, within the silence limit): what
+    waits for it is bounded as for a writer that is down, by dropping the bulk rows of the
+    batches not yet sent, never an event; the alarm says so and clears once it caught up."""
+    monkeypatch.setattr(writer_child, "MAX_WAITING_ROWS", 150)
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=WallClock())
+    alarm = DownAlarm()
+    historian.drain()
+    _kill(historian, signal.SIGSTOP)
+    for k in range(4):
+        _record(historian, 100 * k, 100 * (k + 1))
+        historian.flush()
+    writer = _writer(historian)
+    assert writer.failures == 0
+    assert writer.rows_dropped == 200  # the ticks of batches 3 and 4, not their events
+    assert writer.waiting_rows == 204
+    active, message = alarm.change(writer) or (None, "")
+    assert active is True
+    assert message == ("historian writer cannot keep up: 204 records wait, and sample rows "
+                       "are dropped (200 so far)")
+    os.kill(_pid(historian), signal.SIGCONT)
+    wait_until(lambda: _caught_up(historian) and not writer.waiting_rows, timeout_s=30,
+               what="the writer caught up")
+    assert alarm.change(writer) == (
+        False, "historian writer back: every record that waited is committed; 200 sample rows "
+               "were dropped while it was down or behind")
+    historian.close()
+    ticks, events = _on_disk(tmp_path / "h.sqlite")
+    assert ticks == [float(t) for t in range(200)]
+    assert events == ["ticks to 100", "ticks to 200", "ticks to 300", "ticks to 400"]
+
+
+@contextlib.contextmanager
+def _throttled(pid: int, stopped_s: float, running_s: float) -> Iterator[None]:
+    """The process stopped and continued in turn, as one whose disk answers slowly: it makes
+    progress, a little at a time."""
+    done = threading.Event()
+
+    def cycle() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            while not done.is_set():
+                os.kill(pid, signal.SIGSTOP)
+                done.wait(stopped_s)
+                os.kill(pid, signal.SIGCONT)
+                done.wait(running_s)
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_writer_on_a_slow_disk_keeps_writing_with_bounded_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a writer at a tenth of its speed, fed faster than that, for several times
+    the silence limit (scaled down to 1 s here, the waiting rows to 5,000). Before, the oldest
+    unconfirmed batch aged past the limit, the progressing writer was killed as hung, and its
+    successor got the whole backlog in one transaction it could not finish in time either;
+    meanwhile the backlog grew without bound. Now it is never taken for hung, the waiting
+    rows stay bounded, and everything not counted as dropped is on disk once."""
+    monkeypatch.setattr(writer_child, "WRITER_SILENT_LIMIT_S", 1.0)
+    monkeypatch.setattr(writer_child, "MAX_WAITING_ROWS", 5_000)
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=time.monotonic)
+    historian.drain()
+    writer = _writer(historian)
+    most_waiting = 0
+    t = 0
+    with _throttled(_pid(historian), stopped_s=0.09, running_s=0.01):
+        started_s = time.monotonic()
+        while not (writer.rows_dropped and time.monotonic() - started_s > 4.0):
+            assert time.monotonic() - started_s < 120, "the writer kept up: no rows dropped"
+            _record(historian, t, t + 100)
+            historian.flush()
+            t += 100
+            most_waiting = max(most_waiting, writer.waiting_rows)
+            time.sleep(0.002)  # the run's pace: ~40,000 rows a second at most
+        assert writer.failures == 0, writer.last_failure
+    assert most_waiting < 5_500  # 5,000 rows, a batch, and the events of batches stripped
+    historian.close()
+    ticks, events = _on_disk(tmp_path / "h.sqlite")
+    assert len(ticks) + writer.rows_dropped == t
+    assert len(set(ticks)) == len(ticks)
+    assert events == [f"ticks to {k}" for k in range(100, t + 1, 100)]
+
+
+def test_a_resend_tells_its_progress_and_is_rolled_back_if_cut_short(tmp_path: Path) -> None:
+    """The writer's side of a resend (controller/runtime/record_writer.py), over its real pipe:
+    a `writing` message as each batch after the first is taken, then one commit; a resend cut
+    short by the controller's death commits nothing of it (its checkpoints were superseded)."""
+    def batch(number: int) -> bytes:
+        rows = {"events": [("r1", float(number), "run", f"batch {number}", None)]}
+        return pickle.dumps(("batch", (number, rows)))
+
+    process, pipe = start_child("controller.runtime.record_writer")
+    pipe.send((str(tmp_path / "h.sqlite"), RUN, "session-a"))
+    pipe.send(("resend", 3))
+    for number in (1, 2, 3):
+        pipe.send_bytes(batch(number))
+    assert [pipe.recv() for _ in range(3)] == [("writing", 2), ("writing", 3), ("committed", 3)]
+    pipe.send(("resend", 2))
+    pipe.send_bytes(batch(4))
+    pipe.close()  # the controller is gone, batch 5 never sent
+    assert process.wait(timeout=30) == 0
+    assert _on_disk(tmp_path / "h.sqlite")[1] == ["batch 1", "batch 2", "batch 3"]
