@@ -47,7 +47,7 @@ def main() -> None:
         (out / name).unlink(missing_ok=True)
     command = [sys.executable, "-m", "controller.cli.main", "run",
                str(REPO / "configs/hsc_expansion.toml"), "--reactors", str(args.reactors),
-               "--speed", args.speed, "--duration", f"{args.duration_s:g}s", "--quiet",
+               "--speed", args.speed, "--duration", f"{args.duration_s:.0f}s", "--quiet",
                "--db", str(out / "run.sqlite"), "--summary-json", str(out / "summary.json")]
     started = time.monotonic()
     with open(out / "out.txt", "wb") as stdout, open(out / "err.txt", "wb") as stderr:
@@ -75,6 +75,7 @@ def main() -> None:
         "slow": f"{args.stopped_s:g} s stopped, {args.running_s:g} s running, from "
                 f"{args.slow_from_s:g} to {args.slow_until_s:g} s",
         "exit_code": controller.returncode, "wall_s": round(wall_s, 1),
+        "error": errors.strip().splitlines()[-1] if controller.returncode else None,
         "writers_failed": errors.count("historian writer failed"),
         "failure_reasons": sorted({line.split("reason=")[1].split(" ")[0] for line in
                                    errors.splitlines() if "reason=" in line})[:5],

@@ -192,7 +192,7 @@ class WriterChild:
             self._start_again()
             return
         if self._sender is not None and self._sender.error is not None:
-            self._failed(self._exit_reason(_described(self._sender.error)))
+            self._gone(_described(self._sender.error))
             return
         now = self._wall()
         if len(self._waiting) < READ_AFTER_BATCHES and now < self._next_read_s:
@@ -295,8 +295,7 @@ class WriterChild:
         assert sender is not None
         exited = self._process is not None and self._process.poll() is not None
         if exited or sender.error is not None:
-            self._failed(self._exit_reason(
-                "" if sender.error is None else _described(sender.error)))
+            self._gone("" if sender.error is None else _described(sender.error))
             return False
         sender.send_bytes(data)
         return True
@@ -355,6 +354,17 @@ class WriterChild:
             self._dying.append(process)
         self._process = None
         self._close_pipe(abandon=True)
+
+    def _gone(self, fallback: str) -> None:
+        """The writer exited, or its end closed under a send: its last words read first (an
+        error it sent before it exited says why, where the send's own error says only "Broken
+        pipe"; a commit it confirmed need not be sent again)."""
+        pipe = self._pipe
+        with contextlib.suppress(EOFError, OSError):
+            while pipe is not None and pipe.poll():
+                if not self._handle(pipe.recv()):
+                    return
+        self._failed(self._exit_reason(fallback))
 
     def _exit_reason(self, fallback: str = "") -> str:
         """Why the writer's end closed, without waiting for it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import resource
 import signal
 import sqlite3
 import threading
@@ -458,3 +459,30 @@ def test_a_resend_tells_its_progress_and_is_rolled_back_if_cut_short(tmp_path: P
     pipe.close()  # the controller is gone, batch 5 never sent
     assert process.wait(timeout=30) == 0
     assert _on_disk(tmp_path / "h.sqlite")[1] == ["batch 1", "batch 2", "batch 3"]
+
+
+def test_a_writer_whose_disk_fills_mid_transaction_is_replaced_and_nothing_is_lost(
+        tmp_path: Path) -> None:
+    """The disk full in the middle of a commit (the writer's file size limit set just above
+    what it has written: its next writes fail with EFBIG, as on a full disk). The transaction
+    is rolled back, the writer fails, and the next one is sent every batch not confirmed:
+    every row on disk once, and the file intact. The failure says why, in the writer's own
+    words: before, it said "Broken pipe", met by the next send after the writer had exited."""
+    historian = Historian(tmp_path / "h.sqlite", RUN, wall_monotonic=WallClock())
+    _record(historian, 0, 100)
+    historian.drain()
+    written = sum(p.stat().st_size for p in tmp_path.glob("h.sqlite*"))
+    resource.prlimit(_pid(historian), resource.RLIMIT_FSIZE, (written, written))
+    for k in range(1, 6):
+        _record(historian, 100 * k, 100 * (k + 1))
+        historian.flush()
+    wait_until(lambda: (historian.flush(), _writer(historian).failures)[1] == 1, timeout_s=30,
+               what="the writer failed on its full disk")
+    assert _writer(historian).last_failure == "OperationalError: disk I/O error"
+    wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
+    historian.close()
+    ticks, events = _on_disk(tmp_path / "h.sqlite")
+    assert ticks == [float(t) for t in range(600)]
+    assert events == [f"ticks to {100 * k}" for k in range(1, 7)]
+    with sqlite3.connect(tmp_path / "h.sqlite") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
