@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from controller.clock import Clock
 from controller.operator import audit
 from controller.runtime.record_writer import (
@@ -39,6 +41,8 @@ from controller.runtime.record_writer import (
 )
 from controller.runtime.writer_child import HistorianError, WriterChild
 from drivers.contract.reading import Quality, Reading
+
+log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 
@@ -163,6 +167,9 @@ class Historian:
             writer = self._writer
             assert writer is not None
             self._write_here(lambda: writer.write([batches]))
+            while writer.rescued:  # (a sweep's run: said in its log)
+                log.error("historian file removed, and written back", path=str(self.path),
+                          message=writer.rescued.pop(0))
         if batches:
             self._batches = {table: [] for table in INSERTS}
 

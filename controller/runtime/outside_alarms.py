@@ -21,9 +21,10 @@ from controller.runtime.journal import ReactorJournal
 
 OUTSIDE_ALARMS = ("outbox_full", "restart_hold", "o2_supply_lost", "co2_supply_lost",
                   "volume_balance", "feed_delivery_mismatch", "device_rebooted", "tick_overrun",
-                  "device_held", "historian_down", "device_went_safe")
+                  "device_held", "historian_down", "device_went_safe", "records_file_removed")
 """Alarms raised outside the alarm board that an operator can acknowledge."""
-ONE_SHOT = frozenset({"outbox_full", "device_rebooted", "device_went_safe"})
+ONE_SHOT = frozenset({"outbox_full", "device_rebooted", "device_went_safe",
+                      "records_file_removed"})
 """Raised by an event and never cleared by their source: an operator's acknowledgement ends
 them (else they would stand for the rest of the run)."""
 DEFAULT_PRIORITY = "high"

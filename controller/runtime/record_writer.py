@@ -31,14 +31,20 @@ Schema (documented in docs/architecture.md):
 
 A run continued after a crash opens its file again: the run and reactor rows are kept, the
 rest is appended.
+
+A file removed from disk under the writer (`rm`, or a cleaner of old files such as
+systemd-tmpfiles under /tmp, ten days into a fourteen-day culture) is written back from the
+writer's open copy before its next transaction (`RecordWriter.rescued` says so): before, every
+record of the run went with it, silently, when the writer closed it.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -109,12 +115,23 @@ class RecordWriter:
     """The SQLite side of a historian: opens (or continues) the run's file and writes batches,
     one transaction a `write`. Run in the writer child, or in the caller's process."""
 
-    def __init__(self, path: str, run: RunInfo) -> None:
-        self._run_id = run.run_id
+    def __init__(self, path: str, run: RunInfo,
+                 alive: Callable[[], None] | None = None) -> None:
+        """`alive`: called now and then while the file is being written back after it was
+        removed (seconds, for a long run's file), so the writer is not taken for hung."""
+        self._path = path
+        self._run = run
+        self._alive = alive
         self.rows = 0
+        self.rescued: list[str] = []
+        """What was written back, one message each, for the caller to report (and clear)."""
+        self._open()
+
+    def _open(self) -> None:
+        run = self._run
         # One thread at a time, but not always the same one: a run closes its historian in a
         # worker thread (asyncio.to_thread) so the loop is free while the last rows are written.
-        self._con = sqlite3.connect(path, check_same_thread=False)
+        self._con = sqlite3.connect(self._path, check_same_thread=False)
         con = self._con
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
@@ -127,9 +144,36 @@ class RecordWriter:
             )
             con.executemany("INSERT OR IGNORE INTO reactors VALUES (?, ?)", run.reactors)
         self._chain = audit.AuditChain(con)  # audit rows are linked here, where written in order
+        # The file's links, to notice it removed; opened after SQLite's own (closing it first
+        # would drop SQLite's locks: POSIX locks are per process and file).
+        self._file = open(self._path, "rb")  # noqa: SIM115 (closed after the connection)
+
+    def _keep_on_disk(self) -> None:
+        """The file written back from the open copy if it was removed from disk."""
+        if os.fstat(self._file.fileno()).st_nlink:
+            return
+        rescue = f"{self._path}.rescue"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(rescue)
+        copy = sqlite3.connect(rescue)
+        try:
+            self._con.backup(copy, pages=4096, progress=lambda *_: self._alive and self._alive())
+        finally:
+            copy.close()
+        self._con.close()  # its last checkpoint goes to the removed file; its -wal is removed
+        self._file.close()
+        target = self._path
+        if os.path.exists(target):  # another file took its name meanwhile: not overwritten
+            target = f"{self._path}.rescued"
+        os.replace(rescue, target)
+        self.rescued.append(f"the run's records file {self._path} was removed from disk while "
+                            f"open; written back from the writer's copy to {target}")
+        self._path = target
+        self._open()
 
     def write(self, batches: Iterable[dict[str, list[tuple[Any, ...]]]]) -> None:
         """Every batch of `batches` (taken as they come) in one transaction."""
+        self._keep_on_disk()
         with self._con:
             for batch in batches:
                 self.rows += _insert_batch(self._con, self._chain, batch)
@@ -144,6 +188,7 @@ class RecordWriter:
                        batches: Iterable[tuple[int, dict[str, list[tuple[Any, ...]]]]]) -> int:
         """The batches of `session` numbered past the last committed, in one transaction with
         the new last number (returned): a batch sent again after a writer died is skipped."""
+        self._keep_on_disk()
         last = self.committed(session)
         with self._con:
             for number, batch in batches:
@@ -155,13 +200,15 @@ class RecordWriter:
 
     def close(self, summary_json: str | None) -> int:
         """The run's summary and the ticks' index written, the file closed; the rows written."""
+        self._keep_on_disk()
         with self._con:
             if summary_json is not None:
                 self._con.execute("UPDATE runs SET summary_json = ? WHERE run_id = ?",
-                                  (summary_json, self._run_id))
+                                  (summary_json, self._run.run_id))
             self._con.execute(
                 "CREATE INDEX IF NOT EXISTS ticks_by_time ON ticks (reactor_id, t_s)")
         self._con.close()
+        self._file.close()
         return self.rows
 
 
@@ -172,7 +219,7 @@ def _write_forever(pipe: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         path, run, session = pipe.recv()
-        writer = RecordWriter(path, run)
+        writer = RecordWriter(path, run, alive=lambda: _send_quietly(pipe, ("writing", 0)))
         waiting: list[tuple[str, Any]] = []
 
         def batches_waiting(first: tuple[int, Any]) -> Iterator[tuple[int, Any]]:
@@ -204,7 +251,7 @@ def _write_forever(pipe: Connection) -> None:
             if kind == "batch":
                 last = writer.write_numbered(session, _telling_progress(
                     pipe, batches_waiting(payload)))
-                _send_quietly(pipe, ("committed", last))
+                _telling(pipe, writer, ("committed", last))
                 continue
             if kind == "resend":
                 try:
@@ -213,13 +260,13 @@ def _write_forever(pipe: Connection) -> None:
                 except _ResendCutShort:  # the controller died mid-way
                     writer.close(None)
                     return
-                _send_quietly(pipe, ("committed", last))
+                _telling(pipe, writer, ("committed", last))
                 continue
             if kind == "sync":
                 _send_quietly(pipe, ("synced", writer.rows))
                 continue
             rows = writer.close(payload)
-            _send_quietly(pipe, ("closed", rows))
+            _telling(pipe, writer, ("closed", rows))
             return
     except Exception as exc:
         _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
@@ -264,6 +311,13 @@ def _insert_batch(con: sqlite3.Connection, chain: audit.AuditChain,
 def _send_quietly(pipe: Connection, message: tuple[str, Any]) -> None:
     with contextlib.suppress(OSError):
         pipe.send(message)
+
+
+def _telling(pipe: Connection, writer: RecordWriter, message: tuple[str, Any]) -> None:
+    """`message`, after any file written back meanwhile is reported (`RecordWriter.rescued`)."""
+    while writer.rescued:
+        _send_quietly(pipe, ("rescued", writer.rescued.pop(0)))
+    _send_quietly(pipe, message)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from controller.runtime.reactor_summary import reactor_summary
 from controller.runtime.recovery import Recovery, RunLock, check_continuable, load_recovery
 from controller.runtime.tick_groups import tick_forever, tick_groups
 from controller.runtime.writer_child import ALARM as WRITER_ALARM
+from controller.runtime.writer_child import FILE_ALARM as RECORDS_FILE_ALARM
 from controller.runtime.writer_child import PRIORITY as WRITER_PRIORITY
-from controller.runtime.writer_child import DownAlarm
+from controller.runtime.writer_child import DownAlarm, WriterChild
 from drivers.contract.driver import Driver
 from drivers.contract.errors import DriverNotFoundError
 from drivers.contract.registry import driver_factory
@@ -363,12 +364,8 @@ class Run:
                         historian.flush()
                 next_diag = now + run_cfg.diagnostics_interval_s
             historian.flush()
-            change = None if historian.writer is None else writer_down.change(historian.writer)
-            if change is not None:
-                active, message = change
-                for reactor in reactors:
-                    reactor.outside_alarms.set(now, WRITER_ALARM, active=active,
-                                               priority=WRITER_PRIORITY, message=message)
+            if historian.writer is not None:
+                _raise_records_alarms(now, reactors, historian.writer, writer_down)
             await clock.sleep_until(now + run_cfg.flush_interval_s)
 
     async def _settle(self, clock: Clock, start_up: StartUpObjects,
@@ -429,3 +426,20 @@ class Run:
             "loops": first["loops"],
             "reactors": per_reactor,
         }
+
+
+def _raise_records_alarms(now: float, reactors: list[Reactor], writer: WriterChild,
+                          writer_down: DownAlarm) -> None:
+    """The records' alarms, on every reactor of the run: `historian_down` as it changes, and
+    `records_file_removed` (one-shot) for each time the file was written back."""
+    change = writer_down.change(writer)
+    if change is not None:
+        active, message = change
+        for reactor in reactors:
+            reactor.outside_alarms.set(now, WRITER_ALARM, active=active,
+                                       priority=WRITER_PRIORITY, message=message)
+    for message in writer.rescues:
+        for reactor in reactors:
+            reactor.outside_alarms.set(now, RECORDS_FILE_ALARM, active=True,
+                                       priority=WRITER_PRIORITY, message=message)
+    writer.rescues.clear()

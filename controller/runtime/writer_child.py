@@ -147,6 +147,9 @@ class WriterChild:
         """Writers that died, failed or hung, over the historian's life."""
         self.last_failure = ""
         self.rows_dropped = 0
+        self.rescues: list[str] = []
+        """Each time the file was removed from disk under a writer and written back (the run
+        raises FILE_ALARM for each, and clears the list)."""
         self._process: subprocess.Popen[bytes] | None = None
         self._dying: list[subprocess.Popen[bytes]] = []
         """Writers killed and not yet reaped."""
@@ -314,6 +317,10 @@ class WriterChild:
             if self.caught_up:
                 self._backoff_s = 0.0
                 self._next_start_s = float("-inf")
+        elif kind == "rescued":
+            self.rescues.append(str(payload))
+            log.error("historian file removed under the writer, and written back",
+                      path=str(self.path), message=str(payload))
         elif kind == "error":
             self._failed(str(payload))
             return False
@@ -425,6 +432,9 @@ def _described(error: OSError) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+FILE_ALARM = "records_file_removed"
+"""One-shot: the run's records file was removed from disk while a writer had it open, and was
+written back from the writer's copy (controller/runtime/record_writer.py; docs/alarms.md)."""
 ALARM = "historian_down"
 """Raised on every reactor of the run while its records wait for a writer (docs/alarms.md)."""
 PRIORITY = "high"

@@ -72,6 +72,43 @@ def test_a_writer_stuck_on_its_disk_is_replaced_and_never_holds_the_ticks(
     assert "writer hung: nothing written for 30 s" in why
 
 
+def test_a_records_file_removed_mid_run_is_written_back_and_alarmed(tmp_path: Path) -> None:
+    """The run's file and its -wal and -shm removed halfway (as a cleaner of old files under
+    /tmp does): the run ends with every tick in the file at its path, once, and the one-shot
+    `records_file_removed` raised on the reactor. Before, the file was gone for good at the end
+    and nothing said so."""
+    db = tmp_path / "run.sqlite"
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", "1h",
+         "--speed", "200", "--quiet", "--db", str(db), "--summary-json", str(summary_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
+                   "five minutes of ticks on record")
+        for name in ("run.sqlite", "run.sqlite-wal", "run.sqlite-shm"):
+            (tmp_path / name).unlink()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["stopped_by"] == "completed"
+    [reactor] = summary["reactors"].values()
+    assert "records_file_removed" in [a["name"] for a in reactor["alarms"]]
+    with sqlite3.connect(db) as con:
+        ticks, distinct = con.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT t_s) FROM ticks").fetchone()
+        [message] = [m for (m,) in con.execute(
+            "SELECT message FROM events WHERE kind = 'alarm' AND message LIKE '%removed%'")]
+    assert ticks == distinct == summary["ticks"]  # every tick of the run, once
+    assert f"{db} was removed from disk while open; written back" in message
+
+
 def assert_control_and_records_kept(proc: subprocess.Popen, stderr: str, db: Path,
                                     summary_path: Path) -> None:
     """The run completed, under control after its first ten minutes (the writer failed after
