@@ -125,6 +125,7 @@ class RecordWriter:
         self.rows = 0
         self.rescued: list[str] = []
         """What was written back, one message each, for the caller to report (and clear)."""
+        self._write_back_failed = False
         self._open()
 
     def _open(self) -> None:
@@ -149,27 +150,54 @@ class RecordWriter:
         self._file = open(self._path, "rb")  # noqa: SIM115 (closed after the connection)
 
     def _keep_on_disk(self) -> None:
-        """The file written back from the open copy if it was removed from disk."""
+        """The file written back from the open copy if it was removed from disk. If that
+        cannot be done now (the disk full, the folder not writable), the open copy is kept and
+        written to, and it is tried again before each transaction: this process may hold the
+        run's only copy of its records, so it must neither fail nor lose it."""
         if os.fstat(self._file.fileno()).st_nlink:
             return
+        removed = self._path
+        try:
+            target = self._write_back()
+        except (sqlite3.Error, OSError) as exc:
+            if not self._write_back_failed:
+                self._write_back_failed = True
+                self.rescued.append(
+                    f"the run's records file {removed} was removed from disk while open, and "
+                    f"could not be written back ({type(exc).__name__}: {exc}): the records "
+                    f"are kept in the writer's open copy and written back as soon as it can")
+            return
+        self._write_back_failed = False
+        self.rescued.append(f"the run's records file {removed} was removed from disk while "
+                            f"open; written back from the writer's copy to {target}")
+
+    def _write_back(self) -> str:
+        """The open copy put back on disk, and opened there in place of the removed file; its
+        path (beside the removed file's if another file took the name meanwhile)."""
         rescue = f"{self._path}.rescue"
+        os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)  # (rm -r of the run's)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(rescue)
         copy = sqlite3.connect(rescue)
         try:
             self._con.backup(copy, pages=4096, progress=lambda *_: self._alive and self._alive())
-        finally:
+        except BaseException:
             copy.close()
-        self._con.close()  # its last checkpoint goes to the removed file; its -wal is removed
-        self._file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(rescue)
+            raise
+        copy.close()
         target = self._path
-        if os.path.exists(target):  # another file took its name meanwhile: not overwritten
+        if os.path.exists(target):  # another file took its name: not overwritten
             target = f"{self._path}.rescued"
         os.replace(rescue, target)
-        self.rescued.append(f"the run's records file {self._path} was removed from disk while "
-                            f"open; written back from the writer's copy to {target}")
+        # Closed once the copy is in place, never before: until then it is the only copy. Its
+        # last checkpoint goes to the removed file, and its -wal (by name, its own) is removed.
+        self._con.close()
+        self._file.close()
         self._path = target
         self._open()
+        return target
 
     def write(self, batches: Iterable[dict[str, list[tuple[Any, ...]]]]) -> None:
         """Every batch of `batches` (taken as they come) in one transaction."""
@@ -201,6 +229,9 @@ class RecordWriter:
     def close(self, summary_json: str | None) -> int:
         """The run's summary and the ticks' index written, the file closed; the rows written."""
         self._keep_on_disk()
+        if self._write_back_failed:  # closed, the open copy goes: said, not reported written
+            raise OSError(f"the run's records file {self._path} was removed from disk and "
+                          f"could not be written back: its records go with this writer")
         with self._con:
             if summary_json is not None:
                 self._con.execute("UPDATE runs SET summary_json = ? WHERE run_id = ?",

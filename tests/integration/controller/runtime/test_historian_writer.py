@@ -24,7 +24,7 @@ from plugins.waiting import wait_until
 from controller.child_process import start_child
 from controller.runtime import writer_child
 from controller.runtime.historian import Historian, RunInfo
-from controller.runtime.record_writer import RecordWriter
+from controller.runtime.record_writer import RecordWriter, tick_columns
 from controller.runtime.writer_child import DownAlarm, WriterChild
 from drivers import CHANNELS, Quality, Reading
 
@@ -488,8 +488,9 @@ def test_a_writer_whose_disk_fills_mid_transaction_is_replaced_and_nothing_is_lo
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-@pytest.mark.parametrize("removed", [("h.sqlite",), ("h.sqlite", "h.sqlite-wal", "h.sqlite-shm")],
-                         ids=["the file", "the file and its -wal and -shm"])
+@pytest.mark.parametrize("removed", [("h.sqlite",), ("h.sqlite", "h.sqlite-wal", "h.sqlite-shm"),
+                                     ("h.sqlite", "h.sqlite-wal", "h.sqlite-shm", ".")],
+                         ids=["the file", "the file and its -wal and -shm", "its folder"])
 def test_a_records_file_removed_under_the_writer_is_written_back_whole(
         tmp_path: Path, removed: tuple[str, ...]) -> None:
     """`rm` by hand, or a cleaner of old files under /tmp ten days into a culture. Before, the
@@ -497,12 +498,13 @@ def test_a_records_file_removed_under_the_writer_is_written_back_whole(
     whole run's records were gone with it when it closed. Now the writer's open copy is
     written back before its next transaction: every row on disk once, the audit chain whole,
     and the controller told, for the one-shot alarm."""
-    path = tmp_path / "h.sqlite"
+    folder = tmp_path / "run"
+    path = folder / "h.sqlite"
     historian = Historian(path, RUN, wall_monotonic=WallClock())
     _record(historian, 0, 100)
     historian.drain()
     for name in removed:
-        (tmp_path / name).unlink()
+        (folder.rmdir if name == "." else (folder / name).unlink)()
     _record(historian, 100, 200)
     historian.drain()
     assert path.exists()
@@ -512,7 +514,7 @@ def test_a_records_file_removed_under_the_writer_is_written_back_whole(
                               f"open; written back from the writer's copy to {path}"]
     _record(historian, 200, 300)
     historian.close({"fold_expansion": 2.0})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite"]  # no stale -wal left
+    assert sorted(p.name for p in folder.iterdir()) == ["h.sqlite"]  # no stale -wal left
     ticks, events = _on_disk(path)
     assert ticks == [float(t) for t in range(300)]
     assert events == ["ticks to 100", "ticks to 200", "ticks to 300"]
@@ -548,3 +550,37 @@ def test_a_sweep_runs_records_file_removed_is_written_back_too(tmp_path: Path) -
     _record(historian, 100, 200)
     historian.close()
     assert _on_disk(path) == ([float(t) for t in range(200)], ["ticks to 100", "ticks to 200"])
+
+
+def test_a_removed_file_that_cannot_be_written_back_yet_is_kept_open_until_it_can(
+        tmp_path: Path) -> None:
+    """The disk too full for the copy (this process's file size limit below the file's size,
+    its writes failing with EFBIG). The writer must not fail: its open copy may be the run's
+    only one. It keeps writing there, says so once, and writes it back when it can."""
+    path = tmp_path / "h.sqlite"
+    writer = RecordWriter(str(path), RUN)
+    columns = len(tick_columns())
+    writer.write([{"ticks": [("r1", float(t), *[1.0] * columns) for t in range(2000)]}])
+    writer._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows in the file, the -wal empty
+    assert path.stat().st_size > 128 << 10  # twice the limit below
+    path.unlink()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, limit[1]))
+    try:
+        writer.write([{"events": [("r1", 1.0, "run", "while full", None)]}])
+        with pytest.raises(OSError, match="could not be written back: its records go with"):
+            writer.close(None)  # never reported written
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+    assert not path.exists()
+    assert not (tmp_path / "h.sqlite.rescue").exists()  # the partial copy not left behind
+    [message] = writer.rescued
+    assert "could not be written back (OperationalError: disk I/O error)" in message
+    writer.rescued.clear()
+    writer.write([{"events": [("r1", 2.0, "run", "space again", None)]}])
+    assert writer.rescued == [f"the run's records file {path} was removed from disk while "
+                              f"open; written back from the writer's copy to {path}"]
+    writer.close(None)
+    ticks, events = _on_disk(path)
+    assert ticks == [float(t) for t in range(2000)]
+    assert events == ["while full", "space again"]
