@@ -51,7 +51,9 @@ def main() -> None:
                "--db", str(out / "run.sqlite"), "--summary-json", str(out / "summary.json")]
     started = time.monotonic()
     with open(out / "out.txt", "wb") as stdout, open(out / "err.txt", "wb") as stderr:
-        controller = subprocess.Popen(command, stdout=stdout, stderr=stderr,
+        # Run from `out`: from the repository, `-m` would import the repository's sources
+        # (the working directory comes first on sys.path), whatever the PYTHONPATH.
+        controller = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=out,
                                       env={**os.environ, "PYTHONPATH": str(args.tree)})
     rss_mb: list[float] = []
     done = threading.Event()
@@ -69,7 +71,6 @@ def main() -> None:
         throttle.join()
     wall_s = time.monotonic() - started
     errors = (out / "err.txt").read_text(errors="replace")
-    logged = (out / "out.txt").read_text(errors="replace")  # (the run logs to stdout)
     result = {
         "tree": str(args.tree), "reactors": args.reactors, "speed": args.speed,
         "duration_s": args.duration_s,
@@ -77,9 +78,6 @@ def main() -> None:
                 f"{args.slow_from_s:g} to {args.slow_until_s:g} s",
         "exit_code": controller.returncode, "wall_s": round(wall_s, 1),
         "error": errors.strip().splitlines()[-1] if controller.returncode else None,
-        "writers_failed": logged.count("historian writer failed"),
-        "failure_reasons": sorted({line.split("reason=")[1] for line in logged.splitlines()
-                                   if "historian writer failed" in line})[:5],
         "controller_rss_mb_max": max(rss_mb, default=0.0),
         "controller_rss_mb_at_slow_start": rss_mb[int(args.slow_from_s)] if len(rss_mb) >
         args.slow_from_s else None,
@@ -134,9 +132,11 @@ def _records(path: Path) -> dict[str, object]:
             "SELECT COUNT(*), COUNT(DISTINCT reactor_id || ':' || t_s) FROM ticks").fetchone()
         events = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         alarms = [m for (m,) in con.execute(
-            "SELECT message FROM events WHERE kind = 'alarm' AND message LIKE 'historian%'")]
+            "SELECT message FROM events WHERE kind = 'alarm' AND message LIKE 'historian%' "
+            "ORDER BY rowid")]
     return {"ticks_on_record": ticks, "ticks_distinct": distinct, "events_on_record": events,
-            "historian_alarms": alarms[:6]}
+            "writers_failed": sum(m.startswith("historian writer failed") for m in alarms),
+            "historian_alarms": [m[:120] for m in alarms[:4]]}
 
 
 def _lateness(path: Path) -> dict[str, object]:
