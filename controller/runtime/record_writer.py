@@ -179,8 +179,9 @@ class RecordWriter:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(rescue)
         copy = sqlite3.connect(rescue)
-        try:
-            self._con.backup(copy, pages=4096, progress=lambda *_: self._alive and self._alive())
+        try:  # a life sign each step: killed as hung, this process would take the only copy
+            self._con.backup(copy, pages=COPY_STEP_PAGES,
+                             progress=lambda *_: self._alive and self._alive())
         except BaseException:
             copy.close()
             with contextlib.suppress(OSError):
@@ -302,6 +303,10 @@ def _write_forever(pipe: Connection) -> None:
     except Exception as exc:
         _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
 
+
+COPY_STEP_PAGES = 256
+"""Pages (4 kB each) copied between two life signs while a removed file is written back: 1 MB,
+well within the controller's 30 s silence limit even on a slow disk."""
 
 MAX_BATCHES_PER_COMMIT = 256
 """Bounds a transaction (and so what a crash of the writer could take back) under a flood."""

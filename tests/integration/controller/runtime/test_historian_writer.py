@@ -584,3 +584,21 @@ def test_a_removed_file_that_cannot_be_written_back_yet_is_kept_open_until_it_ca
     ticks, events = _on_disk(path)
     assert ticks == [float(t) for t in range(2000)]
     assert events == ["while full", "space again"]
+
+
+def test_a_long_write_back_gives_life_signs_as_it_goes(tmp_path: Path) -> None:
+    """Copying a long run's file takes seconds on a slow disk; the writer must not be taken for
+    hung meanwhile (killed, it would take the only copy): a life sign every 256 pages."""
+    path = tmp_path / "h.sqlite"
+    signs: list[None] = []
+    writer = RecordWriter(str(path), RUN, alive=lambda: signs.append(None))
+    columns = len(tick_columns())
+    writer.write([{"ticks": [("r1", float(t), *[t + k / 7 for k in range(columns)])
+                             for t in range(8000)]}])
+    (pages,) = writer._con.execute("PRAGMA page_count").fetchone()
+    assert pages > 4 * 256
+    path.unlink()
+    writer.write([{"events": [("r1", 1.0, "run", "after", None)]}])
+    assert len(signs) == -(-pages // 256)  # one a step of 256 pages, the last one's too
+    writer.close(None)
+    assert len(_on_disk(path)[0]) == 8000
