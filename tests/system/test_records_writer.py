@@ -19,16 +19,8 @@ from plugins.waiting import wait_until
 
 
 def test_a_killed_writer_costs_neither_control_nor_a_record(tmp_path: Path) -> None:
-    db = tmp_path / "run.sqlite"
-    summary_path = tmp_path / "summary.json"
-    proc = subprocess.Popen(
-        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", "1h",
-         "--speed", "200", "--quiet", "--db", str(db), "--summary-json", str(summary_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
+    db, summary_path, proc = _run_five_minutes_in(tmp_path, "1h", "200")
     try:
-        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
-                   "five minutes of ticks on record")
         [writer] = children(proc.pid)
         subprocess.run(["kill", f"-{signal.SIGKILL.value}", str(writer)], check=True)
         _, stderr = proc.communicate(timeout=120)
@@ -45,17 +37,10 @@ def test_a_writer_stuck_on_its_disk_is_replaced_and_never_holds_the_ticks(
     answers) while the run hands it more than the pipe holds. The ticks must go on, so that the
     silence limit finds the writer hung and replaces it; before, the run waited on its pipe for
     good once 4 MB of rows were queued: no control, and no end."""
-    db = tmp_path / "run.sqlite"
-    summary_path = tmp_path / "summary.json"
-    proc = subprocess.Popen(  # 2,000 rows a wall second: the pipe is full within ~10 s
-        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", "1d",
-         "--speed", "2000", "--quiet", "--db", str(db), "--summary-json", str(summary_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
+    # 2,000 rows a wall second: the pipe is full within ~10 s
+    db, summary_path, proc = _run_five_minutes_in(tmp_path, "1d", "2000")
     stuck = None
     try:
-        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
-                   "five minutes of ticks on record")
         [stuck] = children(proc.pid)
         subprocess.run(["kill", f"-{signal.SIGSTOP.value}", str(stuck)], check=True)
         _, stderr = proc.communicate(timeout=180)
@@ -77,16 +62,8 @@ def test_a_records_file_removed_mid_run_is_written_back_and_alarmed(tmp_path: Pa
     /tmp does): the run ends with every tick in the file at its path, once, and the one-shot
     `records_file_removed` raised on the reactor. Before, the file was gone for good at the end
     and nothing said so."""
-    db = tmp_path / "run.sqlite"
-    summary_path = tmp_path / "summary.json"
-    proc = subprocess.Popen(
-        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", "1h",
-         "--speed", "200", "--quiet", "--db", str(db), "--summary-json", str(summary_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
+    db, summary_path, proc = _run_five_minutes_in(tmp_path, "1h", "200")
     try:
-        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
-                   "five minutes of ticks on record")
         for name in ("run.sqlite", "run.sqlite-wal", "run.sqlite-shm"):
             (tmp_path / name).unlink()
         _, stderr = proc.communicate(timeout=120)
@@ -107,6 +84,27 @@ def test_a_records_file_removed_mid_run_is_written_back_and_alarmed(tmp_path: Pa
             "SELECT message FROM events WHERE kind = 'alarm' AND message LIKE '%removed%'")]
     assert ticks == distinct == summary["ticks"]  # every tick of the run, once
     assert f"{db} was removed from disk while open; written back" in message
+
+
+def _run_five_minutes_in(tmp_path: Path, duration: str,
+                         speed: str) -> tuple[Path, Path, subprocess.Popen]:
+    """`bioreactor run` in `tmp_path` (its records, its summary, the process), once five
+    simulated minutes of ticks are on record: the moment each fault here is made."""
+    db = tmp_path / "run.sqlite"
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [BIN / "bioreactor", "run", str(DEFAULT_CONFIG_PATH), "--duration", duration,
+         "--speed", speed, "--quiet", "--db", str(db), "--summary-json", str(summary_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        wait_until(lambda: count_rows(db, "SELECT COUNT(*) FROM ticks") > 300, 60,
+                   "five minutes of ticks on record")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return db, summary_path, proc
 
 
 def assert_control_and_records_kept(proc: subprocess.Popen, stderr: str, db: Path,
