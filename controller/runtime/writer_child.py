@@ -319,7 +319,7 @@ class WriterChild:
                 self._next_start_s = float("-inf")
         elif kind == "rescued":
             self.rescues.append(str(payload))
-            log.error("historian file removed under the writer, and written back",
+            log.error("historian file removed under the writer",
                       path=str(self.path), message=str(payload))
         elif kind == "error":
             self._failed(str(payload))
