@@ -70,8 +70,9 @@ RESTART_BACKOFF_FIRST_S = 1.0
 RESTART_BACKOFF_MAX_S = 60.0
 
 MAX_WAITING_ROWS = 500_000
-"""[est] Rows kept for a writer that is down, or behind, before bulk rows are dropped: about
-0.7 GB of tick rows; 5.8 days of one reactor at 1 s, 8 minutes of 1,000."""
+"""[est] Rows kept for a writer that is down, or behind, before bulk rows are dropped: 5.8
+days of one reactor at 1 s, 8 minutes of 1,000. Measured: the controller peaked at 896 MB with
+this many of one reactor's tick rows waiting (`benchmarks/slow_writer.py`, docs/benchmarks.md)."""
 
 BULK_TABLES = ("ticks", "diagnostics", "estimates")
 """What may be dropped when batches wait too long: samples, not what happened or was done."""
