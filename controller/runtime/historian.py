@@ -168,7 +168,7 @@ class Historian:
             assert writer is not None
             self._write_here(lambda: writer.write([batches]))
             while writer.rescued:  # (a sweep's run: said in its log)
-                log.error("historian file removed, and written back", path=str(self.path),
+                log.error("historian file removed or moved", path=str(self.path),
                           message=writer.rescued.pop(0))
         if batches:
             self._batches = {table: [] for table in INSERTS}

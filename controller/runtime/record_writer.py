@@ -150,12 +150,17 @@ class RecordWriter:
         self._file = open(self._path, "rb")  # noqa: SIM115 (closed after the connection)
 
     def _keep_on_disk(self) -> None:
-        """The file written back from the open copy if it was removed from disk. If that
+        """The file written back at its path from the open copy if it is no longer there:
+        removed from disk, or moved (renamed away, or replaced by another file). If that
         cannot be done now (the disk full, the folder not writable), the open copy is kept and
         written to, and it is tried again before each transaction: this process may hold the
         run's only copy of its records, so it must neither fail nor lose it."""
-        if os.fstat(self._file.fileno()).st_nlink:
+        opened = os.fstat(self._file.fileno())
+        if opened.st_nlink and _same_file(opened, self._path):
             return
+        gone = ("was removed from disk while open" if not opened.st_nlink else
+                f"was moved away while open (to {self._moved_to()}, which keeps the records "
+                f"up to now)")
         removed = self._path
         try:
             target = self._write_back()
@@ -163,18 +168,30 @@ class RecordWriter:
             if not self._write_back_failed:
                 self._write_back_failed = True
                 self.rescued.append(
-                    f"the run's records file {removed} was removed from disk while open, and "
-                    f"could not be written back ({type(exc).__name__}: {exc}): the records "
-                    f"are kept in the writer's open copy and written back as soon as it can")
+                    f"the run's records file {removed} {gone}, and could not be written back "
+                    f"({type(exc).__name__}: {exc}): the records are kept in the writer's "
+                    f"open copy and written back as soon as it can")
             return
         self._write_back_failed = False
-        self.rescued.append(f"the run's records file {removed} was removed from disk while "
-                            f"open; written back from the writer's copy to {target}")
+        self.rescued.append(f"the run's records file {removed} {gone}; written back from the "
+                            f"writer's copy to {target}")
+
+    def _moved_to(self) -> str:
+        """Where the open file now is (Linux names it under /proc), for the message."""
+        try:
+            return os.readlink(f"/proc/self/fd/{self._file.fileno()}")
+        except OSError:
+            return "another name"
 
     def _write_back(self) -> str:
         """The open copy put back on disk, and opened there in place of the removed file; its
         path (beside the removed file's if another file took the name meanwhile)."""
         rescue = f"{self._path}.rescue"
+        # The -wal's frames into the old file first, and the -wal emptied: a moved file then
+        # keeps everything committed to it, and no -wal of the old file is left at the path
+        # for the copy to open. (SQLite checkpoints at close only a file still at its path.)
+        with contextlib.suppress(sqlite3.Error):
+            self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)  # (rm -r of the run's)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(rescue)
@@ -230,7 +247,9 @@ class RecordWriter:
     def close(self, summary_json: str | None) -> int:
         """The run's summary and the ticks' index written, the file closed; the rows written."""
         self._keep_on_disk()
-        if self._write_back_failed:  # closed, the open copy goes: said, not reported written
+        moved_away = self._write_back_failed
+        if moved_away and not os.fstat(self._file.fileno()).st_nlink:
+            # Closed, the open copy goes: said, not reported written.
             raise OSError(f"the run's records file {self._path} was removed from disk and "
                           f"could not be written back: its records go with this writer")
         with self._con:
@@ -239,9 +258,35 @@ class RecordWriter:
                                   (summary_json, self._run.run_id))
             self._con.execute(
                 "CREATE INDEX IF NOT EXISTS ticks_by_time ON ticks (reactor_id, t_s)")
+        if moved_away:  # SQLite checkpoints at close only a file still at its path
+            self._checkpoint_moved()
         self._con.close()
         self._file.close()
         return self.rows
+
+    def _checkpoint_moved(self) -> None:
+        """A file moved away, and not written back, keeps the run's records where it went:
+        its -wal (still at the old path) emptied into it, or OSError (the records are not all
+        there)."""
+        where = self._moved_to()
+        try:
+            busy, _, _ = self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise OSError(f"the run's records file {self._path} was moved away to {where}, "
+                          f"and its last records could not be written into it "
+                          f"({type(exc).__name__}: {exc})") from exc
+        if busy:
+            raise OSError(f"the run's records file {self._path} was moved away to {where}, "
+                          f"and its last records could not be written into it (busy)")
+
+
+def _same_file(opened: os.stat_result, path: str) -> bool:
+    """Whether `path` still names the open file (one `stat`: it runs before each transaction)."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (at_path.st_dev, at_path.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _write_forever(pipe: Connection) -> None:

@@ -431,7 +431,7 @@ class Run:
 def _raise_records_alarms(now: float, reactors: list[Reactor], writer: WriterChild,
                           writer_down: DownAlarm) -> None:
     """The records' alarms, on every reactor of the run: `historian_down` as it changes, and
-    `records_file_removed` (one-shot) for each time the file was written back."""
+    `records_file_removed` (one-shot) for each time the file was removed or moved away."""
     change = writer_down.change(writer)
     if change is not None:
         active, message = change

@@ -149,8 +149,8 @@ class WriterChild:
         self.last_failure = ""
         self.rows_dropped = 0
         self.rescues: list[str] = []
-        """Each time the file was removed from disk under a writer and written back (the run
-        raises FILE_ALARM for each, and clears the list)."""
+        """Each time the file was removed from disk (or moved away) under a writer, and what
+        became of it (the run raises FILE_ALARM for each, and clears the list)."""
         self._process: subprocess.Popen[bytes] | None = None
         self._dying: list[subprocess.Popen[bytes]] = []
         """Writers killed and not yet reaped."""
@@ -434,8 +434,9 @@ def _described(error: OSError) -> str:
 
 
 FILE_ALARM = "records_file_removed"
-"""One-shot: the run's records file was removed from disk while a writer had it open, and was
-written back from the writer's copy (controller/runtime/record_writer.py; docs/alarms.md)."""
+"""One-shot: the run's records file was removed from disk, or moved away, while a writer had it
+open; the message says whether it was written back from the writer's copy, and where
+(controller/runtime/record_writer.py; docs/alarms.md)."""
 ALARM = "historian_down"
 """Raised on every reactor of the run while its records wait for a writer (docs/alarms.md)."""
 PRIORITY = "high"

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
 from plugins.processes import BIN, children
 from plugins.records import count_rows
@@ -57,15 +58,23 @@ def test_a_writer_stuck_on_its_disk_is_replaced_and_never_holds_the_ticks(
     assert "writer hung: nothing written for 30 s" in why
 
 
-def test_a_records_file_removed_mid_run_is_written_back_and_alarmed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["removed", "moved"])
+def test_a_records_file_removed_or_moved_mid_run_is_written_back_and_alarmed(
+        tmp_path: Path, how: str) -> None:
     """The run's file and its -wal and -shm removed halfway (as a cleaner of old files under
-    /tmp does): the run ends with every tick in the file at its path, once, and the one-shot
-    `records_file_removed` raised on the reactor. Before, the file was gone for good at the end
-    and nothing said so."""
+    /tmp does), or moved away together (`mv run.sqlite* archive/`): the run ends with every
+    tick in the file at its path, once, and the one-shot `records_file_removed` raised on the
+    reactor. Before, a removed file was gone for good at the end, a moved one grew elsewhere,
+    and nothing said so. A moved file keeps, whole, what it held when the move was noticed."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
     db, summary_path, proc = _run_five_minutes_in(tmp_path, "1h", "200")
     try:
         for name in ("run.sqlite", "run.sqlite-wal", "run.sqlite-shm"):
-            (tmp_path / name).unlink()
+            if how == "removed":
+                (tmp_path / name).unlink()
+            else:
+                (tmp_path / name).rename(archive / name)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -81,9 +90,20 @@ def test_a_records_file_removed_mid_run_is_written_back_and_alarmed(tmp_path: Pa
         ticks, distinct = con.execute(
             "SELECT COUNT(*), COUNT(DISTINCT t_s) FROM ticks").fetchone()
         [message] = [m for (m,) in con.execute(
-            "SELECT message FROM events WHERE kind = 'alarm' AND message LIKE '%removed%'")]
+            "SELECT message FROM events WHERE kind = 'alarm' AND message LIKE "
+            "'%records file%'")]
     assert ticks == distinct == summary["ticks"]  # every tick of the run, once
-    assert f"{db} was removed from disk while open; written back" in message
+    if how == "removed":
+        assert f"{db} was removed from disk while open; written back" in message
+        return
+    assert (f"{db} was moved away while open (to {archive / 'run.sqlite'}, which keeps the "
+            f"records up to now); written back from the writer's copy to {db}") in message
+    with sqlite3.connect(archive / "run.sqlite") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        moved = con.execute("SELECT * FROM ticks ORDER BY rowid").fetchall()
+    with sqlite3.connect(db) as con:
+        kept = con.execute("SELECT * FROM ticks ORDER BY rowid LIMIT ?", (len(moved),)).fetchall()
+    assert len(moved) > 300 and moved == kept  # the run's first ticks, none missing
 
 
 def _run_five_minutes_in(tmp_path: Path, duration: str,
