@@ -204,6 +204,10 @@ def test_the_alarm_rises_with_each_failure_and_clears_once_caught_up(tmp_path: P
     _kill(historian)
     _record(historian, 0, 10)
     historian.flush()
+    # The send is the sender thread's: on a loaded machine it may not have met the closed
+    # pipe yet when the flush returns. The next flushes notice it.
+    wait_until(lambda: historian.flush() or _writer(historian).failures, timeout_s=30,
+               what="the dead writer noticed")
     active, message = alarm.change(_writer(historian)) or (None, "")
     assert active is True and "exited with code -9" in message
     wait_until(lambda: _caught_up(historian), timeout_s=30, what="the new writer caught up")
@@ -540,6 +544,61 @@ def test_a_records_file_removed_and_its_name_taken_is_written_back_beside_it(
     assert _on_disk(tmp_path / "h.sqlite.rescued")[1] == ["one", "two"]
 
 
+@pytest.mark.parametrize("moved", [("h.sqlite",), ("h.sqlite", "h.sqlite-wal", "h.sqlite-shm")],
+                         ids=["the file", "the file and its -wal and -shm"])
+def test_a_records_file_moved_away_under_the_writer_is_written_back_at_its_path(
+        tmp_path: Path, moved: tuple[str, ...]) -> None:
+    """`mv` by hand, or a rotation of old files, mid-culture. Before, the writer went on
+    writing to the moved file with nothing said: the run's path held no records, its report
+    and a continued run found none. Now the records are written back at the path, the
+    controller is told where the moved file went, and that file keeps what it had."""
+    path = tmp_path / "h.sqlite"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    historian = Historian(path, RUN, wall_monotonic=WallClock())
+    _record(historian, 0, 100)
+    historian.drain()
+    for name in moved:
+        (tmp_path / name).rename(archive / name)
+    _record(historian, 100, 200)
+    historian.drain()
+    writer = _writer(historian)
+    assert writer.failures == 0
+    assert writer.rescues == [
+        f"the run's records file {path} was moved away while open (to {archive / 'h.sqlite'}, "
+        f"which keeps the records up to now); written back from the writer's copy to {path}"]
+    _record(historian, 200, 300)
+    historian.close({"fold_expansion": 2.0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive", "h.sqlite"]
+    assert _on_disk(path) == ([float(t) for t in range(300)],
+                              ["ticks to 100", "ticks to 200", "ticks to 300"])
+    # The moved file: everything committed before the move was noticed, consistent.
+    assert _on_disk(archive / "h.sqlite") == ([float(t) for t in range(100)], ["ticks to 100"])
+    for file in (path, archive / "h.sqlite"):
+        with sqlite3.connect(file) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_records_file_moved_away_and_its_name_taken_is_written_back_beside_it(
+        tmp_path: Path) -> None:
+    """Moved, then another file put at its path: that file is not overwritten."""
+    path = tmp_path / "h.sqlite"
+    writer = RecordWriter(str(path), RUN)
+    writer.write([{"events": [("r1", 1.0, "run", "one", None)]}])
+    path.rename(tmp_path / "old.sqlite")
+    path.write_text("someone else's")
+    writer.write([{"events": [("r1", 2.0, "run", "two", None)]}])
+    writer.write([{"events": [("r1", 3.0, "run", "three", None)]}])
+    writer.close(None)
+    assert path.read_text() == "someone else's"
+    assert writer.rescued == [
+        f"the run's records file {path} was moved away while open (to {tmp_path / 'old.sqlite'}, "
+        f"which keeps the records up to now); written back from the writer's copy to "
+        f"{path}.rescued"]
+    assert _on_disk(tmp_path / "h.sqlite.rescued")[1] == ["one", "two", "three"]
+    assert _on_disk(tmp_path / "old.sqlite")[1] == ["one"]
+
+
 def test_a_sweep_runs_records_file_removed_is_written_back_too(tmp_path: Path) -> None:
     """The same in a sweep's run, whose historian writes in its own process."""
     path = tmp_path / "h.sqlite"
@@ -584,6 +643,39 @@ def test_a_removed_file_that_cannot_be_written_back_yet_is_kept_open_until_it_ca
     ticks, events = _on_disk(path)
     assert ticks == [float(t) for t in range(2000)]
     assert events == ["while full", "space again"]
+
+
+def test_a_moved_file_that_cannot_be_written_back_keeps_every_record_where_it_went(
+        tmp_path: Path) -> None:
+    """Moved away, and no copy can be made at the path (here a folder sits where the copy is
+    made): two faults at once. The writer keeps writing to the moved file and, at the close,
+    empties into it the -wal that SQLite would leave unread at the old path (it checkpoints at
+    close only a file still at its path): the moved file has every record, the summary and
+    the index, and the close is not failed."""
+    path = tmp_path / "h.sqlite"
+    moved = tmp_path / "moved.sqlite"
+    writer = RecordWriter(str(path), RUN)
+    columns = len(tick_columns())
+    writer.write([{"ticks": [("r1", float(t), *[1.0] * columns) for t in range(2000)]}])
+    path.rename(moved)
+    Path(f"{path}.rescue").mkdir()
+    writer.write([{"events": [("r1", 1.0, "run", "moved", None)]}])
+    [message] = writer.rescued
+    assert message.startswith(f"the run's records file {path} was moved away while open (to "
+                              f"{moved}, which keeps the records up to now), and could not be "
+                              f"written back (IsADirectoryError: ")
+    writer.close('{"fold_expansion": 2.0}')
+    assert not path.exists()
+    assert Path(f"{path}-wal").stat().st_size == 0  # emptied into the moved file
+    ticks, events = _on_disk(moved)
+    assert ticks == [float(t) for t in range(2000)]
+    assert events == ["moved"]
+    with sqlite3.connect(moved) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert con.execute("SELECT summary_json FROM runs").fetchone() == (
+            '{"fold_expansion": 2.0}',)
+        assert con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                           "name = 'ticks_by_time'").fetchone() == ("ticks_by_time",)
 
 
 def test_a_long_write_back_gives_life_signs_as_it_goes(tmp_path: Path) -> None:
