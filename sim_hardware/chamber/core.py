@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.contract.datasheet import OUTPUTS, PUMPS, SAFE_STATE, TOTALISERS, channel
+from drivers.contract.datasheet import OUTPUTS, PUMPS, SAFE_STATE, channel
 from drivers.contract.driver import validate_outputs
 from drivers.contract.errors import DeviceError
 from drivers.contract.reading import Quality, Reading
@@ -40,10 +40,13 @@ from sim_hardware.model.sensors import SensorBank
 
 OUTPUT_NAMES = tuple(c.name for c in OUTPUTS)
 _GOOD = Quality.GOOD
-_DEVICE_CHANNELS = ("o2_flow_pct", "co2_flow_pct", "o2_supply_kpa", "co2_supply_kpa",
-                    "heater_cutout", "device_boot_id", "device_uptime_s", "sampled_ml",
-                    *TOTALISERS.values())
-_UNIT = {name: channel(name).unit for name in _DEVICE_CHANNELS}
+# The device's own channels' units, in the order `read` reports them.
+(_O2_FLOW_UNIT, _CO2_FLOW_UNIT, _O2_SUPPLY_UNIT, _CO2_SUPPLY_UNIT, _CUTOUT_UNIT, _BOOT_ID_UNIT,
+ _UPTIME_UNIT, _SAMPLED_UNIT, _FEED_TOTAL_UNIT, _HARVEST_TOTAL_UNIT, _BASE_TOTAL_UNIT) = (
+    channel(name).unit for name in (
+        "o2_flow_pct", "co2_flow_pct", "o2_supply_kpa", "co2_supply_kpa", "heater_cutout",
+        "device_boot_id", "device_uptime_s", "sampled_ml", "feed_delivered_ml",
+        "harvest_delivered_ml", "base_delivered_ml"))
 
 
 class Chamber:
@@ -130,7 +133,12 @@ class Chamber:
             self.faults.check_comm(self._now())
 
     def read(self) -> dict[str, Reading]:
-        """Every sensor's reading now (comm faults apply)."""
+        """Every sensor's reading now (comm faults apply).
+
+        Built as one dict display: the at-line results, the probes (in this order: they share
+        one noise stream), then the device's own channels, without an intermediate dict or a
+        per-channel unit look-up (this runs on every controller tick).
+        """
         now = self._now()
         faults = self.faults
         if faults is not None:
@@ -138,13 +146,42 @@ class Chamber:
         self._advance(now)
         m = self._model
         s = self._sensors
-        readings = dict(s.atline.readings)
-        readings["temperature_c"] = s.temperature.read(m.temperature_c, now)
-        readings["do_pct_air"] = s.do.read(m.do_mm * m.do_pct_per_mm, now)
-        readings["ph"] = s.ph.read(m.ph, now)
-        readings["total_cells_per_ml"] = s.total_cells.read(m.total_cells_per_ml, now)
-        readings["volume_ml"] = s.volume.read(m.volume_ml, now)
-        self._device_readings(readings, now)
+        u = m.inputs
+        p = self.params
+        o2_kpa, co2_kpa = p.o2_supply_kpa, p.co2_supply_kpa
+        if faults is not None:
+            if faults.supply_lost("o2_pct", now):
+                o2_kpa = 0.0
+            if faults.supply_lost("co2_pct", now):
+                co2_kpa = 0.0
+        dt_h = (now - self._totals_t) / 3600.0
+        pumped = self._pumped
+        totals = self._totals_ml
+        readings = {
+            **s.atline.readings,
+            "temperature_c": s.temperature.read(m.temperature_c, now),
+            "do_pct_air": s.do.read(m.do_mm * m.do_pct_per_mm, now),
+            "ph": s.ph.read(m.ph, now),
+            "total_cells_per_ml": s.total_cells.read(m.total_cells_per_ml, now),
+            "volume_ml": s.volume.read(m.volume_ml, now),
+            "o2_flow_pct": Reading(u.o2_pct, _O2_FLOW_UNIT, now, _GOOD),
+            "co2_flow_pct": Reading(u.co2_pct, _CO2_FLOW_UNIT, now, _GOOD),
+            "o2_supply_kpa": Reading(o2_kpa, _O2_SUPPLY_UNIT, now, _GOOD),
+            "co2_supply_kpa": Reading(co2_kpa, _CO2_SUPPLY_UNIT, now, _GOOD),
+            "heater_cutout": Reading(1.0 if self.cutout else 0.0, _CUTOUT_UNIT, now, _GOOD),
+            "device_boot_id": Reading(float(self.boot_id), _BOOT_ID_UNIT, now, _GOOD),
+            "device_uptime_s": Reading(now - self._boot_t, _UPTIME_UNIT, now, _GOOD),
+            "sampled_ml": Reading(self.sampled_ml, _SAMPLED_UNIT, now, _GOOD),
+            "feed_delivered_ml": Reading(
+                totals["feed_ml_per_h"] + pumped.feed_ml_per_h * dt_h, _FEED_TOTAL_UNIT, now,
+                _GOOD),
+            "harvest_delivered_ml": Reading(
+                totals["harvest_ml_per_h"] + pumped.harvest_ml_per_h * dt_h, _HARVEST_TOTAL_UNIT,
+                now, _GOOD),
+            "base_delivered_ml": Reading(
+                totals["base_ml_per_h"] + pumped.base_ml_per_h * dt_h, _BASE_TOTAL_UNIT, now,
+                _GOOD),
+        }
         if faults is not None:
             return faults.apply_readings(readings, now)
         return readings
@@ -160,10 +197,22 @@ class Chamber:
             faults.check_comm(self._now())
             self.actuate(outputs)
             return
-        validate_outputs(outputs)  # the fast path: actuate() inlined, without faults
+        # The fast path: actuate() and _set_physical() inlined for a chamber without faults
+        # (this runs on every controller tick), where the pumps and the chamber get what was
+        # requested but for the heater relay.
+        validate_outputs(outputs)
+        model = self._model
         self._advance(self._now())  # the old inputs hold up to now
         self._requested = inputs = apply_outputs(self._requested, outputs, self.params)
-        self._set_physical(inputs)
+        old = self._pumped
+        if (inputs.feed_ml_per_h != old.feed_ml_per_h
+                or inputs.harvest_ml_per_h != old.harvest_ml_per_h
+                or inputs.base_ml_per_h != old.base_ml_per_h):
+            self._totalise(model.t_s)
+            self._pumped = inputs
+        if inputs.heater_pct > 0.0 and (inputs.heater_relay < 0.5 or self.cutout):
+            inputs = replace(inputs, heater_pct=0.0)
+        model.set_inputs(inputs)
 
     # ----------------------------------------------------------------------------- device side
     def actuate(self, outputs: Mapping[str, float]) -> None:
@@ -255,7 +304,8 @@ class Chamber:
     def _set_physical(self, requested: ActuatorInputs) -> None:
         """Apply `requested` at the model's time. The totalisers integrate the old pump flows
         up to it only when a flow changes (most writes move the heater or the gas only): a
-        reading adds the flow since then."""
+        reading adds the flow since then. `write` inlines this without faults: keep the two
+        alike."""
         model = self._model
         t_s = model.t_s
         faults = self.faults
@@ -288,34 +338,6 @@ class Chamber:
         if not self.cutout and self._model.temperature_c >= self.params.cutout_c:
             self.cutout = True
             self._set_physical(self._requested)
-
-    def _device_readings(self, readings: dict[str, Reading], now: float) -> None:
-        """The device's own channels (no intermediate dict: this runs on every read)."""
-        u = self._model.inputs
-        faults = self.faults
-        p = self.params
-        o2_kpa, co2_kpa = p.o2_supply_kpa, p.co2_supply_kpa
-        if faults is not None:
-            if faults.supply_lost("o2_pct", now):
-                o2_kpa = 0.0
-            if faults.supply_lost("co2_pct", now):
-                co2_kpa = 0.0
-        dt_h = (now - self._totals_t) / 3600.0
-        pumped = self._pumped
-        totals = self._totals_ml
-        unit = _UNIT
-        for name, value in (
-                ("o2_flow_pct", u.o2_pct), ("co2_flow_pct", u.co2_pct),
-                ("o2_supply_kpa", o2_kpa), ("co2_supply_kpa", co2_kpa),
-                ("heater_cutout", 1.0 if self.cutout else 0.0),
-                ("device_boot_id", float(self.boot_id)),
-                ("device_uptime_s", now - self._boot_t),
-                ("sampled_ml", self.sampled_ml),
-                ("feed_delivered_ml", totals["feed_ml_per_h"] + pumped.feed_ml_per_h * dt_h),
-                ("harvest_delivered_ml",
-                 totals["harvest_ml_per_h"] + pumped.harvest_ml_per_h * dt_h),
-                ("base_delivered_ml", totals["base_ml_per_h"] + pumped.base_ml_per_h * dt_h)):
-            readings[name] = Reading(value, unit[name], now, _GOOD)
 
     # ------------------------------------------------------------------------------ integration
     def _advance(self, now: float) -> None:

@@ -498,9 +498,15 @@ class ChamberModel:
     # ----------------------------------------------------------------------- observations
     @property
     def ph(self) -> float:
-        """Henderson-Hasselbalch: pH = pKa + log10([HCO3-] / [CO2(aq)])."""
+        """Henderson-Hasselbalch: pH = pKa + log10([HCO3-] / [CO2(aq)]).
+
+        The floors are `max(x, floor)` written out (read on every tick; the same result, NaN
+        included: `max` keeps its first argument unless the second is greater)."""
+        hco3_mm = self._hco3_mm
+        dco2_mm = self.dco2_mm
         return self.params.carbonic_pka + math.log10(
-            max(self._hco3_mm, _MIN_HCO3_MM) / max(self.dco2_mm, _MIN_DCO2_MM))
+            (_MIN_HCO3_MM if hco3_mm < _MIN_HCO3_MM else hco3_mm)
+            / (_MIN_DCO2_MM if dco2_mm < _MIN_DCO2_MM else dco2_mm))
 
     @property
     def do_pct_air(self) -> float:

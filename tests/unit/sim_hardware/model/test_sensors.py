@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,6 +169,21 @@ def test_normal_stream_is_standard_normal_and_repeatable() -> None:
     assert all(type(x) is float for x in xs[:10])
     assert np.mean(xs) == pytest.approx(0.0, abs=0.05)
     assert np.std(xs) == pytest.approx(1.0, abs=0.03)
+
+
+def test_normal_stream_draws_as_a_generator_would_on_a_shared_rng() -> None:
+    """A block is drawn at the first `next` after the last ran out: an rng that also serves
+    other draws (the cytometry's Poisson counts) sees them in the same order as with the plain
+    generator the stream replaced."""
+    def generator(rng: np.random.Generator, block: int) -> Iterator[float]:
+        while True:
+            yield from rng.standard_normal(block).tolist()
+
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    a, b = normal_stream(rng_a, block=7), generator(rng_b, 7)
+    for _ in range(50):
+        assert next(a) == next(b)
+        assert rng_a.poisson(3.0) == rng_b.poisson(3.0)
 
 
 # --------------------------------------------------------------- issue 12: the newer assays
