@@ -10,6 +10,9 @@ from controller.config import ConfigError, LoopConfig, default_safe_state
 from controller.control.pid import Pid, PidTuning
 from drivers.contract.reading import Quality, Reading
 
+_GOOD = Quality.GOOD
+"""Read once: an enum member read through its class costs a metaclass lookup every tick."""
+
 
 @dataclass(slots=True)
 class LoopStats:
@@ -210,7 +213,7 @@ class ControlLoop:
             self._move_setpoint(dt_s)
         if (
             reading is None
-            or reading.quality is not Quality.GOOD
+            or reading.quality is not _GOOD
             or now_s - reading.timestamp_s > self.stale_after_s
         ):
             self.pid.hold()

@@ -24,6 +24,9 @@ from controller.config.conditions import (
 from controller.config.recipe import PhaseExit
 from drivers.contract.reading import Quality, Reading
 
+_GOOD = Quality.GOOD
+"""Read once: an enum member read through its class costs a metaclass lookup every tick."""
+
 
 class ExitWatch:
     """The exits of one phase: which one holds first, remembering since when each comparison
@@ -89,7 +92,7 @@ class ExitWatch:
             value = now_s
         else:
             reading = readings.get(operand)
-            value = (reading.value if reading is not None and reading.quality is Quality.GOOD
+            value = (reading.value if reading is not None and reading.quality is _GOOD
                      else None)
         if value is None or not compare.holds(value):
             self.true_since_s[k] = None
