@@ -199,14 +199,23 @@ class InterlockSet:
         """The judged readings of the last tick, which a reset is checked against."""
         self.history: list[Trip] = []
         # The band inside which no interlock can trip, per channel: the fast path of the tick.
-        self._quiet: dict[str, tuple[float, float]] = {}
+        quiet: dict[str, tuple[float, float]] = {}
         for lock in interlocks:
-            low, high = self._quiet.get(lock.channel, (float("-inf"), float("inf")))
+            low, high = quiet.get(lock.channel, (float("-inf"), float("inf")))
             if lock.high:
                 high = min(high, lock.trip_at)
             else:
                 low = max(low, lock.trip_at)
-            self._quiet[lock.channel] = (low, high)
+            quiet[lock.channel] = (low, high)
+        self._quiet: tuple[tuple[str, float, float], ...] = tuple(
+            (channel, low, high) for channel, (low, high) in quiet.items())
+        """(channel, low, high) flat: read every tick, so no tuple is unpacked twice."""
+        self._supply_readbacks = tuple(
+            (supply, supply.name, supply.pressure_channel, supply.flow_channel,
+             supply.min_supply_kpa, supply.output, supply.flow_tolerance)
+            for supply in self.supplies)
+        """Per supply, what `_watch_supplies` reads every tick to recognise the usual case
+        (untripped, every readback GOOD and in range), looked up once here."""
 
     def apply(self, readings: Mapping[str, Reading], outputs: dict[str, float],
               t_s: float) -> list[Trip]:
@@ -214,13 +223,14 @@ class InterlockSet:
         self._readings = readings
         changes = self._watch_supplies(readings, outputs, t_s) if self.supplies else []
         if not self.tripped:
-            for name, (low, high) in self._quiet.items():
+            for name, low, high in self._quiet:
                 reading = readings.get(name)
                 if reading is not None and not low < reading.value < high:
                     break
             else:
-                self.history += changes
-                self._note_written(outputs)
+                if changes:
+                    self.history += changes
+                self._written = outputs  # see _note_written
                 return changes  # nothing tripped and nothing near a limit
         for lock in self.interlocks:
             reading = readings.get(lock.channel)
@@ -297,9 +307,26 @@ class InterlockSet:
         """Trip or reset the supply interlocks; cheap while their loops are not saturated."""
         changes = []
         waiting = self._waiting
-        for supply in self.supplies:
-            name = supply.name
-            tripped = name in self.tripped
+        all_tripped = self.tripped
+        short_since = self._short_since
+        written = self._written
+        for (supply, name, pressure_channel, flow_channel, min_supply_kpa, output,
+             flow_tolerance) in self._supply_readbacks:
+            tripped = name in all_tripped
+            if not tripped:
+                # The usual tick, inline: both readbacks GOOD and showing the gas delivered
+                # (what `_readbacks` would call DELIVERING) leaves an untripped supply as it is
+                # but for its shortfall timer, which restarts.
+                pressure = readings.get(pressure_channel)
+                flow = readings.get(flow_channel)
+                if (pressure is not None and pressure.quality is _GOOD
+                        and not pressure.value < min_supply_kpa
+                        and flow is not None and flow.quality is _GOOD):
+                    written_pct = written.get(output)
+                    if written_pct is None or not written_pct - flow.value > flow_tolerance:
+                        if short_since:
+                            short_since.pop(name, None)
+                        continue
             state, shown = self._readbacks(supply, readings, t_s)
             if state is not UNKNOWN:
                 if tripped:
