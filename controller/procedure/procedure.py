@@ -112,6 +112,8 @@ class Procedure:
         """A phase was entered in this step: what stands is checked against its reactions."""
         self._telemetry: dict[str, Any] = {}
         self._update_telemetry()
+        self._quiet_step: RecipeStep | None = None
+        """The last step that asked for no bolus and no loop settings (see `step`)."""
 
     # --- what others read --------------------------------------------------------------------
     @property
@@ -229,8 +231,16 @@ class Procedure:
             rates = self._feeding.step(readings, now_s)  # type: ignore[union-attr]
         else:
             rates = self._rates_not_running(state)
-        return RecipeStep(rates, state is not _RUNNING and state is not _RESTARTING,
-                          boluses, settings)
+        wait = state is not _RUNNING and state is not _RESTARTING
+        if boluses or settings:
+            return RecipeStep(rates, wait, boluses, settings)
+        # Most ticks ask what the last one did (the same rates dict, nothing due): the step is
+        # immutable and its empty list only read, so the last one is handed again rather than
+        # a frozen dataclass built anew every tick.
+        last = self._quiet_step
+        if last is None or last.rates is not rates or last.boluses_wait is not wait:
+            self._quiet_step = last = RecipeStep(rates, wait, [], NO_SETTINGS)
+        return last
 
     def _advance(self, readings: Mapping[str, Reading], now_s: float) -> None:
         if self._last_running_s is not None:
