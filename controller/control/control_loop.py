@@ -10,6 +10,9 @@ from controller.config import ConfigError, LoopConfig, default_safe_state
 from controller.control.pid import Pid, PidTuning
 from drivers.contract.reading import Quality, Reading
 
+_GOOD = Quality.GOOD
+"""Read once: an enum member read through its class costs a metaclass lookup every tick."""
+
 
 @dataclass(slots=True)
 class LoopStats:
@@ -204,31 +207,34 @@ class ControlLoop:
         (or, configured so, takes it to the safe output); it acts again only after
         `resume_after_good` good samples in a row, bumplessly."""
         reading = readings.get(self.pv)
-        dt_s = now_s - self._last_t if self._last_t is not None else 0.0
+        last_t = self._last_t
+        dt_s = now_s - last_t if last_t is not None else 0.0
         self._last_t = now_s
         if self.ramp is not None:
             self._move_setpoint(dt_s)
+        pid = self.pid
         if (
             reading is None
-            or reading.quality is not Quality.GOOD
+            or reading.quality is not _GOOD
             or now_s - reading.timestamp_s > self.stale_after_s
         ):
-            self.pid.hold()
+            pid.hold()
             self._good_streak = 0
             self.stats.add_blind(now_s)
             if self._blind_since is None:
                 self._blind_since = now_s
-            if (self.safe_output is not None and not self.pid.manual
+            if (self.safe_output is not None and not pid.manual
                     and now_s - self._blind_since >= self.safe_after_s):
                 # Tracked, not just returned: the PID resumes from what the actuator does.
-                self.pid.track(self.safe_output)
-            return self.pid.output
+                pid.track(self.safe_output)
+            return pid.output
         self._good_streak += 1
+        value = reading.value
         if self._good_streak < self.resume_after_good:
             # Trust comes back slowly: a sensor that just recovered may relapse.
-            self.stats.add(self.pid.setpoint - reading.value, now_s, dt_s)
-            return self.pid.output
+            self.stats.add(pid.setpoint - value, now_s, dt_s)
+            return pid.output
         self._blind_since = None
-        output = self.pid.update(reading.value, reading.timestamp_s)
-        self.stats.add(self.pid.setpoint - reading.value, now_s, dt_s)
+        output = pid.update(value, reading.timestamp_s)
+        self.stats.add(pid.setpoint - value, now_s, dt_s)
         return output

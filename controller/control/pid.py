@@ -96,7 +96,24 @@ class Pid:
             return self.output
         integral = self._integral + kp * dt / tuning.ti_s * error
         wanted = p + integral + d
-        applied = self._limit(wanted, dt)
+        # `_limit` inline (a call per loop per tick): each test is the min/max it replaces,
+        # keeping the first argument unless the other compares beyond it, so NaN stays NaN.
+        applied = wanted
+        bound = self.out_min
+        if bound > applied:
+            applied = bound
+        bound = self.out_max
+        if bound < applied:
+            applied = bound
+        rate = self.rate_limit_per_s
+        if rate is not None:
+            step = rate * dt
+            bound = self.output - step
+            if bound > applied:
+                applied = bound
+            bound = self.output + step
+            if bound < applied:
+                applied = bound
         self._integral = integral if applied == wanted else applied - p - d
         self.output = applied
         return applied

@@ -16,6 +16,8 @@ from drivers.contract.datasheet import PUMPS, TOTALISERS
 from drivers.contract.reading import Quality, Reading
 
 _GOOD = Quality.GOOD
+_PUMP_TOTALISERS: tuple[tuple[str, str], ...] = tuple((pump, TOTALISERS[pump]) for pump in PUMPS)
+"""(pump, its totaliser's channel), read every tick: no lookup through the read-only proxy."""
 
 
 class TotaliserBaseline:
@@ -40,8 +42,8 @@ class TotaliserBaseline:
         measured = self.measured_ml
         last_ml = self.last_ml
         fresh = True
-        for pump in PUMPS:
-            reading = readings.get(TOTALISERS[pump])
+        for pump, totaliser in _PUMP_TOTALISERS:
+            reading = readings.get(totaliser)
             if reading is None or reading.quality is not _GOOD:
                 measured[pump] = 0.0
                 fresh = False
@@ -54,8 +56,8 @@ class TotaliserBaseline:
             measured[pump] = 0.0 if last is None else value - last
         self.fresh = fresh
         if rebooted:  # every totaliser counts from 0 again: all of each value is new
-            for pump in PUMPS:
-                reading = readings.get(TOTALISERS[pump])
+            for pump, totaliser in _PUMP_TOTALISERS:
+                reading = readings.get(totaliser)
                 if reading is not None and reading.quality is _GOOD:
                     measured[pump] = reading.value
         return rebooted

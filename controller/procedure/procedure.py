@@ -32,6 +32,10 @@ from controller.procedure.states import (
 )
 from drivers.contract.reading import Reading
 
+_IDLE, _RUNNING, _RESTARTING = State.IDLE, State.RUNNING, State.RESTARTING
+"""The states `step` tests every tick, read once: an enum member read through its class costs
+a metaclass lookup (~0.15 us in 3.11)."""
+
 CONFIRM = "confirm"
 RUN_ACTIONS = ("start", "restart")
 """Commands that set the recipe running: refused while something it would hold for stands."""
@@ -108,6 +112,8 @@ class Procedure:
         """A phase was entered in this step: what stands is checked against its reactions."""
         self._telemetry: dict[str, Any] = {}
         self._update_telemetry()
+        self._quiet_step: RecipeStep | None = None
+        """The last step that asked for no bolus and no loop settings (see `step`)."""
 
     # --- what others read --------------------------------------------------------------------
     @property
@@ -206,27 +212,35 @@ class Procedure:
         state = self.state
         if state in SETTLES and now_s > self._entered_s:
             self._move(SETTLES[state], now_s, "recipe", "state complete")
-        elif state is State.IDLE and self.config.autostart and not self._started:
-            self._move(State.RUNNING, now_s, "recipe", "autostart")
+        elif state is _IDLE and self.config.autostart and not self._started:
+            self._move(_RUNNING, now_s, "recipe", "autostart")
         boluses: list[BolusOrder] = []
-        if self.state is State.RUNNING:
+        if self.state is _RUNNING:
             self._advance(readings, now_s)
         if self._entered_now:
             self._entered_now = False
             self._react_to_standing(now_s)
         state = self.state
-        if state is State.RUNNING and self._given < len(self._boluses):
+        if state is _RUNNING and self._given < len(self._boluses):
             boluses = self._due_boluses()
         settings: Mapping[str, PhaseLoop] = NO_SETTINGS
         if self._settings_due:
             self._settings_due = False
             settings = self.config.phase[self.phase_index].loops  # type: ignore[index]
-        if state is State.RUNNING or state is State.RESTARTING:
+        if state is _RUNNING or state is _RESTARTING:
             rates = self._feeding.step(readings, now_s)  # type: ignore[union-attr]
         else:
             rates = self._rates_not_running(state)
-        return RecipeStep(rates, state is not State.RUNNING and state is not State.RESTARTING,
-                          boluses, settings)
+        wait = state is not _RUNNING and state is not _RESTARTING
+        if boluses or settings:
+            return RecipeStep(rates, wait, boluses, settings)
+        # Most ticks ask what the last one did (the same rates dict, nothing due): the step is
+        # immutable and its empty list only read, so the last one is handed again rather than
+        # a frozen dataclass built anew every tick.
+        last = self._quiet_step
+        if last is None or last.rates is not rates or last.boluses_wait is not wait:
+            self._quiet_step = last = RecipeStep(rates, wait, [], NO_SETTINGS)
+        return last
 
     def _advance(self, readings: Mapping[str, Reading], now_s: float) -> None:
         if self._last_running_s is not None:
