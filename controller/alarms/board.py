@@ -108,8 +108,8 @@ class AlarmBoard:
                 raise ValueError(f"{what} {sorted(unknown)}: unknown priorities "
                                  f"(known: {list(PRIORITY_RANK)})")
         self._flood = _Flood()
-        self._plan = tuple((alarm, alarm.config.kind, alarm.config.channel, alarm.config.limit)
-                           for alarm in self.alarms.values())
+        self._plan = tuple((alarm, cfg.kind, cfg.channel, cfg.limit, cfg.rate_window_s)
+                           for alarm in self.alarms.values() for cfg in (alarm.config,))
         """Per alarm, what `evaluate` looks at first (the configs are frozen)."""
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
@@ -141,7 +141,7 @@ class AlarmBoard:
         its deadline before any tick can judge it)."""
         out: list[Transition] = []
         get = readings.get
-        for alarm, kind, channel, limit in self._plan:
+        for alarm, kind, channel, limit, window_s in self._plan:
             # The common case first: a usable reading whose condition is the debounced one,
             # settled by the alarm without a list of transitions (`Alarm.settle`); anything
             # else (a change, a delay running, a shelf, bad data, the link's alarms, rate
@@ -167,6 +167,14 @@ class AlarmBoard:
                         reading.quality is _STALE
                         or (limit is not None and t_s - reading.timestamp_s > limit), t_s):
                     continue
+            elif kind == "comm_loss":
+                if alarm.settle(not comm_ok, t_s):
+                    continue  # (when the link went down matters only to a change)
+            elif kind == "comm_errors":
+                share = 0.0 if read_failures is None else read_failures(window_s)
+                if not alarm.settle(share > limit, t_s):  # type: ignore[operator]
+                    out += alarm.evaluate(share > limit, t_s)  # type: ignore[operator]
+                continue
             out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures,
                                       comm_down_since_s)
         flood = self._flood

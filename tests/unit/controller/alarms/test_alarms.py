@@ -610,12 +610,12 @@ def test_random_sequences_stay_consistent(latched, on, off, steps):
 
 
 def _evaluate_every_alarm_the_whole_way(board: AlarmBoard, readings, setpoints, t_s,
-                                        comm_ok) -> list[Transition]:
+                                        comm_ok, read_failures) -> list[Transition]:
     """What `AlarmBoard.evaluate` did before its settled fast path: every alarm through
     `_evaluate_one`, then the flood filter."""
     out: list[Transition] = []
     for alarm in board.alarms.values():
-        out += board._evaluate_one(alarm, readings, setpoints, t_s, comm_ok)
+        out += board._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures)
     return board._flood_filter(out, t_s)
 
 
@@ -655,6 +655,7 @@ def test_board_settled_path_gives_the_transitions_and_states_of_the_whole_way(se
         if rng.random() < 0.05:
             setpoints["temperature_c"] = rng.choice([36.5, 37.0, 37.5])
         comm_ok = rng.random() > 0.03
+        share = rng.choice([0.0, 0.0, 0.0, 0.5])
         action = rng.random()
         name = rng.choice(list(fast.alarms))
         shelf_s = rng.choice([10.0, 60.0])
@@ -668,8 +669,9 @@ def test_board_settled_path_gives_the_transitions_and_states_of_the_whole_way(se
                 board.return_to_service(name, t, OP)
             elif action < 0.15 and alarm.state in (S.UNACK, S.RTN_UNACK, S.LATCHED):
                 board.acknowledge(name, t, OP)
-        got = fast.evaluate(readings, setpoints, t, comm_ok)
-        expected = _evaluate_every_alarm_the_whole_way(whole, readings, setpoints, t, comm_ok)
+        got = fast.evaluate(readings, setpoints, t, comm_ok, lambda _window_s, share=share: share)
+        expected = _evaluate_every_alarm_the_whole_way(whole, readings, setpoints, t, comm_ok,
+                                                       lambda _window_s, share=share: share)
         assert got == expected
         assert fast.snapshot() == whole.snapshot()
         assert [a._judged_value for a in fast.alarms.values()] == \
