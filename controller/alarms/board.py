@@ -12,6 +12,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from math import isfinite
 from typing import Any, Protocol
 
 from controller.alarms.spec import DEFAULT_MAX_SHELVE_S, FLOOD, AlarmConfig, Priority
@@ -44,6 +45,10 @@ _USABLE_FOR_VALUES = (Quality.GOOD, Quality.OUT_OF_RANGE)  # OUT_OF_RANGE: clamp
 # Every quality but these is "bad", so qualities added later (FROZEN, IMPLAUSIBLE...) alarm too;
 # STALE is the stale alarm's business, COMM_ERROR the comm_loss alarm's.
 _NOT_BAD = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR)
+_GOOD, _OUT_OF_RANGE = Quality.GOOD, Quality.OUT_OF_RANGE
+_STALE, _COMM_ERROR = Quality.STALE, Quality.COMM_ERROR
+_SETTLED_VALUE_KINDS = frozenset({"high", "low", "deviation"})
+"""Value alarms `Alarm.settle_value` can settle (a rate alarm's slope keeps a history)."""
 
 
 class ShelvingForbidden(ValueError):
@@ -103,6 +108,9 @@ class AlarmBoard:
                 raise ValueError(f"{what} {sorted(unknown)}: unknown priorities "
                                  f"(known: {list(PRIORITY_RANK)})")
         self._flood = _Flood()
+        self._plan = tuple((alarm, cfg.kind, cfg.channel, cfg.limit, cfg.rate_window_s)
+                           for alarm in self.alarms.values() for cfg in (alarm.config,))
+        """Per alarm, what `evaluate` looks at first (the configs are frozen)."""
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {name: alarm.snapshot() for name, alarm in self.alarms.items()}
@@ -132,9 +140,46 @@ class AlarmBoard:
         failed, if known; comm_loss's on-delay counts from then (a failed operation waits out
         its deadline before any tick can judge it)."""
         out: list[Transition] = []
-        for alarm in self.alarms.values():
+        get = readings.get
+        for alarm, kind, channel, limit, window_s in self._plan:
+            # The common case first: a usable reading whose condition is the debounced one,
+            # settled by the alarm without a list of transitions (`Alarm.settle`); anything
+            # else (a change, a delay running, a shelf, bad data, the link's alarms, rate
+            # alarms) goes the whole way, as before.
+            if kind in _SETTLED_VALUE_KINDS:
+                reading = get(channel)
+                if reading is not None:
+                    quality, value = reading.quality, reading.value
+                    if ((quality is _GOOD or quality is _OUT_OF_RANGE)
+                            and isinstance(value, (int, float)) and isfinite(value)
+                            and alarm.settle_value(value, t_s, setpoints.get(channel))):
+                        continue
+            elif kind == "bad_quality":
+                reading = get(channel)
+                if reading is not None and reading.quality is not _COMM_ERROR:
+                    value = reading.value
+                    finite = isinstance(value, (int, float)) and isfinite(value)
+                    if alarm.settle(reading.quality not in _NOT_BAD or not finite, t_s):
+                        continue
+            elif kind == "stale":
+                reading = get(channel)
+                if reading is not None and reading.quality is not _COMM_ERROR and alarm.settle(
+                        reading.quality is _STALE
+                        or (limit is not None and t_s - reading.timestamp_s > limit), t_s):
+                    continue
+            elif kind == "comm_loss":
+                if alarm.settle(not comm_ok, t_s):
+                    continue  # (when the link went down matters only to a change)
+            elif kind == "comm_errors":
+                share = 0.0 if read_failures is None else read_failures(window_s)
+                if not alarm.settle(share > limit, t_s):  # type: ignore[operator]
+                    out += alarm.evaluate(share > limit, t_s)  # type: ignore[operator]
+                continue
             out += self._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures,
                                       comm_down_since_s)
+        flood = self._flood
+        if not out and not flood.active and not flood.times:
+            return out  # what _flood_filter returns for no transitions and no flood
         return self._flood_filter(out, t_s)
 
     def _evaluate_one(self, alarm: Alarm, readings: Mapping[str, ReadingLike],

@@ -230,6 +230,49 @@ class Alarm:
         self._judged_value = pv
         return self.evaluate(condition, t_s)
 
+    def settle(self, condition: bool, t_s: float) -> bool:
+        """The board's common case without a list of transitions: True when
+        `evaluate(condition, t_s)` would only note the time and return none (the condition is
+        the debounced one, the alarm is in service and not shelved, time did not go back),
+        and then the time is noted as `evaluate` notes it. False, with nothing changed,
+        otherwise: the caller then calls `evaluate`, which judges the change, the on/off delay,
+        the shelf or the bad time."""
+        last_t_s = self._last_t_s
+        if (condition != self._active or self._shelved_until is not None
+                or self._out_of_service or last_t_s is None or not last_t_s <= t_s < _INF):
+            return False
+        self._last_t_s = t_s
+        self._pending_since = None
+        return True
+
+    def settle_value(self, pv: float, t_s: float, setpoint: float | None = None) -> bool:
+        """`settle` for a high, low or deviation alarm given a finite `pv` (rate alarms keep
+        a slope history, so they always go through `evaluate_value`): the condition is
+        computed as `evaluate_value` computes it; True (and `pv` noted as the value judged)
+        when `evaluate_value` would return no transition and change nothing else; False, with
+        nothing changed, otherwise (also for a setpoint that is missing or not finite:
+        `evaluate_value` says what is wrong with it)."""
+        cfg = self.config
+        kind = cfg.kind
+        limit = cfg.limit
+        db = cfg.deadband if self._active else 0.0
+        if kind == "high":
+            condition = pv > limit - db  # type: ignore[operator]
+        elif kind == "low":
+            condition = pv < limit + db  # type: ignore[operator]
+        elif kind == "deviation" and setpoint is not None and math.isfinite(setpoint):
+            condition = abs(pv - setpoint) > limit - db  # type: ignore[operator]
+        else:
+            return False
+        last_t_s = self._last_t_s
+        if (condition != self._active or self._shelved_until is not None
+                or self._out_of_service or last_t_s is None or not last_t_s <= t_s < _INF):
+            return False
+        self._judged_value = pv
+        self._last_t_s = t_s
+        self._pending_since = None
+        return True
+
     def hold(self, t_s: float) -> list[Transition]:
         """No usable input this cycle: keep condition and timers, only let a shelf expire."""
         self._check_time(t_s)

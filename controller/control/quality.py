@@ -114,41 +114,46 @@ class QualityJudge:
         #  window start, whether the last full window was too noisy, sum of the steps]
         self._history: dict[str, list] = {
             ch.name: [nan, nan, nan, nan, GOOD, nan, 0.0, 0, nan, False, 0.0] for ch in INPUTS}
+        self._checks: dict[str, tuple] = {
+            name: (*limits[:3], None, None) if name in self._range_only
+            else (*limits[:3], self._history[name], limits)
+            for name, limits in self._limits.items()}
+        """Per channel, what `judge` needs in one lookup: its age limit and range, then its
+        history and all its limits, or None and None for a channel judged on age and range
+        alone (`_range_only`)."""
         self.cell_count = ReferenceCheck(*CELL_COUNT_CHECK, TOTAL_PER_VIABLE_RANGE,
                                          MIN_REFERENCE_CELLS_PER_ML, SAMPLED_STALE_AFTER_S)
 
     def judge(self, readings: Mapping[str, Reading], now_s: float) -> dict[str, Reading]:
-        """The readings with their verdicts; a reading that passes every check is reused."""
-        judged: dict[str, Reading] = {}
-        limits_of = self._limits
-        history_of = self._history
-        range_only = self._range_only
+        """The readings with their verdicts; a reading that passes every check is reused.
+
+        The readings are copied whole (one C-level copy, in their order) and only a reading
+        given another verdict is replaced, so most of a tick's inputs cost no store; each
+        channel's checks are one lookup (`_checks`)."""
+        judged = dict(readings)
+        checks = self._checks
         for name, reading in readings.items():
             if reading.quality is not GOOD:
-                judged[name] = reading
                 continue
-            bounds = range_only.get(name)
-            if bounds is not None:
-                value = reading.value
-                if now_s - reading.timestamp_s > bounds[0]:
-                    reading = reading.judged(STALE)
-                elif not bounds[1] <= value <= bounds[2]:  # also catches NaN
-                    reading = reading.judged(OUT_OF_RANGE)
-                judged[name] = reading
+            check = checks.get(name)
+            if check is None:
                 continue
-            limits = limits_of.get(name)
-            if limits is None:
-                judged[name] = reading
-                continue
-            history = history_of[name]
+            stale_after_s, low, high, history, limits = check
             t_s = reading.timestamp_s
+            if history is None:  # age and range only
+                if now_s - t_s > stale_after_s:
+                    judged[name] = reading.judged(STALE)
+                elif not low <= reading.value <= high:  # also catches NaN
+                    judged[name] = reading.judged(OUT_OF_RANGE)
+                continue
             if t_s == history[3]:  # the same sample again (an at-line result): same verdict
                 verdict = history[4]
-                if verdict is GOOD and now_s - t_s > limits[0]:
+                if verdict is GOOD and now_s - t_s > stale_after_s:
                     verdict = STALE
             else:
                 verdict = _verdict(reading.value, t_s, now_s, limits, history)
-            judged[name] = reading if verdict is GOOD else reading.judged(verdict)
+            if verdict is not GOOD:
+                judged[name] = reading.judged(verdict)
         self.cell_count.apply(judged)
         return judged
 

@@ -9,7 +9,7 @@ what is commanded is on record first.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 import structlog
@@ -29,6 +29,10 @@ from controller.runtime.probe_standards import ProbeStandards
 from controller.runtime.recovery import ReactorCheckpoint
 
 log = structlog.get_logger(__name__)
+
+_COUNTER_NAMES = tuple(counter.name for counter in fields(ReactorCounters))
+"""The counters in the checkpoint, in their order: `dataclasses.asdict` made the same dict of
+ints (deep copies of ints are the ints) at ~30 us a checkpoint, a third of `state()`."""
 
 
 class Checkpointer:
@@ -101,7 +105,7 @@ class Checkpointer:
             "alarms": self._board.snapshot(),
             "outside_alarms": self._outside.snapshot(),
             "interlocks": self._interlocks.snapshot(),
-            "counters": asdict(self._counters),
+            "counters": {name: getattr(self._counters, name) for name in _COUNTER_NAMES},
             "telemetry_seq": self._telemetry_seq_now(),
             "device_session": self._session(),
             "standardisation": (None if self._standards is None

@@ -607,3 +607,75 @@ def test_random_sequences_stay_consistent(latched, on, off, steps):
             assert not latched
         if state is S.SHELVED and kind == "eval":
             assert a.shelved_until is not None and a.shelved_until > t   # expiry honoured
+
+
+def _evaluate_every_alarm_the_whole_way(board: AlarmBoard, readings, setpoints, t_s,
+                                        comm_ok, read_failures) -> list[Transition]:
+    """What `AlarmBoard.evaluate` did before its settled fast path: every alarm through
+    `_evaluate_one`, then the flood filter."""
+    out: list[Transition] = []
+    for alarm in board.alarms.values():
+        out += board._evaluate_one(alarm, readings, setpoints, t_s, comm_ok, read_failures)
+    return board._flood_filter(out, t_s)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_board_settled_path_gives_the_transitions_and_states_of_the_whole_way(seed):
+    """Random walks across limits and deadbands, with bad, out-of-range, stale, missing and
+    comm-error readings, a setpoint moving, shelves and removals: the fast board and one that
+    evaluates every alarm the whole way give the same transitions, the same states and the
+    same snapshots, evaluation by evaluation."""
+    rng = random.Random(seed)
+    configs = [*default_alarms(LOOPS),
+               AlarmConfig(name="test_t_high_delayed", channel="temperature_c", kind="high",
+                           limit=37.3, deadband=0.1, on_delay_s=20.0, off_delay_s=15.0),
+               AlarmConfig(name="test_do_low", channel="do_pct_air", kind="low", limit=35.0,
+                           deadband=1.0, latched=True),
+               AlarmConfig(name="test_ph_stale", channel="ph", kind="stale", limit=12.0)]
+    fast, whole = AlarmBoard(configs), AlarmBoard(configs)
+    values = dict(SP)
+    setpoints = dict(SP)
+    sample_t = dict.fromkeys(SP, 0.0)
+    qualities = [Quality.GOOD] * 12 + [Quality.OUT_OF_RANGE, Quality.BAD, Quality.STALE,
+                                       Quality.COMM_ERROR, Quality.FROZEN]
+    t = 0.0
+    for _ in range(600):
+        t += rng.choice([5.0, 5.0, 5.0, 1.0, 30.0])
+        readings: dict[str, Reading] = {}
+        for name, sp in SP.items():
+            # a walk that dwells around the limits and the deadbands: steps of a tenth of
+            # its reach, pulled back towards the setpoint
+            values[name] += rng.gauss(0.0, 0.1 * REACH[name]) + 0.02 * (sp - values[name])
+            if rng.random() < 0.85:
+                sample_t[name] = t
+            if rng.random() < 0.05:
+                continue  # missing
+            value = values[name] if rng.random() > 0.02 else float("nan")
+            readings[name] = Reading(value, "u", sample_t[name], rng.choice(qualities))
+        if rng.random() < 0.05:
+            setpoints["temperature_c"] = rng.choice([36.5, 37.0, 37.5])
+        comm_ok = rng.random() > 0.03
+        share = rng.choice([0.0, 0.0, 0.0, 0.5])
+        action = rng.random()
+        name = rng.choice(list(fast.alarms))
+        shelf_s = rng.choice([10.0, 60.0])
+        for board in (fast, whole):
+            alarm = board[name]
+            if action < 0.02 and alarm.state is not S.OUT_OF_SERVICE and board.may_shelve(name):
+                board.shelve(name, t + shelf_s, t, OP)
+            elif action < 0.03 and alarm.state is not S.OUT_OF_SERVICE:
+                board.remove_from_service(name, t, OP)
+            elif action < 0.05 and alarm.state is S.OUT_OF_SERVICE:
+                board.return_to_service(name, t, OP)
+            elif action < 0.15 and alarm.state in (S.UNACK, S.RTN_UNACK, S.LATCHED):
+                board.acknowledge(name, t, OP)
+        got = fast.evaluate(readings, setpoints, t, comm_ok, lambda _window_s, share=share: share)
+        expected = _evaluate_every_alarm_the_whole_way(whole, readings, setpoints, t, comm_ok,
+                                                       lambda _window_s, share=share: share)
+        assert got == expected
+        assert fast.snapshot() == whole.snapshot()
+        assert [a._judged_value for a in fast.alarms.values()] == \
+            [a._judged_value for a in whole.alarms.values()]
+
+
+REACH = {"temperature_c": 1.5, "do_pct_air": 20.0, "ph": 0.5}
