@@ -264,13 +264,9 @@ class Alarm:
             condition = abs(pv - setpoint) > limit - db  # type: ignore[operator]
         else:
             return False
-        last_t_s = self._last_t_s
-        if (condition != self._active or self._shelved_until is not None
-                or self._out_of_service or last_t_s is None or not last_t_s <= t_s < _INF):
+        if not self.settle(condition, t_s):
             return False
         self._judged_value = pv
-        self._last_t_s = t_s
-        self._pending_since = None
         return True
 
     def hold(self, t_s: float) -> list[Transition]:
