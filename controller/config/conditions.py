@@ -27,7 +27,9 @@ floats, and `ph == 7.3` would hold by accident or never.
 from __future__ import annotations
 
 import math
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.contract.durations import parse_duration_s
@@ -37,6 +39,10 @@ CLOCKS = ("phase_time", "run_time")
 CONFIRMED = "confirmed"
 KEYWORDS = frozenset({"and", "or", "not", "for", CONFIRMED})
 OPERATORS = ("<=", ">=", "<", ">")
+HOLDS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+"""What each operator means: `Compare.holds`, and the recipe's exits compiled for the tick
+(controller/procedure/exits.py)."""
 MAX_DEPTH = 32
 """Parentheses and `not`s nested deeper than this are refused: no recipe needs it, and the
 recursive descent must end in a ConditionError, not Python's recursion limit."""
@@ -65,14 +71,7 @@ class Compare:
     for_s: float = 0.0
 
     def holds(self, x: float) -> bool:
-        op = self.op
-        if op == "<":
-            return x < self.value
-        if op == "<=":
-            return x <= self.value
-        if op == ">":
-            return x > self.value
-        return x >= self.value
+        return HOLDS[self.op](x, self.value)
 
 
 @dataclass(frozen=True, slots=True)

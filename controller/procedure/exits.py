@@ -10,10 +10,10 @@ comparison is not true, including when its reading goes bad.
 """
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping, Sequence
 
 from controller.config.conditions import (
+    HOLDS,
     All,
     AnyOf,
     Compare,
@@ -31,10 +31,6 @@ _GOOD = Quality.GOOD
 
 Evaluator = Callable[["ExitWatch", Mapping[str, Reading], float], "bool | None"]
 """A condition compiled for the tick: (watch, readings, now_s) -> True, False or None."""
-
-_HOLDS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-"""`Compare.holds` by operator, chosen once per comparison rather than every tick."""
 
 
 class ExitWatch:
@@ -120,7 +116,7 @@ def _compile_compare(compare: Compare, k: int) -> Evaluator:
     """One comparison with its hold-timer `k`: unknown (None) on a reading that is not GOOD,
     and the timer restarts whenever it is not true."""
     operand = compare.operand
-    holds = _HOLDS.get(compare.op, operator.ge)  # as Compare.holds: anything else is >=
+    holds = HOLDS[compare.op]  # chosen once per comparison, not every tick
     limit = compare.value
     for_s = compare.for_s
 
