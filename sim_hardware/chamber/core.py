@@ -197,22 +197,10 @@ class Chamber:
             faults.check_comm(self._now())
             self.actuate(outputs)
             return
-        # The fast path: actuate() and _set_physical() inlined for a chamber without faults
-        # (this runs on every controller tick), where the pumps and the chamber get what was
-        # requested but for the heater relay.
-        validate_outputs(outputs)
-        model = self._model
+        validate_outputs(outputs)  # the fast path: actuate() inlined, without faults
         self._advance(self._now())  # the old inputs hold up to now
         self._requested = inputs = apply_outputs(self._requested, outputs, self.params)
-        old = self._pumped
-        if (inputs.feed_ml_per_h != old.feed_ml_per_h
-                or inputs.harvest_ml_per_h != old.harvest_ml_per_h
-                or inputs.base_ml_per_h != old.base_ml_per_h):
-            self._totalise(model.t_s)
-            self._pumped = inputs
-        if inputs.heater_pct > 0.0 and (inputs.heater_relay < 0.5 or self.cutout):
-            inputs = replace(inputs, heater_pct=0.0)
-        model.set_inputs(inputs)
+        self._set_physical(inputs)
 
     # ----------------------------------------------------------------------------- device side
     def actuate(self, outputs: Mapping[str, float]) -> None:
@@ -304,8 +292,7 @@ class Chamber:
     def _set_physical(self, requested: ActuatorInputs) -> None:
         """Apply `requested` at the model's time. The totalisers integrate the old pump flows
         up to it only when a flow changes (most writes move the heater or the gas only): a
-        reading adds the flow since then. `write` inlines this without faults: keep the two
-        alike."""
+        reading adds the flow since then."""
         model = self._model
         t_s = model.t_s
         faults = self.faults
