@@ -36,6 +36,9 @@ from typing import Any
 
 from controller.config import ConfigError, ReactorConfig
 
+RECORDS_FILES = ("", "-wal", "-shm", "-journal")
+"""A run's records file and the files SQLite keeps beside it (suffixes of its name)."""
+
 LOCK_WAIT_S = 15.0
 """How long a restart waits for a killed controller's writer to commit its last records."""
 
@@ -66,6 +69,14 @@ class RunLock:
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def remove_records(db_path: Path) -> None:
+    """A run's records file gone, with SQLite's files beside it, to start its run id over.
+    Call it holding the `RunLock`: never under a controller still writing the file."""
+    for suffix in RECORDS_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            db_path.with_name(db_path.name + suffix).unlink()
 
 
 @dataclass(frozen=True)

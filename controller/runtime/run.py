@@ -27,7 +27,13 @@ from controller.runtime.garbage_collection import SETTLE_PERIODS, StartUpObjects
 from controller.runtime.historian import Historian, RunInfo
 from controller.runtime.reactor import Reactor
 from controller.runtime.reactor_summary import reactor_summary
-from controller.runtime.recovery import Recovery, RunLock, check_continuable, load_recovery
+from controller.runtime.recovery import (
+    Recovery,
+    RunLock,
+    check_continuable,
+    load_recovery,
+    remove_records,
+)
 from controller.runtime.tick_groups import tick_forever, tick_groups
 from controller.runtime.writer_child import ALARM as WRITER_ALARM
 from controller.runtime.writer_child import FILE_ALARM as RECORDS_FILE_ALARM
@@ -54,6 +60,12 @@ class RunOptions:
     historian_in_process: bool = False
     """Write the records in this process rather than in a writer child (Historian's
     `in_process`): for a sweep worker, whose siblings keep every core busy already."""
+    start_over: bool = False
+    """A run id found on disk is not continued: its records are removed, under the run's
+    lock, and it runs from the beginning (a sweep's run, run again after it was interrupted
+    or failed). Under the lock, because a Dask cluster may start a task again while the first
+    attempt still runs (a worker taken for dead): that attempt keeps its file, and the second
+    waits for it, then is refused."""
 
 
 def reactor_seed(run_seed: int, index: int) -> int:
@@ -156,6 +168,8 @@ class Run:
         try:
             # Before anything is written: a daemon refused its outbox leaves no run behind.
             self._outbox_lock = self._lock_outbox()
+            if self.options.start_over:
+                remove_records(self.db_path)
             recovery = load_recovery(self.db_path, self.options.run_id)
             with StartUpObjects() as start_up:
                 return await self._execute(lock, recovery, start_up)

@@ -17,7 +17,7 @@ from controller.report.html import CSS, escape, html_table, num
 from controller.sweep.groups import alarms_text, group_over_seeds, markdown, spread_text
 from controller.sweep.metrics import BAND_PREFIX, PRODUCT_COLUMNS
 from controller.sweep.spec import Sweep
-from controller.sweep.store import CSV, PARQUET, table_rows
+from controller.sweep.store import CSV, PARQUET, table_rows, write_whole
 from controller.sweep.task import OK
 from drivers.contract.durations import format_duration
 
@@ -49,10 +49,12 @@ def write_page(out: Path, sweep: Sweep, records: list[dict[str, Any]],
     grouped = group_over_seeds(rows, sweep.axes, metrics)
     over_seeds = ""
     if grouped is not None:
-        (out / OVER_SEEDS).write_text(markdown(*grouped, metrics), encoding="utf-8")
+        text = markdown(*grouped, metrics)
+        write_whole(out / OVER_SEEDS, lambda partial: partial.write_text(text, encoding="utf-8"))
         over_seeds = _over_seeds_html(*grouped, metrics)
     page = out / PAGE
-    page.write_text(_html(sweep, rows, columns, figures, over_seeds), encoding="utf-8")
+    html = _html(sweep, rows, columns, figures, over_seeds)
+    write_whole(page, lambda partial: partial.write_text(html, encoding="utf-8"))
     return page
 
 
@@ -82,7 +84,7 @@ def _plot_axis(out: Path, axis: str, values: list[Any], rows: list[dict[str, Any
     for ax in axes[panels:]:
         ax.set_visible(False)
     name = f"by_{''.join(c if c.isalnum() else '_' for c in axis)}.png"
-    fig.savefig(out / name, format="png")
+    write_whole(out / name, lambda partial: fig.savefig(partial, format="png"))
     return name
 
 

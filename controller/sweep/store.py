@@ -1,12 +1,21 @@
 """Where a sweep keeps its results: one JSON record per finished run under DIR/runs/ (written
-as each run ends, atomically, so a killed sweep loses only the runs in flight), and the tables
-DIR/results.parquet and DIR/results.csv rebuilt from all the records."""
+as each run ends, so a killed sweep loses only the runs in flight), and the tables
+DIR/results.parquet and DIR/results.csv rebuilt from all the records.
+
+Every file here is written whole or not at all (`write_whole`): a sweep killed while it
+rewrites its tables leaves the last ones, and a reader (a notebook, the dashboard, a sync job)
+never sees half a table. One sweep at a time owns DIR (`SweepStore.owned`): a second one, in
+another terminal or from a timer, would run the same cases again and start their historians
+over under the first one's runs.
+"""
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,23 @@ from controller.sweep.task import OK
 RUNS = "runs"
 PARQUET = "results.parquet"
 CSV = "results.csv"
+LOCK = ".sweep.lock"
+
+
+class SweepDirInUse(OSError):
+    """Another sweep owns DIR."""
+
+
+def write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(partial)` writes the file beside `path`, then it takes `path`'s place in one
+    rename: a reader sees the old file or the new one, never part of one."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:  # gone if the write failed (a full disk), or kept if it cannot be (not a file)
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 class SweepStore:
@@ -25,6 +51,26 @@ class SweepStore:
         self.out = out
         self.runs = out / RUNS
         self.runs.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def owned(self) -> Iterator[None]:
+        """DIR for this sweep alone while inside; SweepDirInUse if another sweep has it. An
+        `flock`: the kernel lets go when its holder dies, so a killed sweep never leaves DIR
+        locked."""
+        fd = os.open(self.out / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise SweepDirInUse(
+                    f"{self.out} is in use by another sweep (pid {holder}): wait "
+                    "for it to end, or give this one another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # the lock goes with it; the file stays (unlinking it would race)
 
     def db_path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.sqlite"
@@ -42,10 +88,8 @@ class SweepStore:
         return record if record.get("status") == OK else None
 
     def save(self, record: dict[str, Any]) -> None:
-        path = self.record_path(record["run_id"])
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(partial, path)  # a reader sees the whole record or none
+        text = json.dumps(record, indent=1) + "\n"
+        write_whole(self.record_path(record["run_id"]), lambda partial: partial.write_text(text))
 
     def write_tables(self, rows: list[dict[str, Any]]) -> list[str]:
         """results.parquet and results.csv; the columns, in order."""
@@ -55,12 +99,16 @@ class SweepStore:
         # A column with no value yet (no run failed: no error) is text, not pyarrow's null type.
         arrays = [a.cast(pa.string()) if pa.types.is_null(a.type) else a for a in arrays]
         table = pa.table(dict(zip(columns, arrays, strict=True)))
-        pq.write_table(table, self.out / PARQUET)
-        with (self.out / CSV).open("w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(full)
+        write_whole(self.out / PARQUET, lambda partial: pq.write_table(table, partial))
+        write_whole(self.out / CSV, lambda partial: _write_csv(partial, columns, full))
         return columns
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def table_rows(axes: Iterable[str], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

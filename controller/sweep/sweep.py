@@ -40,35 +40,41 @@ class SweepResult:
 
 
 def run_sweep(options: SweepOptions) -> SweepResult:
-    """Run what is missing; a SweepError (before anything runs) for a bad file or case."""
+    """Run what is missing; a SweepError (before anything runs) for a bad file or case,
+    SweepDirInUse if another sweep owns DIR."""
     sweep = load_sweep(options.sweep_path)
     cases = build_cases(sweep)
     store = SweepStore(options.out)
-    records: dict[str, dict[str, Any]] = {}
-    for case in cases:
-        done = store.finished(case.run_id)
-        if done is not None:
-            records[case.run_id] = done
-    reused = len(records)
-    todo = [task_of(case, store) for case in cases if case.run_id not in records]
-    if options.progress is not None and reused:
-        options.progress(reused, len(cases), {})
-    ran = 0
-    try:
-        for record in options.executor.run(todo, options.setup):
-            store.save(record)
-            records[record["run_id"]] = record
-            ran += 1
-            if options.progress is not None:
-                options.progress(len(records), len(cases), record)
-    finally:  # interrupted or not, the tables show every run finished so far
-        ordered = [records[c.run_id] for c in cases if c.run_id in records]
-        columns = store.write_tables(table_rows(sweep.axes, ordered))
-        page = write_page(options.out, sweep, ordered, columns)
+    with store.owned():
+        records = {case.run_id: done for case in cases
+                   if (done := store.finished(case.run_id)) is not None}
+        reused = len(records)
+        todo = [task_of(case, store) for case in cases if case.run_id not in records]
+        if options.progress is not None and reused:
+            options.progress(reused, len(cases), {})
+        try:
+            ran = _run(todo, options, store, records, len(cases))
+        finally:  # interrupted or not, the tables show every run finished so far
+            ordered = [records[c.run_id] for c in cases if c.run_id in records]
+            columns = store.write_tables(table_rows(sweep.axes, ordered))
+            page = write_page(options.out, sweep, ordered, columns)
     statuses = [r["status"] for r in records.values()]
     return SweepResult(total=len(cases), reused=reused, ran=ran,
                        failed=sum(s not in (OK, LOST) for s in statuses),
                        lost=statuses.count(LOST), columns=columns, page=page)
+
+
+def _run(todo: list[dict[str, Any]], options: SweepOptions, store: SweepStore,
+         records: dict[str, dict[str, Any]], total: int) -> int:
+    """The tasks run, each record kept (in `records` too) as it comes; how many ran."""
+    ran = 0
+    for record in options.executor.run(todo, options.setup):
+        store.save(record)
+        records[record["run_id"]] = record
+        ran += 1
+        if options.progress is not None:
+            options.progress(len(records), total, record)
+    return ran
 
 
 def task_of(case: Case, store: SweepStore) -> dict[str, Any]:

@@ -6,7 +6,6 @@ makes one row, not a crashed sweep.
 """
 from __future__ import annotations
 
-import contextlib
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,6 @@ FAILED = "failed"
 """The run itself failed: its error is in the record; the sweep runs it again on resume."""
 LOST = "lost"
 """The run's worker died under it (killed, out of memory, the cluster gone)."""
-_DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 def run_case(task: dict[str, Any], setup: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -33,14 +31,13 @@ def run_case(task: dict[str, Any], setup: Callable[[], None] | None = None) -> d
     started = Clock.wall_monotonic()
     record: dict[str, Any] = {"run_id": task["run_id"], "case": task["case"]}
     try:
-        db = Path(task["db"])
-        remove_historian(db)  # an interrupted run starts again from the beginning
         config = Config.model_validate(task["config"])
         # The records written here, not by a writer child: the sweep's workers fill the cores,
         # and the child's unpickling cost more than the inserts (docs/benchmarks.md, Sweeps).
         summary = clock.run(Run(RunOptions(config=config, config_text=task["config_text"],
-                                           db_path=db, run_id=task["run_id"],
-                                           historian_in_process=True)).execute(),
+                                           db_path=Path(task["db"]), run_id=task["run_id"],
+                                           historian_in_process=True,
+                                           start_over=True)).execute(),
                             None)
         if summary["stopped_by"] != "completed":
             raise RuntimeError(f"the run stopped early: {summary['stopped_by']}")
@@ -51,8 +48,3 @@ def run_case(task: dict[str, Any], setup: Callable[[], None] | None = None) -> d
     record["wall_seconds"] = Clock.wall_monotonic() - started
     return record
 
-
-def remove_historian(db: Path) -> None:
-    for suffix in _DB_SUFFIXES:
-        with contextlib.suppress(FileNotFoundError):
-            db.with_name(db.name + suffix).unlink()

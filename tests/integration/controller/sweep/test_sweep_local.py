@@ -2,10 +2,14 @@
 failing run as a row, and a sweep killed half-way and run again."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +24,12 @@ from plugins.sweeps import (
 )
 from plugins.waiting import wait_until
 
+from controller.runtime.recovery import RunLock
 from controller.sweep.cases import build_cases
 from controller.sweep.spec import load_sweep
+from controller.sweep.store import SweepStore
+from controller.sweep.sweep import task_of
+from controller.sweep.task import run_case
 
 AXES = ("seed", "reactor.chamber.microgravity")
 
@@ -174,3 +182,58 @@ def test_sigterm_stops_a_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) ->
     again = run_sweep_command(sweep, out, "--workers", "2")
     assert again.returncode == 0, again.stderr
     assert [r["status"] for r in read_results(out)] == ["ok"] * 4
+
+
+def test_a_second_sweep_into_the_same_dir_is_refused_and_leaves_the_first_alone(
+        tmp_path: Path) -> None:
+    """Two terminals, or a timer, sweeping into one DIR: the second would run the first's
+    cases again, starting their historians over under its runs, and both would write the
+    tables. It is refused at once, naming the sweep that owns DIR."""
+    sweep = write_sweep(tmp_path, "seed = [1, 2, 3]\n", duration="6h")
+    out = tmp_path / "out"
+    with _sweep_mid_run(sweep, out) as (first, _):
+        second = run_sweep_command(sweep, out, "--workers", "1")
+        assert first.poll() is None  # still sweeping, so the refusal was the lock's
+        stdout, stderr = first.communicate(timeout=180)
+    assert second.returncode == 1
+    assert second.stderr == (f"error: {out} is in use by another sweep (pid {first.pid}): "
+                             "wait for it to end, or give this one another --out\n")
+    assert second.stdout == ""
+    assert first.returncode == 0, stderr
+    assert "3 runs (0 found finished, 3 run now); 0 failed, 0 lost" in stdout
+    assert [r["alarms_raised"] for r in read_results(out)] == ["0"] * 3  # none removed
+    # The first sweep over, DIR is free again.
+    again = run_sweep_command(sweep, out, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert "3 runs (3 found finished, 0 run now)" in again.stdout
+
+
+def test_a_case_started_again_while_its_first_attempt_runs_waits_and_removes_nothing(
+        tmp_path: Path) -> None:
+    """A Dask cluster runs a task again when it takes a worker for dead, which may still be
+    running it. The second attempt must not remove the first one's records under it: it
+    waits for the run's lock (held here as the first attempt would), then starts over."""
+    sweep = write_sweep(tmp_path, "seed = [1]\n", duration="1h")
+    store = SweepStore(tmp_path / "out")
+    [case] = build_cases(load_sweep(sweep))
+    task = task_of(case, store)
+    db = Path(task["db"])
+    db.write_bytes(b"the first attempt's records")
+    seen_while_held: list[bytes] = []
+
+    def first_attempt() -> None:
+        time.sleep(1.0)  # the first attempt's run, going on meanwhile
+        seen_while_held.append(db.read_bytes())
+        lock.release()
+
+    lock = RunLock(db)
+    holder = threading.Thread(target=first_attempt)
+    holder.start()
+    try:
+        record = run_case(task)
+    finally:
+        holder.join()
+    assert seen_while_held == [b"the first attempt's records"]
+    assert record["status"] == "ok", record.get("error")
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        assert con.execute("SELECT count(*) FROM ticks").fetchone()[0] == 3600

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 
 from controller.sweep.metrics import reactor_metrics
-from controller.sweep.store import SweepStore, table_rows
+from controller.sweep.store import SweepDirInUse, SweepStore, table_rows
 from controller.sweep.task import LOST
 
 
@@ -89,3 +91,33 @@ def test_tables_and_records(tmp_path: Path) -> None:
     with (tmp_path / "results.csv").open() as stream:
         csv_rows = list(csv.DictReader(stream))
     assert csv_rows[0]["total_fold"] == "3.0" and csv_rows[1]["reactor"] == ""
+
+
+def test_a_reader_of_the_tables_never_sees_half_of_one(tmp_path: Path) -> None:
+    """The tables are rewritten after every run; a reader that opened them before a rewrite
+    (a notebook, a sync job) still reads the whole table it opened, and a rewrite that fails
+    leaves the last tables whole, with nothing half-written beside them."""
+    store = SweepStore(tmp_path)
+    old = [{"seed": s, "run_id": f"r{s}", "total_fold": 2.0} for s in range(500)]
+    store.write_tables(old)
+    with (tmp_path / "results.csv").open() as csv_stream, \
+            (tmp_path / "results.parquet").open("rb") as parquet_stream:
+        store.write_tables(old[:3])
+        assert len(list(csv.DictReader(csv_stream))) == 500
+        assert pq.read_table(parquet_stream).num_rows == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.parquet",
+                                                          "runs"]  # no partial left behind
+    (tmp_path / "results.csv.partial").mkdir()  # the CSV's rewrite fails (as on a full disk)
+    with pytest.raises(IsADirectoryError):
+        store.write_tables(old[:1])
+    with (tmp_path / "results.csv").open() as stream:
+        assert len(list(csv.DictReader(stream))) == 3  # the last table, whole
+
+
+def test_one_sweep_at_a_time_owns_its_folder(tmp_path: Path) -> None:
+    first, second = SweepStore(tmp_path), SweepStore(tmp_path)
+    refusal = rf"^{tmp_path} is in use by another sweep \(pid {os.getpid()}\): wait for it"
+    with first.owned(), pytest.raises(SweepDirInUse, match=refusal), second.owned():
+        pass
+    with second.owned():  # free once the first is done
+        pass
