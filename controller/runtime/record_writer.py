@@ -35,7 +35,9 @@ rest is appended.
 A file removed from disk under the writer (`rm`, or a cleaner of old files such as
 systemd-tmpfiles under /tmp, ten days into a fourteen-day culture) is written back from the
 writer's open copy before its next transaction (`RecordWriter.rescued` says so): before, every
-record of the run went with it, silently, when the writer closed it.
+record of the run went with it, silently, when the writer closed it. If it cannot be written back
+(the disk full), the open copy is written to meanwhile and the write-back tried again 1 s later,
+then 2 s, 4 s, ... up to `WRITE_BACK_RETRY_MAX_S` apart, and at the close.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -51,6 +54,7 @@ from typing import Any
 
 from controller.operator import audit
 from drivers.contract.datasheet import INPUTS, OUTPUTS, Kind
+from drivers.wire.backoff import Backoff
 
 SAMPLED = tuple(c.name for c in INPUTS if c.kind is Kind.SAMPLED)
 INPUT_NAMES = tuple(c.name for c in INPUTS)
@@ -116,16 +120,23 @@ class RecordWriter:
     one transaction a `write`. Run in the writer child, or in the caller's process."""
 
     def __init__(self, path: str, run: RunInfo,
-                 alive: Callable[[], None] | None = None) -> None:
+                 alive: Callable[[], None] | None = None, *,
+                 now: Callable[[], float] = time.monotonic) -> None:
         """`alive`: called now and then while the file is being written back after it was
-        removed (seconds, for a long run's file), so the writer is not taken for hung."""
+        removed (seconds, for a long run's file), so the writer is not taken for hung. `now`:
+        monotonic seconds, for when a failed write-back is tried again. (Not the controller's
+        Clock: importing it brings asyncio into the writer child, which starts it later.)"""
         self._path = path
         self._run = run
         self._alive = alive
+        self._now = now
         self.rows = 0
         self.rescued: list[str] = []
         """What was written back, one message each, for the caller to report (and clear)."""
         self._write_back_failed = False
+        self._retries = Backoff(WRITE_BACK_RETRY_FIRST_S, WRITE_BACK_RETRY_MAX_S)
+        self._retry_at_s = 0.0
+        """When a failed write-back may be tried again (`now`'s seconds)."""
         self._open()
 
     def _open(self) -> None:
@@ -149,14 +160,20 @@ class RecordWriter:
         # would drop SQLite's locks: POSIX locks are per process and file).
         self._file = open(self._path, "rb")  # noqa: SIM115 (closed after the connection)
 
-    def _keep_on_disk(self) -> None:
+    def _keep_on_disk(self, *, last_chance: bool = False) -> None:
         """The file written back at its path from the open copy if it is no longer there:
         removed from disk, or moved (renamed away, or replaced by another file). If that
         cannot be done now (the disk full, the folder not writable), the open copy is kept and
-        written to, and it is tried again before each transaction: this process may hold the
-        run's only copy of its records, so it must neither fail nor lose it."""
+        written to: this process may hold the run's only copy of its records, so it must
+        neither fail nor lose it. It is tried again before a transaction 1 s after the failure,
+        then 2 s, 4 s, ... up to `WRITE_BACK_RETRY_MAX_S` apart, not before each one: each try
+        copies the whole file (a long run's, GB), and a full disk was filled with it and
+        emptied again every second, for weeks. At the close (`last_chance`) it is tried whether
+        the next try is due or not: the open copy goes with the writer."""
         opened = os.fstat(self._file.fileno())
         if opened.st_nlink and _same_file(opened, self._path):
+            return
+        if not (last_chance or self._write_back_due()):
             return
         gone = ("was removed from disk while open" if not opened.st_nlink else
                 f"was moved away while open (to {self._moved_to()}, which keeps the records "
@@ -165,16 +182,27 @@ class RecordWriter:
         try:
             target = self._write_back()
         except (sqlite3.Error, OSError) as exc:
-            if not self._write_back_failed:
-                self._write_back_failed = True
-                self.rescued.append(
-                    f"the run's records file {removed} {gone}, and could not be written back "
-                    f"({type(exc).__name__}: {exc}): the records are kept in the writer's "
-                    f"open copy and written back as soon as it can")
+            self._write_back_put_off(f"the run's records file {removed} {gone}", exc)
             return
         self._write_back_failed = False
+        self._retries.reset()
         self.rescued.append(f"the run's records file {removed} {gone}; written back from the "
                             f"writer's copy to {target}")
+
+    def _write_back_due(self) -> bool:
+        """Whether a write-back may be tried now: none failed, or its retry is due."""
+        return not self._write_back_failed or self._now() >= self._retry_at_s
+
+    def _write_back_put_off(self, what: str, exc: BaseException) -> None:
+        """The next try after a failed write-back put off (twice as long as the last time, up
+        to the cap); the first failure said, once."""
+        self._retry_at_s = self._now() + self._retries.next_delay_s()
+        if self._write_back_failed:
+            return
+        self._write_back_failed = True
+        self.rescued.append(
+            f"{what}, and could not be written back ({type(exc).__name__}: {exc}): the "
+            f"records are kept in the writer's open copy and written back as soon as it can")
 
     def _moved_to(self) -> str:
         """Where the open file now is (Linux names it under /proc), for the message."""
@@ -246,7 +274,7 @@ class RecordWriter:
 
     def close(self, summary_json: str | None) -> int:
         """The run's summary and the ticks' index written, the file closed; the rows written."""
-        self._keep_on_disk()
+        self._keep_on_disk(last_chance=True)
         moved_away = self._write_back_failed
         if moved_away and not os.fstat(self._file.fileno()).st_nlink:
             # Closed, the open copy goes: said, not reported written.
@@ -348,6 +376,16 @@ def _write_forever(pipe: Connection) -> None:
     except Exception as exc:
         _send_quietly(pipe, ("error", f"{type(exc).__name__}: {exc}"))
 
+
+WRITE_BACK_RETRY_FIRST_S = 1.0
+WRITE_BACK_RETRY_MAX_S = 300.0
+"""[est] The longest wait between two tries to write back a removed records file that could
+not be (the first 1 s after the failure, then twice as long each time): each try copies the
+whole file, a long run's GB, so tried before each transaction (once a second) it filled a full
+disk and emptied it again every second for as long as the culture ran, slowing all else on the
+machine. Meanwhile the records are safe in the writer's open copy: once the disk has room, five
+minutes more without them at their path is little against a culture of days, and a GB copy
+(~5-10 s at 100-200 MB/s) then takes at most a few % of the disk's time."""
 
 COPY_STEP_PAGES = 256
 """Pages (4 kB each) copied between two life signs while a removed file is written back: 1 MB,

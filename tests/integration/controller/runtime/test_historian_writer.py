@@ -24,7 +24,7 @@ from plugins.waiting import wait_until
 from controller.child_process import start_child
 from controller.runtime import writer_child
 from controller.runtime.historian import Historian, RunInfo
-from controller.runtime.record_writer import RecordWriter, tick_columns
+from controller.runtime.record_writer import WRITE_BACK_RETRY_MAX_S, RecordWriter, tick_columns
 from controller.runtime.writer_child import DownAlarm, WriterChild
 from drivers import CHANNELS, Quality, Reading
 
@@ -617,7 +617,8 @@ def test_a_removed_file_that_cannot_be_written_back_yet_is_kept_open_until_it_ca
     its writes failing with EFBIG). The writer must not fail: its open copy may be the run's
     only one. It keeps writing there, says so once, and writes it back when it can."""
     path = tmp_path / "h.sqlite"
-    writer = RecordWriter(str(path), RUN)
+    clock = WallClock()
+    writer = RecordWriter(str(path), RUN, now=clock)
     columns = len(tick_columns())
     writer.write([{"ticks": [("r1", float(t), *[1.0] * columns) for t in range(2000)]}])
     writer._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows in the file, the -wal empty
@@ -636,6 +637,7 @@ def test_a_removed_file_that_cannot_be_written_back_yet_is_kept_open_until_it_ca
     [message] = writer.rescued
     assert "could not be written back (OperationalError: disk I/O error)" in message
     writer.rescued.clear()
+    clock.t_s += WRITE_BACK_RETRY_MAX_S  # the next try due
     writer.write([{"events": [("r1", 2.0, "run", "space again", None)]}])
     assert writer.rescued == [f"the run's records file {path} was removed from disk while "
                               f"open; written back from the writer's copy to {path}"]
@@ -643,6 +645,117 @@ def test_a_removed_file_that_cannot_be_written_back_yet_is_kept_open_until_it_ca
     ticks, events = _on_disk(path)
     assert ticks == [float(t) for t in range(2000)]
     assert events == ["while full", "space again"]
+
+
+def _tries_counted(writer: RecordWriter, clock: WallClock,
+                   monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When (`clock`'s seconds) `writer` tries to write its file back: the real write-back,
+    each call noted."""
+    tries: list[float] = []
+    write_back = writer._write_back
+
+    def noted() -> str:
+        tries.append(clock.t_s)
+        return write_back()
+
+    monkeypatch.setattr(writer, "_write_back", noted)
+    return tries
+
+
+def _removed_and_blocked(path: Path) -> Path:
+    """`path` removed, and no copy of it can be made (a folder where the copy goes)."""
+    path.unlink()
+    obstacle = Path(f"{path}.rescue")
+    obstacle.mkdir()
+    return obstacle
+
+
+def _event(writer: RecordWriter, message: str) -> None:
+    writer.write([{"events": [("r1", 1.0, "run", message, None)]}])
+
+
+def test_a_write_back_that_keeps_failing_is_tried_ever_less_often(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each try copies the whole file (a long run's, GB). Before, it was tried before every
+    transaction: a full disk was filled with the copy and emptied again every second, for as
+    long as the culture ran. Now 1 s after the failure, then 2 s, 4 s, ... up to
+    WRITE_BACK_RETRY_MAX_S apart, never in between; the rows go on to the open copy."""
+    path = tmp_path / "h.sqlite"
+    clock = WallClock()
+    writer = RecordWriter(str(path), RUN, now=clock)
+    tries = _tries_counted(writer, clock, monkeypatch)
+    obstacle = _removed_and_blocked(path)
+    failed_s = clock.t_s
+    for k in range(3000):  # a transaction every 0.5 s for 25 minutes
+        _event(writer, f"{k}")
+        clock.t_s += 0.5
+    doubling = [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 127.0, 255.0, 511.0]
+    capped = [511.0 + n * WRITE_BACK_RETRY_MAX_S for n in (1, 2, 3)]
+    assert [t - failed_s for t in tries] == doubling + capped
+    [message] = writer.rescued  # said once, not at each try
+    assert "could not be written back (IsADirectoryError: " in message
+    obstacle.rmdir()
+    writer.close(None)
+    assert _on_disk(path)[1] == [f"{k}" for k in range(3000)]
+
+
+def test_a_write_back_that_succeeds_at_last_starts_the_backoff_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room again, the file is written back at the next try due (not before), and the next
+    removal is tried at its first transaction and again 1 s after, not where the last
+    backoff had got to."""
+    path = tmp_path / "h.sqlite"
+    clock = WallClock()
+    writer = RecordWriter(str(path), RUN, now=clock)
+    tries = _tries_counted(writer, clock, monkeypatch)
+    obstacle = _removed_and_blocked(path)
+    for at_s in (0.0, 1.0, 3.0, 7.0):  # each try failing; the next due at 15 s
+        clock.t_s = 1000.0 + at_s
+        _event(writer, f"at {at_s}")
+    obstacle.rmdir()
+    clock.t_s = 1014.5
+    _event(writer, "at 14.5")
+    assert not path.exists()  # not tried: not yet due
+    clock.t_s = 1015.0
+    _event(writer, "at 15")
+    assert path.exists()
+    assert len(tries) == 5
+    assert writer.rescued[-1] == (f"the run's records file {path} was removed from disk while "
+                                  f"open; written back from the writer's copy to {path}")
+    obstacle = _removed_and_blocked(path)  # removed again, and no room again
+    clock.t_s = 1020.0
+    _event(writer, "at 20")  # tried at once
+    obstacle.rmdir()
+    clock.t_s = 1020.5
+    _event(writer, "at 20.5")
+    clock.t_s = 1021.0
+    _event(writer, "at 21")  # 1 s after this removal's failure: the backoff started again
+    assert [t - 1000.0 for t in tries] == [0.0, 1.0, 3.0, 7.0, 15.0, 20.0, 21.0]
+    assert path.exists()
+    writer.close(None)
+    assert _on_disk(path)[1] == ["at 0.0", "at 1.0", "at 3.0", "at 7.0", "at 14.5", "at 15",
+                                 "at 20", "at 20.5", "at 21"]
+
+
+def test_the_close_writes_back_even_before_the_next_try_is_due(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close is the open copy's last chance: tried whatever the backoff says."""
+    path = tmp_path / "h.sqlite"
+    clock = WallClock()
+    writer = RecordWriter(str(path), RUN, now=clock)
+    tries = _tries_counted(writer, clock, monkeypatch)
+    obstacle = _removed_and_blocked(path)
+    _event(writer, "failed")
+    obstacle.rmdir()
+    clock.t_s += 0.5
+    _event(writer, "not due")
+    assert not path.exists()  # the next try is due only 1 s after the failure
+    assert writer.close('{"fold_expansion": 2.0}') == 2
+    assert len(tries) == 2
+    assert _on_disk(path)[1] == ["failed", "not due"]
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT summary_json FROM runs").fetchone() == (
+            '{"fold_expansion": 2.0}',)
 
 
 def test_a_moved_file_that_cannot_be_written_back_keeps_every_record_where_it_went(
