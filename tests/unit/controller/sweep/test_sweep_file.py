@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from plugins.configs import DEFAULT_CONFIG_PATH
 
-from controller.sweep.spec import SweepError, axis_problem, expand_axes, load_sweep
+from controller.sweep.spec import MAX_CASES, SweepError, axis_problem, expand_axes, load_sweep
 
 
 def write(tmp_path: Path, body: str, base: str | None = str(DEFAULT_CONFIG_PATH)) -> Path:
@@ -106,3 +106,19 @@ def test_a_missing_or_broken_file(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("duration = \n")
     with pytest.raises(SweepError, match="not valid TOML"):
         load_sweep(tmp_path / "bad.toml")
+
+
+def test_a_sweep_too_large_to_check_is_refused_before_a_case_is_built(tmp_path: Path) -> None:
+    """A product of long axes (10^6 cases) would take hours to check and run out of memory
+    before its first run: refused at once, saying what made it large."""
+    seeds = ", ".join(str(s) for s in range(1000))
+    body = f'duration = "1h"\n[axes]\nseed = [{seeds}]\n"run.flush_interval_s" = [{seeds}]\n'
+    with pytest.raises(SweepError) as caught:
+        load_sweep(write(tmp_path, body))
+    assert str(caught.value) == (
+        f"{tmp_path / 'sweep.toml'}: 1,000,000 cases (1000 seed x 1000 run.flush_interval_s); "
+        f"at most {MAX_CASES:,} in one sweep (each is checked as a config before any runs): "
+        "split it into smaller sweeps, each with its own --out")
+    seeds = ", ".join(str(s) for s in range(MAX_CASES))
+    assert len(load_sweep(write(tmp_path, f'duration = "1h"\n[axes]\nseed = [{seeds}]\n'))
+               .cases) == MAX_CASES  # the most is allowed
