@@ -50,11 +50,14 @@ _MISSING = Reading(float("nan"), "", float("nan"), Quality.BAD)
 _QUALITY_CODE = {quality: quality.value for quality in Quality}
 
 
-FLUSH_TICK_ROWS = 1000
+FLUSH_TICK_ROWS = 250
 """A batch goes to the writer once it holds this many tick rows, even before the run's flush
-period: a fleet of 1,000 reactors makes 60,000 rows a minute, and pickling and sending those
-at once would hold the event loop for a tenth of a second, making every tick behind it late.
-A single reactor at 1 s never gets here (60 rows a minute)."""
+period: a fleet of 1,000 reactors makes 60,000 rows a minute, and the hand-off (pickling and
+sending) is done inside the tick of whichever reactor's row crossed the mark, holding the event
+loop meanwhile. At 1,000 rows it took ~10 ms once a second, and every reactor of that group and
+the next was that late; at 250, four hand-offs of ~2.5 ms a second (docs/benchmarks.md,
+"Smaller tick groups and record hand-offs"). A single reactor at 1 s never gets here (60 rows
+a minute)."""
 
 
 class Historian:

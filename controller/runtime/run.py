@@ -319,7 +319,8 @@ class Run:
             groups = tick_groups(self._in_process, virtual_time=virtual_time,
                                  period_s=run_cfg.control_period_s, speed=run_cfg.speed or 1.0)
             ticks = [group.create_task(self._tick_forever(clock, [reactors[i] for i in g.members],
-                                                          g.offset_s, after_group),
+                                                          g.offset_s, after_group,
+                                                          g.first_spread_s),
                                        name=f"tick-{reactors[g.members[0]].id}")
                      for g in groups]
             last_start_s = max(g.offset_s for g in groups)
@@ -343,11 +344,12 @@ class Run:
                  duration_s=run_cfg.duration)
 
     async def _tick_forever(self, clock: Clock, reactors: list[Reactor], offset_s: float = 0.0,
-                            after_group: Callable[[], None] | None = None) -> None:
+                            after_group: Callable[[], None] | None = None,
+                            first_spread_s: float = 0.0) -> None:
         await tick_forever(clock, reactors, offset_s=offset_s,
                            period_s=self.config.run.control_period_s,
                            duration_s=self.config.run.duration, stopped=self._stop,
-                           after_group=after_group)
+                           after_group=after_group, first_spread_s=first_spread_s)
 
     async def _keep_alive_forever(self, clock: Clock, reactor: Reactor) -> None:
         """Heartbeats for a device on a real link between the ticks, whatever the period

@@ -3,6 +3,7 @@ covered (never bunches them), and every period of the run is a tick made or a ti
 record: none lost, none counted past the run's end."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from collections import deque
@@ -19,6 +20,7 @@ from controller.runtime.tick_groups import (
     REAL_TIME_GROUP_SIZE,
     START_SLOT_WALL_S,
     TickGroup,
+    tick_forever,
     tick_groups,
 )
 
@@ -136,4 +138,33 @@ def test_a_large_fleet_starts_over_several_periods_each_group_keeping_its_own_ph
 def test_a_reactor_on_a_real_link_ticks_alone_at_the_start_of_the_period() -> None:
     groups = tick_groups([True, False, True, False], virtual_time=False, period_s=2.0)
     assert TickGroup((1,), 0.0) in groups and TickGroup((3,), 0.0) in groups
-    assert TickGroup((0, 2), 0.0) in groups
+    assert TickGroup((0, 2), 0.0, first_spread_s=START_SLOT_WALL_S / 2) in groups
+
+
+def test_a_groups_first_ticks_are_spread_over_its_start_slot_then_back_to_back() -> None:
+    """A first tick costs ten to twenty steady ones: back to back, the group's last member
+    started its first tick that many first ticks late. Each first tick is due on its own, and
+    late only from there; from the second period on the group ticks back to back."""
+
+    async def main() -> list[SlowReactor]:
+        c = Clock()
+        reactors = [SlowReactor(c, {0: 0.15}) for _ in range(3)]  # first ticks: 0.15 s each
+        await tick_forever(c, reactors, offset_s=0.0, period_s=1.0, duration_s=3.0,
+                           stopped=asyncio.Event(), first_spread_s=0.2)
+        return reactors
+
+    reactors = clock.run(main(), None)
+    assert [r.started_at for r in reactors] == [pytest.approx(a) for a in (
+        [0.0, 1.0, 2.0], [0.2, 1.0, 2.0], [0.4, 1.0, 2.0])]
+    assert [list(r.lateness_s) for r in reactors] == [[0.0, 0.0, 0.0]] * 3
+    assert all(r.counters.skipped_ticks == 0 for r in reactors)
+
+
+def test_first_ticks_are_spread_in_real_and_scaled_time_never_past_a_period() -> None:
+    real = tick_groups([True] * 1000, virtual_time=False, period_s=1.0)
+    assert [g.first_spread_s * len(g.members) for g in real] == pytest.approx(
+        [START_SLOT_WALL_S] * len(real))
+    virtual = tick_groups([True] * 1000, virtual_time=True, period_s=1.0)
+    assert [g.first_spread_s for g in virtual] == [0.0]  # virtual time: nothing to spread
+    scaled = tick_groups([True] * 1000, virtual_time=False, period_s=1.0, speed=600.0)
+    assert max(g.first_spread_s * len(g.members) for g in scaled) <= 1.0
