@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from controller.config import ConfigError
+from controller.runtime.recovery import RunLock
 from controller.sweep.task import OK
 
 RUNS = "runs"
@@ -54,23 +55,22 @@ class SweepStore:
 
     @contextlib.contextmanager
     def owned(self) -> Iterator[None]:
-        """DIR for this sweep alone while inside; SweepDirInUse if another sweep has it. An
-        `flock`: the kernel lets go when its holder dies, so a killed sweep never leaves DIR
-        locked."""
-        fd = os.open(self.out / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        """DIR for this sweep alone while inside; SweepDirInUse if another sweep has it. The
+        run's own lock (`RunLock`, an `flock`: the kernel lets go when its holder dies, so a
+        killed sweep never leaves DIR locked), with the holder's pid in it for the message."""
+        lock_file = self.out / LOCK
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise SweepDirInUse(
-                    f"{self.out} is in use by another sweep (pid {holder}): wait "
-                    "for it to end, or give this one another --out") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            lock = RunLock(lock_file.with_suffix(""), wait_s=0.0)
+        except ConfigError:
+            holder = lock_file.read_text(errors="replace").strip() or "?"
+            raise SweepDirInUse(f"{self.out} is in use by another sweep (pid {holder}): wait "
+                                "for it to end, or give this one another --out") from None
+        try:
+            os.ftruncate(lock.fd, 0)
+            os.pwrite(lock.fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
-            os.close(fd)  # the lock goes with it; the file stays (unlinking it would race)
+            lock.release()  # the file stays (unlinking it would race)
 
     def db_path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.sqlite"
