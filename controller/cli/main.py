@@ -40,6 +40,13 @@ from controller.runtime.run import (
     open_reactor_driver,
 )
 from controller.runtime.writer_child import HistorianError
+from controller.sweep.executors import (
+    WORKER_WAIT_S,
+    DaskCluster,
+    Executor,
+    LocalPool,
+    scheduler_address,
+)
 from drivers.contract.durations import format_duration, parse_duration_s
 from drivers.contract.errors import DeviceError
 
@@ -114,8 +121,12 @@ def _parser() -> argparse.ArgumentParser:
                        "re-running into the same DIR runs only the missing runs")
     sweep.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
                        metavar="N", help="local worker processes (default: the number of cores)")
-    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=_scheduler_address,
                        help="run on this Dask distributed scheduler's workers instead")
+    sweep.add_argument("--worker-wait", type=_positive_float, default=WORKER_WAIT_S,
+                       metavar="S", help="with --scheduler: how long the runs wait while the "
+                       "scheduler has no worker before they are lost "
+                       f"(default {WORKER_WAIT_S:g} s)")
     sweep.add_argument("--quiet", action="store_true", help="no progress line")
     sweep.set_defaults(func=_cmd_sweep)
 
@@ -147,6 +158,23 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: at least 1")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds, above 0") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: a number of seconds, above 0")
+    return value
+
+
+def _scheduler_address(text: str) -> str:
+    try:
+        return scheduler_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
@@ -236,11 +264,10 @@ def _interrupt_sweep(signum: int, frame: object) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from controller.sweep.executors import DaskCluster, Executor, LocalPool
     from controller.sweep.sweep import SweepOptions, run_sweep
 
     executor: Executor = (LocalPool(args.workers) if args.scheduler is None
-                          else DaskCluster(args.scheduler))
+                          else DaskCluster(args.scheduler, worker_wait_s=args.worker_wait))
     progress = None if args.quiet else SweepProgressLine()
     options = SweepOptions(args.sweep, args.out, executor,
                            setup=functools.partial(configure_logging, args.log_level),

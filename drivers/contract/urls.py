@@ -104,6 +104,10 @@ def split_host_port(text: str, *, default_port: int | None = None,
         host, port = text, str(default_port)
     if not host.strip("[]"):
         raise ValueError(f"expected {form}, got {text!r}: missing HOST")
+    bracketed = host[:1] == "[" and host[-1:] == "]" and host.count("[") == host.count("]") == 1
+    if ("[" in host or "]" in host) and not bracketed:
+        raise ValueError(f"expected {form}, got {text!r}: unbalanced brackets (an IPv6 host "
+                         f"is written in brackets, e.g. [::1]:PORT)")
     if not (port.isascii() and port.isdigit() and lowest <= int(port) <= MAX_PORT):
         raise ValueError(f"expected {form}, got {text!r}: port {port!r} is not an integer "
                          f"{lowest}-{MAX_PORT}")

@@ -27,34 +27,57 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):  # what is left of its session (a nanny's
+        os.killpg(process.pid, signal.SIGKILL)     # workers when a test killed the leader)
 
 
 @contextlib.contextmanager
 def dask_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
     """The scheduler's address once `workers` workers have joined; all stopped on exit, with
     their logs in `folder`."""
+    with dask_scheduler(folder) as address, dask_workers(address, folder, workers):
+        yield address
+
+
+@contextlib.contextmanager
+def dask_scheduler(folder: Path) -> Iterator[str]:
+    """A scheduler alone (workers join it with `dask_workers`), its address once it answers."""
     from distributed import Client
 
-    port = free_port()
-    address = f"tcp://{LOOPBACK}:{port}"
-    folder.mkdir(parents=True, exist_ok=True)
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        for name, command in (
-            ("scheduler", ["scheduler", "--host", LOOPBACK, "--port", str(port),
-                           "--no-dashboard"]),
-            ("worker", ["worker", address, "--nworkers", str(workers), "--nthreads", "1",
-                        "--host", LOOPBACK, "--no-dashboard",
-                        "--local-directory", str(folder / "scratch")]),
-        ):
-            with (folder / f"{name}.log").open("wb") as log:
-                processes.append(subprocess.Popen([str(BIN / "dask"), *command],
-                                                  stdout=log, stderr=subprocess.STDOUT,
-                                                  env={**os.environ, **WORKER_ENV},
-                                                  start_new_session=True))
+    address = f"tcp://{LOOPBACK}:{free_port()}"
+    with _started(folder, "scheduler", ["scheduler", "--host", LOOPBACK,
+                                        "--port", address.rpartition(":")[2],
+                                        "--no-dashboard"]):
+        with Client(address, timeout=f"{START_S}s"):
+            pass
+        yield address
+
+
+@contextlib.contextmanager
+def dask_workers(address: str, folder: Path,
+                 workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`dask worker` with `workers` single-threaded processes, once they have joined; its
+    process (the leader of a session holding its nanny and worker processes)."""
+    from distributed import Client
+
+    with _started(folder, "worker", [
+            "worker", address, "--nworkers", str(workers), "--nthreads", "1", "--host",
+            LOOPBACK, "--no-dashboard", "--local-directory", str(folder / "scratch")]) as worker:
         with Client(address, timeout=f"{START_S}s") as client:
             client.wait_for_workers(workers, timeout=START_S)
-        yield address
+        yield worker
+
+
+@contextlib.contextmanager
+def _started(folder: Path, name: str,
+             command: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`dask COMMAND` in its own session, its output in `folder/NAME.log`; stopped on exit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen([str(BIN / "dask"), *command], stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **WORKER_ENV},
+                                   start_new_session=True)
+    try:
+        yield process
     finally:
-        for process in reversed(processes):
-            _stop(process)
+        _stop(process)
