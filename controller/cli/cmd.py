@@ -65,9 +65,13 @@ def read_key(args: argparse.Namespace) -> bytes:
     if args.key is not None:
         return parse_key(args.key)
     path = Path(args.key_file)
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        print(f"warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
-    return parse_key(path.read_text())
+    try:
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            print(f"warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
+        return parse_key(path.read_text(encoding="ascii"))
+    except (OSError, ValueError) as exc:  # as a config's key_file says it (config/remote.py)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ValueError(f"--key-file {path}: cannot read a hex key ({why})") from None
 
 
 def run_cmd(

@@ -29,7 +29,9 @@ from controller.config import (
     fleet,
     format_speed,
     load_config,
+    parse_config,
     parse_speed,
+    read_toml_text,
     safety_warnings,
 )
 from controller.runtime.run import (
@@ -220,7 +222,8 @@ def apply_overrides(config: Config, *, duration: str | None, speed: str | None,
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config_text = read_toml_text(args.config, "config file")  # read once: checked as recorded
+    config = parse_config(config_text, source=str(args.config))
     config = apply_overrides(config, duration=args.duration, speed=args.speed, seed=args.seed,
                              device=args.device, mqtt=args.mqtt, faults=args.fault)
     if args.reactors is not None:
@@ -228,7 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_devices(config)  # fail before starting anything
     print_warnings(config)  # the run records them too, as config_warning events
     progress = None if args.quiet else ProgressLine()
-    options = RunOptions(config=config, config_text=args.config.read_text(), db_path=args.db,
+    options = RunOptions(config=config, config_text=config_text, db_path=args.db,
                          progress=progress)
     if args.run_id is not None:
         options.run_id = args.run_id

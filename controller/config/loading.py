@@ -69,12 +69,29 @@ class Config(StrictModel):
 
 def load_config(path: Path | str) -> Config:
     """Read and validate a TOML config; ConfigError lists every problem with its key."""
-    path = Path(path)
+    return parse_config(read_toml_text(Path(path), "config file"), source=str(path))
+
+
+def read_toml_text(path: Path, what: str) -> str:
+    """A TOML file's text (`what`: "config file", "sweep file" ...), read once, so that what is
+    checked is what a run records; ConfigError saying why it cannot be: missing, a folder,
+    unreadable, or not UTF-8 (TOML is UTF-8 by its specification; a file saved as Latin-1
+    with a "°C" in a comment was a UnicodeDecodeError's traceback). A byte-order mark, which
+    some Windows editors write, is dropped (tomllib calls it an invalid statement)."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    return parse_config(text, source=str(path))
+        raise ConfigError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a {what}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text, as a TOML {what} must be: byte "
+                          f"0x{data[exc.start]:02x} on line {line}; save it as UTF-8") from None
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import argon2
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from controller.config import ConfigError, read_toml_text
 from controller.config.remote import OperatorConfig
 from controller.dashboard.passwords import UNKNOWN_ACCOUNT_HASH, verify_password
 from controller.operator.protocol import ACTIONS
@@ -171,11 +172,9 @@ def authenticate(config: DashboardConfig, name: str, password: str) -> Account |
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise DashboardConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DashboardConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        return tomllib.loads(read_toml_text(path, "file"))
+    except ConfigError as exc:
+        raise DashboardConfigError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise DashboardConfigError(f"{path}: not valid TOML: {exc}") from None
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.config import Config, ConfigError, validate_config
+from controller.config import Config, ConfigError, read_toml_text, validate_config
 from controller.runtime.run import open_reactor_driver
 from controller.sweep.spec import CONFIG, FAULTS, SEED, Sweep, SweepError
 
@@ -73,10 +73,7 @@ def _build(sweep: Sweep, index: int, values: dict[str, Any], texts: dict[Path, s
         base = sweep.path.parent / values[CONFIG]
     assert base is not None  # the sweep file's model requires base or a config axis
     if base not in texts:
-        try:
-            texts[base] = base.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"{base}: no such config file") from None
+        texts[base] = read_toml_text(base, "config file")
     text = texts[base]
     try:
         data = tomllib.loads(text)

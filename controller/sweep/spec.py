@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from controller.config import ConfigError, ReactorConfig, RunConfig
+from controller.config import ConfigError, ReactorConfig, RunConfig, read_toml_text
 from drivers.contract.validation import Seconds, StrictModel, format_validation_error
 
 SEED = "seed"
@@ -81,9 +81,9 @@ def load_sweep(path: Path | str) -> Sweep:
     """Read and check a sweep file; SweepError names the key and what is allowed."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"{path}: no such sweep file") from None
+        data = tomllib.loads(read_toml_text(path, "sweep file"))
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"{path}: not valid TOML: {exc}") from None
     try:

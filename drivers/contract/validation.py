@@ -102,6 +102,8 @@ class _Walker:
             # A rule pointing inside the value: a list's at an element (`[2].name = 'x': ...`),
             # a table's at a key below it (`.phase[1] (growth).loops.ph: ...`).
             return f"{key}{message}"
+        if not key:  # a rule of the whole file: its message names the keys it is about
+            return message
         if isinstance(value, (dict, list)) or key.rsplit(".", 1)[-1] in self.secret:
             return f"{key}: {message}"
         return f"{key} = {value!r}: {message}"

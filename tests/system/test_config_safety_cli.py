@@ -64,3 +64,23 @@ def test_warnings_are_printed_and_recorded(tmp_path: Path) -> None:
             "SELECT message FROM events WHERE kind = 'config_warning'")]
     assert messages[0].startswith("reactor[0].interlocks.o2_supply_lost.enabled = False")
     assert any(m.startswith("reactor[0].schedule.perfusion[1].at") for m in messages)
+
+
+def test_a_config_that_is_not_utf8_is_one_line_for_every_command(tmp_path: Path) -> None:
+    """A Latin-1 config ("°C" in a comment) was a UnicodeDecodeError's traceback from run,
+    check-config and sweep alike."""
+    text = DEFAULT_CONFIG_PATH.read_text()
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(("# at 37 °C\n" + text).encode("latin-1"))
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f'base = "{path.name}"\nduration = "1h"\n[axes]\nseed = [1]\n')
+    expected = (f"{path}: not UTF-8 text, as a TOML config file must be: byte 0xb0 on line 1; "
+                f"save it as UTF-8")
+    for result in (bioreactor("check-config", path),
+                   bioreactor("run", path, "--duration", "1h", "--quiet",
+                              "--db", tmp_path / "r.sqlite"),
+                   bioreactor("sweep", sweep, "--out", tmp_path / "out")):
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert expected in result.stderr
+    assert not (tmp_path / "r.sqlite").exists()

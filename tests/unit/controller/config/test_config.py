@@ -14,6 +14,7 @@ from controller.config import (
     ConfigError,
     load_config,
     parse_config,
+    read_toml_text,
 )
 
 DEFAULT_PATH = REPO / "configs" / "hsc_expansion.toml"
@@ -400,6 +401,35 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file") as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+def test_a_latin1_config_is_refused_naming_the_byte_and_its_line(default_text: str,
+                                                                   tmp_path: Path) -> None:
+    """A comment with "°C" saved as Latin-1 (an editor's default on some systems) was a
+    UnicodeDecodeError's traceback from `bioreactor run` and `check-config`."""
+    path = tmp_path / "latin1.toml"
+    text = default_text.replace('id = "hsc-1"', 'id = "hsc-1"  # at 37 °C')
+    path.write_bytes(text.encode("latin-1"))
+    line = text[:text.index("°")].count("\n") + 1
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}: not UTF-8 text, as a TOML config file must be: byte "
+                               f"0xb0 on line {line}; save it as UTF-8")
+
+
+def test_a_folder_given_as_the_config_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == f"{tmp_path}: a folder, not a config file"
+
+
+def test_a_byte_order_mark_is_dropped(default_text: str, tmp_path: Path) -> None:
+    """Some Windows editors start a UTF-8 file with one; tomllib calls it an invalid
+    statement at line 1."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + default_text.encode())
+    assert load_config(path) == parse_config(default_text)
+    assert read_toml_text(path, "config file") == default_text
 
 
 def test_config_error_is_a_value_error() -> None:

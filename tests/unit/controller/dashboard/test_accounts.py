@@ -120,14 +120,16 @@ def test_no_account_anywhere_is_refused(tmp_path: Path) -> None:
     assert "account: no [[account]]" in message and "without a CONFIG" in message
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize("data, expected", [
     (None, "no such file"),
-    ("[[account]\n", "not valid TOML"),
+    (b"[[account]\n", "not valid TOML"),
+    ("# caf\u00e9\n".encode("latin-1"), "not UTF-8 text, as a TOML file must be: byte 0xe9 on "
+                                       "line 1; save it as UTF-8"),
 ])
-def test_unreadable_files(tmp_path: Path, text: str | None, expected: str) -> None:
+def test_unreadable_files(tmp_path: Path, data: bytes | None, expected: str) -> None:
     path = tmp_path / "dashboard.toml"
-    if text is not None:
-        path.write_text(text)
+    if data is not None:
+        path.write_bytes(data)
     assert expected in refusal(path)
 
 

@@ -72,9 +72,10 @@ def test_axis_paths_are_checked_against_the_config_models(axis: str,
     ('duration = "2x"\n[axes]\nseed = [1]\n', "duration = '2x': duration '2x' not understood"),
     ('duration = "1h"\nfoo = 1\n[axes]\nseed = [1]\n',
      "foo: unknown key (allowed here: base, duration, axes, case)"),
-    ('duration = "1h"\n', "give either [axes] (every combination is run) or [[case]]"),
+    # A rule of the whole file is its message alone, not ": message" (an empty key).
+    ('duration = "1h"\n', "problem(s)\n  give either [axes] (every combination is run) or "),
     ('duration = "1h"\n[axes]\nseed = [1]\n[[case]]\nseed = 2\n', "not both or neither"),
-    ('duration = "1h"\n[axes]\nseed = []\n', "axes.seed is empty"),
+    ('duration = "1h"\n[axes]\nseed = []\n', "problem(s)\n  axes.seed is empty: give at least"),
     ('duration = "1h"\n[axes]\nfaults = ["co2_supply_lost@1h"]\n',
      "axes.faults = 'co2_supply_lost@1h': each value a list of faults"),
     ('duration = "1h"\n[axes]\nconfig = [3]\n', "axes.config = 3: a config file path"),
@@ -106,6 +107,12 @@ def test_a_missing_or_broken_file(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("duration = \n")
     with pytest.raises(SweepError, match="not valid TOML"):
         load_sweep(tmp_path / "bad.toml")
+    (tmp_path / "latin1.toml").write_bytes('# à 37 °C\nduration = "1h"\n'.encode("latin-1"))
+    with pytest.raises(SweepError, match=r"latin1.toml: not UTF-8 text, as a TOML sweep file "
+                                         r"must be: byte 0xe0 on line 1; save it as UTF-8"):
+        load_sweep(tmp_path / "latin1.toml")
+    with pytest.raises(SweepError, match="a folder, not a sweep file"):
+        load_sweep(tmp_path)
 
 
 def test_a_sweep_too_large_to_check_is_refused_before_a_case_is_built(tmp_path: Path) -> None:
