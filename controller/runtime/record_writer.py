@@ -290,7 +290,22 @@ class RecordWriter:
             self._checkpoint_moved()
         self._con.close()
         self._file.close()
+        if moved_away:
+            self._remove_emptied_sidecars()
         return self.rows
+
+    def _remove_emptied_sidecars(self) -> None:
+        """The moved file's -wal, emptied into it, and its -shm, left at the old path by
+        SQLite (it removes them at close only beside a file still at its path): removed, so a
+        folder's listing shows no trace of a database that is not there. Not while a file
+        is at the path again: they might be its own."""
+        if os.path.lexists(self._path):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.getsize(f"{self._path}-wal") == 0:
+                os.unlink(f"{self._path}-wal")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{self._path}-shm")
 
     def _checkpoint_moved(self) -> None:
         """A file moved away, and not written back, keeps the run's records where it went:
