@@ -41,11 +41,12 @@ run: install
 	$(BIN)/bioreactor run $(CONFIG) $(ARGS)
 
 # Two workers for the two cores; the slowest tests start first (see pyproject's pytest options).
-# The lint runs first and fails the target: ruff's rule set and import-linter's contracts (the
-# architecture's arrows) are in pyproject.toml.
+# The lint runs first and fails the target: ruff's rule set, import-linter's contracts (the
+# architecture's arrows) and mypy's settings are in pyproject.toml.
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: install-test lint
 	$(BIN)/python -m pytest -n 2 $(ARGS)

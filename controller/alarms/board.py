@@ -29,9 +29,14 @@ PRIORITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3
 
 
 class ReadingLike(Protocol):
-    value: float
-    quality: Quality
-    timestamp_s: float
+    """What the board reads of a reading; read-only, so a frozen `Reading` is one."""
+
+    @property
+    def value(self) -> float: ...
+    @property
+    def quality(self) -> Quality: ...
+    @property
+    def timestamp_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,13 @@ _GOOD, _OUT_OF_RANGE = Quality.GOOD, Quality.OUT_OF_RANGE
 _STALE, _COMM_ERROR = Quality.STALE, Quality.COMM_ERROR
 _SETTLED_VALUE_KINDS = frozenset({"high", "low", "deviation"})
 """Value alarms `Alarm.settle_value` can settle (a rate alarm's slope keeps a history)."""
+
+
+def _plan_channel(cfg: AlarmConfig) -> str:
+    """The alarm's input channel, for `AlarmBoard._plan`. Every alarm but a system one has a
+    channel (`AlarmConfig` refuses one without); a system alarm (comm_loss, comm_errors) reads
+    none, so its "" is never looked up."""
+    return "" if cfg.channel is None else cfg.channel
 
 
 class ShelvingForbidden(ValueError):
@@ -108,7 +120,7 @@ class AlarmBoard:
                 raise ValueError(f"{what} {sorted(unknown)}: unknown priorities "
                                  f"(known: {list(PRIORITY_RANK)})")
         self._flood = _Flood()
-        self._plan = tuple((alarm, cfg.kind, cfg.channel, cfg.limit, cfg.rate_window_s)
+        self._plan = tuple((alarm, cfg.kind, _plan_channel(cfg), cfg.limit, cfg.rate_window_s)
                            for alarm in self.alarms.values() for cfg in (alarm.config,))
         """Per alarm, what `evaluate` looks at first (the configs are frozen)."""
 
@@ -232,8 +244,8 @@ class AlarmBoard:
             flood.active, flood.held_back, flood.held_names = True, 0, []
             flood.started_t_s = t_s
             names = tuple(dict.fromkeys(name for _, name in flood.times))
-            top = max((self.alarms[a].priority for a in names),
-                      key=PRIORITY_RANK.__getitem__, default="high")
+            top: Priority = max((self.alarms[a].priority for a in names),
+                                key=PRIORITY_RANK.__getitem__, default="high")
             out.append(Transition(
                 FLOOD, AlarmState.NORMAL, AlarmState.UNACK, t_s,
                 f"alarm flood: {len(flood.times)} activations within "

@@ -131,17 +131,21 @@ ALARM_ENTRY_MODELS: dict[str, type[BaseModel]] = {"AlarmConfig": AlarmConfig,
 
 
 
+def _critical_only() -> list[Priority]:
+    return ["critical"]
+
+
 class AlarmBoardConfig(StrictModel):
     """`[reactor.alarm_board]`: flood summarising, and how far operators may silence alarms."""
 
     flood_threshold: int = Field(default=10, ge=1, le=1000, description="more activations than "
                                  "this within flood_window_s is a flood: one summary instead")
     flood_window_s: Seconds = Field(default=600.0, gt=0, le=86400)
-    flood_exempt: list[Priority] = Field(default_factory=lambda: ["critical"], description=
+    flood_exempt: list[Priority] = Field(default_factory=_critical_only, description=
                                          "priorities that notify one by one even in a flood")
     max_shelve_s: Seconds = Field(default=DEFAULT_MAX_SHELVE_S, gt=0, le=7 * 86400,
                                   description="longest shelf an operator may set on any alarm "
                                   "(an alarm's own max_shelve_s may be shorter)")
     unshelvable_priorities: list[Priority] = Field(
-        default_factory=lambda: ["critical"], description="priorities an operator may not "
+        default_factory=_critical_only, description="priorities an operator may not "
         "shelve (they can still be removed from service, e.g. for a probe swap)")

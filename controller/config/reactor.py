@@ -40,7 +40,10 @@ class ReactorConfig(StrictModel):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     safe_state: dict[str, float] = Field(default_factory=default_safe_state)
     quality: dict[str, QualityConfig] = Field(default_factory=dict)
-    interlocks: InterlocksConfig = Field(default_factory=lambda: InterlocksConfig())
+    # model_validate: the supply tables are filled by a validator, which a type checker
+    # reading the fields does not see (it would ask for them in InterlocksConfig()).
+    interlocks: InterlocksConfig = Field(
+        default_factory=lambda: InterlocksConfig.model_validate({}))
     alarm: list[AlarmEntry] = Field(
         default_factory=list, description="`[[reactor.alarm]]`: alarms on top of the defaults; "
         "one named like a default replaces it, `enabled = false` removes that default")

@@ -11,6 +11,7 @@ effect (the defaults with `[[reactor.alarm]]` applied), the pump names from the 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from controller.alarms.defaults import LIMIT_ALARMS, default_alarms
@@ -20,6 +21,7 @@ from controller.config.conditions import CLOCKS, comparisons
 from controller.config.hard_limits import default_interlocks
 from controller.config.reactor import ReactorConfig
 from controller.config.recipe import RecipeConfig
+from controller.config.schedule import Bolus, PerfusionPoint
 from drivers.contract.datasheet import PUMPS
 from drivers.contract.durations import format_duration
 
@@ -49,9 +51,9 @@ def safe_state_errors(prefix: str, safe_state: dict[str, float]) -> list[str]:
             out.append(f"{prefix}.safe_state.{name} = {value!r}: not safe: {what} in the "
                        "safe state, which holds the culture unattended (allowed: value = 0)")
     for name, (low, high) in SAFE_GAS_PCT.items():
-        value = safe_state.get(name)
-        if value is not None and not low <= value <= high:
-            out.append(f"{prefix}.safe_state.{name} = {value!r}: not safe: outside the gas "
+        pct = safe_state.get(name)
+        if pct is not None and not low <= pct <= high:
+            out.append(f"{prefix}.safe_state.{name} = {pct!r}: not safe: outside the gas "
                        f"range that keeps cells alive (allowed: {low:g} <= value <= {high:g})")
     return out
 
@@ -71,11 +73,12 @@ def setpoint_errors(prefix: str, reactor: ReactorConfig) -> list[str]:
         settings = [(f"{prefix}.loops.{name}.setpoint", loop.setpoint)]
         if reactor.recipe is not None:
             settings += [(f"{prefix}.recipe.phase[{i}] ({phase.name}).loops.{name}.setpoint",
-                          phase.loops[name].setpoint)
+                          setting.setpoint)
                          for i, phase in enumerate(reactor.recipe.phase)
-                         if name in phase.loops and phase.loops[name].setpoint is not None]
+                         if (setting := phase.loops.get(name)) is not None
+                         and setting.setpoint is not None]
         for key, sp in settings:
-            line = _beyond_a_limit(loop.pv, sp, alarms)  # type: ignore[arg-type]
+            line = _beyond_a_limit(loop.pv, sp, alarms)
             if line:
                 out.append(f"{key} = {sp!r}: at or beyond a safety limit: {line}")
     return out
@@ -128,11 +131,12 @@ def reactor_warnings(prefix: str, reactor: ReactorConfig, duration_s: float) -> 
             out.append(f"{prefix}.alarm[{i}].enabled = False: the critical temperature_high "
                        "alarm is removed; an overheating chamber raises no alarm")
     end = format_duration(duration_s)
-    for kind, entries in (("perfusion", reactor.schedule.perfusion),
-                          ("bolus", reactor.schedule.bolus)):
-        for i, entry in enumerate(entries):
-            if entry.at >= duration_s:
-                out.append(f"{prefix}.schedule.{kind}[{i}].at = {format_duration(entry.at)}: "
+    timetables: tuple[tuple[str, Sequence[PerfusionPoint | Bolus]], ...] = (
+        ("perfusion", reactor.schedule.perfusion), ("bolus", reactor.schedule.bolus))
+    for kind, entries in timetables:
+        for i, timed in enumerate(entries):
+            if timed.at >= duration_s:
+                out.append(f"{prefix}.schedule.{kind}[{i}].at = {format_duration(timed.at)}: "
                            f"at or after the run's end ({end}); it never happens "
                            f"(allowed: value < {end})")
     if reactor.recipe is not None:
@@ -142,7 +146,7 @@ def reactor_warnings(prefix: str, reactor: ReactorConfig, duration_s: float) -> 
         if not isinstance(entry, AlarmConfig) or entry.name in LIMIT_ALARMS \
                 or entry.channel not in setpoints or entry.limit is None:
             continue
-        sp = setpoints[entry.channel]  # type: ignore[index]
+        sp = setpoints[entry.channel]
         if entry.kind == "high" and entry.limit <= sp:
             out.append(f"{prefix}.alarm[{i}].limit = {entry.limit!r}: a high alarm at or "
                        f"below its loop's setpoint {sp:g} stands all run "

@@ -72,6 +72,11 @@ SAMPLED_STALE_AFTER_S = 3 * 6 * 3600.0
 """An at-line result older than three sampling intervals (6 h) is stale."""
 
 
+_Limits = tuple[float, float, float, float, float, float, float, float]
+"""An input's limits, flattened (`QualityJudge.__init__`, `_verdict`): max age, minimum,
+maximum, max rate, frozen epsilon, frozen after, step variance limit, noise gap."""
+
+
 class QualityJudge:
     """Per reactor: the limits of each input, and the short history the checks need.
 
@@ -81,7 +86,7 @@ class QualityJudge:
 
     def __init__(self, overrides: Mapping[str, QualityConfig], control_period_s: float) -> None:
         inf = float("inf")
-        self._limits: dict[str, tuple[float, ...]] = {}
+        self._limits: dict[str, _Limits] = {}
         for ch in INPUTS:
             cfg = _merged(DEFAULT_LIMITS.get(ch.name, QualityConfig()), overrides.get(ch.name))
             default_stale = (SAMPLED_STALE_AFTER_S if ch.kind is Kind.SAMPLED

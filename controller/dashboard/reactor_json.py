@@ -97,7 +97,8 @@ def loop_reading(view: ReactorView, loop: str) -> str | None:
     named = sorted((n for n in readings if n.startswith(f"{loop}_")), key=lambda n: (len(n), n))
     unit = view.setpoint_unit(loop)
     same_unit = [n for n in named if unit and readings[n].unit == unit]
-    return (same_unit or named or [None])[0]
+    candidates = same_unit or named
+    return candidates[0] if candidates else None
 
 
 def key_readings(view: ReactorView) -> dict[str, dict[str, Any]]:

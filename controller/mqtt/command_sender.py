@@ -29,7 +29,7 @@ async def send_command(settings: MqttSettings, command: Mapping[str, Any], *,
             await client.publish(topics.cmd, json.dumps(command).encode(), qos=1)
             async for message in client.messages:
                 try:
-                    reply = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                    reply = json.loads(bytes(message.payload))
                 except (TypeError, ValueError):
                     continue
                 if isinstance(reply, dict) and reply.get("nonce") == command["nonce"]:

@@ -199,7 +199,7 @@ def _apply_board_action(command: Command, target: CommandTarget, now_s: float) -
     try:
         alarm = board[name]
         before = alarm.state
-        if command.action == "shelve_alarm":
+        if until_s is not None:  # shelve_alarm (a number: protocol.py's PARAMS)
             transitions = board.shelve(name, until_s, now_s, who)
         elif command.action == "unshelve_alarm":
             transitions = board.unshelve(name, now_s, who)

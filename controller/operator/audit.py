@@ -151,7 +151,7 @@ def _as_stored(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """Content values as SQLite will give them back, so the hash computed before the INSERT
     is the hash `verify_audit` recomputes from the file: REAL columns as float (NaN reads back
     as NULL), TEXT columns as str."""
-    out = []
+    out: list[Any] = []
     for name, value in zip(CONTENT_COLUMNS, row, strict=True):
         if value is None:
             out.append(None)

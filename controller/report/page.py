@@ -50,7 +50,7 @@ def _summary_html(run: Run, reactor_ids: Sequence[str]) -> str:
 
 
 def _reactor_summary_html(part: Mapping[str, Any]) -> str:
-    loops = part.get("loops") if isinstance(part.get("loops"), Mapping) else {}
+    loops = as_mapping(part.get("loops"))
     rows = [
         (escape(name), num(s.get("setpoint")), num(s.get("band")),
          _percent(s.get("within_band_fraction")), num(s.get("iae")),

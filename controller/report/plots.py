@@ -11,8 +11,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -130,7 +132,11 @@ def first_marks(marks: Sequence[Mark]) -> list[Mark]:
     return out
 
 
-def _draw_marks(axes: Sequence[Axes], marks: Sequence[Mark]) -> str:
+_LegendLoc = Literal["best", "upper right"]
+"""Where `_finish` puts the plot's own legend (what `_draw_marks` leaves free)."""
+
+
+def _draw_marks(axes: Sequence[Axes], marks: Sequence[Mark]) -> _LegendLoc:
     """A vertical line per mark through every axes (alarms orange dashed, interlock trips red,
     resets grey dotted), explained in a legend of their own in the top left corner: name and
     time, since marks minutes apart fall on the same pixel of a two-week plot. The top axes get
@@ -138,7 +144,8 @@ def _draw_marks(axes: Sequence[Axes], marks: Sequence[Mark]) -> str:
     if not marks:
         return "best"
     _headroom(axes[0], 0.7)
-    handles, labels = [], []
+    handles: list[Artist] = []
+    labels: list[str] = []
     for mark in marks:
         color, style = _MARK_STYLE[mark.kind]
         if mark.kind == "interlock" and not mark.on:
@@ -201,7 +208,7 @@ def _headroom(ax: Axes, fraction: float) -> None:
 
 
 def _finish(axes: Sequence[Axes], t_end_s: float, title: str, legend: bool = True,
-            legend_loc: str = "best") -> None:
+            legend_loc: _LegendLoc = "best") -> None:
     axes[0].set_title(title)
     axes[-1].set_xlabel("time [days]")
     axes[-1].set_xlim(0, max(t_end_s, 1.0) / DAY_S)

@@ -203,13 +203,17 @@ def bucket_ticks_parallel(
 
     with ThreadPoolExecutor(len(parts)) as pool:
         results = list(pool.map(one_part, parts))
-    return Buckets(
-        np.concatenate([r.t_s for r in results]),
-        {c: Envelope(*(np.concatenate([getattr(r.columns[c], f) for r in results])
-                       if getattr(results[0].columns[c], f) is not None else None
-                       for f in ("minimum", "maximum", "mean", "not_good")))
-         for c in columns},
-    )
+
+    def joined(column: str) -> Envelope:
+        envelopes = [r.columns[column] for r in results]
+        return Envelope(
+            np.concatenate([e.minimum for e in envelopes]),
+            np.concatenate([e.maximum for e in envelopes]),
+            np.concatenate([e.mean for e in envelopes]),
+            np.concatenate([e.not_good for e in envelopes])
+            if envelopes[0].not_good is not None else None)
+
+    return Buckets(np.concatenate([r.t_s for r in results]), {c: joined(c) for c in columns})
 
 
 def _split_envelopes(data: np.ndarray, columns: Sequence[str], graded: Sequence[str]

@@ -22,6 +22,7 @@ def needing_attention(board: AlarmBoard, outside: OutsideAlarms) -> tuple[Summar
                           alarm.last_reason, alarm.last_change_t_s)
              for alarm in board.alarms.values()
              if (state := alarm.state) is not AlarmState.NORMAL]
+    since_s: float | None  # None: first raised at an unknown time (SummaryAlarm.t_s)
     for name in sorted(outside.active.keys() | outside.unacknowledged):
         unacked = name in outside.unacknowledged
         if name in outside.active:

@@ -426,7 +426,7 @@ def _telling_progress(pipe: Connection,
 
 def _receive_or_close(pipe: Connection) -> tuple[str, Any]:
     try:
-        return pipe.recv()  # type: ignore[no-any-return]
+        return pipe.recv()
     except EOFError:  # the controller died: keep what was committed, add the index
         return "close", None
 

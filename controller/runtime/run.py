@@ -335,7 +335,8 @@ class Run:
             ]
             stop_wait = group.create_task(self._stop.wait())
             done = asyncio.gather(*ticks)
-            await asyncio.wait([done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            first: list[asyncio.Future[Any]] = [done, stop_wait]
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             for task in [*ticks, *helpers, stop_wait]:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

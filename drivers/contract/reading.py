@@ -59,7 +59,9 @@ class Reading:
         return Reading(self.value, self.unit, self.timestamp_s, quality)
 
 
-_set_value = Reading.value.__set__  # type: ignore[attr-defined]
-_set_unit = Reading.unit.__set__  # type: ignore[attr-defined]
-_set_timestamp = Reading.timestamp_s.__set__  # type: ignore[attr-defined]
-_set_quality = Reading.quality.__set__  # type: ignore[attr-defined]
+# The slots' member descriptors, which mypy cannot express: it types `Reading.value` as the
+# field's float (attr-defined: no `__set__`) and refuses class access to a slot (misc).
+_set_value = Reading.value.__set__  # type: ignore[attr-defined, misc]
+_set_unit = Reading.unit.__set__  # type: ignore[attr-defined, misc]
+_set_timestamp = Reading.timestamp_s.__set__  # type: ignore[attr-defined, misc]
+_set_quality = Reading.quality.__set__  # type: ignore[attr-defined, misc]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 T = TypeVar("T")
@@ -155,7 +155,7 @@ BAUD = integer("baud", 50, 4_000_000)
 PARITY = QueryParam("parity", _parity, lambda v: v in ("N", "E", "O"), "N, E or O")
 STOPBITS = QueryParam("stopbits", int, lambda v: v in (1, 2), "1 or 2")
 BYTESIZE = QueryParam("bytesize", int, lambda v: v in (7, 8), "7 or 8")
-SERIAL_LINE = (BAUD, PARITY, STOPBITS, BYTESIZE)
+SERIAL_LINE: tuple[QueryParam[Any], ...] = (BAUD, PARITY, STOPBITS, BYTESIZE)
 """The settings of a serial port, for whoever opens one."""
 
 

@@ -90,6 +90,7 @@ from drivers.contract.urls import (
     STOPBITS,
     TIMEOUT,
     DeviceAddress,
+    QueryParam,
     modbus_unit,
     wall_seconds,
 )
@@ -99,7 +100,8 @@ from drivers.wire.link import LinkCounters, ReconnectGate
 SCHEMES = ("modbus-tcp", "modbus-rtu")
 _RECONNECT_DELAY = wall_seconds("reconnect_delay")
 _RECONNECT_DELAY_MAX = wall_seconds("reconnect_delay_max")
-_COMMON = (modbus_unit(False), TIMEOUT, RETRIES, _RECONNECT_DELAY, _RECONNECT_DELAY_MAX)
+_COMMON: tuple[QueryParam[Any], ...] = (
+    modbus_unit(False), TIMEOUT, RETRIES, _RECONNECT_DELAY, _RECONNECT_DELAY_MAX)
 _GATEWAY_CODES = (ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED)
 _HEARTBEAT_ADDRESS = field(Table.HOLDING, HEARTBEAT).address
 _CUTOUT_RESET_ADDRESS = field(Table.HOLDING, CUTOUT_RESET).address
@@ -461,9 +463,12 @@ class ModbusDriver(Driver):
         async with self._operation("write"):
             for start, fields in runs:
                 values = [r for f in fields for r in encode_float32(float(outputs[f.name]))]
-                await self._call("write " + ", ".join(f.name for f in fields),
-                                 lambda c, a=start, v=values: c.write_registers(
-                                     a, v, device_id=unit))
+
+                def request(c: Any, a: int = start, v: list[int] = values
+                            ) -> Awaitable[ModbusPDU]:
+                    return c.write_registers(a, v, device_id=unit)
+
+                await self._call("write " + ", ".join(f.name for f in fields), request)
             span = Block(Table.HOLDING, runs[0][0], runs[-1][1][-1].end - runs[0][0])
             registers = await self._read_block("read back", span)
         held = decode_block(span, registers, [f for _, fs in runs for f in fs])
@@ -486,8 +491,8 @@ class ModbusDriver(Driver):
         `read_status`: a Modbus device always reports them)."""
         async with self._operation("read status"):
             registers = await self._read_block("read status", DEVICE_BLOCK)
-        return DeviceStatus(decode_block(DEVICE_BLOCK, registers,
-                                         [field(Table.INPUT, STATUS)])[STATUS])
+        return DeviceStatus(int(decode_block(DEVICE_BLOCK, registers,
+                                             [field(Table.INPUT, STATUS)])[STATUS]))
 
     async def reset_cutout(self) -> bool:
         """Read the status (was the cut-out tripped?), then FC6 CUTOUT_RESET_MAGIC to the
@@ -495,8 +500,8 @@ class ModbusDriver(Driver):
         hot to re-arm; that becomes a DeviceError saying so."""
         async with self._operation("reset cut-out"):
             registers = await self._read_block("read status", DEVICE_BLOCK)
-            status = DeviceStatus(decode_block(DEVICE_BLOCK, registers,
-                                               [field(Table.INPUT, STATUS)])[STATUS])
+            status = DeviceStatus(int(decode_block(DEVICE_BLOCK, registers,
+                                                   [field(Table.INPUT, STATUS)])[STATUS]))
             address, unit = _CUTOUT_RESET_ADDRESS, self.settings.unit
             try:
                 await self._call("reset cut-out", lambda c: c.write_register(

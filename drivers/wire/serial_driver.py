@@ -25,7 +25,7 @@ import math
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from drivers.codecs.serial_protocol import (
     ERRORS,
@@ -166,7 +166,7 @@ class SerialDriver(Driver):
         self._closing: set[_Link] = set()  # dropped links whose transports are still closing
         self._wanted = False  # between connect() and close()
         self.identity: IdentityReply | None = None
-        self.session_token = secrets.randbelow(0xFFFF) + 1
+        self.session_token: int = secrets.randbelow(0xFFFF) + 1
         """Drawn, not seeded: two controllers built from one config must not share it."""
 
     # --------------------------------------------------------------------------- lifecycle
@@ -211,7 +211,7 @@ class SerialDriver(Driver):
             self._gate.failed(reason)
             raise ConnectionLostError(f"{self.address.url}: cannot open "
                                       f"{self.address.location}: {reason}") from exc
-        self._link = link
+        self._link = cast(_Link, link)  # the protocol _Link made (the library types a Protocol)
         try:
             ident = await self._exchange(Request(RequestKind.ID), IdentityReply,
                                          self._deadline())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, InstanceOf, StrictBool, ValidationError, create_model
 
@@ -32,7 +32,7 @@ class _ChamberKeys(StrictModel):
     microgravity: StrictBool = False
     donor_variability: StrictBool = Field(
         default=False, description="draw this run's donor: biological parameters vary by seed")
-    parameters: ParameterOptions = Field(  # type: ignore[valid-type]
+    parameters: ParameterOptions = Field(
         default_factory=ParameterOptions, description="model parameter = value (docs/model.md)")
     faults: tuple[InstanceOf[FaultSpec], ...] = ()
 
@@ -43,16 +43,27 @@ class _ChamberKeys(StrictModel):
         return InitialConditions(**set_here)
 
 
-ChamberOptions = create_model(
-    "ChamberOptions",
-    __base__=_ChamberKeys,
-    __module__=__name__,
-    **{s.name: (Number | None, Field(None, ge=s.low, le=s.high, description=(
-        f"{s.unit}: {s.description}" + ("" if math.isnan(s.default) else
-                                         f" (default {s.default:g})"))))
-       for s in INITIAL_CONDITION_TABLE},
-)
-"""The checked `[reactor.chamber]` table."""
+if TYPE_CHECKING:
+    class ChamberOptions(_ChamberKeys):
+        """For type checkers only (mypy cannot follow `create_model`): the class generated below,
+        one field per row of INITIAL_CONDITION_TABLE, in its order (a unit test compares them)."""
+
+        initial_volume_ml: float | None = None
+        seeding_cells_per_ml: float | None = None
+        initial_temperature_c: float | None = None
+        initial_o2_pct: float | None = None
+        initial_co2_pct: float | None = None
+else:
+    ChamberOptions = create_model(
+        "ChamberOptions",
+        __base__=_ChamberKeys,
+        __module__=__name__,
+        **{s.name: (Number | None, Field(None, ge=s.low, le=s.high, description=(
+            f"{s.unit}: {s.description}" + ("" if math.isnan(s.default) else
+                                             f" (default {s.default:g})"))))
+           for s in INITIAL_CONDITION_TABLE},
+    )
+    """The checked `[reactor.chamber]` table."""
 
 
 def parse_options(options: Mapping[str, Any]) -> _ChamberKeys:
@@ -65,6 +76,6 @@ def parse_options(options: Mapping[str, Any]) -> _ChamberKeys:
     table = dict(options)
     table["faults"] = parse_faults(table.get("faults"))
     try:
-        return ChamberOptions.model_validate(table)  # type: ignore[no-any-return]
+        return ChamberOptions.model_validate(table)
     except ValidationError as exc:
         raise ValueError(format_validation_error(exc, "chamber options", ChamberOptions)) from None

@@ -508,10 +508,15 @@ async def running(chamber: ServedDevice, listen_url: str) -> AsyncIterator[str]:
     server that fails to start raises here instead of hanging the caller."""
     loop = asyncio.get_running_loop()
     url: asyncio.Future[str] = loop.create_future()
-    task = asyncio.create_task(serve(chamber, parse_device_url(listen_url),
-                                     ready=lambda u: url.done() or url.set_result(u)))
+
+    def ready(u: str) -> None:
+        if not url.done():
+            url.set_result(u)
+
+    task = asyncio.create_task(serve(chamber, parse_device_url(listen_url), ready=ready))
+    waited: set[asyncio.Future[Any]] = {task, url}
     try:
-        done, _ = await asyncio.wait({task, url}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # raises why it stopped
             raise RuntimeError(f"Modbus server at {listen_url} stopped before it was ready")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from drivers.contract.datasheet import channel
-from drivers.contract.errors import CommTimeoutError, DeviceError, FrameError
+from drivers.contract.errors import CommTimeoutError, DeviceError, DriverError, FrameError
 from drivers.contract.reading import Quality, Reading
 from sim_hardware.faults.catalogue import FAULTS
 from sim_hardware.faults.specs import FaultSpec
@@ -177,7 +177,7 @@ class Reboot:
 class CommFailure:
     """Link-side calls fail with `error(message)` while active: always, or with `probability`."""
 
-    error: type[DeviceError]
+    error: type[DriverError]
     message: str
     at_s: float
     end_s: float
@@ -212,7 +212,7 @@ def _pump_max(s: FaultSpec, p: ModelParameters) -> float:
     return float(getattr(p, f"{s.params['pump']}_pump_max_ml_per_h"))
 
 
-def _fail(s: FaultSpec, error: type[DeviceError], what: str,
+def _fail(s: FaultSpec, error: type[DriverError], what: str,
           rng: np.random.Generator | None = None) -> CommFailure:
     return CommFailure(error, f"sim://: {what} (injected fault {s.label()})", s.at_s, s.end_s,
                        None if rng is None else s.params["probability"], rng)
@@ -273,7 +273,9 @@ class FaultSet:
         self._contamination = [e for e in effects if isinstance(e, Contamination)]
         self._failed_cutouts = [e for e in effects if isinstance(e, FailedCutout)]
         self._reboots = [e for e in effects if isinstance(e, Reboot)]
-        times = {e.at_s for e in [*self._forced, *self._contamination, *self._reboots]}
+        timed: list[ForcedOutput | Contamination | Reboot] = [
+            *self._forced, *self._contamination, *self._reboots]
+        times = {e.at_s for e in timed}
         times |= {e.end_s for e in self._forced if math.isfinite(e.end_s)}
         self.transition_times = tuple(sorted(times))
         """When the chamber's physical inputs change (actuator faults) or a process starts."""

@@ -86,11 +86,10 @@ def _param_field(param: FaultParam) -> tuple[Any, Any]:
 
 
 def _keys_model(fault: FaultType) -> type[_FaultKeys]:
-    model = create_model(  # type: ignore[call-overload]
-        fault.name, __base__=_FaultKeys, __module__=__name__,
-        **{p.name: _param_field(p) for p in fault.params})
+    fields: dict[str, Any] = {p.name: _param_field(p) for p in fault.params}
+    model = create_model(fault.name, __base__=_FaultKeys, __module__=__name__, **fields)
     model.fault = fault
-    return model  # type: ignore[no-any-return]
+    return model
 
 
 _KEYS: dict[str, type[_FaultKeys]] = {f.name: _keys_model(f) for f in CATALOGUE}

@@ -265,7 +265,7 @@ class ChamberModel:
         if self._dirty:
             self._fast_coefficients()
         if dt != self._fast_dt:
-            self._fast_dt = dt
+            self._fast_dt: float = dt
             self._e_t = math.exp(-self._k_t * dt)
             self._e_o = math.exp(-self._k_o * dt)
             self._e_c = math.exp(-self._k_c * dt)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, make_dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeAlias
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from drivers.contract.validation import Number, StrictModel, format_validation_error
+
+if TYPE_CHECKING:
+    from dataclasses import Field as DataclassField
 
 LIT = "lit"
 EST = "est"
@@ -359,14 +362,22 @@ class _ParameterRelations(StrictModel):
         return self
 
 
-ParameterOptions = create_model(
-    "ParameterOptions",
-    __base__=_ParameterRelations,
-    __module__=__name__,
-    **{s.name: (Number, Field(s.default, ge=s.low, le=s.high, description=f"{s.unit}: "
-                              f"{s.description}")) for s in PARAMETER_TABLE},
-)
-"""The `parameters` table of `[reactor.chamber]`: every key a parameter, every value in range."""
+if TYPE_CHECKING:
+    # mypy cannot follow `create_model` or `make_dataclass`: to it the two classes generated
+    # from PARAMETER_TABLE are Any. (Written out for it, their 115 fields would be a second
+    # list of the table's rows, kept in step by hand; a misspelt field is an AttributeError in
+    # the tests that run the model instead.)
+    ParameterOptions: TypeAlias = Any
+else:
+    ParameterOptions = create_model(
+        "ParameterOptions",
+        __base__=_ParameterRelations,
+        __module__=__name__,
+        **{s.name: (Number, Field(s.default, ge=s.low, le=s.high, description=f"{s.unit}: "
+                                  f"{s.description}")) for s in PARAMETER_TABLE},
+    )
+    """The `parameters` table of `[reactor.chamber]`: every key a parameter, every value in
+    range."""
 
 
 class _ParameterMethods:
@@ -374,8 +385,13 @@ class _ParameterMethods:
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # what the generated dataclass adds (its fields are keyword arguments)
+        __dataclass_fields__: ClassVar[dict[str, DataclassField[Any]]]
+
+        def __init__(self, **fields: float) -> None: ...
+
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None = None) -> ModelParameters:
+    def from_options(cls, options: Mapping[str, Any] | None = None) -> Self:
         """Defaults overridden by `options`; every key known and every value within its range."""
         try:
             checked = ParameterOptions.model_validate(dict(options or {}))
@@ -385,11 +401,11 @@ class _ParameterMethods:
         return cls.from_checked(checked)
 
     @classmethod
-    def from_checked(cls, checked: BaseModel) -> ModelParameters:
+    def from_checked(cls, checked: BaseModel) -> Self:
         """From an already validated `ParameterOptions` (the chamber options hold one)."""
-        return cls(**checked.model_dump())  # type: ignore[return-value]
+        return cls(**checked.model_dump())
 
-    def with_donor_variability(self, rng: np.random.Generator) -> ModelParameters:
+    def with_donor_variability(self, rng: np.random.Generator) -> Self:
         """A donor: each biological parameter times exp(sigma*z), sigma from its CV, clipped.
 
         The lognormal keeps rates positive and the median at the default; the clip keeps a draw
@@ -403,24 +419,27 @@ class _ParameterMethods:
             sigma = math.sqrt(math.log1p(spec.donor_cv**2))
             value = getattr(self, spec.name) * math.exp(sigma * zi)
             changes[spec.name] = min(spec.high, max(spec.low, value))
-        return replace(self, **changes)  # type: ignore[type-var]
+        return replace(self, **changes)
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)  # type: ignore[call-overload]
+        return asdict(self)
 
 
-ModelParameters = make_dataclass(
-    "ModelParameters",
-    [(s.name, float, field(default=s.default)) for s in PARAMETER_TABLE],
-    bases=(_ParameterMethods,),
-    frozen=True,
-    slots=True,
-)
-ModelParameters.__module__ = __name__
-ModelParameters.__doc__ = (
-    "Every parameter of the emulated chamber (fields generated from PARAMETER_TABLE; each field "
-    "is named with its unit). Build with `ModelParameters.from_options({...})`."
-)
+if TYPE_CHECKING:  # as ParameterOptions above
+    ModelParameters: TypeAlias = Any
+else:
+    ModelParameters = make_dataclass(
+        "ModelParameters",
+        [(s.name, float, field(default=s.default)) for s in PARAMETER_TABLE],
+        bases=(_ParameterMethods,),
+        frozen=True,
+        slots=True,
+    )
+    ModelParameters.__module__ = __name__
+    ModelParameters.__doc__ = (
+        "Every parameter of the emulated chamber (fields generated from PARAMETER_TABLE; each "
+        "field is named with its unit). Build with `ModelParameters.from_options({...})`."
+    )
 
 
 # Options of the [reactor.chamber] table outside `parameters`: the state the run starts from.
