@@ -6,11 +6,15 @@ of memory, the cluster gone) is a `lost` record made here, run again when the sw
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
-from typing import Any, Protocol
+from concurrent.futures import CancelledError
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -30,6 +34,13 @@ before its runs still to do are `lost`: a cluster without workers would hold the
 
 POLL_S = 1.0
 """How often a sweep on a cluster with nothing finishing looks whether it still has workers."""
+
+FORKSERVER_PRELOAD = ("controller.sweep.task",)
+"""What the local runs' forkserver imports once, before it forks a process for each run."""
+
+STOP_WAIT_S = 60.0
+"""How long a sweep stopped early waits for each run in flight to stop safely (it was sent
+SIGINT, as `bioreactor run` is on Ctrl-C) before it kills it."""
 
 Setup = Callable[[], None]
 """Called once per task in the worker before the run (e.g. logging); must be picklable."""
@@ -64,8 +75,15 @@ def scheduler_address(text: str) -> str:
 
 
 class LocalPool:
-    """`workers` processes on this machine, started with `spawn` (no state forked from the
-    parent: each run builds its own event loop, clock and historian)."""
+    """Up to `workers` runs at a time on this machine, each in a process of its own.
+
+    One process a run, not a pool of long-lived workers: a run whose process dies (killed,
+    out of memory) is then that one `lost` row. A `ProcessPoolExecutor` breaks whole when one
+    of its workers dies: every run in flight or still to do was lost with it (measured: one
+    worker killed two runs into six, and all six were `lost`). The processes are forked from
+    a forkserver that has imported the run's code once (`FORKSERVER_PRELOAD`), so a run starts in
+    milliseconds, with none of this process's state (each run builds its own event loop,
+    clock and historian)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -73,19 +91,72 @@ class LocalPool:
     def run(self, tasks: list[dict[str, Any]], setup: Setup | None) -> Iterator[dict[str, Any]]:
         if not tasks:
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(self.workers, len(tasks)), mp_context=context) as pool:
-            futures: dict[Future[dict[str, Any]], dict[str, Any]] = {
-                pool.submit(run_case, task, setup): task for task in tasks}
-            try:
-                for future in as_completed(futures):
-                    try:
-                        yield future.result()
-                    except Exception as exc:  # BrokenProcessPool: a worker died
-                        yield lost(futures[future], exc)
-            finally:  # the consumer stopped early (Ctrl-C): start nothing more
-                for future in futures:
-                    future.cancel()
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+        waiting = list(reversed(tasks))
+        running: dict[Connection, tuple[BaseProcess, dict[str, Any]]] = {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.workers:
+                    task = waiting.pop()
+                    receiver, sender = context.Pipe(duplex=False)
+                    started = context.Process(target=_run_and_send, args=(task, setup, sender),
+                                              name=f"sweep-run-{task['run_id']}")
+                    started.start()
+                    sender.close()  # the child's copy is its own: EOF here when it dies
+                    running[receiver] = (started, task)
+                for ready in wait(list(running)):
+                    receiver = cast(Connection, ready)
+                    ended, task = running.pop(receiver)
+                    yield _record_of(receiver, ended, task)
+        finally:  # the consumer stopped early (Ctrl-C, SIGTERM): the runs in flight stop
+            for process, _ in running.values():  # (they have SIGINT: cli/main.py) and end
+                process.join(STOP_WAIT_S)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+
+
+def _run_and_send(task: dict[str, Any], setup: Setup | None, sender: Connection) -> None:
+    """A run's process: the run, its record sent back (run_case never raises for a run that
+    fails: its failure is the record). Stopped by the sweep's SIGINT, the run has stopped
+    safely and has no record: it is run again on resume."""
+    try:
+        record = run_case(task, setup)
+    except KeyboardInterrupt:
+        return
+    with contextlib.suppress(OSError):  # the sweep is gone (killed): nobody to tell
+        sender.send(record)
+    sender.close()
+
+
+def _record_of(receiver: Connection, process: BaseProcess,
+               task: dict[str, Any]) -> dict[str, Any]:
+    """The record a run's process sent, or `lost` if it ended without sending one."""
+    try:
+        record: dict[str, Any] = receiver.recv()
+    except (EOFError, OSError):
+        process.join()
+        record = lost(task, ChildProcessError(
+            f"the run's process {_ended(process.exitcode)} before it sent its record"))
+    else:
+        process.join()
+    finally:
+        receiver.close()
+    return record
+
+
+def _ended(exitcode: int | None) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    if exitcode is None or exitcode >= 0:
+        return f"exited with code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    if -exitcode == signal.SIGKILL:
+        return f"was killed by {name} (the kernel's out-of-memory killer, or a kill -9)"
+    return f"was killed by {name}"
 
 
 class DaskCluster:
@@ -102,7 +173,8 @@ class DaskCluster:
     def run(self, tasks: list[dict[str, Any]], setup: Setup | None) -> Iterator[dict[str, Any]]:
         if not tasks:
             return
-        from distributed import Client, wait  # imported only for a cluster: it is slow
+        from distributed import Client  # imported only for a cluster: it is slow
+        from distributed import wait as wait_for_futures
 
         with Client(self.address, timeout=f"{self.connect_timeout_s}s") as client:
             # Keys unique to this sweep: the same case swept into another DIR at the same time
@@ -116,8 +188,8 @@ class DaskCluster:
             try:
                 while pending:
                     try:
-                        done, pending = wait(pending, timeout=POLL_S,
-                                             return_when="FIRST_COMPLETED")
+                        done, pending = wait_for_futures(pending, timeout=POLL_S,
+                                                         return_when="FIRST_COMPLETED")
                     except TimeoutError:
                         done = set()
                     except CancelledError:  # the scheduler's connection lost: each says so

@@ -128,42 +128,55 @@ def test_a_bad_sweep_file_is_exit_2_with_the_problems_and_runs_nothing(tmp_path:
     assert not (tmp_path / "out").exists()
 
 
-def _pool_workers(pid: int) -> list[int]:
-    """The sweep's pool processes: its children started by multiprocessing's spawn."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children
-            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _run_processes(pid: int) -> list[int]:
+    """The sweep's runs in flight: the processes its forkserver (a child of the sweep) forked,
+    one a run."""
+    return [run for child in _children(pid)
+            if b"multiprocessing.forkserver" in Path(f"/proc/{child}/cmdline").read_bytes()
+            for run in _children(child)]
 
 
 @contextmanager
 def _sweep_mid_run(sweep: Path, out: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A one-worker sweep, its pool's worker, once a run has started (its historian appears);
-    the sweep's whole session killed afterwards if it still runs."""
+    """A one-worker sweep and its run's process, once a run has started (its historian
+    appears); the sweep's whole session killed afterwards if it still runs."""
     process = subprocess.Popen(sweep_command(sweep, out, "--workers", "1", "--quiet"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
-        worker = wait_until(lambda: _pool_workers(process.pid), 60, "the pool's worker")[0]
         wait_until(lambda: list((out / "runs").glob("*.sqlite")), 60, "a run to start")
-        yield process, worker
+        [run] = wait_until(lambda: _run_processes(process.pid), 60, "the run's process")
+        yield process, run
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
 
 
-def test_a_worker_killed_under_its_run_is_a_lost_row(tmp_path: Path) -> None:
-    """A lost run is run again on resume, as a failed one is (store's unit tests)."""
+def test_a_run_whose_process_is_killed_is_one_lost_row_and_the_others_run(
+        tmp_path: Path) -> None:
+    """Killed (-9, as the out-of-memory killer does) under its run, a process pool's worker
+    broke the whole pool: every run of the sweep was `lost`. A lost run is run again on
+    resume, as a failed one is (store's unit tests)."""
     sweep = write_sweep(tmp_path, "seed = [1, 2, 3]\n", duration="6h")
     out = tmp_path / "out"
-    with _sweep_mid_run(sweep, out) as (process, worker):
-        os.kill(worker, signal.SIGKILL)
+    with _sweep_mid_run(sweep, out) as (process, run):
+        os.kill(run, signal.SIGKILL)
         stdout, _ = process.communicate(timeout=120)
     assert process.returncode == 1
-    assert "0 failed, 3 lost" in stdout
+    assert "3 runs (0 found finished, 3 run now); 0 failed, 1 lost" in stdout
     rows = read_results(out)
-    assert [r["status"] for r in rows] == ["lost"] * 3
-    assert rows[0]["error"].startswith("worker lost: BrokenProcessPool")
+    assert [r["status"] for r in rows] == ["lost", "ok", "ok"]
+    assert rows[0]["error"] == (
+        "worker lost: ChildProcessError: the run's process was killed by SIGKILL (the "
+        "kernel's out-of-memory killer, or a kill -9) before it sent its record")
+    again = run_sweep_command(sweep, out, "--workers", "2")
+    assert "3 runs (2 found finished, 1 run now); 0 failed, 0 lost" in again.stdout
+    assert [r["status"] for r in read_results(out)] == ["ok", "ok", "ok"]
 
 
 def test_sigterm_stops_a_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
@@ -172,13 +185,13 @@ def test_sigterm_stops_a_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) ->
     the rest."""
     sweep = write_sweep(tmp_path, "seed = [1, 2, 3, 4]\n", duration="6h")
     out = tmp_path / "out"
-    with _sweep_mid_run(sweep, out) as (process, worker):
+    with _sweep_mid_run(sweep, out) as (process, run):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted: the finished runs are in" in stderr
     assert "Traceback" not in stderr
-    wait_until(lambda: not Path(f"/proc/{worker}").exists(), 30, "the worker to end")
+    wait_until(lambda: not Path(f"/proc/{run}").exists(), 30, "the run's process to end")
     again = run_sweep_command(sweep, out, "--workers", "2")
     assert again.returncode == 0, again.stderr
     assert [r["status"] for r in read_results(out)] == ["ok"] * 4
