@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import select
 import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
@@ -121,13 +124,32 @@ def _run_and_send(task: dict[str, Any], setup: Setup | None, sender: Connection)
     """A run's process: the run, its record sent back (run_case never raises for a run that
     fails: its failure is the record). Stopped by the sweep's SIGINT, the run has stopped
     safely and has no record: it is run again on resume."""
+    _stop_when_the_sweep_ends(sender)
     try:
         record = run_case(task, setup)
     except KeyboardInterrupt:
         return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: the sweep may close its end now
     with contextlib.suppress(OSError):  # the sweep is gone (killed): nobody to tell
         sender.send(record)
     sender.close()
+
+
+def _stop_when_the_sweep_ends(sender: Connection) -> None:
+    """SIGINT to this run's process once the sweep's end of its pipe closes (POLLERR on ours).
+
+    A sweep killed with -9 (the kernel's out-of-memory killer, a service manager's last
+    resort) then has its runs stop safely, as on Ctrl-C, instead of running on as orphans that
+    hold their records' locks against the resumed sweep. (The forkserver does not end with the
+    sweep: every process it forks holds its liveness pipe, so its parent-death signal could
+    not carry this.)"""
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(sender.fileno(), 0)  # POLLERR and POLLHUP are always reported
+        poller.poll()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="sweep-watch", daemon=True).start()
 
 
 def _record_of(receiver: Connection, process: BaseProcess,

@@ -179,6 +179,29 @@ def test_a_run_whose_process_is_killed_is_one_lost_row_and_the_others_run(
     assert [r["status"] for r in read_results(out)] == ["ok", "ok", "ok"]
 
 
+def test_a_sweep_killed_alone_has_its_runs_stop_safely_not_run_on_as_orphans(
+        tmp_path: Path) -> None:
+    """kill -9 of the sweep's process alone (the out-of-memory killer, a service manager's
+    last resort): its runs in flight ran on to their end as orphans, holding their records'
+    locks against the resumed sweep. Now each stops as on Ctrl-C, its records closed."""
+    sweep = write_sweep(tmp_path, "seed = [1, 2]\n", duration="1d")
+    out = tmp_path / "out"
+    with _sweep_mid_run(sweep, out) as (process, run):
+        process.kill()
+        process.wait(timeout=30)
+        wait_until(lambda: not Path(f"/proc/{run}").exists(), 30, "the run's process to end")
+    [db] = (out / "runs").glob("*.sqlite")
+    assert not Path(f"{db}-wal").exists()  # closed, its last records in the file
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        ticks = con.execute("SELECT count(*) FROM ticks").fetchone()[0]
+        last = con.execute("SELECT message FROM events WHERE kind = 'safe_state' "
+                           "ORDER BY rowid DESC LIMIT 1").fetchone()
+    assert 0 < ticks < 86400  # stopped, not run to its end
+    assert last == ("safe state: signal SIGINT",)
+    again = run_sweep_command(sweep, out, "--workers", "2")
+    assert "2 runs (0 found finished, 2 run now); 0 failed, 0 lost" in again.stdout
+
+
 def test_sigterm_stops_a_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
     """A service manager stops with SIGTERM, to the sweep's process only: its pool's workers
     must stop too (not run on as orphans), the finished runs are kept, and a re-run finishes
