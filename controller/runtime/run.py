@@ -144,6 +144,13 @@ def default_db_path(run_id: str) -> Path:
     return Path("runs") / f"{run_id}.sqlite"
 
 
+INTERRUPTED = "interrupted"
+"""A run's `stopped_by` when it ended neither at its duration nor by `Run.stop`: cancelled
+(a Ctrl-C during the start-up, before the run's own signal handlers are in place, reaches the
+event loop's runner, which cancels the run) or an error. Before, such a run's records said
+`safe state: completed`."""
+
+
 class Run:
     """One run of one or more reactors. Use `await Run(options).execute()` inside `clock.run`."""
 
@@ -151,7 +158,9 @@ class Run:
         self.options = options
         self.config = options.config
         self.db_path = options.db_path or default_db_path(options.run_id)
-        self.stopped_by = "completed"
+        self.stopped_by = INTERRUPTED
+        """Why the run ended: `completed` once its ticks reach the duration, the reason given
+        to `stop` (a signal, an operator), or INTERRUPTED for anything else."""
         self.resumed_from_s = 0.0
         """Where this process took the run over: later than 0 when continued after a crash."""
         self._stop = asyncio.Event()
@@ -337,6 +346,8 @@ class Run:
             done = asyncio.gather(*ticks)
             first: list[asyncio.Future[Any]] = [done, stop_wait]
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if done.done() and not self._stop.is_set():
+                self.stopped_by = "completed"
             for task in [*ticks, *helpers, stop_wait]:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

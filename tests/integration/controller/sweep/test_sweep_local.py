@@ -196,8 +196,10 @@ def test_a_sweep_killed_alone_has_its_runs_stop_safely_not_run_on_as_orphans(
         ticks = con.execute("SELECT count(*) FROM ticks").fetchone()[0]
         last = con.execute("SELECT message FROM events WHERE kind = 'safe_state' "
                            "ORDER BY rowid DESC LIMIT 1").fetchone()
-    assert 0 < ticks < 86400  # stopped, not run to its end
-    assert last == ("safe state: signal SIGINT",)
+    assert ticks < 86400  # stopped, not run to its end
+    # The run's own handler takes the SIGINT once it ticks; in its start-up (a loaded machine)
+    # asyncio's runner does, and cancels it (test_run_stopped_by.py).
+    assert last in {("safe state: signal SIGINT",), ("safe state: interrupted",)}
     again = run_sweep_command(sweep, out, "--workers", "2")
     assert "2 runs (0 found finished, 2 run now); 0 failed, 0 lost" in again.stdout
 
