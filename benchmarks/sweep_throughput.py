@@ -11,7 +11,8 @@ Each round measures the singles and then the sweeps right after them, and each r
 against its own round's singles, so a machine that gets busier or quieter between rounds moves
 both sides of a ratio; the spread over rounds is reported. Every measure also gives the load
 average before it and the CPU seconds of the command and its children (for the Dask cluster,
-whose workers are not its children, only the `bioreactor sweep` process): CPU well under
+whose workers are not its children, and for the local sweep, whose runs are its forkserver's
+children, only the `bioreactor sweep` process): CPU well under
 the wall time of a single run means the machine was shared.
 
 Several minutes of both cores a round: not part of `make bench` unless asked
