@@ -112,8 +112,10 @@ class LocalPool:
                     receiver = cast(Connection, ready)
                     ended, task = running.pop(receiver)
                     yield _record_of(receiver, ended, task)
-        finally:  # the consumer stopped early (Ctrl-C, SIGTERM): the runs in flight stop
-            for process, _ in running.values():  # (they have SIGINT: cli/main.py) and end
+        finally:  # stopped early (Ctrl-C, SIGTERM, an error): the runs in flight stop
+            for receiver in running:  # safely, as on SIGINT (`_stop_when_the_sweep_ends`)
+                receiver.close()
+            for process, _ in running.values():
                 process.join(STOP_WAIT_S)
                 if process.is_alive():
                     process.kill()
