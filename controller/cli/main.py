@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="N", help="local worker processes (default: the number of cores)")
     sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=_scheduler_address,
                        help="run on this Dask distributed scheduler's workers instead")
-    sweep.add_argument("--worker-wait", type=_positive_float, default=WORKER_WAIT_S,
+    sweep.add_argument("--worker-wait", type=_worker_wait_s, default=WORKER_WAIT_S,
                        metavar="S", help="with --scheduler: how long the runs wait while the "
                        "scheduler has no worker before they are lost "
                        f"(default {WORKER_WAIT_S:g} s)")
@@ -162,14 +162,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _worker_wait_s(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds, above 0") from None
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text}: a number of seconds, above 0")
-    return value
+        seconds = parse_duration_s(text, "time")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0.0:
+        raise argparse.ArgumentTypeError(f"{text}: a time above 0, e.g. 60 or 5m")
+    return seconds
 
 
 def _scheduler_address(text: str) -> str:

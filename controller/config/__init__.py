@@ -15,6 +15,7 @@ from controller.config.loading import (
     ConfigError,
     load_config,
     parse_config,
+    parse_toml,
     read_toml_text,
     validate_config,
 )
@@ -35,4 +36,4 @@ __all__ = ["DEFAULT_CONFIG", "SAFE_GAS_PCT", "Bolus", "Config", "ConfigError", "
            "LoopConfig", "MqttConfig", "OperatorConfig", "PerfusionPoint", "QualityConfig",
            "ReactorConfig", "RunConfig", "ScheduleConfig", "SupplyLostConfig",
            "default_safe_state", "fleet", "format_speed", "load_config", "parse_config",
-           "parse_speed", "read_toml_text", "safety_warnings", "validate_config"]
+           "parse_speed", "parse_toml", "read_toml_text", "safety_warnings", "validate_config"]

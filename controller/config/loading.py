@@ -95,11 +95,16 @@ def read_toml_text(path: Path, what: str) -> str:
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    return validate_config(parse_toml(text, source), source)
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """A TOML file's tables (configs, sweep files, dashboard accounts); ConfigError naming
+    `source` and where the syntax breaks."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return validate_config(data, source)
 
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> Config:

@@ -9,7 +9,6 @@ docs/dashboard-security.md is the user's account of all of it.
 """
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import argon2
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from controller.config import ConfigError, read_toml_text
+from controller.config import ConfigError, parse_toml, read_toml_text
 from controller.config.remote import OperatorConfig
 from controller.dashboard.passwords import UNKNOWN_ACCOUNT_HASH, verify_password
 from controller.operator.protocol import ACTIONS
@@ -172,11 +171,9 @@ def authenticate(config: DashboardConfig, name: str, password: str) -> Account |
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(read_toml_text(path, "file"))
+        return parse_toml(read_toml_text(path, "file"), str(path))
     except ConfigError as exc:
         raise DashboardConfigError(str(exc)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DashboardConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _validated(model: type[M], data: dict[str, Any], source: str) -> M:

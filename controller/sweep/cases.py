@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.config import Config, ConfigError, read_toml_text, validate_config
+from controller.config import Config, ConfigError, parse_toml, read_toml_text, validate_config
 from controller.runtime.run import open_reactor_driver
 from controller.sweep.spec import CONFIG, FAULTS, SEED, Sweep, SweepError
 
@@ -75,11 +74,7 @@ def _build(sweep: Sweep, index: int, values: dict[str, Any], texts: dict[Path, s
     if base not in texts:
         texts[base] = read_toml_text(base, "config file")
     text = texts[base]
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{base}: not valid TOML: {exc}") from None
-    data = apply_values(data, values, sweep.duration_s)
+    data = apply_values(parse_toml(text, str(base)), values, sweep.duration_s)
     config = validate_config(data, str(base))
     for reactor in range(len(config.reactor)):  # the chamber's options and the faults
         open_reactor_driver(config, reactor, now=lambda: 0.0)

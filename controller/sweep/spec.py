@@ -12,7 +12,6 @@ the key and what is allowed there, as a config's errors do.
 from __future__ import annotations
 
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass
@@ -21,7 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from controller.config import ConfigError, ReactorConfig, RunConfig, read_toml_text
+from controller.config import (
+    ConfigError,
+    ReactorConfig,
+    RunConfig,
+    parse_toml,
+    read_toml_text,
+)
 from drivers.contract.validation import Seconds, StrictModel, format_validation_error
 
 SEED = "seed"
@@ -81,11 +86,9 @@ def load_sweep(path: Path | str) -> Sweep:
     """Read and check a sweep file; SweepError names the key and what is allowed."""
     path = Path(path)
     try:
-        data = tomllib.loads(read_toml_text(path, "sweep file"))
+        data = parse_toml(read_toml_text(path, "sweep file"), str(path))
     except ConfigError as exc:
         raise SweepError(str(exc)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: not valid TOML: {exc}") from None
     try:
         spec = SweepFile.model_validate(data)
     except ValidationError as exc:
